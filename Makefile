@@ -1,0 +1,44 @@
+# hermes: one venv, real Triton (from the nvidia-pytriton wheel), real Whisper weights.
+#   make run    set everything up, export tiny.en and serve it
+#   make test   set everything up and run the whole suite against the real stack
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (a file on disk on these machines); on a CUDA host without Docker
+# use e.g. TORCH='torch==2.5.1' to let pip take the CUDA build.
+TORCH ?= torch==2.13.0
+WEIGHTS ?= tiny.en
+EXPORT_FROM ?= auto
+MANIFEST := model_repository/whisper/1/weights/$(WEIGHTS).json
+STAMP := $(VENV)/.installed
+
+.PHONY: install export triton run test unit clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet '$(TORCH)'
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+$(MANIFEST): $(STAMP)
+	$(BIN)/python -m export $(WEIGHTS) --from $(EXPORT_FROM)
+
+export: $(MANIFEST)
+
+triton: export
+	$(BIN)/hermes triton
+
+run: triton
+
+test: export
+	$(BIN)/python -m pytest -ra
+
+unit: install
+	$(BIN)/python -m pytest -ra tests/unit
+
+clean:
+	rm -rf $(VENV) .cache tests/artifacts model_repository/whisper/1/weights
