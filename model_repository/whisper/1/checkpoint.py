@@ -1,0 +1,100 @@
+"""Load the Whisper checkpoint that `python -m export` wrote beside this file.
+
+The export writes `weights/<name>.pt` and a manifest `weights/<name>.json`; the manifest is
+the contract between the two (dims, sha256, alignment heads), so loading never guesses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from whisper.model import ModelDimensions, Whisper
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+class WeightsError(RuntimeError):
+    """The exported weights are missing, incomplete or do not match their manifest."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Whisper
+    manifest: dict[str, Any]
+    device: torch.device
+    fp16: bool
+
+
+def resolve_device(setting: str) -> torch.device:
+    """Map the config's `device` parameter ("auto", "cpu", "cuda", "cuda:N") to a device."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(setting)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WeightsError(f"device {setting!r} requested but CUDA is not available")
+    return device
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
+    manifest_path = weights_dir / f"{name}.json"
+    if not manifest_path.is_file():
+        raise WeightsError(
+            f"no exported weights named {name!r} in {weights_dir} "
+            f"(run: python -m export {name})"
+        )
+    try:
+        return json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"unreadable manifest {manifest_path}: {exc}") from exc
+
+
+def alignment_mask(heads: list[list[int]], dims: ModelDimensions) -> torch.Tensor:
+    """The cross-attention heads used for word timing, as the sparse mask Whisper expects."""
+    mask = torch.zeros(dims.n_text_layer, dims.n_text_head, dtype=torch.bool)
+    for layer, head in heads:
+        mask[layer, head] = True
+    return mask.to_sparse()
+
+
+def load_model(
+    name: str,
+    device: torch.device,
+    *,
+    weights_dir: Path = WEIGHTS_DIR,
+    verify_sha256: bool = True,
+) -> LoadedModel:
+    """Build the Whisper module from an export: fp16 on CUDA, fp32 on CPU."""
+    manifest = read_manifest(name, weights_dir)
+    weights_path = weights_dir / manifest["weights_file"]
+    if not weights_path.is_file():
+        raise WeightsError(f"manifest {name!r} names {weights_path}, which is missing")
+    if verify_sha256 and file_sha256(weights_path) != manifest["sha256"]:
+        raise WeightsError(f"{weights_path} does not match the sha256 in its manifest")
+    checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
+    dims = ModelDimensions(**checkpoint["dims"])
+    model = Whisper(dims)
+    model.load_state_dict(checkpoint["model_state_dict"])
+    model.register_buffer(
+        "alignment_heads", alignment_mask(manifest["alignment_heads"], dims), persistent=False
+    )
+    fp16 = device.type == "cuda"
+    model = (model.half() if fp16 else model.float()).to(device).eval()
+    logger.info("loaded Whisper %s (%s) on %s, fp16=%s", name, manifest["dtype"], device, fp16)
+    return LoadedModel(model=model, manifest=manifest, device=device, fp16=fp16)

@@ -1,0 +1,158 @@
+"""Triton Python-backend model `whisper`: parse requests, decode them as one batch, reply.
+
+The decoding itself lives in `transcriber.py` (importable and tested without Triton); the
+weights come from `weights/`, written by `python -m export`. A bad request is answered with
+its own INVALID_ARG error and the rest of the batch is served.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from transcriber import (  # noqa: E402  (needs the path above inside Triton's stub)
+    BatchTranscriber,
+    InvalidRequest,
+    TranscriptionRequest,
+    TranscriptionResult,
+    make_request,
+)
+from checkpoint import load_model, resolve_device  # noqa: E402
+
+logger = logging.getLogger("whisper.model")
+
+OPTIONAL_STRING_INPUTS = ("LANGUAGE", "TASK", "PROMPT")
+
+
+def _parameters(model_config: dict[str, Any]) -> dict[str, str]:
+    return {
+        key: value["string_value"]
+        for key, value in model_config.get("parameters", {}).items()
+    }
+
+
+def _rows(request: Any, name: str, count: int) -> list[Any] | None:
+    """Values of an optional input, one per batch row; a single row applies to all rows."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    values = tensor.as_numpy().reshape(-1)
+    if values.size == 1:
+        return [values[0]] * count
+    if values.size != count:
+        raise InvalidRequest(f"{name} has {values.size} values for {count} rows of AUDIO")
+    return list(values)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"string input is not valid UTF-8: {exc}") from exc
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class TritonPythonModel:
+    """One instance; Triton hands `execute` every request of a dynamic batch at once."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        parameters = _parameters(json.loads(args["model_config"]))
+        threads = int(parameters.get("cpu_threads", "0"))
+        if threads > 0:
+            torch.set_num_threads(threads)
+        loaded = load_model(
+            parameters.get("weights", "tiny.en"),
+            resolve_device(parameters.get("device", "auto")),
+            verify_sha256=parameters.get("verify_sha256", "true").lower() == "true",
+        )
+        self.transcriber = BatchTranscriber(loaded.model, fp16=loaded.fp16)
+        self.multilingual = loaded.model.is_multilingual
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses: list[Any] = [None] * len(requests)
+        parsed: list[tuple[int, list[TranscriptionRequest]]] = []
+        for index, request in enumerate(requests):
+            if request.is_cancelled():
+                responses[index] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
+                )
+                continue
+            try:
+                parsed.append((index, self._parse(request)))
+            except InvalidRequest as exc:
+                responses[index] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                )
+        flat = [item for _, items in parsed for item in items]
+        try:
+            results = iter(self.transcriber.transcribe(flat))
+        except Exception as exc:  # a fault in decoding must not take down the instance
+            logger.exception("decoding a batch of %d windows failed", len(flat))
+            error = pb_utils.TritonError(f"decoding failed: {exc}", pb_utils.TritonError.INTERNAL)
+            for index, _ in parsed:
+                responses[index] = pb_utils.InferenceResponse(error=error)
+            return responses
+        for index, items in parsed:
+            responses[index] = self._response([next(results) for _ in items])
+        return responses
+
+    def _parse(self, request: Any) -> list[TranscriptionRequest]:
+        audio = pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy()
+        if audio.ndim != 2:
+            raise InvalidRequest(f"AUDIO must have shape [batch, samples], got {audio.shape}")
+        count = audio.shape[0]
+        strings = {
+            name: [_text(value) for value in values]
+            if (values := _rows(request, name, count)) is not None
+            else [None] * count
+            for name in OPTIONAL_STRING_INPUTS
+        }
+        temperatures = _rows(request, "TEMPERATURE", count) or [None] * count
+        word_timestamps = _rows(request, "WORD_TIMESTAMPS", count) or [False] * count
+        return [
+            make_request(
+                audio[row],
+                multilingual=self.multilingual,
+                language=strings["LANGUAGE"][row],
+                task=strings["TASK"][row],
+                prompt=strings["PROMPT"][row],
+                temperature=temperatures[row],
+                word_timestamps=bool(word_timestamps[row]),
+            )
+            for row in range(count)
+        ]
+
+    @staticmethod
+    def _response(results: list[TranscriptionResult]) -> Any:
+        def column(values: list[str]) -> np.ndarray:
+            return np.array([[value.encode("utf-8")] for value in values], dtype=np.object_)
+
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor("TEXT", column([result.text for result in results])),
+                pb_utils.Tensor(
+                    "SEGMENTS",
+                    column([json.dumps(result.segments, default=_json_default) for result in results]),
+                ),
+                pb_utils.Tensor("LANGUAGE", column([result.language for result in results])),
+            ]
+        )
+
+    def finalize(self) -> None:
+        logger.info("whisper model unloading")

@@ -1,0 +1,341 @@
+"""Batched Whisper decoding of independent audio windows (at most 30 s each).
+
+This module is what the Triton model runs; it imports without Triton so it is tested
+directly. One call decodes every request of a Triton batch together:
+
+1. log-Mel spectrograms of all requests are stacked and the encoder runs once on the batch;
+2. requests are grouped by what their decoder prompt must be (language, task, prompt,
+   temperature) and each group runs one batched greedy decode;
+3. a request whose result looks like a failure (too repetitive, too unlikely) is decoded again
+   at the next temperature, together with the other failures of its group, exactly as
+   openai-whisper's `transcribe()` does per window.
+
+Each request gets the result it would get if decoded alone: the encoder sees every window
+padded to 30 s either way, and greedy decoding of one row does not depend on the others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import whisper
+from whisper.audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from whisper.decoding import DecodingOptions, DecodingResult
+from whisper.model import Whisper
+from whisper.timing import add_word_timestamps
+from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE, Tokenizer, get_tokenizer
+
+MAX_AUDIO_SECONDS = N_SAMPLES / SAMPLE_RATE  # 30 s: one encoder window
+# Resampling can overshoot full scale slightly; far beyond it the caller sent the wrong
+# scale (typically int16 values as float), which silently ruins the log-Mel features.
+MAX_ABS_SAMPLE = 1.5
+TASKS = ("transcribe", "translate")
+
+
+class InvalidRequest(ValueError):
+    """A request that cannot be decoded; it fails alone, the batch goes on."""
+
+
+@dataclass(frozen=True)
+class DecodeThresholds:
+    """When to retry a window at a higher temperature, and when it is silence.
+
+    The defaults are openai-whisper's `transcribe()` defaults.
+    """
+
+    compression_ratio: float = 2.4  # above: repetitive output, retry
+    logprob: float = -1.0  # average log-probability below: unlikely output, retry
+    no_speech: float = 0.6  # no-speech probability above (with low logprob): silence
+    # Loudest 25 ms frame below this: no signal at all, not decoded (Whisper would write
+    # "you" on digital silence, confidently enough to pass the two checks above).
+    silence_dbfs: float = -50.0
+    temperature_step: float = 0.2  # fallback schedule t, t+step, ... up to 1.0
+
+
+@dataclass(frozen=True)
+class TranscriptionRequest:
+    audio: np.ndarray  # float32 mono samples at 16 kHz in [-1, 1], at most 30 s
+    language: str | None = None  # ISO code; None detects it (multilingual models)
+    task: str = "transcribe"
+    prompt: str | None = None  # previous text, names, jargon
+    temperature: float = 0.0  # first temperature of the fallback schedule
+    word_timestamps: bool = False
+
+
+@dataclass
+class TranscriptionResult:
+    text: str
+    language: str
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _DecodeKey:
+    """Requests that share a key share one decoder prompt and can be decoded as one batch."""
+
+    language: str
+    task: str
+    prompt: str | None
+    temperature: float
+
+
+def normalize_language(language: str | None, multilingual: bool) -> str | None:
+    """Accept a code ("en") or a name ("English"); None or "" means detect."""
+    if not language:
+        return None if multilingual else "en"
+    code = language.strip().lower()
+    code = TO_LANGUAGE_CODE.get(code, code)
+    if code not in LANGUAGES:
+        raise InvalidRequest(f"LANGUAGE {language!r} is not a language Whisper knows")
+    if not multilingual and code != "en":
+        raise InvalidRequest(f"LANGUAGE {language!r} requested, but this model is English-only")
+    return code
+
+
+def validate_audio(audio: np.ndarray) -> np.ndarray:
+    if audio.ndim != 1:
+        raise InvalidRequest(f"AUDIO must be one channel of samples, got shape {audio.shape}")
+    if audio.size == 0:
+        raise InvalidRequest("AUDIO is empty")
+    if audio.size > N_SAMPLES:
+        raise InvalidRequest(
+            f"AUDIO has {audio.size} samples ({audio.size / SAMPLE_RATE:.2f} s); at most "
+            f"{N_SAMPLES} ({MAX_AUDIO_SECONDS:.0f} s at {SAMPLE_RATE} Hz) per request"
+        )
+    if not np.all(np.isfinite(audio)):
+        raise InvalidRequest("AUDIO contains NaN or infinite samples")
+    peak = float(np.max(np.abs(audio)))
+    if peak > MAX_ABS_SAMPLE:
+        raise InvalidRequest(
+            f"AUDIO samples must lie in [-1, 1], peak is {peak:g} (integer PCM sent as float?)"
+        )
+    return audio.astype(np.float32, copy=False)
+
+
+def make_request(
+    audio: np.ndarray,
+    *,
+    multilingual: bool,
+    language: str | None = None,
+    task: str | None = None,
+    prompt: str | None = None,
+    temperature: float | None = None,
+    word_timestamps: bool = False,
+) -> TranscriptionRequest:
+    """Validate raw inputs into a request, raising `InvalidRequest` with a clear message."""
+    task = task or "transcribe"
+    if task not in TASKS:
+        raise InvalidRequest(f"TASK must be one of {', '.join(TASKS)}, got {task!r}")
+    if task == "translate" and not multilingual:
+        raise InvalidRequest("TASK 'translate' needs a multilingual model; this one is English-only")
+    temperature = 0.0 if temperature is None else float(temperature)
+    if not (math.isfinite(temperature) and 0.0 <= temperature <= 1.0):
+        raise InvalidRequest(f"TEMPERATURE must be between 0 and 1, got {temperature}")
+    return TranscriptionRequest(
+        audio=validate_audio(audio),
+        language=normalize_language(language, multilingual),
+        task=task,
+        prompt=(prompt or "").strip() or None,
+        temperature=temperature,
+        word_timestamps=bool(word_timestamps),
+    )
+
+
+def peak_frame_dbfs(audio: np.ndarray, frame: int = SAMPLE_RATE // 40) -> float:
+    """Level of the loudest 25 ms frame, in dB relative to full scale."""
+    usable = audio[: audio.size // frame * frame].reshape(-1, frame) if audio.size >= frame else audio[None, :]
+    rms = float(np.sqrt(np.max(np.mean(np.square(usable, dtype=np.float64), axis=1))))
+    return 20.0 * math.log10(max(rms, 1e-10))
+
+
+def split_segments(
+    tokens: Sequence[int], tokenizer: Tokenizer, duration: float
+) -> list[tuple[float, float, list[int]]]:
+    """Cut a decoded token sequence at its timestamp tokens into (start, end, text tokens).
+
+    Text after the last timestamp (the window ended mid-sentence) becomes a final segment
+    that ends with the audio, instead of being dropped as `transcribe()` does before seeking.
+    """
+    time_per_token = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s: one encoder frame
+    segments: list[tuple[float, float, list[int]]] = []
+    start, text_tokens = 0.0, []
+    for token in tokens:
+        if token >= tokenizer.timestamp_begin:
+            time = min((token - tokenizer.timestamp_begin) * time_per_token, duration)
+            if text_tokens:
+                segments.append((start, max(time, start), text_tokens))
+                text_tokens = []
+            start = time
+        elif token < tokenizer.eot:
+            text_tokens.append(token)
+    if text_tokens:
+        segments.append((start, max(duration, start), text_tokens))
+    return segments
+
+
+class BatchTranscriber:
+    """Decodes a batch of independent windows with one Whisper model."""
+
+    def __init__(
+        self,
+        model: Whisper,
+        *,
+        fp16: bool,
+        thresholds: DecodeThresholds = DecodeThresholds(),
+        max_encoder_batch: int = 16,
+    ) -> None:
+        self.model = model
+        self.fp16 = fp16
+        self.thresholds = thresholds
+        self.max_encoder_batch = max_encoder_batch
+        self.multilingual = model.is_multilingual
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def tokenizer(self, language: str | None, task: str) -> Tokenizer:
+        return get_tokenizer(
+            self.multilingual,
+            num_languages=self.model.num_languages,
+            language=language,
+            task=task,
+        )
+
+    def transcribe(self, requests: Sequence[TranscriptionRequest]) -> list[TranscriptionResult]:
+        results = [
+            TranscriptionResult(text="", language=request.language or "")
+            if peak_frame_dbfs(request.audio) < self.thresholds.silence_dbfs
+            else None
+            for request in requests
+        ]
+        audible = [index for index, result in enumerate(results) if result is None]
+        for index, result in zip(audible, self._transcribe_audible([requests[i] for i in audible])):
+            results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _transcribe_audible(
+        self, requests: Sequence[TranscriptionRequest]
+    ) -> list[TranscriptionResult]:
+        if not requests:
+            return []
+        with torch.inference_mode():
+            mels = torch.stack([self._mel(request.audio) for request in requests])
+            features = self._encode(mels)
+            languages = self._languages(requests, features)
+            groups: dict[_DecodeKey, list[int]] = defaultdict(list)
+            for index, (request, language) in enumerate(zip(requests, languages)):
+                key = _DecodeKey(language, request.task, request.prompt, request.temperature)
+                groups[key].append(index)
+            decoded: list[DecodingResult | None] = [None] * len(requests)
+            for key, indices in groups.items():
+                for index, result in zip(indices, self._decode_with_fallback(features[indices], key)):
+                    decoded[index] = result
+        return [
+            self._result(request, mel, result)
+            for request, mel, result in zip(requests, mels, decoded)
+        ]
+
+    def _mel(self, audio: np.ndarray) -> torch.Tensor:
+        # As transcribe() does: pad 30 s of silence, then cut one 3000-frame window.
+        samples = torch.from_numpy(audio).to(self.device)
+        mel = whisper.log_mel_spectrogram(samples, self.model.dims.n_mels, padding=N_SAMPLES)
+        mel = whisper.pad_or_trim(mel[:, :N_FRAMES], N_FRAMES)
+        return mel.half() if self.fp16 else mel
+
+    def _encode(self, mels: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(mels, self.max_encoder_batch)
+        return torch.cat([self.model.encoder(chunk) for chunk in chunks])
+
+    def _languages(
+        self, requests: Sequence[TranscriptionRequest], features: torch.Tensor
+    ) -> list[str]:
+        unknown = [i for i, request in enumerate(requests) if request.language is None]
+        languages = [request.language or "" for request in requests]
+        if unknown:
+            _, probabilities = self.model.detect_language(
+                features[unknown], self.tokenizer(None, "transcribe")
+            )
+            for index, probs in zip(unknown, probabilities):
+                languages[index] = max(probs, key=probs.get)
+        return languages
+
+    def _temperatures(self, first: float) -> list[float]:
+        step = self.thresholds.temperature_step
+        count = int(round((1.0 - first) / step)) + 1 if first < 1.0 else 1
+        return [round(first + i * step, 6) for i in range(max(count, 1))]
+
+    def _needs_fallback(self, result: DecodingResult) -> bool:
+        limits = self.thresholds
+        if result.no_speech_prob > limits.no_speech and result.avg_logprob < limits.logprob:
+            return False  # silence: a hotter decode would only invent words
+        return result.compression_ratio > limits.compression_ratio or result.avg_logprob < limits.logprob
+
+    def _decode_with_fallback(
+        self, features: torch.Tensor, key: _DecodeKey
+    ) -> list[DecodingResult]:
+        options = DecodingOptions(
+            task=key.task, language=key.language, prompt=key.prompt, fp16=self.fp16
+        )
+        results: list[DecodingResult] = [None] * len(features)  # type: ignore[list-item]
+        pending = list(range(len(features)))
+        for temperature in self._temperatures(key.temperature):
+            decoded = whisper.decode(self.model, features[pending], replace(options, temperature=temperature))
+            retry = []
+            for index, result in zip(pending, decoded):
+                results[index] = result
+                if self._needs_fallback(result):
+                    retry.append(index)
+            pending = retry
+            if not pending:
+                break
+        return results
+
+    def _is_silence(self, result: DecodingResult) -> bool:
+        # transcribe()'s rule: skip a window the model thinks is not speech, unless it is
+        # confident in the text anyway.
+        limits = self.thresholds
+        return result.no_speech_prob > limits.no_speech and result.avg_logprob <= limits.logprob
+
+    def _result(
+        self, request: TranscriptionRequest, mel: torch.Tensor, decoded: DecodingResult
+    ) -> TranscriptionResult:
+        if self._is_silence(decoded):
+            return TranscriptionResult(text="", language=decoded.language)
+        tokenizer = self.tokenizer(decoded.language, request.task)
+        duration = request.audio.size / SAMPLE_RATE
+        segments = [
+            {
+                "id": index,
+                "seek": 0,
+                "start": round(start, 3),
+                "end": round(end, 3),
+                "text": tokenizer.decode(tokens),
+                "tokens": tokens,
+                "temperature": decoded.temperature,
+                "avg_logprob": decoded.avg_logprob,
+                "compression_ratio": decoded.compression_ratio,
+                "no_speech_prob": decoded.no_speech_prob,
+            }
+            for index, (start, end, tokens) in enumerate(
+                split_segments(decoded.tokens, tokenizer, duration)
+            )
+        ]
+        if request.word_timestamps:
+            add_word_timestamps(
+                segments=segments,
+                model=self.model,
+                tokenizer=tokenizer,
+                mel=mel,
+                num_frames=math.ceil(request.audio.size / HOP_LENGTH),
+                last_speech_timestamp=0.0,
+            )
+        for segment in segments:
+            del segment["seek"]
+        text = "".join(segment["text"] for segment in segments).strip()
+        return TranscriptionResult(text=text, language=decoded.language, segments=segments)
