@@ -32,7 +32,8 @@ export: $(MANIFEST)
 triton: export
 	$(BIN)/hermes triton
 
-run: triton
+run: export
+	$(BIN)/hermes up
 
 test: export
 	$(BIN)/python -m pytest -ra

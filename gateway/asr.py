@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from gateway.transcript import Segment
+
 MODEL_NAME = "whisper"
 OUTPUTS = ("TEXT", "SEGMENTS", "LANGUAGE")
 
@@ -26,41 +28,6 @@ class TranscribeOptions:
     prompt: str | None = None  # conditions the decoder: previous text, names, jargon
     temperature: float = 0.0  # first temperature of the model's fallback schedule
     word_timestamps: bool = False
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start: float
-    end: float
-    probability: float
-
-
-@dataclass(frozen=True)
-class Segment:
-    start: float  # seconds from the start of the window
-    end: float
-    text: str
-    avg_logprob: float
-    no_speech_prob: float
-    compression_ratio: float
-    temperature: float
-    tokens: tuple[int, ...] = ()
-    words: tuple[Word, ...] = ()
-
-    @classmethod
-    def from_json(cls, item: dict[str, Any]) -> Segment:
-        return cls(
-            start=float(item["start"]),
-            end=float(item["end"]),
-            text=item["text"],
-            avg_logprob=float(item["avg_logprob"]),
-            no_speech_prob=float(item["no_speech_prob"]),
-            compression_ratio=float(item["compression_ratio"]),
-            temperature=float(item["temperature"]),
-            tokens=tuple(item.get("tokens", ())),
-            words=tuple(Word(**word) for word in item.get("words", ())),
-        )
 
 
 @dataclass(frozen=True)

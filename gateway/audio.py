@@ -1,15 +1,19 @@
 """Decode any audio ffmpeg reads into the samples Whisper takes: 16 kHz mono float32.
 
-ffmpeg runs as an asyncio subprocess on the uploaded bytes, piped in: it may open nothing
-but its pipes (`-protocol_whitelist pipe`), so a playlist, concat list or metadata that
-names another file or a URL cannot make it read anything else.
+ffmpeg runs as an asyncio subprocess on the uploaded bytes, written to a private temporary
+directory (MP4/M4A files often keep their index at the end, which a pipe cannot seek to).
+It may read only that file: local files only (`-protocol_whitelist file`, no URLs), and only
+through audio/video container demuxers (`-format_whitelist`), never through a playlist or
+concat demuxer that could name other files; text is refused before ffmpeg even starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 
 import ffmpeg
 import imageio_ffmpeg
@@ -22,6 +26,11 @@ BYTES_PER_SAMPLE = 4  # float32
 WINDOW_SECONDS = 30.0  # one Whisper encoder window
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 480 000
 _STDERR_TAIL_CHARS = 600
+# Demuxers of audio (and video-with-audio) containers: no hls, concat, image2, tty, ...
+SAFE_DEMUXERS = (
+    "wav,w64,rf64,flac,mp3,ogg,matroska,webm,mov,mp4,m4a,3gp,aac,aiff,amr,au,caf,wv,ape,tta,"
+    "asf,avi,mpegts,mpeg,flv,ac3,eac3,dts,gsm,voc,rm"
+)
 
 
 class AudioDecodeError(ValueError):
@@ -32,32 +41,73 @@ class AudioTooLongError(AudioDecodeError):
     """The audio decodes to more than the configured maximum duration."""
 
 
+class NotAudioError(AudioDecodeError):
+    """The bytes are a known non-audio format, text, or a file with no audio stream."""
+
+
+# Leading bytes of common files that are certainly not audio: refused before ffmpeg runs.
+_NON_AUDIO_SIGNATURES = {
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"PK\x03\x04": "a ZIP archive (or office document)",
+    b"\x7fELF": "an executable",
+    b"MZ": "a Windows executable",
+    b"#!": "a script",
+}
+_NO_AUDIO_STREAM = ("does not contain any stream", "matches no streams")
+
+
+def sniff_non_audio(data: bytes) -> str | None:
+    """What the bytes are, if they are clearly not audio (or video with sound)."""
+    for signature, description in _NON_AUDIO_SIGNATURES.items():
+        if data.startswith(signature):
+            return description
+    head = data[:1024]
+    if b"\x00" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if sum(char.isprintable() or char.isspace() for char in text) >= 0.95 * len(text):
+            return "text"
+    return None
+
+
 @lru_cache(maxsize=1)
 def ffmpeg_executable() -> str:
     """The static ffmpeg shipped in the imageio-ffmpeg wheel: no system package needed."""
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def ffmpeg_command(*, channel: int | None = None, max_seconds: float | None = None) -> list[str]:
-    """argv that reads a file from stdin and writes raw 16 kHz mono f32le to stdout.
+def ffmpeg_command(
+    source_path: Path, *, channel: int | None = None, max_seconds: float | None = None
+) -> list[str]:
+    """argv that reads one local file and writes raw 16 kHz mono f32le to stdout.
 
     `channel` picks one input channel (0-based) instead of the default downmix.
     `max_seconds` stops decoding just past the limit, so a tiny file that declares hours of
     audio costs no more than the limit to find out.
     """
-    source = ffmpeg.input("pipe:0", protocol_whitelist="pipe")
+    source = ffmpeg.input(
+        str(source_path), protocol_whitelist="file", format_whitelist=SAFE_DEMUXERS
+    )
     output_options: dict[str, object] = {
         "format": "f32le",
         "acodec": "pcm_f32le",
         "ac": 1,
         "ar": SAMPLE_RATE,
+        "vn": None,  # audio only: ignore video, subtitle and data streams
+        "sn": None,
+        "dn": None,
     }
     if channel is not None:
         output_options["af"] = f"pan=mono|c0=c{channel}"
     if max_seconds is not None:
         output_options["t"] = max_seconds + 1.0
     stream = source.output("pipe:1", **output_options).global_args(
-        "-nostdin", "-hide_banner", "-loglevel", "error", "-vn", "-sn", "-dn"
+        "-nostdin", "-hide_banner", "-loglevel", "error"
     )
     return stream.compile(cmd=ffmpeg_executable())
 
@@ -72,23 +122,41 @@ async def decode_audio(
     """Decode a whole file held in memory to float32 samples in [-1, 1] at 16 kHz."""
     if not data:
         raise AudioDecodeError("the file is empty")
-    command = ffmpeg_command(channel=channel, max_seconds=max_seconds)
+    if (kind := sniff_non_audio(data)) is not None:
+        raise NotAudioError(f"the file is {kind}, not audio")
+    with tempfile.TemporaryDirectory(prefix="hermes-upload-") as directory:
+        source = Path(directory) / "upload"  # no extension: nothing for ffmpeg to guess from
+        await asyncio.to_thread(source.write_bytes, data)
+        stdout, stderr, returncode = await _run_ffmpeg(
+            ffmpeg_command(source, channel=channel, max_seconds=max_seconds), timeout
+        )
+    stderr = stderr.replace(str(source).encode(), b"the upload")
+    return _samples(stdout, stderr, returncode, max_seconds)
+
+
+async def _run_ffmpeg(command: list[str], timeout: float) -> tuple[bytes, bytes, int]:
     process = await asyncio.create_subprocess_exec(
         *command,
-        stdin=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(data), timeout)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
     except asyncio.TimeoutError as exc:
         raise AudioDecodeError(f"decoding took longer than {timeout:g} s") from exc
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+    return stdout, stderr, process.returncode or 0
+
+
+def _samples(stdout: bytes, stderr: bytes, returncode: int, max_seconds: float | None) -> np.ndarray:
     message = stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL_CHARS:]
-    if process.returncode != 0:
+    if returncode != 0 and any(marker in message for marker in _NO_AUDIO_STREAM):
+        raise NotAudioError("the file has no audio stream")
+    if returncode != 0:
         raise AudioDecodeError(f"ffmpeg could not decode the audio: {message or 'no detail'}")
     samples = np.frombuffer(stdout[: len(stdout) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE], np.float32)
     if samples.size == 0:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from gateway import local_triton, ops_client
+from gateway import app, local_triton, ops_client, stack, transcribe_client
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "up": (stack.main, "run a local Triton and the gateway in front of it (make run)"),
+    "serve": (app.main, "run the gateway against a running Triton (HERMES_TRITON_URL)"),
     "triton": (local_triton.main, "run a local tritonserver on the model repository"),
     "infer": (ops_client.main, "transcribe a file by calling Triton directly (ops)"),
+    "transcribe": (transcribe_client.main, "transcribe a file through a running gateway"),
 }
 
 
 def usage() -> str:
     lines = ["usage: hermes COMMAND [ARGS]", "", "commands:"]
-    lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    width = max(map(len, COMMANDS)) + 2
+    lines += [f"  {name:<{width}}{help_text}" for name, (_, help_text) in COMMANDS.items()]
     return "\n".join(lines)
 
 

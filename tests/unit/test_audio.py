@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +15,24 @@ from gateway.audio import (
     SAMPLE_RATE,
     AudioDecodeError,
     AudioTooLongError,
+    NotAudioError,
     decode_audio,
     ffmpeg_executable,
 )
 from tests.conftest import DATA_DIR
 
 
-def encode(path: Path, suffix: str, *args: str) -> bytes:
-    """Re-encode a test clip with ffmpeg into another container/codec."""
-    result = subprocess.run(
-        [ffmpeg_executable(), "-nostdin", "-loglevel", "error", "-i", str(path), *args,
-         "-f", suffix, "pipe:1"],
-        check=True,
-        capture_output=True,
-    )
-    return result.stdout
+def encode(path: Path, suffix: str, *args: str, inputs: tuple[str, ...] = ()) -> bytes:
+    """Re-encode a test clip with ffmpeg into another container/codec (via a real file, so
+    MP4 gets its index at the end, as most recorders write it)."""
+    with tempfile.TemporaryDirectory() as directory:
+        target = Path(directory) / f"clip.{suffix}"
+        subprocess.run(
+            [ffmpeg_executable(), "-nostdin", "-loglevel", "error", *inputs, "-i", str(path),
+             *args, str(target)],
+            check=True,
+        )
+        return target.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -42,7 +46,11 @@ async def test_decodes_to_16k_mono_float32(name: str, seconds: float) -> None:
     assert 0.05 < float(np.max(np.abs(samples))) <= 1.0
 
 
-@pytest.mark.parametrize(("container", "args"), [("ogg", ["-c:a", "libopus"]), ("webm", ["-c:a", "libopus"]), ("adts", ["-c:a", "aac"])])
+@pytest.mark.parametrize(
+    ("container", "args"),
+    [("ogg", ["-c:a", "libopus"]), ("webm", ["-c:a", "libopus"]), ("m4a", ["-c:a", "aac"]),
+     ("mp3", []), ("aac", [])],
+)
 async def test_decodes_compressed_containers(container: str, args: list[str]) -> None:
     data = encode(DATA_DIR / "jfk.flac", container, *args)
     samples = await decode_audio(data)
@@ -67,6 +75,26 @@ async def test_rejects_what_is_not_audio(data: bytes) -> None:
         await decode_audio(data)
 
 
+async def test_decodes_the_sound_of_a_video() -> None:
+    data = encode(DATA_DIR / "jfk.flac", "mp4", "-shortest", "-c:v", "mpeg4", "-c:a", "aac",
+                  inputs=("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10"))
+    assert abs((await decode_audio(data)).size / SAMPLE_RATE - 11.0) < 0.2
+
+
+async def test_a_video_without_sound_is_not_audio() -> None:
+    data = encode(DATA_DIR / "jfk.flac", "mp4", "-t", "2", "-an", "-c:v", "mpeg4",
+                  inputs=("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10"))
+    with pytest.raises(NotAudioError, match="no audio stream"):
+        await decode_audio(data)
+
+
+@pytest.mark.parametrize(("data", "kind"), [(b"%PDF-1.7\n...", "PDF"), (b"\x7fELF\x02\x01", "executable"),
+                                             (b"hello, plain text\n" * 10, "text")])
+async def test_known_non_audio_is_refused_before_ffmpeg(data: bytes, kind: str) -> None:
+    with pytest.raises(NotAudioError, match=kind):
+        await decode_audio(data)
+
+
 async def test_stops_at_the_duration_limit() -> None:
     data = (DATA_DIR / "OSR_us_000_0034_8k.wav").read_bytes()
     with pytest.raises(AudioTooLongError, match="longer than the limit of 10 s"):
@@ -79,6 +107,7 @@ async def test_a_playlist_cannot_make_ffmpeg_read_another_file(tmp_path: Path) -
     soundfile.write(canary, np.full(SAMPLE_RATE, 0.5, np.float32), SAMPLE_RATE)
     playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nfile://{canary}\n#EXT-X-ENDLIST\n"
     concat = f"ffconcat version 1.0\nfile '{canary}'\n"
-    for data in (playlist.encode(), concat.encode()):
+    # a NUL byte makes them look binary, so they get past the text check to ffmpeg itself
+    for data in (playlist.encode() + b"\0", concat.encode() + b"\0"):
         with pytest.raises(AudioDecodeError):
             await decode_audio(data)

@@ -1,0 +1,87 @@
+"""The gateway's aiohttp application: `create_app(settings)` is what `hermes serve` and the
+tests run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import http_files
+from gateway.errors import ApiError, error_middleware
+from gateway.keys import ASR, SETTINGS
+from gateway.settings import Settings, load
+from gateway.triton_backend import TritonAsr
+from gateway.uploads import MULTIPART_OVERHEAD_BYTES
+
+logger = logging.getLogger(__name__)
+
+
+async def triton_client(app: web.Application) -> AsyncIterator[None]:
+    """One gRPC channel to Triton for the whole process, closed on shutdown."""
+    settings = app[SETTINGS]
+    app[ASR] = TritonAsr(
+        settings.triton_url,
+        settings.triton_model,
+        timeout_s=settings.triton_timeout_s,
+        ready_timeout_s=settings.triton_ready_timeout_s,
+    )
+    yield
+    await app[ASR].close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive (says nothing about Triton)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Triton answers and the model is loaded: send traffic here."""
+    asr = request.app[ASR]
+    if not await asr.is_ready():
+        raise ApiError(
+            503,
+            f"model {asr.model!r} at Triton {asr.url} is not ready",
+            "model_unavailable",
+            retry_after=http_files.RETRY_AFTER_S,
+        )
+    return web.json_response({"status": "ready", "model": asr.model, "triton": asr.url})
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(triton_client)
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.post("/transcribe", http_files.transcribe),
+            web.post("/upload", http_files.transcribe),
+            web.post("/v1/audio/transcriptions", http_files.openai_transcriptions),
+        ]
+    )
+    return app
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hermes serve`: run the gateway against an already running Triton."""
+    try:
+        settings = load(argv)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0

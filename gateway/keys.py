@@ -1,0 +1,11 @@
+"""Typed keys for what the application shares between handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.settings import Settings
+from gateway.triton_backend import TritonAsr
+
+SETTINGS = web.AppKey("settings", Settings)
+ASR = web.AppKey("asr", TritonAsr)

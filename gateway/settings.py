@@ -1,0 +1,88 @@
+"""All gateway configuration, in one typed place.
+
+Every field can be set by an environment variable `HERMES_<FIELD>` (e.g. `HERMES_PORT=9000`,
+`HERMES_TRITON_URL=triton:8001`) and by a command-line flag `--<field>` (e.g. `--port 9000`);
+flags win over the environment, the environment over the defaults below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+ENV_PREFIX = "HERMES_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+
+    # The Triton server and its model
+    triton_url: str = "127.0.0.1:8001"  # gRPC address
+    triton_model: str = "whisper"
+    triton_timeout_s: float = 300.0  # per window, queueing included
+    triton_ready_timeout_s: float = 2.0  # for /readyz
+
+    # Uploads
+    max_upload_mb: float = 100.0
+    max_audio_seconds: float = 4 * 3600.0
+    decode_timeout_s: float = 300.0
+
+    # File mode: windows of at most 30 s (Whisper's input), sliding inside each chunk of speech
+    window_seconds: float = 30.0
+    file_windows_in_flight: int = 4  # per file: bounded so one file cannot flood Triton
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def validated(self) -> Settings:
+        if self.window_seconds > 30:
+            raise ValueError("window_seconds must be at most 30: Whisper reads at most 30 s")
+        if self.window_seconds < 5:
+            raise ValueError("window_seconds below 5 leaves the model too little context")
+        if self.file_windows_in_flight < 1 or self.max_upload_mb <= 0 or self.max_audio_seconds <= 0:
+            raise ValueError("file_windows_in_flight, max_upload_mb and max_audio_seconds must be positive")
+        return self
+
+
+def _convert(value: str, kind: Any, name: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: cannot read {value!r} as {kind.__name__}") from exc
+
+
+def _field_types() -> dict[str, type]:
+    defaults = Settings()
+    return {field.name: type(getattr(defaults, field.name)) for field in fields(Settings)}
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
+    values = {
+        name: _convert(environ[ENV_PREFIX + name.upper()], kind, ENV_PREFIX + name.upper())
+        for name, kind in _field_types().items()
+        if ENV_PREFIX + name.upper() in environ
+    }
+    return Settings(**values)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, kind in _field_types().items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+            help=f"(env {ENV_PREFIX}{name.upper()}, default {getattr(Settings(), name)!r})",
+        )
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Defaults, then `HERMES_*` variables, then flags."""
+    parser = argparse.ArgumentParser(prog="hermes serve", description="Run the hermes gateway.")
+    add_arguments(parser)
+    flags = {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
+    return replace(from_env(environ), **flags).validated()

@@ -1,0 +1,43 @@
+"""`hermes up`: the whole service on one machine, a local Triton and the gateway before it.
+
+Triton starts first (the gateway's `/readyz` would say 503 until the model is loaded
+anyway); Ctrl-C or SIGTERM stops the gateway gracefully, then Triton and its stub.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+
+from gateway.app import configure_logging, create_app
+from gateway.local_triton import LocalTriton, TritonLaunchError, TritonPorts
+from gateway.settings import load
+
+
+def triton_ports(grpc_url: str) -> TritonPorts:
+    """Triton's default ports, with gRPC where the gateway is told to find it."""
+    _, _, port = grpc_url.rpartition(":")
+    return TritonPorts(grpc=int(port)) if port.isdigit() else TritonPorts()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load(argv)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    triton = LocalTriton(ports=triton_ports(settings.triton_url))
+    try:
+        with triton:
+            print(
+                f"hermes: gateway http://{settings.host}:{settings.port}  "
+                f"(Triton HTTP {triton.http_url}, gRPC {triton.grpc_url}); Ctrl-C stops",
+                flush=True,
+            )
+            web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    except TritonLaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,87 @@
+"""What a transcription is: words inside segments inside a transcript, times in seconds.
+
+The same types describe one 30 s window (times from the window's start, as the model returns
+them) and a whole file (times from the file's start, after merging windows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str  # as Whisper writes it: leading space, punctuation attached
+    start: float
+    end: float
+    probability: float
+
+    def shifted(self, seconds: float) -> Word:
+        return replace(self, start=round(self.start + seconds, 3), end=round(self.end + seconds, 3))
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str  # as Whisper writes it: leading space
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    tokens: tuple[int, ...] = ()
+    words: tuple[Word, ...] = ()
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> Segment:
+        return cls(
+            start=float(item["start"]),
+            end=float(item["end"]),
+            text=item["text"],
+            avg_logprob=float(item["avg_logprob"]),
+            no_speech_prob=float(item["no_speech_prob"]),
+            compression_ratio=float(item["compression_ratio"]),
+            temperature=float(item["temperature"]),
+            tokens=tuple(item.get("tokens", ())),
+            words=tuple(
+                Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
+                for w in item.get("words", ())
+            ),
+        )
+
+    def to_json(self, index: int) -> dict[str, Any]:
+        item = {"id": index, **asdict(self)}
+        item["tokens"] = list(self.tokens)
+        item["words"] = [asdict(word) for word in self.words]
+        return item
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    duration: float  # seconds of audio transcribed
+    segments: tuple[Segment, ...] = ()
+
+    @property
+    def words(self) -> tuple[Word, ...]:
+        return tuple(word for segment in self.segments for word in segment.words)
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> Transcript:
+        return cls(
+            text=item["text"],
+            language=item["language"],
+            duration=float(item["duration"]),
+            segments=tuple(Segment.from_json(segment) for segment in item["segments"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The gateway's own JSON reply (`/transcribe`, `/upload`)."""
+        return {
+            "text": self.text,
+            "language": self.language,
+            "duration": round(self.duration, 3),
+            "segments": [segment.to_json(index) for index, segment in enumerate(self.segments)],
+        }
