@@ -82,6 +82,7 @@ class TritonPythonModel:
             verify_sha256=parameters.get("verify_sha256", "true").lower() == "true",
         )
         self.transcriber = BatchTranscriber(loaded.model, fp16=loaded.fp16)
+        self.transcriber.warm_up()
         self.multilingual = loaded.model.is_multilingual
 
     def execute(self, requests: list[Any]) -> list[Any]:

@@ -27,7 +27,7 @@ import whisper
 from whisper.audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from whisper.decoding import DecodingOptions, DecodingResult
 from whisper.model import Whisper
-from whisper.timing import add_word_timestamps
+from whisper.timing import add_word_timestamps, dtw
 from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE, Tokenizer, get_tokenizer
 
 MAX_AUDIO_SECONDS = N_SAMPLES / SAMPLE_RATE  # 30 s: one encoder window
@@ -178,6 +178,21 @@ def split_segments(
     return segments
 
 
+class _EncodedAudio:
+    """Stands in for the model inside `whisper.timing`: the decoder over audio features
+    already encoded, so word timing does not run the encoder a second time."""
+
+    def __init__(self, model: Whisper, features: torch.Tensor) -> None:
+        self.device = model.device
+        self.dims = model.dims
+        self.decoder = model.decoder
+        self.alignment_heads = model.alignment_heads
+        self._features = features.unsqueeze(0)
+
+    def __call__(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.decoder(tokens, self._features)
+
+
 class BatchTranscriber:
     """Decodes a batch of independent windows with one Whisper model."""
 
@@ -194,6 +209,13 @@ class BatchTranscriber:
         self.thresholds = thresholds
         self.max_encoder_batch = max_encoder_batch
         self.multilingual = model.is_multilingual
+
+    def warm_up(self) -> None:
+        """Do once at load what the first requests would otherwise wait for: numba compiles
+        the word-timing DTW (seconds), torch sets up its kernels."""
+        dtw(torch.zeros(4, 4, dtype=torch.float32))
+        tone = 0.1 * np.sin(np.arange(SAMPLE_RATE) * 2 * np.pi * 440 / SAMPLE_RATE)
+        self.transcribe([TranscriptionRequest(audio=tone.astype(np.float32), language="en")])
 
     @property
     def device(self) -> torch.device:
@@ -329,7 +351,7 @@ class BatchTranscriber:
         if request.word_timestamps:
             add_word_timestamps(
                 segments=segments,
-                model=self.model,
+                model=_EncodedAudio(self.model, decoded.audio_features),  # type: ignore[arg-type]
                 tokenizer=tokenizer,
                 mel=mel,
                 num_frames=math.ceil(request.audio.size / HOP_LENGTH),
