@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import logging
 import sys
+import weakref
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
-from gateway import http_files
+from gateway import http_files, ws_stream
 from gateway.errors import ApiError, error_middleware
-from gateway.keys import ASR, SETTINGS
+from gateway.keys import ASR, SETTINGS, STREAMS
 from gateway.settings import Settings, load
 from gateway.triton_backend import TritonAsr
 from gateway.uploads import MULTIPART_OVERHEAD_BYTES
 
 logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 async def triton_client(app: web.Application) -> AsyncIterator[None]:
@@ -50,15 +54,25 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "model": asr.model, "triton": asr.url})
 
 
+async def live_page(request: web.Request) -> web.FileResponse:
+    """The microphone page: streams to `/stream-audio` and shows the text live."""
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )
     app[SETTINGS] = settings
+    app[STREAMS] = weakref.WeakSet()
     app.cleanup_ctx.append(triton_client)
+    app.on_shutdown.append(ws_stream.close_streams)
     app.add_routes(
         [
+            web.get("/", live_page),
+            web.static("/static", STATIC_DIR),
+            web.get("/stream-audio", ws_stream.stream_audio),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.post("/transcribe", http_files.transcribe),

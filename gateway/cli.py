@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from gateway import app, local_triton, ops_client, stack, transcribe_client
+from gateway import app, local_triton, ops_client, stack, stream_client, transcribe_client
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "up": (stack.main, "run a local Triton and the gateway in front of it (make run)"),
@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "triton": (local_triton.main, "run a local tritonserver on the model repository"),
     "infer": (ops_client.main, "transcribe a file by calling Triton directly (ops)"),
     "transcribe": (transcribe_client.main, "transcribe a file through a running gateway"),
+    "stream": (stream_client.main, "stream a file to a running gateway as if live (WebSocket)"),
 }
 
 

@@ -55,7 +55,7 @@ def _prompt(user_prompt: str | None, segments: Sequence[Segment]) -> str | None:
     return " ".join(part for part in (user_prompt, previous) if part) or None
 
 
-async def _transcribe_chunk(
+async def transcribe_chunk(
     backend: AsrBackend,
     audio: np.ndarray,
     chunk: Chunk,
@@ -64,7 +64,9 @@ async def _transcribe_chunk(
     window: int,
     speech: Sequence[tuple[float, float]],
     emit: Callable[[WindowDone], None],
+    priority: int = PRIORITY_FILE,
 ) -> None:
+    """Read one chunk window after window; `emit` each window's final segments."""
     segments: list[Segment] = []
     position = chunk.start
     while position < chunk.end:
@@ -72,7 +74,7 @@ async def _transcribe_chunk(
         result = await backend.transcribe(
             audio[position:end],
             replace(options, prompt=_prompt(options.prompt, segments)),
-            priority=PRIORITY_FILE,
+            priority=priority,
         )
         offset = position / SAMPLE_RATE
         kept, resume = accept_window(
@@ -117,7 +119,7 @@ async def transcribe_audio(
     async def run(chunk: Chunk) -> None:
         async with slots:
             try:
-                await _transcribe_chunk(
+                await transcribe_chunk(
                     backend, audio, chunk, options,
                     window=int(window_seconds * SAMPLE_RATE),
                     speech=speech,

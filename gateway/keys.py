@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from gateway.settings import Settings
@@ -9,3 +11,4 @@ from gateway.triton_backend import TritonAsr
 
 SETTINGS = web.AppKey("settings", Settings)
 ASR = web.AppKey("asr", TritonAsr)
+STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])

@@ -37,6 +37,12 @@ class Settings:
     window_seconds: float = 30.0
     file_windows_in_flight: int = 4  # per file: bounded so one file cannot flood Triton
 
+    # Real-time mode
+    stream_step_seconds: float = 3.0  # transcribe every this much new audio
+    max_streams: int = 16  # concurrent WebSocket streams; the next one is refused (1013)
+    stream_idle_timeout_s: float = 30.0  # no frame or message for this long closes (1008)
+    stream_max_frame_bytes: int = 1 << 20
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
@@ -46,8 +52,10 @@ class Settings:
             raise ValueError("window_seconds must be at most 30: Whisper reads at most 30 s")
         if self.window_seconds < 5:
             raise ValueError("window_seconds below 5 leaves the model too little context")
-        if self.file_windows_in_flight < 1 or self.max_upload_mb <= 0 or self.max_audio_seconds <= 0:
-            raise ValueError("file_windows_in_flight, max_upload_mb and max_audio_seconds must be positive")
+        positive = ("file_windows_in_flight", "max_upload_mb", "max_audio_seconds",
+                    "stream_step_seconds", "max_streams", "stream_idle_timeout_s")
+        if any(getattr(self, name) <= 0 for name in positive):
+            raise ValueError(f"{', '.join(positive)} must be positive")
         return self
 
 

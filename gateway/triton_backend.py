@@ -5,6 +5,7 @@ Windowing and streaming code depend on the `AsrBackend` protocol only, never on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
@@ -69,6 +70,10 @@ class TritonAsr:
                 client_timeout=self.timeout_s,
             )
         except InferenceServerException as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # grpc reports our own cancellation as a CANCELLED call: let it propagate
+                raise asyncio.CancelledError() from exc
             if exc.status() in _UNAVAILABLE or exc.status() is None:
                 raise AsrUnavailable(f"speech model unavailable: {exc.message()}") from exc
             raise AsrRejected(exc.message()) from exc

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from gateway.audio import decode_audio
+from gateway.audio import ffmpeg_command
 from gateway.local_triton import LocalTriton, TritonPorts
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -32,9 +33,12 @@ class Clip:
         return load_audio(self.path)
 
 
+@lru_cache(maxsize=16)
 def load_audio(path: Path) -> np.ndarray:
-    """16 kHz mono float32 through the same ffmpeg decoding the service uses."""
-    return asyncio.run(decode_audio(path.read_bytes()))
+    """16 kHz mono float32 through the same ffmpeg command the service uses (run
+    synchronously, so fixtures and async tests alike can call it)."""
+    result = subprocess.run(ffmpeg_command(path), capture_output=True, check=True)
+    return np.frombuffer(result.stdout, np.float32).copy()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,242 @@
+"""Real-time mode: one `StreamSession` per WebSocket, owning all of that stream's state.
+
+Audio frames come in at the client's rate and encoding and are converted to 16 kHz mono
+float32 (`FrameDecoder`). Every `step_seconds` of new audio the session transcribes its
+uncommitted buffer (at most 30 s) at the stream priority, and LocalAgreement-2 decides what
+is final. The buffer is trimmed at the end of
+committed segments, keeping a second of lead-in. Silence is never sent to the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soxr
+
+from gateway.agreement import LocalAgreement
+from gateway.asr import TranscribeOptions
+from gateway.audio import SAMPLE_RATE, WINDOW_SECONDS
+from gateway.transcript import Segment, Word
+from gateway.files import WindowDone, transcribe_chunk
+from gateway.triton_backend import PRIORITY_STREAM, AsrBackend
+from gateway.vad import VadConfig, speech_regions
+from gateway.windows import Chunk, shift
+
+ENCODINGS = {"pcm_s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
+MAX_CHANNELS = 8
+LEAD_SECONDS = 1.0  # audio kept before a trim point: Whisper needs a moment of lead-in
+TRIM_AFTER_SECONDS = 8.0  # trim once the buffer is longer than this
+
+
+class StreamProtocolError(ValueError):
+    """A message or frame the session cannot use; reported, and the session goes on."""
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    language: str | None = None
+    prompt: str | None = None
+    sample_rate: int = SAMPLE_RATE
+    encoding: str = "pcm_s16le"
+    channels: int = 1
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> StreamConfig:
+        unknown = set(message) - {"type", "language", "prompt", "sample_rate", "encoding", "channels"}
+        if unknown:
+            raise StreamProtocolError(f"unknown config fields: {', '.join(sorted(unknown))}")
+        config = cls(
+            language=message.get("language") or None,
+            prompt=message.get("prompt") or None,
+            sample_rate=message.get("sample_rate", SAMPLE_RATE),
+            encoding=message.get("encoding", "pcm_s16le"),
+            channels=message.get("channels", 1),
+        )
+        for name in ("language", "prompt"):
+            if getattr(config, name) is not None and not isinstance(getattr(config, name), str):
+                raise StreamProtocolError(f"config {name} must be a string")
+        if not isinstance(config.sample_rate, int) or not MIN_SAMPLE_RATE <= config.sample_rate <= MAX_SAMPLE_RATE:
+            raise StreamProtocolError(
+                f"sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}"
+            )
+        if config.encoding not in ENCODINGS:
+            raise StreamProtocolError(f"encoding must be one of {', '.join(ENCODINGS)}")
+        if not isinstance(config.channels, int) or not 1 <= config.channels <= MAX_CHANNELS:
+            raise StreamProtocolError(f"channels must be an integer from 1 to {MAX_CHANNELS}")
+        return config
+
+
+class FrameDecoder:
+    """Raw frames in the configured format → 16 kHz mono float32 (channels averaged)."""
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.dtype = ENCODINGS[config.encoding]
+        self.channels = config.channels
+        self.frame_bytes = self.dtype.itemsize * config.channels
+        self.resampler = (
+            soxr.ResampleStream(config.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+            if config.sample_rate != SAMPLE_RATE
+            else None
+        )
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if len(data) % self.frame_bytes:
+            raise StreamProtocolError(
+                f"a binary frame of {len(data)} bytes is not a whole number of "
+                f"{self.frame_bytes}-byte samples; frame dropped"
+            )
+        samples = np.frombuffer(data, self.dtype).astype(np.float32)
+        if self.dtype.kind == "i":
+            samples /= 32768.0
+        elif not np.all(np.isfinite(samples)):
+            raise StreamProtocolError("a frame contains NaN or infinite samples; frame dropped")
+        mono = samples.reshape(-1, self.channels).mean(axis=1) if self.channels > 1 else samples
+        mono = np.clip(mono, -1.0, 1.0)
+        return self.resampler.resample_chunk(mono) if self.resampler else mono
+
+    def flush(self) -> np.ndarray:
+        if self.resampler is None:
+            return np.zeros(0, np.float32)
+        return self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def final_message(words: list[Word], not_before: float) -> dict[str, Any]:
+    """Committed words as one message; times never go back (word timestamps drift by a
+    few hundred ms between hypotheses)."""
+    start = max(words[0].start, not_before)
+    return {
+        "type": "final",
+        "text": "".join(word.word for word in words),
+        "start": round(start, 3),
+        "end": round(max(words[-1].end, start), 3),
+    }
+
+
+class StreamSession:
+    """The state of one live stream; the WebSocket handler feeds it and sends what it says."""
+
+    def __init__(
+        self, backend: AsrBackend, config: StreamConfig, *, step_seconds: float
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.step_seconds = step_seconds
+        self.agreement = LocalAgreement()
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = 0.0  # stream time of buffer[0], seconds
+        self.received = 0.0  # seconds of audio received
+        self.stepped_at = 0.0  # `received` at the last step
+        self.segments: list[Segment] = []  # the last hypothesis, in stream time
+        self.partial = ""
+        self.final_end = 0.0  # end time of the last final message sent
+
+    def append(self, samples: np.ndarray) -> None:
+        self.buffer = np.concatenate([self.buffer, samples])
+        self.received += samples.size / SAMPLE_RATE
+
+    @property
+    def step_due(self) -> bool:
+        return self.received - self.stepped_at >= self.step_seconds
+
+    def _options(self) -> TranscribeOptions:
+        # Only the client's prompt: conditioned on its own committed text, Whisper "continues"
+        # it and skips words still in the buffer (measured on jfk.flac: "can do for your"
+        # lost after a trim), which LocalAgreement then cannot recover.
+        return TranscribeOptions(
+            language=self.config.language, prompt=self.config.prompt, word_timestamps=True
+        )
+
+    async def _hypothesis(self) -> list[Word] | None:
+        """Transcribe the buffer; None when it holds no speech (nothing sent to the model)."""
+        if not speech_regions(self.buffer, SAMPLE_RATE):
+            return None
+        window = self.buffer[-int(WINDOW_SECONDS * SAMPLE_RATE):]
+        offset = self.buffer_start + (self.buffer.size - window.size) / SAMPLE_RATE
+        result = await self.backend.transcribe(window, self._options(), priority=PRIORITY_STREAM)
+        self.segments = [shift(segment, offset) for segment in result.segments]
+        return [word for segment in self.segments for word in segment.words]
+
+    async def step(self) -> list[dict[str, Any]]:
+        """Transcribe what is uncommitted; the messages to send (final, then partial)."""
+        self.stepped_at = self.received
+        hypothesis = await self._hypothesis()
+        if hypothesis is None:
+            self._drop_silence()
+            return self._partial([])
+        messages = self._finals(self.agreement.insert(hypothesis))
+        messages += self._finals(self._trim())
+        return messages + self._partial(self.agreement.tail)
+
+    async def finish(self, decoder: FrameDecoder) -> list[dict[str, Any]]:
+        """End of stream: read the rest of the buffer to its end, as file mode reads a chunk
+        (a single pass may stop short of the end), and make it all final."""
+        self.append(decoder.flush())
+        hypothesis = await self._read_to_end() if self.received > self.stepped_at else None
+        return self._finals(self.agreement.flush(hypothesis)) + self._partial([])
+
+    async def _read_to_end(self) -> list[Word] | None:
+        speech = speech_regions(self.buffer, SAMPLE_RATE, VadConfig(pad_seconds=0.0))
+        if not speech:
+            return None
+        done: list[WindowDone] = []
+        await transcribe_chunk(
+            self.backend,
+            self.buffer,
+            Chunk(0, 0, self.buffer.size),
+            self._options(),
+            window=int(WINDOW_SECONDS * SAMPLE_RATE),
+            speech=[(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in speech],
+            emit=done.append,
+            priority=PRIORITY_STREAM,
+        )
+        return [
+            word.shifted(self.buffer_start)
+            for report in done
+            for segment in report.segments
+            for word in segment.words
+        ]
+
+    def _finals(self, words: list[Word]) -> list[dict[str, Any]]:
+        if not words:
+            return []
+        message = final_message(words, self.final_end)
+        self.final_end = message["end"]
+        return [message]
+
+    def _partial(self, words: list[Word]) -> list[dict[str, Any]]:
+        text = "".join(word.word for word in words)
+        if text == self.partial:
+            return []
+        self.partial = text
+        return [{"type": "partial", "text": text}]
+
+    def _cut(self, at: float) -> None:
+        """Drop buffered audio before stream time `at`."""
+        samples = max(0, min(int(round((at - self.buffer_start) * SAMPLE_RATE)), self.buffer.size))
+        self.buffer = self.buffer[samples:]
+        self.buffer_start += samples / SAMPLE_RATE
+
+    def _trim(self) -> list[Word]:
+        """Cut the buffer at the end of the last segment that is wholly committed. If the
+        buffer still outgrows one window (the stream fell behind), the oldest audio goes,
+        and the words heard in it are committed as they are: returns those words."""
+        if self.buffer.size / SAMPLE_RATE <= TRIM_AFTER_SECONDS:
+            return []
+        done = [s.end for s in self.segments if s.end <= self.agreement.committed_end + 0.01]
+        if done:
+            self._cut(max(done) - LEAD_SECONDS)
+        end = self.buffer_start + self.buffer.size / SAMPLE_RATE
+        if end - self.buffer_start <= WINDOW_SECONDS - self.step_seconds:
+            return []
+        keep_from = end - (WINDOW_SECONDS - self.step_seconds)
+        forced = self.agreement.commit_through(keep_from)
+        self._cut(keep_from)
+        return forced
+
+    def _drop_silence(self) -> None:
+        """A buffer without speech needs no more than the lead-in for what comes next."""
+        end = self.buffer_start + self.buffer.size / SAMPLE_RATE
+        self._cut(max(end - LEAD_SECONDS, self.agreement.committed_end))

@@ -1,0 +1,219 @@
+"""Real-time mode through the whole stack: WebSocket → gateway → real Triton → tiny.en."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+import pytest
+import soundfile
+
+from gateway.settings import Settings
+from tests.conftest import DATA_DIR
+from tests.wer import word_error_rate
+
+pytestmark = pytest.mark.integration
+
+FRAME_SECONDS = 0.1
+
+
+@dataclass
+class StreamRun:
+    messages: list[dict] = field(default_factory=list)
+    first_final_at: float | None = None  # seconds after the first frame was sent
+    last_frame_at: float = 0.0
+    close_code: int | None = None
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    @property
+    def text(self) -> str:
+        return "".join(m["text"] for m in self.of_type("final"))
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+async def stream(
+    gateway,
+    payload: bytes,
+    *,
+    bytes_per_second: int,
+    pace: float = 4.0,
+    config: dict | None = None,
+    before_audio: list[str | bytes] = (),
+    stop: bool = True,
+) -> StreamRun:
+    """Send `payload` in 100 ms frames at `pace` × real time, reading replies meanwhile."""
+    run = StreamRun()
+    frame = int(bytes_per_second * FRAME_SECONDS)
+    async with gateway.ws_connect("/stream-audio") as ws:
+
+        async def read() -> None:
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                run.messages.append(json.loads(message.data))
+                if run.messages[-1]["type"] == "final" and run.first_final_at is None:
+                    run.first_final_at = time.monotonic() - started
+
+        started = time.monotonic()
+        reader = asyncio.create_task(read())
+        if config is not None:
+            await ws.send_json({"type": "config", **config})
+        for item in before_audio:
+            await (ws.send_bytes(item) if isinstance(item, bytes) else ws.send_str(item))
+        for index, offset in enumerate(range(0, len(payload), frame)):
+            await ws.send_bytes(payload[offset : offset + frame])
+            await asyncio.sleep(max(0.0, started + (index + 1) * FRAME_SECONDS / pace - time.monotonic()))
+        run.last_frame_at = time.monotonic() - started
+        if stop:
+            await ws.send_json({"type": "stop"})
+        await asyncio.wait_for(reader, timeout=120)
+        run.close_code = ws.close_code
+    return run
+
+
+def assert_protocol(run: StreamRun) -> None:
+    """partial*/final* then done; finals in time order and never overlapping."""
+    kinds = [m["type"] for m in run.messages]
+    assert kinds[-1] == "done" and kinds.count("done") == 1, kinds
+    assert set(kinds[:-1]) <= {"partial", "final"}, kinds
+    finals = run.of_type("final")
+    assert finals
+    for before, after in zip(finals, finals[1:]):
+        assert after["start"] >= before["end"] - 0.05
+    assert all(0 <= m["start"] <= m["end"] for m in finals)
+    assert run.close_code == 1000
+
+
+@pytest.fixture
+async def stream_gateway(make_gateway, gateway_settings: Settings):
+    return await make_gateway(gateway_settings)
+
+
+async def test_jfk_streams_word_for_word_and_commits_before_the_end(stream_gateway, clips) -> None:
+    clip = clips["jfk.flac"]
+    run = await stream(stream_gateway, pcm16(clip.audio), bytes_per_second=32000, pace=2.0)
+    assert_protocol(run)
+    assert word_error_rate(clip.text, run.text) == 0.0, run.text
+    assert run.first_final_at is not None and run.first_final_at < run.last_frame_at
+    assert run.of_type("final")[-1]["end"] <= 11.1
+    assert run.of_type("partial")[-1]["text"] == ""  # nothing left unconfirmed
+
+
+async def test_harvard_streams_within_five_percent(stream_gateway, clips) -> None:
+    clip = clips["OSR_us_000_0034_8k.wav"]
+    run = await stream(stream_gateway, pcm16(clip.audio), bytes_per_second=32000, pace=4.0)
+    assert_protocol(run)
+    assert word_error_rate(clip.text, run.text) <= 0.05, run.text
+
+
+async def test_8khz_pcm16_input(stream_gateway, clips) -> None:
+    samples, rate = soundfile.read(DATA_DIR / "OSR_us_000_0034_8k.wav", dtype="int16")
+    assert rate == 8000
+    run = await stream(stream_gateway, samples.astype("<i2").tobytes(), bytes_per_second=16000,
+                       config={"sample_rate": 8000})
+    assert_protocol(run)
+    assert word_error_rate(clips["OSR_us_000_0034_8k.wav"].text, run.text) <= 0.05, run.text
+
+
+async def test_44k_stereo_f32_input_is_downmixed(stream_gateway, clips) -> None:
+    samples, rate = soundfile.read(DATA_DIR / "jfk.flac", dtype="float32")
+    assert rate == 44100 and samples.shape[1] == 2
+    run = await stream(stream_gateway, samples.astype("<f4").tobytes(), bytes_per_second=44100 * 8,
+                       config={"sample_rate": 44100, "encoding": "f32le", "channels": 2})
+    assert_protocol(run)
+    assert word_error_rate(clips["jfk.flac"].text, run.text) == 0.0, run.text
+
+
+async def test_silence_commits_nothing(stream_gateway) -> None:
+    silence = np.random.default_rng(5).standard_normal(8 * 16000).astype(np.float32) * 3e-4
+    run = await stream(stream_gateway, pcm16(silence), bytes_per_second=32000, pace=8.0)
+    assert [m["type"] for m in run.messages] == ["done"]
+
+
+async def test_two_streams_and_an_upload_at_once(stream_gateway, clips) -> None:
+    jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
+    upload = aiohttp.FormData()
+    upload.add_field("file", harvard.path.read_bytes(), filename=harvard.path.name)
+
+    async def transcribe_file() -> str:
+        reply = await stream_gateway.post("/transcribe", data=upload)
+        return (await reply.json())["text"]
+
+    first, second, file_text = await asyncio.gather(
+        stream(stream_gateway, pcm16(jfk.audio), bytes_per_second=32000, pace=1.5),
+        stream(stream_gateway, pcm16(harvard.audio), bytes_per_second=32000, pace=1.5),
+        transcribe_file(),
+    )
+    assert word_error_rate(jfk.text, first.text) == 0.0, first.text
+    assert word_error_rate(harvard.text, second.text) <= 0.05, second.text
+    assert word_error_rate(harvard.text, file_text) == 0.0, file_text
+
+
+async def test_malformed_messages_get_errors_and_the_stream_goes_on(stream_gateway, clips) -> None:
+    clip = clips["jfk.flac"]
+    run = await stream(
+        stream_gateway, pcm16(clip.audio), bytes_per_second=32000,
+        config={"sample_rate": 3}, before_audio=["not json", '{"type": "dance"}', b"\x01\x02\x03"],
+    )
+    errors = [m["message"] for m in run.of_type("error")]
+    assert any("bad config: sample_rate must be" in e for e in errors)
+    assert any("must be JSON" in e for e in errors)
+    assert any("unknown message type 'dance'" in e for e in errors)
+    assert any("not a whole number" in e for e in errors)
+    run.messages = [m for m in run.messages if m["type"] != "error"]
+    assert_protocol(run)
+    assert word_error_rate(clip.text, run.text) == 0.0, run.text
+
+
+async def test_config_after_audio_is_refused(stream_gateway, clips) -> None:
+    clip = clips["jfk.flac"]
+    late_config = json.dumps({"type": "config", "sample_rate": 8000})
+    run = await stream(stream_gateway, pcm16(clip.audio[:16000]) , bytes_per_second=32000,
+                       before_audio=[pcm16(clip.audio[:1600]), late_config])
+    assert any("config must come before the first audio" in m["message"] for m in run.of_type("error"))
+
+
+async def test_abrupt_disconnect_frees_the_stream(stream_gateway, clips) -> None:
+    app = stream_gateway.server.app
+    from gateway.keys import STREAMS
+
+    ws = await stream_gateway.ws_connect("/stream-audio")
+    await ws.send_bytes(pcm16(clips["jfk.flac"].audio[: 5 * 16000]))
+    await asyncio.sleep(0.5)
+    assert len(app[STREAMS]) == 1
+    await ws.close()
+    for _ in range(50):
+        if not app[STREAMS]:
+            break
+        await asyncio.sleep(0.1)
+    assert not app[STREAMS]
+    run = await stream(stream_gateway, pcm16(clips["jfk.flac"].audio), bytes_per_second=32000)
+    assert word_error_rate(clips["jfk.flac"].text, run.text) == 0.0
+
+
+async def test_the_stream_limit_refuses_with_a_reason(make_gateway, gateway_settings) -> None:
+    limited = await make_gateway(Settings(**{**gateway_settings.__dict__, "max_streams": 1}))
+    first = await limited.ws_connect("/stream-audio")
+    second = await limited.ws_connect("/stream-audio")
+    message = await second.receive()
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert second.close_code == 1013 and "too many streams" in message.extra
+    await first.close()
+
+
+async def test_an_idle_stream_times_out(make_gateway, gateway_settings) -> None:
+    impatient = await make_gateway(Settings(**{**gateway_settings.__dict__, "stream_idle_timeout_s": 1.0}))
+    ws = await impatient.ws_connect("/stream-audio")
+    error = await ws.receive_json(timeout=5)
+    assert error["type"] == "error" and "no audio or message for 1 s" in error["message"]
+    closing = await ws.receive(timeout=5)
+    assert closing.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1008

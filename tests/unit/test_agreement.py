@@ -1,0 +1,71 @@
+"""LocalAgreement-2 on word hypotheses (pure)."""
+
+from __future__ import annotations
+
+from gateway.agreement import LocalAgreement
+from gateway.transcript import Word
+
+
+def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
+    return [Word(f" {w}", start + i * step, start + i * step + 0.4, 0.9) for i, w in enumerate(text.split())]
+
+
+def texts(items: list[Word]) -> str:
+    return "".join(w.word for w in items).strip()
+
+
+def test_nothing_is_committed_from_a_single_hypothesis() -> None:
+    agreement = LocalAgreement()
+    assert agreement.insert(words("and so my")) == []
+    assert texts(agreement.tail) == "and so my"
+
+
+def test_the_agreed_prefix_is_committed_once() -> None:
+    agreement = LocalAgreement()
+    agreement.insert(words("and so my fellow"))
+    assert texts(agreement.insert(words("and so my fellow Americans ask"))) == "and so my fellow"
+    assert texts(agreement.tail) == "Americans ask"
+    # the next hypothesis repeats the committed words: only the new agreement is committed
+    assert texts(agreement.insert(words("and so my fellow Americans ask not"))) == "Americans ask"
+    assert texts(agreement.committed) == "and so my fellow Americans ask"
+
+
+def test_disagreement_commits_nothing_and_replaces_the_tail() -> None:
+    agreement = LocalAgreement()
+    agreement.insert(words("a golden ring"))
+    assert agreement.insert(words("a gold ring will")) == words("a")[:1]
+    assert texts(agreement.tail) == "gold ring will"
+
+
+def test_punctuation_and_case_do_not_break_agreement() -> None:
+    agreement = LocalAgreement()
+    agreement.insert(words("ask not what"))
+    assert texts(agreement.insert(words("Ask not, what your"))) == "Ask not, what"
+
+
+def test_a_trimmed_buffer_repeating_committed_words_is_not_committed_twice() -> None:
+    agreement = LocalAgreement()
+    agreement.insert(words("one two three"))
+    agreement.insert(words("one two three four"))
+    # after a trim with lead-in, the hypothesis starts with the last committed word again,
+    # with timestamps that drifted a little earlier
+    hypothesis = [Word(" three", 0.9, 1.3, 0.9), *words("four five", start=1.5)]
+    assert texts(agreement.insert(hypothesis)) == "four"
+    assert texts(agreement.committed) == "one two three four"
+
+
+def test_flush_commits_the_rest() -> None:
+    agreement = LocalAgreement()
+    agreement.insert(words("when you hear"))
+    agreement.insert(words("when you hear the bell"))
+    assert texts(agreement.flush()) == "the bell"
+    assert agreement.tail == [] and texts(agreement.committed) == "when you hear the bell"
+    assert texts(agreement.flush(words("when you hear the bell come quickly"))) == "come quickly"
+
+
+def test_commit_through_forces_the_words_whose_audio_is_dropped() -> None:
+    agreement = LocalAgreement()
+    agreement.insert(words("a gold ring will please"))  # nothing agreed yet
+    assert texts(agreement.commit_through(1.45)) == "a gold ring"
+    assert texts(agreement.tail) == "will please"
+    assert texts(agreement.insert(words("a gold ring will please most"))) == "will please"
