@@ -83,19 +83,29 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`hermes serve`: run the gateway against an already running Triton."""
+def startup(argv: list[str] | None) -> Settings | None:
+    """Settings from the environment and flags, logging set up; None (after saying why)
+    when the settings are invalid."""
     try:
         settings = load(argv)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
+        return None
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def serve(settings: Settings) -> None:
+    """Run the gateway until SIGINT/SIGTERM, then shut it down gracefully."""
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hermes serve`: run the gateway against an already running Triton."""
+    if (settings := startup(argv)) is None:
+        return 2
+    serve(settings)
     return 0

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from aiohttp import web
-
-from gateway.app import configure_logging, create_app
+from gateway.app import serve, startup
 from gateway.local_triton import LocalTriton, TritonLaunchError, TritonPorts
-from gateway.settings import load
 
 
 def triton_ports(grpc_url: str) -> TritonPorts:
@@ -22,12 +19,8 @@ def triton_ports(grpc_url: str) -> TritonPorts:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = load(argv)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if (settings := startup(argv)) is None:
         return 2
-    configure_logging(settings.log_level)
     triton = LocalTriton(ports=triton_ports(settings.triton_url))
     try:
         with triton:
@@ -36,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(Triton HTTP {triton.http_url}, gRPC {triton.grpc_url}); Ctrl-C stops",
                 flush=True,
             )
-            web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+            serve(settings)
     except TritonLaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
