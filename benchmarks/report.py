@@ -1,0 +1,158 @@
+"""Machine description, statistics, and the markdown/JSON results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def gpu() -> str:
+    if shutil.which("nvidia-smi"):
+        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip().replace("\n", ", ")
+    return "none"
+
+
+def version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def machine(triton_version: str, threads: int) -> dict[str, Any]:
+    return {
+        "host": platform.node(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "gpu": gpu(),
+        "threads": threads,
+        "load_average_at_start": os.getloadavg(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": version("torch"),
+            "openai-whisper": version("openai-whisper"),
+            "faster-whisper": version("faster-whisper"),
+            "ctranslate2": version("ctranslate2"),
+            "tritonserver": triton_version,
+            "nvidia-pytriton": version("nvidia-pytriton"),
+            "aiohttp": version("aiohttp"),
+        },
+    }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}
+
+
+def fmt_spread(stats: dict[str, float], digits: int = 2) -> str:
+    if len(stats["runs"]) == 1:
+        return f"{stats['median']:.{digits}f}"
+    return f"{stats['median']:.{digits}f} ({stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def file_mode_table(results: list[dict]) -> str:
+    rows = []
+    for r in results:
+        ratio = "" if r["engine"] == "hermes service" else f"{r['service_over_peer']:.2f}×"
+        rows.append([
+            f"{r['item']} ({r['duration_s']:.1f} s)", r["engine"], fmt_spread(r["wall_s"]),
+            f"{r['rtf']:.3f}", f"{100 * r['wer']:.1f} %", ratio,
+        ])
+    return table(["audio", "engine", "wall s, median (min–max)", "RTF", "WER",
+                  "service / peer (wall)"], rows)
+
+
+def streaming_table(results: list[dict]) -> str:
+    rows = []
+    for r in results:
+        rows.append([
+            str(r["streams"]), str(r["samples"]["finals"]),
+            f"{r['final_latency_s']['p50']:.2f} / {r['final_latency_s']['p95']:.2f}",
+            f"{r['word_final_latency_s']['p50']:.2f} / {r['word_final_latency_s']['p95']:.2f}",
+            f"{r['word_shown_latency_s']['p50']:.2f} / {r['word_shown_latency_s']['p95']:.2f}",
+            f"{100 * r['wer']['median']:.1f} % (max {100 * r['wer']['max']:.1f} %)",
+            f"{100 * r['file_mode_wer']:.1f} %",
+            f"{r['tail_s']['max']:.2f}", "yes" if r["kept_up"] else "**no**",
+        ])
+    return table(["streams", "finals", "final latency p50 / p95 s", "word → final p50 / p95 s",
+                  "word → shown p50 / p95 s", "stream WER", "file WER", "max tail s",
+                  "kept up"], rows)
+
+
+def throughput_table(results: list[dict]) -> str:
+    rows = []
+    for r in results:
+        rows.append([
+            str(r["uploads"]), fmt_spread(r["wall_s"]), fmt_spread(r["audio_s_per_s"], 1),
+            f"{r['inferences']} / {r['executions']}", f"{r['mean_batch']:.2f}",
+            f"{100 * r['wer_max']:.1f} %",
+        ])
+    return table(["concurrent uploads", "wall s", "audio s per wall s",
+                  "Triton inferences / executions", "mean batch", "max WER"], rows)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    v = m["versions"]
+    parts = [
+        f"# hermes benchmark, {results['date']} on {m['host']}",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}; {m['threads']} threads for every engine; "
+        f"Python {v['python']}, torch {v['torch']}, openai-whisper {v['openai-whisper']}, "
+        f"faster-whisper {v['faster-whisper']} (CTranslate2 {v['ctranslate2']}), "
+        f"tritonserver {v['tritonserver']} (nvidia-pytriton {v['nvidia-pytriton']}). "
+        f"Model tiny.en. Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}"
+        + ("; **pytest was running during this run: noisy**" if results.get("noisy") else "") + ".",
+        "",
+        f"Command: `{results['command']}`; total {results['total_s']:.0f} s.",
+    ]
+    if results.get("file_mode"):
+        parts += ["", "## File mode", "", file_mode_table(results["file_mode"])]
+    if results.get("streaming"):
+        parts += ["", f"## Streaming ({results['streaming'][0]['item']}, paced in real time)", "",
+                  streaming_table(results["streaming"])]
+    if results.get("throughput"):
+        parts += ["", f"## Throughput ({results['throughput'][0]['item']} uploads)", "",
+                  throughput_table(results["throughput"])]
+    return "\n".join(parts) + "\n"
+
+
+def write(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{results['date']}-{results['machine']['host']}"
+    json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    md_path.write_text(markdown(results))
+    return json_path, md_path
+
+
+def command_line() -> str:
+    return " ".join(["python -m benchmarks", *sys.argv[1:]])

@@ -1,0 +1,188 @@
+"""Clients of the running service: file uploads, paced WebSocket streams, concurrent uploads;
+and the streaming latency analysis."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from benchmarks.audio import Item, pcm16
+from benchmarks.stack import Stack
+from gateway.audio import SAMPLE_RATE
+
+FRAME_SECONDS = 0.1
+KEPT_UP_TAIL_S = 5.0  # a stream kept up when `done` came within this long after `stop`
+
+
+# ---- file mode ---------------------------------------------------------------------------
+
+async def upload(stack: Stack, item: Item) -> tuple[str, float]:
+    """POST the file to the OpenAI route (multipart, response_format=json): (text, wall s)."""
+    data = item.path.read_bytes()
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename=item.path.name)
+    form.add_field("response_format", "json")
+    started = time.perf_counter()
+    async with stack.session.post(f"{stack.gateway_url}/v1/audio/transcriptions", data=form) as reply:
+        body = await reply.json()
+        if reply.status != 200:
+            raise RuntimeError(f"upload of {item.name} failed: {reply.status} {body}")
+    return body["text"], time.perf_counter() - started
+
+
+async def word_times(stack: Stack, item: Item) -> list[tuple[str, float]]:
+    """(normalized word, end time) of the file-mode transcript: where each word is in the audio."""
+    form = aiohttp.FormData()
+    form.add_field("file", item.path.read_bytes(), filename=item.path.name)
+    form.add_field("word_timestamps", "true")
+    async with stack.session.post(f"{stack.gateway_url}/transcribe", data=form) as reply:
+        body = await reply.json()
+    return [
+        (w, word["end"])
+        for segment in body["segments"]
+        for word in segment["words"]
+        for w in words_of(word["word"])
+    ]
+
+
+def words_of(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+# ---- throughput ----------------------------------------------------------------------------
+
+@dataclass
+class ThroughputRun:
+    uploads: int
+    wall_s: float
+    audio_s: float
+    inferences: int
+    executions: int
+    texts: list[str]
+
+
+async def concurrent_uploads(stack: Stack, item: Item, count: int) -> ThroughputRun:
+    inferences, executions = await stack.batch_counts()
+    started = time.perf_counter()
+    results = await asyncio.gather(*(upload(stack, item) for _ in range(count)))
+    wall = time.perf_counter() - started
+    after_inferences, after_executions = await stack.batch_counts()
+    return ThroughputRun(
+        count, wall, count * item.duration, after_inferences - inferences,
+        after_executions - executions, [text for text, _ in results],
+    )
+
+
+# ---- streaming -----------------------------------------------------------------------------
+
+@dataclass
+class StreamRun:
+    frame_sent: list[float] = field(default_factory=list)  # monotonic time frame i was sent
+    messages: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, message)
+    stop_sent: float = 0.0
+    done_at: float | None = None
+
+    def sent_at(self, stream_time: float) -> float:
+        """When the audio at `stream_time` (seconds from the stream's start) had been sent."""
+        index = max(0, math.ceil(round(stream_time / FRAME_SECONDS, 6)) - 1)
+        return self.frame_sent[min(index, len(self.frame_sent) - 1)]
+
+    @property
+    def finals(self) -> list[tuple[float, dict]]:
+        return [(t, m) for t, m in self.messages if m["type"] == "final"]
+
+    @property
+    def text(self) -> str:
+        return "".join(m["text"] for _, m in self.finals)
+
+    def final_latencies(self) -> list[float]:
+        """Per final message: its arrival − when the audio at its `end` was sent."""
+        return [t - self.sent_at(m["end"]) for t, m in self.finals]
+
+    def word_latencies(self, reference: list[tuple[str, float]]) -> tuple[list[float], list[float]]:
+        """Per word of `reference` (word, end time in the audio) that the stream wrote: the
+        time from its audio being sent to it first being shown (final text + partial), and to
+        it being final. Words are matched to the reference by alignment of the word lists."""
+        ref_words = [w for w, _ in reference]
+        shown_at: dict[int, float] = {}
+        final_at: dict[int, float] = {}
+        finals, partial = "", ""
+        for arrival, message in self.messages:
+            if message["type"] == "final":
+                finals += message["text"]
+                _mark(ref_words, words_of(finals), arrival, final_at)
+            elif message["type"] == "partial":
+                partial = message["text"]
+            else:
+                continue
+            _mark(ref_words, words_of(finals + partial), arrival, shown_at)
+        def latencies(seen: dict[int, float]) -> list[float]:
+            return [t - self.sent_at(reference[i][1]) for i, t in sorted(seen.items())]
+        return latencies(shown_at), latencies(final_at)
+
+    @property
+    def tail_s(self) -> float:
+        """From `stop` to `done`: the backlog left when the audio ended."""
+        return (self.done_at if self.done_at is not None else math.inf) - self.stop_sent
+
+
+def _mark(reference: list[str], hypothesis: list[str], arrival: float, seen: dict[int, float]) -> None:
+    matcher = difflib.SequenceMatcher(None, reference, hypothesis, autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for i in range(block.a, block.a + block.size):
+            seen.setdefault(i, arrival)
+
+
+async def stream(stack: Stack, item: Item, *, delay: float = 0.0) -> StreamRun:
+    """Send the clip as PCM16 in 100 ms frames paced in real time, reading replies meanwhile."""
+    await asyncio.sleep(delay)
+    payload = pcm16(item.audio)
+    frame = int(SAMPLE_RATE * FRAME_SECONDS) * 2
+    run = StreamRun()
+    url = f"{stack.gateway_url}/stream-audio"
+    async with stack.session.ws_connect(url, max_msg_size=0) as ws:
+
+        async def read() -> None:
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                event = json.loads(message.data)
+                run.messages.append((time.monotonic(), event))
+                if event["type"] == "done":
+                    run.done_at = run.messages[-1][0]
+                    break
+
+        reader = asyncio.create_task(read())
+        started = time.monotonic()
+        for index, offset in enumerate(range(0, len(payload), frame)):
+            await ws.send_bytes(payload[offset : offset + frame])
+            run.frame_sent.append(time.monotonic())
+            await asyncio.sleep(max(0.0, started + (index + 1) * FRAME_SECONDS - time.monotonic()))
+        await ws.send_json({"type": "stop"})
+        run.stop_sent = time.monotonic()
+        await asyncio.wait_for(reader, timeout=600)
+    return run
+
+
+async def concurrent_streams(stack: Stack, item: Item, count: int) -> list[StreamRun]:
+    """`count` streams of the clip, their starts spread evenly over one step (the realistic
+    case: steps of independent users do not line up)."""
+    spread = stack.settings.stream_step_seconds / count
+    return list(await asyncio.gather(*(stream(stack, item, delay=i * spread) for i in range(count))))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
