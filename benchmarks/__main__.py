@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import datetime
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -32,18 +33,24 @@ def pytest_running() -> bool:
     return subprocess.run(["pgrep", "-f", "pytest"], capture_output=True).returncode == 0
 
 
+def other_tritonservers() -> int:
+    """tritonserver processes already running (someone else's: they share the CPU)."""
+    found = subprocess.run(["pgrep", "-f", "bin/tritonserver"], capture_output=True, text=True)
+    return len(found.stdout.split())
+
+
 def levels(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each short item (default 3)")
+    parser.add_argument("--repeat", type=int, default=None, help="runs of each short item (default 3)")
     parser.add_argument("--composite-repeat", type=int, default=1, help="runs of the composite (default 1)")
     parser.add_argument("--stream-repeat", type=int, default=None,
                         help="runs of each streaming level (default: --repeat, at most 2)")
-    parser.add_argument("--streams", type=levels, default=[1, 2, 4, 8], help="e.g. 1,2,4,8")
-    parser.add_argument("--uploads", type=levels, default=[1, 2, 4, 8], help="e.g. 1,2,4,8")
+    parser.add_argument("--streams", type=levels, default=None, help="default 1,2,4,8")
+    parser.add_argument("--uploads", type=levels, default=None, help="default 1,2,4,8")
     parser.add_argument("--threads", type=int, default=2, help="threads of every peer (default 2)")
     parser.add_argument("--no-composite", action="store_true")
     parser.add_argument("--only", choices=["files", "streaming", "throughput"], action="append",
@@ -53,9 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "results go to benchmarks/results/tmp/")
     parser.add_argument("--output", type=Path, default=None, help="results directory")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.repeat, args.no_composite = 1, True
-        args.streams, args.uploads = [1, 2], [1, 2]
+    quick = args.quick  # --quick changes the defaults; explicit flags still win
+    args.repeat = args.repeat or (1 if quick else 3)
+    args.streams = args.streams or ([1, 2] if quick else [1, 2, 4, 8])
+    args.uploads = args.uploads or ([1, 2] if quick else [1, 2, 4, 8])
+    args.no_composite = args.no_composite or quick
     if args.stream_repeat is None:
         args.stream_repeat = min(args.repeat, 2)
     if args.output is None:
@@ -162,10 +171,10 @@ async def streaming(stack: Stack, item: Item, counts: list[int], repeat: int) ->
 # ---- orchestration -------------------------------------------------------------------------
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    started = time.perf_counter()
-    noisy = pytest_running()
+    started, counters = time.perf_counter(), report.cpu_times()
+    noisy = pytest_running() or other_tritonservers() > 0
     if noisy:
-        log("WARNING: pytest is running on this machine; timings will be noisy")
+        log("WARNING: pytest or another tritonserver is running here; timings will be noisy")
     jfk, harvard = clip(JFK), clip(HARVARD)
     items = [(jfk, args.repeat), (harvard, args.repeat)]
     if not args.no_composite and "files" in args.only:
@@ -181,15 +190,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"stack up in {time.perf_counter() - started:.0f} s")
         if "files" in args.only:
             results["file_mode"] = await file_mode(stack, items, args.threads)
-            noisy |= pytest_running()
+            noisy |= pytest_running() or other_tritonservers() > 1
         if "throughput" in args.only:
             results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)
-            noisy |= pytest_running()
+            noisy |= pytest_running() or other_tritonservers() > 1
         if "streaming" in args.only:
             results["streaming"] = await streaming(stack, harvard, args.streams, args.stream_repeat)
-            noisy |= pytest_running()
+            noisy |= pytest_running() or other_tritonservers() > 1
     results["noisy"] = noisy
+    results["load_average_at_end"] = os.getloadavg()
     results["total_s"] = time.perf_counter() - started
+    results["cpu"] = report.cpu_use(counters, report.cpu_times())
     return results
 
 

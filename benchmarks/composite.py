@@ -1,7 +1,7 @@
 """A long, deterministic composite of real speech and silences, built from the shared clips.
 
 `python -m benchmarks.composite OUT.wav` writes it (16 kHz mono PCM16) and prints its reference
-text. The plan alternates the Harvard list (35.5 s) and JFK (11.0 s) seven times each: 325.5 s of
+text. The plan alternates the Harvard list (35.5 s) and JFK (11.0 s) seven times each: 325.8 s of
 recorded speech (the clips keep their own pauses between sentences), separated by silences of
 0.8 s to 32 s (one longer than a Whisper window) filled with faint seeded noise, about 6.7 min in
 all. The reference text is the clips' reference texts in the same order.

@@ -33,6 +33,23 @@ def gpu() -> str:
     return "none"
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user nice system idle iowait irq softirq
+    steal ...), to tell afterwards how busy the machine was and how much the host stole."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return []
+
+
+def cpu_use(before: list[int], after: list[int]) -> dict[str, float]:
+    if not before or not after:
+        return {}
+    delta = [b - a for a, b in zip(before, after)]
+    total = sum(delta) or 1
+    return {"busy": 1 - (delta[3] + delta[4]) / total, "steal": delta[7] / total}
+
+
 def version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -130,9 +147,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"faster-whisper {v['faster-whisper']} (CTranslate2 {v['ctranslate2']}), "
         f"tritonserver {v['tritonserver']} (nvidia-pytriton {v['nvidia-pytriton']}). "
         f"Model tiny.en. Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}"
-        + ("; **pytest was running during this run: noisy**" if results.get("noisy") else "") + ".",
+        + ("; **pytest or another tritonserver ran during this run: noisy**" if results.get("noisy") else "") + ".",
         "",
-        f"Command: `{results['command']}`; total {results['total_s']:.0f} s.",
+        f"Command: `{results['command']}`; total {results['total_s']:.0f} s; CPU busy "
+        f"{100 * results['cpu'].get('busy', 0):.0f} %, stolen by the host "
+        f"{100 * results['cpu'].get('steal', 0):.1f} % over the run.",
     ]
     if results.get("file_mode"):
         parts += ["", "## File mode", "", file_mode_table(results["file_mode"])]
