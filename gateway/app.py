@@ -15,7 +15,7 @@ from gateway import http_files, ws_stream
 from gateway.errors import ApiError, error_middleware
 from gateway.keys import ASR, SETTINGS, STREAMS
 from gateway.settings import Settings, load
-from gateway.triton_backend import TritonAsr
+from gateway.triton_pool import TritonPool
 from gateway.uploads import MULTIPART_OVERHEAD_BYTES
 
 logger = logging.getLogger(__name__)
@@ -23,15 +23,18 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-async def triton_client(app: web.Application) -> AsyncIterator[None]:
-    """One gRPC channel to Triton for the whole process, closed on shutdown."""
+async def triton_pool(app: web.Application) -> AsyncIterator[None]:
+    """The Triton replicas for the whole process: one gRPC channel each, closed on shutdown."""
     settings = app[SETTINGS]
-    app[ASR] = TritonAsr(
+    app[ASR] = TritonPool(
         settings.triton_url,
         settings.triton_model,
         timeout_s=settings.triton_timeout_s,
         ready_timeout_s=settings.triton_ready_timeout_s,
+        probe_interval_s=settings.triton_probe_interval_s,
+        resolve_interval_s=settings.triton_resolve_interval_s,
     )
+    await app[ASR].start()
     yield
     await app[ASR].close()
 
@@ -42,16 +45,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Triton answers and the model is loaded: send traffic here."""
+    """At least one Triton replica answers with the model loaded: send traffic here."""
     asr = request.app[ASR]
     if not await asr.is_ready():
         raise ApiError(
             503,
-            f"model {asr.model!r} at Triton {asr.url} is not ready",
+            f"model {asr.model!r} is not ready at any Triton replica of {asr.url}",
             "model_unavailable",
             retry_after=http_files.RETRY_AFTER_S,
         )
-    return web.json_response({"status": "ready", "model": asr.model, "triton": asr.url})
+    return web.json_response({"status": "ready", "model": asr.model, "replicas": asr.describe()})
 
 
 async def live_page(request: web.Request) -> web.FileResponse:
@@ -66,7 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[STREAMS] = weakref.WeakSet()
-    app.cleanup_ctx.append(triton_client)
+    app.cleanup_ctx.append(triton_pool)
     app.on_shutdown.append(ws_stream.close_streams)
     app.add_routes(
         [

@@ -7,8 +7,8 @@ import weakref
 from aiohttp import web
 
 from gateway.settings import Settings
-from gateway.triton_backend import TritonAsr
+from gateway.triton_pool import TritonPool
 
 SETTINGS = web.AppKey("settings", Settings)
-ASR = web.AppKey("asr", TritonAsr)
+ASR = web.AppKey("asr", TritonPool)
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])

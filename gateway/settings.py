@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from gateway.triton_pool import parse_endpoints
+
 ENV_PREFIX = "HERMES_"
 
 
@@ -23,10 +25,13 @@ class Settings:
     log_level: str = "INFO"
 
     # The Triton server and its model
-    triton_url: str = "127.0.0.1:8001"  # gRPC address
+    # gRPC host:port of each replica, comma-separated; a name may resolve to several
+    triton_url: str = "127.0.0.1:8001"
     triton_model: str = "whisper"
     triton_timeout_s: float = 300.0  # per window, queueing included
-    triton_ready_timeout_s: float = 2.0  # for /readyz
+    triton_ready_timeout_s: float = 2.0  # for /readyz and replica probes
+    triton_probe_interval_s: float = 2.0  # how often replicas' readiness is checked
+    triton_resolve_interval_s: float = 30.0  # how often names are resolved again
 
     # Uploads
     max_upload_mb: float = 100.0
@@ -53,9 +58,11 @@ class Settings:
         if self.window_seconds < 5:
             raise ValueError("window_seconds below 5 leaves the model too little context")
         positive = ("file_windows_in_flight", "max_upload_mb", "max_audio_seconds",
-                    "stream_step_seconds", "max_streams", "stream_idle_timeout_s")
+                    "stream_step_seconds", "max_streams", "stream_idle_timeout_s",
+                    "triton_probe_interval_s", "triton_resolve_interval_s")
         if any(getattr(self, name) <= 0 for name in positive):
             raise ValueError(f"{', '.join(positive)} must be positive")
+        parse_endpoints(self.triton_url)
         return self
 
 

@@ -10,12 +10,13 @@ import sys
 
 from gateway.app import serve, startup
 from gateway.local_triton import LocalTriton, TritonLaunchError, TritonPorts
+from gateway.triton_pool import parse_endpoints
 
 
 def triton_ports(grpc_url: str) -> TritonPorts:
-    """Triton's default ports, with gRPC where the gateway is told to find it."""
-    _, _, port = grpc_url.rpartition(":")
-    return TritonPorts(grpc=int(port)) if port.isdigit() else TritonPorts()
+    """Triton's default ports, with gRPC where the gateway is told to find it (the first
+    endpoint: one machine runs one local Triton)."""
+    return TritonPorts(grpc=parse_endpoints(grpc_url)[0].port)
 
 
 def main(argv: list[str] | None = None) -> int:

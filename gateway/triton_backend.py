@@ -1,6 +1,7 @@
-"""The speech recogniser the gateway calls: Triton's `whisper` model over one gRPC channel.
+"""One Triton server's `whisper` model over one asyncio gRPC channel.
 
-Windowing and streaming code depend on the `AsrBackend` protocol only, never on tritonclient.
+Windowing and streaming code depend on the `AsrBackend` protocol only, never on tritonclient;
+the gateway's backend is a `gateway.triton_pool.TritonPool` of these, one per replica.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
 from gateway.asr import OUTPUTS, TranscribeOptions, WindowResult, build_inputs, parse_outputs
@@ -47,15 +49,31 @@ class AsrBackend(Protocol):
     async def is_ready(self) -> bool: ...
 
 
+def _channel_args() -> list[tuple[str, int]]:
+    """tritonclient's channel defaults, but reconnecting within seconds of a server coming
+    back (gRPC's own backoff grows to two minutes, a long outage after a Triton restart)."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+
+
 class TritonAsr:
-    """One shared asyncio gRPC channel to Triton."""
+    """One asyncio gRPC channel to one Triton server."""
 
     def __init__(self, url: str, model: str, *, timeout_s: float, ready_timeout_s: float) -> None:
         self.url = url
         self.model = model
         self.timeout_s = timeout_s
         self.ready_timeout_s = ready_timeout_s
-        self._client = grpcaio.InferenceServerClient(url)
+        self._client = grpcaio.InferenceServerClient(url, channel_args=_channel_args())
         self._outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
 
     async def transcribe(

@@ -21,6 +21,8 @@ def test_environment_then_flags_override_the_defaults() -> None:
         ({"HERMES_PORT": "eighty"}, "HERMES_PORT: cannot read 'eighty' as int"),
         ({"HERMES_WINDOW_SECONDS": "45"}, "window_seconds must be at most 30"),
         ({"HERMES_MAX_STREAMS": "0"}, "must be positive"),
+        ({"HERMES_TRITON_URL": "triton"}, "Triton endpoint 'triton' is not host:port"),
+        ({"HERMES_TRITON_URL": "a:8001,b:http"}, "Triton endpoint 'b:http' is not host:port"),
     ],
 )
 def test_invalid_values_are_refused_with_the_reason(environ, message) -> None:
