@@ -143,7 +143,7 @@ async def _run_ffmpeg(command: list[str], timeout: float) -> tuple[bytes, bytes,
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise AudioDecodeError(f"decoding took longer than {timeout:g} s") from exc
     finally:
         if process.returncode is None:

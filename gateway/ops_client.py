@@ -9,15 +9,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from dataclasses import asdict
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from gateway.asr import MODEL_NAME, OUTPUTS, TranscribeOptions, WindowResult, build_inputs, parse_outputs
+from gateway.asr import (
+    MODEL_NAME,
+    OUTPUTS,
+    TranscribeOptions,
+    WindowResult,
+    build_inputs,
+    parse_outputs,
+)
 from gateway.audio import SAMPLE_RATE, WINDOW_SAMPLES, AudioDecodeError, decode_audio
 
 

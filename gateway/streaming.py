@@ -18,8 +18,8 @@ import soxr
 from gateway.agreement import LocalAgreement
 from gateway.asr import TranscribeOptions
 from gateway.audio import SAMPLE_RATE, WINDOW_SECONDS
-from gateway.transcript import Segment, Word
 from gateway.files import WindowDone, transcribe_chunk
+from gateway.transcript import Segment, Word
 from gateway.triton_backend import PRIORITY_STREAM, AsrBackend
 from gateway.vad import VadConfig, speech_regions
 from gateway.windows import Chunk, shift

@@ -145,7 +145,7 @@ async def _receive(connection: _Connection, idle_timeout: float) -> None:
     while not connection.stopping:
         try:
             message = await ws.receive(timeout=idle_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await connection.error(f"no audio or message for {idle_timeout:g} s; closing")
             await ws.close(code=CLOSE_IDLE, message=b"idle timeout")
             return
