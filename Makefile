@@ -14,7 +14,7 @@ EXPORT_FROM ?= auto
 MANIFEST := model_repository/whisper/1/weights/$(WEIGHTS).json
 STAMP := $(VENV)/.installed
 
-.PHONY: install export browser triton run test unit bench clean
+.PHONY: install export browser deploy-tools triton run test unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,14 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then .ci/install-browser; \
 	else echo "note: /usr/bin/chromium missing and not root: the browser test will be skipped"; fi
 
-test: export browser
+# Debian's docker-compose and kubectl for tests/deploy (root only; without them those tests are
+# skipped, unless HERMES_REQUIRE_DEPLOY_TOOLS=1, as in CI, makes them fail).
+deploy-tools:
+	@if command -v docker-compose >/dev/null && command -v kubectl >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then .ci/install-deploy-tools; \
+	else echo "note: docker-compose or kubectl missing and not root: tests/deploy will be skipped"; fi
+
+test: export browser deploy-tools
 	$(BIN)/python -m pytest -ra
 
 unit: install
