@@ -3,6 +3,7 @@ tests run."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import weakref
@@ -11,9 +12,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import http_files, ws_stream
+from gateway import access, http_files, ws_stream
+from gateway.admission import UploadAdmission
+from gateway.cors import Cors
 from gateway.errors import ApiError, error_middleware
-from gateway.keys import ASR, SETTINGS, STREAMS
+from gateway.keys import ASR, DRAINING, SETTINGS, STREAMS
+from gateway.logs import AccessLogger, configure
+from gateway.request_context import add_request_id_header, request_id_middleware
 from gateway.settings import Settings, load
 from gateway.triton_pool import TritonPool
 from gateway.uploads import MULTIPART_OVERHEAD_BYTES
@@ -21,6 +26,9 @@ from gateway.uploads import MULTIPART_OVERHEAD_BYTES
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Open without an API key: the probes, and the live page (which hands the key it was opened
+# with, `/?token=...`, on to /stream-audio)
+PUBLIC_RESOURCES = frozenset({"/", "/static", "/healthz", "/readyz"})
 
 
 async def triton_pool(app: web.Application) -> AsyncIterator[None]:
@@ -63,14 +71,25 @@ async def live_page(request: web.Request) -> web.FileResponse:
 
 
 def create_app(settings: Settings) -> web.Application:
+    cors = Cors(access.parse_origins(settings.cors_origins))
     app = web.Application(
-        middlewares=[error_middleware],
+        # Outermost first: the request id spans everything, errors are JSON with that id, and
+        # CORS preflights are answered before Origin and API key are checked.
+        middlewares=[
+            request_id_middleware,
+            error_middleware,
+            cors.preflight,
+            *access.middlewares(settings, public=PUBLIC_RESOURCES),
+        ],
         client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )
+    app.on_response_prepare.extend([add_request_id_header, cors.add_headers])
     app[SETTINGS] = settings
     app[STREAMS] = weakref.WeakSet()
     app.cleanup_ctx.append(triton_pool)
-    app.on_shutdown.append(ws_stream.close_streams)
+    app[DRAINING] = asyncio.Event()
+    app.on_shutdown.append(ws_stream.drain_streams)
+    uploads = UploadAdmission(settings.max_uploads_running, settings.max_uploads_waiting)
     app.add_routes(
         [
             web.get("/", live_page),
@@ -78,9 +97,11 @@ def create_app(settings: Settings) -> web.Application:
             web.get("/stream-audio", ws_stream.stream_audio),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
-            web.post("/transcribe", http_files.transcribe),
-            web.post("/upload", http_files.transcribe),
-            web.post("/v1/audio/transcriptions", http_files.openai_transcriptions),
+            web.post("/transcribe", uploads.guard(http_files.transcribe)),
+            web.post("/upload", uploads.guard(http_files.transcribe)),
+            web.post(
+                "/v1/audio/transcriptions", uploads.guard(http_files.openai_transcriptions)
+            ),
         ]
     )
     return app
@@ -94,16 +115,22 @@ def startup(argv: list[str] | None) -> Settings | None:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure(settings.log_level, settings.log_format)
     return settings
 
 
 def serve(settings: Settings) -> None:
-    """Run the gateway until SIGINT/SIGTERM, then shut it down gracefully."""
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    """Run the gateway until SIGINT/SIGTERM, then shut it down gracefully: stop accepting,
+    let live streams flush (`final`, `done`) and uploads finish, for at most
+    `shutdown_timeout_s`, then close the Triton channels."""
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        access_log_class=AccessLogger,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

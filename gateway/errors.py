@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+
+from gateway.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -16,23 +18,36 @@ class ApiError(Exception):
     """An error with the HTTP status and machine-readable code the client gets."""
 
     def __init__(
-        self, status: int, message: str, code: str, *, retry_after: int | None = None
+        self,
+        status: int,
+        message: str,
+        code: str,
+        *,
+        retry_after: int | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
 
     @property
     def type(self) -> str:
         return "server_error" if self.status >= 500 else "invalid_request_error"
 
     def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+        """OpenAI's error shape, plus the request's id (when in one) to quote in a report."""
+        error = {"message": self.message, "type": self.type, "code": self.code}
+        if (request_id := current_request_id.get()) is not None:
+            error["request_id"] = request_id
+        return {"error": error}
 
     def response(self) -> web.Response:
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
+        headers = dict(self.headers)
+        if self.retry_after:
+            headers["Retry-After"] = str(self.retry_after)
         return web.json_response(self.body(), status=self.status, headers=headers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 
 from aiohttp import web
@@ -11,4 +12,5 @@ from gateway.triton_pool import TritonPool
 
 SETTINGS = web.AppKey("settings", Settings)
 ASR = web.AppKey("asr", TritonPool)
+DRAINING = web.AppKey("draining", asyncio.Event)  # set on shutdown: streams flush and close
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])

@@ -139,6 +139,7 @@ class LocalTriton:
             f"--cache-directory={self.distribution.caches}",
             f"--http-address={self.host}",
             f"--grpc-address={self.host}",
+            f"--metrics-address={self.host}",
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",

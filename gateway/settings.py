@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from gateway.access import parse_origins, read_api_keys
+from gateway.logs import LOG_FORMATS
 from gateway.triton_pool import parse_endpoints
 
 ENV_PREFIX = "HERMES_"
@@ -23,6 +25,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
+    log_format: str = "text"  # or json: one object per line, for log collectors
 
     # The Triton server and its model
     # gRPC host:port of each replica, comma-separated; a name may resolve to several
@@ -37,6 +40,8 @@ class Settings:
     max_upload_mb: float = 100.0
     max_audio_seconds: float = 4 * 3600.0
     decode_timeout_s: float = 300.0
+    max_uploads_running: int = 4  # transcribed at once; each holds file_windows_in_flight
+    max_uploads_waiting: int = 16  # beyond this many waiting, 503 with Retry-After
 
     # File mode: windows of at most 30 s (Whisper's input), sliding inside each chunk of speech
     window_seconds: float = 30.0
@@ -45,8 +50,18 @@ class Settings:
     # Real-time mode
     stream_step_seconds: float = 3.0  # transcribe every this much new audio
     max_streams: int = 16  # concurrent WebSocket streams; the next one is refused (1013)
+    max_streams_per_client: int = 8  # per API key, or per address without keys (1013)
     stream_idle_timeout_s: float = 30.0  # no frame or message for this long closes (1008)
     stream_max_frame_bytes: int = 1 << 20
+
+    # Access control: all off by default, for local use (README, "Security and limits")
+    api_keys: str = field(default="", repr=False)  # comma-separated; api_keys_file is safer
+    api_keys_file: str = ""  # one key per line: a mounted secret; its keys add to api_keys
+    allowed_origins: str = ""  # pages that may open /stream-audio besides the gateway's own; * = any
+    cors_origins: str = ""  # origins whose pages may call the HTTP API (CORS); empty = no CORS
+
+    # SIGTERM: in-flight uploads and streams get this long to finish before being cut off
+    shutdown_timeout_s: float = 30.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -59,10 +74,23 @@ class Settings:
             raise ValueError("window_seconds below 5 leaves the model too little context")
         positive = ("file_windows_in_flight", "max_upload_mb", "max_audio_seconds",
                     "stream_step_seconds", "max_streams", "stream_idle_timeout_s",
-                    "triton_probe_interval_s", "triton_resolve_interval_s")
+                    "triton_probe_interval_s", "triton_resolve_interval_s",
+                    "max_uploads_running", "shutdown_timeout_s")
         if any(getattr(self, name) <= 0 for name in positive):
             raise ValueError(f"{', '.join(positive)} must be positive")
+        if self.max_uploads_waiting < 0:
+            raise ValueError("max_uploads_waiting must be 0 or more")
         parse_endpoints(self.triton_url)
+        if self.max_streams_per_client <= 0:
+            raise ValueError("max_streams_per_client must be positive")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        for name in ("allowed_origins", "cors_origins"):
+            try:
+                parse_origins(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+        read_api_keys(self.api_keys, self.api_keys_file)
         return self
 
 

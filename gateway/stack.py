@@ -1,7 +1,8 @@
 """`hermes up`: the whole service on one machine, a local Triton and the gateway before it.
 
 Triton starts first (the gateway's `/readyz` would say 503 until the model is loaded
-anyway); Ctrl-C or SIGTERM stops the gateway gracefully, then Triton and its stub.
+anyway) and is restarted with backoff if it dies (`gateway.supervisor`); Ctrl-C or SIGTERM
+stops the gateway gracefully, then Triton and its stub.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 
 from gateway.app import serve, startup
 from gateway.local_triton import LocalTriton, TritonLaunchError, TritonPorts
+from gateway.supervisor import TritonSupervisor
 from gateway.triton_pool import parse_endpoints
 
 
@@ -30,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"(Triton HTTP {triton.http_url}, gRPC {triton.grpc_url}); Ctrl-C stops",
                 flush=True,
             )
-            serve(settings)
+            supervisor = TritonSupervisor(triton)
+            supervisor.start()
+            try:
+                serve(settings)
+            finally:
+                supervisor.stop()
     except TritonLaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

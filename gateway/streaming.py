@@ -62,7 +62,7 @@ class StreamConfig:
             raise StreamProtocolError(
                 f"sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}"
             )
-        if config.encoding not in ENCODINGS:
+        if not isinstance(config.encoding, str) or config.encoding not in ENCODINGS:
             raise StreamProtocolError(f"encoding must be one of {', '.join(ENCODINGS)}")
         if not isinstance(config.channels, int) or not 1 <= config.channels <= MAX_CHANNELS:
             raise StreamProtocolError(f"channels must be an integer from 1 to {MAX_CHANNELS}")
@@ -132,10 +132,24 @@ class StreamSession:
         self.segments: list[Segment] = []  # the last hypothesis, in stream time
         self.partial = ""
         self.final_end = 0.0  # end time of the last final message sent
+        self.heard_until = 0.0  # end of the audio the model has transcribed so far
 
     def append(self, samples: np.ndarray) -> None:
-        self.buffer = np.concatenate([self.buffer, samples])
+        # Joined when the buffer is next read: one copy per step, not one per frame (a client
+        # sending one-sample frames would otherwise cost a copy of the whole buffer each)
+        self._pending.append(samples)
         self.received += samples.size / SAMPLE_RATE
+
+    @property
+    def buffer(self) -> np.ndarray:
+        if self._pending:
+            self._buffer = np.concatenate([self._buffer, *self._pending])
+            self._pending = []
+        return self._buffer
+
+    @buffer.setter
+    def buffer(self, samples: np.ndarray) -> None:
+        self._buffer, self._pending = samples, []
 
     @property
     def step_due(self) -> bool:
@@ -156,6 +170,7 @@ class StreamSession:
         window = self.buffer[-int(WINDOW_SECONDS * SAMPLE_RATE):]
         offset = self.buffer_start + (self.buffer.size - window.size) / SAMPLE_RATE
         result = await self.backend.transcribe(window, self._options(), priority=PRIORITY_STREAM)
+        self.heard_until = offset + window.size / SAMPLE_RATE
         self.segments = [shift(segment, offset) for segment in result.segments]
         return [word for segment in self.segments for word in segment.words]
 
@@ -167,14 +182,38 @@ class StreamSession:
             self._drop_silence()
             return self._partial([])
         messages = self._finals(self.agreement.insert(hypothesis))
-        messages += self._finals(self._trim())
+        self._trim()
         return messages + self._partial(self.agreement.tail)
+
+    def drop_backlog(self, reason: str) -> list[dict[str, Any]]:
+        """Keep at most one window of audio before a step. A stream whose steps fall behind
+        (overload) or fail (model unavailable) would otherwise buffer without bound: the
+        oldest audio goes, words already heard in it are committed as they are, and the
+        stretch the model never heard is reported as `skipped`."""
+        end = self.buffer_start + self.buffer.size / SAMPLE_RATE
+        keep_from = end - WINDOW_SECONDS
+        if keep_from <= self.buffer_start:
+            return []
+        messages = self._finals(self.agreement.commit_through(keep_from))
+        unheard_from = max(self.heard_until, self.final_end, self.buffer_start)
+        self._cut(keep_from)
+        if keep_from - unheard_from >= 0.01:
+            messages.append({
+                "type": "skipped",
+                "start": round(unheard_from, 3),
+                "end": round(keep_from, 3),
+                "reason": reason,
+            })
+            self.final_end = max(self.final_end, round(keep_from, 3))
+        return messages
 
     async def finish(self, decoder: FrameDecoder) -> list[dict[str, Any]]:
         """End of stream: read the rest of the buffer to its end, as file mode reads a chunk
         (a single pass may stop short of the end), and make it all final."""
         self.append(decoder.flush())
-        hypothesis = await self._read_to_end() if self.received > self.stepped_at else None
+        # even with no audio since the last step: that step's single pass may have stopped
+        # short of the buffer's end
+        hypothesis = await self._read_to_end()
         return self._finals(self.agreement.flush(hypothesis)) + self._partial([])
 
     async def _read_to_end(self) -> list[Word] | None:
@@ -219,22 +258,14 @@ class StreamSession:
         self.buffer = self.buffer[samples:]
         self.buffer_start += samples / SAMPLE_RATE
 
-    def _trim(self) -> list[Word]:
-        """Cut the buffer at the end of the last segment that is wholly committed. If the
-        buffer still outgrows one window (the stream fell behind), the oldest audio goes,
-        and the words heard in it are committed as they are: returns those words."""
+    def _trim(self) -> None:
+        """Cut the buffer at the end of the last segment that is wholly committed (once it
+        is long enough for that to matter); `drop_backlog` bounds it when that is not enough."""
         if self.buffer.size / SAMPLE_RATE <= TRIM_AFTER_SECONDS:
-            return []
+            return
         done = [s.end for s in self.segments if s.end <= self.agreement.committed_end + 0.01]
         if done:
             self._cut(max(done) - LEAD_SECONDS)
-        end = self.buffer_start + self.buffer.size / SAMPLE_RATE
-        if end - self.buffer_start <= WINDOW_SECONDS - self.step_seconds:
-            return []
-        keep_from = end - (WINDOW_SECONDS - self.step_seconds)
-        forced = self.agreement.commit_through(keep_from)
-        self._cut(keep_from)
-        return forced
 
     def _drop_silence(self) -> None:
         """A buffer without speech needs no more than the lead-in for what comes next."""

@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from gateway.keys import ASR, SETTINGS, STREAMS
+from gateway.access import client_of
+from gateway.keys import ASR, DRAINING, SETTINGS, STREAMS
+from gateway.request_context import current_request_id
+from gateway.settings import Settings
 from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
 from gateway.triton_backend import AsrRejected, AsrUnavailable
 
@@ -22,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_IDLE = WSCloseCode.POLICY_VIOLATION  # 1008
 CLOSE_BUSY = WSCloseCode.TRY_AGAIN_LATER  # 1013
+STREAM_CLIENT = web.ResponseKey("client", str)  # who opened the stream: max_streams_per_client
 
 
 class _Connection:
@@ -37,6 +42,7 @@ class _Connection:
         self.audio_arrived = asyncio.Event()
         self.stopping = False
         self.worker: asyncio.Task[None] | None = None
+        self.model_unavailable = False  # the last step could not reach the model
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -46,12 +52,12 @@ class _Connection:
             await self.ws.send_json(message)
 
     async def error(self, message: str) -> None:
-        await self.send({"type": "error", "message": message})
+        await self.send({"type": "error", "message": message, "request_id": current_request_id.get()})
 
     async def on_text(self, data: str) -> None:
         try:
             message = json.loads(data)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON, or nested beyond Python's stack
             await self.error("a text message must be JSON: config or stop")
             return
         kind = message.get("type") if isinstance(message, dict) else None
@@ -91,15 +97,27 @@ class _Connection:
             await self.audio_arrived.wait()
             self.audio_arrived.clear()
             while self.session.step_due and not self.stopping:
+                reason = "model_unavailable" if self.model_unavailable else "overload"
+                for message in self.session.drop_backlog(reason):
+                    await self.send(message)
                 for message in await self._guarded(self.session.step()):
                     await self.send(message)
 
     async def _guarded(self, step: Any) -> list[dict[str, Any]]:
+        """A step's messages; a model that cannot be reached is reported once, and the
+        stream goes on: the next steps try again, so it resumes when the model is back."""
         try:
-            return await step
-        except (AsrUnavailable, AsrRejected) as exc:
+            messages = await step
+        except AsrUnavailable as exc:
+            if not self.model_unavailable:
+                await self.error(f"{exc}; the stream stays open and resumes when it is back")
+            self.model_unavailable = True
+            return []
+        except AsrRejected as exc:
             await self.error(str(exc))
             return []
+        self.model_unavailable = False
+        return messages
 
     async def finish(self) -> None:
         """Flush what is left as final, then `done`."""
@@ -123,16 +141,16 @@ async def stream_audio(request: web.Request) -> web.WebSocketResponse:
     streams = request.app[STREAMS]
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.stream_max_frame_bytes)
     await ws.prepare(request)
-    if len(streams) >= settings.max_streams:
-        await ws.close(
-            code=CLOSE_BUSY,
-            message=f"too many streams: the limit is {settings.max_streams}; try again later".encode(),
-        )
+    client = client_of(request)
+    if (refusal := _refusal(streams, client, settings)) is not None:
+        logger.info("stream refused for %s: %s", client, refusal)
+        await ws.close(code=CLOSE_BUSY, message=refusal.encode())
         return ws
+    ws[STREAM_CLIENT] = client
     streams.add(ws)
     connection = _Connection(request, ws)
     try:
-        await _receive(connection, settings.stream_idle_timeout_s)
+        await _receive(connection, settings.stream_idle_timeout_s, request.app[DRAINING])
     finally:
         # aiohttp may cancel this handler when the client goes: release before awaiting
         streams.discard(ws)
@@ -140,14 +158,47 @@ async def stream_audio(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _receive(connection: _Connection, idle_timeout: float) -> None:
+def _refusal(
+    streams: weakref.WeakSet[web.WebSocketResponse], client: str, settings: Settings
+) -> str | None:
+    """Why a new stream of `client` may not open now (closed with 1013), or None."""
+    if len(streams) >= settings.max_streams:
+        return f"too many streams: the limit is {settings.max_streams}; try again later"
+    if sum(ws.get(STREAM_CLIENT) == client for ws in streams) >= settings.max_streams_per_client:
+        return (
+            f"too many streams from this client: the limit is {settings.max_streams_per_client}; "
+            "try again later"
+        )
+    return None
+
+
+async def _next_message(
+    ws: web.WebSocketResponse, idle_timeout: float, draining: asyncio.Event
+) -> WSMessage | None:
+    """The client's next message, or None once the server starts shutting down."""
+    receive = asyncio.ensure_future(ws.receive(timeout=idle_timeout))
+    drain = asyncio.ensure_future(draining.wait())
+    await asyncio.wait((receive, drain), return_when=asyncio.FIRST_COMPLETED)
+    drain.cancel()
+    if receive.done():
+        return receive.result()
+    receive.cancel()
+    await asyncio.gather(receive, return_exceptions=True)
+    return None
+
+
+async def _receive(connection: _Connection, idle_timeout: float, draining: asyncio.Event) -> None:
     ws = connection.ws
     while not connection.stopping:
         try:
-            message = await ws.receive(timeout=idle_timeout)
+            message = await _next_message(ws, idle_timeout, draining)
         except TimeoutError:
             await connection.error(f"no audio or message for {idle_timeout:g} s; closing")
             await ws.close(code=CLOSE_IDLE, message=b"idle timeout")
+            return
+        if message is None:  # shutting down: flush what was heard, then say goodbye
+            await connection.finish()
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
             return
         if message.type == WSMsgType.BINARY:
             await connection.on_audio(message.data)
@@ -160,7 +211,12 @@ async def _receive(connection: _Connection, idle_timeout: float) -> None:
     await ws.close()
 
 
-async def close_streams(app: web.Application) -> None:
-    """On shutdown: tell every client the server is going away."""
+async def drain_streams(app: web.Application) -> None:
+    """On shutdown: every stream flushes its text (`final`, `done`) and closes with 1001;
+    those still open after `shutdown_timeout_s` are closed as they are."""
+    app[DRAINING].set()
+    deadline = asyncio.get_running_loop().time() + app[SETTINGS].shutdown_timeout_s
+    while app[STREAMS] and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
     for ws in list(app[STREAMS]):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -44,9 +44,13 @@
     ui.errors.append(item);
   }
 
+  // With API keys on, open the page as /?token=KEY: the key goes on to the WebSocket as its
+  // query (a browser cannot set headers on a WebSocket).
   function streamUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}/stream-audio`;
+    const token = new URLSearchParams(location.search).get("token");
+    const query = token ? `?token=${encodeURIComponent(token)}` : "";
+    return `${scheme}//${location.host}/stream-audio${query}`;
   }
 
   function describeClose(event) {

@@ -35,7 +35,8 @@ def form(path: Path, **fields: str | list[str]) -> aiohttp.FormData:
 async def error_of(response: aiohttp.ClientResponse, status: int) -> str:
     assert response.status == status, await response.text()
     body = await response.json()
-    assert set(body["error"]) == {"message", "type", "code"}
+    assert set(body["error"]) == {"message", "type", "code", "request_id"}
+    assert body["error"]["request_id"] == response.headers["X-Request-Id"]
     assert "Traceback" not in body["error"]["message"]
     return body["error"]["message"]
 

@@ -49,8 +49,10 @@ async def stream(
     config: dict | None = None,
     before_audio: list[str | bytes] = (),
     stop: bool = True,
+    linger: float = 0.0,
 ) -> StreamRun:
-    """Send `payload` in 100 ms frames at `pace` × real time, reading replies meanwhile."""
+    """Send `payload` in 100 ms frames at `pace` × real time, reading replies meanwhile;
+    wait `linger` seconds before `stop`."""
     run = StreamRun()
     frame = int(bytes_per_second * FRAME_SECONDS)
     async with gateway.ws_connect("/stream-audio") as ws:
@@ -73,6 +75,7 @@ async def stream(
             await ws.send_bytes(payload[offset : offset + frame])
             await asyncio.sleep(max(0.0, started + (index + 1) * FRAME_SECONDS / pace - time.monotonic()))
         run.last_frame_at = time.monotonic() - started
+        await asyncio.sleep(linger)
         if stop:
             await ws.send_json({"type": "stop"})
         await asyncio.wait_for(reader, timeout=120)
@@ -81,10 +84,11 @@ async def stream(
 
 
 def assert_protocol(run: StreamRun) -> None:
-    """partial*/final* then done; finals in time order and never overlapping."""
+    """partial, final and skipped messages, then done; finals in time order, never
+    overlapping."""
     kinds = [m["type"] for m in run.messages]
     assert kinds[-1] == "done" and kinds.count("done") == 1, kinds
-    assert set(kinds[:-1]) <= {"partial", "final"}, kinds
+    assert set(kinds[:-1]) <= {"partial", "final", "skipped"}, kinds
     finals = run.of_type("final")
     assert finals
     for before, after in zip(finals, finals[1:]):

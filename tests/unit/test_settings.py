@@ -28,3 +28,51 @@ def test_environment_then_flags_override_the_defaults() -> None:
 def test_invalid_values_are_refused_with_the_reason(environ, message) -> None:
     with pytest.raises(ValueError, match=message):
         load([], environ)
+
+
+def test_access_settings_from_the_environment(tmp_path) -> None:
+    key_file = tmp_path / "api-keys"
+    key_file.write_text("# one key per line\nfrom-the-file\n")
+    environ = {
+        "HERMES_API_KEYS": "from-the-variable",
+        "HERMES_API_KEYS_FILE": str(key_file),
+        "HERMES_ALLOWED_ORIGINS": "https://app.example.com",
+        "HERMES_CORS_ORIGINS": "*",
+        "HERMES_LOG_FORMAT": "json",
+        "HERMES_MAX_STREAMS_PER_CLIENT": "2",
+    }
+    settings = load(["--max-streams-per-client", "3"], environ)
+    assert (settings.api_keys, settings.api_keys_file) == ("from-the-variable", str(key_file))
+    assert (settings.allowed_origins, settings.cors_origins) == ("https://app.example.com", "*")
+    assert (settings.log_format, settings.max_streams_per_client) == ("json", 3)
+    assert "from-the-variable" not in repr(settings)
+
+
+def test_access_is_off_by_default() -> None:
+    defaults = load([], {})
+    assert (defaults.api_keys, defaults.api_keys_file, defaults.cors_origins) == ("", "", "")
+    assert (defaults.allowed_origins, defaults.log_format) == ("", "text")
+    assert 0 < defaults.max_streams_per_client < defaults.max_streams
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"HERMES_LOG_FORMAT": "xml"}, "log_format must be one of text, json, got 'xml'"),
+        ({"HERMES_MAX_STREAMS_PER_CLIENT": "0"}, "max_streams_per_client must be positive"),
+        ({"HERMES_ALLOWED_ORIGINS": "app.example.com"}, "allowed_origins: 'app.example.com' is not an origin"),
+        ({"HERMES_CORS_ORIGINS": "https://a.example/api"}, "cors_origins: 'https://a.example/api' is not an origin"),
+        ({"HERMES_API_KEYS_FILE": "/nonexistent/keys"}, "api_keys_file: cannot read /nonexistent/keys"),
+        ({"HERMES_API_KEYS": "a good one"}, "API key #1 has spaces"),
+    ],
+)
+def test_invalid_access_settings_are_refused(environ, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        load([], environ)
+
+
+def test_an_empty_key_file_is_refused_rather_than_turning_authentication_off(tmp_path) -> None:
+    key_file = tmp_path / "api-keys"
+    key_file.write_text("\n# keys go here\n")
+    with pytest.raises(ValueError, match="holds no key"):
+        load([], {"HERMES_API_KEYS_FILE": str(key_file)})

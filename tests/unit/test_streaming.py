@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError
+from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
+from gateway.transcript import Word
 
 
 def test_defaults_are_16k_mono_pcm16() -> None:
@@ -54,3 +55,26 @@ def test_stereo_f32_is_averaged_and_resampled() -> None:
 def test_malformed_frames_are_refused(config, data, error) -> None:
     with pytest.raises(StreamProtocolError, match=error):
         FrameDecoder(config).decode(data)
+
+
+def test_a_backlog_beyond_one_window_is_dropped_and_reported() -> None:
+    """A stream 40 s ahead of the model keeps the newest 30 s; words heard before the cut
+    are committed; the stretch never heard is reported as skipped."""
+    session = StreamSession(backend=None, config=StreamConfig(), step_seconds=3.0)
+    session.append(np.zeros(40 * 16000, np.float32))
+    session.heard_until = 6.0
+    session.agreement.insert([Word(" heard", 4.0, 5.0, 0.9), Word(" later", 12.0, 12.5, 0.9)])
+    messages = session.drop_backlog("overload")
+    assert messages == [
+        {"type": "final", "text": " heard", "start": 4.0, "end": 5.0},
+        {"type": "skipped", "start": 6.0, "end": 10.0, "reason": "overload"},
+    ]
+    assert session.buffer_start == 10.0 and session.buffer.size == 30 * 16000
+    assert session.drop_backlog("overload") == []
+
+
+def test_a_buffer_within_one_window_is_kept() -> None:
+    session = StreamSession(backend=None, config=StreamConfig(), step_seconds=3.0)
+    session.append(np.zeros(29 * 16000, np.float32))
+    assert session.drop_backlog("model_unavailable") == []
+    assert session.buffer.size == 29 * 16000

@@ -1,0 +1,207 @@
+"""Faults through the real stack: a tritonserver SIGKILLed mid-upload and mid-stream and
+brought back by the supervisor, and a gateway stopped with SIGTERM while it works."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from gateway.audio import SAMPLE_RATE
+from gateway.keys import ASR
+from gateway.local_triton import LocalTriton, TritonPorts
+from gateway.settings import Settings
+from gateway.supervisor import TritonSupervisor
+from tests.conftest import ARTIFACTS_DIR, free_port
+from tests.integration.test_http_files import error_of, form
+from tests.integration.test_streaming import FRAME_SECONDS, pcm16
+from tests.wer import word_error_rate
+
+pytestmark = pytest.mark.integration
+
+FRAME_BYTES = int(2 * SAMPLE_RATE * FRAME_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def supervised_triton(triton: LocalTriton) -> Iterator[TritonSupervisor]:
+    """A Triton of this module's own (the session's must not die), under a supervisor."""
+    server = LocalTriton(
+        ports=TritonPorts(free_port(), free_port(), free_port()),
+        log_path=ARTIFACTS_DIR / "triton-faults.log",
+    )
+    with server:
+        supervisor = TritonSupervisor(server, first_backoff_s=0.5)
+        supervisor.start()
+        yield supervisor
+        supervisor.stop()
+
+
+def crash(server: LocalTriton) -> None:
+    """SIGKILL the server and its stub, as a crash or an out-of-memory kill would."""
+    assert server.process is not None
+    os.killpg(server.process.pid, signal.SIGKILL)
+
+
+def ffmpeg_children() -> list[int]:
+    """ffmpeg processes whose parent is this test process (the in-process gateway's)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(os.getpid()) and "ffmpeg" in fields.get("Name", ""):
+            found.append(int(status.parent.name))
+    return found
+
+
+def open_files() -> int:
+    """This process's descriptors other than sockets: files and pipes, where a leaked
+    ffmpeg run or temporary upload would show."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return sum(not target.startswith(("socket:", "anon_inode:")) for target in targets)
+
+
+async def wait_for(condition, timeout: float, interval: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return True
+        await asyncio.sleep(interval)
+    return False
+
+
+async def test_triton_killed_mid_upload_and_mid_stream(
+    make_gateway, gateway_settings: Settings, supervised_triton: TritonSupervisor, clips
+) -> None:
+    server = supervised_triton.triton
+    gateway = await make_gateway(
+        Settings(**{**gateway_settings.__dict__, "triton_url": server.grpc_url,
+                    "triton_probe_interval_s": 0.5})
+    )
+    replica = gateway.server.app[ASR].replicas[0]
+    jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
+    files_before, restarts_before = open_files(), supervised_triton.restarts
+    messages: list[dict] = []
+
+    async def ready() -> bool:
+        return (await gateway.get("/readyz")).status == 200
+
+    async with gateway.ws_connect("/stream-audio") as ws:
+
+        async def read() -> None:
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                messages.append(json.loads(message.data))
+
+        async def send(audio: np.ndarray) -> None:
+            payload = pcm16(audio)
+            for offset in range(0, len(payload), FRAME_BYTES):
+                await ws.send_bytes(payload[offset : offset + FRAME_BYTES])
+                await asyncio.sleep(FRAME_SECONDS / 2)
+
+        reader = asyncio.create_task(read())
+        upload = asyncio.create_task(gateway.post("/transcribe", data=form(harvard.path)))
+        streaming = asyncio.create_task(send(jfk.audio))
+        assert await wait_for(lambda: asyncio.sleep(0, replica.outstanding > 0), 60, 0.05)
+        crash(server)
+
+        reply = await upload
+        assert "unavailable" in await error_of(reply, 503)
+        assert reply.headers["Retry-After"] == "5"
+        assert (await gateway.get("/readyz")).status == 503  # the model takes seconds to load
+        await streaming
+        # while the model is away the stream stays open: silence keeps it alive
+        deadline = time.monotonic() + 240
+        while not await ready():
+            assert time.monotonic() < deadline, "Triton did not come back"
+            await send(np.zeros(SAMPLE_RATE // 2, np.float32))
+        await send(jfk.audio)  # after the restart, the stream is transcribed again
+        await ws.send_json({"type": "stop"})
+        await asyncio.wait_for(reader, 120)
+
+    errors = [m for m in messages if m["type"] == "error"]
+    assert len(errors) == 1 and "unavailable" in errors[0]["message"], errors
+    assert "resumes when it is back" in errors[0]["message"]
+    assert messages[-1] == {"type": "done"}
+    finals = "".join(m["text"] for m in messages if m["type"] == "final").split()
+    reference = jfk.text.split()
+    # the JFK sent after the restart is the end of the transcript, word for word or nearly
+    assert word_error_rate(jfk.text, " ".join(finals[-len(reference) :])) <= 0.1, finals
+    assert supervised_triton.restarts == restarts_before + 1
+    assert ffmpeg_children() == []
+    assert open_files() <= files_before
+
+
+
+@pytest.fixture
+def gateway_process(triton: LocalTriton) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`hermes serve` as its own process, so it can be sent SIGTERM."""
+    port = free_port()
+    log = (ARTIFACTS_DIR / "gateway-sigterm.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
+         "--triton-url", triton.grpc_url, "--shutdown-timeout-s", "60"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        log.close()
+
+
+async def test_sigterm_finishes_uploads_and_flushes_streams(gateway_process, clips) -> None:
+    process, url = gateway_process
+    jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as client:
+
+        async def up() -> bool:
+            try:
+                async with client.get(f"{url}/readyz") as reply:
+                    return reply.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        assert await wait_for(up, 60)
+        upload = asyncio.create_task(client.post(f"{url}/transcribe", data=form(harvard.path)))
+        messages: list[dict] = []
+        async with client.ws_connect(f"{url}/stream-audio") as ws:
+            payload = pcm16(jfk.audio[: 4 * SAMPLE_RATE])  # "And so my fellow Americans"
+            for offset in range(0, len(payload), FRAME_BYTES):
+                await ws.send_bytes(payload[offset : offset + FRAME_BYTES])
+                await asyncio.sleep(FRAME_SECONDS / 2)
+            process.send_signal(signal.SIGTERM)
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                messages.append(json.loads(message.data))
+            close_code = ws.close_code
+        assert not await up()  # no longer accepting
+        reply = await upload
+        assert reply.status == 200
+        text = (await reply.json())["text"]
+    assert word_error_rate(harvard.text, text) == 0.0, text
+    assert close_code == 1001
+    assert messages[-1] == {"type": "done"}
+    finals = "".join(m["text"] for m in messages if m["type"] == "final")
+    assert word_error_rate("And so my fellow Americans", finals) <= 0.2, finals
+    assert await asyncio.to_thread(process.wait, 30) == 0
