@@ -2,6 +2,7 @@
 #   make run    set everything up, export tiny.en and serve it
 #   make test   set everything up and run the whole suite against the real stack
 #   make bench  set everything up and benchmark the service against its peers
+#   make soak   set everything up and hold the service under mixed load for minutes
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -14,7 +15,7 @@ EXPORT_FROM ?= auto
 MANIFEST := model_repository/whisper/1/weights/$(WEIGHTS).json
 STAMP := $(VENV)/.installed
 
-.PHONY: install export browser deploy-tools triton run test unit bench clean
+.PHONY: install export browser deploy-tools triton run test unit bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,12 @@ unit: install
 # e.g. make bench BENCH_ARGS=--quick
 bench: export
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Live streams and long uploads together on loopback, then a pass/fail verdict on errors,
+# memory, descriptors and leftover ffmpeg (benchmarks/README.md, "Soak"); ~10 min by default;
+# e.g. make soak SOAK_ARGS="--minutes 2"
+soak: export
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache tests/artifacts model_repository/whisper/1/weights

@@ -9,7 +9,6 @@ import datetime
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,26 +16,11 @@ from typing import Any
 
 from benchmarks import composite, peers, report, service
 from benchmarks.audio import HARVARD, JFK, Item, clip
+from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.stack import Stack, running_stack
 from tests.wer import word_error_rate
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-TMP_DIR = RESULTS_DIR / "tmp"
 SERVICE = "hermes service"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def pytest_running() -> bool:
-    return subprocess.run(["pgrep", "-f", "pytest"], capture_output=True).returncode == 0
-
-
-def other_tritonservers() -> int:
-    """tritonserver processes already running (someone else's: they share the CPU)."""
-    found = subprocess.run(["pgrep", "-f", "bin/tritonserver"], capture_output=True, text=True)
-    return len(found.stdout.split())
 
 
 def levels(text: str) -> list[int]:
@@ -130,11 +114,6 @@ async def throughput(stack: Stack, item: Item, counts: list[int], repeat: int) -
 
 # ---- streaming -----------------------------------------------------------------------------
 
-def quantiles(values: list[float]) -> dict[str, float]:
-    return {"p50": service.percentile(values, 50), "p95": service.percentile(values, 95),
-            "count": len(values)}
-
-
 async def streaming(stack: Stack, item: Item, counts: list[int], repeat: int) -> list[dict]:
     reference = await service.word_times(stack, item)
     file_text, _ = await service.upload(stack, item)
@@ -157,9 +136,9 @@ async def streaming(stack: Stack, item: Item, counts: list[int], repeat: int) ->
         results.append({
             "item": item.name, "streams": count, "repeat": repeat,
             "samples": {"streams": len(runs), "finals": len(finals), "words": len(final_words)},
-            "final_latency_s": quantiles(finals),
-            "word_final_latency_s": quantiles(final_words),
-            "word_shown_latency_s": quantiles(shown),
+            "final_latency_s": service.quantiles(finals),
+            "word_final_latency_s": service.quantiles(final_words),
+            "word_shown_latency_s": service.quantiles(shown),
             "wer": report.spread(wers), "file_mode_wer": file_wer,
             "tail_s": report.spread(tails),
             "kept_up": max(tails) <= service.KEPT_UP_TAIL_S,
@@ -172,7 +151,7 @@ async def streaming(stack: Stack, item: Item, counts: list[int], repeat: int) ->
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     started, counters = time.perf_counter(), report.cpu_times()
-    noisy = pytest_running() or other_tritonservers() > 0
+    noisy = report.noisy(own_tritonservers=0)
     if noisy:
         log("WARNING: pytest or another tritonserver is running here; timings will be noisy")
     jfk, harvard = clip(JFK), clip(HARVARD)
@@ -185,18 +164,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.date.today().isoformat(), "command": report.command_line(),
     }
     log("starting tritonserver and the gateway")
-    async with running_stack(TMP_DIR / "triton.log") as stack:
+    async with running_stack(TMP_DIR) as stack:
         results["machine"] = report.machine(await stack.triton_version(), args.threads)
         log(f"stack up in {time.perf_counter() - started:.0f} s")
         if "files" in args.only:
             results["file_mode"] = await file_mode(stack, items, args.threads)
-            noisy |= pytest_running() or other_tritonservers() > 1
+            noisy |= report.noisy(own_tritonservers=1)
         if "throughput" in args.only:
             results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)
-            noisy |= pytest_running() or other_tritonservers() > 1
+            noisy |= report.noisy(own_tritonservers=1)
         if "streaming" in args.only:
             results["streaming"] = await streaming(stack, harvard, args.streams, args.stream_repeat)
-            noisy |= pytest_running() or other_tritonservers() > 1
+            noisy |= report.noisy(own_tritonservers=1)
     results["noisy"] = noisy
     results["load_average_at_end"] = os.getloadavg()
     results["total_s"] = time.perf_counter() - started

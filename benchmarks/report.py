@@ -1,4 +1,5 @@
-"""Machine description, statistics, and the markdown/JSON results."""
+"""Where results go, progress lines, the machine and how busy it is, statistics, and the
+markdown/JSON results."""
 
 from __future__ import annotations
 
@@ -9,9 +10,35 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+TMP_DIR = RESULTS_DIR / "tmp"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def pytest_running() -> bool:
+    found = subprocess.run(["pgrep", "-f", "pytest"], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+def other_tritonservers() -> int:
+    """tritonserver processes already running (someone else's: they share the CPU)."""
+    found = subprocess.run(["pgrep", "-f", "bin/tritonserver"], capture_output=True, text=True,
+                           check=False)
+    return len(found.stdout.split())
+
+
+def noisy(own_tritonservers: int) -> bool:
+    """pytest, or a tritonserver besides this run's `own_tritonservers`, runs on this machine."""
+    return pytest_running() or other_tritonservers() > own_tritonservers
 
 
 def cpu_model() -> str:
@@ -27,7 +54,7 @@ def cpu_model() -> str:
 def gpu() -> str:
     if shutil.which("nvidia-smi"):
         result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, check=False)
         if result.returncode == 0 and result.stdout.strip():
             return result.stdout.strip().replace("\n", ", ")
     return "none"
@@ -57,13 +84,14 @@ def version(package: str) -> str:
         return "?"
 
 
-def machine(triton_version: str, threads: int) -> dict[str, Any]:
+def machine(triton_version: str, threads: int | None = None) -> dict[str, Any]:
+    """The machine and the versions; `threads`: the peers' threads, where peers run."""
     return {
         "host": platform.node(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "gpu": gpu(),
-        "threads": threads,
+        **({} if threads is None else {"threads": threads}),
         "load_average_at_start": os.getloadavg(),
         "versions": {
             "python": platform.python_version(),
@@ -136,6 +164,22 @@ def throughput_table(results: list[dict]) -> str:
                   "Triton inferences / executions", "mean batch", "max WER"], rows)
 
 
+NOISY_NOTE = "; **pytest or another tritonserver ran during this run: noisy**"
+
+
+def load_text(load_average: Sequence[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in load_average)
+
+
+def run_summary(results: dict[str, Any]) -> str:
+    """The command, its duration and how busy the machine was: the last line of a header."""
+    return (
+        f"Command: `{results['command']}`; total {results['total_s']:.0f} s; CPU busy "
+        f"{100 * results['cpu'].get('busy', 0):.0f} %, stolen by the host "
+        f"{100 * results['cpu'].get('steal', 0):.1f} % over the run."
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     v = m["versions"]
@@ -146,12 +190,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"Python {v['python']}, torch {v['torch']}, openai-whisper {v['openai-whisper']}, "
         f"faster-whisper {v['faster-whisper']} (CTranslate2 {v['ctranslate2']}), "
         f"tritonserver {v['tritonserver']} (nvidia-pytriton {v['nvidia-pytriton']}). "
-        f"Model tiny.en. Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}"
-        + ("; **pytest or another tritonserver ran during this run: noisy**" if results.get("noisy") else "") + ".",
+        f"Model tiny.en. Load average at start: {load_text(m['load_average_at_start'])}"
+        + (NOISY_NOTE if results.get("noisy") else "") + ".",
         "",
-        f"Command: `{results['command']}`; total {results['total_s']:.0f} s; CPU busy "
-        f"{100 * results['cpu'].get('busy', 0):.0f} %, stolen by the host "
-        f"{100 * results['cpu'].get('steal', 0):.1f} % over the run.",
+        run_summary(results),
     ]
     if results.get("file_mode"):
         parts += ["", "## File mode", "", file_mode_table(results["file_mode"])]
@@ -164,14 +206,21 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+def write(
+    results: dict[str, Any],
+    directory: Path,
+    *,
+    prefix: str = "",
+    render: Callable[[dict[str, Any]], str] = markdown,
+) -> tuple[Path, Path]:
+    """`<prefix><date>-<host>.json` and `.md` (the markdown `render` makes) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"{results['date']}-{results['machine']['host']}"
+    stem = f"{prefix}{results['date']}-{results['machine']['host']}"
     json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
     json_path.write_text(json.dumps(results, indent=1) + "\n")
-    md_path.write_text(markdown(results))
+    md_path.write_text(render(results))
     return json_path, md_path
 
 
-def command_line() -> str:
-    return " ".join(["python -m benchmarks", *sys.argv[1:]])
+def command_line(module: str = "benchmarks") -> str:
+    return " ".join([f"python -m {module}", *sys.argv[1:]])

@@ -23,18 +23,38 @@ KEPT_UP_TAIL_S = 5.0  # a stream kept up when `done` came within this long after
 
 # ---- file mode ---------------------------------------------------------------------------
 
-async def upload(stack: Stack, item: Item) -> tuple[str, float]:
-    """POST the file to the OpenAI route (multipart, response_format=json): (text, wall s)."""
+@dataclass(frozen=True)
+class UploadReply:
+    status: int
+    body: dict  # the JSON reply; a reply that is not JSON as {"raw": its first 500 characters}
+    retry_after: str | None  # the Retry-After header
+    wall_s: float
+
+
+async def post_upload(stack: Stack, item: Item) -> UploadReply:
+    """POST the file to the OpenAI route (multipart, response_format=json), timed from the
+    request to the parsed reply, whatever the status."""
     data = item.path.read_bytes()
     form = aiohttp.FormData()
     form.add_field("file", data, filename=item.path.name)
     form.add_field("response_format", "json")
     started = time.perf_counter()
     async with stack.session.post(f"{stack.gateway_url}/v1/audio/transcriptions", data=form) as reply:
-        body = await reply.json()
-        if reply.status != 200:
-            raise RuntimeError(f"upload of {item.name} failed: {reply.status} {body}")
-    return body["text"], time.perf_counter() - started
+        raw = await reply.text()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = {"raw": raw[:500]}
+        return UploadReply(reply.status, body, reply.headers.get("Retry-After"),
+                           time.perf_counter() - started)
+
+
+async def upload(stack: Stack, item: Item) -> tuple[str, float]:
+    """The upload's (text, wall s); an error when it did not succeed."""
+    reply = await post_upload(stack, item)
+    if reply.status != 200:
+        raise RuntimeError(f"upload of {item.name} failed: {reply.status} {reply.body}")
+    return reply.body["text"], reply.wall_s
 
 
 async def word_times(stack: Stack, item: Item) -> list[tuple[str, float]]:
@@ -88,6 +108,7 @@ class StreamRun:
     messages: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, message)
     stop_sent: float = 0.0
     done_at: float | None = None
+    close_code: int | None = None  # the WebSocket's close code once closed
 
     def sent_at(self, stream_time: float) -> float:
         """When the audio at `stream_time` (seconds from the stream's start) had been sent."""
@@ -168,14 +189,25 @@ async def stream(stack: Stack, item: Item, *, delay: float = 0.0) -> StreamRun:
         await ws.send_json({"type": "stop"})
         run.stop_sent = time.monotonic()
         await asyncio.wait_for(reader, timeout=600)
+    run.close_code = ws.close_code
     return run
 
 
-async def concurrent_streams(stack: Stack, item: Item, count: int) -> list[StreamRun]:
-    """`count` streams of the clip, their starts spread evenly over one step (the realistic
-    case: steps of independent users do not line up)."""
+def start_delays(stack: Stack, count: int) -> list[float]:
+    """Delays that spread `count` streams' starts evenly over one step (the realistic case:
+    steps of independent users do not line up)."""
     spread = stack.settings.stream_step_seconds / count
-    return list(await asyncio.gather(*(stream(stack, item, delay=i * spread) for i in range(count))))
+    return [i * spread for i in range(count)]
+
+
+async def concurrent_streams(stack: Stack, item: Item, count: int) -> list[StreamRun]:
+    """`count` streams of the clip, their starts spread over one step (`start_delays`)."""
+    delays = start_delays(stack, count)
+    return list(await asyncio.gather(*(stream(stack, item, delay=delay) for delay in delays)))
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "count": len(values)}
 
 
 def percentile(values: list[float], q: float) -> float:

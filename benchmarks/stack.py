@@ -1,21 +1,28 @@
-"""The real stack for a benchmark run: a local tritonserver on free ports and the gateway app
-in this process (aiohttp `AppRunner` on a free port)."""
+"""The real stack for a benchmark run: a local tritonserver on free ports and the gateway on a
+free port, as an aiohttp `AppRunner` in this process or as a `hermes serve` child process."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from benchmarks.audio import PROJECT_ROOT
 from gateway.app import create_app
 from gateway.local_triton import LocalTriton, TritonPorts
-from gateway.settings import Settings
+from gateway.settings import ENV_PREFIX, Settings
+
+GATEWAY_START_TIMEOUT_S = 60.0
+GATEWAY_STOP_TIMEOUT_S = 60.0  # SIGTERM, then SIGKILL after this long
 
 
 def free_port() -> int:
@@ -30,6 +37,8 @@ class Stack:
     triton_http_url: str
     settings: Settings
     session: aiohttp.ClientSession
+    gateway_pid: int  # this process when the gateway runs in it
+    triton_pid: int  # the tritonserver process; its Python backend stubs are its children
 
     async def triton_json(self, path: str) -> dict:
         async with self.session.get(f"{self.triton_http_url}{path}") as reply:
@@ -47,29 +56,109 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(log_path: Path) -> AsyncIterator[Stack]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    triton = LocalTriton(ports=TritonPorts(free_port(), free_port(), free_port()), log_path=log_path)
+async def local_triton(log_path: Path) -> AsyncIterator[LocalTriton]:
+    ports = TritonPorts(free_port(), free_port(), free_port())
+    triton = LocalTriton(ports=ports, log_path=log_path)
     await asyncio.to_thread(triton.__enter__)  # starts it and waits until the model is ready
     try:
+        yield triton
+    finally:
+        await asyncio.to_thread(triton.stop)
+
+
+@asynccontextmanager
+async def gateway_in_process(settings: Settings) -> AsyncIterator[int]:
+    """The gateway app served by this process's event loop; yields this process's id."""
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    try:
+        yield os.getpid()
+    finally:
+        await runner.cleanup()
+
+
+def settings_flags(settings: Settings) -> list[str]:
+    """`hermes serve` flags for every setting that differs from its default."""
+    defaults = Settings()
+    return [
+        f"--{field.name.replace('_', '-')}={getattr(settings, field.name)}"
+        for field in fields(Settings)
+        if getattr(settings, field.name) != getattr(defaults, field.name)
+    ]
+
+
+@asynccontextmanager
+async def gateway_subprocess(settings: Settings, log_path: Path) -> AsyncIterator[int]:
+    """`hermes serve` as a child process with these settings (the `HERMES_*` variables of this
+    environment are not passed on), its output appended to `log_path`; yields its process id
+    once it answers `/healthz`, and stops it with SIGTERM (its graceful shutdown) on exit."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "serve", *settings_flags(settings),
+            cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )
+    try:
+        await wait_healthy(process, f"http://{settings.host}:{settings.port}/healthz", log_path)
+        yield process.pid
+    finally:
+        await stop_process(process)
+
+
+async def wait_healthy(process: asyncio.subprocess.Process, url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + GATEWAY_START_TIMEOUT_S
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                code = process.returncode
+                raise RuntimeError(f"the gateway exited with code {code}; see {log_path}")
+            try:
+                async with session.get(url) as reply:
+                    if reply.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the gateway did not answer {url} in {GATEWAY_START_TIMEOUT_S:g} s")
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL if it outlives `GATEWAY_STOP_TIMEOUT_S`."""
+    if process.returncode is None:
+        with suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), GATEWAY_STOP_TIMEOUT_S)
+        except TimeoutError:
+            with suppress(ProcessLookupError):
+                process.kill()
+    await process.wait()
+
+
+@asynccontextmanager
+async def running_stack(log_dir: Path, *, separate_gateway: bool = False) -> AsyncIterator[Stack]:
+    """Triton (its log in `log_dir/triton.log`) and the gateway: in this process, or with
+    `separate_gateway` as a child process (its log in `log_dir/gateway.log`)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    async with local_triton(log_dir / "triton.log") as triton:
         settings = Settings(
             port=free_port(), triton_url=triton.grpc_url, log_level="WARNING",
             max_audio_seconds=3600.0,
         )
-        runner = web.AppRunner(create_app(settings))
-        await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        try:
-            timeout = aiohttp.ClientTimeout(total=1800)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                yield Stack(
-                    gateway_url=f"http://{settings.host}:{settings.port}",
-                    triton_http_url=triton.http_url,
-                    settings=settings,
-                    session=session,
-                )
-        finally:
-            await runner.cleanup()
-    finally:
-        await asyncio.to_thread(triton.stop)
+        gateway: AbstractAsyncContextManager[int] = (
+            gateway_subprocess(settings, log_dir / "gateway.log") if separate_gateway
+            else gateway_in_process(settings)
+        )
+        timeout = aiohttp.ClientTimeout(total=1800)
+        async with gateway as gateway_pid, aiohttp.ClientSession(timeout=timeout) as session:
+            assert triton.process is not None  # started: LocalTriton waited for the model
+            yield Stack(
+                gateway_url=f"http://{settings.host}:{settings.port}",
+                triton_http_url=triton.http_url,
+                settings=settings,
+                session=session,
+                gateway_pid=gateway_pid,
+                triton_pid=triton.process.pid,
+            )

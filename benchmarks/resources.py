@@ -1,0 +1,96 @@
+"""What processes hold, read from /proc: resident memory, open file descriptors, descendants."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Resident memory and open file descriptors of a group of processes, summed."""
+
+    processes: int
+    rss_mib: float
+    fds: int
+
+
+def parent_ids() -> dict[int, int]:
+    """Every live process's parent: {pid: ppid}."""
+    parents = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone since the listing
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def descendants(root: int, parents: dict[int, int]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found, pending = [], list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending += children.get(pid, [])
+    return found
+
+
+def rss_kib(pid: int) -> int:
+    for line in (PROC / str(pid) / "status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0  # a zombie has no memory
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(PROC / str(pid) / "fd"))
+
+
+def usage(pids: list[int]) -> Usage:
+    """The processes' memory and descriptors; one that ended meanwhile counts for nothing."""
+    counted, rss, fds = 0, 0, 0
+    for pid in pids:
+        try:
+            rss += rss_kib(pid)
+            fds += fd_count(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        counted += 1
+    return Usage(counted, rss / 1024, fds)
+
+
+def runs_ffmpeg(pid: int) -> bool:
+    """The process is an ffmpeg, live (its command line) or a zombie (its name, all it keeps)."""
+    try:
+        name = (PROC / str(pid) / "comm").read_text()
+        command = (PROC / str(pid) / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "ffmpeg" in name or "ffmpeg" in command
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    gateway: Usage  # the gateway process alone (its ffmpeg children are counted apart)
+    triton: Usage  # tritonserver and its descendants (the Python backend stubs)
+    ffmpeg: int  # ffmpeg processes below the gateway, zombies included
+
+
+def snapshot(gateway_pid: int, triton_pid: int) -> Snapshot:
+    parents = parent_ids()
+    below_gateway = descendants(gateway_pid, parents)
+    return Snapshot(
+        gateway=usage([gateway_pid]),
+        triton=usage([triton_pid, *descendants(triton_pid, parents)]),
+        ffmpeg=sum(runs_ffmpeg(pid) for pid in below_gateway),
+    )

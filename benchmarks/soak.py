@@ -1,0 +1,586 @@
+"""`python -m benchmarks.soak`: live streams and long uploads together for a set time on the
+real stack, on loopback; unexpected errors, streaming latency under that load against the same
+streams alone, the gateway's and Triton's memory and descriptors, ffmpeg processes left; a
+verdict (exit status 1 on fail) and a report under benchmarks/results/."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import itertools
+import logging
+import math
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks import composite, report, resources, service
+from benchmarks.audio import HARVARD, Item, clip
+from benchmarks.report import RESULTS_DIR, TMP_DIR, log
+from benchmarks.service import StreamRun
+from benchmarks.stack import Stack, running_stack
+from tests.wer import word_error_rate
+
+WER_MARGIN = 0.10  # a transcript this far (absolute) above its file-mode WER is an error
+RSS_GROWTH_FRACTION = 0.10  # memory is flat when it grew by at most the larger of these
+RSS_GROWTH_MIB = 50.0
+FD_SLACK = 4  # descriptors are flat when at most this many more are open at the end
+SAMPLE_EVERY_S = 10.0
+SETTLE_S = 2.0  # after the clients disconnect, before the start and end samples
+OPERATION_TIMEOUT_S = 600.0  # an upload taking longer is an error (streams: service.stream's)
+RETRY_PAUSE_S = 3.0  # a client pauses this long after an error, so a broken service is not hammered
+ERRORS_SHOWN = 5
+OVERLOAD_STATUSES = (429, 503)  # with Retry-After: the documented "busy, come back later"
+FAULTS = ("model_unavailable",)  # a 503 or a skip for this is a fault: Triton runs throughout
+NORMAL_CLOSE, TRY_AGAIN_LATER = 1000, 1013  # WebSocket close codes: done; too many streams
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
+    parser.add_argument("--minutes", type=positive_float, default=5.0,
+                        help="length of the mixed phase (default 5)")
+    parser.add_argument("--streams", type=positive_int, default=3,
+                        help="concurrent real-time streams (default 3)")
+    parser.add_argument("--uploads", type=positive_int, default=2,
+                        help="clients uploading back to back (default 2)")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="results directory")
+    return parser.parse_args(argv)
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# ---- outcomes --------------------------------------------------------------------------------
+
+@dataclass
+class Ledger:
+    """What the clients met, judged as it comes: unexpected errors and expected refusals."""
+
+    baselines: dict[str, float]  # file-mode WER of each item, from the warm-up
+    errors: list[str] = field(default_factory=list)
+    refusals: Counter[str] = field(default_factory=Counter)
+
+    def error(self, where: str, what: str) -> None:
+        self.errors.append(f"{where}: {what}")
+        log(f"unexpected: {where}: {what}")
+
+    def refused(self, kind: str) -> None:
+        self.refusals[kind] += 1
+
+    def check_wer(self, where: str, item: Item, text: str) -> float:
+        wer = word_error_rate(item.text, text)
+        baseline = self.baselines[item.name]
+        if wer > baseline + WER_MARGIN:
+            self.error(where, f"WER {100 * wer:.1f} % against {100 * baseline:.1f} % in file mode")
+        return wer
+
+
+def judge_stream(run: StreamRun, item: Item, ledger: Ledger, where: str) -> None:
+    """`error` messages, skips for a fault and abnormal ends are errors; skipped audio under
+    overload and 1013 are refusals. A stream that skipped audio is not held to the WER rule:
+    it never transcribed all of it."""
+    skipped = [m for _, m in run.messages if m["type"] == "skipped"]
+    for _, message in run.messages:
+        if message["type"] == "error":
+            ledger.error(where, f"error message {message.get('message')!r}")
+    for message in skipped:
+        reason = message.get("reason", "?")
+        if reason in FAULTS:
+            ledger.error(where, f"skipped {message.get('start')}–{message.get('end')} s: {reason}")
+        else:
+            ledger.refused(f"stream skipped audio ({reason})")
+    if run.close_code == TRY_AGAIN_LATER:
+        ledger.refused("stream closed with 1013 (too many streams)")
+    elif run.done_at is None or run.close_code != NORMAL_CLOSE:
+        ended = "after done" if run.done_at is not None else "without done"
+        ledger.error(where, f"the stream ended {ended}, close code {run.close_code}")
+    elif not skipped:
+        ledger.check_wer(where, item, run.text)
+
+
+async def guarded_stream(
+    client: Stack, item: Item, ledger: Ledger, where: str, delay: float = 0.0
+) -> StreamRun | None:
+    """One paced stream, judged; None (after a pause) when the client failed."""
+    try:
+        run = await service.stream(client, item, delay=delay)
+    except Exception as exc:  # noqa: BLE001 (any client failure is a finding, not the end)
+        ledger.error(where, describe(exc))
+        await asyncio.sleep(RETRY_PAUSE_S)
+        return None
+    judge_stream(run, item, ledger, where)
+    return run
+
+
+async def streams_back_to_back(
+    client: Stack, item: Item, ledger: Ledger, where: str, delay: float, deadline: float
+) -> list[StreamRun]:
+    """Streams of `item` one after another, the first after `delay`; at least one, and none
+    started after `deadline` (monotonic)."""
+    runs = []
+    while True:
+        if run := await guarded_stream(client, item, ledger, where, delay):
+            runs.append(run)
+        if time.monotonic() >= deadline:
+            return runs
+        delay = 0.0
+
+
+def error_code(reply: service.UploadReply) -> str:
+    error = reply.body.get("error")
+    return str(error.get("code", "?")) if isinstance(error, dict) else "?"
+
+
+def is_overload_refusal(reply: service.UploadReply) -> bool:
+    return (reply.status in OVERLOAD_STATUSES and reply.retry_after is not None
+            and error_code(reply) not in FAULTS)
+
+
+def retry_pause(retry_after: str) -> float:
+    try:
+        return float(retry_after)
+    except ValueError:  # an HTTP date: not worth parsing for a pause
+        return RETRY_PAUSE_S
+
+
+async def upload_once(
+    client: Stack, item: Item, ledger: Ledger, where: str
+) -> tuple[dict | None, float]:
+    """One upload, judged: (its record when it succeeded, how long to pause before the next)."""
+    try:
+        reply = await service.post_upload(client, item)
+    except Exception as exc:  # noqa: BLE001 (a timeout, a reset connection: any is a finding)
+        ledger.error(where, describe(exc))
+        return None, RETRY_PAUSE_S
+    if reply.status == 200:
+        wer = ledger.check_wer(where, item, str(reply.body.get("text", "")))
+        return {"item": item.name, "wall_s": reply.wall_s, "wer": wer}, 0.0
+    if is_overload_refusal(reply):
+        ledger.refused(f"upload {reply.status} {error_code(reply)}")
+        return None, retry_pause(reply.retry_after or "")
+    ledger.error(where, f"HTTP {reply.status} {reply.body}")
+    return None, RETRY_PAUSE_S
+
+
+async def uploads_back_to_back(
+    client: Stack, items: list[Item], ledger: Ledger, where: str, deadline: float
+) -> list[dict]:
+    """Uploads of `items` in turn, each as soon as the last one is answered (or after the
+    pause a refusal asks for); at least one, and none started after `deadline` (monotonic)."""
+    records = []
+    for item in itertools.cycle(items):
+        record, pause = await upload_once(client, item, ledger, f"{where}, {item.name}")
+        if record is not None:
+            records.append(record)
+        if time.monotonic() + pause >= deadline:
+            break
+        await asyncio.sleep(pause)
+    return records
+
+
+# ---- phases ----------------------------------------------------------------------------------
+
+@asynccontextmanager
+async def own_client(stack: Stack) -> AsyncIterator[Stack]:
+    """The stack through a client session of its own, closed on exit: none of its connections
+    is open in the gateway when resources are sampled next."""
+    timeout = aiohttp.ClientTimeout(total=OPERATION_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        yield replace(stack, session=session)
+
+
+async def file_mode_baselines(client: Stack, items: list[Item]) -> dict[str, float]:
+    """One upload of each item alone (also the warm-up): its WER is the item's baseline."""
+    baselines = {}
+    for item in items:
+        text, wall = await service.upload(client, item)
+        baselines[item.name] = word_error_rate(item.text, text)
+        log(f"baseline upload of {item.name}: {wall:.1f} s, WER {100 * baselines[item.name]:.1f} %")
+    return baselines
+
+
+async def alone_phase(client: Stack, item: Item, streams: int, ledger: Ledger) -> list[StreamRun]:
+    delays = service.start_delays(client, streams)
+    runs = await asyncio.gather(*(
+        guarded_stream(client, item, ledger, f"stream {i} alone", delay)
+        for i, delay in enumerate(delays)
+    ))
+    return [run for run in runs if run is not None]
+
+
+async def mixed_phase(
+    client: Stack, stream_item: Item, upload_items: list[Item], args: argparse.Namespace,
+    seconds: float, ledger: Ledger, label: str,
+) -> tuple[list[StreamRun], list[dict]]:
+    """`args.streams` streams back to back and `args.uploads` upload clients back to back, all
+    starting work for `seconds` (each at least once); upload client i starts at item i of
+    `upload_items`, so the clients mix long and short files. `label` names the phase in errors."""
+    deadline = time.monotonic() + seconds
+    streams = (
+        streams_back_to_back(client, stream_item, ledger, f"stream {i} {label}", delay, deadline)
+        for i, delay in enumerate(service.start_delays(client, args.streams))
+    )
+    uploads = (
+        uploads_back_to_back(
+            client, rotated(upload_items, i), ledger, f"uploader {i} {label}", deadline
+        )
+        for i in range(args.uploads)
+    )
+    stream_runs, upload_records = await asyncio.gather(
+        asyncio.gather(*streams), asyncio.gather(*uploads)
+    )
+    return (
+        [run for runs in stream_runs for run in runs],
+        [record for records in upload_records for record in records],
+    )
+
+
+def rotated(items: list[Item], start: int) -> list[Item]:
+    start %= len(items)
+    return items[start:] + items[:start]
+
+
+class Monitor:
+    """The gateway's and Triton's resources, sampled every `SAMPLE_EVERY_S` while `running`
+    and on demand, each sample labelled with the phase."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.gateway_pid, self.triton_pid = stack.gateway_pid, stack.triton_pid
+        self.started = time.monotonic()
+        self.phase = "start-up"
+        self.samples: list[dict[str, Any]] = []
+
+    async def sample(self, label: str | None = None) -> dict[str, Any]:
+        snapshot = await asyncio.to_thread(resources.snapshot, self.gateway_pid, self.triton_pid)
+        record = {"t_s": round(time.monotonic() - self.started, 1), "phase": label or self.phase,
+                  **asdict(snapshot)}
+        self.samples.append(record)
+        return record
+
+    async def settled_sample(self, label: str) -> dict[str, Any]:
+        """A sample once the clients' connections and the uploads' ffmpeg have had time to go."""
+        await asyncio.sleep(SETTLE_S)
+        return await self.sample(label)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async def every() -> None:
+            while True:
+                await self.sample()
+                await asyncio.sleep(SAMPLE_EVERY_S)
+
+        task = asyncio.create_task(every())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+
+# ---- results ---------------------------------------------------------------------------------
+
+def stream_summary(runs: list[StreamRun], item: Item) -> dict[str, Any]:
+    latencies = [x for run in runs for x in run.final_latencies()]
+    completed = [run for run in runs if run.done_at is not None]
+    wers = [word_error_rate(item.text, run.text) for run in completed]
+    return {
+        "streams": len(runs),
+        "completed": len(completed),
+        "final_latency_s": {**service.quantiles(latencies),
+                            "max": max(latencies, default=math.nan)},
+        "wer": {"median": statistics.median(wers) if wers else math.nan,
+                "max": max(wers, default=math.nan)},
+        "skipped_s": sum(m["end"] - m["start"] for run in runs for _, m in run.messages
+                         if m["type"] == "skipped"),
+    }
+
+
+def upload_summary(
+    records: list[dict], items: list[Item], baselines: dict[str, float]
+) -> list[dict]:
+    summary = []
+    for item in items:
+        done = [r for r in records if r["item"] == item.name]
+        summary.append({
+            "item": item.name, "duration_s": item.duration, "completed": len(done),
+            "wall_s": report.spread([r["wall_s"] for r in done]) if done else None,
+            "wer": report.spread([r["wer"] for r in done]) if done else None,
+            "file_mode_wer": baselines[item.name],
+        })
+    return summary
+
+
+def memory_rule(name: str, start: dict, end: dict) -> dict[str, Any]:
+    before, after = start[name]["rss_mib"], end[name]["rss_mib"]
+    allowed = max(RSS_GROWTH_FRACTION * before, RSS_GROWTH_MIB)
+    bound = f"max({100 * RSS_GROWTH_FRACTION:.0f} %, {RSS_GROWTH_MIB:.0f} MiB)"
+    return {
+        "rule": f"{name.capitalize()} memory flat: end RSS ≤ start + {bound} = +{allowed:.0f} MiB",
+        "measured": f"{before:.0f} → {after:.0f} MiB ({after - before:+.1f})",
+        "passed": after - before <= allowed,
+    }
+
+
+def fd_rule(name: str, start: dict, end: dict) -> dict[str, Any]:
+    before, after = start[name]["fds"], end[name]["fds"]
+    return {
+        "rule": f"{name.capitalize()} descriptors flat: end ≤ start + {FD_SLACK}",
+        "measured": f"{before} → {after} ({after - before:+d})",
+        "passed": after <= before + FD_SLACK,
+    }
+
+
+def verdict_rules(results: dict[str, Any]) -> list[dict[str, Any]]:
+    start, end = results["resources"]["start"], results["resources"]["end"]
+    streams = results["mixed"]["completed"]
+    uploads = sum(u["completed"] for u in results["uploads"])
+    return [
+        {"rule": "unexpected errors = 0", "measured": str(len(results["unexpected_errors"])),
+         "passed": not results["unexpected_errors"]},
+        {"rule": "mixed load ran: ≥ 1 stream and ≥ 1 upload completed",
+         "measured": f"{streams} streams, {uploads} uploads",
+         "passed": streams > 0 and uploads > 0},
+        memory_rule("gateway", start, end),
+        memory_rule("triton", start, end),
+        fd_rule("gateway", start, end),
+        fd_rule("triton", start, end),
+        {"rule": "ffmpeg processes left under the gateway = 0", "measured": str(end["ffmpeg"]),
+         "passed": end["ffmpeg"] == 0},
+    ]
+
+
+def latency_row(phase: str, summary: dict[str, Any], file_wer: float) -> list[str]:
+    latency, wer = summary["final_latency_s"], summary["wer"]
+    return [
+        phase, f"{summary['streams']} ({summary['completed']})", str(latency["count"]),
+        f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['max']:.2f}",
+        f"{100 * wer['median']:.1f} % (max {100 * wer['max']:.1f} %)", f"{100 * file_wer:.1f} %",
+        f"{summary['skipped_s']:.1f}",
+    ]
+
+
+def upload_row(summary: dict[str, Any]) -> list[str]:
+    head = [f"{summary['item']} ({summary['duration_s']:.1f} s)", str(summary["completed"])]
+    baseline = f"{100 * summary['file_mode_wer']:.1f} %"
+    if not summary["completed"]:
+        return [*head, "–", "–", "–", baseline]
+    wall, wer = summary["wall_s"], summary["wer"]
+    return [
+        *head, report.fmt_spread(wall), f"{wall['median'] / summary['duration_s']:.3f}",
+        f"{100 * wer['median']:.1f} % (max {100 * wer['max']:.1f} %)", baseline,
+    ]
+
+
+def trend(values: list[float], digits: int = 0) -> str:
+    """`first → last (min–max)` of a phase's samples; the value alone for one sample."""
+    def f(x: float) -> str:
+        return f"{x:.{digits}f}"
+    if len(values) == 1:
+        return f(values[0])
+    return f"{f(values[0])} → {f(values[-1])} ({f(min(values))}–{f(max(values))})"
+
+
+def phase_rows(series: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for phase, group in itertools.groupby(series, key=lambda sample: sample["phase"]):
+        samples = list(group)
+        rows.append([
+            phase, str(len(samples)),
+            *(trend([s[process][metric] for s in samples])
+              for process in ("gateway", "triton") for metric in ("rss_mib", "fds")),
+            str(max(s["ffmpeg"] for s in samples)),
+        ])
+    return rows
+
+
+def outcomes_section(results: dict[str, Any]) -> list[str]:
+    errors, refusals = results["unexpected_errors"], results["expected_refusals"]
+    lines = [
+        f"Unexpected errors: **{len(errors)}**. Expected refusals: {sum(refusals.values())}"
+        + ("" if not refusals else " (" + ", ".join(f"{k}: {n}" for k, n in refusals.items()) + ")")
+        + ".",
+    ]
+    if errors:
+        lines += ["", f"First {min(len(errors), ERRORS_SHOWN)} of {len(errors)}:", ""]
+        lines += [f"- `{error}`" for error in errors[:ERRORS_SHOWN]]
+    return lines
+
+
+def header(results: dict[str, Any]) -> list[str]:
+    m, config = results["machine"], results["config"]
+    v = m["versions"]
+    uploads = ", ".join(f"{u['item']} ({u['duration_s']:.1f} s)" for u in results["uploads"])
+    return [
+        f"# hermes soak, {results['date']} on {m['host']}",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}; Python {v['python']}, "
+        f"torch {v['torch']}, tritonserver {v['tritonserver']} (nvidia-pytriton "
+        f"{v['nvidia-pytriton']}), aiohttp {v['aiohttp']}. Model tiny.en. Load average at start: "
+        f"{report.load_text(m['load_average_at_start'])}"
+        + (report.NOISY_NOTE if results["noisy"] else "") + ".",
+        "",
+        (f"Load: {config['streams']} real-time streams of {config['stream_item']} "
+         f"({config['stream_duration_s']:.1f} s, 100 ms frames, starts spread over one step), and "
+         f"{config['uploads']} clients uploading {uploads} in turn to `/v1/audio/transcriptions`, "
+         "each back to back. Alone: the streams once, nothing else running. Mixed: both for "
+         f"{config['minutes']:g} min (nothing new starts after that; what runs finishes). The "
+         "gateway runs as its own process (`hermes serve`): its memory and descriptors are its "
+         "own, not mixed with the clients'."),
+        "",
+        report.run_summary(results),
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    file_wer = results["baselines"][results["config"]["stream_item"]]
+    failed = [rule["rule"] for rule in results["rules"] if not rule["passed"]]
+    verdict = "**pass**" if not failed else "**FAIL** (" + "; ".join(failed) + ")"
+    parts = [
+        *header(results),
+        "",
+        f"Verdict: {verdict}",
+        "",
+        "## Streaming final latency, alone and under mixed load",
+        "",
+        report.table(["phase", "streams (completed)", "finals", "final latency p50 / p95 / max s",
+                      "stream WER", "file WER", "audio skipped s"],
+                     [latency_row("alone", results["alone"], file_wer),
+                      latency_row("mixed", results["mixed"], file_wer)]),
+        "",
+        "## Uploads during the mixed phase",
+        "",
+        report.table(["file", "completed", "wall s, median (min–max)", "RTF", "WER",
+                      "file WER (baseline, alone)"],
+                     [upload_row(u) for u in results["uploads"]]),
+        "",
+        "## Errors and refusals",
+        "",
+        *outcomes_section(results),
+        "",
+        "## Verdict",
+        "",
+        ("Start: after the warm-up (file-mode baselines, the streams alone, one round of the "
+         "mixed load); end: after the mixed phase; both with no client connection open, "
+         f"{SETTLE_S:g} s after the last one closed. Triton: tritonserver and its Python backend "
+         "stubs."),
+        "",
+        report.table(["rule", "measured", "pass"],
+                     [[r["rule"], r["measured"], "yes" if r["passed"] else "**no**"]
+                      for r in results["rules"]]),
+        "",
+        "## Resources by phase",
+        "",
+        f"Sampled every {SAMPLE_EVERY_S:g} s (all in the JSON): first → last (min–max).",
+        "",
+        report.table(["phase", "samples", "gateway RSS MiB", "gateway fds", "Triton RSS MiB",
+                      "Triton fds", "ffmpeg running, max"],
+                     phase_rows(results["resources"]["series"])),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+# ---- orchestration ---------------------------------------------------------------------------
+
+async def phases(
+    stack: Stack, monitor: Monitor, stream_item: Item, upload_items: list[Item],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """File-mode baselines, the streams alone, one round of the mixed load to warm up (the
+    first large batches grow Triton's heap once), the start sample, the mixed phase, the end
+    sample."""
+    async with own_client(stack) as client:
+        monitor.phase = "baselines"
+        ledger = Ledger(await file_mode_baselines(client, upload_items))
+        monitor.phase = "alone"
+        log(f"alone: {args.streams} streams")
+        alone = await alone_phase(client, stream_item, args.streams, ledger)
+        monitor.phase = "mixed warm-up"
+        log("mixed warm-up: every stream and every upload client once, together")
+        await mixed_phase(client, stream_item, upload_items, args, 0.0, ledger, "mixed warm-up")
+    start = await monitor.settled_sample("start")
+    monitor.phase = "mixed"
+    log(f"mixed: {args.streams} streams and {args.uploads} upload clients for {args.minutes:g} min")
+    async with own_client(stack) as client:
+        mixed, uploads = await mixed_phase(
+            client, stream_item, upload_items, args, 60 * args.minutes, ledger, "mixed"
+        )
+    end = await monitor.settled_sample("end")
+    return {
+        "baselines": ledger.baselines,
+        "alone": stream_summary(alone, stream_item),
+        "mixed": stream_summary(mixed, stream_item),
+        "uploads": upload_summary(uploads, upload_items, ledger.baselines),
+        "unexpected_errors": ledger.errors,
+        "expected_refusals": dict(ledger.refusals),
+        "resources": {"start": start, "end": end, "series": monitor.samples},
+    }
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    started, counters = time.perf_counter(), report.cpu_times()
+    noisy = report.noisy(own_tritonservers=0)
+    if noisy:
+        log("WARNING: pytest or another tritonserver is running here; latencies will be noisy")
+    harvard = clip(HARVARD)
+    upload_items = [composite.build(TMP_DIR / "composite.wav").item, harvard]
+    results: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "command": report.command_line("benchmarks.soak"),
+        "config": {"minutes": args.minutes, "streams": args.streams, "uploads": args.uploads,
+                   "stream_item": harvard.name, "stream_duration_s": harvard.duration,
+                   "gateway": "own process (hermes serve)"},
+    }
+    log("starting tritonserver and the gateway")
+    async with running_stack(TMP_DIR, separate_gateway=True) as stack:
+        results["machine"] = report.machine(await stack.triton_version())
+        monitor = Monitor(stack)
+        async with monitor.running():
+            results.update(await phases(stack, monitor, harvard, upload_items, args))
+        noisy |= report.noisy(own_tritonservers=1)
+    results.update({
+        "noisy": noisy,
+        "load_average_at_end": os.getloadavg(),
+        "total_s": time.perf_counter() - started,
+        "cpu": report.cpu_use(counters, report.cpu_times()),
+    })
+    results["rules"] = verdict_rules(results)
+    results["passed"] = all(rule["passed"] for rule in results["rules"])
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    results = asyncio.run(soak(args))
+    print(markdown(results))
+    json_path, md_path = report.write(results, args.output, prefix="soak-", render=markdown)
+    log(f"wrote {json_path} and {md_path}; verdict: {'pass' if results['passed'] else 'FAIL'}")
+    return 0 if results["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
