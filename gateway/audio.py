@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +26,8 @@ SAMPLE_RATE = 16_000  # Whisper's input rate
 BYTES_PER_SAMPLE = 4  # float32
 WINDOW_SECONDS = 30.0  # one Whisper encoder window
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 480 000
-_STDERR_TAIL_CHARS = 600
+_STDERR_DETAIL_LINES = 3
+_STDERR_DETAIL_CHARS = 600
 # Demuxers of audio (and video-with-audio) containers: no hls, concat, image2, tty, ...
 SAFE_DEMUXERS = (
     "wav,w64,rf64,flac,mp3,ogg,matroska,webm,mov,mp4,m4a,3gp,aac,aiff,amr,au,caf,wv,ape,tta,"
@@ -55,8 +57,15 @@ _NON_AUDIO_SIGNATURES = {
     b"\x7fELF": "an executable",
     b"MZ": "a Windows executable",
     b"#!": "a script",
+    b"#EXTM3U": "a playlist",
 }
 _NO_AUDIO_STREAM = ("does not contain any stream", "matches no streams")
+_NOT_ON_WHITELIST = "Format not on whitelist"  # ffmpeg found a format SAFE_DEMUXERS leaves out
+# More channels than any layout ffmpeg can mix down (e.g. 32): then every channel is averaged,
+# up to the pan filter's 64.
+_NO_DOWNMIX = b"Rematrix is needed between"
+_AVERAGE_CHANNELS = "pan=mono|c0<" + "+".join(f"c{index}" for index in range(64))
+_LOG_PREFIX = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )+")  # "[in#0 @ 0x55d1c0a4] "
 
 
 def sniff_non_audio(data: bytes) -> str | None:
@@ -82,11 +91,16 @@ def ffmpeg_executable() -> str:
 
 
 def ffmpeg_command(
-    source_path: Path, *, channel: int | None = None, max_seconds: float | None = None
+    source_path: Path,
+    *,
+    channel: int | None = None,
+    max_seconds: float | None = None,
+    average_channels: bool = False,
 ) -> list[str]:
     """argv that reads one local file and writes raw 16 kHz mono f32le to stdout.
 
-    `channel` picks one input channel (0-based) instead of the default downmix.
+    `channel` picks one input channel (0-based) instead of the default downmix;
+    `average_channels` replaces ffmpeg's downmix by the plain mean of all channels.
     `max_seconds` stops decoding just past the limit, so a tiny file that declares hours of
     audio costs no more than the limit to find out.
     """
@@ -104,6 +118,8 @@ def ffmpeg_command(
     }
     if channel is not None:
         output_options["af"] = f"pan=mono|c0=c{channel}"
+    elif average_channels:
+        output_options["af"] = _AVERAGE_CHANNELS
     if max_seconds is not None:
         output_options["t"] = max_seconds + 1.0
     stream = source.output("pipe:1", **output_options).global_args(
@@ -130,6 +146,10 @@ async def decode_audio(
         stdout, stderr, returncode = await _run_ffmpeg(
             ffmpeg_command(source, channel=channel, max_seconds=max_seconds), timeout
         )
+        if returncode != 0 and channel is None and _NO_DOWNMIX in stderr:
+            stdout, stderr, returncode = await _run_ffmpeg(
+                ffmpeg_command(source, max_seconds=max_seconds, average_channels=True), timeout
+            )
     stderr = stderr.replace(str(source).encode(), b"the upload")
     return _samples(stdout, stderr, returncode, max_seconds)
 
@@ -152,15 +172,32 @@ async def _run_ffmpeg(command: list[str], timeout: float) -> tuple[bytes, bytes,
     return stdout, stderr, process.returncode or 0
 
 
+def _reason(log: str) -> str:
+    """ffmpeg's first few distinct complaints (the cause comes first, its consequences after),
+    without the addresses of its internal objects."""
+    lines: list[str] = []
+    for line in log.splitlines():
+        line = _LOG_PREFIX.sub("", line.strip())
+        if line and line not in lines and not line.startswith("Last message repeated"):
+            lines.append(line)
+    return "; ".join(lines[:_STDERR_DETAIL_LINES])[:_STDERR_DETAIL_CHARS]
+
+
 def _samples(stdout: bytes, stderr: bytes, returncode: int, max_seconds: float | None) -> np.ndarray:
-    message = stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL_CHARS:]
-    if returncode != 0 and any(marker in message for marker in _NO_AUDIO_STREAM):
+    log = stderr.decode("utf-8", "replace")
+    if returncode != 0 and any(marker in log for marker in _NO_AUDIO_STREAM):
         raise NotAudioError("the file has no audio stream")
+    if returncode != 0 and _NOT_ON_WHITELIST in log:
+        raise NotAudioError(
+            "the file is in a format the gateway does not read "
+            "(audio and video containers only: no playlists or lists of other files)"
+        )
     if returncode != 0:
-        raise AudioDecodeError(f"ffmpeg could not decode the audio: {message or 'no detail'}")
+        raise AudioDecodeError(f"ffmpeg could not decode the audio: {_reason(log) or 'no detail'}")
     samples = np.frombuffer(stdout[: len(stdout) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE], np.float32)
     if samples.size == 0:
-        raise AudioDecodeError(f"the file contains no audio samples {message}".strip())
+        reason = _reason(log)
+        raise AudioDecodeError("the file contains no audio samples" + (f": {reason}" if reason else ""))
     if max_seconds is not None and samples.size > max_seconds * SAMPLE_RATE:
         raise AudioTooLongError(
             f"the audio is longer than the limit of {max_seconds:g} s"
