@@ -16,10 +16,11 @@ from gateway import access, http_files, ws_stream
 from gateway.admission import UploadAdmission
 from gateway.cors import Cors
 from gateway.errors import ApiError, error_middleware
-from gateway.keys import ASR, DRAINING, SETTINGS, STREAMS
+from gateway.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAMS
 from gateway.logs import AccessLogger, configure
 from gateway.request_context import add_request_id_header, request_id_middleware
 from gateway.settings import Settings, load
+from gateway.step_clock import StepClock
 from gateway.triton_pool import TritonPool
 from gateway.uploads import MULTIPART_OVERHEAD_BYTES
 
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STREAMS] = weakref.WeakSet()
     app.cleanup_ctx.append(triton_pool)
     app[DRAINING] = asyncio.Event()
+    app[STEP_CLOCK] = StepClock(settings.stream_min_step_seconds, settings.stream_step_seconds)
     app.on_shutdown.append(ws_stream.drain_streams)
     uploads = UploadAdmission(settings.max_uploads_running, settings.max_uploads_waiting)
     app.add_routes(

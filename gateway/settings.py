@@ -48,7 +48,11 @@ class Settings:
     file_windows_in_flight: int = 4  # per file: bounded so one file cannot flood Triton
 
     # Real-time mode
-    stream_step_seconds: float = 3.0  # transcribe every this much new audio
+    # Live streams step together on a shared beat whose period follows the load, from
+    # stream_min_step_seconds (idle: partial text within about a second) up to
+    # stream_step_seconds (busy); slower than that, streams skip their oldest audio
+    stream_step_seconds: float = 3.0
+    stream_min_step_seconds: float = 1.0
     max_streams: int = 16  # concurrent WebSocket streams; the next one is refused (1013)
     max_streams_per_client: int = 8  # per API key, or per address without keys (1013)
     stream_idle_timeout_s: float = 30.0  # no frame or message for this long closes (1008)
@@ -73,11 +77,13 @@ class Settings:
         if self.window_seconds < 5:
             raise ValueError("window_seconds below 5 leaves the model too little context")
         positive = ("file_windows_in_flight", "max_upload_mb", "max_audio_seconds",
-                    "stream_step_seconds", "max_streams", "stream_idle_timeout_s",
+                    "stream_step_seconds", "stream_min_step_seconds", "max_streams", "stream_idle_timeout_s",
                     "triton_probe_interval_s", "triton_resolve_interval_s",
                     "max_uploads_running", "shutdown_timeout_s")
         if any(getattr(self, name) <= 0 for name in positive):
             raise ValueError(f"{', '.join(positive)} must be positive")
+        if self.stream_min_step_seconds > self.stream_step_seconds:
+            raise ValueError("stream_min_step_seconds must be at most stream_step_seconds")
         if self.max_uploads_waiting < 0:
             raise ValueError("max_uploads_waiting must be 0 or more")
         parse_endpoints(self.triton_url)

@@ -1,14 +1,15 @@
 """Real-time mode: one `StreamSession` per WebSocket, owning all of that stream's state.
 
 Audio frames come in at the client's rate and encoding and are converted to 16 kHz mono
-float32 (`FrameDecoder`). Every `step_seconds` of new audio the session transcribes its
-uncommitted buffer (at most 30 s) at the stream priority, and LocalAgreement-2 decides what
-is final. The buffer is trimmed at the end of
+float32 (`FrameDecoder`). On every beat of the shared `StepClock` with new audio, the session
+transcribes its uncommitted buffer (at most 30 s) at the stream priority, and LocalAgreement-2
+decides what is final. The buffer is trimmed at the end of
 committed segments, keeping a second of lead-in. Silence is never sent to the model.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,11 +120,11 @@ class StreamSession:
     """The state of one live stream; the WebSocket handler feeds it and sends what it says."""
 
     def __init__(
-        self, backend: AsrBackend, config: StreamConfig, *, step_seconds: float
+        self, backend: AsrBackend, config: StreamConfig, *, min_new_audio_s: float
     ) -> None:
         self.backend = backend
         self.config = config
-        self.step_seconds = step_seconds
+        self.min_new_audio_s = min_new_audio_s  # a step with less new audio waits a beat
         self.agreement = LocalAgreement()
         self.buffer = np.zeros(0, np.float32)
         self.buffer_start = 0.0  # stream time of buffer[0], seconds
@@ -133,6 +134,7 @@ class StreamSession:
         self.partial = ""
         self.final_end = 0.0  # end time of the last final message sent
         self.heard_until = 0.0  # end of the audio the model has transcribed so far
+        self.model_seconds: float | None = None  # the last step's time at the model, if any
 
     def append(self, samples: np.ndarray) -> None:
         # Joined when the buffer is next read: one copy per step, not one per frame (a client
@@ -153,7 +155,7 @@ class StreamSession:
 
     @property
     def step_due(self) -> bool:
-        return self.received - self.stepped_at >= self.step_seconds
+        return self.received - self.stepped_at >= self.min_new_audio_s
 
     def _options(self) -> TranscribeOptions:
         # Only the client's prompt: conditioned on its own committed text, Whisper "continues"
@@ -169,7 +171,9 @@ class StreamSession:
             return None
         window = self.buffer[-int(WINDOW_SECONDS * SAMPLE_RATE):]
         offset = self.buffer_start + (self.buffer.size - window.size) / SAMPLE_RATE
+        started = time.monotonic()
         result = await self.backend.transcribe(window, self._options(), priority=PRIORITY_STREAM)
+        self.model_seconds = time.monotonic() - started
         self.heard_until = offset + window.size / SAMPLE_RATE
         self.segments = [shift(segment, offset) for segment in result.segments]
         return [word for segment in self.segments for word in segment.words]
@@ -177,6 +181,7 @@ class StreamSession:
     async def step(self) -> list[dict[str, Any]]:
         """Transcribe what is uncommitted; the messages to send (final, then partial)."""
         self.stepped_at = self.received
+        self.model_seconds = None
         hypothesis = await self._hypothesis()
         if hypothesis is None:
             self._drop_silence()

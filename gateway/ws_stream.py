@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from gateway.access import client_of
-from gateway.keys import ASR, DRAINING, SETTINGS, STREAMS
+from gateway.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAMS
 from gateway.request_context import current_request_id
 from gateway.settings import Settings
 from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
@@ -35,11 +35,11 @@ class _Connection:
     def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.backend = request.app[ASR]
-        self.step_seconds = request.app[SETTINGS].stream_step_seconds
+        self.clock = request.app[STEP_CLOCK]
         self.config = StreamConfig()
         self.decoder = FrameDecoder(self.config)
         self.session: StreamSession | None = None
-        self.audio_arrived = asyncio.Event()
+        self.stop_requested = asyncio.Event()
         self.stopping = False
         self.worker: asyncio.Task[None] | None = None
         self.model_unavailable = False  # the last step could not reach the model
@@ -86,22 +86,36 @@ class _Connection:
             await self.error(str(exc))
             return
         if self.session is None:
-            self.session = StreamSession(self.backend, self.config, step_seconds=self.step_seconds)
+            self.session = StreamSession(
+                self.backend, self.config, min_new_audio_s=self.clock.min_period_s / 2
+            )
             self.worker = asyncio.create_task(self._run_steps())
         self.session.append(samples)
-        self.audio_arrived.set()
 
     async def _run_steps(self) -> None:
+        """On every beat of the shared clock, a step if enough new audio has come."""
         assert self.session is not None
-        while not self.stopping:
-            await self.audio_arrived.wait()
-            self.audio_arrived.clear()
-            while self.session.step_due and not self.stopping:
-                reason = "model_unavailable" if self.model_unavailable else "overload"
-                for message in self.session.drop_backlog(reason):
-                    await self.send(message)
-                for message in await self._guarded(self.session.step()):
-                    await self.send(message)
+        while not await self._beat_or_stop():
+            if not self.session.step_due:
+                continue
+            reason = "model_unavailable" if self.model_unavailable else "overload"
+            for message in self.session.drop_backlog(reason):
+                await self.send(message)
+            messages = await self._guarded(self.session.step())
+            if self.session.model_seconds is not None:
+                self.clock.record(self.session.model_seconds)
+            for message in messages:
+                await self.send(message)
+
+    async def _beat_or_stop(self) -> bool:
+        """Wait for the clock's next beat; True when the stream is stopping instead."""
+        beat = asyncio.ensure_future(self.clock.beat())
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait((beat, stop), return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (beat, stop):
+            waiter.cancel()
+        await asyncio.gather(beat, stop, return_exceptions=True)
+        return self.stopping
 
     async def _guarded(self, step: Any) -> list[dict[str, Any]]:
         """A step's messages; a model that cannot be reached is reported once, and the
@@ -122,7 +136,7 @@ class _Connection:
     async def finish(self) -> None:
         """Flush what is left as final, then `done`."""
         self.stopping = True
-        self.audio_arrived.set()
+        self.stop_requested.set()
         if self.worker is not None:
             await self.worker
         if self.session is not None:

@@ -76,3 +76,8 @@ def test_an_empty_key_file_is_refused_rather_than_turning_authentication_off(tmp
     key_file.write_text("\n# keys go here\n")
     with pytest.raises(ValueError, match="holds no key"):
         load([], {"HERMES_API_KEYS_FILE": str(key_file)})
+
+
+def test_the_shortest_stream_step_cannot_exceed_the_longest() -> None:
+    with pytest.raises(ValueError, match="stream_min_step_seconds must be at most"):
+        load([], {"HERMES_STREAM_STEP_SECONDS": "1", "HERMES_STREAM_MIN_STEP_SECONDS": "2"})

@@ -60,7 +60,7 @@ def test_malformed_frames_are_refused(config, data, error) -> None:
 def test_a_backlog_beyond_one_window_is_dropped_and_reported() -> None:
     """A stream 40 s ahead of the model keeps the newest 30 s; words heard before the cut
     are committed; the stretch never heard is reported as skipped."""
-    session = StreamSession(backend=None, config=StreamConfig(), step_seconds=3.0)
+    session = StreamSession(backend=None, config=StreamConfig(), min_new_audio_s=0.5)
     session.append(np.zeros(40 * 16000, np.float32))
     session.heard_until = 6.0
     session.agreement.insert([Word(" heard", 4.0, 5.0, 0.9), Word(" later", 12.0, 12.5, 0.9)])
@@ -74,7 +74,7 @@ def test_a_backlog_beyond_one_window_is_dropped_and_reported() -> None:
 
 
 def test_a_buffer_within_one_window_is_kept() -> None:
-    session = StreamSession(backend=None, config=StreamConfig(), step_seconds=3.0)
+    session = StreamSession(backend=None, config=StreamConfig(), min_new_audio_s=0.5)
     session.append(np.zeros(29 * 16000, np.float32))
     assert session.drop_backlog("model_unavailable") == []
     assert session.buffer.size == 29 * 16000

@@ -1,0 +1,53 @@
+"""One beat for every live stream, so their steps reach Triton together.
+
+Streams that step on their own schedule (every 3 s of *their* audio) reach the model one at a
+time, each a batch of one, and N streams cost N executions. On a shared beat all due steps
+arrive within milliseconds of each other and Triton's dynamic batcher runs them as one
+execution: the encoder and every decoder step of the batch pay Python's and torch's fixed
+costs once.
+
+The beat's period adapts to the load: as short as `min_period_s` while rounds of steps are
+quick (a lone stream shows partial text about a second after the words), stretching with the
+time a round actually takes, up to `max_period_s` (the configured step). A round that takes
+longer than that means the streams are behind; each stream then drops its oldest audio
+(`StreamSession.drop_backlog`) instead of queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+# the period follows the time rounds take, with headroom so steps do not run back to back
+_HEADROOM = 1.25
+_SMOOTHING = 0.3  # weight of the newest round in the moving average
+
+
+class StepClock:
+    def __init__(self, min_period_s: float, max_period_s: float) -> None:
+        if not 0 < min_period_s <= max_period_s:
+            raise ValueError("need 0 < min_period_s <= max_period_s")
+        self.min_period_s = min_period_s
+        self.max_period_s = max_period_s
+        self._round_s = 0.0  # moving average of how long a step takes
+        self._origin: float | None = None
+
+    @property
+    def period_s(self) -> float:
+        return min(max(self._round_s * _HEADROOM, self.min_period_s), self.max_period_s)
+
+    def next_beat(self, now: float) -> float:
+        """The first beat after `now`, on a grid every stream shares."""
+        if self._origin is None:
+            self._origin = now
+        period = self.period_s
+        return self._origin + (math.floor((now - self._origin) / period) + 1) * period
+
+    async def beat(self) -> None:
+        """Sleep until the next beat."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, self.next_beat(loop.time()) - loop.time()))
+
+    def record(self, step_s: float) -> None:
+        """How long a step took (queueing at Triton included): the period follows it."""
+        self._round_s += _SMOOTHING * (step_s - self._round_s)

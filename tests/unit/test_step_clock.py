@@ -1,0 +1,49 @@
+"""The shared beat of live streams: aligned for every stream, its period following the load."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.step_clock import StepClock
+
+
+def test_streams_asking_at_different_times_get_the_same_beat() -> None:
+    clock = StepClock(1.0, 3.0)
+    first = clock.next_beat(100.0)
+    assert first == 101.0
+    assert clock.next_beat(100.2) == clock.next_beat(100.9) == first
+    assert clock.next_beat(101.0) == 102.0
+
+
+def test_the_period_follows_step_times_within_its_bounds() -> None:
+    clock = StepClock(1.0, 3.0)
+    assert clock.period_s == 1.0  # idle: as often as allowed
+    for _ in range(30):
+        clock.record(2.0)  # steps take 2 s: beats every 2.5 s (25 % headroom)
+    assert clock.period_s == pytest.approx(2.5, abs=0.01)
+    for _ in range(30):
+        clock.record(10.0)  # overloaded: never slower than the configured step
+    assert clock.period_s == 3.0
+    for _ in range(30):
+        clock.record(0.1)
+    assert clock.period_s == 1.0
+
+
+async def test_waiters_wake_together_on_the_beat() -> None:
+    clock = StepClock(0.2, 0.2)
+    loop = asyncio.get_running_loop()
+
+    async def woken_at(delay: float) -> float:
+        await asyncio.sleep(delay)
+        await clock.beat()
+        return loop.time()
+
+    times = await asyncio.gather(woken_at(0.0), woken_at(0.05), woken_at(0.12))
+    assert max(times) - min(times) < 0.03
+
+
+def test_bounds_are_checked() -> None:
+    with pytest.raises(ValueError):
+        StepClock(3.0, 1.0)
