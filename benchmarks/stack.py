@@ -146,6 +146,8 @@ async def running_stack(log_dir: Path, *, separate_gateway: bool = False) -> Asy
         settings = Settings(
             port=free_port(), triton_url=triton.grpc_url, log_level="WARNING",
             max_audio_seconds=3600.0,
+            # every benchmark client comes from this one address: no per-client limit
+            max_streams=64, max_streams_per_client=64,
         )
         gateway: AbstractAsyncContextManager[int] = (
             gateway_subprocess(settings, log_dir / "gateway.log") if separate_gateway
