@@ -86,3 +86,16 @@ def test_peak_frame_level_in_dbfs() -> None:
     quiet_then_loud = np.concatenate([np.zeros(8_000), np.full(400, 1.0)]).astype(np.float32)
     assert peak_frame_dbfs(quiet_then_loud) == pytest.approx(0.0)
     assert peak_frame_dbfs(np.full(100, 0.5, np.float32)) == pytest.approx(-6.02, abs=0.01)
+
+
+def test_the_heap_trimmer_returns_freed_memory_at_most_once_per_interval() -> None:
+    from heap import HeapTrimmer
+
+    trimmer = HeapTrimmer(min_interval_s=3600.0)
+    assert trimmer._trim is not None  # glibc here
+    block = np.ones(64 << 20, np.uint8)  # 64 MiB, given back to malloc when freed
+    del block
+    trimmer()
+    first = trimmer._last
+    trimmer()
+    assert trimmer._last == first  # within the interval: no second trim

@@ -27,6 +27,7 @@ from transcriber import (  # noqa: E402  (needs the path above inside Triton's s
     make_request,
 )
 from checkpoint import load_model, resolve_device  # noqa: E402
+from heap import HeapTrimmer  # noqa: E402
 
 logger = logging.getLogger("whisper.model")
 
@@ -82,6 +83,7 @@ class TritonPythonModel:
             verify_sha256=parameters.get("verify_sha256", "true").lower() == "true",
         )
         self.transcriber = BatchTranscriber(loaded.model, fp16=loaded.fp16)
+        self.trim_heap = HeapTrimmer()
         self.transcriber.warm_up()
         self.multilingual = loaded.model.is_multilingual
 
@@ -109,6 +111,8 @@ class TritonPythonModel:
             for index, _ in parsed:
                 responses[index] = pb_utils.InferenceResponse(error=error)
             return responses
+        finally:
+            self.trim_heap()
         for index, items in parsed:
             responses[index] = self._response([next(results) for _ in items])
         return responses
