@@ -49,10 +49,11 @@ class Settings:
 
     # Real-time mode
     # Live streams step together on a shared beat whose period follows the load, from
-    # stream_min_step_seconds (idle: partial text within about a second) up to
-    # stream_step_seconds (busy); slower than that, streams skip their oldest audio
+    # stream_min_step_seconds up to stream_step_seconds (busy); slower than that, streams
+    # skip their oldest audio. The default beat is a fixed 3 s: at 1 s, hypotheses of the
+    # first seconds of speech can agree on a wrong word (jfk: "am I fellow" committed)
     stream_step_seconds: float = 3.0
-    stream_min_step_seconds: float = 1.0
+    stream_min_step_seconds: float = 3.0
     max_streams: int = 16  # concurrent WebSocket streams; the next one is refused (1013)
     max_streams_per_client: int = 8  # per API key, or per address without keys (1013)
     stream_idle_timeout_s: float = 30.0  # no frame or message for this long closes (1008)

@@ -6,9 +6,10 @@ arrive within milliseconds of each other and Triton's dynamic batcher runs them 
 execution: the encoder and every decoder step of the batch pay Python's and torch's fixed
 costs once.
 
-The beat's period adapts to the load: as short as `min_period_s` while rounds of steps are
-quick (a lone stream shows partial text about a second after the words), stretching with the
-time a round actually takes, up to `max_period_s` (the configured step). A round that takes
+The beat's period can adapt to the load: as short as `min_period_s` while rounds of steps are
+quick (at 1 s a lone stream shows partial text 1.4 s after the words, p50), stretching with the
+time a round actually takes, up to `max_period_s` (the configured step); with both equal (the
+default, 3 s) it is a fixed beat. A round that takes
 longer than that means the streams are behind; each stream then drops its oldest audio
 (`StreamSession.drop_backlog`) instead of queueing.
 """

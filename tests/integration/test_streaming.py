@@ -104,7 +104,8 @@ async def stream_gateway(make_gateway, gateway_settings: Settings):
 
 async def test_jfk_streams_word_for_word_and_commits_before_the_end(stream_gateway, clips) -> None:
     clip = clips["jfk.flac"]
-    run = await stream(stream_gateway, pcm16(clip.audio), bytes_per_second=32000, pace=2.0)
+    # real time, as the protocol is meant: steps follow the wall-clock beat
+    run = await stream(stream_gateway, pcm16(clip.audio), bytes_per_second=32000, pace=1.0)
     assert_protocol(run)
     assert word_error_rate(clip.text, run.text) == 0.0, run.text
     assert run.first_final_at is not None and run.first_final_at < run.last_frame_at
