@@ -24,6 +24,7 @@ from gateway.settings import Settings
 from gateway.supervisor import TritonSupervisor
 from tests.conftest import ARTIFACTS_DIR, free_port
 from tests.integration.test_http_files import error_of, form
+from tests.integration.test_replicas import crash
 from tests.integration.test_streaming import FRAME_SECONDS, pcm16
 from tests.wer import word_error_rate
 
@@ -44,12 +45,6 @@ def supervised_triton(triton: LocalTriton) -> Iterator[TritonSupervisor]:
         supervisor.start()
         yield supervisor
         supervisor.stop()
-
-
-def crash(server: LocalTriton) -> None:
-    """SIGKILL the server and its stub, as a crash or an out-of-memory kill would."""
-    assert server.process is not None
-    os.killpg(server.process.pid, signal.SIGKILL)
 
 
 def ffmpeg_children() -> list[int]:
