@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from whisper.model import ModelDimensions, Whisper
+from whisper.model import LayerNorm, ModelDimensions, Whisper
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,16 @@ def store_vocabulary_projection_contiguously(model: Whisper) -> None:
     embedding.weight = torch.nn.Parameter(transposed_storage.t(), requires_grad=False)
 
 
+def half_precision(model: Whisper) -> Whisper:
+    """fp16 weights, except the layer norms: openai-whisper's `LayerNorm` normalises in float32
+    (it casts its input up and the result back), so its own weights must stay float32."""
+    model.half()
+    for module in model.modules():
+        if isinstance(module, LayerNorm):
+            module.float()
+    return model
+
+
 def load_model(
     name: str,
     device: torch.device,
@@ -110,7 +120,7 @@ def load_model(
         "alignment_heads", alignment_mask(manifest["alignment_heads"], dims), persistent=False
     )
     fp16 = device.type == "cuda"
-    model = (model.half() if fp16 else model.float()).to(device).eval()
+    model = (half_precision(model) if fp16 else model.float()).to(device).eval()
     store_vocabulary_projection_contiguously(model)
     logger.info("loaded Whisper %s (%s) on %s, fp16=%s", name, manifest["dtype"], device, fp16)
     return LoadedModel(model=model, manifest=manifest, device=device, fp16=fp16)
