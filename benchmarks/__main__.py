@@ -114,37 +114,70 @@ async def throughput(stack: Stack, item: Item, counts: list[int], repeat: int) -
 
 # ---- streaming -----------------------------------------------------------------------------
 
-async def streaming(stack: Stack, item: Item, counts: list[int], repeat: int) -> list[dict]:
+async def stream_reference(stack: Stack, item: Item) -> tuple[list[tuple[str, float]], float]:
+    """Where each word of the file-mode transcript ends in the audio, and that transcript's
+    word error rate: what the streams' latencies and texts are measured against."""
     reference = await service.word_times(stack, item)
     file_text, _ = await service.upload(stack, item)
-    file_wer = word_error_rate(item.text, file_text)
+    return reference, word_error_rate(item.text, file_text)
+
+
+async def streaming(
+    stack: Stack,
+    item: Item,
+    counts: list[int],
+    repeat: int,
+    reference: list[tuple[str, float]],
+    file_wer: float,
+) -> list[dict]:
+    """`count` concurrent real-time streams of `item`, `repeat` times for each count."""
     results = []
     for count in counts:
         runs: list[service.StreamRun] = []
+        cpu_before = stack.cpu_seconds()
+        inferences, executions = await stack.batch_counts()
         for rep in range(repeat):
             runs += await service.concurrent_streams(stack, item, count)
             log(f"streaming {count} streams run {rep + 1}/{repeat}: tails "
                 + ", ".join(f"{r.tail_s:.1f}" for r in runs[-count:]) + " s")
-        finals = [x for r in runs for x in r.final_latencies()]
-        shown, final_words = [], []
-        for r in runs:
-            s, f = r.word_latencies(reference)
-            shown += s
-            final_words += f
-        wers = [word_error_rate(item.text, r.text) for r in runs]
-        tails = [r.tail_s for r in runs]
-        results.append({
-            "item": item.name, "streams": count, "repeat": repeat,
-            "samples": {"streams": len(runs), "finals": len(finals), "words": len(final_words)},
-            "final_latency_s": service.quantiles(finals),
-            "word_final_latency_s": service.quantiles(final_words),
-            "word_shown_latency_s": service.quantiles(shown),
-            "wer": report.spread(wers), "file_mode_wer": file_wer,
-            "tail_s": report.spread(tails),
-            "kept_up": max(tails) <= service.KEPT_UP_TAIL_S,
-            "texts": [r.text for r in runs],
+        cpu = stack.cpu_seconds() - cpu_before
+        after_inferences, after_executions = await stack.batch_counts()
+        results.append(summarise_streams(item, count, repeat, runs, reference, file_wer) | {
+            "cpu_s_per_audio_s": cpu / (len(runs) * item.duration),
+            "inferences": after_inferences - inferences,
+            "executions": after_executions - executions,
         })
     return results
+
+
+def summarise_streams(
+    item: Item,
+    count: int,
+    repeat: int,
+    runs: list[service.StreamRun],
+    reference: list[tuple[str, float]],
+    file_wer: float,
+) -> dict[str, Any]:
+    """One row of the streaming table: latencies, texts and lag of one level's runs."""
+    finals = [x for r in runs for x in r.final_latencies()]
+    shown, final_words = [], []
+    for r in runs:
+        s, f = r.word_latencies(reference)
+        shown += s
+        final_words += f
+    wers = [word_error_rate(item.text, r.text) for r in runs]
+    tails = [r.tail_s for r in runs]
+    return {
+        "item": item.name, "duration_s": item.duration, "streams": count, "repeat": repeat,
+        "samples": {"streams": len(runs), "finals": len(finals), "words": len(final_words)},
+        "final_latency_s": service.quantiles(finals),
+        "word_final_latency_s": service.quantiles(final_words),
+        "word_shown_latency_s": service.quantiles(shown),
+        "wer": report.spread(wers), "file_mode_wer": file_wer,
+        "tail_s": report.spread(tails),
+        "kept_up": max(tails) <= service.KEPT_UP_TAIL_S,
+        "texts": [r.text for r in runs],
+    }
 
 
 # ---- orchestration -------------------------------------------------------------------------
@@ -174,7 +207,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)
             noisy |= report.noisy(own_tritonservers=1)
         if "streaming" in args.only:
-            results["streaming"] = await streaming(stack, harvard, args.streams, args.stream_repeat)
+            reference, file_wer = await stream_reference(stack, harvard)
+            results["streaming"] = await streaming(
+                stack, harvard, args.streams, args.stream_repeat, reference, file_wer
+            )
             noisy |= report.noisy(own_tritonservers=1)
     results["noisy"] = noisy
     results["load_average_at_end"] = os.getloadavg()

@@ -1,10 +1,12 @@
-"""A long, deterministic composite of real speech and silences, built from the shared clips.
+"""Deterministic composites of real speech and silences, built from the shared clips.
 
-`python -m benchmarks.composite OUT.wav` writes it (16 kHz mono PCM16) and prints its reference
-text. The plan alternates the Harvard list (35.5 s) and JFK (11.0 s) seven times each: 325.8 s of
-recorded speech (the clips keep their own pauses between sentences), separated by silences of
-0.8 s to 32 s (one longer than a Whisper window) filled with faint seeded noise, about 6.7 min in
-all. The reference text is the clips' reference texts in the same order.
+`python -m benchmarks.composite OUT.wav` writes one (16 kHz mono PCM16) and prints its reference
+text. `LONG`, for file mode, alternates the Harvard list (35.5 s) and JFK (11.0 s) seven times
+each: 325.8 s of recorded speech (the clips keep their own pauses between sentences), separated
+by silences of 0.8 s to 32 s (one longer than a Whisper window), about 6.7 min in all. `STREAM`,
+for live streams, is JFK, the Harvard list and JFK again with pauses of 2 s and 4 s: 63.5 s.
+Silences are filled with faint seeded noise. The reference text is the clips' reference texts in
+the same order.
 """
 
 from __future__ import annotations
@@ -15,14 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
 from gateway.audio import SAMPLE_RATE
 
-PAIRS = 7
-# Silence after each clip but the last, seconds: short pauses, long ones, one above 30 s.
-SILENCES = (1.5, 4.0, 0.8, 8.0, 2.5, 12.0, 3.0, 32.0, 1.2, 6.0, 2.0, 5.0, 1.0)
 NOISE_RMS = 3e-4  # about -70 dBFS: a quiet room, not digital zero
 SEED = 5
 
@@ -34,40 +32,55 @@ class Composite:
     duration: float
 
 
-def plan() -> list[str]:
-    return [name for _ in range(PAIRS) for name in (HARVARD, JFK)]
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    clips: tuple[str, ...]
+    silences: tuple[float, ...]  # after each clip but the last, seconds
 
 
-def build(path: Path) -> Composite:
+LONG = Plan(
+    "composite",
+    tuple(name for _ in range(7) for name in (HARVARD, JFK)),
+    # short pauses, long ones, one above 30 s
+    (1.5, 4.0, 0.8, 8.0, 2.5, 12.0, 3.0, 32.0, 1.2, 6.0, 2.0, 5.0, 1.0),
+)
+STREAM = Plan("stream-63s", (JFK, HARVARD, JFK), (2.0, 4.0))
+PLANS = {plan.name: plan for plan in (LONG, STREAM)}
+
+
+def build(path: Path, plan: Plan = LONG) -> Composite:
     """Write the composite to `path` (same bytes on every run) and describe it."""
-    names = plan()
-    assert len(SILENCES) == len(names) - 1
+    assert len(plan.silences) == len(plan.clips) - 1
     rng = np.random.default_rng(SEED)
     pieces, texts, speech = [], [], 0.0
-    for index, name in enumerate(names):
+    for index, name in enumerate(plan.clips):
         source = clip(name)
         audio = load_audio(source.path)
         pieces.append(audio)
         texts.append(source.text)
         speech += audio.size / SAMPLE_RATE
-        if index < len(SILENCES):
-            samples = int(SILENCES[index] * SAMPLE_RATE)
+        if index < len(plan.silences):
+            samples = int(plan.silences[index] * SAMPLE_RATE)
             pieces.append((rng.standard_normal(samples) * NOISE_RMS).astype(np.float32))
     audio = np.concatenate(pieces)
+    import soundfile  # here: hosts that only read prepared audio (benchmarks.gpu) lack it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
     return Composite(
-        item=Item("composite", path, " ".join(texts)),
+        item=Item(plan.name, path, " ".join(texts)),
         speech_seconds=speech,
         duration=audio.size / SAMPLE_RATE,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the benchmark's long composite.")
+    parser = argparse.ArgumentParser(description="Write one of the benchmark's composites.")
     parser.add_argument("output", type=Path)
+    parser.add_argument("--plan", choices=sorted(PLANS), default=LONG.name)
     args = parser.parse_args(argv)
-    composite = build(args.output)
+    composite = build(args.output, PLANS[args.plan])
     print(f"{args.output}: {composite.duration:.1f} s, {composite.speech_seconds:.1f} s of clips",
           file=sys.stderr)
     print(composite.item.text)

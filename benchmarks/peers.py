@@ -25,6 +25,7 @@ class Engine(Protocol):
 @dataclass
 class OpenAIWhisper:
     threads: int
+    device: str = "cpu"  # on "cuda", fp16 as openai-whisper's own command line runs it
     name: str = "openai-whisper"
 
     def __post_init__(self) -> None:
@@ -35,14 +36,14 @@ class OpenAIWhisper:
         checkpoint = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
         self.model = Whisper(ModelDimensions(**checkpoint["dims"]))
         self.model.load_state_dict(checkpoint["model_state_dict"])
-        self.model = self.model.float().eval()
+        self.model = self.model.float().to(self.device).eval()
 
     def transcribe(self, audio: np.ndarray) -> str:
         import whisper
 
         result = whisper.transcribe(
             self.model, audio, temperature=TEMPERATURES, condition_on_previous_text=True,
-            fp16=False, language="en",
+            fp16=self.device != "cpu", language="en",
         )
         return result["text"]
 

@@ -146,10 +146,12 @@ def streaming_table(results: list[dict]) -> str:
             f"{100 * r['wer']['median']:.1f} % (max {100 * r['wer']['max']:.1f} %)",
             f"{100 * r['file_mode_wer']:.1f} %",
             f"{r['tail_s']['max']:.2f}", "yes" if r["kept_up"] else "**no**",
+            f"{r['cpu_s_per_audio_s']:.3f}" if "cpu_s_per_audio_s" in r else "–",
+            f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
         ])
     return table(["streams", "finals", "final latency p50 / p95 s", "word → final p50 / p95 s",
                   "word → shown p50 / p95 s", "stream WER", "file WER", "max tail s",
-                  "kept up"], rows)
+                  "kept up", "CPU s per audio s", "Triton inferences / executions"], rows)
 
 
 def throughput_table(results: list[dict]) -> str:

@@ -94,3 +94,20 @@ def snapshot(gateway_pid: int, triton_pid: int) -> Snapshot:
         triton=usage([triton_pid, *descendants(triton_pid, parents)]),
         ffmpeg=sum(runs_ffmpeg(pid) for pid in below_gateway),
     )
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of a process and all its descendants so far, children that
+    already ended and were waited for included; 0 for a process that is gone."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for index, pid in enumerate([root, *descendants(root, parent_ids())]):
+        try:
+            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields from state on: utime stime cutime cstime are 12..15
+        total += sum(int(x) for x in fields[11:13])
+        if index == 0:
+            total += sum(int(x) for x in fields[13:15])
+    return total / ticks

@@ -10,12 +10,13 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from benchmarks import resources
 from benchmarks.audio import PROJECT_ROOT
 from gateway.app import create_app
 from gateway.local_triton import LocalTriton, TritonPorts
@@ -47,6 +48,11 @@ class Stack:
 
     async def triton_version(self) -> str:
         return (await self.triton_json("/v2")).get("version", "?")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the service (gateway and tritonserver with its stubs) has used so far;
+        with the gateway in this process that includes the benchmark's own clients."""
+        return resources.cpu_seconds(self.gateway_pid) + resources.cpu_seconds(self.triton_pid)
 
     async def batch_counts(self) -> tuple[int, int]:
         """Triton's (inference_count, execution_count) for the model so far."""
@@ -138,9 +144,12 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 
 
 @asynccontextmanager
-async def running_stack(log_dir: Path, *, separate_gateway: bool = False) -> AsyncIterator[Stack]:
+async def running_stack(
+    log_dir: Path, *, separate_gateway: bool = False, **overrides: object
+) -> AsyncIterator[Stack]:
     """Triton (its log in `log_dir/triton.log`) and the gateway: in this process, or with
-    `separate_gateway` as a child process (its log in `log_dir/gateway.log`)."""
+    `separate_gateway` as a child process (its log in `log_dir/gateway.log`); `overrides`
+    are gateway settings that differ from the benchmark's."""
     log_dir.mkdir(parents=True, exist_ok=True)
     async with local_triton(log_dir / "triton.log") as triton:
         settings = Settings(
@@ -149,6 +158,7 @@ async def running_stack(log_dir: Path, *, separate_gateway: bool = False) -> Asy
             # every benchmark client comes from this one address: no per-client limit
             max_streams=64, max_streams_per_client=64,
         )
+        settings = replace(settings, **overrides)
         gateway: AbstractAsyncContextManager[int] = (
             gateway_subprocess(settings, log_dir / "gateway.log") if separate_gateway
             else gateway_in_process(settings)

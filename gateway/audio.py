@@ -17,7 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import ffmpeg
-import imageio_ffmpeg
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -86,7 +85,10 @@ def sniff_non_audio(data: bytes) -> str | None:
 
 @lru_cache(maxsize=1)
 def ffmpeg_executable() -> str:
-    """The static ffmpeg shipped in the imageio-ffmpeg wheel: no system package needed."""
+    """The static ffmpeg shipped in the imageio-ffmpeg wheel: no system package needed.
+    Imported here, on first use, so that live streams (raw PCM, no ffmpeg) run without it."""
+    import imageio_ffmpeg
+
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 

@@ -1,0 +1,245 @@
+"""`python -m benchmarks.gpu`: the service on a CUDA host, the model in fp16 inside Triton.
+
+Made for a GPU machine that has Python, torch and a driver but no ffmpeg and no package index:
+the audio is decoded beforehand on a machine with the project installed
+(`python -m benchmarks.gpu --prepare DIR` writes 16 kHz PCM16 `.npy` files, decoded by the
+service's own ffmpeg command), and this run reads it from DIR. Everything else is the real
+stack: tritonserver from the nvidia-pytriton wheel, the Whisper model on CUDA, the gateway as a
+child process, paced WebSocket clients. It measures
+
+- file mode: the gateway's window pipeline (`gateway.files`, as an upload runs it once the
+  audio is decoded) against openai-whisper's own `transcribe()` on the same GPU and weights;
+- concurrent files: N transcriptions at once, audio seconds per second and Triton's batching;
+- streaming capacity: N real-time streams on the shared 3 s beat and on a 1 s beat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import composite, peers, report, service
+from benchmarks.__main__ import streaming
+from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
+from benchmarks.report import TMP_DIR, log
+from benchmarks.stack import Stack, running_stack
+from gateway.asr import TranscribeOptions
+from gateway.audio import SAMPLE_RATE
+from gateway.files import collect, transcribe_audio
+from gateway.triton_pool import TritonPool
+from tests.wer import word_error_rate
+
+SERVICE = "hermes service"
+ITEMS = ("jfk", "harvard", "stream-63s")
+OPTIONS = TranscribeOptions(language="en")
+FILE_OPTIONS = TranscribeOptions(language="en", word_timestamps=True)
+
+
+# ---- preparing the audio (on a machine with ffmpeg) ----------------------------------------
+
+def prepare(directory: Path) -> None:
+    """Decode the benchmark's audio to PCM16 `.npy` files and write their reference texts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stream = composite.build(TMP_DIR / "stream-63s.wav", composite.STREAM).item
+    sources = {"jfk": clip(JFK), "harvard": clip(HARVARD), "stream-63s": stream}
+    texts = {}
+    for name, item in sources.items():
+        samples = np.clip(np.round(load_audio(item.path) * 32768), -32768, 32767).astype("<i2")
+        np.save(directory / f"{name}.npy", samples)
+        texts[name] = item.text
+    (directory / "texts.json").write_text(json.dumps(texts, indent=1) + "\n")
+
+
+def prepared_items(directory: Path) -> dict[str, Item]:
+    texts = json.loads((directory / "texts.json").read_text())
+    return {name: Item(name, directory / f"{name}.npy", texts[name]) for name in ITEMS}
+
+
+# ---- measuring -----------------------------------------------------------------------------
+
+async def transcribe(pool: TritonPool, stack: Stack, audio: np.ndarray,
+                     options: TranscribeOptions = OPTIONS) -> tuple[str, float, list]:
+    """What an upload of these samples returns, through the gateway's own window pipeline."""
+    started = time.perf_counter()
+    progress = transcribe_audio(
+        pool, audio, options,
+        window_seconds=stack.settings.window_seconds,
+        in_flight=stack.settings.file_windows_in_flight,
+    )
+    transcript = await collect(progress, audio.size / SAMPLE_RATE)
+    return transcript.text, time.perf_counter() - started, list(transcript.segments)
+
+
+async def file_mode(pool: TritonPool, stack: Stack, items: list[Item], repeat: int) -> list[dict]:
+    import torch  # here, not at the top: --prepare runs without it
+
+    engine = peers.OpenAIWhisper(threads=4, device="cuda" if torch.cuda.is_available() else "cpu")
+    warm = items[0].audio
+    await transcribe(pool, stack, warm)
+    peers.timed(engine, warm)
+    results = []
+    for item in items:
+        audio = item.audio
+        runs: dict[str, list[tuple[str, float]]] = {SERVICE: [], engine.name: []}
+        for _ in range(repeat):
+            text, wall, _ = await transcribe(pool, stack, audio)
+            runs[SERVICE].append((text, wall))
+            runs[engine.name].append(peers.timed(engine, audio))
+        service_median = statistics.median(t for _, t in runs[SERVICE])
+        for name, done in runs.items():
+            walls = [t for _, t in done]
+            results.append({
+                "item": item.name, "duration_s": item.duration, "engine": name,
+                "wall_s": report.spread(walls), "rtf": statistics.median(walls) / item.duration,
+                "wer": statistics.median(word_error_rate(item.text, t) for t, _ in done),
+                "service_over_peer": service_median / statistics.median(walls),
+                "text": done[0][0],
+            })
+        log(f"{item.name}: " + ", ".join(
+            f"{name} {statistics.median(t for _, t in r):.3f} s" for name, r in runs.items()))
+    return results
+
+
+async def concurrent_files(pool: TritonPool, stack: Stack, item: Item, counts: list[int]) -> list[dict]:
+    audio = item.audio
+    results = []
+    for count in counts:
+        inferences, executions = await stack.batch_counts()
+        started = time.perf_counter()
+        done = await asyncio.gather(*(transcribe(pool, stack, audio) for _ in range(count)))
+        wall = time.perf_counter() - started
+        after_inferences, after_executions = await stack.batch_counts()
+        results.append({
+            "item": item.name, "uploads": count, "wall_s": report.spread([wall]),
+            "audio_s_per_s": report.spread([count * item.duration / wall]),
+            "inferences": after_inferences - inferences,
+            "executions": after_executions - executions,
+            "mean_batch": (after_inferences - inferences) / max(after_executions - executions, 1),
+            "wer_max": max(word_error_rate(item.text, text) for text, _, _ in done),
+        })
+        log(f"{count} concurrent files: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s")
+    return results
+
+
+async def reference_words(pool: TritonPool, stack: Stack, item: Item) -> tuple[list[tuple[str, float]], float]:
+    """`benchmarks.__main__.stream_reference` without an upload: the file-mode words' end
+    times and the file-mode transcript's word error rate."""
+    text, _, segments = await transcribe(pool, stack, item.audio, FILE_OPTIONS)
+    words = [(w, word.end) for segment in segments for word in segment.words
+             for w in service.words_of(word.word)]
+    return words, word_error_rate(item.text, text)
+
+
+def gpu_processes() -> str:
+    """nvidia-smi's compute processes: proof that the model runs on the GPU."""
+    if not shutil.which("nvidia-smi"):
+        return "no nvidia-smi on this machine"
+    result = subprocess.run(
+        ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader"],
+        capture_output=True, text=True, check=False,
+    )
+    return result.stdout.strip() or result.stderr.strip()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    items = prepared_items(args.audio)
+    results: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(), "command": report.command_line("benchmarks.gpu"),
+        "streaming": [],
+    }
+    started, counters = time.perf_counter(), report.cpu_times()
+    limits = {"max_streams": 512, "max_streams_per_client": 512}
+    for step in args.steps:
+        log(f"starting the stack, streams on a {step:g} s beat")
+        overrides = {**limits, "stream_step_seconds": max(step, 3.0), "stream_min_step_seconds": step}
+        async with running_stack(TMP_DIR, separate_gateway=True, **overrides) as stack:
+            results.setdefault("machine", report.machine(await stack.triton_version(), None))
+            results.setdefault("gpu_processes", gpu_processes())
+            pool = TritonPool(stack.settings.triton_url, stack.settings.triton_model,
+                              timeout_s=stack.settings.triton_timeout_s,
+                              ready_timeout_s=stack.settings.triton_ready_timeout_s)
+            await pool.start()
+            try:
+                if "file_mode" not in results:
+                    results["file_mode"] = await file_mode(
+                        pool, stack, [items[name] for name in ITEMS], args.repeat)
+                    results["throughput"] = await concurrent_files(
+                        pool, stack, items["harvard"], args.files)
+                item = items[args.stream_item]
+                reference, file_wer = await reference_words(pool, stack, item)
+                levels = await streaming(stack, item, args.streams, 1, reference, file_wer)
+                results["streaming"] += [level | {"step_s": step} for level in levels]
+            finally:
+                await pool.close()
+    results["total_s"] = time.perf_counter() - started
+    results["cpu"] = report.cpu_use(counters, report.cpu_times())
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    v = m["versions"]
+    parts = [
+        f"# hermes on a GPU, {results['date']} on {m['host']}", "",
+        f"{m['gpu']}; {m['cpu']}, {m['cores']} cores; Python {v['python']}, torch {v['torch']}, "
+        f"openai-whisper {v['openai-whisper']}, tritonserver {v['tritonserver']}. Model tiny.en "
+        "inside Triton (fp16 on CUDA, float32 on a CPU); the peer is openai-whisper's "
+        "`transcribe()` on the same device (fp16 on CUDA). Audio decoded beforehand "
+        "(`--prepare`), so file times exclude ffmpeg.", "",
+        f"GPU processes during the run: `{results['gpu_processes']}`", "",
+        report.run_summary(results), "",
+        "## File mode", "", report.file_mode_table(results["file_mode"]), "",
+        f"## Concurrent files ({results['throughput'][0]['item']})", "",
+        report.throughput_table(results["throughput"]),
+    ]
+    for step in sorted({r["step_s"] for r in results["streaming"]}, reverse=True):
+        rows = [r for r in results["streaming"] if r["step_s"] == step]
+        parts += ["", f"## Streaming on a {step:g} s beat ({rows[0]['item']}, paced in real time)",
+                  "", report.streaming_table(rows)]
+    return "\n".join(parts) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prepare", type=Path, help="write the decoded audio here and stop")
+    parser.add_argument("--audio", type=Path, help="the directory --prepare wrote")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--files", type=lambda t: [int(x) for x in t.split(",")], default=[1, 8, 32])
+    parser.add_argument("--streams", type=lambda t: [int(x) for x in t.split(",")], default=[1, 16, 64])
+    parser.add_argument("--steps", type=lambda t: [float(x) for x in t.split(",")], default=[3.0, 1.0])
+    parser.add_argument("--stream-item", choices=ITEMS, default="harvard")
+    parser.add_argument("--output", type=Path, default=report.RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if (args.prepare is None) == (args.audio is None):
+        parser.error("give either --prepare DIR or --audio DIR")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.prepare:
+        prepare(args.prepare)
+        return 0
+    results = asyncio.run(run(args))
+    print(markdown(results))
+    json_path, md_path = report.write(results, args.output, prefix="gpu-", render=markdown)
+    log(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
