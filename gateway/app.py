@@ -16,6 +16,7 @@ from gateway import access, http_files, ws_stream
 from gateway.admission import UploadAdmission
 from gateway.cors import Cors
 from gateway.errors import ApiError, error_middleware
+from gateway.heap import heap_trimming
 from gateway.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAMS
 from gateway.logs import AccessLogger, configure
 from gateway.request_context import add_request_id_header, request_id_middleware
@@ -87,7 +88,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.extend([add_request_id_header, cors.add_headers])
     app[SETTINGS] = settings
     app[STREAMS] = weakref.WeakSet()
-    app.cleanup_ctx.append(triton_pool)
+    app.cleanup_ctx.extend([triton_pool, heap_trimming])
     app[DRAINING] = asyncio.Event()
     app[STEP_CLOCK] = StepClock(settings.stream_min_step_seconds, settings.stream_step_seconds)
     app.on_shutdown.append(ws_stream.drain_streams)

@@ -67,6 +67,8 @@ class Settings:
 
     # SIGTERM: in-flight uploads and streams get this long to finish before being cut off
     shutdown_timeout_s: float = 30.0
+    # how often freed memory is given back to the OS (gateway/heap.py); 0: never
+    heap_trim_interval_s: float = 10.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -85,8 +87,8 @@ class Settings:
             raise ValueError(f"{', '.join(positive)} must be positive")
         if self.stream_min_step_seconds > self.stream_step_seconds:
             raise ValueError("stream_min_step_seconds must be at most stream_step_seconds")
-        if self.max_uploads_waiting < 0:
-            raise ValueError("max_uploads_waiting must be 0 or more")
+        if self.max_uploads_waiting < 0 or self.heap_trim_interval_s < 0:
+            raise ValueError("max_uploads_waiting and heap_trim_interval_s must be 0 or more")
         parse_endpoints(self.triton_url)
         if self.max_streams_per_client <= 0:
             raise ValueError("max_streams_per_client must be positive")

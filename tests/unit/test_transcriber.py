@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,14 +89,33 @@ def test_peak_frame_level_in_dbfs() -> None:
     assert peak_frame_dbfs(np.full(100, 0.5, np.float32)) == pytest.approx(-6.02, abs=0.01)
 
 
-def test_the_heap_trimmer_returns_freed_memory_at_most_once_per_interval() -> None:
+def test_the_heap_trimmer_returns_freed_memory_at_most_once_per_interval_while_busy() -> None:
     from heap import HeapTrimmer
 
-    trimmer = HeapTrimmer(min_interval_s=3600.0)
+    trimmer = HeapTrimmer(min_interval_s=3600.0, idle_s=3600.0)
     assert trimmer._trim is not None  # glibc here
     block = np.ones(64 << 20, np.uint8)  # 64 MiB, given back to malloc when freed
-    del block
-    trimmer()
-    first = trimmer._last
-    trimmer()
-    assert trimmer._last == first  # within the interval: no second trim
+    with trimmer.working():
+        del block
+    with trimmer.working():
+        pass
+    assert trimmer.trims == 1  # the first batch trimmed; the second was within the interval
+
+
+def test_the_heap_trimmer_trims_once_when_idle_and_never_during_a_batch() -> None:
+    from heap import HeapTrimmer
+
+    calls: list[float] = []
+    trimmer = HeapTrimmer(min_interval_s=3600.0, idle_s=0.05, trim=lambda _: calls.append(1) or 1)
+    with trimmer.working():
+        pass
+    assert len(calls) == 1  # the first batch: no trim before it
+    with trimmer.working():
+        time.sleep(0.3)  # long past idle_s, but a batch runs: no trim
+        assert len(calls) == 1
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(calls) == 2  # idle after the batch: one trim
+    time.sleep(0.3)
+    assert len(calls) == 2  # and only one, until the next batch

@@ -3,16 +3,20 @@
 Batches of different shapes (1–16 windows, 3–30 s, with or without word timing) leave glibc's
 heap holding freed blocks it does not return by itself: measured on tiny.en, the process grew
 from 606 to 730–780 MB after ten mixed batches and settled at 1.06 GB over a five-minute soak,
-while `malloc_trim(0)` brought it back to 606 MB each time (a cost of about 15 ms). Trimming at
-most every `min_interval_s` keeps memory flat at a negligible share of the compute.
+while `malloc_trim(0)` brought it back to 606 MB each time (a cost of about 15 ms). A trim at
+most every `min_interval_s` during steady work was not enough: the soak's last sample followed
+a burst of batches by seconds, with nothing to trim an idle instance. So the trimmer also trims
+once whenever the instance has been idle for `idle_s`, never while a batch runs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -24,14 +28,60 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 class HeapTrimmer:
-    def __init__(self, min_interval_s: float = 10.0) -> None:
-        self.min_interval_s = min_interval_s
-        self._trim = _malloc_trim()
-        self._last = float("-inf")
+    """`with trimmer.working(): decode()` around every batch."""
 
-    def __call__(self) -> None:
-        """Trim if the last trim is at least `min_interval_s` old."""
-        now = time.monotonic()
-        if self._trim is not None and now - self._last >= self.min_interval_s:
+    def __init__(
+        self,
+        min_interval_s: float = 10.0,
+        idle_s: float = 1.0,
+        trim: Callable[[int], int] | None = None,
+    ) -> None:
+        self.min_interval_s = min_interval_s
+        self.idle_s = idle_s
+        self._trim = trim or _malloc_trim()
+        self._lock = threading.Lock()  # held while trimming: a batch never runs beside a trim
+        self._running = 0  # batches in progress
+        self._dirty = False  # a batch ended since the last trim
+        self._last_trim = float("-inf")
+        self._last_batch_end = float("-inf")
+        self._batch_ended = threading.Event()
+        self.trims = 0
+        if self._trim is not None:
+            threading.Thread(target=self._trim_when_idle, name="heap-trimmer", daemon=True).start()
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        with self._lock:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._dirty = True
+                self._last_batch_end = time.monotonic()
+                if self._last_batch_end - self._last_trim >= self.min_interval_s:
+                    self._trim_locked()
+            self._batch_ended.set()
+
+    def _trim_locked(self) -> None:
+        if self._trim is not None:
             self._trim(0)
-            self._last = now
+            self.trims += 1
+        self._last_trim = time.monotonic()
+        self._dirty = False
+
+    def _trim_when_idle(self) -> None:
+        """Background thread: after a batch, wait until `idle_s` pass with none running, trim."""
+        while True:
+            self._batch_ended.wait()
+            self._batch_ended.clear()
+            while True:
+                with self._lock:
+                    if not self._dirty:
+                        break
+                    wait = self._last_batch_end + self.idle_s - time.monotonic()
+                    if wait <= 0 and self._running == 0:
+                        self._trim_locked()
+                        break
+                time.sleep(max(wait, self.idle_s / 10))

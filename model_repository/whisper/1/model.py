@@ -83,7 +83,7 @@ class TritonPythonModel:
             verify_sha256=parameters.get("verify_sha256", "true").lower() == "true",
         )
         self.transcriber = BatchTranscriber(loaded.model, fp16=loaded.fp16)
-        self.trim_heap = HeapTrimmer()
+        self.heap = HeapTrimmer()
         self.transcriber.warm_up()
         self.multilingual = loaded.model.is_multilingual
 
@@ -104,15 +104,14 @@ class TritonPythonModel:
                 )
         flat = [item for _, items in parsed for item in items]
         try:
-            results = iter(self.transcriber.transcribe(flat))
+            with self.heap.working():
+                results = iter(self.transcriber.transcribe(flat))
         except Exception as exc:  # a fault in decoding must not take down the instance
             logger.exception("decoding a batch of %d windows failed", len(flat))
             error = pb_utils.TritonError(f"decoding failed: {exc}", pb_utils.TritonError.INTERNAL)
             for index, _ in parsed:
                 responses[index] = pb_utils.InferenceResponse(error=error)
             return responses
-        finally:
-            self.trim_heap()
         for index, items in parsed:
             responses[index] = self._response([next(results) for _ in items])
         return responses
