@@ -133,13 +133,12 @@ async def concurrent_files(pool: TritonPool, stack: Stack, item: Item, counts: l
     return results
 
 
-async def reference_words(pool: TritonPool, stack: Stack, item: Item) -> tuple[list[tuple[str, float]], float]:
-    """`benchmarks.__main__.stream_reference` without an upload: the file-mode words' end
-    times and the file-mode transcript's word error rate."""
+async def file_reference(pool: TritonPool, stack: Stack, item: Item) -> service.FileReference:
+    """`service.file_reference` without an upload: the same window pipeline on the samples."""
     text, _, segments = await transcribe(pool, stack, item.audio, FILE_OPTIONS)
     words = [(w, word.end) for segment in segments for word in segment.words
              for w in service.words_of(word.word)]
-    return words, word_error_rate(item.text, text)
+    return service.FileReference(words, text)
 
 
 def gpu_processes() -> str:
@@ -167,22 +166,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with running_stack(TMP_DIR, separate_gateway=True, **overrides) as stack:
             results.setdefault("machine", report.machine(await stack.triton_version(), None))
             results.setdefault("gpu_processes", gpu_processes())
-            pool = TritonPool(stack.settings.triton_url, stack.settings.triton_model,
-                              timeout_s=stack.settings.triton_timeout_s,
-                              ready_timeout_s=stack.settings.triton_ready_timeout_s)
-            await pool.start()
-            try:
+            async with stack.triton_pool() as pool:
                 if "file_mode" not in results:
                     results["file_mode"] = await file_mode(
                         pool, stack, [items[name] for name in ITEMS], args.repeat)
                     results["throughput"] = await concurrent_files(
                         pool, stack, items["harvard"], args.files)
                 item = items[args.stream_item]
-                reference, file_wer = await reference_words(pool, stack, item)
-                levels = await streaming(stack, item, args.streams, 1, reference, file_wer)
+                reference = await file_reference(pool, stack, item)
+                levels = await streaming(stack, item, args.streams, 1, reference)
                 results["streaming"] += [level | {"step_s": step} for level in levels]
-            finally:
-                await pool.close()
     results["total_s"] = time.perf_counter() - started
     results["cpu"] = report.cpu_use(counters, report.cpu_times())
     return results
@@ -193,11 +186,11 @@ def markdown(results: dict[str, Any]) -> str:
     v = m["versions"]
     parts = [
         f"# hermes on a GPU, {results['date']} on {m['host']}", "",
-        f"{m['gpu']}; {m['cpu']}, {m['cores']} cores; Python {v['python']}, torch {v['torch']}, "
+        (f"{m['gpu']}; {m['cpu']}, {m['cores']} cores; Python {v['python']}, torch {v['torch']}, "
         f"openai-whisper {v['openai-whisper']}, tritonserver {v['tritonserver']}. Model tiny.en "
         "inside Triton (fp16 on CUDA, float32 on a CPU); the peer is openai-whisper's "
         "`transcribe()` on the same device (fp16 on CUDA). Audio decoded beforehand "
-        "(`--prepare`), so file times exclude ffmpeg.", "",
+        "(`--prepare`), so file times exclude ffmpeg."), "",
         f"GPU processes during the run: `{results['gpu_processes']}`", "",
         report.run_summary(results), "",
         "## File mode", "", report.file_mode_table(results["file_mode"]), "",

@@ -11,11 +11,14 @@ PROC = Path("/proc")
 
 @dataclass(frozen=True)
 class Usage:
-    """Resident memory and open file descriptors of a group of processes, summed."""
+    """Resident memory and open file descriptors of a group of processes, summed. `shmem_mib`
+    is the part of `rss_mib` in shared memory: Triton's Python backend passes tensors to its
+    stub through a /dev/shm region that both processes map, so it counts twice."""
 
     processes: int
     rss_mib: float
     fds: int
+    shmem_mib: float = 0.0
 
 
 def parent_ids() -> dict[int, int]:
@@ -45,11 +48,14 @@ def descendants(root: int, parents: dict[int, int]) -> list[int]:
     return found
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int) -> tuple[int, int]:
+    """Resident memory in KiB: all of it, and the part in shared memory."""
+    fields = {}
     for line in (PROC / str(pid) / "status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0  # a zombie has no memory
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssShmem"):
+            fields[name] = int(value.split()[0])
+    return fields.get("VmRSS", 0), fields.get("RssShmem", 0)  # a zombie has no memory
 
 
 def fd_count(pid: int) -> int:
@@ -58,15 +64,15 @@ def fd_count(pid: int) -> int:
 
 def usage(pids: list[int]) -> Usage:
     """The processes' memory and descriptors; one that ended meanwhile counts for nothing."""
-    counted, rss, fds = 0, 0, 0
+    counted, rss, shmem, fds = 0, 0, 0, 0
     for pid in pids:
         try:
-            rss += rss_kib(pid)
+            total, shared = rss_kib(pid)
             fds += fd_count(pid)
         except (FileNotFoundError, ProcessLookupError):
             continue
-        counted += 1
-    return Usage(counted, rss / 1024, fds)
+        rss, shmem, counted = rss + total, shmem + shared, counted + 1
+    return Usage(counted, rss / 1024, fds, shmem / 1024)
 
 
 def runs_ffmpeg(pid: int) -> bool:

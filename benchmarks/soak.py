@@ -29,6 +29,8 @@ from benchmarks.audio import HARVARD, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.service import StreamRun
 from benchmarks.stack import Stack, running_stack
+from gateway.asr import TranscribeOptions
+from gateway.audio import WINDOW_SAMPLES
 from tests.wer import word_error_rate
 
 WER_MARGIN = 0.10  # a transcript this far (absolute) above its file-mode WER is an error
@@ -36,7 +38,10 @@ RSS_GROWTH_FRACTION = 0.10  # memory is flat when it grew by at most the larger 
 RSS_GROWTH_MIB = 50.0
 FD_SLACK = 4  # descriptors are flat when at most this many more are open at the end
 SAMPLE_EVERY_S = 10.0
-SETTLE_S = 2.0  # after the clients disconnect, before the start and end samples
+# After the clients disconnect, before the start and end samples: longer than the gateway's
+# heap trim interval (10 s) and the model's idle trim (1 s), so both samples show what the
+# processes hold at rest, not what the last requests were still freeing.
+SETTLE_S = 12.0
 OPERATION_TIMEOUT_S = 600.0  # an upload taking longer is an error (streams: service.stream's)
 RETRY_PAUSE_S = 3.0  # a client pauses this long after an error, so a broken service is not hammered
 ERRORS_SHOWN = 5
@@ -283,7 +288,8 @@ class Monitor:
         return record
 
     async def settled_sample(self, label: str) -> dict[str, Any]:
-        """A sample once the clients' connections and the uploads' ffmpeg have had time to go."""
+        """A sample once the clients' connections, the uploads' ffmpeg and the freed heap have
+        had time to go."""
         await asyncio.sleep(SETTLE_S)
         return await self.sample(label)
 
@@ -411,7 +417,9 @@ def phase_rows(series: list[dict[str, Any]]) -> list[list[str]]:
         rows.append([
             phase, str(len(samples)),
             *(trend([s[process][metric] for s in samples])
-              for process in ("gateway", "triton") for metric in ("rss_mib", "fds")),
+              for process, metric in (("gateway", "rss_mib"), ("gateway", "fds"),
+                                      ("triton", "rss_mib"), ("triton", "shmem_mib"),
+                                      ("triton", "fds"))),
             str(max(s["ffmpeg"] for s in samples)),
         ])
     return rows
@@ -484,7 +492,7 @@ def markdown(results: dict[str, Any]) -> str:
         "## Verdict",
         "",
         ("Start: after the warm-up (file-mode baselines, the streams alone, one round of the "
-         "mixed load); end: after the mixed phase; both with no client connection open, "
+         "mixed load, one batch of the model's largest size); end: after the mixed phase; both with no client connection open, "
          f"{SETTLE_S:g} s after the last one closed. Triton: tritonserver and its Python backend "
          "stubs."),
         "",
@@ -497,7 +505,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Sampled every {SAMPLE_EVERY_S:g} s (all in the JSON): first → last (min–max).",
         "",
         report.table(["phase", "samples", "gateway RSS MiB", "gateway fds", "Triton RSS MiB",
-                      "Triton fds", "ffmpeg running, max"],
+                      "of it shared MiB", "Triton fds", "ffmpeg running, max"],
                      phase_rows(results["resources"]["series"])),
     ]
     return "\n".join(parts) + "\n"
@@ -505,13 +513,26 @@ def markdown(results: dict[str, Any]) -> str:
 
 # ---- orchestration ---------------------------------------------------------------------------
 
+async def largest_batch(stack: Stack, audio: Any) -> None:
+    """One batch of the model's largest size (`max_batch_size` windows of 30 s) straight to
+    Triton. Tensors pass between tritonserver and its Python stub through a shared-memory pool
+    that grows to the largest batch it has carried and is then reused (it counts in both
+    processes' RSS): after this batch it is at that bound, so memory growth measured from the
+    start sample on is growth, not the pool reaching its size."""
+    size = (await stack.triton_json(f"/v2/models/{stack.settings.triton_model}/config"))["max_batch_size"]
+    window = audio[:WINDOW_SAMPLES]
+    async with stack.triton_pool() as pool:
+        await asyncio.gather(*(pool.transcribe(window, TranscribeOptions(language="en"))
+                               for _ in range(size)))
+
+
 async def phases(
     stack: Stack, monitor: Monitor, stream_item: Item, upload_items: list[Item],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """File-mode baselines, the streams alone, one round of the mixed load to warm up (the
-    first large batches grow Triton's heap once), the start sample, the mixed phase, the end
-    sample."""
+    """File-mode baselines, the streams alone, one round of the mixed load and one batch of
+    the largest size to warm up (the first large batches grow Triton's heap and its shared
+    memory pool once), the start sample, the mixed phase, the end sample."""
     async with own_client(stack) as client:
         monitor.phase = "baselines"
         ledger = Ledger(await file_mode_baselines(client, upload_items))
@@ -521,6 +542,7 @@ async def phases(
         monitor.phase = "mixed warm-up"
         log("mixed warm-up: every stream and every upload client once, together")
         await mixed_phase(client, stream_item, upload_items, args, 0.0, ledger, "mixed warm-up")
+    await largest_batch(stack, upload_items[0].audio)
     start = await monitor.settled_sample("start")
     monitor.phase = "mixed"
     log(f"mixed: {args.streams} streams and {args.uploads} upload clients for {args.minutes:g} min")

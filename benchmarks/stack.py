@@ -21,6 +21,7 @@ from benchmarks.audio import PROJECT_ROOT
 from gateway.app import create_app
 from gateway.local_triton import LocalTriton, TritonPorts
 from gateway.settings import ENV_PREFIX, Settings
+from gateway.triton_pool import TritonPool
 
 GATEWAY_START_TIMEOUT_S = 60.0
 GATEWAY_STOP_TIMEOUT_S = 60.0  # SIGTERM, then SIGKILL after this long
@@ -53,6 +54,18 @@ class Stack:
         """CPU time the service (gateway and tritonserver with its stubs) has used so far;
         with the gateway in this process that includes the benchmark's own clients."""
         return resources.cpu_seconds(self.gateway_pid) + resources.cpu_seconds(self.triton_pid)
+
+    @asynccontextmanager
+    async def triton_pool(self) -> AsyncIterator[TritonPool]:
+        """A gRPC client straight to this stack's Triton, past the gateway; closed on exit."""
+        pool = TritonPool(self.settings.triton_url, self.settings.triton_model,
+                          timeout_s=self.settings.triton_timeout_s,
+                          ready_timeout_s=self.settings.triton_ready_timeout_s)
+        await pool.start()
+        try:
+            yield pool
+        finally:
+            await pool.close()
 
     async def batch_counts(self) -> tuple[int, int]:
         """Triton's (inference_count, execution_count) for the model so far."""
