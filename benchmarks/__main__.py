@@ -14,13 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import composite, peers, report, service
+from benchmarks import composite, peers, plot, report, service, whisperlive
 from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.stack import Stack, running_stack
 from tests.wer import word_error_rate
 
 SERVICE = "hermes service"
+HERMES_3S = "hermes, 3 s beat"
+HERMES_1S = "hermes, 1 s beat"
+WHISPERLIVE = "WhisperLive"
 
 
 def levels(text: str) -> list[int]:
@@ -33,7 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--composite-repeat", type=int, default=1, help="runs of the composite (default 1)")
     parser.add_argument("--stream-repeat", type=int, default=None,
                         help="runs of each streaming level (default: --repeat, at most 2)")
-    parser.add_argument("--streams", type=levels, default=None, help="default 1,2,4,8")
+    parser.add_argument("--streams", type=levels, default=None, help="default 1,2,4,8,16")
+    parser.add_argument("--fast-streams", type=levels, default=None,
+                        help="levels measured on a 1 s beat too (default 1,4; '' for none)")
+    parser.add_argument("--no-peer-streams", dest="peer_streams", action="store_false",
+                        help="stream to hermes only, not to WhisperLive")
     parser.add_argument("--uploads", type=levels, default=None, help="default 1,2,4,8")
     parser.add_argument("--threads", type=int, default=2, help="threads of every peer (default 2)")
     parser.add_argument("--no-composite", action="store_true")
@@ -46,7 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick  # --quick changes the defaults; explicit flags still win
     args.repeat = args.repeat or (1 if quick else 3)
-    args.streams = args.streams or ([1, 2] if quick else [1, 2, 4, 8])
+    args.streams = args.streams or ([1, 2] if quick else [1, 2, 4, 8, 16])
+    if args.fast_streams is None:
+        args.fast_streams = [1] if quick else [1, 4]
     args.uploads = args.uploads or ([1, 2] if quick else [1, 2, 4, 8])
     args.no_composite = args.no_composite or quick
     if args.stream_repeat is None:
@@ -114,23 +123,15 @@ async def throughput(stack: Stack, item: Item, counts: list[int], repeat: int) -
 
 # ---- streaming -----------------------------------------------------------------------------
 
-async def stream_reference(stack: Stack, item: Item) -> tuple[list[tuple[str, float]], float]:
-    """Where each word of the file-mode transcript ends in the audio, and that transcript's
-    word error rate: what the streams' latencies and texts are measured against."""
-    reference = await service.word_times(stack, item)
-    file_text, _ = await service.upload(stack, item)
-    return reference, word_error_rate(item.text, file_text)
-
-
 async def streaming(
     stack: Stack,
     item: Item,
     counts: list[int],
     repeat: int,
-    reference: list[tuple[str, float]],
-    file_wer: float,
+    reference: service.FileReference,
+    label: str = SERVICE,
 ) -> list[dict]:
-    """`count` concurrent real-time streams of `item`, `repeat` times for each count."""
+    """`count` concurrent real-time streams of `item` to hermes, `repeat` times for each count."""
     results = []
     for count in counts:
         runs: list[service.StreamRun] = []
@@ -138,11 +139,10 @@ async def streaming(
         inferences, executions = await stack.batch_counts()
         for rep in range(repeat):
             runs += await service.concurrent_streams(stack, item, count)
-            log(f"streaming {count} streams run {rep + 1}/{repeat}: tails "
-                + ", ".join(f"{r.tail_s:.1f}" for r in runs[-count:]) + " s")
+            log_level(label, count, rep, repeat, runs[-count:])
         cpu = stack.cpu_seconds() - cpu_before
         after_inferences, after_executions = await stack.batch_counts()
-        results.append(summarise_streams(item, count, repeat, runs, reference, file_wer) | {
+        results.append(summarise_streams(item, count, repeat, runs, reference) | {
             "cpu_s_per_audio_s": cpu / (len(runs) * item.duration),
             "inferences": after_inferences - inferences,
             "executions": after_executions - executions,
@@ -150,22 +150,46 @@ async def streaming(
     return results
 
 
+async def peer_streaming(
+    item: Item, counts: list[int], repeat: int, reference: service.FileReference, threads: int
+) -> list[dict]:
+    """The same levels against WhisperLive, with hermes stopped."""
+    results = []
+    log_path = TMP_DIR / "whisperlive.log"
+    async with whisperlive.whisperlive_server(
+        threads=threads, max_clients=max(counts), log_path=log_path
+    ) as server:
+        for count in counts:
+            runs: list[service.StreamRun] = []
+            cpu_before = server.cpu_seconds()
+            for rep in range(repeat):
+                runs += await whisperlive.concurrent_streams(server, item, count)
+                log_level(WHISPERLIVE, count, rep, repeat, runs[-count:])
+            cpu = server.cpu_seconds() - cpu_before
+            results.append(summarise_streams(item, count, repeat, runs, reference)
+                           | {"cpu_s_per_audio_s": cpu / (len(runs) * item.duration)})
+    return results
+
+
+def log_level(system: str, count: int, rep: int, repeat: int, runs: list[service.StreamRun]) -> None:
+    log(f"{system}: {count} streams, run {rep + 1}/{repeat}: tails "
+        + ", ".join(f"{r.tail_s:.1f}" for r in runs) + " s")
+
+
 def summarise_streams(
     item: Item,
     count: int,
     repeat: int,
     runs: list[service.StreamRun],
-    reference: list[tuple[str, float]],
-    file_wer: float,
+    reference: service.FileReference,
 ) -> dict[str, Any]:
     """One row of the streaming table: latencies, texts and lag of one level's runs."""
     finals = [x for r in runs for x in r.final_latencies()]
     shown, final_words = [], []
     for r in runs:
-        s, f = r.word_latencies(reference)
+        s, f = r.word_latencies(reference.words)
         shown += s
         final_words += f
-    wers = [word_error_rate(item.text, r.text) for r in runs]
     tails = [r.tail_s for r in runs]
     return {
         "item": item.name, "duration_s": item.duration, "streams": count, "repeat": repeat,
@@ -173,11 +197,36 @@ def summarise_streams(
         "final_latency_s": service.quantiles(finals),
         "word_final_latency_s": service.quantiles(final_words),
         "word_shown_latency_s": service.quantiles(shown),
-        "wer": report.spread(wers), "file_mode_wer": file_wer,
+        "wer": report.spread([word_error_rate(item.text, r.text) for r in runs]),
+        "wer_vs_file": report.spread([word_error_rate(reference.text, r.text) for r in runs]),
+        "file_mode_wer": word_error_rate(item.text, reference.text),
         "tail_s": report.spread(tails),
         "kept_up": max(tails) <= service.KEPT_UP_TAIL_S,
         "texts": [r.text for r in runs],
     }
+
+
+async def streaming_section(args: argparse.Namespace) -> dict[str, Any]:
+    """hermes on its default 3 s beat and on a 1 s beat, then WhisperLive, one at a time on
+    this machine, all streaming the 63.5 s composite of speech and pauses."""
+    item = composite.build(TMP_DIR / "stream-63s.wav", composite.STREAM).item
+    section: dict[str, Any] = {"item": item.name, "duration_s": item.duration,
+                               "repeat": args.stream_repeat, "levels": {}}
+    reference = None
+    for label, step, counts in ((HERMES_3S, 3.0, args.streams), (HERMES_1S, 1.0, args.fast_streams)):
+        if not counts:
+            continue
+        log(f"starting the stack for {label}")
+        async with running_stack(TMP_DIR, separate_gateway=True, stream_min_step_seconds=step) as stack:
+            reference = reference or await service.file_reference(stack, item)
+            section["levels"][label] = await streaming(
+                stack, item, counts, args.stream_repeat, reference, label
+            )
+    if args.peer_streams and reference is not None:
+        section["levels"][WHISPERLIVE] = await peer_streaming(
+            item, args.streams, args.stream_repeat, reference, args.threads
+        )
+    return section
 
 
 # ---- orchestration -------------------------------------------------------------------------
@@ -206,12 +255,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "throughput" in args.only:
             results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)
             noisy |= report.noisy(own_tritonservers=1)
-        if "streaming" in args.only:
-            reference, file_wer = await stream_reference(stack, harvard)
-            results["streaming"] = await streaming(
-                stack, harvard, args.streams, args.stream_repeat, reference, file_wer
-            )
-            noisy |= report.noisy(own_tritonservers=1)
+    if "streaming" in args.only:
+        results["streaming"] = await streaming_section(args)
+        noisy |= report.noisy(own_tritonservers=0)
     results["noisy"] = noisy
     results["load_average_at_end"] = os.getloadavg()
     results["total_s"] = time.perf_counter() - started
@@ -223,8 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     results = asyncio.run(run(args))
-    print(report.markdown(results))
+    if section := results.get("streaming"):
+        section["plot"] = report.file_stem(results) + ".png"
+        plot.latency_against_streams(section, args.output / section["plot"])
     json_path, md_path = report.write(results, args.output)
+    print(report.markdown(results))
     log(f"wrote {json_path} and {md_path}")
     return 0
 

@@ -154,6 +154,28 @@ def streaming_table(results: list[dict]) -> str:
                   "kept up", "CPU s per audio s", "Triton inferences / executions"], rows)
 
 
+def capacity_table(section: dict[str, Any]) -> str:
+    """hermes and its peer side by side, one row per system and number of streams."""
+    rows = []
+    for system, levels in section["levels"].items():
+        for r in levels:
+            final, shown = r["final_latency_s"], r["word_shown_latency_s"]
+            rows.append([
+                system, str(r["streams"]),
+                f"{final['p50']:.2f} / {final['p95']:.2f} / {final['max']:.2f}",
+                f"{shown['p50']:.2f}",
+                f"{100 * r['wer_vs_file']['median']:.1f} % (max {100 * r['wer_vs_file']['max']:.1f} %)",
+                f"{100 * r['wer']['median']:.1f} %",
+                f"{r['tail_s']['median']:.1f} / {r['tail_s']['max']:.1f}",
+                "yes" if r["kept_up"] else "**no**",
+                f"{r['cpu_s_per_audio_s']:.2f}",
+                f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
+            ])
+    return table(["system", "streams", "final latency p50 / p95 / max s", "partial p50 s",
+                  "WER vs file mode", "WER vs reference", "lag at end median / max s", "kept up",
+                  "CPU s per audio s", "Triton inferences / executions"], rows)
+
+
 def throughput_table(results: list[dict]) -> str:
     rows = []
     for r in results:
@@ -199,13 +221,20 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if results.get("file_mode"):
         parts += ["", "## File mode", "", file_mode_table(results["file_mode"])]
-    if results.get("streaming"):
-        parts += ["", f"## Streaming ({results['streaming'][0]['item']}, paced in real time)", "",
-                  streaming_table(results["streaming"])]
+    if section := results.get("streaming"):
+        parts += ["", (f"## Streaming capacity ({section['item']}, {section['duration_s']:.1f} s, "
+                  f"paced in real time, {section['repeat']} run(s) of each level)"),
+                  "", capacity_table(section)]
+        if section.get("plot"):
+            parts += ["", f"![final latency against the number of streams]({section['plot']})"]
     if results.get("throughput"):
         parts += ["", f"## Throughput ({results['throughput'][0]['item']} uploads)", "",
                   throughput_table(results["throughput"])]
     return "\n".join(parts) + "\n"
+
+
+def file_stem(results: dict[str, Any], prefix: str = "") -> str:
+    return f"{prefix}{results['date']}-{results['machine']['host']}"
 
 
 def write(
@@ -217,7 +246,7 @@ def write(
 ) -> tuple[Path, Path]:
     """`<prefix><date>-<host>.json` and `.md` (the markdown `render` makes) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"{prefix}{results['date']}-{results['machine']['host']}"
+    stem = file_stem(results, prefix)
     json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     md_path.write_text(render(results))

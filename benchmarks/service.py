@@ -57,19 +57,32 @@ async def upload(stack: Stack, item: Item) -> tuple[str, float]:
     return reply.body["text"], reply.wall_s
 
 
-async def word_times(stack: Stack, item: Item) -> list[tuple[str, float]]:
-    """(normalized word, end time) of the file-mode transcript: where each word is in the audio."""
+@dataclass(frozen=True)
+class FileReference:
+    """The service's file-mode transcript of a clip: what live streams of it are measured
+    against (their words' latencies, their text)."""
+
+    words: list[tuple[str, float]]  # (normalized word, its end time in the audio)
+    text: str
+
+    @classmethod
+    def of(cls, segments: list[dict]) -> FileReference:
+        """From segments with words, as `/transcribe?word_timestamps=true` returns them."""
+        return cls(
+            words=[(w, word["end"]) for segment in segments for word in segment["words"]
+                   for w in words_of(word["word"])],
+            text="".join(segment["text"] for segment in segments).strip(),
+        )
+
+
+async def file_reference(stack: Stack, item: Item) -> FileReference:
+    """One upload of the clip to `/transcribe` with word timestamps."""
     form = aiohttp.FormData()
     form.add_field("file", item.path.read_bytes(), filename=item.path.name)
     form.add_field("word_timestamps", "true")
     async with stack.session.post(f"{stack.gateway_url}/transcribe", data=form) as reply:
         body = await reply.json()
-    return [
-        (w, word["end"])
-        for segment in body["segments"]
-        for word in segment["words"]
-        for w in words_of(word["word"])
-    ]
+    return FileReference.of(body["segments"])
 
 
 def words_of(text: str) -> list[str]:
@@ -207,7 +220,8 @@ async def concurrent_streams(stack: Stack, item: Item, count: int) -> list[Strea
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
-    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "count": len(values)}
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95),
+            "max": max(values, default=math.nan), "count": len(values)}
 
 
 def percentile(values: list[float], q: float) -> float:
