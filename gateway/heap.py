@@ -14,14 +14,11 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from gateway.keys import SETTINGS
-
-logger = logging.getLogger(__name__)
 
 
 def malloc_trim() -> Callable[[int], int] | None:
