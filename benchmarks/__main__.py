@@ -85,18 +85,26 @@ async def file_mode(stack: Stack, items: list[tuple[Item, int]], threads: int) -
                 runs[engine.name].append(peers.timed(engine, audio))
             log(f"{item.name} run {rep + 1}/{repeat}: "
                 + ", ".join(f"{name} {r[-1][1]:.2f} s" for name, r in runs.items()))
-        service_median = statistics.median(t for _, t in runs[SERVICE])
-        for name, done in runs.items():
-            walls = [t for _, t in done]
-            wers = [word_error_rate(item.text, text) for text, _ in done]
-            results.append({
-                "item": item.name, "duration_s": item.duration, "engine": name,
-                "wall_s": report.spread(walls), "rtf": statistics.median(walls) / item.duration,
-                "wer": statistics.median(wers), "wer_runs": wers,
-                "service_over_peer": service_median / statistics.median(walls),
-                "text": done[0][0],
-            })
+        results += file_mode_rows(item, runs)
     return results
+
+
+def file_mode_rows(item: Item, runs: dict[str, list[tuple[str, float]]]) -> list[dict]:
+    """One row of the file-mode table per engine, from its runs' (text, wall s); the service's
+    runs are under `SERVICE`."""
+    service_median = statistics.median(t for _, t in runs[SERVICE])
+    rows = []
+    for name, done in runs.items():
+        walls = [t for _, t in done]
+        wers = [word_error_rate(item.text, text) for text, _ in done]
+        rows.append({
+            "item": item.name, "duration_s": item.duration, "engine": name,
+            "wall_s": report.spread(walls), "rtf": statistics.median(walls) / item.duration,
+            "wer": statistics.median(wers), "wer_runs": wers,
+            "service_over_peer": service_median / statistics.median(walls),
+            "text": done[0][0],
+        })
+    return rows
 
 
 # ---- throughput ----------------------------------------------------------------------------

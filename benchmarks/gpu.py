@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import composite, peers, report, service
-from benchmarks.__main__ import streaming
+from benchmarks.__main__ import SERVICE, file_mode_rows, streaming
 from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
 from benchmarks.report import TMP_DIR, log
 from benchmarks.stack import Stack, running_stack
@@ -41,7 +41,6 @@ from gateway.files import collect, transcribe_audio
 from gateway.triton_pool import TritonPool
 from tests.wer import word_error_rate
 
-SERVICE = "hermes service"
 ITEMS = ("jfk", "harvard", "stream-63s")
 OPTIONS = TranscribeOptions(language="en")
 FILE_OPTIONS = TranscribeOptions(language="en", word_timestamps=True)
@@ -97,16 +96,7 @@ async def file_mode(pool: TritonPool, stack: Stack, items: list[Item], repeat: i
             text, wall, _ = await transcribe(pool, stack, audio)
             runs[SERVICE].append((text, wall))
             runs[engine.name].append(peers.timed(engine, audio))
-        service_median = statistics.median(t for _, t in runs[SERVICE])
-        for name, done in runs.items():
-            walls = [t for _, t in done]
-            results.append({
-                "item": item.name, "duration_s": item.duration, "engine": name,
-                "wall_s": report.spread(walls), "rtf": statistics.median(walls) / item.duration,
-                "wer": statistics.median(word_error_rate(item.text, t) for t, _ in done),
-                "service_over_peer": service_median / statistics.median(walls),
-                "text": done[0][0],
-            })
+        results += file_mode_rows(item, runs)
         log(f"{item.name}: " + ", ".join(
             f"{name} {statistics.median(t for _, t in r):.3f} s" for name, r in runs.items()))
     return results

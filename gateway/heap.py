@@ -27,7 +27,8 @@ def malloc_trim() -> Callable[[int], int] | None:
     return None if name is None else getattr(ctypes.CDLL(name), "malloc_trim", None)
 
 
-async def _trim_every(interval_s: float, trim: Callable[[int], int]) -> None:
+async def trim_every(interval_s: float, trim: Callable[[int], int]) -> None:
+    """Call `trim(0)` in a worker thread every `interval_s`, until cancelled."""
     while True:
         await asyncio.sleep(interval_s)
         await asyncio.to_thread(trim, 0)
@@ -40,7 +41,7 @@ async def heap_trimming(app: web.Application) -> AsyncIterator[None]:
     if interval_s <= 0 or trim is None:
         yield
         return
-    task = asyncio.create_task(_trim_every(interval_s, trim), name="heap-trim")
+    task = asyncio.create_task(trim_every(interval_s, trim), name="heap-trim")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

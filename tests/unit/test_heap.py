@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import web
 
@@ -16,25 +17,39 @@ def test_glibc_offers_malloc_trim() -> None:
     assert trim is not None and trim(0) in (0, 1)
 
 
-async def run_for(seconds: float, settings: Settings, monkeypatch) -> list[int]:
+async def test_trims_every_interval_until_cancelled() -> None:
     calls: list[int] = []
-    monkeypatch.setattr(heap, "malloc_trim", lambda: lambda pad: calls.append(pad) or 1)
+    task = asyncio.create_task(heap.trim_every(0.1, lambda pad: calls.append(pad) or 1))
+    await asyncio.sleep(0.35)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    stopped_at = len(calls)
+    await asyncio.sleep(0.3)
+    assert 2 <= stopped_at <= 4 and set(calls) == {0}
+    assert len(calls) == stopped_at  # nothing trims once cancelled
+
+
+def app_with(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
-    context = heap.heap_trimming(app)
+    return app
+
+
+def trimming_tasks() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "heap-trim"]
+
+
+async def test_the_app_runs_the_trim_task_and_stops_it_on_cleanup() -> None:
+    context = heap.heap_trimming(app_with(Settings(heap_trim_interval_s=0.05)))
     await anext(context)
-    await asyncio.sleep(seconds)
-    await anext(context, None)  # the cleanup half: stops the task
-    stopped_at = len(calls)
-    await asyncio.sleep(3 * settings.heap_trim_interval_s + 0.05)
-    assert len(calls) == stopped_at  # nothing trims after cleanup
-    return calls
+    assert len(trimming_tasks()) == 1
+    await anext(context, None)
+    assert trimming_tasks() == []
 
 
-async def test_trims_every_interval_until_cleanup(monkeypatch) -> None:
-    calls = await run_for(0.35, Settings(heap_trim_interval_s=0.1), monkeypatch)
-    assert 2 <= len(calls) <= 4 and set(calls) == {0}
-
-
-async def test_an_interval_of_zero_never_trims(monkeypatch) -> None:
-    assert await run_for(0.2, Settings(heap_trim_interval_s=0), monkeypatch) == []
+async def test_an_interval_of_zero_starts_no_task() -> None:
+    context = heap.heap_trimming(app_with(Settings(heap_trim_interval_s=0)))
+    await anext(context)
+    assert trimming_tasks() == []
+    await anext(context, None)
