@@ -96,6 +96,15 @@ def test_greedy_output_equals_faster_whisper_on_the_same_weights(
         assert normalized_words(infer(triton_client, window).text) == normalized_words(expected)
 
 
+def test_low_latency_context_keeps_the_words(triton_client, jfk, harvard_windows, clips) -> None:
+    """Live streams' requests: the encoder sees the audio and 5–15 s of padding, not 30 s."""
+    result = infer(triton_client, jfk.audio, language="en", low_latency=True, word_timestamps=True)
+    assert word_error_rate(jfk.text, result.text) == 0.0, result.text
+    assert result.segments[-1].words[-1].end <= 11.1
+    text = " ".join(infer(triton_client, w, language="en", low_latency=True).text for w in harvard_windows)
+    assert word_error_rate(clips["OSR_us_000_0034_8k.wav"].text, text) == 0.0, text
+
+
 def test_segments_have_times_inside_the_audio(triton_client, harvard_windows) -> None:
     window = harvard_windows[0]
     result = infer(triton_client, window)
@@ -190,23 +199,32 @@ def _inference_counts(client: grpcclient.InferenceServerClient) -> tuple[int, in
 def test_concurrent_requests_are_batched_with_unchanged_results(
     triton, triton_client, clips, jfk, harvard_windows
 ) -> None:
+    """File windows and live streams' low-latency requests of several context lengths."""
     hotwords = clips["hotwords.mp3"].audio
     windows = [jfk.audio, *harvard_windows, hotwords, jfk.audio[: 6 * SAMPLE_RATE],
                harvard_windows[1][: 4 * SAMPLE_RATE], hotwords[SAMPLE_RATE:], jfk.audio[SAMPLE_RATE * 4:]]
-    alone = [infer(triton_client, window).text for window in windows]
+    requests = [(window, {}) for window in windows] + [
+        (window, {"language": "en", "low_latency": True, "word_timestamps": True})
+        for window in (jfk.audio, harvard_windows[0], hotwords, jfk.audio[: 4 * SAMPLE_RATE])
+    ]
+    alone = [infer(triton_client, window, **options) for window, options in requests]
     inferences_before, executions_before = _inference_counts(triton_client)
 
-    def infer_with_own_client(window: np.ndarray) -> str:
+    def infer_with_own_client(request: tuple[np.ndarray, dict]) -> WindowResult:
         client = grpcclient.InferenceServerClient(triton.grpc_url)
         try:
-            return infer(client, window).text
+            return infer(client, request[0], **request[1])
         finally:
             client.close()
 
-    with ThreadPoolExecutor(max_workers=len(windows)) as pool:
-        together = list(pool.map(infer_with_own_client, windows))
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        together = list(pool.map(infer_with_own_client, requests))
     inferences_after, executions_after = _inference_counts(triton_client)
 
-    assert together == alone
-    assert inferences_after - inferences_before == len(windows)
-    assert executions_after - executions_before < len(windows)
+    def words(result: WindowResult) -> tuple[str, list[str]]:
+        return result.text, [w.word for segment in result.segments for w in segment.words]
+
+    # the same words (scores and times may differ in the last float digits)
+    assert [words(result) for result in together] == [words(result) for result in alone]
+    assert inferences_after - inferences_before == len(requests)
+    assert executions_after - executions_before < len(requests)

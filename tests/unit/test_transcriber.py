@@ -12,7 +12,13 @@ from whisper.tokenizer import get_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from transcriber import InvalidRequest, make_request, peak_frame_dbfs, split_segments  # noqa: E402
+from transcriber import (  # noqa: E402
+    InvalidRequest,
+    encoder_frames,
+    make_request,
+    peak_frame_dbfs,
+    split_segments,
+)
 
 TOKENIZER = get_tokenizer(multilingual=False)
 SECOND = np.zeros(16_000, np.float32)
@@ -79,6 +85,25 @@ def test_invalid_requests_say_what_is_wrong(audio, options, message) -> None:
     with pytest.raises(InvalidRequest) as caught:
         make_request(audio, multilingual=False, **options)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "low_latency", "language", "frames"),
+    [
+        (4.0, False, "en", 3000),  # file windows: always a full 30 s window
+        (0.5, True, "en", 1000),  # at least 5 s of padding, in steps of 10 s
+        (5.0, True, "en", 1000),
+        (5.01, True, "en", 2000),
+        (14.9, True, "en", 2000),
+        (24.0, True, "en", 3000),  # never more than a window
+        (30.0, True, "en", 3000),
+        (4.0, True, None, 3000),  # language detection needs the full window
+    ],
+)
+def test_encoder_context(seconds, low_latency, language, frames) -> None:
+    request = make_request(np.zeros(int(seconds * 16_000), np.float32), multilingual=True,
+                           language=language, low_latency=low_latency)
+    assert encoder_frames(request) == frames
 
 
 def test_peak_frame_level_in_dbfs() -> None:

@@ -24,6 +24,7 @@ from transcriber import (  # noqa: E402  (needs the path above inside Triton's s
     InvalidRequest,
     TranscriptionRequest,
     TranscriptionResult,
+    cpu_computes_bfloat16,
     make_request,
 )
 from checkpoint import load_model, resolve_device  # noqa: E402
@@ -63,6 +64,16 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _bfloat16_setting(value: str) -> bool:
+    """The `low_latency_bfloat16` parameter: "auto" (where the CPU computes bfloat16), or
+    "true"/"false"."""
+    if value == "auto":
+        return cpu_computes_bfloat16()
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError(f"parameter low_latency_bfloat16 must be auto, true or false, not {value!r}")
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -82,7 +93,11 @@ class TritonPythonModel:
             resolve_device(parameters.get("device", "auto")),
             verify_sha256=parameters.get("verify_sha256", "true").lower() == "true",
         )
-        self.transcriber = BatchTranscriber(loaded.model, fp16=loaded.fp16)
+        self.transcriber = BatchTranscriber(
+            loaded.model,
+            fp16=loaded.fp16,
+            low_latency_bfloat16=_bfloat16_setting(parameters.get("low_latency_bfloat16", "auto")),
+        )
         self.heap = HeapTrimmer()
         self.transcriber.warm_up()
         self.multilingual = loaded.model.is_multilingual
@@ -129,6 +144,7 @@ class TritonPythonModel:
         }
         temperatures = _rows(request, "TEMPERATURE", count) or [None] * count
         word_timestamps = _rows(request, "WORD_TIMESTAMPS", count) or [False] * count
+        low_latency = _rows(request, "LOW_LATENCY", count) or [False] * count
         return [
             make_request(
                 audio[row],
@@ -138,6 +154,7 @@ class TritonPythonModel:
                 prompt=strings["PROMPT"][row],
                 temperature=temperatures[row],
                 word_timestamps=bool(word_timestamps[row]),
+                low_latency=bool(low_latency[row]),
             )
             for row in range(count)
         ]
