@@ -30,6 +30,15 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
 MAX_CHANNELS = 8
 LEAD_SECONDS = 1.0  # audio kept before a trim point: Whisper needs a moment of lead-in
 TRIM_AFTER_SECONDS = 8.0  # trim once the buffer is longer than this
+# Speech regions are padded (VadConfig.pad_seconds) and word end times drift by a few hundred
+# ms: speech must reach this far past the last committed word to count as new.
+NEW_SPEECH_MARGIN_SECONDS = 0.5
+# Non-speech after the last speech region (itself padded by 0.3 s) that ends an utterance: the
+# words before it are final at once, not a beat later when a second hypothesis agrees.
+PAUSE_SECONDS = 0.5
+# ... once the buffer is this long: on a few seconds of audio alone Whisper guesses (JFK's
+# first 3 s: "And so am I fellow Americans"), and a second hypothesis is worth the wait.
+PAUSE_COMMIT_MIN_BUFFER_SECONDS = 5.0
 
 
 class StreamProtocolError(ValueError):
@@ -135,6 +144,7 @@ class StreamSession:
         self.final_end = 0.0  # end time of the last final message sent
         self.heard_until = 0.0  # end of the audio the model has transcribed so far
         self.model_seconds: float | None = None  # the last step's time at the model, if any
+        self.speech_end = 0.0  # stream time where the buffer's last speech region ends
 
     def append(self, samples: np.ndarray) -> None:
         # Joined when the buffer is next read: one copy per step, not one per frame (a client
@@ -162,15 +172,38 @@ class StreamSession:
         # it and skips words still in the buffer (measured on jfk.flac: "can do for your"
         # lost after a trim), which LocalAgreement then cannot recover.
         return TranscribeOptions(
-            language=self.config.language, prompt=self.config.prompt, word_timestamps=True
+            language=self.config.language,
+            prompt=self.config.prompt,
+            word_timestamps=True,
+            low_latency=True,
+        )
+
+    def _has_new_speech(self, buffer: np.ndarray) -> bool:
+        """Whether the buffer holds speech after the committed words (and notes where the
+        last speech ends). The buffer keeps committed audio as lead-in; without new speech a
+        step would only transcribe that again, and the pause after it would grow unchecked."""
+        regions = speech_regions(buffer, SAMPLE_RATE)
+        if not regions:
+            return False
+        self.speech_end = self.buffer_start + regions[-1][1] / SAMPLE_RATE
+        return self.speech_end > self.agreement.committed_end + NEW_SPEECH_MARGIN_SECONDS
+
+    @property
+    def _utterance_ended(self) -> bool:
+        """Whether the audio the last step heard ends in a pause (not the buffer, which has
+        grown while the model worked)."""
+        return (
+            self.heard_until - self.buffer_start >= PAUSE_COMMIT_MIN_BUFFER_SECONDS
+            and self.heard_until - self.speech_end >= PAUSE_SECONDS
         )
 
     async def _hypothesis(self) -> list[Word] | None:
-        """Transcribe the buffer; None when it holds no speech (nothing sent to the model)."""
-        if not speech_regions(self.buffer, SAMPLE_RATE):
+        """Transcribe the buffer; None when it holds no new speech (nothing sent to the model)."""
+        buffer = self.buffer  # as it is now: frames keep arriving while the model works
+        if not self._has_new_speech(buffer):
             return None
-        window = self.buffer[-int(WINDOW_SECONDS * SAMPLE_RATE):]
-        offset = self.buffer_start + (self.buffer.size - window.size) / SAMPLE_RATE
+        window = buffer[-int(WINDOW_SECONDS * SAMPLE_RATE):]
+        offset = self.buffer_start + (buffer.size - window.size) / SAMPLE_RATE
         started = time.monotonic()
         result = await self.backend.transcribe(window, self._options(), priority=PRIORITY_STREAM)
         self.model_seconds = time.monotonic() - started
@@ -186,8 +219,16 @@ class StreamSession:
         if hypothesis is None:
             self._drop_silence()
             return self._partial([])
-        messages = self._finals(self.agreement.insert(hypothesis))
-        self._trim()
+        committed = self.agreement.insert(hypothesis)
+        if self._utterance_ended:
+            # the utterance has ended: its words will not change with more audio
+            committed += self.agreement.commit_through(self.speech_end)
+        messages = self._finals(committed)
+        if self.agreement.tail:
+            self._trim()
+        else:
+            # the model heard no words past the committed ones: what follows them is a pause
+            self._drop_silence()
         return messages + self._partial(self.agreement.tail)
 
     def drop_backlog(self, reason: str) -> list[dict[str, Any]]:

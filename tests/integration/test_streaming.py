@@ -144,6 +144,18 @@ async def test_silence_commits_nothing(stream_gateway) -> None:
     assert [m["type"] for m in run.messages] == ["done"]
 
 
+async def test_speech_after_a_pause_longer_than_a_window_keeps_every_word(stream_gateway, clips) -> None:
+    """The committed words' audio stays as lead-in; the pause after it must not pile up
+    behind it (it did: 30 s later the window was mostly silence and the next sentence lost)."""
+    jfk = clips["jfk.flac"]
+    pause = np.random.default_rng(5).standard_normal(35 * 16000).astype(np.float32) * 3e-4
+    audio = np.concatenate([jfk.audio, pause, jfk.audio])
+    run = await stream(stream_gateway, pcm16(audio), bytes_per_second=32000, pace=4.0)
+    assert_protocol(run)
+    assert word_error_rate(f"{jfk.text} {jfk.text}", run.text) == 0.0, run.text
+    assert not run.of_type("skipped")
+
+
 async def test_two_streams_and_an_upload_at_once(stream_gateway, clips) -> None:
     jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
     upload = aiohttp.FormData()

@@ -1,12 +1,14 @@
-"""Stream configuration and frame decoding (pure parts of real-time mode)."""
+"""Stream configuration, frame decoding and the rules for what becomes final (the parts of
+real-time mode that need no model)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from gateway.asr import WindowResult
 from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
-from gateway.transcript import Word
+from gateway.transcript import Segment, Word
 
 
 def test_defaults_are_16k_mono_pcm16() -> None:
@@ -78,3 +80,117 @@ def test_a_buffer_within_one_window_is_kept() -> None:
     session.append(np.zeros(29 * 16000, np.float32))
     assert session.drop_backlog("model_unavailable") == []
     assert session.buffer.size == 29 * 16000
+
+
+# ---- when words become final -------------------------------------------------------------
+# A scripted model: it "hears" the words whose audio has fully arrived. Loud noise stands in
+# for speech (the energy detector's view of it); the commit rules are what is tested here.
+
+RATE = 16000
+SPEECH_WORDS = [Word(f" w{i}", 0.2 + i * 0.6, 0.6 + i * 0.6, 0.9) for i in range(40)]
+
+
+def sound(seconds: float, loud: bool, seed: int = 0) -> np.ndarray:
+    """Noise: faint, or loud with syllable-like swells (the detector wants contrast)."""
+    noise = np.random.default_rng(seed).standard_normal(int(seconds * RATE)).astype(np.float32)
+    if not loud:
+        return noise * 1e-4
+    swells = 0.02 + np.abs(np.sin(2 * np.pi * 2.0 * np.arange(noise.size) / RATE))
+    return (noise * 0.3 * swells).astype(np.float32)
+
+
+class ScriptedModel:
+    """Returns the words of `words` (stream time) that lie inside the speech it is sent."""
+
+    def __init__(self, words: list[Word], speech_until: list[float]) -> None:
+        self.words = words
+        self.speech_until = speech_until  # the end of each stretch of speech, stream time
+        self.session: StreamSession | None = None
+        self.calls = 0
+        self.arriving: list[np.ndarray] = []  # frames that come in while the model works
+
+    async def transcribe(self, audio, options, *, priority):
+        assert options.low_latency and options.word_timestamps
+        self.calls += 1
+        for frames in self.arriving:
+            self.session.append(frames)
+        self.arriving = []
+        start = self.session.buffer_start
+        end = start + audio.size / RATE
+        heard = [
+            Word(w.word, w.start - start, w.end - start, w.probability)
+            for w in self.words
+            if w.start >= start and w.end <= end and any(w.end <= s for s in self.speech_until)
+        ]
+        segment = Segment(heard[0].start, heard[-1].end, "".join(w.word for w in heard), -0.1,
+                          0.01, 1.0, 0.0, words=tuple(heard)) if heard else None
+        return WindowResult(text="", language="en", segments=(segment,) if segment else ())
+
+
+def scripted_session(speech: list[tuple[float, float]]) -> tuple[StreamSession, ScriptedModel]:
+    words = [w for w in SPEECH_WORDS if any(a <= w.start and w.end <= b for a, b in speech)]
+    model = ScriptedModel(words, [b for _, b in speech])
+    session = StreamSession(model, StreamConfig(), min_new_audio_s=0.5)
+    model.session = session
+    return session, model
+
+
+def finals(messages: list[dict]) -> str:
+    return "".join(m["text"] for m in messages if m["type"] == "final")
+
+
+async def test_words_before_a_pause_are_final_at_once() -> None:
+    session, _ = scripted_session([(0.0, 6.0)])
+    session.append(np.concatenate([sound(6.0, True), sound(1.5, False)]))
+    assert finals(await session.step()) == "".join(w.word for w in SPEECH_WORDS[:10])
+
+
+async def test_speech_to_the_end_of_the_buffer_waits_for_agreement() -> None:
+    session, _ = scripted_session([(0.0, 9.0)])
+    session.append(sound(6.0, True))
+    messages = await session.step()
+    assert finals(messages) == "" and messages[-1]["type"] == "partial"
+    session.append(sound(3.0, True, seed=1))
+    assert finals(await session.step()).startswith(" w0 w1")
+
+
+async def test_audio_that_arrives_while_the_model_works_is_no_pause() -> None:
+    """The pause is judged on the audio the model heard: frames that came in meanwhile have
+    not been looked at (taken for silence, they made a cut-off sentence final)."""
+    session, model = scripted_session([(0.0, 12.0)])
+    session.append(sound(6.0, True))
+    model.arriving = [sound(3.0, True, seed=1)]
+    assert finals(await session.step()) == ""
+
+
+async def test_a_short_utterance_waits_for_a_second_hypothesis() -> None:
+    """On a few seconds of audio alone Whisper guesses; a pause does not make that final."""
+    session, _ = scripted_session([(0.0, 2.0)])
+    session.append(np.concatenate([sound(2.0, True), sound(1.5, False)]))
+    assert finals(await session.step()) == ""
+    session.append(sound(1.0, False, seed=1))
+    assert finals(await session.step()) == " w0 w1 w2"
+
+
+async def test_silence_after_committed_words_is_not_sent_to_the_model() -> None:
+    session, model = scripted_session([(0.0, 6.0)])
+    session.append(np.concatenate([sound(6.0, True), sound(1.5, False)]))
+    await session.step()
+    calls = model.calls
+    for seed in range(1, 12):  # 33 s of silence: more than a window
+        session.append(sound(3.0, False, seed=seed))
+        assert await session.step() == []
+        assert session.buffer.size <= 1.0 * RATE  # only the lead-in is kept
+    assert model.calls == calls
+
+
+async def test_a_pause_the_model_hears_no_words_in_is_dropped() -> None:
+    """A hum the energy detector takes for speech, but no words: the buffer does not grow."""
+    session, model = scripted_session([(0.0, 6.0)])
+    session.append(np.concatenate([sound(6.0, True), sound(1.5, False)]))
+    await session.step()
+    for seed in range(1, 4):
+        session.append(sound(3.0, True, seed=seed))
+        assert finals(await session.step()) == ""
+        assert session.buffer.size <= 1.0 * RATE
+    assert model.calls == 4
