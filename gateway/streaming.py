@@ -217,7 +217,7 @@ class StreamSession:
         self.model_seconds = None
         hypothesis = await self._hypothesis()
         if hypothesis is None:
-            self._drop_silence()
+            self._drop_silence(until=self.buffer_start + self.buffer.size / SAMPLE_RATE)
             return self._partial([])
         committed = self.agreement.insert(hypothesis)
         if self._utterance_ended:
@@ -228,7 +228,8 @@ class StreamSession:
             self._trim()
         else:
             # the model heard no words past the committed ones: what follows them is a pause
-            self._drop_silence()
+            # (up to where it listened; frames that came in meanwhile are unheard)
+            self._drop_silence(until=self.heard_until)
         return messages + self._partial(self.agreement.tail)
 
     def drop_backlog(self, reason: str) -> list[dict[str, Any]]:
@@ -313,7 +314,7 @@ class StreamSession:
         if done:
             self._cut(max(done) - LEAD_SECONDS)
 
-    def _drop_silence(self) -> None:
-        """A buffer without speech needs no more than the lead-in for what comes next."""
-        end = self.buffer_start + self.buffer.size / SAMPLE_RATE
-        self._cut(max(end - LEAD_SECONDS, self.agreement.committed_end))
+    def _drop_silence(self, until: float) -> None:
+        """Audio without words up to stream time `until`: keep only the lead-in before it
+        for what comes next."""
+        self._cut(max(until - LEAD_SECONDS, self.agreement.committed_end))

@@ -194,3 +194,16 @@ async def test_a_pause_the_model_hears_no_words_in_is_dropped() -> None:
         assert finals(await session.step()) == ""
         assert session.buffer.size <= 1.0 * RATE
     assert model.calls == 4
+
+
+async def test_a_pause_is_dropped_only_as_far_as_the_model_heard() -> None:
+    """Speech that arrives while the model listens to a wordless stretch is kept for the
+    next step (cut with the stretch, it lost whole sentences under load)."""
+    session, model = scripted_session([(0.0, 6.0), (10.5, 13.5)])
+    session.append(np.concatenate([sound(6.0, True), sound(1.5, False)]))
+    await session.step()
+    session.append(sound(3.0, True, seed=1))  # a hum without words, 7.5-10.5 s
+    model.arriving = [sound(3.0, True, seed=2)]  # speech, 10.5-13.5 s
+    assert finals(await session.step()) == ""
+    session.append(sound(1.5, False, seed=3))
+    assert finals(await session.step()) == " w18 w19 w20 w21"
