@@ -36,9 +36,10 @@ NEW_SPEECH_MARGIN_SECONDS = 0.5
 # Non-speech after the last speech region (itself padded by 0.3 s) that ends an utterance: the
 # words before it are final at once, not a beat later when a second hypothesis agrees.
 PAUSE_SECONDS = 0.5
-# ... once the buffer is this long: on a few seconds of audio alone Whisper guesses (JFK's
-# first 3 s: "And so am I fellow Americans"), and a second hypothesis is worth the wait.
-PAUSE_COMMIT_MIN_BUFFER_SECONDS = 5.0
+# ... once the buffer is this long: on a few seconds of audio Whisper guesses (tiny.en on
+# JFK's first 3 s: "And so am I fellow Americans"; on 4-5.5 s: "asked not"), and a second
+# hypothesis is worth the wait. (On the composites, 8 s kept all of the latency gained at 5 s.)
+PAUSE_COMMIT_MIN_BUFFER_SECONDS = 8.0
 
 
 class StreamProtocolError(ValueError):

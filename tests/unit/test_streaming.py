@@ -140,14 +140,14 @@ def finals(messages: list[dict]) -> str:
 
 
 async def test_words_before_a_pause_are_final_at_once() -> None:
-    session, _ = scripted_session([(0.0, 6.0)])
-    session.append(np.concatenate([sound(6.0, True), sound(1.5, False)]))
-    assert finals(await session.step()) == "".join(w.word for w in SPEECH_WORDS[:10])
+    session, _ = scripted_session([(0.0, 7.0)])
+    session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
+    assert finals(await session.step()) == "".join(w.word for w in SPEECH_WORDS[:11])
 
 
 async def test_speech_to_the_end_of_the_buffer_waits_for_agreement() -> None:
-    session, _ = scripted_session([(0.0, 9.0)])
-    session.append(sound(6.0, True))
+    session, _ = scripted_session([(0.0, 12.0)])
+    session.append(sound(9.0, True))
     messages = await session.step()
     assert finals(messages) == "" and messages[-1]["type"] == "partial"
     session.append(sound(3.0, True, seed=1))
@@ -157,24 +157,24 @@ async def test_speech_to_the_end_of_the_buffer_waits_for_agreement() -> None:
 async def test_audio_that_arrives_while_the_model_works_is_no_pause() -> None:
     """The pause is judged on the audio the model heard: frames that came in meanwhile have
     not been looked at (taken for silence, they made a cut-off sentence final)."""
-    session, model = scripted_session([(0.0, 12.0)])
-    session.append(sound(6.0, True))
+    session, model = scripted_session([(0.0, 15.0)])
+    session.append(sound(9.0, True))
     model.arriving = [sound(3.0, True, seed=1)]
     assert finals(await session.step()) == ""
 
 
 async def test_a_short_utterance_waits_for_a_second_hypothesis() -> None:
     """On a few seconds of audio alone Whisper guesses; a pause does not make that final."""
-    session, _ = scripted_session([(0.0, 2.0)])
-    session.append(np.concatenate([sound(2.0, True), sound(1.5, False)]))
+    session, _ = scripted_session([(0.0, 5.0)])
+    session.append(np.concatenate([sound(5.0, True), sound(1.5, False)]))
     assert finals(await session.step()) == ""
     session.append(sound(1.0, False, seed=1))
-    assert finals(await session.step()) == " w0 w1 w2"
+    assert finals(await session.step()) == " w0 w1 w2 w3 w4 w5 w6 w7"
 
 
 async def test_silence_after_committed_words_is_not_sent_to_the_model() -> None:
-    session, model = scripted_session([(0.0, 6.0)])
-    session.append(np.concatenate([sound(6.0, True), sound(1.5, False)]))
+    session, model = scripted_session([(0.0, 7.0)])
+    session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
     await session.step()
     calls = model.calls
     for seed in range(1, 12):  # 33 s of silence: more than a window
@@ -186,8 +186,8 @@ async def test_silence_after_committed_words_is_not_sent_to_the_model() -> None:
 
 async def test_a_pause_the_model_hears_no_words_in_is_dropped() -> None:
     """A hum the energy detector takes for speech, but no words: the buffer does not grow."""
-    session, model = scripted_session([(0.0, 6.0)])
-    session.append(np.concatenate([sound(6.0, True), sound(1.5, False)]))
+    session, model = scripted_session([(0.0, 7.0)])
+    session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
     await session.step()
     for seed in range(1, 4):
         session.append(sound(3.0, True, seed=seed))
@@ -199,11 +199,14 @@ async def test_a_pause_the_model_hears_no_words_in_is_dropped() -> None:
 async def test_a_pause_is_dropped_only_as_far_as_the_model_heard() -> None:
     """Speech that arrives while the model listens to a wordless stretch is kept for the
     next step (cut with the stretch, it lost whole sentences under load)."""
-    session, model = scripted_session([(0.0, 6.0), (10.5, 13.5)])
-    session.append(np.concatenate([sound(6.0, True), sound(1.5, False)]))
+    session, model = scripted_session([(0.0, 7.0), (11.5, 14.5)])
+    session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
     await session.step()
-    session.append(sound(3.0, True, seed=1))  # a hum without words, 7.5-10.5 s
-    model.arriving = [sound(3.0, True, seed=2)]  # speech, 10.5-13.5 s
+    session.append(sound(3.0, True, seed=1))  # a hum without words, 8.5-11.5 s
+    model.arriving = [sound(3.0, True, seed=2)]  # speech, 11.5-14.5 s
     assert finals(await session.step()) == ""
-    session.append(sound(1.5, False, seed=3))
-    assert finals(await session.step()) == " w18 w19 w20 w21"
+    heard = ""
+    for seed in (3, 4):
+        session.append(sound(1.5, False, seed=seed))
+        heard += finals(await session.step())
+    assert heard == " w19 w20 w21 w22 w23"
