@@ -1,0 +1,135 @@
+"""Replay a live stream offline: the gateway's `StreamSession` against the model's
+`BatchTranscriber` in this process, on a virtual clock. No Triton, no sockets, no waiting for
+real time: a 6.7-minute stream replays in about a minute, and two runs of the same settings
+give the same transcript. For tuning what a stream's steps cost and commit; the capacity
+benchmark (`python -m benchmarks --only streaming`) measures the real service.
+
+    python -m benchmarks.replay [--plan stream-63s|composite] [--beat 3] [--context full]
+
+Prints the stream's WER against the reference, the model's seconds (the CPU work of all
+steps), and word latency on the virtual clock: when the step that committed a word ended
+(its beat plus the model's time) minus the word's end in the audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.audio import PROJECT_ROOT
+from benchmarks.composite import PLANS, STREAM, build
+from benchmarks.report import TMP_DIR
+from gateway.asr import TranscribeOptions, WindowResult
+from gateway.audio import SAMPLE_RATE
+from gateway.streaming import FrameDecoder, StreamConfig, StreamSession
+from gateway.transcript import Segment
+from tests.wer import word_error_rate
+
+# the model's own modules, as Triton's stub imports them
+sys.path.insert(0, str(PROJECT_ROOT / "model_repository" / "whisper" / "1"))
+from checkpoint import load_model  # noqa: E402
+from transcriber import BatchTranscriber, TranscriptionRequest, cpu_computes_bfloat16  # noqa: E402
+
+
+class InProcessModel:
+    """The `AsrBackend` protocol over a `BatchTranscriber`, timing every call."""
+
+    def __init__(self, transcriber: BatchTranscriber, low_latency: bool) -> None:
+        self.transcriber = transcriber
+        self.low_latency = low_latency  # False: full 30 s windows, as before LOW_LATENCY
+        self.seconds = 0.0
+
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: int
+    ) -> WindowResult:
+        request = TranscriptionRequest(
+            audio=audio.astype(np.float32),
+            language=options.language or "en",
+            prompt=options.prompt,
+            word_timestamps=options.word_timestamps,
+            low_latency=options.low_latency and self.low_latency,
+        )
+        started = time.perf_counter()
+        result = self.transcriber.transcribe([request])[0]
+        self.seconds += time.perf_counter() - started
+        # through JSON, as the segments travel from Triton (numpy floats become floats)
+        segments = json.loads(json.dumps(result.segments, default=float))
+        return WindowResult(result.text, result.language, tuple(map(Segment.from_json, segments)))
+
+    async def is_ready(self) -> bool:
+        return True
+
+
+@dataclass
+class Replay:
+    text: str
+    model_seconds: float
+    word_latencies: list[float]
+
+
+async def replay(audio: np.ndarray, model: InProcessModel, beat_s: float) -> Replay:
+    """Feed `audio` one beat at a time; step whenever the session is due, as on the beat."""
+    config = StreamConfig(encoding="f32le")
+    session = StreamSession(model, config, min_new_audio_s=beat_s)
+    decoder = FrameDecoder(config)
+    beat = int(beat_s * SAMPLE_RATE)
+    texts: list[str] = []
+    latencies: list[float] = []
+
+    def collect(messages: list[dict[str, Any]]) -> None:
+        texts.extend(m["text"] for m in messages if m["type"] == "final")
+
+    for start in range(0, audio.size, beat):
+        chunk = audio[start : start + beat]
+        session.append(decoder.decode(chunk.tobytes()))
+        if not session.step_due:
+            continue
+        now = (start + chunk.size) / SAMPLE_RATE
+        before_s, committed = model.seconds, len(session.agreement.committed)
+        collect(await session.step())
+        done_at = now + model.seconds - before_s
+        latencies += [done_at - word.end for word in session.agreement.committed[committed:]]
+    collect(await session.finish(decoder))
+    return Replay("".join(texts), model.seconds, latencies)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", choices=sorted(PLANS), default=STREAM.name)
+    parser.add_argument("--beat", type=float, default=3.0, help="seconds of audio per step")
+    parser.add_argument("--context", choices=["low-latency", "full"], default="low-latency",
+                        help="the encoder context of stream steps")
+    parser.add_argument("--bfloat16", choices=["auto", "true", "false"], default="auto",
+                        help="low-latency steps in bfloat16 (auto: where the CPU has it)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    item = build(TMP_DIR / f"{args.plan}.wav", PLANS[args.plan]).item
+    loaded = load_model("tiny.en", torch.device("cpu"))
+    bfloat16 = cpu_computes_bfloat16() if args.bfloat16 == "auto" else args.bfloat16 == "true"
+    transcriber = BatchTranscriber(loaded.model, fp16=False, low_latency_bfloat16=bfloat16)
+    transcriber.warm_up()
+    model = InProcessModel(transcriber, low_latency=args.context == "low-latency")
+    result = asyncio.run(replay(item.audio, model, args.beat))
+    quantiles = statistics.quantiles(result.word_latencies, n=20)
+    print(f"{item.name} ({item.duration:.1f} s), {args.beat:g} s beat, context {args.context}, "
+          f"bfloat16 {bfloat16}: WER {100 * word_error_rate(item.text, result.text):.1f} %, "
+          f"model {result.model_seconds:.1f} s ({result.model_seconds / item.duration:.3f} s "
+          f"per audio s), word latency p50 {statistics.median(result.word_latencies):.2f} s, "
+          f"p95 {quantiles[-1]:.2f} s")
+    print(result.text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
