@@ -2,9 +2,10 @@
 
 Audio frames come in at the client's rate and encoding and are converted to 16 kHz mono
 float32 (`FrameDecoder`). On every beat of the shared `StepClock` with new audio, the session
-transcribes its uncommitted buffer (at most 30 s) at the stream priority, and LocalAgreement-2
-decides what is final. The buffer is trimmed at the end of
-committed segments, keeping a second of lead-in. Silence is never sent to the model.
+transcribes its uncommitted buffer (at most 30 s) at the stream priority with the model's
+low-latency context, and LocalAgreement-2 decides what is final, except that words followed
+by a pause are final at once. The buffer is trimmed at the end of committed segments, keeping
+a second of lead-in. Silence, and speech already committed, are never sent to the model.
 """
 
 from __future__ import annotations
