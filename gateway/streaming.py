@@ -4,8 +4,9 @@ Audio frames come in at the client's rate and encoding and are converted to 16 k
 float32 (`FrameDecoder`). On every beat of the shared `StepClock` with new audio, the session
 transcribes its uncommitted buffer (at most 30 s) at the stream priority with the model's
 low-latency context, and LocalAgreement-2 decides what is final, except that words followed
-by a pause are final at once. The buffer is trimmed at the end of committed segments, keeping
-a second of lead-in. Silence, and speech already committed, are never sent to the model.
+by a pause are final at once (when the hypothesis passed Whisper's checks: a step's decode is
+not retried at a higher temperature). The buffer is trimmed at the end of committed segments,
+keeping a second of lead-in. Silence, and speech already committed, are never sent to the model.
 """
 
 from __future__ import annotations
@@ -193,9 +194,10 @@ class StreamSession:
     @property
     def _utterance_ended(self) -> bool:
         """Whether the audio the last step heard ends in a pause (not the buffer, which has
-        grown while the model worked)."""
+        grown while the model worked) and its hypothesis can be trusted without a second."""
         return (
-            self.heard_until - self.buffer_start >= PAUSE_COMMIT_MIN_BUFFER_SECONDS
+            not any(segment.failed_checks for segment in self.segments)
+            and self.heard_until - self.buffer_start >= PAUSE_COMMIT_MIN_BUFFER_SECONDS
             and self.heard_until - self.speech_end >= PAUSE_SECONDS
         )
 

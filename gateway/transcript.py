@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+# openai-whisper's checks on a decode (`transcribe()`'s defaults, which the model applies too):
+# output more repetitive or less likely than this counts as failed
+MAX_COMPRESSION_RATIO = 2.4
+MIN_AVG_LOGPROB = -1.0
+
 
 @dataclass(frozen=True)
 class Word:
@@ -32,6 +37,12 @@ class Segment:
     temperature: float
     tokens: tuple[int, ...] = ()
     words: tuple[Word, ...] = ()
+
+    @property
+    def failed_checks(self) -> bool:
+        """Whether its decode looked like a failure (repetitive or unlikely text); the model
+        retries such windows at a higher temperature, but not live streams' steps."""
+        return self.compression_ratio > MAX_COMPRESSION_RATIO or self.avg_logprob < MIN_AVG_LOGPROB
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> Segment:

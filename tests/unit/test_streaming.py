@@ -108,6 +108,7 @@ class ScriptedModel:
         self.session: StreamSession | None = None
         self.calls = 0
         self.arriving: list[np.ndarray] = []  # frames that come in while the model works
+        self.avg_logprob = -0.1  # below -1: the hypothesis fails Whisper's checks
 
     async def transcribe(self, audio, options, *, priority):
         assert options.low_latency and options.word_timestamps
@@ -122,8 +123,8 @@ class ScriptedModel:
             for w in self.words
             if w.start >= start and w.end <= end and any(w.end <= s for s in self.speech_until)
         ]
-        segment = Segment(heard[0].start, heard[-1].end, "".join(w.word for w in heard), -0.1,
-                          0.01, 1.0, 0.0, words=tuple(heard)) if heard else None
+        segment = Segment(heard[0].start, heard[-1].end, "".join(w.word for w in heard),
+                          self.avg_logprob, 0.01, 1.0, 0.0, words=tuple(heard)) if heard else None
         return WindowResult(text="", language="en", segments=(segment,) if segment else ())
 
 
@@ -142,6 +143,19 @@ def finals(messages: list[dict]) -> str:
 async def test_words_before_a_pause_are_final_at_once() -> None:
     session, _ = scripted_session([(0.0, 7.0)])
     session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
+    assert finals(await session.step()) == "".join(w.word for w in SPEECH_WORDS[:11])
+
+
+async def test_a_hypothesis_that_fails_the_checks_waits_for_a_second_one() -> None:
+    """A step is decoded once (no temperature fallback): a pause does not make an unlikely
+    hypothesis final; one that agrees with it on the next step does."""
+    session, model = scripted_session([(0.0, 7.0)])
+    model.avg_logprob = -1.2
+    session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
+    messages = await session.step()
+    assert finals(messages) == "" and messages[-1]["text"].startswith(" w0 w1")
+    model.avg_logprob = -0.1
+    session.append(sound(0.5, False, seed=1))
     assert finals(await session.step()) == "".join(w.word for w in SPEECH_WORDS[:11])
 
 
