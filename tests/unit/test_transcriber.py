@@ -104,6 +104,7 @@ def test_encoder_context(seconds, low_latency, language, frames) -> None:
     request = make_request(np.zeros(int(seconds * 16_000), np.float32), multilingual=True,
                            language=language, low_latency=low_latency)
     assert encoder_frames(request) == frames
+    assert encoder_frames(request, short_context=False) == 3000  # the choice on a GPU
 
 
 def test_peak_frame_level_in_dbfs() -> None:

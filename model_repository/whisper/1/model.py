@@ -64,14 +64,14 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _bfloat16_setting(value: str) -> bool:
-    """The `low_latency_bfloat16` parameter: "auto" (where the CPU computes bfloat16), or
-    "true"/"false"."""
+def _switch(parameters: dict[str, str], name: str, auto: bool) -> bool:
+    """A parameter that is "true", "false" or "auto" (default; then `auto` decides)."""
+    value = parameters.get(name, "auto")
     if value == "auto":
-        return cpu_computes_bfloat16()
+        return auto
     if value in ("true", "false"):
         return value == "true"
-    raise ValueError(f"parameter low_latency_bfloat16 must be auto, true or false, not {value!r}")
+    raise ValueError(f"parameter {name} must be auto, true or false, not {value!r}")
 
 
 def _json_default(value: Any) -> Any:
@@ -96,7 +96,13 @@ class TritonPythonModel:
         self.transcriber = BatchTranscriber(
             loaded.model,
             fp16=loaded.fp16,
-            low_latency_bfloat16=_bfloat16_setting(parameters.get("low_latency_bfloat16", "auto")),
+            # auto: where the CPU computes bfloat16 natively / on a CPU (see BatchTranscriber)
+            low_latency_bfloat16=_switch(
+                parameters, "low_latency_bfloat16", auto=cpu_computes_bfloat16()
+            ),
+            low_latency_short_context=_switch(
+                parameters, "low_latency_short_context", auto=loaded.model.device.type == "cpu"
+            ),
         )
         self.heap = HeapTrimmer()
         self.transcriber.warm_up()
