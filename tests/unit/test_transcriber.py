@@ -91,10 +91,11 @@ def test_invalid_requests_say_what_is_wrong(audio, options, message) -> None:
     ("seconds", "low_latency", "language", "frames"),
     [
         (4.0, False, "en", 3000),  # file windows: always a full 30 s window
-        (0.5, True, "en", 1000),  # at least 5 s of padding, in steps of 10 s
+        (0.5, True, "en", 1000),  # at least 5 s of padding, in steps of 5 s
         (5.0, True, "en", 1000),
-        (5.01, True, "en", 2000),
+        (5.01, True, "en", 1500),
         (14.9, True, "en", 2000),
+        (20.01, True, "en", 3000),
         (24.0, True, "en", 3000),  # never more than a window
         (30.0, True, "en", 3000),
         (4.0, True, None, 3000),  # language detection needs the full window

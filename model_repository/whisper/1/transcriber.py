@@ -5,7 +5,8 @@ directly. One call decodes every request of a Triton batch together:
 
 1. log-Mel spectrograms of all requests are stacked and the encoder runs once on the batch;
 2. requests are grouped by what their decoder prompt must be (language, task, prompt,
-   temperature) and each group runs one batched greedy decode;
+   temperature) and each group runs one batched greedy decode (features of different lengths
+   padded, each row's cross-attention limited to its own);
 3. a request whose result looks like a failure (too repetitive, too unlikely) is decoded again
    at the next temperature, together with the other failures of its group, exactly as
    openai-whisper's `transcribe()` does per window; except a low-latency request (below).
@@ -14,11 +15,11 @@ Each request gets the result it would get if decoded alone: the encoder sees eve
 padded to 30 s either way, and greedy decoding of one row does not depend on the others.
 
 A `low_latency` request (live streams) trades a little of that for speed: on a CPU the
-encoder sees its audio with 5–15 s of padding instead of a full 30 s window (a 4 s buffer
-costs a third of the encoder work and of the decoder's cross-attention), in bfloat16 where the
-CPU computes it natively. Requests are encoded and decoded in groups of equal context length, so this too
-does not depend on what else is in the batch. Nor is a low-latency request decoded again when
-its result fails the checks: every request of the batch would wait for the retries (measured
+encoder sees its audio with 5–10 s of padding instead of a full 30 s window (a 4 s buffer
+costs a third of the encoder work), in bfloat16 where the CPU computes it natively. Requests
+are encoded in groups of equal context length and decoded together, each row's
+cross-attention limited to its own audio positions, so this too does not depend on what else
+is in the batch. Nor is a low-latency request decoded again when its result fails the checks: every request of the batch would wait for the retries (measured
 under 4 live streams: 7.3-7.9 s executions instead of 0.5-1 s, each with one retried 4 s
 buffer), whereas a stream gets a fresh hypothesis on its next step anyway; the result's
 `avg_logprob` and `compression_ratio` say that it failed.
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -45,9 +48,9 @@ FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # log-Mel frames
 # Low-latency context: the audio plus at least this much padding (Whisper was trained on
 # audio followed by silence; encoding the audio alone diverged by up to 21 % WER) ...
 LOW_LATENCY_MIN_PADDING_SECONDS = 5.0
-# ... rounded up to a multiple of this, so that most requests of a batch share a length
-# (each length is a separate decode; measured at 8 streams, 10 s steps beat 5 s steps).
-LOW_LATENCY_CONTEXT_STEP_SECONDS = 10.0
+# ... rounded up to a multiple of this (each length is an encoder pass of its own; the decode
+# is shared). A batch of 8 stream buffers: 2.07 s with 5 s steps, 2.20 s with 10 s steps.
+LOW_LATENCY_CONTEXT_STEP_SECONDS = 5.0
 # Resampling can overshoot full scale slightly; far beyond it the caller sent the wrong
 # scale (typically int16 values as float), which silently ruins the log-Mel features.
 MAX_ABS_SAMPLE = 1.5
@@ -100,7 +103,6 @@ class _DecodeKey:
     task: str
     prompt: str | None
     temperature: float
-    frames: int  # encoder context, log-Mel frames
     fallback: bool  # retry failures at higher temperatures (not for low-latency requests)
 
 
@@ -195,6 +197,48 @@ def cpu_computes_bfloat16() -> bool:
     """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX): without them torch
     emulates bfloat16, slower than float32."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def pad_positions(features: torch.Tensor, positions: int) -> torch.Tensor:
+    """Audio features (positions × width) padded with zeros to `positions`."""
+    return torch.nn.functional.pad(features, (0, 0, 0, positions - features.shape[0]))
+
+
+@contextmanager
+def cross_attention_limited_to(model: Whisper, lengths: Sequence[int]) -> Iterator[None]:
+    """While inside, row i of a decode attends to its first `lengths[i]` audio positions only
+    (the rest is padding): requests of several context lengths share one decode loop. A
+    no-op when all lengths are equal. openai-whisper's attention takes no such mask, so each
+    cross-attention module's `qkv_attention` is shadowed for the duration."""
+    if len(set(lengths)) <= 1:
+        yield
+        return
+    device = next(model.parameters()).device
+    positions = torch.arange(max(lengths), device=device)
+    visible = positions[None, :] < torch.tensor(lengths, device=device)[:, None]
+    visible = visible[:, None, None, :]  # batch, heads, tokens, audio positions
+    modules = [block.cross_attn for block in model.decoder.blocks]
+    for module in modules:
+        module.qkv_attention = partial(_masked_attention, module.n_head, visible)
+    try:
+        yield
+    finally:
+        for module in modules:
+            del module.qkv_attention
+
+
+def _masked_attention(
+    heads: int,
+    visible: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, None]:
+    """`MultiHeadAttention.qkv_attention` for cross-attention, with `visible` as key mask."""
+    q, k, v = (t.view(*t.shape[:2], heads, -1).permute(0, 2, 1, 3) for t in (q, k, v))
+    attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+    return attended.permute(0, 2, 1, 3).flatten(start_dim=2), None
 
 
 class _EncodedDecodingTask(DecodingTask):
@@ -328,14 +372,13 @@ class BatchTranscriber:
                     request.task,
                     request.prompt,
                     request.temperature,
-                    frames[index],
                     fallback=not request.low_latency,
                 )
                 groups[key].append(index)
             decoded: list[DecodingResult | None] = [None] * len(requests)
             for key, indices in groups.items():
-                batch = torch.stack([features[index] for index in indices])
-                for index, result in zip(indices, self._decode_with_fallback(batch, key)):
+                group = [features[index] for index in indices]
+                for index, result in zip(indices, self._decode_with_fallback(group, key)):
                     decoded[index] = result
         return [
             self._result(request, mel, result)
@@ -393,17 +436,20 @@ class BatchTranscriber:
         return result.compression_ratio > limits.compression_ratio or result.avg_logprob < limits.logprob
 
     def _decode_with_fallback(
-        self, features: torch.Tensor, key: _DecodeKey
+        self, group: Sequence[torch.Tensor], key: _DecodeKey
     ) -> list[DecodingResult]:
         options = DecodingOptions(
             task=key.task, language=key.language, prompt=key.prompt, fp16=self.fp16
         )
+        lengths = [row.shape[0] for row in group]
+        features = torch.stack([pad_positions(row, max(lengths)) for row in group])
         results: list[DecodingResult] = [None] * len(features)  # type: ignore[list-item]
         pending = list(range(len(features)))
         temperatures = self._temperatures(key.temperature) if key.fallback else [key.temperature]
         for temperature in temperatures:
             task = _EncodedDecodingTask(self.model, replace(options, temperature=temperature))
-            decoded = task.run(features[pending])
+            with cross_attention_limited_to(self.model, [lengths[i] for i in pending]):
+                decoded = task.run(features[pending])
             retry = []
             for index, result in zip(pending, decoded):
                 results[index] = result
@@ -447,7 +493,9 @@ class BatchTranscriber:
         if request.word_timestamps:
             add_word_timestamps(
                 segments=segments,
-                model=_EncodedAudio(self.model, decoded.audio_features),  # type: ignore[arg-type]
+                model=_EncodedAudio(  # type: ignore[arg-type]
+                    self.model, decoded.audio_features[: mel.shape[-1] // 2]  # without padding
+                ),
                 tokenizer=tokenizer,
                 mel=mel,
                 num_frames=math.ceil(request.audio.size / HOP_LENGTH),

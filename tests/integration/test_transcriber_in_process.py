@@ -1,0 +1,73 @@
+"""`BatchTranscriber` with real tiny.en in this process, where Triton's batching is hard to
+arrange: low-latency requests of several context lengths decoded in one loop, and the
+temperature fallback (file windows retry a decode that fails the checks, as openai-whisper's
+`transcribe()` does; live streams' low-latency steps are decoded once)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
+
+from checkpoint import load_model  # noqa: E402
+from transcriber import (  # noqa: E402
+    BatchTranscriber,
+    DecodeThresholds,
+    TranscriptionRequest,
+    encoder_frames,
+)
+
+from tests.wer import word_error_rate  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return load_model("tiny.en", torch.device("cpu")).model
+
+
+@pytest.fixture(scope="module")
+def strict_transcriber(model) -> BatchTranscriber:
+    """Checks that no decode passes (log-probabilities are never above 0): every window fails."""
+    return BatchTranscriber(model, fp16=False, thresholds=DecodeThresholds(logprob=0.0))
+
+
+def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model, clips) -> None:
+    transcriber = BatchTranscriber(model, fp16=False, low_latency_bfloat16=True)
+    jfk, harvard = clips["jfk.flac"].audio, clips["OSR_us_000_0034_8k.wav"].audio
+    second = 16_000
+    requests = [
+        TranscriptionRequest(audio, language="en", word_timestamps=True, low_latency=True)
+        for audio in (jfk[: 4 * second], jfk[: 9 * second], harvard[: 13 * second], harvard[: 17 * second])
+    ]
+    assert len({encoder_frames(request) for request in requests}) == 4
+    together = transcriber.transcribe(requests)
+    alone = [transcriber.transcribe([request])[0] for request in requests]
+
+    def words(result) -> list[tuple[str, float]]:
+        return [(w["word"], w["end"]) for s in result.segments for w in s["words"]]
+
+    for batched, single in zip(together, alone):
+        assert batched.text == single.text
+        assert [w for w, _ in words(batched)] == [w for w, _ in words(single)]
+        assert [e for _, e in words(batched)] == pytest.approx([e for _, e in words(single)], abs=0.02)
+
+
+def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
+    strict_transcriber, clips
+) -> None:
+    clip = clips["jfk.flac"]
+    file_window, low_latency = strict_transcriber.transcribe([
+        TranscriptionRequest(clip.audio, language="en"),
+        TranscriptionRequest(clip.audio, language="en", low_latency=True),
+    ])
+    assert file_window.segments
+    assert {segment["temperature"] for segment in file_window.segments} == {1.0}
+    assert {segment["temperature"] for segment in low_latency.segments} == {0.0}
+    assert all(segment["avg_logprob"] < 0.0 for segment in low_latency.segments)
+    assert word_error_rate(clip.text, low_latency.text) == 0.0
