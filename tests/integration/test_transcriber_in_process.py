@@ -13,15 +13,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from checkpoint import load_model  # noqa: E402
-from transcriber import (  # noqa: E402
+from checkpoint import load_model
+from transcriber import (
     BatchTranscriber,
     DecodeThresholds,
     TranscriptionRequest,
     encoder_frames,
 )
 
-from tests.wer import word_error_rate  # noqa: E402
+from tests.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 

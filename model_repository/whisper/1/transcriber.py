@@ -19,20 +19,22 @@ encoder sees its audio with 5–10 s of padding instead of a full 30 s window (a
 costs a third of the encoder work), in bfloat16 where the CPU computes it natively. Requests
 are encoded in groups of equal context length and decoded together, each row's
 cross-attention limited to its own audio positions, so this too does not depend on what else
-is in the batch. Nor is a low-latency request decoded again when its result fails the checks: every request of the batch would wait for the retries (measured
-under 4 live streams: 7.3-7.9 s executions instead of 0.5-1 s, each with one retried 4 s
-buffer), whereas a stream gets a fresh hypothesis on its next step anyway; the result's
-`avg_logprob` and `compression_ratio` say that it failed.
+is in the batch. Nor is a low-latency request decoded again when its result fails the
+checks: every request of the batch would wait for the retries (measured under 4 live streams:
+7.3-7.9 s executions instead of 0.5-1 s, each with one retried 4 s buffer), whereas a stream
+gets a fresh hypothesis on its next step anyway; the result's `avg_logprob` and
+`compression_ratio` say that it failed.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -312,8 +314,8 @@ class BatchTranscriber:
         self.model = model
         self.fp16 = fp16
         # On a CPU the encoder's arithmetic dominates and a shorter context pays; on a GPU the
-        # decoder's per-token Python loop does, and each context length is a decode loop of
-        # its own (measured on an H200: 16 streams on a 1 s beat, p95 2.9 s with full windows,
+        # decoder's per-token Python loop does (measured on an H200 while each context length
+        # was a decode loop of its own: 16 streams on a 1 s beat, p95 2.9 s with full windows,
         # 10.9 s with short contexts)
         self.low_latency_short_context = low_latency_short_context
         # low-latency requests encode in bfloat16 (on a CPU only: CUDA runs fp16 throughout)
