@@ -87,7 +87,7 @@ class TranscriptionRequest:
     prompt: str | None = None  # previous text, names, jargon
     temperature: float = 0.0  # first temperature of the fallback schedule
     word_timestamps: bool = False
-    low_latency: bool = False  # a shorter encoder context (see the module docstring)
+    low_latency: bool = False  # shorter context, decoded once (see the module docstring)
 
 
 @dataclass
@@ -180,7 +180,8 @@ def encoder_frames(request: TranscriptionRequest, short_context: bool = True) ->
     if not (request.low_latency and short_context) or request.language is None:
         return N_FRAMES
     step = LOW_LATENCY_CONTEXT_STEP_SECONDS
-    seconds = step * math.ceil((request.audio.size / SAMPLE_RATE + LOW_LATENCY_MIN_PADDING_SECONDS) / step)
+    padded = request.audio.size / SAMPLE_RATE + LOW_LATENCY_MIN_PADDING_SECONDS
+    seconds = step * math.ceil(padded / step)
     return min(int(seconds * FRAMES_PER_SECOND), N_FRAMES)
 
 
