@@ -71,3 +71,21 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
     assert {segment["temperature"] for segment in low_latency.segments} == {0.0}
     assert all(segment["avg_logprob"] < 0.0 for segment in low_latency.segments)
     assert word_error_rate(clip.text, low_latency.text) == 0.0
+
+
+def test_a_sampled_window_gets_the_same_text_alone_and_in_any_batch(
+    strict_transcriber, clips
+) -> None:
+    """Sampled at temperature 1.0 (the checks fail, so it is the last one tried), what is
+    decoded depends only on the window's audio: not on the run, nor on the batch."""
+    short, other = clips["hotwords.mp3"].audio, clips["jfk.flac"].audio[: 3 * 16_000]
+    window = TranscriptionRequest(short, language="en", temperature=1.0)
+    torch.manual_seed(1)
+    alone = strict_transcriber.transcribe([window])[0]
+    torch.manual_seed(2)
+    again = strict_transcriber.transcribe([window])[0]
+    neighbour = TranscriptionRequest(other, language="en", temperature=1.0)
+    in_batch = strict_transcriber.transcribe([neighbour, window])[1]
+    assert {segment["temperature"] for segment in alone.segments} == {1.0}
+    assert alone.text == again.text == in_batch.text
+    assert [s["tokens"] for s in alone.segments] == [s["tokens"] for s in in_batch.segments]

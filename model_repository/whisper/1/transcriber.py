@@ -29,6 +29,7 @@ gets a fresh hypothesis on its next step anyway; the result's `avg_logprob` and
 from __future__ import annotations
 
 import math
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 import whisper
 from whisper.audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
-from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask
+from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder
 from whisper.model import AudioEncoder, Whisper
 from whisper.timing import add_word_timestamps, dtw
 from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE, Tokenizer, get_tokenizer
@@ -244,12 +245,49 @@ def _masked_attention(
     return attended.permute(0, 2, 1, 3).flatten(start_dim=2), None
 
 
+class _SeededSampling(GreedyDecoder):
+    """Greedy decoding that samples at a temperature above 0 from a generator of each row's
+    own, seeded by its audio: a window retried at a higher temperature gets the same text on
+    every run and in every batch (openai-whisper samples from torch's global generator)."""
+
+    def __init__(self, temperature: float, eot: int, seeds: Sequence[int]) -> None:
+        super().__init__(temperature, eot)
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def update(
+        self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor
+    ) -> tuple[torch.Tensor, bool]:
+        logprobs = torch.nn.functional.log_softmax(logits.float(), dim=-1)
+        # Gumbel-max: argmax of logits / T plus Gumbel noise is a sample of softmax(logits / T)
+        noise = torch.stack([
+            torch.rand(logits.shape[-1], generator=generator) for generator in self.generators
+        ]).to(logits.device)
+        gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
+        next_tokens = (logits.float() / self.temperature + gumbel).argmax(dim=-1)
+        running = tokens[:, -1] != self.eot
+        sum_logprobs += logprobs[torch.arange(len(next_tokens)), next_tokens] * running
+        next_tokens[~running] = self.eot
+        tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
+        return tokens, bool((tokens[:, -1] == self.eot).all())
+
+
 class _EncodedDecodingTask(DecodingTask):
     """openai-whisper's decoding over audio features encoded here: its `DecodingTask` takes
-    only the features of a full 30 s window and would run the encoder again on others."""
+    only the features of a full 30 s window and would run the encoder again on others.
+    Sampling (temperature above 0) is seeded per row (`_SeededSampling`)."""
+
+    def __init__(self, model: Whisper, options: DecodingOptions, seeds: Sequence[int]) -> None:
+        super().__init__(model, options)
+        if options.temperature > 0:
+            self.decoder = _SeededSampling(options.temperature, self.tokenizer.eot, seeds)
 
     def _get_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
         return mel
+
+
+def audio_seed(audio: np.ndarray) -> int:
+    """A seed for sampling that depends only on the audio."""
+    return zlib.crc32(np.ascontiguousarray(audio).view(np.uint8))
 
 
 def peak_frame_dbfs(audio: np.ndarray, frame: int = SAMPLE_RATE // 40) -> float:
@@ -381,7 +419,8 @@ class BatchTranscriber:
             decoded: list[DecodingResult | None] = [None] * len(requests)
             for key, indices in groups.items():
                 group = [features[index] for index in indices]
-                for index, result in zip(indices, self._decode_with_fallback(group, key)):
+                seeds = [audio_seed(requests[index].audio) for index in indices]
+                for index, result in zip(indices, self._decode_with_fallback(group, seeds, key)):
                     decoded[index] = result
         return [
             self._result(request, mel, result)
@@ -439,7 +478,7 @@ class BatchTranscriber:
         return result.compression_ratio > limits.compression_ratio or result.avg_logprob < limits.logprob
 
     def _decode_with_fallback(
-        self, group: Sequence[torch.Tensor], key: _DecodeKey
+        self, group: Sequence[torch.Tensor], seeds: Sequence[int], key: _DecodeKey
     ) -> list[DecodingResult]:
         options = DecodingOptions(
             task=key.task, language=key.language, prompt=key.prompt, fp16=self.fp16
@@ -450,7 +489,9 @@ class BatchTranscriber:
         pending = list(range(len(features)))
         temperatures = self._temperatures(key.temperature) if key.fallback else [key.temperature]
         for temperature in temperatures:
-            task = _EncodedDecodingTask(self.model, replace(options, temperature=temperature))
+            task = _EncodedDecodingTask(
+                self.model, replace(options, temperature=temperature), [seeds[i] for i in pending]
+            )
             with cross_attention_limited_to(self.model, [lengths[i] for i in pending]):
                 decoded = task.run(features[pending])
             retry = []
