@@ -1,15 +1,17 @@
-"""File mode: transcribe decoded audio of any length, chunk by chunk (see `gateway.windows`).
+"""File mode: transcribe decoded audio of any length, window by window (see `gateway.windows`).
 
-Chunks go to the model concurrently (so Triton batches them) but never more than
-`in_flight` of one file at a time, so a long file cannot crowd out everyone else; inside a
-chunk, windows slide one after the other as openai-whisper's `transcribe()` does. Results
-are reported in order as soon as every chunk before them is done.
+The voice detector scores the file, its speech is packed into independent windows of up to
+30 s, and the windows go to the model concurrently, so Triton batches them; never more than
+`in_flight` of one file at a time, so a long file cannot crowd out everyone else. A window
+whose text fails the checks is read again in halves before any of it is final. Results are
+reported in file order as soon as every window before them is done.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,16 +20,11 @@ from gateway.asr import TranscribeOptions
 from gateway.audio import SAMPLE_RATE
 from gateway.transcript import Segment, Transcript
 from gateway.triton_backend import PRIORITY_FILE, AsrBackend
-from gateway.vad import VadConfig, speech_regions
-from gateway.windows import Chunk, accept_window, plan_chunks, shift
+from gateway.vad import VadConfig, speech_probabilities, speech_regions
+from gateway.windows import Window, plan_windows, split_window, window_problems
 
-# Quiet kept before the speech that opens a chunk (measured on the Harvard clip: tiny.en
-# hears "A gold ring" as "A golden ring" with less than ~0.8 s of lead-in).
-LEAD_SECONDS = 1.0
-# Pauses at least this long separate independent chunks.
-SPLIT_PAUSE_SECONDS = 1.0
-# Earlier text of the chunk conditions the next window's decoder, as in transcribe().
-PROMPT_CHARS = 800
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class FileProgress:
@@ -39,53 +36,64 @@ class FileProgress:
 
 
 @dataclass(frozen=True)
-class WindowDone:
-    """What one window of a chunk added: final segments, and how far the chunk has got."""
+class WindowRead:
+    """The final segments of one window (file time), and the language heard."""
 
     segments: tuple[Segment, ...]
-    position: float  # seconds
     language: str
 
 
-_CHUNK_DONE = None
+@dataclass(frozen=True)
+class SpeechMap:
+    """What the detector found in a piece of audio."""
+
+    scores: np.ndarray  # one per 32 ms frame
+    regions: list[tuple[int, int]]  # padded: what the model reads
+    speech: list[tuple[int, int]]  # unpadded: what the checks compare the text with
+
+    @classmethod
+    def of(cls, audio: np.ndarray) -> SpeechMap:
+        scores = speech_probabilities(audio)
+        return cls(
+            scores,
+            speech_regions(scores, audio.size),
+            speech_regions(scores, audio.size, VadConfig(pad_seconds=0.0)),
+        )
 
 
-def _prompt(user_prompt: str | None, segments: Sequence[Segment]) -> str | None:
-    previous = "".join(segment.text for segment in segments)[-PROMPT_CHARS:].strip()
-    return " ".join(part for part in (user_prompt, previous) if part) or None
-
-
-async def transcribe_chunk(
+async def read_window(
     backend: AsrBackend,
     audio: np.ndarray,
-    chunk: Chunk,
+    window: Window,
     options: TranscribeOptions,
     *,
-    window: int,
-    speech: Sequence[tuple[float, float]],
-    emit: Callable[[WindowDone], None],
-    priority: int = PRIORITY_FILE,
-) -> None:
-    """Read one chunk window after window; `emit` each window's final segments."""
-    segments: list[Segment] = []
-    position = chunk.start
-    while position < chunk.end:
-        end = min(position + window, chunk.end)
-        result = await backend.transcribe(
-            audio[position:end],
-            replace(options, prompt=_prompt(options.prompt, segments)),
-            priority=priority,
-        )
-        offset = position / SAMPLE_RATE
-        kept, resume = accept_window(
-            [shift(segment, offset) for segment in result.segments],
-            window=(offset, end / SAMPLE_RATE),
-            chunk_end=chunk.end / SAMPLE_RATE,
-            speech=speech,
-        )
-        segments += kept
-        position = max(int(round(resume * SAMPLE_RATE)), position + 1)
-        emit(WindowDone(tuple(kept), min(position, chunk.end) / SAMPLE_RATE, result.language))
+    scores: np.ndarray,
+    priority: int,
+) -> WindowRead:
+    """Transcribe one window; if its text fails the checks, read its halves instead."""
+    result = await backend.transcribe(window.audio(audio), options, priority=priority)
+    segments = tuple(window.to_file(segment) for segment in result.segments)
+    problems = window_problems(segments, window, options.prompt)
+    halves = split_window(window, scores) if problems else None
+    if halves is None:
+        if problems:
+            logger.info("window %s kept as it is: %s", _span(window), "; ".join(problems))
+        return WindowRead(segments, result.language)
+    logger.info("window %s read again in halves: %s", _span(window), "; ".join(problems))
+    if "the prompt written out" in problems:
+        options = replace(options, prompt=None)
+    reads = await asyncio.gather(
+        *(read_window(backend, audio, half, options, scores=scores, priority=priority)
+          for half in halves)
+    )
+    return WindowRead(
+        tuple(segment for read in reads for segment in read.segments),
+        result.language,
+    )
+
+
+def _span(window: Window) -> str:
+    return f"{window.start / SAMPLE_RATE:.1f}-{window.end / SAMPLE_RATE:.1f} s"
 
 
 async def transcribe_audio(
@@ -95,51 +103,35 @@ async def transcribe_audio(
     *,
     window_seconds: float,
     in_flight: int,
+    priority: int = PRIORITY_FILE,
 ) -> AsyncIterator[FileProgress]:
-    """Progress reports, one per window in file order; their deltas, joined, are the text.
-
-    Every chunk runs as its own task, at most `in_flight` at a time; the reports of a chunk
-    are passed on as soon as all chunks before it are done.
-    """
+    """Progress reports, one per window in file order, then one at the end; their deltas,
+    joined, are the text."""
     duration = audio.size / SAMPLE_RATE
-    regions = speech_regions(audio, SAMPLE_RATE)
-    # unpadded, to judge how much speech a window's transcript left out
-    speech = [
-        (start / SAMPLE_RATE, end / SAMPLE_RATE)
-        for start, end in speech_regions(audio, SAMPLE_RATE, VadConfig(pad_seconds=0.0))
-    ]
-    chunks = plan_chunks(
-        regions,
-        split_pause=int(SPLIT_PAUSE_SECONDS * SAMPLE_RATE),
-        lead=int(LEAD_SECONDS * SAMPLE_RATE),
+    found = await asyncio.to_thread(SpeechMap.of, audio)
+    windows = plan_windows(
+        found.regions, found.speech, found.scores,
+        window=int(window_seconds * SAMPLE_RATE), total=audio.size,
     )
     slots = asyncio.Semaphore(in_flight)
-    reports: list[asyncio.Queue[WindowDone | None]] = [asyncio.Queue() for _ in chunks]
 
-    async def run(chunk: Chunk) -> None:
+    async def run(window: Window) -> WindowRead:
         async with slots:
-            try:
-                await transcribe_chunk(
-                    backend, audio, chunk, options,
-                    window=int(window_seconds * SAMPLE_RATE),
-                    speech=speech,
-                    emit=reports[chunk.index].put_nowait,
-                )
-            finally:
-                reports[chunk.index].put_nowait(_CHUNK_DONE)
+            return await read_window(
+                backend, audio, window, options, scores=found.scores, priority=priority
+            )
 
-    tasks = [asyncio.create_task(run(chunk)) for chunk in chunks]
+    tasks = [asyncio.create_task(run(window)) for window in windows]
     language, started = options.language or "", False
     try:
-        for task, queue in zip(tasks, reports):
-            while (done := await queue.get()) is not _CHUNK_DONE:
-                language = language or done.language
-                delta = "".join(segment.text for segment in done.segments)
-                if not started:
-                    delta = delta.lstrip()
-                    started = bool(delta)
-                yield FileProgress(done.position, duration, delta, done.segments, language)
-            await task  # raises what the chunk raised
+        for window, task in zip(windows, tasks):
+            read = await task
+            language = language or read.language
+            delta = "".join(segment.text for segment in read.segments)
+            if not started:
+                delta = delta.lstrip()
+                started = bool(delta)
+            yield FileProgress(window.end / SAMPLE_RATE, duration, delta, read.segments, language)
         yield FileProgress(duration, duration, "", (), language)
     finally:
         for task in tasks:

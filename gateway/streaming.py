@@ -21,11 +21,10 @@ import soxr
 from gateway.agreement import LocalAgreement
 from gateway.asr import TranscribeOptions
 from gateway.audio import SAMPLE_RATE, WINDOW_SECONDS
-from gateway.files import WindowDone, transcribe_chunk
+from gateway.files import collect, transcribe_audio
 from gateway.transcript import Segment, Word
 from gateway.triton_backend import PRIORITY_STREAM, AsrBackend
-from gateway.vad import VadConfig, speech_regions
-from gateway.windows import Chunk, shift
+from gateway.vad import StreamingVad
 
 ENCODINGS = {"pcm_s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
@@ -132,7 +131,12 @@ class StreamSession:
     """The state of one live stream; the WebSocket handler feeds it and sends what it says."""
 
     def __init__(
-        self, backend: AsrBackend, config: StreamConfig, *, min_new_audio_s: float
+        self,
+        backend: AsrBackend,
+        config: StreamConfig,
+        *,
+        min_new_audio_s: float,
+        vad: StreamingVad | None = None,
     ) -> None:
         self.backend = backend
         self.config = config
@@ -148,12 +152,14 @@ class StreamSession:
         self.heard_until = 0.0  # end of the audio the model has transcribed so far
         self.model_seconds: float | None = None  # the last step's time at the model, if any
         self.speech_end = 0.0  # stream time where the buffer's last speech region ends
+        self.vad = vad or StreamingVad()  # scores each frame once, as it arrives
 
     def append(self, samples: np.ndarray) -> None:
         # Joined when the buffer is next read: one copy per step, not one per frame (a client
         # sending one-sample frames would otherwise cost a copy of the whole buffer each)
         self._pending.append(samples)
         self.received += samples.size / SAMPLE_RATE
+        self.vad.accept(samples)
 
     @property
     def buffer(self) -> np.ndarray:
@@ -185,7 +191,8 @@ class StreamSession:
         """Whether the buffer holds speech after the committed words (and notes where the
         last speech ends). The buffer keeps committed audio as lead-in; without new speech a
         step would only transcribe that again, and the pause after it would grow unchecked."""
-        regions = speech_regions(buffer, SAMPLE_RATE)
+        first = self._stream_sample(self.buffer_start)
+        regions = self.vad.regions(first, first + buffer.size)
         if not regions:
             return False
         self.speech_end = self.buffer_start + regions[-1][1] / SAMPLE_RATE
@@ -212,7 +219,7 @@ class StreamSession:
         result = await self.backend.transcribe(window, self._options(), priority=PRIORITY_STREAM)
         self.model_seconds = time.monotonic() - started
         self.heard_until = offset + window.size / SAMPLE_RATE
-        self.segments = [shift(segment, offset) for segment in result.segments]
+        self.segments = [segment.shifted(offset) for segment in result.segments]
         return [word for segment in self.segments for word in segment.words]
 
     async def step(self) -> list[dict[str, Any]]:
@@ -268,26 +275,19 @@ class StreamSession:
         return self._finals(self.agreement.flush(hypothesis)) + self._partial([])
 
     async def _read_to_end(self) -> list[Word] | None:
-        speech = speech_regions(self.buffer, SAMPLE_RATE, VadConfig(pad_seconds=0.0))
-        if not speech:
-            return None
-        done: list[WindowDone] = []
-        await transcribe_chunk(
+        buffer = self.buffer
+        progress = transcribe_audio(
             self.backend,
-            self.buffer,
-            Chunk(0, 0, self.buffer.size),
+            buffer,
             self._options(),
-            window=int(WINDOW_SECONDS * SAMPLE_RATE),
-            speech=[(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in speech],
-            emit=done.append,
+            window_seconds=WINDOW_SECONDS,
+            in_flight=2,
             priority=PRIORITY_STREAM,
         )
-        return [
-            word.shifted(self.buffer_start)
-            for report in done
-            for segment in report.segments
-            for word in segment.words
-        ]
+        transcript = await collect(progress, buffer.size / SAMPLE_RATE)
+        if not transcript.segments:
+            return None
+        return [word.shifted(self.buffer_start) for word in transcript.words]
 
     def _finals(self, words: list[Word]) -> list[dict[str, Any]]:
         if not words:
@@ -308,6 +308,11 @@ class StreamSession:
         samples = max(0, min(int(round((at - self.buffer_start) * SAMPLE_RATE)), self.buffer.size))
         self.buffer = self.buffer[samples:]
         self.buffer_start += samples / SAMPLE_RATE
+        self.vad.forget_before(self._stream_sample(self.buffer_start))
+
+    @staticmethod
+    def _stream_sample(seconds: float) -> int:
+        return int(round(seconds * SAMPLE_RATE))
 
     def _trim(self) -> None:
         """Cut the buffer at the end of the last segment that is wholly committed (once it

@@ -44,6 +44,14 @@ class Segment:
         retries such windows at a higher temperature, but not live streams' steps."""
         return self.compression_ratio > MAX_COMPRESSION_RATIO or self.avg_logprob < MIN_AVG_LOGPROB
 
+    def shifted(self, seconds: float) -> Segment:
+        return replace(
+            self,
+            start=round(self.start + seconds, 3),
+            end=round(self.end + seconds, 3),
+            words=tuple(word.shifted(seconds) for word in self.words),
+        )
+
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> Segment:
         return cls(

@@ -1,88 +1,283 @@
-"""How file mode cuts audio into Whisper windows (pure: no I/O, no Triton).
+"""How file mode cuts audio into Whisper windows, and when a window's text is not to be
+trusted (pure: no I/O, no Triton).
 
-1. **Chunks.** Speech regions (from `gateway.vad`) separated by pauses shorter than
-   `split_pause` form one chunk; silence between chunks is never sent to the model (Whisper
-   invents text on silence, and judges a window that opens with a long silence to be
-   silent). Each chunk starts with up to `lead` of the quiet before it: Whisper misreads a
-   first word it hears without a moment of quiet. Chunks are independent, so they are
-   transcribed concurrently and Triton batches them.
-2. **Sliding windows inside a chunk.** A chunk longer than 30 s is read as openai-whisper's
-   `transcribe()` reads a file: a 30 s window, then the next window starts where the last
-   *complete* segment ended, so consecutive windows overlap on the speech Whisper cut short.
-   A segment touching the window's end, or speech the detector hears after the last segment,
-   is decoded again at the start of the next window instead of being trusted or lost.
+1. **Packed windows.** The speech regions the detector found (`gateway.vad`) are packed in
+   file order into windows of up to 30 s. A window is cut only between regions, i.e. in a
+   pause, never inside a word; silences inside a window longer than `MAX_GAP_SECONDS` are
+   shortened to it, and each window opens with up to `LEAD_SECONDS` of the quiet before its
+   first speech (Whisper misreads a first word it hears without a moment of quiet). A region
+   longer than a window is cut at its quietest frame. Every window is independent (no
+   previous text as prompt), so all windows of a file are decoded side by side and Triton
+   batches them; a `Window` maps its own times back to the file's.
+2. **Checks.** A window's text is held against what the detector heard in it: too few words
+   for its seconds of speech, speech no segment covers, a sentence written twice, text that
+   only echoes the prompt, Whisper's own compression and log-probability checks after the
+   model's temperature fallback. A window that fails is read again in two halves, cut at its
+   longest pause, down to `MIN_REREAD_SECONDS`.
+
+Before this, a chunk of continuous speech was read as `transcribe()` reads a file, each
+window starting where the last one's text ended, conditioned on it: one window whose decode
+went wrong (a single 30 s segment holding a fraction of its speech, or sentences repeated
+from the prompt) was accepted and the next one started after it, so its speech was lost.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from gateway.transcript import Segment
+import numpy as np
 
-# A segment ending this close to a window's end that is not the chunk's end was probably
-# cut by the window: decode it again in the next window.
-EDGE_SECONDS = 1.0
-# Speech after the last segment, this long or more, was skipped by the model, not finished
-# (shorter tails are the model's timestamps ending a little before the speech does).
-MISSED_SPEECH_SECONDS = 1.0
-MIN_ADVANCE_SECONDS = 1.0  # every window moves on at least this much
+from gateway.audio import SAMPLE_RATE
+from gateway.transcript import Segment
+from gateway.vad import FRAME_SAMPLES
+
+LEAD_SECONDS = 1.0
+MAX_GAP_SECONDS = 1.0
+# Left free at a window's end: speech that runs up to the end of a full 30 s window is often
+# not transcribed at all (Whisper expects it to go on in the next window; in transcribe()
+# the next window starts there), so a window holds at most 30 s minus this.
+TAIL_SECONDS = 2.0
+# Speech without words: a window with at least this much speech ...
+CHECKED_SPEECH_SECONDS = 3.0
+# ... and fewer words per second of it (read speech: 2.5-3.5; a slow talker: ~1.8) lost some.
+MIN_WORDS_PER_SPEECH_SECOND = 1.0
+# A stretch of speech this long that no segment comes near was skipped ...
+UNHEARD_SPEECH_SECONDS = 1.5
+SEGMENT_SLACK_SECONDS = 0.5  # ... (segment times are this coarse)
+MIN_REPEATED_WORDS = 4  # a sentence of this many words written twice is a decoding loop
+MIN_REREAD_SECONDS = 4.0  # a failed window is split while both halves are at least this long
 
 
 @dataclass(frozen=True)
-class Chunk:
-    index: int
-    start: int  # first sample
-    end: int  # one past the last sample
+class Window:
+    """Stretches of the file (sample ranges, in order) read as one window of audio, and
+    the speech the detector found in them."""
+
+    pieces: tuple[tuple[int, int], ...]
+    speech: tuple[tuple[int, int], ...]  # unpadded speech regions, file samples
+
+    @property
+    def start(self) -> int:
+        return self.pieces[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.pieces[-1][1]
+
+    @property
+    def samples(self) -> int:
+        return sum(end - start for start, end in self.pieces)
+
+    def audio(self, audio: np.ndarray) -> np.ndarray:
+        return np.concatenate([audio[start:end] for start, end in self.pieces])
+
+    def file_time(self, seconds: float) -> float:
+        """A time of the window's audio (seconds from its start) in the file's time."""
+        sample, offset = seconds * SAMPLE_RATE, 0
+        for start, end in self.pieces:
+            if sample <= offset + end - start:
+                return round((start + max(sample - offset, 0)) / SAMPLE_RATE, 3)
+            offset += end - start
+        return round(self.end / SAMPLE_RATE, 3)
+
+    def to_file(self, segment: Segment) -> Segment:
+        return replace(
+            segment,
+            start=self.file_time(segment.start),
+            end=self.file_time(segment.end),
+            words=tuple(
+                replace(word, start=self.file_time(word.start), end=self.file_time(word.end))
+                for word in segment.words
+            ),
+        )
+
+    def speech_in_file_time(self) -> list[tuple[float, float]]:
+        return [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in self.speech]
 
 
-def plan_chunks(
-    regions: Sequence[tuple[int, int]], *, split_pause: int, lead: int
-) -> list[Chunk]:
-    """Group speech regions (sorted sample ranges) into chunks split at long pauses."""
-    chunks: list[Chunk] = []
+def _clip(regions: Sequence[tuple[int, int]], start: int, end: int) -> tuple[tuple[int, int], ...]:
+    return tuple((max(a, start), min(b, end)) for a, b in regions if b > start and a < end)
+
+
+def _quietest_sample(scores: np.ndarray, start: int, end: int) -> int:
+    """The start of the frame with the lowest speech score between samples start and end."""
+    first, last = -(-start // FRAME_SAMPLES), max(end // FRAME_SAMPLES, -(-start // FRAME_SAMPLES) + 1)
+    frames = scores[first:last]
+    if frames.size == 0:
+        return (start + end) // 2
+    return int(first + np.argmin(frames)) * FRAME_SAMPLES
+
+
+def split_long_regions(
+    regions: Sequence[tuple[int, int]], scores: np.ndarray, limit: int
+) -> list[tuple[int, int]]:
+    """Regions no longer than `limit`: a longer one is cut at its quietest frame in the second
+    half of the first `limit` samples, and the rest is cut again as needed."""
+    result: list[tuple[int, int]] = []
     for start, end in regions:
-        if chunks and start - chunks[-1].end < split_pause:
-            chunks[-1] = replace(chunks[-1], end=end)
-        else:
-            floor = chunks[-1].end if chunks else 0
-            chunks.append(Chunk(len(chunks), max(start - lead, floor), end))
-    return chunks
+        while end - start > limit:
+            cut = _quietest_sample(scores, start + limit // 2, start + limit)
+            cut = min(max(cut, start + FRAME_SAMPLES), start + limit)
+            result.append((start, cut))
+            start = cut
+        result.append((start, end))
+    return result
 
 
-def shift(segment: Segment, seconds: float) -> Segment:
-    return replace(
-        segment,
-        start=round(segment.start + seconds, 3),
-        end=round(segment.end + seconds, 3),
-        words=tuple(word.shifted(seconds) for word in segment.words),
-    )
-
-
-def _speech_between(regions: Sequence[tuple[float, float]], start: float, end: float) -> float:
-    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in regions)
-
-
-def accept_window(
-    segments: Sequence[Segment],
+def plan_windows(
+    regions: Sequence[tuple[int, int]],
+    speech: Sequence[tuple[int, int]],
+    scores: np.ndarray,
     *,
-    window: tuple[float, float],
-    chunk_end: float,
-    speech: Sequence[tuple[float, float]],
-) -> tuple[list[Segment], float]:
-    """Which of a window's segments (file time) to keep, and where the next window starts.
+    window: int,
+    total: int,
+) -> list[Window]:
+    """Pack speech `regions` (padded, sorted sample ranges) into windows of at most `window`
+    samples less `TAIL_SECONDS`; `speech` holds the unpadded regions, `scores` the detector's
+    frame scores. A full window is cut at the longest pause in its second half (not after its
+    last region that fits: that would cut a sentence's pause as readily as a speaker's)."""
+    limit = window - int(TAIL_SECONDS * SAMPLE_RATE)
+    groups: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    for region in split_long_regions(regions, scores, limit - int(LEAD_SECONDS * SAMPLE_RATE)):
+        current.append(region)
+        while _length(current) > limit:
+            cut = _best_cut(current, limit)
+            groups.append(current[:cut])
+            current = current[cut:]
+    if current:
+        groups.append(current)
+    windows, previous_end = [], 0
+    for group in groups:
+        pieces = _pieces(group, previous_end)
+        windows.append(Window(pieces, _clip(speech, pieces[0][0], min(pieces[-1][1], total))))
+        previous_end = group[-1][1]
+    return windows
 
-    `speech` holds the speech regions in seconds. The next start is `chunk_end` when the
-    chunk is done.
-    """
-    start, end = window
-    kept = list(segments)
-    if end < chunk_end:
-        while kept and kept[-1].end > end - EDGE_SECONDS:
-            kept.pop()  # probably cut by the window's edge: read it again from its start
-    resume = kept[-1].end if kept else start
-    if _speech_between(speech, resume, end) < MISSED_SPEECH_SECONDS:
-        resume = end  # nothing left unread in this window
-    if resume < start + MIN_ADVANCE_SECONDS:
-        return list(segments), min(end, chunk_end)  # no progress possible: take what there is
-    return kept, min(resume, chunk_end)
+
+def _pieces(group: Sequence[tuple[int, int]], previous_end: int) -> tuple[tuple[int, int], ...]:
+    """The audio a window reads for its regions: up to `LEAD_SECONDS` of lead-in (never
+    before the previous window's speech), pauses up to `MAX_GAP_SECONDS` whole, longer ones
+    shortened to it (half kept after the speech before, half before the speech after)."""
+    lead, max_gap = int(LEAD_SECONDS * SAMPLE_RATE), int(MAX_GAP_SECONDS * SAMPLE_RATE)
+    pieces = [(max(group[0][0] - lead, previous_end, 0), group[0][1])]
+    for start, end in group[1:]:
+        if start - pieces[-1][1] <= max_gap:
+            pieces[-1] = (pieces[-1][0], end)
+        else:
+            half = max_gap // 2
+            pieces[-1] = (pieces[-1][0], pieces[-1][1] + half)
+            pieces.append((start - (max_gap - half), end))
+    return tuple(pieces)
+
+
+def _length(group: Sequence[tuple[int, int]]) -> int:
+    return sum(end - start for start, end in _pieces(group, 0))
+
+
+def _best_cut(group: Sequence[tuple[int, int]], limit: int) -> int:
+    """Where to cut `group` (a window's regions and the one that overflowed it): before the
+    region that follows the longest pause, among the cuts that leave the window at least half
+    full (any that fits, if none does); ties go to the later cut."""
+    cuts = [k for k in range(1, len(group)) if _length(group[:k]) <= limit]
+    full_enough = [k for k in cuts if _length(group[:k]) >= limit // 2] or cuts
+    return max(full_enough, key=lambda k: (group[k][0] - group[k - 1][1], k))
+
+
+def split_window(window: Window, scores: np.ndarray) -> tuple[Window, Window] | None:
+    """A window cut in two at its longest pause near the middle (between pieces, or its
+    quietest frame); None when a half would be shorter than `MIN_REREAD_SECONDS`."""
+    minimum = int(MIN_REREAD_SECONDS * SAMPLE_RATE)
+    if window.samples < 2 * minimum:
+        return None
+    if len(window.pieces) > 1:
+        # between pieces: the shortened silences, i.e. the longest pauses
+        offsets = np.cumsum([end - start for start, end in window.pieces])[:-1]
+        balanced = [i for i, offset in enumerate(offsets) if minimum <= offset <= window.samples - minimum]
+        if balanced:
+            middle = min(balanced, key=lambda i: abs(offsets[i] - window.samples / 2))
+            first, second = window.pieces[: middle + 1], window.pieces[middle + 1 :]
+            return _window(first, window.speech), _window(second, window.speech)
+    # inside a piece: at the quietest frame of the middle half of the window's audio
+    cut_offset = _offset_of_quietest(window, scores, minimum)
+    first, second, offset = [], [], 0
+    for start, end in window.pieces:
+        if offset + end - start <= cut_offset:
+            first.append((start, end))
+        elif offset >= cut_offset:
+            second.append((start, end))
+        else:
+            cut = start + cut_offset - offset
+            first.append((start, cut))
+            second.append((cut, end))
+        offset += end - start
+    return _window(tuple(first), window.speech), _window(tuple(second), window.speech)
+
+
+def _offset_of_quietest(window: Window, scores: np.ndarray, minimum: int) -> int:
+    """Offset in the window's audio of its quietest frame at least `minimum` from each end."""
+    best, best_score, offset = window.samples // 2, np.inf, 0
+    for start, end in window.pieces:
+        low = start + max(minimum - offset, 0)
+        high = start + min(window.samples - minimum - offset, end - start)
+        if low < high:
+            sample = _quietest_sample(scores, low, high)
+            frame = sample // FRAME_SAMPLES
+            score = scores[frame] if frame < scores.size else np.inf
+            if score < best_score:
+                best, best_score = offset + sample - start, score
+        offset += end - start
+    return best
+
+
+def _window(pieces: Sequence[tuple[int, int]], speech: Sequence[tuple[int, int]]) -> Window:
+    return Window(tuple(pieces), _clip(speech, pieces[0][0], pieces[-1][1]))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def _covered(intervals: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in intervals)
+
+
+def window_problems(
+    segments: Sequence[Segment], window: Window, prompt: str | None
+) -> list[str]:
+    """What is wrong with a window's segments (file time), in words for the log; [] if none."""
+    problems: list[str] = []
+    speech = window.speech_in_file_time()
+    speech_seconds = sum(b - a for a, b in speech)
+    words = _words(" ".join(segment.text for segment in segments))
+    if speech_seconds >= CHECKED_SPEECH_SECONDS and (
+        len(words) < MIN_WORDS_PER_SPEECH_SECOND * speech_seconds
+    ):
+        problems.append(f"{len(words)} words for {speech_seconds:.1f} s of speech")
+    heard = [
+        (segment.start - SEGMENT_SLACK_SECONDS, segment.end + SEGMENT_SLACK_SECONDS)
+        for segment in segments
+        if _words(segment.text)
+    ]
+    unheard = [
+        (a, b) for a, b in speech
+        if b - a - _covered(heard, a, b) >= UNHEARD_SPEECH_SECONDS
+    ]
+    if unheard:
+        problems.append("speech without words at " + ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in unheard))
+    sentences = [
+        " ".join(_words(sentence))
+        for segment in segments
+        for sentence in re.split(r"(?<=[.!?])\s+", segment.text)
+    ]
+    long_sentences = [s for s in sentences if len(s.split()) >= MIN_REPEATED_WORDS]
+    if len(set(long_sentences)) < len(long_sentences):
+        problems.append("a sentence written twice")
+    prompt_words = " ".join(_words(prompt or ""))
+    if len(prompt_words.split()) >= MIN_REPEATED_WORDS and prompt_words in " ".join(words):
+        problems.append("the prompt written out")
+    if any(segment.failed_checks for segment in segments):
+        problems.append("failed Whisper's checks at every temperature")
+    return problems

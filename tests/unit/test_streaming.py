@@ -9,6 +9,7 @@ import pytest
 from gateway.asr import WindowResult
 from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
 from gateway.transcript import Segment, Word
+from gateway.vad import StreamingVad
 
 
 def test_defaults_are_16k_mono_pcm16() -> None:
@@ -83,8 +84,8 @@ def test_a_buffer_within_one_window_is_kept() -> None:
 
 
 # ---- when words become final -------------------------------------------------------------
-# A scripted model: it "hears" the words whose audio has fully arrived. Loud noise stands in
-# for speech (the energy detector's view of it); the commit rules are what is tested here.
+# A scripted model: it "hears" the words whose audio has fully arrived; a scripted detector:
+# loud noise is speech. The commit rules are what is tested here.
 
 RATE = 16000
 SPEECH_WORDS = [Word(f" w{i}", 0.2 + i * 0.6, 0.6 + i * 0.6, 0.9) for i in range(40)]
@@ -97,6 +98,13 @@ def sound(seconds: float, loud: bool, seed: int = 0) -> np.ndarray:
         return noise * 1e-4
     swells = 0.02 + np.abs(np.sin(2 * np.pi * 2.0 * np.arange(noise.size) / RATE))
     return (noise * 0.3 * swells).astype(np.float32)
+
+
+class LoudnessVad(StreamingVad):
+    """Frames louder than -40 dBFS are speech."""
+
+    def score_frames(self, frames: np.ndarray) -> np.ndarray:
+        return (np.sqrt(np.mean(frames**2, axis=1)) > 0.01).astype(np.float32)
 
 
 class ScriptedModel:
@@ -131,7 +139,7 @@ class ScriptedModel:
 def scripted_session(speech: list[tuple[float, float]]) -> tuple[StreamSession, ScriptedModel]:
     words = [w for w in SPEECH_WORDS if any(a <= w.start and w.end <= b for a, b in speech)]
     model = ScriptedModel(words, [b for _, b in speech])
-    session = StreamSession(model, StreamConfig(), min_new_audio_s=0.5)
+    session = StreamSession(model, StreamConfig(), min_new_audio_s=0.5, vad=LoudnessVad())
     model.session = session
     return session, model
 
@@ -199,7 +207,7 @@ async def test_silence_after_committed_words_is_not_sent_to_the_model() -> None:
 
 
 async def test_a_pause_the_model_hears_no_words_in_is_dropped() -> None:
-    """A hum the energy detector takes for speech, but no words: the buffer does not grow."""
+    """A hum the detector takes for speech, but no words: the buffer does not grow."""
     session, model = scripted_session([(0.0, 7.0)])
     session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
     await session.step()

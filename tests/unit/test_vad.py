@@ -1,35 +1,109 @@
-"""The energy voice-activity detector on real speech, silence and noise."""
+"""Silero VAD on real speech, silence and noise; the frame scores turned into regions; the
+live detector agreeing with the whole-file one."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gateway.audio import SAMPLE_RATE
-from gateway.vad import speech_regions
+from gateway.vad import (
+    FRAME_SAMPLES,
+    StreamingVad,
+    VadConfig,
+    detect_speech,
+    speech_probabilities,
+    speech_regions,
+)
 from tests.conftest import DATA_DIR, load_audio
+
+SR = SAMPLE_RATE
+
+
+def in_seconds(regions: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    return [(a / SR, b / SR) for a, b in regions]
+
+
+@pytest.fixture(scope="module")
+def jfk_between_silences() -> np.ndarray:
+    jfk = load_audio(DATA_DIR / "jfk.flac")
+    gap = np.zeros(10 * SR, np.float32)
+    audio = np.concatenate([gap, jfk, gap, jfk, gap])
+    return audio + np.random.default_rng(2).standard_normal(audio.size).astype(np.float32) * 3e-4
 
 
 def test_silence_and_steady_noise_have_no_speech() -> None:
-    assert speech_regions(np.zeros(5 * SAMPLE_RATE, np.float32), SAMPLE_RATE) == []
-    noise = np.random.default_rng(1).standard_normal(5 * SAMPLE_RATE).astype(np.float32) * 0.01
-    assert speech_regions(noise, SAMPLE_RATE) == []
+    assert detect_speech(np.zeros(5 * SR, np.float32)) == []
+    noise = np.random.default_rng(1).standard_normal(5 * SR).astype(np.float32) * 0.05
+    assert detect_speech(noise) == []
+    assert detect_speech(np.zeros(0, np.float32)) == []
 
 
-def test_speech_between_silences_is_found_where_it_is() -> None:
-    jfk = load_audio(DATA_DIR / "jfk.flac")
-    gap = np.zeros(10 * SAMPLE_RATE, np.float32)
-    audio = np.concatenate([gap, jfk, gap, jfk, gap])
-    audio += np.random.default_rng(2).standard_normal(audio.size).astype(np.float32) * 3e-4
-    regions = [(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in speech_regions(audio, SAMPLE_RATE)]
-    assert regions[0][0] >= 10.0 - 0.35 and regions[-1][1] <= 42.0 + 0.35  # 0.3 s padding
-    clip = jfk.size / SAMPLE_RATE
-    covered = lambda t: any(a <= t <= b for a, b in regions)  # noqa: E731
+def test_speech_between_silences_is_found_where_it_is(jfk_between_silences) -> None:
+    clip = load_audio(DATA_DIR / "jfk.flac").size / SR
+    regions = in_seconds(detect_speech(jfk_between_silences))
+    assert regions[0][0] >= 10.0 - 0.35 and regions[-1][1] <= 2 * (10 + clip) + 0.35
+
+    def covered(t: float) -> bool:
+        return any(a <= t <= b for a, b in regions)
+
     assert not covered(5.0) and not covered(10 + clip + 5) and not covered(2 * (10 + clip) + 5)
     assert covered(12.0) and covered(10 + clip + 10 + 2.0)
     assert all(b - a >= 0.1 for a, b in regions)
 
 
+def test_speech_is_found_in_loud_noise() -> None:
+    """JFK under white noise as loud as the speech (0 dB): the energy detector found nothing."""
+    jfk = load_audio(DATA_DIR / "jfk.flac")
+    noise = np.random.default_rng(3).standard_normal(jfk.size).astype(np.float32)
+    noise *= np.sqrt(np.mean(jfk**2) / np.mean(noise**2))
+    speech = sum(b - a for a, b in detect_speech(jfk)) / SR
+    in_noise = sum(b - a for a, b in detect_speech((jfk + noise) / 2)) / SR
+    assert in_noise >= 0.7 * speech
+
+
 def test_pauses_between_sentences_split_regions() -> None:
     harvard = load_audio(DATA_DIR / "OSR_us_000_0034_8k.wav")
-    regions = speech_regions(harvard, SAMPLE_RATE)
-    assert 6 <= len(regions) <= 12  # ten sentences, some pauses shorter than the bridge
+    assert 8 <= len(detect_speech(harvard)) <= 12  # ten sentences
+
+
+def test_regions_open_at_the_threshold_and_close_after_a_long_enough_pause() -> None:
+    frames = np.array([0.0, 0.9, 0.9, 0.2, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9])
+    config = VadConfig(threshold=0.5, release=0.3, min_silence_seconds=0.2, pad_seconds=0.0,
+                       min_speech_seconds=0.0)
+    regions = speech_regions(frames, frames.size * FRAME_SAMPLES, config)
+    # the 0.2 dip is one frame: not a pause; the run of zeros is; the last frame is speech
+    assert [(a // FRAME_SAMPLES, b // FRAME_SAMPLES) for a, b in regions] == [(1, 5), (13, 14)]
+
+
+def test_padding_merges_close_regions_and_stays_inside_the_audio() -> None:
+    frames = np.array([0.9] * 5 + [0.0] * 20 + [0.9] * 5)
+    total = frames.size * FRAME_SAMPLES - 100
+    close = speech_regions(frames, total, VadConfig(min_silence_seconds=0.1, pad_seconds=0.4))
+    apart = speech_regions(frames, total, VadConfig(min_silence_seconds=0.1, pad_seconds=0.1))
+    assert close == [(0, total)]
+    assert len(apart) == 2 and apart[0][0] == 0 and apart[1][1] == total
+
+
+def test_the_live_detector_scores_as_the_whole_file_detector(jfk_between_silences) -> None:
+    audio = jfk_between_silences
+    live = StreamingVad()
+    for start in range(0, audio.size, 1_000):  # frames of any size
+        live.accept(audio[start : start + 1_000])
+    whole = speech_probabilities(audio)
+    stream_regions = in_seconds(live.regions(0, audio.size))
+    file_regions = in_seconds(speech_regions(whole, audio.size))
+    assert len(stream_regions) == len(file_regions)
+    for (a, b), (c, d) in zip(stream_regions, file_regions):
+        assert a == pytest.approx(c, abs=0.1) and b == pytest.approx(d, abs=0.1)
+
+
+def test_the_live_detector_answers_for_any_stretch_after_forgetting(jfk_between_silences) -> None:
+    audio = jfk_between_silences
+    live = StreamingVad()
+    live.accept(audio)
+    everything = in_seconds(live.regions(0, audio.size))
+    live.forget_before(15 * SR)
+    later = in_seconds(live.regions(15 * SR, audio.size))  # relative to 15 s
+    expected = [(max(a, 15.0) - 15, b - 15) for a, b in everything if b > 15.0]
+    assert later == [pytest.approx(r, abs=FRAME_SAMPLES / SR) for r in expected]

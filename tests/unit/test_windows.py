@@ -1,77 +1,142 @@
-"""Chunk planning and the sliding-window decisions of file mode (pure, no Triton)."""
+"""Packing speech into windows, their time map, splitting, and the checks on a window's text
+(pure, no Triton)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from gateway.audio import SAMPLE_RATE
 from gateway.transcript import Segment, Word
-from gateway.windows import accept_window, plan_chunks, shift
+from gateway.vad import FRAME_SAMPLES
+from gateway.windows import Window, plan_windows, split_window, window_problems
 
-RATE = 100  # samples per second: keeps the arithmetic readable
+SR = SAMPLE_RATE
 
 
 def samples(*regions: tuple[float, float]) -> list[tuple[int, int]]:
-    return [(int(a * RATE), int(b * RATE)) for a, b in regions]
+    return [(int(a * SR), int(b * SR)) for a, b in regions]
 
 
-def segment(start: float, end: float, text: str = " words") -> Segment:
+def seconds(pieces) -> list[tuple[float, float]]:
+    return [(a / SR, b / SR) for a, b in pieces]
+
+
+def scores_for(total_seconds: float, quiet: list[float] = ()) -> np.ndarray:
+    """Frame scores: speech everywhere but at the `quiet` instants."""
+    scores = np.full(int(total_seconds * SR) // FRAME_SAMPLES + 1, 0.9, np.float32)
+    for t in quiet:
+        scores[int(t * SR) // FRAME_SAMPLES] = 0.05
+    return scores
+
+
+def segment(start: float, end: float, text: str) -> Segment:
     return Segment(start=start, end=end, text=text, avg_logprob=-0.2, no_speech_prob=0.01,
                    compression_ratio=1.2, temperature=0.0, tokens=(1,),
                    words=(Word(text, start, end, 0.9),))
 
 
-@pytest.mark.parametrize(
-    ("regions", "expected"),
-    [
-        ([], []),
-        # one region: starts with a second of lead-in, never before 0
-        (samples((0.5, 9)), [(0, 9)]),
-        (samples((5, 9)), [(4, 9)]),
-        # short pauses stay inside a chunk, long ones split it
-        (samples((2, 5), (5.5, 9), (20, 25)), [(1, 9), (19, 25)]),
-        # the lead-in never reaches back into the previous chunk
-        (samples((2, 5), (6.0, 9)), [(1, 5), (5, 9)]),
-    ],
-)
-def test_chunks_split_at_long_pauses(regions, expected) -> None:
-    chunks = plan_chunks(regions, split_pause=1 * RATE, lead=1 * RATE)
-    assert [(c.start / RATE, c.end / RATE) for c in chunks] == expected
-    assert [c.index for c in chunks] == list(range(len(expected)))
+def plan(regions, total_seconds: float, window_seconds: float = 30.0) -> list[Window]:
+    return plan_windows(samples(*regions), samples(*regions), scores_for(total_seconds),
+                        window=int(window_seconds * SR), total=int(total_seconds * SR))
 
 
-def test_a_segment_cut_by_the_window_edge_is_read_again() -> None:
-    segments = [segment(10, 14), segment(14, 22), segment(22, 29.8)]
-    kept, resume = accept_window(segments, window=(0, 30), chunk_end=55, speech=[(10, 55)])
-    assert kept == segments[:2] and resume == 22
+def test_short_utterances_are_packed_with_long_pauses_shortened() -> None:
+    # three 4 s utterances 3 s apart: one window, a second of lead, the pauses cut to 1 s
+    windows = plan([(5, 9), (12, 16), (19, 23)], 30)
+    assert len(windows) == 1
+    assert seconds(windows[0].pieces) == [(4.0, 9.5), (11.5, 16.5), (18.5, 23.0)]
+    assert windows[0].samples / SR == pytest.approx(15.0)
 
 
-def test_the_last_window_of_a_chunk_keeps_everything() -> None:
-    segments = [segment(40, 48), segment(48, 54.8)]
-    kept, resume = accept_window(segments, window=(40, 55), chunk_end=55, speech=[(40, 54.9)])
-    assert kept == segments and resume == 55
+def test_short_pauses_stay_whole_and_windows_leave_room_at_the_end() -> None:
+    regions = [(t, t + 2.7) for t in np.arange(1.0, 100.0, 3.0)]  # 0.3 s pauses
+    windows = plan(regions, 101)
+    assert len(windows) == 4
+    assert all(26 * SR < w.samples <= 28 * SR for w in windows[:-1])  # 30 s less the tail
+    # cut only in pauses, and the windows tile the speech: nothing left out, nothing twice
+    assert all(len(w.pieces) == 1 for w in windows)
+    bounds = [w.pieces[0] for w in windows]
+    assert bounds[0][0] == 0 and bounds[-1][1] == samples(regions[-1])[0][1]
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(cut in {end for _, end in samples(*regions)} for _, cut in bounds)
 
 
-def test_speech_the_model_skipped_is_read_again() -> None:
-    segments = [segment(0, 11)]  # the model stopped at 11 s, but speech goes on to 22 s
-    kept, resume = accept_window(segments, window=(0, 22.4), chunk_end=22.4, speech=[(0, 11), (18.9, 22.1)])
-    assert kept == segments and resume == 11
+def test_a_region_longer_than_a_window_is_cut_at_its_quietest_frame() -> None:
+    scores = scores_for(70, quiet=[22.0, 47.0])
+    windows = plan_windows(samples((0, 70)), samples((0, 70)), scores,
+                           window=30 * SR, total=70 * SR)
+    cuts = [w.pieces[0][0] / SR for w in windows[1:]]
+    assert cuts == [pytest.approx(22.0, abs=0.04), pytest.approx(47.0, abs=0.04)]
+    assert windows[0].pieces[0][0] == 0 and windows[-1].pieces[-1][1] == 70 * SR
 
 
-def test_timestamps_ending_a_little_early_are_not_a_missed_tail() -> None:
-    segments = [segment(0, 10.6)]
-    kept, resume = accept_window(segments, window=(0, 11.3), chunk_end=11.3, speech=[(0.2, 11.0)])
-    assert kept == segments and resume == 11.3
+def test_window_times_map_back_to_the_file() -> None:
+    window = Window(pieces=tuple(samples((10, 15), (20, 25))), speech=())
+    assert window.file_time(0.0) == 10.0
+    assert window.file_time(4.0) == 14.0
+    assert window.file_time(6.0) == 21.0
+    assert window.file_time(12.0) == 25.0  # past the end: the end
+    moved = window.to_file(segment(4.5, 7.0, " across the cut"))
+    assert (moved.start, moved.end) == (14.5, 22.0)
+    assert (moved.words[0].start, moved.words[0].end) == (14.5, 22.0)
 
 
-def test_a_window_that_cannot_advance_keeps_what_it_has() -> None:
-    one_long = [segment(5, 34.9)]  # no timestamp until the edge: nothing complete to keep
-    kept, resume = accept_window(one_long, window=(5, 35), chunk_end=80, speech=[(5, 80)])
-    assert kept == one_long and resume == 35
-    kept, resume = accept_window([], window=(5, 35), chunk_end=80, speech=[(5, 80)])
-    assert kept == [] and resume == 35
+def test_a_window_splits_at_the_pause_nearest_its_middle() -> None:
+    window = Window(pieces=tuple(samples((0, 8), (10, 16), (18, 27))), speech=tuple(samples((1, 26))))
+    first, second = split_window(window, scores_for(30))
+    assert seconds(first.pieces) == [(0, 8), (10, 16)]
+    assert seconds(second.pieces) == [(18, 27)]
+    assert seconds(first.speech) == [(1, 16)] and seconds(second.speech) == [(18, 26)]
 
 
-def test_shift_moves_segment_and_word_times() -> None:
-    moved = shift(segment(1.0, 2.5), 30.0)
-    assert (moved.start, moved.end) == (31.0, 32.5)
-    assert (moved.words[0].start, moved.words[0].end) == (31.0, 32.5)
+def test_one_piece_splits_at_its_quietest_frame_and_short_windows_do_not() -> None:
+    window = Window(pieces=tuple(samples((0, 20))), speech=tuple(samples((0, 20))))
+    first, second = split_window(window, scores_for(20, quiet=[12.0]))
+    assert first.end / SR == pytest.approx(12.0, abs=0.04) == second.start / SR
+    assert split_window(Window(tuple(samples((0, 7))), ()), scores_for(7)) is None
+
+
+SPEECH = Window(pieces=tuple(samples((0, 20))), speech=tuple(samples((1, 9), (10, 19))))
+
+
+def test_a_window_whose_text_covers_its_speech_passes() -> None:
+    segments = [segment(1, 9, " " + "word " * 20), segment(10, 19, " other " * 20)]
+    assert window_problems(segments, SPEECH, prompt=None) == []
+
+
+def test_too_few_words_for_the_speech_fail() -> None:
+    one_segment = [segment(0, 20, " The conference on two fades in.")]
+    assert "6 words for 17.0 s of speech" in window_problems(one_segment, SPEECH, None)
+
+
+def test_speech_no_segment_covers_fails() -> None:
+    segments = [segment(1, 9, " " + "word " * 30)]
+    assert window_problems(segments, SPEECH, None) == ["speech without words at 10.0-19.0 s"]
+
+
+def test_a_sentence_written_twice_fails() -> None:
+    text = " The boy was there when the sun rose. A rod is used to catch pink salmon."
+    segments = [segment(1, 9, text), segment(10, 19, " The boy was there when the sun rose.")]
+    assert window_problems(segments, SPEECH, None) == ["a sentence written twice"]
+
+
+def test_text_that_echoes_the_prompt_fails() -> None:
+    prompt = "Glue the sheet to the dark blue background."
+    segments = [segment(1, 9, " " + prompt + " word word word word word"), segment(10, 19, " w " * 20)]
+    assert window_problems(segments, SPEECH, prompt) == ["the prompt written out"]
+
+
+def test_failed_checks_fail() -> None:
+    looping = Segment(start=1, end=19, text=" so " * 40, avg_logprob=-1.3, no_speech_prob=0.1,
+                      compression_ratio=3.1, temperature=1.0)
+    assert "failed Whisper's checks at every temperature" in window_problems([looping], SPEECH, None)
+
+
+def test_a_full_window_is_cut_at_its_longest_pause() -> None:
+    # sentences with 0.5 s pauses, one 6 s pause at 18 s: cut there, not after the last
+    # sentence that fits (at 26.5 s the next one would start a window mid-speech)
+    regions = [(1, 5.5), (6, 10.5), (11, 15.5), (16, 18), (24, 26), (26.5, 30), (30.5, 35)]
+    windows = plan(regions, 36)
+    assert [w.pieces[-1][1] / SR for w in windows[:-1]] == [18.0]
+    assert windows[1].pieces[0][0] / SR == 23.0  # with its second of lead-in
