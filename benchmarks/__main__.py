@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import composite, peers, plot, report, service, whisperlive
+from benchmarks import accuracy, composite, peers, plot, report, service, whisperlive
 from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.stack import Stack, running_stack
@@ -24,6 +24,9 @@ SERVICE = "hermes service"
 HERMES_3S = "hermes, 3 s beat"
 HERMES_1S = "hermes, 1 s beat"
 WHISPERLIVE = "WhisperLive"
+
+
+SECTIONS = ["files", "accuracy", "streaming", "throughput"]
 
 
 def levels(text: str) -> list[int]:
@@ -44,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--uploads", type=levels, default=None, help="default 1,2,4,8")
     parser.add_argument("--threads", type=int, default=2, help="threads of every peer (default 2)")
     parser.add_argument("--no-composite", action="store_true")
-    parser.add_argument("--only", choices=["files", "streaming", "throughput"], action="append",
+    parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="run only these sections (repeatable)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repetition, no composite, 1–2 streams and uploads; "
@@ -62,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.stream_repeat = min(args.repeat, 2)
     if args.output is None:
         args.output = TMP_DIR if args.quick else RESULTS_DIR
-    args.only = set(args.only or ["files", "streaming", "throughput"])
+    args.only = set(args.only or SECTIONS)
     return args
 
 
@@ -259,6 +262,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"stack up in {time.perf_counter() - started:.0f} s")
         if "files" in args.only:
             results["file_mode"] = await file_mode(stack, items, args.threads)
+            noisy |= report.noisy(own_tritonservers=1)
+        if "accuracy" in args.only:
+            conditions = accuracy.QUICK if args.quick else accuracy.CONDITIONS
+            results["accuracy"] = await accuracy.accuracy(stack, conditions, args.threads)
             noisy |= report.noisy(own_tritonservers=1)
         if "throughput" in args.only:
             results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)

@@ -102,6 +102,21 @@ async def replay(audio: np.ndarray, model: InProcessModel, beat_s: float) -> Rep
     return Replay("".join(texts), model.seconds, latencies)
 
 
+def in_process_model(
+    threads: int, *, low_latency: bool = True, bfloat16: bool | None = None
+) -> InProcessModel:
+    """tiny.en as Triton's model instance would run it (bfloat16 None: where the CPU has it)."""
+    torch.set_num_threads(threads)
+    loaded = load_model("tiny.en", torch.device("cpu"))
+    transcriber = BatchTranscriber(
+        loaded.model,
+        fp16=False,
+        low_latency_bfloat16=cpu_computes_bfloat16() if bfloat16 is None else bfloat16,
+    )
+    transcriber.warm_up()
+    return InProcessModel(transcriber, low_latency=low_latency)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default=STREAM.name)
@@ -113,13 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
     item = build(TMP_DIR / f"{args.plan}.wav", PLANS[args.plan]).item
-    loaded = load_model("tiny.en", torch.device("cpu"))
     bfloat16 = cpu_computes_bfloat16() if args.bfloat16 == "auto" else args.bfloat16 == "true"
-    transcriber = BatchTranscriber(loaded.model, fp16=False, low_latency_bfloat16=bfloat16)
-    transcriber.warm_up()
-    model = InProcessModel(transcriber, low_latency=args.context == "low-latency")
+    model = in_process_model(
+        args.threads, low_latency=args.context == "low-latency", bfloat16=bfloat16
+    )
     result = asyncio.run(replay(item.audio, model, args.beat))
     quantiles = statistics.quantiles(result.word_latencies, n=20)
     print(f"{item.name} ({item.duration:.1f} s), {args.beat:g} s beat, context {args.context}, "

@@ -188,6 +188,31 @@ def throughput_table(results: list[dict]) -> str:
                   "Triton inferences / executions", "mean batch", "max WER"], rows)
 
 
+def accuracy_table(rows: list[dict[str, Any]]) -> str:
+    def percent(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f} %"
+
+    return table(
+        ["audio", "s", "words", "hermes WER", "transcribe() WER", "difference",
+         "same text twice", "live stream WER (3 s beat)", "hermes wall s",
+         "transcribe() wall s", "Triton inferences / executions"],
+        [[r["condition"], f"{r['duration_s']:.1f}", str(r["words"]), percent(r["wer"]),
+          percent(r["transcribe_wer"]), f"{100 * (r['wer'] - r['transcribe_wer']):+.1f}",
+          "yes" if r["identical"] else "**no**", percent(r["stream_wer"]),
+          fmt_spread(r["wall_s"]), f"{r['transcribe_wall_s']:.2f}",
+          f"{r['inferences']} / {r['executions']}"] for r in rows],
+    )
+
+
+def accuracy_summary(rows: list[dict[str, Any]]) -> str:
+    total = sum(r["words"] for r in rows)
+    mean = sum(r["wer"] * r["words"] for r in rows) / total
+    reference = sum(r["transcribe_wer"] * r["words"] for r in rows) / total
+    return (f"Over all {total} words (weighted by words): hermes {100 * mean:.1f} %, "
+            f"transcribe() {100 * reference:.1f} %; empty answers: "
+            f"{sum(1 for r in rows if not r['texts']['service'][0].strip())}.")
+
+
 NOISY_NOTE = "; **pytest or another tritonserver ran during this run: noisy**"
 
 
@@ -221,6 +246,9 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if results.get("file_mode"):
         parts += ["", "## File mode", "", file_mode_table(results["file_mode"])]
+    if rows := results.get("accuracy"):
+        parts += ["", "## Accuracy against `transcribe()` on the same weights", "",
+                  accuracy_table(rows), "", accuracy_summary(rows)]
     if section := results.get("streaming"):
         parts += ["", (f"## Streaming capacity ({section['item']}, {section['duration_s']:.1f} s, "
                   f"paced in real time, {section['repeat']} run(s) of each level)"),
