@@ -57,9 +57,11 @@ test: export browser deploy-tools
 unit: install
 	$(BIN)/python -m pytest -ra tests/unit
 
-# The service against openai-whisper and faster-whisper on this machine (benchmarks/README.md);
-# e.g. make bench BENCH_ARGS=--quick
+# The voice detectors under noise (half a minute), then the service against openai-whisper and
+# faster-whisper on this machine (benchmarks/README.md); e.g. make bench BENCH_ARGS=--quick.
+# The accuracy composites need espeak-ng (apt-get install espeak-ng).
 bench: export
+	$(BIN)/python -m benchmarks.vad --output benchmarks/results/tmp
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Live streams and long uploads together on loopback, then a pass/fail verdict on errors,
