@@ -43,6 +43,7 @@ CONDITIONS = (
     Condition("continuous, 0.5 s pauses", "continuous-0.5"),
     Condition("real speech, 0.3 s pauses", "real-continuous"),
     Condition("conversation, 2-4 s pauses", "conversation"),
+    # the clip: 8 sentences, 4 s pauses (69 words: one word is 1.4 points)
     Condition("sentences, 4 s pauses", "sparse-4s", stream=True),
     *(
         Condition(f"sentences, steady noise {snr:g} dB", "sparse-4s", "steady", snr, stream=True)
@@ -50,7 +51,12 @@ CONDITIONS = (
     ),
     Condition("sentences, babble 5 dB", "sparse-4s", "babble", 5, stream=True),
     Condition("sentences, music 5 dB", "sparse-4s", "music", 5, stream=True),
-    Condition("conversation, steady noise 5 dB", "conversation", "steady", 5),
+    # the same noises over 600 words, where a difference of a few points means something
+    *(
+        Condition(f"conversation, {kind} {snr:g} dB", "conversation", kind, snr)
+        for kind, snr in (("steady", 10), ("steady", 5), ("steady", 0), ("babble", 5),
+                          ("music", 5))
+    ),
 )
 QUICK = (CONDITIONS[0], CONDITIONS[2], CONDITIONS[8])
 
@@ -64,7 +70,8 @@ def item_of(condition: Condition) -> Item:
         if condition.noise
         else speech.build(speech.PLANS[condition.plan])
     )
-    stem = condition.plan + (f"-{condition.noise}-{condition.snr_db:g}db" if condition.noise else "")
+    noise = f"-{condition.noise}-{condition.snr_db:g}db" if condition.noise else ""
+    stem = condition.plan + noise
     path = TMP_DIR / "accuracy" / f"{stem}.wav"
     path.parent.mkdir(parents=True, exist_ok=True)
     speech.write_audio(path, built.audio)

@@ -3,7 +3,8 @@
 The voice detector scores the file, its speech is packed into independent windows of up to
 30 s, and the windows go to the model concurrently, so Triton batches them; never more than
 `in_flight` of one file at a time, so a long file cannot crowd out everyone else. A window
-whose text fails the checks is read again in halves before any of it is final. Results are
+whose decode stopped inside its last segment has the rest read again, and a window whose
+text fails the checks is read again in halves, before any of it is final. Results are
 reported in file order as soon as every window before them is done.
 """
 
@@ -21,7 +22,13 @@ from gateway.audio import SAMPLE_RATE
 from gateway.transcript import Segment, Transcript
 from gateway.triton_backend import PRIORITY_FILE, AsrBackend
 from gateway.vad import VadConfig, speech_probabilities, speech_regions
-from gateway.windows import Window, plan_windows, split_window, window_problems
+from gateway.windows import (
+    Window,
+    plan_windows,
+    split_window,
+    unfinished_rest,
+    window_problems,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +77,20 @@ async def read_window(
     scores: np.ndarray,
     priority: int,
 ) -> WindowRead:
-    """Transcribe one window; if its text fails the checks, read its halves instead."""
+    """Transcribe one window. Where the decode stopped inside its last segment, keep what it
+    finished and read the rest again; where its text fails the checks, read its halves."""
     result = await backend.transcribe(window.audio(audio), options, priority=priority)
     segments = tuple(window.to_file(segment) for segment in result.segments)
+    if parts := unfinished_rest(segments, window):
+        done, rest = parts
+        finished = segments[:-1]
+        if not window_problems(finished, done, options.prompt):
+            logger.info("window %s: decode stopped at %.1f s, the rest read again",
+                        _span(window), rest.start / SAMPLE_RATE)
+            again = await read_window(
+                backend, audio, rest, options, scores=scores, priority=priority
+            )
+            return WindowRead(finished + again.segments, result.language)
     problems = window_problems(segments, window, options.prompt)
     halves = split_window(window, scores) if problems else None
     if halves is None:

@@ -12,7 +12,7 @@ keeping a second of lead-in. Silence, and speech already committed, are never se
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -275,11 +275,14 @@ class StreamSession:
         return self._finals(self.agreement.flush(hypothesis)) + self._partial([])
 
     async def _read_to_end(self) -> list[Word] | None:
+        """The buffer read as file mode reads a file, without the low-latency shortcuts
+        (its last words decoded once, with a short context: "She called" for "She called his
+        name many times.")."""
         buffer = self.buffer
         progress = transcribe_audio(
             self.backend,
             buffer,
-            self._options(),
+            replace(self._options(), low_latency=False),
             window_seconds=WINDOW_SECONDS,
             in_flight=2,
             priority=PRIORITY_STREAM,
@@ -312,7 +315,7 @@ class StreamSession:
 
     @staticmethod
     def _stream_sample(seconds: float) -> int:
-        return int(round(seconds * SAMPLE_RATE))
+        return round(seconds * SAMPLE_RATE)
 
     def _trim(self) -> None:
         """Cut the buffer at the end of the last segment that is wholly committed (once it

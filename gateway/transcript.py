@@ -37,6 +37,9 @@ class Segment:
     temperature: float
     tokens: tuple[int, ...] = ()
     words: tuple[Word, ...] = ()
+    # False: the model's decode stopped inside this segment (no closing timestamp), so the
+    # speech after its start may not all be in it; file mode reads it again
+    complete: bool = True
 
     @property
     def failed_checks(self) -> bool:
@@ -63,6 +66,7 @@ class Segment:
             compression_ratio=float(item["compression_ratio"]),
             temperature=float(item["temperature"]),
             tokens=tuple(item.get("tokens", ())),
+            complete=bool(item.get("complete", True)),
             words=tuple(
                 Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
                 for w in item.get("words", ())
@@ -71,6 +75,7 @@ class Segment:
 
     def to_json(self, index: int) -> dict[str, Any]:
         item = {"id": index, **asdict(self)}
+        del item["complete"]  # how the model's decode ended: not part of the reply
         item["tokens"] = list(self.tokens)
         item["words"] = [asdict(word) for word in self.words]
         return item

@@ -93,11 +93,13 @@ async def test_long_file_merges_windows_without_seams(gateway, composite) -> Non
     body = await reply.json()
     assert composite.duration > 180
     assert word_error_rate(composite.text, body["text"]) <= 0.03, body["text"]
-    # nothing doubled or lost at a window boundary: no three words in a row more often
-    # than the reference has them
+    # nothing read twice at a window boundary: no three words of the reference in a row more
+    # often than it has them (a misheard word, tiny.en's "asked not" for JFK's "ask not" in
+    # some contexts, makes trigrams the reference lacks: the WER bound above limits those)
     reference, hypothesis = normalized_words(composite.text), normalized_words(body["text"])
     trigrams = lambda words: Counter(zip(words, words[1:], words[2:]))  # noqa: E731
-    assert not trigrams(hypothesis) - trigrams(reference)
+    doubled = trigrams(hypothesis) - trigrams(reference)
+    assert not {trigram for trigram in doubled if trigram in trigrams(reference)}
     segments = body["segments"]
     starts = [segment["start"] for segment in segments]
     assert starts == sorted(starts)

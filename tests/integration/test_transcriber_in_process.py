@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" 
 from checkpoint import load_model
 from transcriber import (
     BatchTranscriber,
+    _EncodedDecodingTask,
     DecodeThresholds,
     TranscriptionRequest,
     encoder_frames,
@@ -59,15 +60,33 @@ def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model,
 
 
 def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
-    strict_transcriber, clips
+    strict_transcriber, clips, monkeypatch
 ) -> None:
+    """Nothing passes the strict checks: the file window is decoded at every temperature and
+    the likeliest decode is kept; the low-latency request is decoded once."""
+    runs: list[tuple[float, list[float]]] = []  # (temperature, avg_logprob of each row)
+    run = _EncodedDecodingTask.run
+
+    def counted(task, features):
+        results = run(task, features)
+        runs.append((task.options.temperature, [r.avg_logprob for r in results]))
+        return results
+
+    monkeypatch.setattr(_EncodedDecodingTask, "run", counted)
     clip = clips["jfk.flac"]
     file_window, low_latency = strict_transcriber.transcribe([
         TranscriptionRequest(clip.audio, language="en"),
         TranscriptionRequest(clip.audio, language="en", low_latency=True),
     ])
+    # one decode group each (they differ in fallback): the file window's first, all its tries
+    file_runs, low_latency_runs = runs[:6], runs[6:]
+    assert [t for t, _ in file_runs] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert [t for t, _ in low_latency_runs] == [0.0]
+    assert all(len(logprobs) == 1 for _, logprobs in runs)
     assert file_window.segments
-    assert {segment["temperature"] for segment in file_window.segments} == {1.0}
+    kept = file_window.segments[0]
+    assert kept["avg_logprob"] == pytest.approx(max(v[0] for _, v in file_runs))
+    assert kept["avg_logprob"] == pytest.approx(dict(file_runs)[kept["temperature"]][0])
     assert {segment["temperature"] for segment in low_latency.segments} == {0.0}
     assert all(segment["avg_logprob"] < 0.0 for segment in low_latency.segments)
     assert word_error_rate(clip.text, low_latency.text) == 0.0

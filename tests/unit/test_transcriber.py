@@ -36,21 +36,21 @@ def test_splits_at_timestamp_pairs() -> None:
     tokens = [timestamp(0), *words(" Hello there."), timestamp(1.5), timestamp(1.5),
               *words(" General Kenobi."), timestamp(3.0)]
     segments = split_segments(tokens, TOKENIZER, duration=4.0)
-    assert [(start, end, TOKENIZER.decode(text)) for start, end, text in segments] == [
-        (0.0, 1.5, " Hello there."),
-        (1.5, 3.0, " General Kenobi."),
+    assert [(s.start, s.end, TOKENIZER.decode(s.tokens), s.complete) for s in segments] == [
+        (0.0, 1.5, " Hello there.", True),
+        (1.5, 3.0, " General Kenobi.", True),
     ]
 
 
-def test_text_after_the_last_timestamp_ends_with_the_audio() -> None:
+def test_text_after_the_last_timestamp_ends_with_the_audio_incomplete() -> None:
     tokens = [timestamp(0), *words(" One."), timestamp(2.0), timestamp(2.0), *words(" Two and")]
     segments = split_segments(tokens, TOKENIZER, duration=2.7)
-    assert [(start, end) for start, end, _ in segments] == [(0.0, 2.0), (2.0, 2.7)]
+    assert [(s.start, s.end, s.complete) for s in segments] == [(0.0, 2.0, True), (2.0, 2.7, False)]
 
 
 def test_timestamps_beyond_the_audio_are_clamped() -> None:
     tokens = [timestamp(0.5), *words(" Hi."), timestamp(9.0)]
-    assert [(s, e) for s, e, _ in split_segments(tokens, TOKENIZER, duration=1.0)] == [(0.5, 1.0)]
+    assert [(s.start, s.end) for s in split_segments(tokens, TOKENIZER, duration=1.0)] == [(0.5, 1.0)]
 
 
 def test_no_tokens_no_segments() -> None:

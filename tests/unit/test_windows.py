@@ -3,13 +3,22 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from gateway.audio import SAMPLE_RATE
 from gateway.transcript import Segment, Word
 from gateway.vad import FRAME_SAMPLES
-from gateway.windows import Window, plan_windows, split_window, window_problems
+from gateway.windows import (
+    Window,
+    plan_windows,
+    split_window,
+    unfinished_rest,
+    window_problems,
+)
 
 SR = SAMPLE_RATE
 
@@ -58,7 +67,7 @@ def test_short_pauses_stay_whole_and_windows_leave_room_at_the_end() -> None:
     assert all(len(w.pieces) == 1 for w in windows)
     bounds = [w.pieces[0] for w in windows]
     assert bounds[0][0] == 0 and bounds[-1][1] == samples(regions[-1])[0][1]
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     assert all(cut in {end for _, end in samples(*regions)} for _, cut in bounds)
 
 
@@ -83,7 +92,8 @@ def test_window_times_map_back_to_the_file() -> None:
 
 
 def test_a_window_splits_at_the_pause_nearest_its_middle() -> None:
-    window = Window(pieces=tuple(samples((0, 8), (10, 16), (18, 27))), speech=tuple(samples((1, 26))))
+    pieces = tuple(samples((0, 8), (10, 16), (18, 27)))
+    window = Window(pieces=pieces, speech=tuple(samples((1, 26))))
     first, second = split_window(window, scores_for(30))
     assert seconds(first.pieces) == [(0, 8), (10, 16)]
     assert seconds(second.pieces) == [(18, 27)]
@@ -123,14 +133,20 @@ def test_a_sentence_written_twice_fails() -> None:
 
 def test_text_that_echoes_the_prompt_fails() -> None:
     prompt = "Glue the sheet to the dark blue background."
-    segments = [segment(1, 9, " " + prompt + " word word word word word"), segment(10, 19, " w " * 20)]
+    segments = [segment(1, 9, f" {prompt} word word word word word"), segment(10, 19, " w " * 20)]
     assert window_problems(segments, SPEECH, prompt) == ["the prompt written out"]
 
 
-def test_failed_checks_fail() -> None:
+def test_text_still_repetitive_after_the_fallback_fails_and_unlikely_text_does_not() -> None:
     looping = Segment(start=1, end=19, text=" so " * 40, avg_logprob=-1.3, no_speech_prob=0.1,
                       compression_ratio=3.1, temperature=1.0)
-    assert "failed Whisper's checks at every temperature" in window_problems([looping], SPEECH, None)
+    assert "repetitive at every temperature" in window_problems([looping], SPEECH, None)
+    unlikely = [
+        Segment(start=1, end=9, text=" hard to hear" * 8, avg_logprob=-1.6, no_speech_prob=0.1,
+                compression_ratio=1.9, temperature=1.0),
+        segment(10, 19, " " + "word " * 20),
+    ]
+    assert window_problems(unlikely, SPEECH, None) == []
 
 
 def test_a_full_window_is_cut_at_its_longest_pause() -> None:
@@ -140,3 +156,18 @@ def test_a_full_window_is_cut_at_its_longest_pause() -> None:
     windows = plan(regions, 36)
     assert [w.pieces[-1][1] / SR for w in windows[:-1]] == [18.0]
     assert windows[1].pieces[0][0] / SR == 23.0  # with its second of lead-in
+
+
+def test_a_decode_that_stopped_early_leaves_its_last_segment_to_read_again() -> None:
+    window = Window(pieces=tuple(samples((0, 10), (12, 20))), speech=tuple(samples((0.5, 19.5))))
+    said = [segment(0.5, 6.0, " One two three."), segment(6.0, 15.0, " Four five six.")]
+    # the last segment ends long before the speech does: read again from its start
+    done, rest = unfinished_rest(said, window)
+    assert seconds(done.pieces) == [(0, 6.0)] and seconds(rest.pieces) == [(6.0, 10), (12, 20)]
+    # no closing timestamp: the same
+    stopped = [said[0], replace(segment(6.0, 20.0, " Four five"), complete=False)]
+    assert unfinished_rest(stopped, window)[1].start / SR == 6.0
+    # a closed last segment that reaches the end of the speech is final
+    assert unfinished_rest([said[0], segment(6.0, 19.4, " Four five six.")], window) is None
+    # a last segment that starts the window leaves nothing to gain
+    assert unfinished_rest([segment(0.5, 15.0, " One to six.")], window) is None

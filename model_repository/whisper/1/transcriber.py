@@ -8,8 +8,10 @@ directly. One call decodes every request of a Triton batch together:
    temperature) and each group runs one batched greedy decode (features of different lengths
    padded, each row's cross-attention limited to its own);
 3. a request whose result looks like a failure (too repetitive, too unlikely) is decoded again
-   at the next temperature, together with the other failures of its group, exactly as
-   openai-whisper's `transcribe()` does per window; except a low-latency request (below).
+   at the next temperature, together with the other failures of its group, as openai-whisper's
+   `transcribe()` does per window (but when every temperature fails, the likeliest decode is
+   kept, not the last; sampling is seeded by the request's audio); except a low-latency
+   request (below).
 
 Each request gets the result it would get if decoded alone: the encoder sees every window
 padded to 30 s either way, and greedy decoding of one row does not depend on the others.
@@ -35,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -297,28 +299,34 @@ def peak_frame_dbfs(audio: np.ndarray, frame: int = SAMPLE_RATE // 40) -> float:
     return 20.0 * math.log10(max(rms, 1e-10))
 
 
-def split_segments(
-    tokens: Sequence[int], tokenizer: Tokenizer, duration: float
-) -> list[tuple[float, float, list[int]]]:
-    """Cut a decoded token sequence at its timestamp tokens into (start, end, text tokens).
+class TimedText(NamedTuple):
+    start: float
+    end: float
+    tokens: list[int]
+    complete: bool  # closed by a timestamp; False: the decode stopped inside it
 
-    Text after the last timestamp (the window ended mid-sentence) becomes a final segment
-    that ends with the audio, instead of being dropped as `transcribe()` does before seeking.
+
+def split_segments(tokens: Sequence[int], tokenizer: Tokenizer, duration: float) -> list[TimedText]:
+    """Cut a decoded token sequence at its timestamp tokens into timed text.
+
+    Text after the last timestamp (the decode stopped mid-sentence) becomes a final segment
+    that ends with the audio, marked incomplete, instead of being dropped as `transcribe()`
+    does before seeking to that timestamp: the caller decides whether to read it again.
     """
     time_per_token = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s: one encoder frame
-    segments: list[tuple[float, float, list[int]]] = []
+    segments: list[TimedText] = []
     start, text_tokens = 0.0, []
     for token in tokens:
         if token >= tokenizer.timestamp_begin:
             time = min((token - tokenizer.timestamp_begin) * time_per_token, duration)
             if text_tokens:
-                segments.append((start, max(time, start), text_tokens))
+                segments.append(TimedText(start, max(time, start), text_tokens, True))
                 text_tokens = []
             start = time
         elif token < tokenizer.eot:
             text_tokens.append(token)
     if text_tokens:
-        segments.append((start, max(duration, start), text_tokens))
+        segments.append(TimedText(start, max(duration, start), text_tokens, False))
     return segments
 
 
@@ -485,7 +493,7 @@ class BatchTranscriber:
         )
         lengths = [row.shape[0] for row in group]
         features = torch.stack([pad_positions(row, max(lengths)) for row in group])
-        results: list[DecodingResult] = [None] * len(features)  # type: ignore[list-item]
+        tried: list[list[DecodingResult]] = [[] for _ in group]
         pending = list(range(len(features)))
         temperatures = self._temperatures(key.temperature) if key.fallback else [key.temperature]
         for temperature in temperatures:
@@ -494,15 +502,22 @@ class BatchTranscriber:
             )
             with cross_attention_limited_to(self.model, [lengths[i] for i in pending]):
                 decoded = task.run(features[pending])
-            retry = []
             for index, result in zip(pending, decoded):
-                results[index] = result
-                if self._needs_fallback(result):
-                    retry.append(index)
-            pending = retry
+                tried[index].append(result)
+            pending = [index for index in pending if self._needs_fallback(tried[index][-1])]
             if not pending:
                 break
-        return results
+        return [self._best(results) for results in tried]
+
+    def _best(self, tried: Sequence[DecodingResult]) -> DecodingResult:
+        """The last decode if it passed the checks; if none did, the likeliest of those that
+        are not too repetitive (as faster-whisper chooses; `transcribe()` keeps the last, a
+        sample at temperature 1.0: on babble, invented sentences at -3 to -4 log-probability
+        where the greedy decode was closer)."""
+        if not self._needs_fallback(tried[-1]):
+            return tried[-1]
+        limit = self.thresholds.compression_ratio
+        return max(tried, key=lambda r: (r.compression_ratio <= limit, r.avg_logprob))
 
     def _is_silence(self, result: DecodingResult) -> bool:
         # transcribe()'s rule: skip a window the model thinks is not speech, unless it is
@@ -521,18 +536,17 @@ class BatchTranscriber:
             {
                 "id": index,
                 "seek": 0,
-                "start": round(start, 3),
-                "end": round(end, 3),
-                "text": tokenizer.decode(tokens),
-                "tokens": tokens,
+                "start": round(timed.start, 3),
+                "end": round(timed.end, 3),
+                "text": tokenizer.decode(timed.tokens),
+                "tokens": timed.tokens,
                 "temperature": decoded.temperature,
                 "avg_logprob": decoded.avg_logprob,
                 "compression_ratio": decoded.compression_ratio,
                 "no_speech_prob": decoded.no_speech_prob,
+                "complete": timed.complete,
             }
-            for index, (start, end, tokens) in enumerate(
-                split_segments(decoded.tokens, tokenizer, duration)
-            )
+            for index, timed in enumerate(split_segments(decoded.tokens, tokenizer, duration))
         ]
         if request.word_timestamps:
             add_word_timestamps(
