@@ -90,6 +90,8 @@ async def accuracy(stack: Stack, conditions: tuple[Condition, ...], threads: int
         uploads = [await service.upload(stack, item) for _ in range(FILE_RUNS)]
         after = await stack.batch_counts()
         text, wall = await asyncio.to_thread(peers.timed, reference_engine, audio)
+        log(f"accuracy {condition.name}: uploads {uploads[0][1]:.1f} / {uploads[1][1]:.1f} s, "
+            f"transcribe() {wall:.1f} s")
         stream = (
             await replay.replay(audio, stream_model, STREAM_BEAT_S) if condition.stream else None
         )

@@ -101,6 +101,9 @@ class Window:
             ),
         )
 
+    def span_in_file_time(self) -> tuple[float, float]:
+        return self.start / SAMPLE_RATE, self.end / SAMPLE_RATE
+
     def speech_in_file_time(self) -> list[tuple[float, float]]:
         return [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in self.speech]
 
@@ -300,12 +303,19 @@ def window_problems(
     """What is wrong with a window's segments (file time), in words for the log; [] if none."""
     problems: list[str] = []
     speech = window.speech_in_file_time()
-    speech_seconds = sum(b - a for a, b in speech)
     words = _words(" ".join(segment.text for segment in segments))
-    if speech_seconds >= CHECKED_SPEECH_SECONDS and (
-        len(words) < MIN_WORDS_PER_SPEECH_SECOND * speech_seconds
-    ):
-        problems.append(f"{len(words)} words for {speech_seconds:.1f} s of speech")
+    # the whole window, then each segment ("C" for 10 s of speech holding four sentences)
+    spans = [(words, *window.span_in_file_time())]
+    if len(segments) > 1:
+        spans += [(_words(segment.text), segment.start, segment.end) for segment in segments]
+    for text, start, end in spans:
+        speech_seconds = _covered(speech, start, end)
+        if speech_seconds >= CHECKED_SPEECH_SECONDS and (
+            len(text) < MIN_WORDS_PER_SPEECH_SECOND * speech_seconds
+        ):
+            problems.append(
+                f"{len(text)} words for {speech_seconds:.1f} s of speech at {start:.1f}-{end:.1f} s"
+            )
     heard = [
         (segment.start - SEGMENT_SLACK_SECONDS, segment.end + SEGMENT_SLACK_SECONDS)
         for segment in segments

@@ -117,7 +117,13 @@ def test_a_window_whose_text_covers_its_speech_passes() -> None:
 
 def test_too_few_words_for_the_speech_fail() -> None:
     one_segment = [segment(0, 20, " The conference on two fades in.")]
-    assert "6 words for 17.0 s of speech" in window_problems(one_segment, SPEECH, None)
+    assert "6 words for 17.0 s of speech at 0.0-20.0 s" in window_problems(one_segment, SPEECH, None)
+
+
+def test_one_segment_with_too_few_words_for_its_speech_fails() -> None:
+    """Enough words in the window, but one segment wrote "C" for 8 s of speech."""
+    segments = [segment(0, 9, " " + "word " * 30), segment(9, 18, " C"), segment(18, 19, " end")]
+    assert window_problems(segments, SPEECH, None) == ["1 words for 8.0 s of speech at 9.0-18.0 s"]
 
 
 def test_speech_no_segment_covers_fails() -> None:
@@ -127,7 +133,8 @@ def test_speech_no_segment_covers_fails() -> None:
 
 def test_a_sentence_written_twice_fails() -> None:
     text = " The boy was there when the sun rose. A rod is used to catch pink salmon."
-    segments = [segment(1, 9, text), segment(10, 19, " The boy was there when the sun rose.")]
+    again = " The boy was there when the sun rose. Then he ate his bread at the long table."
+    segments = [segment(1, 9, text), segment(10, 19, again)]
     assert window_problems(segments, SPEECH, None) == ["a sentence written twice"]
 
 
