@@ -15,7 +15,7 @@ EXPORT_FROM ?= auto
 MANIFEST := model_repository/whisper/1/weights/$(WEIGHTS).json
 STAMP := $(VENV)/.installed
 
-.PHONY: install export browser deploy-tools triton run test unit bench soak clean
+.PHONY: install export browser deploy-tools speech-tools triton run test unit bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ deploy-tools:
 	elif [ "$$(id -u)" = 0 ]; then .ci/install-deploy-tools; \
 	else echo "note: docker-compose or kubectl missing and not root: tests/deploy will be skipped"; fi
 
+# Debian's espeak-ng reads the benchmark's accuracy composites (benchmarks/speech.py); root only.
+speech-tools:
+	@if command -v espeak-ng >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends espeak-ng; \
+	else echo "note: espeak-ng missing and not root: the accuracy benchmark cannot build its audio"; fi
+
 test: export browser deploy-tools
 	$(BIN)/python -m pytest -ra
 
@@ -59,8 +65,7 @@ unit: install
 
 # The voice detectors under noise (half a minute), then the service against openai-whisper and
 # faster-whisper on this machine (benchmarks/README.md); e.g. make bench BENCH_ARGS=--quick.
-# The accuracy composites need espeak-ng (apt-get install espeak-ng).
-bench: export
+bench: export speech-tools
 	$(BIN)/python -m benchmarks.vad --output benchmarks/results/tmp
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 

@@ -82,13 +82,19 @@ async def file_mode(stack: Stack, items: list[tuple[Item, int]], threads: int) -
     for item, repeat in items:
         audio = item.audio
         runs: dict[str, list[tuple[str, float]]] = {SERVICE: [], **{e.name: [] for e in engines}}
+        counts = [0, 0]  # Triton's inferences and executions for the service's uploads
         for rep in range(repeat):  # interleaved: drift on a noisy machine hits every engine alike
+            before = await stack.batch_counts()
             runs[SERVICE].append(await service.upload(stack, item))
+            after = await stack.batch_counts()
+            counts = [counts[0] + after[0] - before[0], counts[1] + after[1] - before[1]]
             for engine in engines:
                 runs[engine.name].append(peers.timed(engine, audio))
             log(f"{item.name} run {rep + 1}/{repeat}: "
                 + ", ".join(f"{name} {r[-1][1]:.2f} s" for name, r in runs.items()))
-        results += file_mode_rows(item, runs)
+        rows = file_mode_rows(item, runs)
+        rows[0] |= {"inferences": counts[0] / repeat, "executions": counts[1] / repeat}
+        results += rows
     return results
 
 
@@ -253,6 +259,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         built = composite.build(TMP_DIR / "composite.wav")
         items.append((built.item, args.composite_repeat))
         log(f"composite: {built.duration:.1f} s, {built.speech_seconds:.1f} s of clips")
+        # speech as meetings and calls have it, and speech without long pauses
+        for plan in ("conversation", "continuous-0.5"):
+            items.append((accuracy.item_of(accuracy.Condition(plan, plan)), args.composite_repeat))
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "command": report.command_line(),
     }

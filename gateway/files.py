@@ -19,7 +19,7 @@ import numpy as np
 
 from gateway.asr import TranscribeOptions
 from gateway.audio import SAMPLE_RATE
-from gateway.transcript import Segment, Transcript
+from gateway.transcript import MIN_AVG_LOGPROB, Segment, Transcript
 from gateway.triton_backend import PRIORITY_FILE, AsrBackend
 from gateway.vad import VadConfig, speech_probabilities, speech_regions
 from gateway.windows import (
@@ -92,7 +92,7 @@ async def read_window(
             )
             return WindowRead(finished + again.segments, result.language)
     problems = window_problems(segments, window, options.prompt)
-    halves = split_window(window, scores) if problems else None
+    halves = split_window(window, scores) if problems and not _unsure(segments) else None
     if halves is None:
         if problems:
             logger.info("window %s kept as it is: %s", _span(window), "; ".join(problems))
@@ -108,6 +108,13 @@ async def read_window(
         tuple(segment for read in reads for segment in read.segments),
         result.language,
     )
+
+
+def _unsure(segments: tuple[Segment, ...]) -> bool:
+    """Whether the model itself says it could not make out the words (every segment below
+    Whisper's log-probability threshold after the whole fallback): halves fare no better,
+    and in babble every window would be read again down to 4 s (3x the model time)."""
+    return bool(segments) and all(segment.avg_logprob < MIN_AVG_LOGPROB for segment in segments)
 
 
 def _span(window: Window) -> str:

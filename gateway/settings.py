@@ -43,7 +43,7 @@ class Settings:
     max_uploads_running: int = 4  # transcribed at once; each holds file_windows_in_flight
     max_uploads_waiting: int = 16  # beyond this many waiting, 503 with Retry-After
 
-    # File mode: windows of at most 30 s (Whisper's input), sliding inside each chunk of speech
+    # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 2 s
     window_seconds: float = 30.0
     file_windows_in_flight: int = 4  # per file: bounded so one file cannot flood Triton
 

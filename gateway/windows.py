@@ -15,7 +15,8 @@ trusted (pure: no I/O, no Triton).
    the model's temperature fallback. A window that fails is read again in two halves, cut at
    its longest pause, down to `MIN_REREAD_SECONDS`. A decode that stopped inside its last
    segment (no closing timestamp) has the rest of its window read again from that
-   segment's start, as `transcribe()` seeks there. Text that is only unlikely (Whisper's
+   segment's start, as `transcribe()` seeks there (`gateway.files` does not split a window the
+   model could not make out at all: see `_unsure` there). Text that is only unlikely (Whisper's
    log-probability check) is not read again: the model has already retried it at every
    temperature, and in noise halves fare no better (measured on the conversation composite
    under steady noise at 5 and 0 dB: the same WER within 3 points, at 1.5-1.7 times the
