@@ -6,6 +6,7 @@ them) and a whole file (times from the file's start, after merging windows).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -47,13 +48,20 @@ class Segment:
         retries such windows at a higher temperature, but not live streams' steps."""
         return self.compression_ratio > MAX_COMPRESSION_RATIO or self.avg_logprob < MIN_AVG_LOGPROB
 
-    def shifted(self, seconds: float) -> Segment:
+    def retimed(self, time: Callable[[float], float]) -> Segment:
+        """The segment with its times and its words' times mapped by `time` (to the ms)."""
         return replace(
             self,
-            start=round(self.start + seconds, 3),
-            end=round(self.end + seconds, 3),
-            words=tuple(word.shifted(seconds) for word in self.words),
+            start=round(time(self.start), 3),
+            end=round(time(self.end), 3),
+            words=tuple(
+                replace(word, start=round(time(word.start), 3), end=round(time(word.end), 3))
+                for word in self.words
+            ),
         )
+
+    def shifted(self, seconds: float) -> Segment:
+        return self.retimed(lambda time: time + seconds)
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> Segment:

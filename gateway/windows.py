@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -87,20 +87,12 @@ class Window:
         sample, offset = seconds * SAMPLE_RATE, 0
         for start, end in self.pieces:
             if sample <= offset + end - start:
-                return round((start + max(sample - offset, 0)) / SAMPLE_RATE, 3)
+                return (start + max(sample - offset, 0)) / SAMPLE_RATE
             offset += end - start
-        return round(self.end / SAMPLE_RATE, 3)
+        return self.end / SAMPLE_RATE
 
     def to_file(self, segment: Segment) -> Segment:
-        return replace(
-            segment,
-            start=self.file_time(segment.start),
-            end=self.file_time(segment.end),
-            words=tuple(
-                replace(word, start=self.file_time(word.start), end=self.file_time(word.end))
-                for word in segment.words
-            ),
-        )
+        return segment.retimed(self.file_time)
 
     def span_in_file_time(self) -> tuple[float, float]:
         return self.start / SAMPLE_RATE, self.end / SAMPLE_RATE

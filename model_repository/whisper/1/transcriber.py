@@ -427,8 +427,8 @@ class BatchTranscriber:
             decoded: list[DecodingResult | None] = [None] * len(requests)
             for key, indices in groups.items():
                 group = [features[index] for index in indices]
-                seeds = [audio_seed(requests[index].audio) for index in indices]
-                for index, result in zip(indices, self._decode_with_fallback(group, seeds, key)):
+                audios = [requests[index].audio for index in indices]
+                for index, result in zip(indices, self._decode_with_fallback(group, audios, key)):
                     decoded[index] = result
         return [
             self._result(request, mel, result)
@@ -486,8 +486,10 @@ class BatchTranscriber:
         return result.compression_ratio > limits.compression_ratio or result.avg_logprob < limits.logprob
 
     def _decode_with_fallback(
-        self, group: Sequence[torch.Tensor], seeds: Sequence[int], key: _DecodeKey
+        self, group: Sequence[torch.Tensor], audios: Sequence[np.ndarray], key: _DecodeKey
     ) -> list[DecodingResult]:
+        """Each row decoded at the key's temperature, then at the next ones while it fails the
+        checks; sampling seeded by the row's audio (hashed only once a sample is drawn)."""
         options = DecodingOptions(
             task=key.task, language=key.language, prompt=key.prompt, fp16=self.fp16
         )
@@ -498,7 +500,9 @@ class BatchTranscriber:
         temperatures = self._temperatures(key.temperature) if key.fallback else [key.temperature]
         for temperature in temperatures:
             task = _EncodedDecodingTask(
-                self.model, replace(options, temperature=temperature), [seeds[i] for i in pending]
+                self.model,
+                replace(options, temperature=temperature),
+                [audio_seed(audios[i]) for i in pending] if temperature > 0 else [],
             )
             with cross_attention_limited_to(self.model, [lengths[i] for i in pending]):
                 decoded = task.run(features[pending])
