@@ -14,9 +14,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
 from checkpoint import load_model
+from decoder import WhisperDecoder
 from transcriber import (
     BatchTranscriber,
-    _EncodedDecodingTask,
     DecodeThresholds,
     TranscriptionRequest,
     encoder_frames,
@@ -65,14 +65,14 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
     """Nothing passes the strict checks: the file window is decoded at every temperature and
     the likeliest decode is kept; the low-latency request is decoded once."""
     runs: list[tuple[float, list[float]]] = []  # (temperature, avg_logprob of each row)
-    run = _EncodedDecodingTask.run
+    decode = WhisperDecoder.decode
 
-    def counted(task, features):
-        results = run(task, features)
-        runs.append((task.options.temperature, [r.avg_logprob for r in results]))
+    def counted(decoder, features, lengths, prompt, seeds=()):
+        results = decode(decoder, features, lengths, prompt, seeds)
+        runs.append((prompt.temperature, [r.avg_logprob for r in results]))
         return results
 
-    monkeypatch.setattr(_EncodedDecodingTask, "run", counted)
+    monkeypatch.setattr(WhisperDecoder, "decode", counted)
     clip = clips["jfk.flac"]
     file_window, low_latency = strict_transcriber.transcribe([
         TranscriptionRequest(clip.audio, language="en"),

@@ -19,7 +19,9 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from transcriber import (  # noqa: E402  (needs the path above inside Triton's stub)
+from checkpoint import load_model, resolve_device
+from heap import HeapTrimmer
+from transcriber import (
     BatchTranscriber,
     InvalidRequest,
     TranscriptionRequest,
@@ -27,8 +29,6 @@ from transcriber import (  # noqa: E402  (needs the path above inside Triton's s
     cpu_computes_bfloat16,
     make_request,
 )
-from checkpoint import load_model, resolve_device  # noqa: E402
-from heap import HeapTrimmer  # noqa: E402
 
 logger = logging.getLogger("whisper.model")
 
@@ -103,6 +103,7 @@ class TritonPythonModel:
             low_latency_short_context=_switch(
                 parameters, "low_latency_short_context", auto=loaded.model.device.type == "cpu"
             ),
+            cuda_graphs=_switch(parameters, "cuda_graphs", auto=True),
         )
         self.heap = HeapTrimmer()
         self.transcriber.warm_up()

@@ -5,8 +5,9 @@ directly. One call decodes every request of a Triton batch together:
 
 1. log-Mel spectrograms of all requests are stacked and the encoder runs once on the batch;
 2. requests are grouped by what their decoder prompt must be (language, task, prompt,
-   temperature) and each group runs one batched greedy decode (features of different lengths
-   padded, each row's cross-attention limited to its own);
+   temperature) and each group runs one batched decode (`decoder.WhisperDecoder`: features of
+   different lengths padded, each row's cross-attention limited to its own; a preallocated
+   key/value cache, finished rows dropped, CUDA graphs on a GPU);
 3. a request whose result looks like a failure (too repetitive, too unlikely) is decoded again
    at the next temperature, together with the other failures of its group, as openai-whisper's
    `transcribe()` does per window (but when every temperature fails, the likeliest decode is
@@ -33,17 +34,16 @@ from __future__ import annotations
 import math
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from functools import partial
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import whisper
+from decoder import DecodePrompt, WhisperDecoder
 from whisper.audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
-from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder
+from whisper.decoding import DecodingResult
 from whisper.model import AudioEncoder, Whisper
 from whisper.timing import add_word_timestamps, dtw
 from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE, Tokenizer, get_tokenizer
@@ -210,83 +210,6 @@ def pad_positions(features: torch.Tensor, positions: int) -> torch.Tensor:
     return torch.nn.functional.pad(features, (0, 0, 0, positions - features.shape[0]))
 
 
-@contextmanager
-def cross_attention_limited_to(model: Whisper, lengths: Sequence[int]) -> Iterator[None]:
-    """While inside, row i of a decode attends to its first `lengths[i]` audio positions only
-    (the rest is padding): requests of several context lengths share one decode loop. A
-    no-op when all lengths are equal. openai-whisper's attention takes no such mask, so each
-    cross-attention module's `qkv_attention` is shadowed for the duration."""
-    if len(set(lengths)) <= 1:
-        yield
-        return
-    device = next(model.parameters()).device
-    positions = torch.arange(max(lengths), device=device)
-    visible = positions[None, :] < torch.tensor(lengths, device=device)[:, None]
-    visible = visible[:, None, None, :]  # batch, heads, tokens, audio positions
-    modules = [block.cross_attn for block in model.decoder.blocks]
-    for module in modules:
-        module.qkv_attention = partial(_masked_attention, module.n_head, visible)
-    try:
-        yield
-    finally:
-        for module in modules:
-            del module.qkv_attention
-
-
-def _masked_attention(
-    heads: int,
-    visible: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, None]:
-    """`MultiHeadAttention.qkv_attention` for cross-attention, with `visible` as key mask."""
-    q, k, v = (t.view(*t.shape[:2], heads, -1).permute(0, 2, 1, 3) for t in (q, k, v))
-    attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=visible)
-    return attended.permute(0, 2, 1, 3).flatten(start_dim=2), None
-
-
-class _SeededSampling(GreedyDecoder):
-    """Greedy decoding that samples at a temperature above 0 from a generator of each row's
-    own, seeded by its audio: a window retried at a higher temperature gets the same text on
-    every run and in every batch (openai-whisper samples from torch's global generator)."""
-
-    def __init__(self, temperature: float, eot: int, seeds: Sequence[int]) -> None:
-        super().__init__(temperature, eot)
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-
-    def update(
-        self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor
-    ) -> tuple[torch.Tensor, bool]:
-        logprobs = torch.nn.functional.log_softmax(logits.float(), dim=-1)
-        # Gumbel-max: argmax of logits / T plus Gumbel noise is a sample of softmax(logits / T)
-        noise = torch.stack([
-            torch.rand(logits.shape[-1], generator=generator) for generator in self.generators
-        ]).to(logits.device)
-        gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
-        next_tokens = (logits.float() / self.temperature + gumbel).argmax(dim=-1)
-        running = tokens[:, -1] != self.eot
-        sum_logprobs += logprobs[torch.arange(len(next_tokens)), next_tokens] * running
-        next_tokens[~running] = self.eot
-        tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
-        return tokens, bool((tokens[:, -1] == self.eot).all())
-
-
-class _EncodedDecodingTask(DecodingTask):
-    """openai-whisper's decoding over audio features encoded here: its `DecodingTask` takes
-    only the features of a full 30 s window and would run the encoder again on others.
-    Sampling (temperature above 0) is seeded per row (`_SeededSampling`)."""
-
-    def __init__(self, model: Whisper, options: DecodingOptions, seeds: Sequence[int]) -> None:
-        super().__init__(model, options)
-        if options.temperature > 0:
-            self.decoder = _SeededSampling(options.temperature, self.tokenizer.eot, seeds)
-
-    def _get_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
-        return mel
-
-
 def audio_seed(audio: np.ndarray) -> int:
     """A seed for sampling that depends only on the audio."""
     return zlib.crc32(np.ascontiguousarray(audio).view(np.uint8))
@@ -357,9 +280,11 @@ class BatchTranscriber:
         max_encoder_batch: int = 16,
         low_latency_bfloat16: bool = False,
         low_latency_short_context: bool = True,
+        cuda_graphs: bool = True,
     ) -> None:
         self.model = model
         self.fp16 = fp16
+        self.decoder = WhisperDecoder(model, cuda_graphs=cuda_graphs)
         # On a CPU the encoder's arithmetic dominates and a shorter context pays; on a GPU the
         # decoder's per-token Python loop does (measured on an H200 while each context length
         # was a decode loop of its own: 16 streams on a 1 s beat, p95 2.9 s with full windows,
@@ -476,7 +401,7 @@ class BatchTranscriber:
 
     def _temperatures(self, first: float) -> list[float]:
         step = self.thresholds.temperature_step
-        count = int(round((1.0 - first) / step)) + 1 if first < 1.0 else 1
+        count = round((1.0 - first) / step) + 1 if first < 1.0 else 1
         return [round(first + i * step, 6) for i in range(max(count, 1))]
 
     def _needs_fallback(self, result: DecodingResult) -> bool:
@@ -490,22 +415,22 @@ class BatchTranscriber:
     ) -> list[DecodingResult]:
         """Each row decoded at the key's temperature, then at the next ones while it fails the
         checks; sampling seeded by the row's audio (hashed only once a sample is drawn)."""
-        options = DecodingOptions(
-            task=key.task, language=key.language, prompt=key.prompt, fp16=self.fp16
-        )
+        tokenizer = self.tokenizer(key.language, key.task)
         lengths = [row.shape[0] for row in group]
         features = torch.stack([pad_positions(row, max(lengths)) for row in group])
         tried: list[list[DecodingResult]] = [[] for _ in group]
         pending = list(range(len(features)))
         temperatures = self._temperatures(key.temperature) if key.fallback else [key.temperature]
         for temperature in temperatures:
-            task = _EncodedDecodingTask(
-                self.model,
-                replace(options, temperature=temperature),
+            prompt = DecodePrompt.of(
+                tokenizer, key.language, self.model.dims.n_text_ctx, key.prompt, temperature
+            )
+            decoded = self.decoder.decode(
+                features[pending],
+                [lengths[i] for i in pending],
+                prompt,
                 [audio_seed(audios[i]) for i in pending] if temperature > 0 else [],
             )
-            with cross_attention_limited_to(self.model, [lengths[i] for i in pending]):
-                decoded = task.run(features[pending])
             for index, result in zip(pending, decoded):
                 tried[index].append(result)
             pending = [index for index in pending if self._needs_fallback(tried[index][-1])]

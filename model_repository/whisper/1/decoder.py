@@ -1,0 +1,467 @@
+"""Whisper's token-by-token decode of a batch, without per-token Python overhead.
+
+openai-whisper's `DecodingTask` spends most of a decode outside arithmetic: its key/value
+cache grows by `torch.cat` through forward hooks at every token, every row is stepped until
+the last one finishes, and the timestamp rules run row by row in Python (`.tolist()` of each
+row's tokens at every step). This decoder produces the same tokens by the same rules and
+arithmetic (up to float rounding) with:
+
+- a key/value cache allocated once per batch: each step writes its keys and values in place
+  at its position; cross-attention keys and values are computed once from the audio;
+- finished rows dropped from the batch (caches compacted), so a step costs only the rows
+  still decoding;
+- the suppression and timestamp rules as a handful of tensor operations over the batch;
+- on CUDA, the one-token step captured as a CUDA graph per batch-size bucket, so a token
+  costs one launch. A graphed step attends over the whole text context with a mask (static
+  shapes); the same static step runs eagerly where graphs are off, which is how it is tested
+  on a CPU.
+
+Rows of different audio lengths share a batch: each row's cross-attention sees only its own
+audio positions, so a row decodes as it would alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from whisper.audio import CHUNK_LENGTH
+from whisper.decoding import DecodingResult
+from whisper.model import Whisper
+from whisper.tokenizer import Tokenizer
+from whisper.utils import compression_ratio
+
+LOGGER = logging.getLogger(__name__)
+# openai-whisper's DecodingOptions defaults, which transcribe() uses
+MAX_INITIAL_TIMESTAMP_SECONDS = 1.0
+GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class DecodePrompt:
+    """What a group of rows decodes with: its tokenizer, the tokens it starts from (previous
+    text, start-of-transcript sequence) and the sampling temperature (0: greedy)."""
+
+    tokenizer: Tokenizer
+    language: str
+    initial_tokens: tuple[int, ...]
+    temperature: float = 0.0
+
+    @classmethod
+    def of(cls, tokenizer: Tokenizer, language: str, text_ctx: int, prompt: str | None,
+           temperature: float) -> DecodePrompt:
+        """As `DecodingTask` builds it: previous-text tokens (at most half the context) ahead
+        of the start-of-transcript sequence."""
+        tokens = list(tokenizer.sot_sequence)
+        if prompt:
+            previous = tokenizer.encode(" " + prompt.strip())
+            tokens = [tokenizer.sot_prev, *previous[-(text_ctx // 2 - 1) :], *tokens]
+        return cls(tokenizer, language, tuple(tokens), temperature)
+
+    @property
+    def sot_index(self) -> int:
+        return self.initial_tokens.index(self.tokenizer.sot)
+
+
+class _TokenRules:
+    """openai-whisper's logit filters (`SuppressBlank`, `SuppressTokens` with its default
+    non-speech set, `ApplyTimestampRules`) applied to a whole batch at once."""
+
+    def __init__(self, tokenizer: Tokenizer, vocab: int, audio_ctx: int, device: torch.device) -> None:
+        self.eot = tokenizer.eot
+        self.timestamp_begin = tokenizer.timestamp_begin
+        suppressed = [
+            *tokenizer.non_speech_tokens,
+            tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm,
+        ]
+        if tokenizer.no_speech is not None:
+            suppressed.append(tokenizer.no_speech)  # its probability is read separately
+        if tokenizer.no_timestamps is not None:
+            suppressed.append(tokenizer.no_timestamps)
+        always = torch.zeros(vocab, dtype=torch.bool)
+        always[suppressed] = True
+        # the first token: a timestamp no later than 1 s, not a blank, not the end
+        first = always.clone()
+        first[[*tokenizer.encode(" "), tokenizer.eot]] = True
+        first[: self.timestamp_begin] = True
+        precision = CHUNK_LENGTH / audio_ctx
+        first[self.timestamp_begin + round(MAX_INITIAL_TIMESTAMP_SECONDS / precision) + 1 :] = True
+        self.always, self.first = always.to(device), first.to(device)
+        self.vocabulary = torch.arange(vocab, device=device)
+
+    def apply(self, logits: torch.Tensor, state: _RowState) -> None:
+        """Set the logits of the tokens each row may not take next to -inf (in place)."""
+        if state.sampled == 0:
+            logits.masked_fill_(self.first, -np.inf)
+        else:
+            index = self.vocabulary
+            is_timestamp = index >= self.timestamp_begin
+            # timestamps come in pairs: after a pair (or a lone first one) text must follow;
+            # after text and one timestamp, another timestamp (or the end)
+            text_next = state.last_is_timestamp & state.before_last_is_timestamp
+            timestamp_next = state.last_is_timestamp & ~state.before_last_is_timestamp
+            # timestamps never go back; one closing a segment may repeat its start (not 0 s long)
+            floor = torch.where(timestamp_next, state.last_timestamp, state.last_timestamp + 1)
+            forbidden = (
+                self.always
+                | (text_next[:, None] & is_timestamp)
+                | (timestamp_next[:, None] & (index < self.eot))
+                | (is_timestamp & (index < floor[:, None]))
+            )
+            logits.masked_fill_(forbidden, -np.inf)
+        # a timestamp when all timestamps together are likelier than any one text token
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        timestamp_logprob = logprobs[:, self.timestamp_begin :].logsumexp(dim=-1)
+        best_text_logprob = logprobs[:, : self.timestamp_begin].max(dim=-1).values
+        logits[:, : self.timestamp_begin].masked_fill_(
+            (timestamp_logprob > best_text_logprob)[:, None], -np.inf
+        )
+
+
+@dataclass
+class _RowState:
+    """Per row, what the timestamp rules need of the tokens sampled so far."""
+
+    last_is_timestamp: torch.Tensor  # bool
+    before_last_is_timestamp: torch.Tensor  # bool; True while fewer than 2 tokens were sampled
+    last_timestamp: torch.Tensor  # long; -1 before the first
+    sampled: int = 0
+
+    @classmethod
+    def start(cls, rows: int, device: torch.device) -> _RowState:
+        return cls(
+            torch.zeros(rows, dtype=torch.bool, device=device),
+            torch.ones(rows, dtype=torch.bool, device=device),
+            torch.full((rows,), -1, dtype=torch.long, device=device),
+        )
+
+    def advance(self, tokens: torch.Tensor, timestamp_begin: int) -> None:
+        is_timestamp = tokens >= timestamp_begin
+        self.before_last_is_timestamp = self.last_is_timestamp if self.sampled else torch.ones_like(is_timestamp)
+        self.last_is_timestamp = is_timestamp
+        self.last_timestamp = torch.where(is_timestamp, tokens, self.last_timestamp)
+        self.sampled += 1
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.last_is_timestamp = self.last_is_timestamp[rows]
+        self.before_last_is_timestamp = self.before_last_is_timestamp[rows]
+        self.last_timestamp = self.last_timestamp[rows]
+
+
+class _KeyValueCache:
+    """Keys and values of every decoder layer for a batch, head-major (layer × row × head ×
+    position × head width, so attention reads each row's positions contiguously):
+    self-attention over text positions, written step by step, and cross-attention over audio
+    positions, written once.
+
+    Row i of the batch lives in row i of these tensors; when rows finish, the rows still
+    decoding move to the front, in place (CUDA graphs hold these tensors' addresses)."""
+
+    def __init__(self, layers: int, rows: int, heads: int, text_ctx: int, audio_ctx: int, width: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        self.rows = rows
+        head_width = width // heads
+        self.self_keys = torch.zeros(layers, rows, heads, text_ctx, head_width, dtype=dtype, device=device)
+        self.self_values = torch.zeros_like(self.self_keys)
+        self.cross_keys = torch.zeros(layers, rows, heads, audio_ctx, head_width, dtype=dtype, device=device)
+        self.cross_values = torch.zeros_like(self.cross_keys)
+
+    @property
+    def audio_ctx(self) -> int:
+        return self.cross_keys.shape[3]
+
+    def fits(self, rows: int, audio_ctx: int, dtype: torch.dtype) -> bool:
+        return rows <= self.rows and audio_ctx <= self.audio_ctx and dtype == self.self_keys.dtype
+
+    def keep(self, rows: torch.Tensor, text_length: int) -> None:
+        """Move `rows` (ascending) to the front; the text cache only up to `text_length`."""
+        count = rows.numel()
+        for tensor in (self.self_keys, self.self_values):
+            tensor[:, :count, :, :text_length] = tensor[:, rows, :, :text_length]
+        for tensor in (self.cross_keys, self.cross_values):
+            tensor[:, :count] = tensor[:, rows]
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(batch, positions, width) as (batch, heads, positions, head width)."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+            mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+    """Multi-head attention of queries (batch, positions, width) over head-major keys and
+    values, as openai-whisper's SDPA path computes it."""
+    attended = F.scaled_dot_product_attention(
+        _heads(q, keys.shape[1]), keys, values, attn_mask=mask, is_causal=causal
+    )
+    return attended.transpose(1, 2).flatten(start_dim=2)
+
+
+class WhisperDecoder:
+    """Decodes batches of encoded audio with one Whisper model's text decoder.
+
+    `cuda_graphs` (CUDA only) captures the one-token step per batch-size bucket. `static`
+    runs that same masked, fixed-shape step eagerly (what graphs replay); off, a step attends
+    only to the positions written so far (fastest without graphs, the CPU default)."""
+
+    def __init__(self, model: Whisper, *, cuda_graphs: bool = False, static: bool | None = None) -> None:
+        self.model = model
+        decoder = model.decoder
+        self.blocks = list(decoder.blocks)
+        self.heads = self.blocks[0].attn.n_head
+        self.width = model.dims.n_text_state
+        self.text_ctx = model.dims.n_text_ctx
+        self.audio_ctx = model.dims.n_audio_ctx
+        self.vocab = model.dims.n_vocab
+        self.device = next(model.parameters()).device
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self.static = self.cuda_graphs if static is None else static or self.cuda_graphs
+        # self-attention's three projections as one matrix product (key has no bias)
+        self._qkv = [
+            (
+                torch.cat([b.attn.query.weight, b.attn.key.weight, b.attn.value.weight]),
+                torch.cat([b.attn.query.bias, torch.zeros_like(b.attn.query.bias), b.attn.value.bias]),
+            )
+            for b in self.blocks
+        ]
+        self._rules: dict[int, _TokenRules] = {}
+        self._cache: _KeyValueCache | None = None
+        self._graphs: _GraphedSteps | None = None
+
+    # -- the decoder's arithmetic ------------------------------------------------------------
+
+    def _write_cross_cache(self, cache: _KeyValueCache, features: torch.Tensor) -> None:
+        rows, positions = features.shape[:2]
+        for layer, block in enumerate(self.blocks):
+            keys, values = block.cross_attn.key(features), block.cross_attn.value(features)
+            cache.cross_keys[layer, :rows, :, :positions] = _heads(keys, self.heads)
+            cache.cross_values[layer, :rows, :, :positions] = _heads(values, self.heads)
+
+    def _layers(self, x: torch.Tensor, cache: _KeyValueCache, self_attention, cross_mask: torch.Tensor | None,
+                audio_positions: int) -> torch.Tensor:
+        rows = x.shape[0]
+        for layer, block in enumerate(self.blocks):
+            weight, bias = self._qkv[layer]
+            q, k, v = F.linear(block.attn_ln(x), weight.to(x.dtype), bias.to(x.dtype)).split(self.width, dim=-1)
+            x = x + block.attn.out(self_attention(layer, q, k, v))
+            q = block.cross_attn.query(block.cross_attn_ln(x))
+            keys = cache.cross_keys[layer, :rows, :, :audio_positions]
+            values = cache.cross_values[layer, :rows, :, :audio_positions]
+            x = x + block.cross_attn.out(_attend(q, keys, values, cross_mask))
+            x = x + block.mlp(block.mlp_ln(x))
+        return x
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        embedding = self.model.decoder.token_embedding.weight
+        return (self.model.decoder.ln(x) @ embedding.to(x.dtype).T).float()
+
+    def _forward(self, tokens: torch.Tensor, position: int, cache: _KeyValueCache,
+                 cross_mask: torch.Tensor | None, audio_positions: int) -> torch.Tensor:
+        """Hidden states of `tokens` (batch × count) at text positions from `position`,
+        attending to the positions written so far; writes their keys and values."""
+        rows, count = tokens.shape
+        end = position + count
+        decoder = self.model.decoder
+        x = decoder.token_embedding(tokens) + decoder.positional_embedding[position:end]
+        x = x.to(cache.self_keys.dtype)
+
+        def self_attention(layer: int, q, k, v) -> torch.Tensor:
+            cache.self_keys[layer, :rows, :, position:end] = _heads(k, self.heads)
+            cache.self_values[layer, :rows, :, position:end] = _heads(v, self.heads)
+            keys = cache.self_keys[layer, :rows, :, :end]
+            values = cache.self_values[layer, :rows, :, :end]
+            return _attend(q, keys, values, causal=count > 1)
+
+        return self._layers(x, cache, self_attention, cross_mask, audio_positions)
+
+    def _static_step(self, tokens: torch.Tensor, position: torch.Tensor, cache: _KeyValueCache,
+                     cross_mask: torch.Tensor) -> torch.Tensor:
+        """Logits after one token per row at text position `position` (a 1-element tensor),
+        with fixed shapes: every text position is attended, those not yet written masked."""
+        rows = tokens.shape[0]
+        decoder = self.model.decoder
+        x = decoder.token_embedding(tokens) + decoder.positional_embedding.index_select(0, position)
+        x = x.to(cache.self_keys.dtype)
+        written = (torch.arange(self.text_ctx, device=position.device) <= position)[None, None, None, :]
+
+        def self_attention(layer: int, q, k, v) -> torch.Tensor:
+            cache.self_keys[layer, :rows].index_copy_(2, position, _heads(k, self.heads))
+            cache.self_values[layer, :rows].index_copy_(2, position, _heads(v, self.heads))
+            keys, values = cache.self_keys[layer, :rows], cache.self_values[layer, :rows]
+            return _attend(q, keys, values, written)
+
+        hidden = self._layers(x, cache, self_attention, cross_mask, cache.audio_ctx)
+        return self._logits(hidden[:, -1])
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _rules_for(self, tokenizer: Tokenizer) -> _TokenRules:
+        key = id(tokenizer)
+        if key not in self._rules:
+            self._rules[key] = _TokenRules(tokenizer, self.vocab, self.audio_ctx, self.device)
+        return self._rules[key]
+
+    def _cache_for(self, rows: int, audio_positions: int, dtype: torch.dtype) -> _KeyValueCache:
+        """A cache for the batch: kept between calls where graphs hold its addresses (grown
+        to the next bucket when too small), else one of the batch's own size."""
+        if not self.static:
+            return _KeyValueCache(len(self.blocks), rows, self.heads, self.text_ctx, audio_positions,
+                                  self.width, dtype, self.device)
+        if self._cache is None or not self._cache.fits(rows, self.audio_ctx, dtype):
+            capacity = next((b for b in GRAPH_BUCKETS if b >= rows), rows)
+            self._cache = _KeyValueCache(len(self.blocks), capacity, self.heads, self.text_ctx,
+                                         self.audio_ctx, self.width, dtype, self.device)
+            self._graphs = _GraphedSteps(self, self._cache) if self.cuda_graphs else None
+        return self._cache
+
+    def decode(self, features: torch.Tensor, lengths: Sequence[int], prompt: DecodePrompt,
+               seeds: Sequence[int] = ()) -> list[DecodingResult]:
+        """Decode each row of `features` (batch × audio positions × width; row i's first
+        `lengths[i]` positions are its audio, the rest padding). `seeds`: one per row when
+        sampling (temperature above 0), so a row's sample depends only on its own seed."""
+        tokenizer, rules = prompt.tokenizer, self._rules_for(prompt.tokenizer)
+        rows, audio_positions = features.shape[:2]
+        cache = self._cache_for(rows, audio_positions, features.dtype)
+        self._write_cross_cache(cache, features)
+        mask_positions = cache.audio_ctx if self.static else audio_positions
+        visible = torch.arange(mask_positions, device=self.device)[None, :] < torch.tensor(
+            lengths, device=self.device)[:, None]
+        cross_mask = None if bool(visible.all()) else visible[:, None, None, :]
+        sampler = _Sampler(prompt.temperature, seeds) if prompt.temperature > 0 else None
+
+        initial = torch.tensor([prompt.initial_tokens] * rows, device=self.device)
+        begin = len(prompt.initial_tokens)
+        hidden = self._forward(initial, 0, cache, cross_mask, mask_positions)
+        at_start = self._logits(hidden[:, [prompt.sot_index, -1]])
+        no_speech = (
+            at_start[:, 0].softmax(dim=-1)[:, tokenizer.no_speech].tolist()
+            if tokenizer.no_speech is not None else [float("nan")] * rows
+        )
+        logits = at_start[:, 1]
+
+        state = _RowState.start(rows, self.device)
+        active = torch.arange(rows, device=self.device)  # original index of each live row
+        sampled = torch.full((rows, self.text_ctx), tokenizer.eot, dtype=torch.long, device=self.device)
+        sum_logprobs = torch.zeros(rows, device=self.device)
+        max_new = min(self.text_ctx // 2, self.text_ctx - begin + 1)
+        for step in range(max_new):
+            rules.apply(logits, state)
+            next_tokens = sampler.choose(logits, active) if sampler else logits.argmax(dim=-1)
+            logprobs = F.log_softmax(logits.float(), dim=-1)
+            sum_logprobs.index_add_(0, active, logprobs.gather(1, next_tokens[:, None])[:, 0])
+            sampled[active, step] = next_tokens
+            finished = next_tokens == tokenizer.eot
+            if step == max_new - 1:
+                break
+            position = begin + step
+            if bool(finished.any()):
+                keep = (~finished).nonzero()[:, 0]
+                if keep.numel() == 0:
+                    break
+                active, next_tokens, cross_mask = active[keep], next_tokens[keep], (
+                    None if cross_mask is None else cross_mask[keep])
+                state.keep(keep)
+                cache.keep(keep, position)
+            state.advance(next_tokens, rules.timestamp_begin)
+            logits = self._step(next_tokens, position, cache, cross_mask, mask_positions)
+
+        return self._results(features, sampled.tolist(), sum_logprobs.tolist(), no_speech, prompt)
+
+    def _step(self, tokens: torch.Tensor, position: int, cache: _KeyValueCache,
+              cross_mask: torch.Tensor | None, audio_positions: int) -> torch.Tensor:
+        if self._graphs is not None and tokens.shape[0] <= GRAPH_BUCKETS[-1]:
+            return self._graphs.run(tokens, position, cross_mask)
+        if self.static:
+            rows = tokens.shape[0]
+            if cross_mask is None:
+                cross_mask = torch.ones(rows, 1, 1, audio_positions, dtype=torch.bool, device=self.device)
+            position_tensor = torch.tensor([position], device=self.device)
+            return self._static_step(tokens[:, None], position_tensor, cache, cross_mask)
+        hidden = self._forward(tokens[:, None], position, cache, cross_mask, audio_positions)
+        return self._logits(hidden[:, -1])
+
+    def _results(self, features: torch.Tensor, sampled: list[list[int]], sum_logprobs: list[float],
+                 no_speech: list[float], prompt: DecodePrompt) -> list[DecodingResult]:
+        tokenizer = prompt.tokenizer
+        results = []
+        for row, tokens in enumerate(sampled):
+            tokens = tokens[: tokens.index(tokenizer.eot)] if tokenizer.eot in tokens else tokens
+            text = tokenizer.decode(tokens).strip()
+            results.append(DecodingResult(
+                audio_features=features[row],
+                language=prompt.language,
+                tokens=tokens,
+                text=text,
+                avg_logprob=sum_logprobs[row] / (len(tokens) + 1),
+                no_speech_prob=no_speech[row],
+                temperature=prompt.temperature,
+                compression_ratio=compression_ratio(text),
+            ))
+        return results
+
+
+class _Sampler:
+    """Sampling at a temperature from each row's own generator: a row's tokens depend on its
+    seed only, not on the run or the batch (openai-whisper draws from torch's global one)."""
+
+    def __init__(self, temperature: float, seeds: Sequence[int]) -> None:
+        self.temperature = temperature
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def choose(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        # Gumbel-max: the argmax of logits / T plus Gumbel noise samples softmax(logits / T)
+        noise = torch.stack([
+            torch.rand(logits.shape[-1], generator=self.generators[row]) for row in rows.tolist()
+        ]).to(logits.device)
+        gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
+        return (logits.float() / self.temperature + gumbel).argmax(dim=-1)
+
+
+class _GraphedSteps:
+    """The static one-token step captured as a CUDA graph per batch-size bucket, replayed
+    with the batch's tokens, position and cross-attention mask copied into fixed buffers.
+    Rows beyond the batch in a bucket compute on stale values and are ignored."""
+
+    def __init__(self, decoder: WhisperDecoder, cache: _KeyValueCache) -> None:
+        self.decoder, self.cache = decoder, cache
+        device, capacity = decoder.device, cache.rows
+        self.tokens = torch.zeros(capacity, 1, dtype=torch.long, device=device)
+        self.position = torch.zeros(1, dtype=torch.long, device=device)
+        self.cross_mask = torch.ones(capacity, 1, 1, cache.audio_ctx, dtype=torch.bool, device=device)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    def _capture(self, bucket: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        def step() -> torch.Tensor:
+            return self.decoder._static_step(
+                self.tokens[:bucket], self.position, self.cache, self.cross_mask[:bucket])
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up runs outside the graph (kernel selection, workspaces)
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            logits = step()
+        LOGGER.info("captured the decoder step for batches of up to %d rows", bucket)
+        return graph, logits
+
+    def run(self, tokens: torch.Tensor, position: int, cross_mask: torch.Tensor | None) -> torch.Tensor:
+        rows = tokens.shape[0]
+        bucket = next(b for b in GRAPH_BUCKETS if b >= rows)
+        self.tokens[:rows, 0] = tokens
+        self.position.fill_(position)
+        if cross_mask is None:
+            self.cross_mask[:rows] = True
+        else:
+            self.cross_mask[:rows] = cross_mask
+        if bucket not in self.graphs:
+            self.graphs[bucket] = self._capture(bucket)  # once per bucket and cache
+        graph, logits = self.graphs[bucket]
+        graph.replay()
+        return logits[:rows].clone()

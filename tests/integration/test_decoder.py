@@ -1,0 +1,122 @@
+"""`WhisperDecoder` against openai-whisper's own `DecodingTask`, token for token, with real
+tiny.en in this process: greedy and with a prompt, in mixed batches, the static step that CUDA
+graphs replay (run eagerly on this CPU), and on CUDA the graphs themselves."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import whisper
+from whisper.decoding import DecodingOptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
+
+from checkpoint import load_model
+from decoder import DecodePrompt, WhisperDecoder
+from transcriber import N_FRAMES, encode, pad_positions
+
+pytestmark = pytest.mark.integration
+SECOND = 16_000
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return load_model("tiny.en", torch.device("cpu")).model
+
+
+@pytest.fixture(scope="module")
+def windows(clips) -> list[np.ndarray]:
+    """Speech of several lengths, one window ending mid-sentence, one of faint noise."""
+    jfk, harvard = clips["jfk.flac"].audio, clips["OSR_us_000_0034_8k.wav"].audio
+    hotwords = clips["hotwords.mp3"].audio
+    quiet = np.random.default_rng(5).standard_normal(3 * SECOND).astype(np.float32) * 0.01
+    return [jfk, harvard[: 29 * SECOND], harvard[15 * SECOND :], hotwords, jfk[: 4 * SECOND], quiet]
+
+
+def encoded(model, audio: np.ndarray, frames: int = N_FRAMES) -> torch.Tensor:
+    """The audio's features as the transcriber makes them: a window of `frames` log-Mel frames."""
+    weight = model.encoder.conv1.weight
+    with torch.inference_mode():
+        samples = torch.from_numpy(audio).to(weight.device)
+        mel = whisper.log_mel_spectrogram(samples, padding=whisper.audio.N_SAMPLES)
+        mel = whisper.pad_or_trim(mel[:, :frames], frames).to(weight.dtype)
+        return encode(model.encoder, mel[None])[0]
+
+
+def prompt(model, text: str | None = None, temperature: float = 0.0) -> DecodePrompt:
+    tokenizer = whisper.tokenizer.get_tokenizer(False)
+    return DecodePrompt.of(tokenizer, "en", model.dims.n_text_ctx, text, temperature)
+
+
+def reference(model, features: torch.Tensor, text: str | None = None):
+    """openai-whisper's decode of full 30 s windows, as `transcribe()` runs it."""
+    with torch.inference_mode():
+        return whisper.decode(model, features, DecodingOptions(language="en", prompt=text, fp16=False))
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-as-graphed"])
+@pytest.mark.parametrize("text", [None, "ComfyUI, Triton and Whisper."], ids=["no-prompt", "prompt"])
+def test_same_tokens_and_scores_as_openai_whisper(model, windows, static, text) -> None:
+    features = torch.stack([encoded(model, window) for window in windows])
+    expected = reference(model, features, text)
+    with torch.inference_mode():
+        decoded = WhisperDecoder(model, static=static).decode(
+            features, [N_FRAMES // 2] * len(windows), prompt(model, text)
+        )
+    assert [d.tokens for d in decoded] == [e.tokens for e in expected]
+    assert [d.text for d in decoded] == [e.text for e in expected]
+    assert len({len(d.tokens) for d in decoded}) > 3  # rows finish at different steps
+    for got, want in zip(decoded, expected):
+        assert got.avg_logprob == pytest.approx(want.avg_logprob, abs=1e-4)
+        assert got.no_speech_prob == pytest.approx(want.no_speech_prob, abs=1e-4)
+        assert got.compression_ratio == want.compression_ratio
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-as-graphed"])
+def test_rows_of_several_context_lengths_decode_as_alone(model, windows, static) -> None:
+    """Short contexts (live streams' low-latency requests) padded into one batch: each row's
+    cross-attention sees its own audio only; finished rows leave the batch mid-decode."""
+    frames = [1000, 1500, 1500, 500, 500, 500]  # 10, 15, 15, 5, 5, 5 s of features
+    rows = [encoded(model, window[: 10 * SECOND], count * 2) for window, count in zip(windows, frames)]
+    decoder = WhisperDecoder(model, static=static)
+    with torch.inference_mode():
+        alone = [decoder.decode(row[None], [row.shape[0]], prompt(model))[0] for row in rows]
+        padded = torch.stack([pad_positions(row, max(frames)) for row in rows])
+        together = decoder.decode(padded, [row.shape[0] for row in rows], prompt(model))
+    assert [t.tokens for t in together] == [a.tokens for a in alone]
+    assert len({len(a.tokens) for a in alone}) > 2  # rows finish at different steps
+
+
+def test_sampled_rows_depend_only_on_their_seed(model, windows) -> None:
+    features = torch.stack([encoded(model, window) for window in windows[:3]])
+    decoder = WhisperDecoder(model)
+    hot = prompt(model, temperature=1.0)
+    with torch.inference_mode():
+        together = decoder.decode(features, [1500] * 3, hot, seeds=[11, 12, 13])
+        again = decoder.decode(features[1:2], [1500], hot, seeds=[12])
+        reseeded = decoder.decode(features[1:2], [1500], hot, seeds=[99])
+        greedy = decoder.decode(features[1:2], [1500], prompt(model))
+    assert together[1].tokens == again[0].tokens
+    assert reseeded[0].tokens != again[0].tokens
+    assert greedy[0].tokens not in (again[0].tokens, reseeded[0].tokens)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graphs_decode_the_same_tokens_as_eager_fp16(windows) -> None:
+    from checkpoint import half_precision
+
+    model = half_precision(load_model("tiny.en", torch.device("cuda")).model)
+    features = torch.stack([encoded(model, window) for window in windows])
+    text = prompt(model)
+    with torch.inference_mode():
+        eager = WhisperDecoder(model, cuda_graphs=False).decode(features, [1500] * len(windows), text)
+        graphed_decoder = WhisperDecoder(model, cuda_graphs=True)
+        graphed = graphed_decoder.decode(features, [1500] * len(windows), text)
+        again = graphed_decoder.decode(features[:3], [1500] * 3, text)  # replayed, smaller bucket
+    assert graphed_decoder._graphs is not None and graphed_decoder._graphs.graphs
+    assert [g.text for g in graphed] == [e.text for e in eager]
+    assert [a.text for a in again] == [e.text for e in eager[:3]]
