@@ -64,7 +64,8 @@ unit: install
 	$(BIN)/python -m pytest -ra tests/unit
 
 # The voice detectors under noise (half a minute), then the service against openai-whisper and
-# faster-whisper on this machine (benchmarks/README.md); e.g. make bench BENCH_ARGS=--quick.
+# faster-whisper on this machine (benchmarks/README.md), under 30 min on 2 cores; e.g. make bench
+# BENCH_ARGS=--quick (a smoke run) or BENCH_ARGS=--full (the full grid, ~75 min).
 bench: export speech-tools
 	$(BIN)/python -m benchmarks.vad --output benchmarks/results/tmp
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

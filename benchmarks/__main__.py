@@ -17,7 +17,8 @@ from typing import Any
 from benchmarks import accuracy, composite, peers, plot, report, service, whisperlive
 from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
-from benchmarks.stack import Stack, running_stack
+from benchmarks.stack import Stack, model_repository_with, running_stack
+from gateway.local_triton import DEFAULT_MODEL_REPOSITORY
 from tests.wer import word_error_rate
 
 SERVICE = "hermes service"
@@ -39,12 +40,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--composite-repeat", type=int, default=1, help="runs of the composite (default 1)")
     parser.add_argument("--stream-repeat", type=int, default=None,
                         help="runs of each streaming level (default: --repeat, at most 2)")
-    parser.add_argument("--streams", type=levels, default=None, help="default 1,2,4,8,16")
+    parser.add_argument("--streams", type=levels, default=None,
+                        help="default 1,4,8 (--full: 1,2,4,8,16)")
     parser.add_argument("--fast-streams", type=levels, default=None,
                         help="levels measured on a 1 s beat too (default 1,4; '' for none)")
+    parser.add_argument("--peer-stream-levels", type=levels, default=None,
+                        help="WhisperLive's levels (default 1,4; --full: those of --streams)")
     parser.add_argument("--no-peer-streams", dest="peer_streams", action="store_false",
                         help="stream to hermes only, not to WhisperLive")
-    parser.add_argument("--uploads", type=levels, default=None, help="default 1,2,4,8")
+    parser.add_argument("--uploads", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8)")
     parser.add_argument("--threads", type=int, default=2, help="threads of every peer (default 2)")
     parser.add_argument("--no-composite", action="store_true")
     parser.add_argument("--only", choices=SECTIONS, action="append",
@@ -52,20 +56,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repetition, no composite, 1–2 streams and uploads; "
                              "results go to benchmarks/results/tmp/")
+    parser.add_argument("--full", action="store_true",
+                        help="the full grid: every accuracy condition, 1-16 streams twice, "
+                             "WhisperLive at every level (about 75 min on 2 cores; the default "
+                             "takes under 30)")
+    parser.add_argument("--model-parameter", action="append", default=[], metavar="KEY=VALUE",
+                        help="serve the model with this config parameter set otherwise, e.g. "
+                             "low_latency_bfloat16=false for the float32 path (repeatable)")
     parser.add_argument("--output", type=Path, default=None, help="results directory")
     args = parser.parse_args(argv)
-    quick = args.quick  # --quick changes the defaults; explicit flags still win
+    if args.quick and args.full:
+        parser.error("--quick and --full contradict each other")
+    quick, full = args.quick, args.full  # they change the defaults; explicit flags still win
     args.repeat = args.repeat or (1 if quick else 3)
-    args.streams = args.streams or ([1, 2] if quick else [1, 2, 4, 8, 16])
+    args.streams = args.streams or ([1, 2] if quick else [1, 2, 4, 8, 16] if full else [1, 4, 8])
     if args.fast_streams is None:
         args.fast_streams = [1] if quick else [1, 4]
-    args.uploads = args.uploads or ([1, 2] if quick else [1, 2, 4, 8])
+    if args.peer_stream_levels is None:
+        args.peer_stream_levels = args.streams if full else [n for n in args.streams if n <= 4]
+    args.uploads = args.uploads or ([1, 2] if quick else [1, 2, 4, 8] if full else [1, 4, 8])
     args.no_composite = args.no_composite or quick
+    args.conditions = (
+        accuracy.QUICK if quick else accuracy.CONDITIONS if full else accuracy.DEFAULT
+    )
     if args.stream_repeat is None:
-        args.stream_repeat = min(args.repeat, 2)
+        args.stream_repeat = min(args.repeat, 2 if full else 1)
     if args.output is None:
         args.output = TMP_DIR if args.quick else RESULTS_DIR
     args.only = set(args.only or SECTIONS)
+    try:
+        parameters = dict(item.split("=", 1) for item in args.model_parameter)
+    except ValueError:
+        parser.error("--model-parameter takes KEY=VALUE")
+    args.model_repository = (
+        model_repository_with(TMP_DIR / "repositories" / "parameters", parameters)
+        if parameters else DEFAULT_MODEL_REPOSITORY
+    )
     return args
 
 
@@ -234,14 +260,15 @@ async def streaming_section(args: argparse.Namespace) -> dict[str, Any]:
         if not counts:
             continue
         log(f"starting the stack for {label}")
-        async with running_stack(TMP_DIR, separate_gateway=True, stream_min_step_seconds=step) as stack:
+        async with running_stack(TMP_DIR, separate_gateway=True, stream_min_step_seconds=step,
+                                 model_repository=args.model_repository) as stack:
             reference = reference or await service.file_reference(stack, item)
             section["levels"][label] = await streaming(
                 stack, item, counts, args.stream_repeat, reference, label
             )
-    if args.peer_streams and reference is not None:
+    if args.peer_streams and args.peer_stream_levels and reference is not None:
         section["levels"][WHISPERLIVE] = await peer_streaming(
-            item, args.streams, args.stream_repeat, reference, args.threads
+            item, args.peer_stream_levels, args.stream_repeat, reference, args.threads
         )
     return section
 
@@ -266,15 +293,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.date.today().isoformat(), "command": report.command_line(),
     }
     log("starting tritonserver and the gateway")
-    async with running_stack(TMP_DIR) as stack:
+    async with running_stack(TMP_DIR, model_repository=args.model_repository) as stack:
         results["machine"] = report.machine(await stack.triton_version(), args.threads)
         log(f"stack up in {time.perf_counter() - started:.0f} s")
         if "files" in args.only:
             results["file_mode"] = await file_mode(stack, items, args.threads)
             noisy |= report.noisy(own_tritonservers=1)
         if "accuracy" in args.only:
-            conditions = accuracy.QUICK if args.quick else accuracy.CONDITIONS
-            results["accuracy"] = await accuracy.accuracy(stack, conditions, args.threads)
+            results["accuracy"] = await accuracy.accuracy(stack, args.conditions, args.threads)
             noisy |= report.noisy(own_tritonservers=1)
         if "throughput" in args.only:
             results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)

@@ -59,6 +59,15 @@ CONDITIONS = (
     ),
 )
 QUICK = (CONDITIONS[0], CONDITIONS[2], CONDITIONS[8])
+# `make bench`'s default: each kind of speech once, one noise of each kind over many words
+DEFAULT = tuple(
+    condition for condition in CONDITIONS
+    if condition.name in (
+        JFK, "continuous, 0.5 s pauses", "real speech, 0.3 s pauses",
+        "conversation, 2-4 s pauses", "sentences, 4 s pauses", "sentences, steady noise 5 dB",
+        "conversation, steady 5 dB", "conversation, babble 5 dB",
+    )
+)
 
 
 def item_of(condition: Condition) -> Item:

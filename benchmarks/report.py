@@ -84,11 +84,22 @@ def version(package: str) -> str:
         return "?"
 
 
+def cpu_bfloat16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX): where it does, the
+    model encodes live streams in bfloat16 by default; elsewhere everything runs in float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def machine(triton_version: str, threads: int | None = None) -> dict[str, Any]:
     """The machine and the versions; `threads`: the peers' threads, where peers run."""
     return {
         "host": platform.node(),
         "cpu": cpu_model(),
+        "cpu_bfloat16": cpu_bfloat16(),
         "cores": os.cpu_count(),
         "gpu": gpu(),
         **({} if threads is None else {"threads": threads}),
@@ -236,7 +247,9 @@ def markdown(results: dict[str, Any]) -> str:
     parts = [
         f"# hermes benchmark, {results['date']} on {m['host']}",
         "",
-        f"{m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}; {m['threads']} threads for every engine; "
+        f"{m['cpu']}, {m['cores']} cores"
+        f" ({'with' if m.get('cpu_bfloat16') else 'without'} native bfloat16), GPU: {m['gpu']}; "
+        f"{m['threads']} threads for every engine; "
         f"Python {v['python']}, torch {v['torch']}, openai-whisper {v['openai-whisper']}, "
         f"faster-whisper {v['faster-whisper']} (CTranslate2 {v['ctranslate2']}), "
         f"tritonserver {v['tritonserver']} (nvidia-pytriton {v['nvidia-pytriton']}). "

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from aiohttp import web
 from benchmarks import resources
 from benchmarks.audio import PROJECT_ROOT
 from gateway.app import create_app
-from gateway.local_triton import LocalTriton, TritonPorts
+from gateway.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonPorts
 from gateway.settings import ENV_PREFIX, Settings
 from gateway.triton_pool import TritonPool
 
@@ -74,10 +75,37 @@ class Stack:
         return int(model["inference_count"]), int(model["execution_count"])
 
 
+def model_repository_with(
+    directory: Path, parameters: Mapping[str, str], max_batch_size: int | None = None
+) -> Path:
+    """A model repository in `directory` serving the project's model with some of its
+    config's `parameters` (and `max_batch_size`) set otherwise: the version directory linked,
+    the config copied with those values changed."""
+    source = DEFAULT_MODEL_REPOSITORY / "whisper"
+    config = (source / "config.pbtxt").read_text()
+    changes = [(rf'(key: "{re.escape(key)}".*\n\s*value: {{ string_value: ")[^"]*(")', value)
+               for key, value in parameters.items()]
+    if max_batch_size is not None:
+        changes.append((r"(\nmax_batch_size: )\d+()", str(max_batch_size)))
+    for pattern, value in changes:
+        config, count = re.subn(pattern, lambda m, v=value: f"{m[1]}{v}{m[2]}", config)
+        if count != 1:
+            raise ValueError(f"the model's config.pbtxt has no {pattern!r} to set")
+    model = directory / "whisper"
+    model.mkdir(parents=True, exist_ok=True)
+    (model / "config.pbtxt").write_text(config)
+    version = model / "1"
+    if not version.exists():
+        version.symlink_to((source / "1").resolve(), target_is_directory=True)
+    return directory
+
+
 @asynccontextmanager
-async def local_triton(log_path: Path) -> AsyncIterator[LocalTriton]:
+async def local_triton(
+    log_path: Path, model_repository: Path = DEFAULT_MODEL_REPOSITORY
+) -> AsyncIterator[LocalTriton]:
     ports = TritonPorts(free_port(), free_port(), free_port())
-    triton = LocalTriton(ports=ports, log_path=log_path)
+    triton = LocalTriton(ports=ports, log_path=log_path, model_repository=model_repository)
     await asyncio.to_thread(triton.__enter__)  # starts it and waits until the model is ready
     try:
         yield triton
@@ -158,13 +186,15 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 
 @asynccontextmanager
 async def running_stack(
-    log_dir: Path, *, separate_gateway: bool = False, **overrides: object
+    log_dir: Path, *, separate_gateway: bool = False,
+    model_repository: Path = DEFAULT_MODEL_REPOSITORY,
+    **overrides: object,
 ) -> AsyncIterator[Stack]:
-    """Triton (its log in `log_dir/triton.log`) and the gateway: in this process, or with
-    `separate_gateway` as a child process (its log in `log_dir/gateway.log`); `overrides`
-    are gateway settings that differ from the benchmark's."""
+    """Triton (its log in `log_dir/triton.log`) serving `model_repository`, and the gateway:
+    in this process, or with `separate_gateway` as a child process (its log in
+    `log_dir/gateway.log`); `overrides` are gateway settings that differ from the benchmark's."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    async with local_triton(log_dir / "triton.log") as triton:
+    async with local_triton(log_dir / "triton.log", model_repository) as triton:
         settings = Settings(
             port=free_port(), triton_url=triton.grpc_url, log_level="WARNING",
             max_audio_seconds=3600.0,

@@ -1,0 +1,66 @@
+"""The benchmarks' command lines and the model repositories they serve variants from."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks import accuracy
+from benchmarks.__main__ import parse_args
+from benchmarks.gpu import parse_args as gpu_parse_args
+from benchmarks.stack import model_repository_with
+from gateway.local_triton import DEFAULT_MODEL_REPOSITORY
+
+
+def parameter(config: str, key: str) -> str:
+    return re.search(rf'key: "{key}".*\n\s*value: {{ string_value: "([^"]*)"', config)[1]
+
+
+def test_a_variant_repository_changes_only_what_it_names(tmp_path: Path) -> None:
+    repository = model_repository_with(
+        tmp_path / "variant", {"low_latency_bfloat16": "false", "cuda_graphs": "false"}, max_batch_size=64
+    )
+    original = (DEFAULT_MODEL_REPOSITORY / "whisper" / "config.pbtxt").read_text()
+    config = (repository / "whisper" / "config.pbtxt").read_text()
+    assert parameter(config, "low_latency_bfloat16") == "false"
+    assert parameter(config, "cuda_graphs") == "false"
+    assert "\nmax_batch_size: 64\n" in config
+    assert parameter(config, "weights") == parameter(original, "weights")
+    assert len(config.splitlines()) == len(original.splitlines())
+    assert (repository / "whisper" / "1" / "model.py").is_file()  # the real version, linked
+
+
+def test_a_parameter_the_model_does_not_have_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no_such_switch"):
+        model_repository_with(tmp_path, {"no_such_switch": "true"})
+
+
+def test_the_default_run_is_the_smaller_grid_and_full_the_whole_one() -> None:
+    default, full, quick = parse_args([]), parse_args(["--full"]), parse_args(["--quick"])
+    assert (default.streams, default.peer_stream_levels, default.stream_repeat) == ([1, 4, 8], [1, 4], 1)
+    assert default.conditions == accuracy.DEFAULT and len(accuracy.DEFAULT) == 8
+    assert (full.streams, full.peer_stream_levels, full.stream_repeat) == ([1, 2, 4, 8, 16],) * 2 + (2,)
+    assert full.conditions == accuracy.CONDITIONS and full.uploads == [1, 2, 4, 8]
+    assert quick.conditions == accuracy.QUICK and quick.no_composite
+    assert parse_args(["--full", "--streams", "2"]).streams == [2]  # explicit flags win
+    assert default.model_repository == DEFAULT_MODEL_REPOSITORY
+
+
+def test_model_parameters_serve_a_variant_repository() -> None:
+    args = parse_args(["--model-parameter", "low_latency_bfloat16=false"])
+    config = (args.model_repository / "whisper" / "config.pbtxt").read_text()
+    assert parameter(config, "low_latency_bfloat16") == "false"
+    with pytest.raises(SystemExit):
+        parse_args(["--model-parameter", "low_latency_bfloat16"])
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--full"])
+
+
+def test_the_gpu_run_tries_graphs_off_then_on_by_default() -> None:
+    args = gpu_parse_args(["--audio", "/tmp/audio"])
+    assert args.graphs == [False, True] and args.files[-1] == 64 and args.step == 1.0
+    assert gpu_parse_args(["--audio", "/tmp/a", "--graphs", "off"]).graphs == [False]
+    with pytest.raises(SystemExit):
+        gpu_parse_args(["--audio", "/tmp/a", "--graphs", "maybe"])
