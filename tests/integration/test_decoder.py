@@ -15,9 +15,9 @@ from whisper.decoding import DecodingOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from checkpoint import load_model
-from decoder import DecodePrompt, WhisperDecoder
-from transcriber import N_FRAMES, encode, pad_positions
+from checkpoint import load_model  # noqa: E402
+from decoder import DecodePrompt, WhisperDecoder  # noqa: E402
+from transcriber import N_FRAMES, encode  # noqa: E402
 
 pytestmark = pytest.mark.integration
 SECOND = 16_000
@@ -63,10 +63,9 @@ def reference(model, features: torch.Tensor, text: str | None = None):
 def test_same_tokens_and_scores_as_openai_whisper(model, windows, static, text) -> None:
     features = torch.stack([encoded(model, window) for window in windows])
     expected = reference(model, features, text)
+    decoder = WhisperDecoder(model, static=static)
     with torch.inference_mode():
-        decoded = WhisperDecoder(model, static=static).decode(
-            features, [N_FRAMES // 2] * len(windows), prompt(model, text)
-        )
+        decoded = decoder.decode(decoder.audio_contexts(list(features)), prompt(model, text))
     assert [d.tokens for d in decoded] == [e.tokens for e in expected]
     assert [d.text for d in decoded] == [e.text for e in expected]
     assert len({len(d.tokens) for d in decoded}) > 3  # rows finish at different steps
@@ -84,22 +83,21 @@ def test_rows_of_several_context_lengths_decode_as_alone(model, windows, static)
     rows = [encoded(model, window[: 10 * SECOND], count * 2) for window, count in zip(windows, frames)]
     decoder = WhisperDecoder(model, static=static)
     with torch.inference_mode():
-        alone = [decoder.decode(row[None], [row.shape[0]], prompt(model))[0] for row in rows]
-        padded = torch.stack([pad_positions(row, max(frames)) for row in rows])
-        together = decoder.decode(padded, [row.shape[0] for row in rows], prompt(model))
+        alone = [decoder.decode(decoder.audio_contexts([row]), prompt(model))[0] for row in rows]
+        together = decoder.decode(decoder.audio_contexts(rows), prompt(model))
     assert [t.tokens for t in together] == [a.tokens for a in alone]
     assert len({len(a.tokens) for a in alone}) > 2  # rows finish at different steps
 
 
 def test_sampled_rows_depend_only_on_their_seed(model, windows) -> None:
-    features = torch.stack([encoded(model, window) for window in windows[:3]])
     decoder = WhisperDecoder(model)
     hot = prompt(model, temperature=1.0)
     with torch.inference_mode():
-        together = decoder.decode(features, [1500] * 3, hot, seeds=[11, 12, 13])
-        again = decoder.decode(features[1:2], [1500], hot, seeds=[12])
-        reseeded = decoder.decode(features[1:2], [1500], hot, seeds=[99])
-        greedy = decoder.decode(features[1:2], [1500], prompt(model))
+        contexts = decoder.audio_contexts([encoded(model, window) for window in windows[:3]])
+        together = decoder.decode(contexts, hot, seeds=[11, 12, 13])
+        again = decoder.decode(contexts[1:2], hot, seeds=[12])
+        reseeded = decoder.decode(contexts[1:2], hot, seeds=[99])
+        greedy = decoder.decode(contexts[1:2], prompt(model))
     assert together[1].tokens == again[0].tokens
     assert reseeded[0].tokens != again[0].tokens
     assert greedy[0].tokens not in (again[0].tokens, reseeded[0].tokens)
@@ -110,13 +108,39 @@ def test_cuda_graphs_decode_the_same_tokens_as_eager_fp16(windows) -> None:
     from checkpoint import half_precision
 
     model = half_precision(load_model("tiny.en", torch.device("cuda")).model)
-    features = torch.stack([encoded(model, window) for window in windows])
     text = prompt(model)
     with torch.inference_mode():
-        eager = WhisperDecoder(model, cuda_graphs=False).decode(features, [1500] * len(windows), text)
+        eager_decoder = WhisperDecoder(model, cuda_graphs=False)
+        contexts = eager_decoder.audio_contexts([encoded(model, window) for window in windows])
+        eager = eager_decoder.decode(contexts, text)
         graphed_decoder = WhisperDecoder(model, cuda_graphs=True)
-        graphed = graphed_decoder.decode(features, [1500] * len(windows), text)
-        again = graphed_decoder.decode(features[:3], [1500] * 3, text)  # replayed, smaller bucket
+        graphed = graphed_decoder.decode(contexts, text)
+        again = graphed_decoder.decode(contexts[:3], text)  # replayed, a smaller bucket
     assert graphed_decoder._graphs is not None and graphed_decoder._graphs.graphs
     assert [g.text for g in graphed] == [e.text for e in eager]
     assert [a.text for a in again] == [e.text for e in eager[:3]]
+
+
+def test_word_timing_from_one_batched_pass_matches_openai_whisper(model, windows) -> None:
+    """`alignment_passes` stands in for the per-request decoder pass of
+    `whisper.timing.find_alignment`: the same words, times and probabilities."""
+    tokenizer = whisper.tokenizer.get_tokenizer(False)
+    decoder = WhisperDecoder(model)
+    chosen = [windows[0], windows[4], windows[3]]  # 11 s, 4 s and 6 s of speech
+    with torch.inference_mode():
+        contexts = decoder.audio_contexts([encoded(model, window) for window in chosen])
+        texts = [[t for t in d.tokens if t < tokenizer.eot] for d in decoder.decode(contexts, prompt(model))]
+        sequences = [[*tokenizer.sot_sequence, tokenizer.no_timestamps, *text, tokenizer.eot]
+                     for text in texts]
+        passes = decoder.alignment_passes(contexts, sequences)
+    for window, text, alignment in zip(chosen, texts, passes):
+        mel = whisper.log_mel_spectrogram(torch.from_numpy(window), padding=whisper.audio.N_SAMPLES)
+        mel = mel[:, :N_FRAMES]  # as the transcriber cuts its window (see `encoded`)
+        frames = window.size // whisper.audio.HOP_LENGTH
+        expected = whisper.timing.find_alignment(model, tokenizer, text, mel, frames)
+        got = whisper.timing.find_alignment(alignment, tokenizer, text, mel, frames)
+        assert [w.word for w in got] == [w.word for w in expected] and len(got) > 5
+        # within a frame (20 ms): the attention is computed another way (batched, fused outputs)
+        assert [w.start for w in got] == pytest.approx([w.start for w in expected], abs=0.021)
+        assert [w.end for w in got] == pytest.approx([w.end for w in expected], abs=0.021)
+        assert [w.probability for w in got] == pytest.approx([w.probability for w in expected], abs=1e-3)

@@ -67,8 +67,8 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
     runs: list[tuple[float, list[float]]] = []  # (temperature, avg_logprob of each row)
     decode = WhisperDecoder.decode
 
-    def counted(decoder, features, lengths, prompt, seeds=()):
-        results = decode(decoder, features, lengths, prompt, seeds)
+    def counted(decoder, contexts, prompt, seeds=()):
+        results = decode(decoder, contexts, prompt, seeds)
         runs.append((prompt.temperature, [r.avg_logprob for r in results]))
         return results
 

@@ -23,14 +23,15 @@ audio positions, so a row decodes as it would alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from whisper.audio import CHUNK_LENGTH
-from whisper.decoding import DecodingResult
 from whisper.model import Whisper
 from whisper.tokenizer import Tokenizer
 from whisper.utils import compression_ratio
@@ -39,6 +40,19 @@ LOGGER = logging.getLogger(__name__)
 # openai-whisper's DecodingOptions defaults, which transcribe() uses
 MAX_INITIAL_TIMESTAMP_SECONDS = 1.0
 GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One row's decode, with the scores `transcribe()` judges a decode by."""
+
+    tokens: list[int]  # sampled text and timestamp tokens, up to the end of text
+    text: str
+    language: str
+    avg_logprob: float  # sum of the sampled tokens' log-probabilities / (tokens + 1)
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
 
 
 @dataclass(frozen=True)
@@ -234,15 +248,44 @@ class WhisperDecoder:
 
     # -- the decoder's arithmetic ------------------------------------------------------------
 
-    def _write_cross_cache(self, cache: _KeyValueCache, features: torch.Tensor) -> None:
-        rows, positions = features.shape[:2]
-        for layer, block in enumerate(self.blocks):
-            keys, values = block.cross_attn.key(features), block.cross_attn.value(features)
-            cache.cross_keys[layer, :rows, :, :positions] = _heads(keys, self.heads)
-            cache.cross_values[layer, :rows, :, :positions] = _heads(values, self.heads)
+    def audio_contexts(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """What the decoder reads of each request's audio features (positions × width): the
+        cross-attention keys and values of every layer (layers × 2 × heads × positions ×
+        head width). Computed once per request and shared by every decode of it (fallback
+        temperatures, word timing), not once per pass. Requests of equal length together."""
+        contexts: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
+        by_length: dict[int, list[int]] = {}
+        for index, row in enumerate(features):
+            by_length.setdefault(row.shape[0], []).append(index)
+        for indices in by_length.values():
+            batch = torch.stack([features[i] for i in indices])
+            projected = torch.stack([
+                torch.stack([_heads(block.cross_attn.key(batch), self.heads),
+                             _heads(block.cross_attn.value(batch), self.heads)], dim=1)
+                for block in self.blocks
+            ], dim=1)  # rows × layers × 2 × heads × positions × head width
+            for index, context in zip(indices, projected):
+                contexts[index] = context
+        return contexts
+
+    @staticmethod
+    def _write_cross_cache(cache: _KeyValueCache, contexts: Sequence[torch.Tensor]) -> None:
+        for row, context in enumerate(contexts):
+            positions = context.shape[3]
+            cache.cross_keys[:, row, :, :positions] = context[:, 0]
+            cache.cross_values[:, row, :, :positions] = context[:, 1]
+
+    def _cross_mask(self, lengths: Sequence[int], positions: int) -> torch.Tensor | None:
+        """Which audio positions each row may attend to (its own, not the padding), or None
+        when every row sees all `positions`."""
+        visible = torch.arange(positions, device=self.device)[None, :] < torch.tensor(
+            lengths, device=self.device)[:, None]
+        return None if bool(visible.all()) else visible[:, None, None, :]
 
     def _layers(self, x: torch.Tensor, cache: _KeyValueCache, self_attention, cross_mask: torch.Tensor | None,
-                audio_positions: int) -> torch.Tensor:
+                audio_positions: int, cross_scores: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The decoder's blocks; with `cross_scores`, each layer's cross-attention scores
+        (before the softmax, batch × heads × text × audio positions) are appended to it."""
         rows = x.shape[0]
         for layer, block in enumerate(self.blocks):
             weight, bias = self._qkv[layer]
@@ -251,6 +294,9 @@ class WhisperDecoder:
             q = block.cross_attn.query(block.cross_attn_ln(x))
             keys = cache.cross_keys[layer, :rows, :, :audio_positions]
             values = cache.cross_values[layer, :rows, :, :audio_positions]
+            if cross_scores is not None:
+                scale = keys.shape[-1] ** -0.25  # as openai-whisper scales both sides
+                cross_scores.append(((_heads(q, self.heads) * scale) @ (keys * scale).transpose(-1, -2)).float())
             x = x + block.cross_attn.out(_attend(q, keys, values, cross_mask))
             x = x + block.mlp(block.mlp_ln(x))
         return x
@@ -260,7 +306,8 @@ class WhisperDecoder:
         return (self.model.decoder.ln(x) @ embedding.to(x.dtype).T).float()
 
     def _forward(self, tokens: torch.Tensor, position: int, cache: _KeyValueCache,
-                 cross_mask: torch.Tensor | None, audio_positions: int) -> torch.Tensor:
+                 cross_mask: torch.Tensor | None, audio_positions: int,
+                 cross_scores: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Hidden states of `tokens` (batch × count) at text positions from `position`,
         attending to the positions written so far; writes their keys and values."""
         rows, count = tokens.shape
@@ -276,7 +323,7 @@ class WhisperDecoder:
             values = cache.self_values[layer, :rows, :, :end]
             return _attend(q, keys, values, causal=count > 1)
 
-        return self._layers(x, cache, self_attention, cross_mask, audio_positions)
+        return self._layers(x, cache, self_attention, cross_mask, audio_positions, cross_scores)
 
     def _static_step(self, tokens: torch.Tensor, position: torch.Tensor, cache: _KeyValueCache,
                      cross_mask: torch.Tensor) -> torch.Tensor:
@@ -318,19 +365,44 @@ class WhisperDecoder:
             self._graphs = _GraphedSteps(self, self._cache) if self.cuda_graphs else None
         return self._cache
 
-    def decode(self, features: torch.Tensor, lengths: Sequence[int], prompt: DecodePrompt,
-               seeds: Sequence[int] = ()) -> list[DecodingResult]:
-        """Decode each row of `features` (batch × audio positions × width; row i's first
-        `lengths[i]` positions are its audio, the rest padding). `seeds`: one per row when
-        sampling (temperature above 0), so a row's sample depends only on its own seed."""
+    def alignment_passes(self, contexts: Sequence[torch.Tensor], texts: Sequence[Sequence[int]]
+                         ) -> list[AlignmentPass]:
+        """For word timing, each row's decoder pass over `texts[i]` (start-of-transcript
+        sequence, no-timestamps token, the text tokens, end of text: what openai-whisper's
+        `timing.find_alignment` feeds) over its audio (`audio_contexts`), all rows as one
+        batch instead of a pass each."""
+        if not texts:
+            return []
+        lengths = [context.shape[3] for context in contexts]
+        cross_mask = self._cross_mask(lengths, max(lengths))
+        width = max(len(text) for text in texts)
+        eot = texts[0][-1]
+        tokens = torch.tensor([[*text, *[eot] * (width - len(text))] for text in texts], device=self.device)
+        cache = _KeyValueCache(len(self.blocks), len(texts), self.heads, width, max(lengths),
+                               self.width, contexts[0].dtype, self.device)
+        self._write_cross_cache(cache, contexts)
+        scores: list[torch.Tensor] = []
+        hidden = self._forward(tokens, 0, cache, cross_mask, max(lengths), scores)
+        logits = self._logits(hidden)
+        return [
+            AlignmentPass(self.model, logits[row, : len(text)],
+                          [layer[row, :, : len(text), : lengths[row]] for layer in scores])
+            for row, text in enumerate(texts)
+        ]
+
+    def decode(self, contexts: Sequence[torch.Tensor], prompt: DecodePrompt,
+               seeds: Sequence[int] = ()) -> list[Decoded]:
+        """Decode each row's audio (`audio_contexts`; rows may differ in length, each
+        attends to its own). `seeds`: one per row when sampling (temperature above 0), so a
+        row's sample depends only on its own seed."""
         tokenizer, rules = prompt.tokenizer, self._rules_for(prompt.tokenizer)
-        rows, audio_positions = features.shape[:2]
-        cache = self._cache_for(rows, audio_positions, features.dtype)
-        self._write_cross_cache(cache, features)
+        rows = len(contexts)
+        lengths = [context.shape[3] for context in contexts]
+        audio_positions = max(lengths)
+        cache = self._cache_for(rows, audio_positions, contexts[0].dtype)
+        self._write_cross_cache(cache, contexts)
         mask_positions = cache.audio_ctx if self.static else audio_positions
-        visible = torch.arange(mask_positions, device=self.device)[None, :] < torch.tensor(
-            lengths, device=self.device)[:, None]
-        cross_mask = None if bool(visible.all()) else visible[:, None, None, :]
+        cross_mask = self._cross_mask(lengths, mask_positions)
         sampler = _Sampler(prompt.temperature, seeds) if prompt.temperature > 0 else None
 
         initial = torch.tensor([prompt.initial_tokens] * rows, device=self.device)
@@ -369,7 +441,7 @@ class WhisperDecoder:
             state.advance(next_tokens, rules.timestamp_begin)
             logits = self._step(next_tokens, position, cache, cross_mask, mask_positions)
 
-        return self._results(features, sampled.tolist(), sum_logprobs.tolist(), no_speech, prompt)
+        return self._results(sampled.tolist(), sum_logprobs.tolist(), no_speech, prompt)
 
     def _step(self, tokens: torch.Tensor, position: int, cache: _KeyValueCache,
               cross_mask: torch.Tensor | None, audio_positions: int) -> torch.Tensor:
@@ -384,15 +456,15 @@ class WhisperDecoder:
         hidden = self._forward(tokens[:, None], position, cache, cross_mask, audio_positions)
         return self._logits(hidden[:, -1])
 
-    def _results(self, features: torch.Tensor, sampled: list[list[int]], sum_logprobs: list[float],
-                 no_speech: list[float], prompt: DecodePrompt) -> list[DecodingResult]:
+    @staticmethod
+    def _results(sampled: list[list[int]], sum_logprobs: list[float], no_speech: list[float],
+                 prompt: DecodePrompt) -> list[Decoded]:
         tokenizer = prompt.tokenizer
         results = []
         for row, tokens in enumerate(sampled):
             tokens = tokens[: tokens.index(tokenizer.eot)] if tokenizer.eot in tokens else tokens
             text = tokenizer.decode(tokens).strip()
-            results.append(DecodingResult(
-                audio_features=features[row],
+            results.append(Decoded(
                 language=prompt.language,
                 tokens=tokens,
                 text=text,
@@ -402,6 +474,44 @@ class WhisperDecoder:
                 compression_ratio=compression_ratio(text),
             ))
         return results
+
+
+class AlignmentPass:
+    """Stands in for the model inside `whisper.timing.find_alignment` for one row of
+    `WhisperDecoder.alignment_passes`: find_alignment hooks each layer's cross-attention and
+    calls the model once; here that call hands the hooks the scores already computed for the
+    whole batch and returns the row's logits."""
+
+    class _Hooked:
+        def __init__(self) -> None:
+            self.hooks: list[Callable[..., None]] = []
+
+        def register_forward_hook(self, hook: Callable[..., None]) -> Any:
+            self.hooks.append(hook)
+            return _Removal(self.hooks, hook)
+
+    def __init__(self, model: Whisper, logits: torch.Tensor, scores: list[torch.Tensor]) -> None:
+        self.device = model.device
+        self.dims = model.dims
+        self.alignment_heads = model.alignment_heads
+        self._logits, self._scores = logits, scores
+        self.decoder = SimpleNamespace(
+            blocks=[SimpleNamespace(cross_attn=self._Hooked()) for _ in scores]
+        )
+
+    def __call__(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        for block, scores in zip(self.decoder.blocks, self._scores):
+            for hook in block.cross_attn.hooks:
+                hook(block.cross_attn, (), (None, scores[None]))  # outputs: (attended, scores)
+        return self._logits[None]
+
+
+class _Removal:
+    def __init__(self, hooks: list, hook: Callable[..., None]) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        self._hooks.remove(self._hook)
 
 
 class _Sampler:

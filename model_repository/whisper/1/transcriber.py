@@ -41,9 +41,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import whisper
-from decoder import DecodePrompt, WhisperDecoder
+from decoder import Decoded, DecodePrompt, WhisperDecoder
 from whisper.audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
-from whisper.decoding import DecodingResult
 from whisper.model import AudioEncoder, Whisper
 from whisper.timing import add_word_timestamps, dtw
 from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE, Tokenizer, get_tokenizer
@@ -205,11 +204,6 @@ def cpu_computes_bfloat16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def pad_positions(features: torch.Tensor, positions: int) -> torch.Tensor:
-    """Audio features (positions × width) padded with zeros to `positions`."""
-    return torch.nn.functional.pad(features, (0, 0, 0, positions - features.shape[0]))
-
-
 def audio_seed(audio: np.ndarray) -> int:
     """A seed for sampling that depends only on the audio."""
     return zlib.crc32(np.ascontiguousarray(audio).view(np.uint8))
@@ -251,21 +245,6 @@ def split_segments(tokens: Sequence[int], tokenizer: Tokenizer, duration: float)
     if text_tokens:
         segments.append(TimedText(start, max(duration, start), text_tokens, False))
     return segments
-
-
-class _EncodedAudio:
-    """Stands in for the model inside `whisper.timing`: the decoder over audio features
-    already encoded, so word timing does not run the encoder a second time."""
-
-    def __init__(self, model: Whisper, features: torch.Tensor) -> None:
-        self.device = model.device
-        self.dims = model.dims
-        self.decoder = model.decoder
-        self.alignment_heads = model.alignment_heads
-        self._features = features.unsqueeze(0)
-
-    def __call__(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return self.decoder(tokens, self._features)
 
 
 class BatchTranscriber:
@@ -339,6 +318,7 @@ class BatchTranscriber:
             mels = [self._mel(request.audio, count) for request, count in zip(requests, frames)]
             features = self._encode(requests, mels)
             languages = self._languages(requests, features)
+            contexts = self.decoder.audio_contexts(features)
             groups: dict[_DecodeKey, list[int]] = defaultdict(list)
             for index, (request, language) in enumerate(zip(requests, languages)):
                 key = _DecodeKey(
@@ -349,16 +329,21 @@ class BatchTranscriber:
                     fallback=not request.low_latency,
                 )
                 groups[key].append(index)
-            decoded: list[DecodingResult | None] = [None] * len(requests)
+            decoded: list[Decoded | None] = [None] * len(requests)
             for key, indices in groups.items():
-                group = [features[index] for index in indices]
+                group = [contexts[index] for index in indices]
                 audios = [requests[index].audio for index in indices]
                 for index, result in zip(indices, self._decode_with_fallback(group, audios, key)):
                     decoded[index] = result
-        return [
-            self._result(request, mel, result)
-            for request, mel, result in zip(requests, mels, decoded)
-        ]
+            segments = [self._segments(r, d) for r, d in zip(requests, decoded)]  # type: ignore[arg-type]
+            self._time_words(requests, languages, contexts, mels, segments)
+        results = []
+        for result, timed in zip(decoded, segments):
+            for segment in timed:
+                del segment["seek"]
+            text = "".join(segment["text"] for segment in timed).strip()
+            results.append(TranscriptionResult(text=text, language=result.language, segments=timed))
+        return results
 
     def _mel(self, audio: np.ndarray, frames: int) -> torch.Tensor:
         # As transcribe() does: pad 30 s of silence, then cut one window (of `frames`).
@@ -404,7 +389,7 @@ class BatchTranscriber:
         count = round((1.0 - first) / step) + 1 if first < 1.0 else 1
         return [round(first + i * step, 6) for i in range(max(count, 1))]
 
-    def _needs_fallback(self, result: DecodingResult) -> bool:
+    def _needs_fallback(self, result: Decoded) -> bool:
         limits = self.thresholds
         if result.no_speech_prob > limits.no_speech and result.avg_logprob < limits.logprob:
             return False  # silence: a hotter decode would only invent words
@@ -412,22 +397,19 @@ class BatchTranscriber:
 
     def _decode_with_fallback(
         self, group: Sequence[torch.Tensor], audios: Sequence[np.ndarray], key: _DecodeKey
-    ) -> list[DecodingResult]:
+    ) -> list[Decoded]:
         """Each row decoded at the key's temperature, then at the next ones while it fails the
         checks; sampling seeded by the row's audio (hashed only once a sample is drawn)."""
         tokenizer = self.tokenizer(key.language, key.task)
-        lengths = [row.shape[0] for row in group]
-        features = torch.stack([pad_positions(row, max(lengths)) for row in group])
-        tried: list[list[DecodingResult]] = [[] for _ in group]
-        pending = list(range(len(features)))
+        tried: list[list[Decoded]] = [[] for _ in group]
+        pending = list(range(len(group)))
         temperatures = self._temperatures(key.temperature) if key.fallback else [key.temperature]
         for temperature in temperatures:
             prompt = DecodePrompt.of(
                 tokenizer, key.language, self.model.dims.n_text_ctx, key.prompt, temperature
             )
             decoded = self.decoder.decode(
-                features[pending],
-                [lengths[i] for i in pending],
+                [group[i] for i in pending],
                 prompt,
                 [audio_seed(audios[i]) for i in pending] if temperature > 0 else [],
             )
@@ -438,7 +420,7 @@ class BatchTranscriber:
                 break
         return [self._best(results) for results in tried]
 
-    def _best(self, tried: Sequence[DecodingResult]) -> DecodingResult:
+    def _best(self, tried: Sequence[Decoded]) -> Decoded:
         """The last decode if it passed the checks; if none did, the likeliest of those that
         are not too repetitive (as faster-whisper chooses; `transcribe()` keeps the last, a
         sample at temperature 1.0: on babble, invented sentences at -3 to -4 log-probability
@@ -448,20 +430,19 @@ class BatchTranscriber:
         limit = self.thresholds.compression_ratio
         return max(tried, key=lambda r: (r.compression_ratio <= limit, r.avg_logprob))
 
-    def _is_silence(self, result: DecodingResult) -> bool:
+    def _is_silence(self, result: Decoded) -> bool:
         # transcribe()'s rule: skip a window the model thinks is not speech, unless it is
         # confident in the text anyway.
         limits = self.thresholds
         return result.no_speech_prob > limits.no_speech and result.avg_logprob <= limits.logprob
 
-    def _result(
-        self, request: TranscriptionRequest, mel: torch.Tensor, decoded: DecodingResult
-    ) -> TranscriptionResult:
+    def _segments(self, request: TranscriptionRequest, decoded: Decoded) -> list[dict[str, Any]]:
+        """The decode cut at its timestamps, as `transcribe()`'s segments; none for silence."""
         if self._is_silence(decoded):
-            return TranscriptionResult(text="", language=decoded.language)
+            return []
         tokenizer = self.tokenizer(decoded.language, request.task)
         duration = request.audio.size / SAMPLE_RATE
-        segments = [
+        return [
             {
                 "id": index,
                 "seek": 0,
@@ -477,18 +458,32 @@ class BatchTranscriber:
             }
             for index, timed in enumerate(split_segments(decoded.tokens, tokenizer, duration))
         ]
-        if request.word_timestamps:
+
+    def _time_words(
+        self,
+        requests: Sequence[TranscriptionRequest],
+        languages: Sequence[str],
+        contexts: Sequence[torch.Tensor],
+        mels: Sequence[torch.Tensor],
+        segments: Sequence[list[dict[str, Any]]],
+    ) -> None:
+        """Word timestamps for the requests that ask for them, as `transcribe()` adds them
+        (`whisper.timing.add_word_timestamps`), with the decoder pass each needs run for all
+        of them at once."""
+        wanted = [i for i, request in enumerate(requests) if request.word_timestamps and segments[i]]
+        tokenizers = {i: self.tokenizer(languages[i], requests[i].task) for i in wanted}
+        texts = [
+            [*tokenizers[i].sot_sequence, tokenizers[i].no_timestamps,
+             *(token for segment in segments[i] for token in segment["tokens"]), tokenizers[i].eot]
+            for i in wanted
+        ]
+        passes = self.decoder.alignment_passes([contexts[i] for i in wanted], texts)
+        for index, alignment in zip(wanted, passes):
             add_word_timestamps(
-                segments=segments,
-                model=_EncodedAudio(  # type: ignore[arg-type]
-                    self.model, decoded.audio_features[: mel.shape[-1] // 2]  # without padding
-                ),
-                tokenizer=tokenizer,
-                mel=mel,
-                num_frames=math.ceil(request.audio.size / HOP_LENGTH),
+                segments=segments[index],
+                model=alignment,  # type: ignore[arg-type]
+                tokenizer=tokenizers[index],
+                mel=mels[index],
+                num_frames=math.ceil(requests[index].audio.size / HOP_LENGTH),
                 last_speech_timestamp=0.0,
             )
-        for segment in segments:
-            del segment["seek"]
-        text = "".join(segment["text"] for segment in segments).strip()
-        return TranscriptionResult(text=text, language=decoded.language, segments=segments)
