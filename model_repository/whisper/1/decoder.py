@@ -222,7 +222,7 @@ class WhisperDecoder:
     runs that same masked, fixed-shape step eagerly (what graphs replay); off, a step attends
     only to the positions written so far (fastest without graphs, the CPU default)."""
 
-    def __init__(self, model: Whisper, *, cuda_graphs: bool = False, static: bool | None = None) -> None:
+    def __init__(self, model: Whisper, *, cuda_graphs: bool = False, static: bool = False) -> None:
         self.model = model
         decoder = model.decoder
         self.blocks = list(decoder.blocks)
@@ -233,7 +233,7 @@ class WhisperDecoder:
         self.vocab = model.dims.n_vocab
         self.device = next(model.parameters()).device
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
-        self.static = self.cuda_graphs if static is None else static or self.cuda_graphs
+        self.static = bool(static) or self.cuda_graphs
         # self-attention's three projections as one matrix product (key has no bias)
         self._qkv = [
             (
@@ -446,7 +446,11 @@ class WhisperDecoder:
     def _step(self, tokens: torch.Tensor, position: int, cache: _KeyValueCache,
               cross_mask: torch.Tensor | None, audio_positions: int) -> torch.Tensor:
         if self._graphs is not None and tokens.shape[0] <= GRAPH_BUCKETS[-1]:
-            return self._graphs.run(tokens, position, cross_mask)
+            try:
+                return self._graphs.run(tokens, position, cross_mask)
+            except RuntimeError as error:  # a capture CUDA refused: the same step, eagerly
+                LOGGER.warning("decoding without CUDA graphs: capturing the step failed: %s", error)
+                self._graphs, self.cuda_graphs = None, False
         if self.static:
             rows = tokens.shape[0]
             if cross_mask is None:
