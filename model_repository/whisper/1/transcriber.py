@@ -13,6 +13,10 @@ directly. One call decodes every request of a Triton batch together:
    `transcribe()` does per window (but when every temperature fails, the likeliest decode is
    kept, not the last; sampling is seeded by the request's audio); except a low-latency
    request (below).
+4. word timestamps, for the requests that ask for them, by openai-whisper's
+   `add_word_timestamps`, the decoder pass each needs run once for all of them
+   (`WhisperDecoder.alignment_passes`); the audio's cross-attention keys and values are
+   computed once per request and shared by all its decodes and that pass.
 
 Each request gets the result it would get if decoded alone: the encoder sees every window
 padded to 30 s either way, and greedy decoding of one row does not depend on the others.
