@@ -85,14 +85,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.output = TMP_DIR if args.quick else RESULTS_DIR
     args.only = set(args.only or SECTIONS)
     try:
-        parameters = dict(item.split("=", 1) for item in args.model_parameter)
+        args.model_parameters = dict(item.split("=", 1) for item in args.model_parameter)
     except ValueError:
         parser.error("--model-parameter takes KEY=VALUE")
-    args.model_repository = (
-        model_repository_with(TMP_DIR / "repositories" / "parameters", parameters)
-        if parameters else DEFAULT_MODEL_REPOSITORY
-    )
     return args
+
+
+def model_repository(parameters: dict[str, str]) -> Path:
+    """The repository the run's Triton serves: the project's, or a copy of its config with
+    `--model-parameter` values (refused if the model has no such parameter)."""
+    if not parameters:
+        return DEFAULT_MODEL_REPOSITORY
+    return model_repository_with(TMP_DIR / "repositories" / "parameters", parameters)
 
 
 # ---- file mode -----------------------------------------------------------------------------
@@ -249,7 +253,7 @@ def summarise_streams(
     }
 
 
-async def streaming_section(args: argparse.Namespace) -> dict[str, Any]:
+async def streaming_section(args: argparse.Namespace, repository: Path) -> dict[str, Any]:
     """hermes on its default 3 s beat and on a 1 s beat, then WhisperLive, one at a time on
     this machine, all streaming the 63.5 s composite of speech and pauses."""
     item = composite.build(TMP_DIR / "stream-63s.wav", composite.STREAM).item
@@ -261,7 +265,7 @@ async def streaming_section(args: argparse.Namespace) -> dict[str, Any]:
             continue
         log(f"starting the stack for {label}")
         async with running_stack(TMP_DIR, separate_gateway=True, stream_min_step_seconds=step,
-                                 model_repository=args.model_repository) as stack:
+                                 model_repository=repository) as stack:
             reference = reference or await service.file_reference(stack, item)
             section["levels"][label] = await streaming(
                 stack, item, counts, args.stream_repeat, reference, label
@@ -280,6 +284,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     noisy = report.noisy(own_tritonservers=0)
     if noisy:
         log("WARNING: pytest or another tritonserver is running here; timings will be noisy")
+    repository = model_repository(args.model_parameters)  # an unknown parameter fails here
     jfk, harvard = clip(JFK), clip(HARVARD)
     items = [(jfk, args.repeat), (harvard, args.repeat)]
     if not args.no_composite and "files" in args.only:
@@ -293,7 +298,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.date.today().isoformat(), "command": report.command_line(),
     }
     log("starting tritonserver and the gateway")
-    async with running_stack(TMP_DIR, model_repository=args.model_repository) as stack:
+    async with running_stack(TMP_DIR, model_repository=repository) as stack:
         results["machine"] = report.machine(await stack.triton_version(), args.threads)
         log(f"stack up in {time.perf_counter() - started:.0f} s")
         if "files" in args.only:
@@ -306,7 +311,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)
             noisy |= report.noisy(own_tritonservers=1)
     if "streaming" in args.only:
-        results["streaming"] = await streaming_section(args)
+        results["streaming"] = await streaming_section(args, repository)
         noisy |= report.noisy(own_tritonservers=0)
     results["noisy"] = noisy
     results["load_average_at_end"] = os.getloadavg()

@@ -83,14 +83,14 @@ def model_repository_with(
     the config copied with those values changed."""
     source = DEFAULT_MODEL_REPOSITORY / "whisper"
     config = (source / "config.pbtxt").read_text()
-    changes = [(rf'(key: "{re.escape(key)}".*\n\s*value: {{ string_value: ")[^"]*(")', value)
-               for key, value in parameters.items()]
+    changes = [(f"parameter {key!r}", rf'(key: "{re.escape(key)}".*\n\s*value: {{ string_value: ")[^"]*(")',
+                value) for key, value in parameters.items()]
     if max_batch_size is not None:
-        changes.append((r"(\nmax_batch_size: )\d+()", str(max_batch_size)))
-    for pattern, value in changes:
+        changes.append(("max_batch_size", r"(\nmax_batch_size: )\d+()", str(max_batch_size)))
+    for name, pattern, value in changes:
         config, count = re.subn(pattern, lambda m, v=value: f"{m[1]}{v}{m[2]}", config)
         if count != 1:
-            raise ValueError(f"the model's config.pbtxt has no {pattern!r} to set")
+            raise ValueError(f"the model's config.pbtxt has no {name} to set")
     model = directory / "whisper"
     model.mkdir(parents=True, exist_ok=True)
     (model / "config.pbtxt").write_text(config)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import accuracy
-from benchmarks.__main__ import parse_args
+from benchmarks.__main__ import model_repository, parse_args
 from benchmarks.gpu import parse_args as gpu_parse_args
 from benchmarks.stack import model_repository_with
 from gateway.local_triton import DEFAULT_MODEL_REPOSITORY
@@ -45,12 +45,14 @@ def test_the_default_run_is_the_smaller_grid_and_full_the_whole_one() -> None:
     assert full.conditions == accuracy.CONDITIONS and full.uploads == [1, 2, 4, 8]
     assert quick.conditions == accuracy.QUICK and quick.no_composite
     assert parse_args(["--full", "--streams", "2"]).streams == [2]  # explicit flags win
-    assert default.model_repository == DEFAULT_MODEL_REPOSITORY
+    assert default.model_parameters == {}
+    assert model_repository(default.model_parameters) == DEFAULT_MODEL_REPOSITORY
 
 
 def test_model_parameters_serve_a_variant_repository() -> None:
     args = parse_args(["--model-parameter", "low_latency_bfloat16=false"])
-    config = (args.model_repository / "whisper" / "config.pbtxt").read_text()
+    assert args.model_parameters == {"low_latency_bfloat16": "false"}
+    config = (model_repository(args.model_parameters) / "whisper" / "config.pbtxt").read_text()
     assert parameter(config, "low_latency_bfloat16") == "false"
     with pytest.raises(SystemExit):
         parse_args(["--model-parameter", "low_latency_bfloat16"])
