@@ -41,6 +41,16 @@ PAUSE_SECONDS = 0.5
 # JFK's first 3 s: "And so am I fellow Americans"; on 4-5.5 s: "asked not"), and a second
 # hypothesis is worth the wait. (On the composites, 8 s kept all of the latency gained at 5 s.)
 PAUSE_COMMIT_MIN_BUFFER_SECONDS = 8.0
+# Non-speech this long between two utterances ends a step's window: Whisper on "speech, long
+# silence, speech" in one window leaves out or misplaces whole phrases on either side (tiny.en
+# on the end of JFK, 12-27 s of silence, then JFK again: "can do for your country" or "And so
+# my fellow Americans" lost). A buffer holds such a pause only after an outage or a backlog.
+LONG_PAUSE_SECONDS = 3.0
+PAUSE_HEARD_SECONDS = 1.0  # how much of that pause the window keeps after the speech
+# Speech the model heard less than this of, up to the end of what it heard, and gave no words
+# for, is kept for the next step: Whisper leaves out a word cut off at a window's end. Heard
+# longer without words, it is a hum the detector took for speech, and goes.
+CUT_OFF_SPEECH_SECONDS = 2.0
 
 
 class StreamProtocolError(ValueError):
@@ -187,16 +197,32 @@ class StreamSession:
             low_latency=True,
         )
 
-    def _has_new_speech(self, buffer: np.ndarray) -> bool:
-        """Whether the buffer holds speech after the committed words (and notes where the
-        last speech ends). The buffer keeps committed audio as lead-in; without new speech a
-        step would only transcribe that again, and the pause after it would grow unchecked."""
+    def _speech_regions(self, buffer: np.ndarray) -> list[tuple[float, float]]:
+        """The detector's speech regions in the buffer, in stream time."""
         first = self._stream_sample(self.buffer_start)
-        regions = self.vad.regions(first, first + buffer.size)
-        if not regions:
-            return False
-        self.speech_end = self.buffer_start + regions[-1][1] / SAMPLE_RATE
-        return self.speech_end > self.agreement.committed_end + NEW_SPEECH_MARGIN_SECONDS
+        return [
+            (self.buffer_start + a / SAMPLE_RATE, self.buffer_start + b / SAMPLE_RATE)
+            for a, b in self.vad.regions(first, first + buffer.size)
+        ]
+
+    def _window_end(self, buffer: np.ndarray) -> float | None:
+        """Where this step's window ends (stream time), and notes where its last speech ends;
+        None when the buffer holds no speech after the committed words. The buffer keeps
+        committed audio as lead-in; without new speech a step would only transcribe that
+        again, and the pause after it would grow unchecked. The window stops in the first
+        long pause after the new speech: what follows it is the next step's."""
+        regions = self._speech_regions(buffer)
+        new = [r for r in regions if r[1] > self.agreement.committed_end + NEW_SPEECH_MARGIN_SECONDS]
+        if not new:
+            return None
+        last = new[0]
+        for region in new[1:]:
+            if region[0] - last[1] >= LONG_PAUSE_SECONDS:
+                self.speech_end = last[1]
+                return last[1] + PAUSE_HEARD_SECONDS
+            last = region
+        self.speech_end = last[1]
+        return self.buffer_start + buffer.size / SAMPLE_RATE
 
     @property
     def _utterance_ended(self) -> bool:
@@ -211,10 +237,13 @@ class StreamSession:
     async def _hypothesis(self) -> list[Word] | None:
         """Transcribe the buffer; None when it holds no new speech (nothing sent to the model)."""
         buffer = self.buffer  # as it is now: frames keep arriving while the model works
-        if not self._has_new_speech(buffer):
+        window_end = self._window_end(buffer)
+        if window_end is None:
             return None
-        window = buffer[-int(WINDOW_SECONDS * SAMPLE_RATE):]
-        offset = self.buffer_start + (buffer.size - window.size) / SAMPLE_RATE
+        end = self._stream_sample(window_end - self.buffer_start)
+        start = max(end - int(WINDOW_SECONDS * SAMPLE_RATE), 0)
+        window = buffer[start:end]
+        offset = self.buffer_start + start / SAMPLE_RATE
         started = time.monotonic()
         result = await self.backend.transcribe(window, self._options(), priority=PRIORITY_STREAM)
         self.model_seconds = time.monotonic() - started
@@ -239,8 +268,7 @@ class StreamSession:
             self._trim()
         else:
             # the model heard no words past the committed ones: what follows them is a pause
-            # (up to where it listened; frames that came in meanwhile are unheard)
-            self._drop_silence(until=self.heard_until)
+            self._drop_silence(until=self._wordless_until())
         return messages + self._partial(self.agreement.tail)
 
     def drop_backlog(self, reason: str) -> list[dict[str, Any]]:
@@ -325,6 +353,20 @@ class StreamSession:
         done = [s.end for s in self.segments if s.end <= self.agreement.committed_end + 0.01]
         if done:
             self._cut(max(done) - LEAD_SECONDS)
+
+    def _wordless_until(self) -> float:
+        """After a step that heard no new words: how far the buffer is a pause. Up to where
+        the model listened (frames that came in meanwhile are unheard), except speech it
+        heard only the start of; and on to the next speech when only silence lies between."""
+        regions = self._speech_regions(self.buffer)
+        running = [r for r in regions if r[0] < self.heard_until <= r[1] + PAUSE_SECONDS]
+        if running:
+            unheard_from = max(running[-1][0], self.agreement.committed_end)
+            if self.heard_until - unheard_from < CUT_OFF_SPEECH_SECONDS:
+                return unheard_from
+            return self.heard_until
+        later = [start for start, _ in regions if start >= self.heard_until]
+        return later[0] if later else self.heard_until
 
     def _drop_silence(self, until: float) -> None:
         """Audio without words up to stream time `until`: keep only the lead-in before it

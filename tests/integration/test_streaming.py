@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 
+from gateway.audio import SAMPLE_RATE
+from gateway.local_triton import LocalTriton
 from gateway.settings import Settings
+from gateway.streaming import FrameDecoder, StreamConfig, StreamSession
+from gateway.triton_backend import TritonAsr
 from tests.conftest import DATA_DIR
 from tests.wer import word_error_rate
 
@@ -234,3 +238,27 @@ async def test_an_idle_stream_times_out(make_gateway, gateway_settings) -> None:
     assert error["type"] == "error" and "no audio or message for 1 s" in error["message"]
     closing = await ws.receive(timeout=5)
     assert closing.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1008
+
+
+@pytest.mark.parametrize("pause_s, tail_s", [(12.0, 4.0), (27.0, 3.0)])
+async def test_a_long_pause_in_the_buffer_loses_no_word_on_either_side(
+    triton: LocalTriton, clips, pause_s: float, tail_s: float
+) -> None:
+    """What a model outage leaves in a stream's buffer: the end of a sentence nobody heard, a
+    long pause, then speech again. Heard as one window, Whisper left out either side ("can do
+    for your country", "And so my fellow Americans"); both must come through."""
+    jfk = clips["jfk.flac"]
+    backend = TritonAsr(triton.grpc_url, "whisper", timeout_s=120, ready_timeout_s=5)
+    session = StreamSession(backend, StreamConfig(), min_new_audio_s=0.5)
+    session.append(np.concatenate([jfk.audio[-int(tail_s * SAMPLE_RATE):],
+                                   np.zeros(int(pause_s * SAMPLE_RATE), np.float32)]))
+    messages = []
+    second = SAMPLE_RATE
+    for offset in range(0, jfk.audio.size, second):  # a step on every second of new speech
+        session.append(jfk.audio[offset : offset + second])
+        messages += await session.step()
+    messages += await session.finish(FrameDecoder(StreamConfig()))
+    text = "".join(m["text"] for m in messages if m["type"] == "final")
+    tail = "ask what you can do for your country." if tail_s == 3.0 else "for you, ask what you can do for your country."
+    assert word_error_rate(f"{tail} {jfk.text}", text) <= 0.1, text
+    assert not [m for m in messages if m["type"] == "skipped"]

@@ -117,6 +117,8 @@ class ScriptedModel:
         self.calls = 0
         self.arriving: list[np.ndarray] = []  # frames that come in while the model works
         self.avg_logprob = -0.1  # below -1: the hypothesis fails Whisper's checks
+        self.leaves_out_cut_off = False  # as Whisper does: no words of speech cut off at the end
+        self.heard: list[tuple[float, float]] = []  # stream time of each call's audio
 
     async def transcribe(self, audio, options, *, priority):
         assert options.low_latency and options.word_timestamps
@@ -126,10 +128,15 @@ class ScriptedModel:
         self.arriving = []
         start = self.session.buffer_start
         end = start + audio.size / RATE
+        self.heard.append((start, end))
+
+        def stretch_end(word: Word) -> float:
+            return min((s for s in self.speech_until if word.end <= s), default=float("inf"))
+
         heard = [
             Word(w.word, w.start - start, w.end - start, w.probability)
             for w in self.words
-            if w.start >= start and w.end <= end and any(w.end <= s for s in self.speech_until)
+            if w.start >= start and w.end <= end and stretch_end(w) <= (end if self.leaves_out_cut_off else float("inf"))
         ]
         segment = Segment(heard[0].start, heard[-1].end, "".join(w.word for w in heard),
                           self.avg_logprob, 0.01, 1.0, 0.0, words=tuple(heard)) if heard else None
@@ -232,3 +239,36 @@ async def test_a_pause_is_dropped_only_as_far_as_the_model_heard() -> None:
         session.append(sound(1.5, False, seed=seed))
         heard += finals(await session.step())
     assert heard == " w19 w20 w21 w22 w23"
+
+
+async def test_speech_the_model_heard_only_the_start_of_is_kept() -> None:
+    """Whisper leaves out words cut off at the end of its window: with no new words, the
+    speech at the end of what it heard is not a pause (taken for one, it lost "And so" and
+    "ask" of JFK)."""
+    session, model = scripted_session([(0.0, 7.0), (8.0, 12.0)])
+    model.leaves_out_cut_off = True
+    session.append(np.concatenate([sound(7.0, True), sound(1.0, False), sound(1.0, True, seed=1)]))
+    await session.step()
+    session.append(sound(0.6, True, seed=2))  # 9.6 s: heard 1.6 s of the second sentence
+    assert finals(await session.step()) == "".join(w.word for w in SPEECH_WORDS[:11])
+    session.append(np.concatenate([sound(2.4, True, seed=3), sound(1.5, False, seed=4)]))
+    text = finals(await session.step())
+    session.append(sound(0.5, False, seed=5))
+    text += finals(await session.step())
+    assert text == "".join(w.word for w in SPEECH_WORDS if 8.0 <= w.start and w.end <= 12.0)
+
+
+async def test_a_window_stops_in_a_long_pause() -> None:
+    """A buffer holding speech, a long pause and speech again (what an outage or a backlog
+    leaves) is heard one utterance at a time, and the pause is not sent to the model."""
+    session, model = scripted_session([(0.0, 5.0), (20.0, 25.0)])
+    session.append(np.concatenate([sound(5.0, True), sound(15.0, False), sound(5.0, True, seed=1),
+                                   sound(1.5, False, seed=2)]))
+    text = ""
+    for seed in range(3, 6):
+        text += finals(await session.step())
+        session.append(sound(0.5, False, seed=seed))
+    assert text == "".join(w.word for w in SPEECH_WORDS if w.end <= 5.0 or w.start >= 20.0)
+    # no window holds both sentences, and the pause is dropped up to the second's lead-in
+    assert [start for start, end in model.heard if end > 20.0] == [pytest.approx(18.7, abs=0.1)]
+    assert all(end < 8.0 for start, end in model.heard if start < 18.0), model.heard
