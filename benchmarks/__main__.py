@@ -182,15 +182,17 @@ async def streaming(
     results = []
     for count in counts:
         runs: list[service.StreamRun] = []
-        cpu_before = stack.cpu_seconds()
+        started, cpu_before = time.perf_counter(), stack.cpu_seconds_by_process()
         inferences, executions = await stack.batch_counts()
         for rep in range(repeat):
             runs += await service.concurrent_streams(stack, item, count)
             log_level(label, count, rep, repeat, runs[-count:])
-        cpu = stack.cpu_seconds() - cpu_before
+        wall = time.perf_counter() - started
+        cpu = {name: seconds - cpu_before[name] for name, seconds in stack.cpu_seconds_by_process().items()}
         after_inferences, after_executions = await stack.batch_counts()
         results.append(summarise_streams(item, count, repeat, runs, reference) | {
-            "cpu_s_per_audio_s": cpu / (len(runs) * item.duration),
+            "cpu_s_per_audio_s": sum(cpu.values()) / (len(runs) * item.duration),
+            "cores_busy": {name: seconds / wall for name, seconds in cpu.items()},
             "inferences": after_inferences - inferences,
             "executions": after_executions - executions,
         })

@@ -159,11 +159,14 @@ def streaming_table(results: list[dict]) -> str:
             f"{100 * r['file_mode_wer']:.1f} %",
             f"{r['tail_s']['max']:.2f}", "yes" if r["kept_up"] else "**no**",
             f"{r['cpu_s_per_audio_s']:.3f}" if "cpu_s_per_audio_s" in r else "–",
+            " / ".join(f"{r['cores_busy'][name]:.2f}" for name in ("gateway", "triton"))
+            if "cores_busy" in r else "–",
             f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
         ])
     return table(["streams", "finals", "final latency p50 / p95 s", "word → final p50 / p95 s",
                   "word → shown p50 / p95 s", "stream WER", "file WER", "max tail s",
-                  "kept up", "CPU s per audio s", "Triton inferences / executions"], rows)
+                  "kept up", "CPU s per audio s", "cores busy: gateway / Triton",
+                  "Triton inferences / executions"], rows)
 
 
 def capacity_table(section: dict[str, Any]) -> str:

@@ -51,10 +51,13 @@ class Stack:
     async def triton_version(self) -> str:
         return (await self.triton_json("/v2")).get("version", "?")
 
-    def cpu_seconds(self) -> float:
-        """CPU time the service (gateway and tritonserver with its stubs) has used so far;
-        with the gateway in this process that includes the benchmark's own clients."""
-        return resources.cpu_seconds(self.gateway_pid) + resources.cpu_seconds(self.triton_pid)
+    def cpu_seconds_by_process(self) -> dict[str, float]:
+        """CPU time the service has used so far: the gateway (with the gateway in this
+        process that includes the benchmark's own clients), and tritonserver with its model
+        process. Each is one Python process at heart: either at one core busy is where the
+        service stops scaling."""
+        return {"gateway": resources.cpu_seconds(self.gateway_pid),
+                "triton": resources.cpu_seconds(self.triton_pid)}
 
     @asynccontextmanager
     async def triton_pool(self) -> AsyncIterator[TritonPool]:
