@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonLaunchError, TritonPorts
+from benchmarks.stack import model_repository_with
+from gateway.asr import TranscribeOptions
+from gateway.local_triton import (
+    DEFAULT_MODEL_REPOSITORY,
+    LocalTriton,
+    TritonLaunchError,
+    TritonPorts,
+)
+from gateway.triton_backend import PRIORITY_FILE, TritonAsr
 from tests.conftest import free_port
+from tests.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +62,19 @@ def test_unknown_weights_fail_at_load_with_a_clear_message(exported_weights, tmp
         with LocalTriton(model_repository=repository, ports=ports(), log_path=log):
             pass
     assert "no exported weights named 'no-such-weights'" in log.read_text()
+
+
+async def test_the_cpu_int8_parameter_serves_int8_layers(exported_weights, tmp_path: Path, clips) -> None:
+    """The model parameter reaches the model, which says in Triton's log what it runs, and
+    serves right through Triton."""
+    repository = model_repository_with(tmp_path / "repository", {"cpu_int8": "true"})
+    log = tmp_path / "triton.log"
+    jfk = clips["jfk.flac"]
+    with LocalTriton(model_repository=repository, ports=ports(), log_path=log) as server:
+        backend = TritonAsr(server.grpc_url, "whisper", timeout_s=60, ready_timeout_s=5)
+        try:
+            result = await backend.transcribe(jfk.audio, TranscribeOptions(language="en"), priority=PRIORITY_FILE)
+        finally:
+            await backend.close()
+    assert word_error_rate(jfk.text, result.text) <= 0.05, result.text
+    assert "on cpu: fp16=False, int8=True, low_latency_bfloat16=False" in log.read_text()

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from whisper.model import LayerNorm, ModelDimensions, Whisper
+from whisper.model import LayerNorm, Linear, ModelDimensions, Whisper
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class LoadedModel:
     manifest: dict[str, Any]
     device: torch.device
     fp16: bool
+    int8: bool = False
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -88,6 +90,34 @@ def store_vocabulary_projection_contiguously(model: Whisper) -> None:
     embedding.weight = torch.nn.Parameter(transposed_storage.t(), requires_grad=False)
 
 
+def quantize_linear_layers(model: Whisper) -> Whisper:
+    """int8 weights for every linear layer, activations quantized as each product runs
+    (torch's dynamic quantization, fbgemm kernels): on a CPU without bfloat16 the encoder's
+    and decoder's matrix products are most of the work, and int8 is what faster-whisper
+    serves on a CPU. The convolutions, attention, layer norms and the vocabulary projection
+    (the token embedding, per-tensor activation scales ruined its text) stay float32. CPU
+    only, in place."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, Linear):  # openai-whisper's own subclass, which torch
+                plain = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+                plain.weight, plain.bias = child.weight, child.bias  # does not quantize
+                setattr(module, name, plain)
+    return quantized_int8(model)
+
+
+def quantized_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` with its `torch.nn.Linear` layers (or itself, if it is one) in int8."""
+    with warnings.catch_warnings():
+        # torch 2.10+ points eager-mode quantization to torchao, which we do not depend on;
+        # the API works throughout the torch versions the project accepts (< 2.14)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        if isinstance(module, torch.nn.Linear):  # torch swaps a module's children, not itself
+            return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(module), {torch.nn.Linear}, dtype=torch.qint8)[0]
+        return torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
 def half_precision(model: Whisper) -> Whisper:
     """fp16 weights, except the layer norms: openai-whisper's `LayerNorm` normalises in float32
     (it casts its input up and the result back), so its own weights must stay float32."""
@@ -104,8 +134,10 @@ def load_model(
     *,
     weights_dir: Path = WEIGHTS_DIR,
     verify_sha256: bool = True,
+    int8: bool = False,
 ) -> LoadedModel:
-    """Build the Whisper module from an export: fp16 on CUDA, fp32 on CPU."""
+    """Build the Whisper module from an export: fp16 on CUDA, fp32 on CPU (with `int8`, its
+    linear layers in int8: see `quantize_linear_layers`)."""
     manifest = read_manifest(name, weights_dir)
     weights_path = weights_dir / manifest["weights_file"]
     if not weights_path.is_file():
@@ -122,5 +154,8 @@ def load_model(
     fp16 = device.type == "cuda"
     model = (half_precision(model) if fp16 else model.float()).to(device).eval()
     store_vocabulary_projection_contiguously(model)
-    logger.info("loaded Whisper %s (%s) on %s, fp16=%s", name, manifest["dtype"], device, fp16)
-    return LoadedModel(model=model, manifest=manifest, device=device, fp16=fp16)
+    int8 = int8 and device.type == "cpu"
+    if int8:
+        quantize_linear_layers(model)
+    logger.info("loaded Whisper %s (%s) on %s, fp16=%s, int8=%s", name, manifest["dtype"], device, fp16, int8)
+    return LoadedModel(model=model, manifest=manifest, device=device, fp16=fp16, int8=int8)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from checkpoint import quantized_int8
 from whisper.audio import CHUNK_LENGTH
 from whisper.model import Whisper
 from whisper.tokenizer import Tokenizer
@@ -200,6 +201,22 @@ class _KeyValueCache:
             tensor[:, :count] = tensor[:, rows]
 
 
+def _fused_self_attention_projection(attention: Any) -> torch.nn.Module:
+    """Self-attention's query, key and value projections as one matrix product (the key has
+    no bias); in int8 when the model's are (`checkpoint.quantize_linear_layers`)."""
+    projections = (attention.query, attention.key, attention.value)
+    quantized = not isinstance(attention.query, torch.nn.Linear)
+    weights = [p.weight().dequantize() if quantized else p.weight for p in projections]
+    biases = [(p.bias() if quantized else p.bias) for p in projections]
+    biases[1] = torch.zeros_like(biases[0])
+    fused = torch.nn.Linear(weights[0].shape[1], 3 * weights[0].shape[0],
+                            device=weights[0].device, dtype=weights[0].dtype)
+    fused.requires_grad_(False)
+    fused.weight.copy_(torch.cat(weights))
+    fused.bias.copy_(torch.cat(biases))
+    return quantized_int8(fused) if quantized else fused
+
+
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(batch, positions, width) as (batch, heads, positions, head width)."""
     return x.unflatten(-1, (heads, -1)).transpose(1, 2)
@@ -234,14 +251,7 @@ class WhisperDecoder:
         self.device = next(model.parameters()).device
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.static = bool(static) or self.cuda_graphs
-        # self-attention's three projections as one matrix product (key has no bias)
-        self._qkv = [
-            (
-                torch.cat([b.attn.query.weight, b.attn.key.weight, b.attn.value.weight]),
-                torch.cat([b.attn.query.bias, torch.zeros_like(b.attn.query.bias), b.attn.value.bias]),
-            )
-            for b in self.blocks
-        ]
+        self._qkv = [_fused_self_attention_projection(b.attn) for b in self.blocks]
         self._rules: dict[int, _TokenRules] = {}
         self._cache: _KeyValueCache | None = None
         self._graphs: _GraphedSteps | None = None
@@ -288,8 +298,7 @@ class WhisperDecoder:
         (before the softmax, batch × heads × text × audio positions) are appended to it."""
         rows = x.shape[0]
         for layer, block in enumerate(self.blocks):
-            weight, bias = self._qkv[layer]
-            q, k, v = F.linear(block.attn_ln(x), weight.to(x.dtype), bias.to(x.dtype)).split(self.width, dim=-1)
+            q, k, v = self._qkv[layer](block.attn_ln(x)).split(self.width, dim=-1)
             x = x + block.attn.out(self_attention(layer, q, k, v))
             q = block.cross_attn.query(block.cross_attn_ln(x))
             keys = cache.cross_keys[layer, :rows, :, :audio_positions]

@@ -92,18 +92,26 @@ class TritonPythonModel:
             parameters.get("weights", "tiny.en"),
             resolve_device(parameters.get("device", "auto")),
             verify_sha256=parameters.get("verify_sha256", "true").lower() == "true",
+            int8=_switch(parameters, "cpu_int8", auto=False),
         )
         self.transcriber = BatchTranscriber(
             loaded.model,
             fp16=loaded.fp16,
             # auto: where the CPU computes bfloat16 natively / on a CPU (see BatchTranscriber)
-            low_latency_bfloat16=_switch(
+            # int8 layers take float32 activations: no bfloat16 encoder with them
+            low_latency_bfloat16=not loaded.int8 and _switch(
                 parameters, "low_latency_bfloat16", auto=cpu_computes_bfloat16()
             ),
             low_latency_short_context=_switch(
                 parameters, "low_latency_short_context", auto=loaded.model.device.type == "cpu"
             ),
             cuda_graphs=_switch(parameters, "cuda_graphs", auto=True),
+        )
+        pb_utils.Logger.log_info(  # in Triton's log: what this instance actually runs
+            f"serving Whisper {loaded.manifest['name']} on {loaded.device}: fp16={loaded.fp16}, "
+            f"int8={loaded.int8}, low_latency_bfloat16={self.transcriber.low_latency_bfloat16}, "
+            f"low_latency_short_context={self.transcriber.low_latency_short_context}, "
+            f"cuda_graphs={self.transcriber.decoder.cuda_graphs}"
         )
         self.heap = HeapTrimmer()
         self.transcriber.warm_up()
