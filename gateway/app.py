@@ -17,13 +17,14 @@ from gateway.admission import UploadAdmission
 from gateway.cors import Cors
 from gateway.errors import ApiError, error_middleware
 from gateway.heap import heap_trimming
-from gateway.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAMS
+from gateway.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
 from gateway.logs import AccessLogger, configure
 from gateway.request_context import add_request_id_header, request_id_middleware
 from gateway.settings import Settings, load
 from gateway.step_clock import StepClock
 from gateway.triton_pool import TritonPool
 from gateway.uploads import MULTIPART_OVERHEAD_BYTES
+from gateway.vad import StreamScorer
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([triton_pool, heap_trimming])
     app[DRAINING] = asyncio.Event()
     app[STEP_CLOCK] = StepClock(settings.stream_min_step_seconds, settings.stream_step_seconds)
+    app[STREAM_VAD] = StreamScorer()
     app.on_shutdown.append(ws_stream.drain_streams)
     uploads = UploadAdmission(settings.max_uploads_running, settings.max_uploads_waiting)
     app.add_routes(

@@ -10,9 +10,11 @@ from aiohttp import web
 from gateway.settings import Settings
 from gateway.step_clock import StepClock
 from gateway.triton_pool import TritonPool
+from gateway.vad import StreamScorer
 
 SETTINGS = web.AppKey("settings", Settings)
 ASR = web.AppKey("asr", TritonPool)
 STEP_CLOCK = web.AppKey("step_clock", StepClock)  # the beat live streams step on
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on shutdown: streams flush and close
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])
+STREAM_VAD = web.AppKey("stream_vad", StreamScorer)  # scores every stream's frames together

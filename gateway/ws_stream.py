@@ -16,11 +16,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from gateway.access import client_of
-from gateway.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAMS
+from gateway.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
 from gateway.request_context import current_request_id
 from gateway.settings import Settings
 from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
 from gateway.triton_backend import AsrRejected, AsrUnavailable
+from gateway.vad import StreamingVad
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class _Connection:
         self.ws = ws
         self.backend = request.app[ASR]
         self.clock = request.app[STEP_CLOCK]
+        self.vad_scorer = request.app[STREAM_VAD]
         self.config = StreamConfig()
         self.decoder = FrameDecoder(self.config)
         self.session: StreamSession | None = None
@@ -87,7 +89,10 @@ class _Connection:
             return
         if self.session is None:
             self.session = StreamSession(
-                self.backend, self.config, min_new_audio_s=self.clock.min_period_s / 2
+                self.backend,
+                self.config,
+                min_new_audio_s=self.clock.min_period_s / 2,
+                vad=StreamingVad(scorer=self.vad_scorer),
             )
             self.worker = asyncio.create_task(self._run_steps())
         self.session.append(samples)

@@ -9,7 +9,7 @@ import pytest
 from gateway.asr import WindowResult
 from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
 from gateway.transcript import Segment, Word
-from gateway.vad import StreamingVad
+from gateway.vad import CONTEXT_SAMPLES, StreamingVad, StreamScorer
 
 
 def test_defaults_are_16k_mono_pcm16() -> None:
@@ -100,11 +100,12 @@ def sound(seconds: float, loud: bool, seed: int = 0) -> np.ndarray:
     return (noise * 0.3 * swells).astype(np.float32)
 
 
-class LoudnessVad(StreamingVad):
+class LoudnessScorer(StreamScorer):
     """Frames louder than -40 dBFS are speech."""
 
-    def score_frames(self, frames: np.ndarray) -> np.ndarray:
-        return (np.sqrt(np.mean(frames**2, axis=1)) > 0.01).astype(np.float32)
+    def score(self, inputs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = inputs[:, CONTEXT_SAMPLES:]
+        return (np.sqrt(np.mean(frames**2, axis=1)) > 0.01).astype(np.float32), state
 
 
 class ScriptedModel:
@@ -146,7 +147,7 @@ class ScriptedModel:
 def scripted_session(speech: list[tuple[float, float]]) -> tuple[StreamSession, ScriptedModel]:
     words = [w for w in SPEECH_WORDS if any(a <= w.start and w.end <= b for a, b in speech)]
     model = ScriptedModel(words, [b for _, b in speech])
-    session = StreamSession(model, StreamConfig(), min_new_audio_s=0.5, vad=LoudnessVad())
+    session = StreamSession(model, StreamConfig(), min_new_audio_s=0.5, vad=StreamingVad(scorer=LoudnessScorer()))
     model.session = session
     return session, model
 

@@ -10,6 +10,7 @@ from gateway.audio import SAMPLE_RATE
 from gateway.vad import (
     FRAME_SAMPLES,
     StreamingVad,
+    StreamScorer,
     VadConfig,
     detect_speech,
     speech_probabilities,
@@ -107,3 +108,38 @@ def test_the_live_detector_answers_for_any_stretch_after_forgetting(jfk_between_
     later = in_seconds(live.regions(15 * SR, audio.size))  # relative to 15 s
     expected = [(max(a, 15.0) - 15, b - 15) for a, b in everything if b > 15.0]
     assert later == [pytest.approx(r, abs=FRAME_SAMPLES / SR) for r in expected]
+
+
+class CountingScorer(StreamScorer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def score(self, inputs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.batches.append(len(inputs))
+        return super().score(inputs, state)
+
+
+def test_streams_sharing_a_scorer_score_as_each_alone_in_one_call_per_frame(jfk_between_silences) -> None:
+    """Three streams of different audio, lengths and frame sizes, scored together: the
+    same scores as each stream scored by itself, one batched call per frame position."""
+    audio = jfk_between_silences
+    streams = [audio[: 6 * SR], audio[3 * SR : 12 * SR], audio[8 * SR : 10 * SR][::-1].copy()]
+    shared = CountingScorer()
+    together = [StreamingVad(scorer=shared) for _ in streams]
+    alone = [StreamingVad() for _ in streams]
+    for vad, stream, frame in zip(together, streams, (1_000, 1_600, 333)):
+        for start in range(0, stream.size, frame):
+            vad.accept(stream[start : start + frame])
+    for vad, stream in zip(alone, streams):
+        vad.accept(stream)
+    for shared_vad, own_vad, stream in zip(together, alone, streams):
+        assert shared_vad.regions(0, stream.size) == own_vad.regions(0, stream.size)
+        np.testing.assert_allclose(shared_vad._scores, own_vad._scores, atol=1e-5)
+    longest = max(stream.size for stream in streams) // FRAME_SAMPLES
+    assert len(shared.batches) == longest and shared.batches[0] == 3
+    # frames that come later are scored at the next question, the shared state carried on
+    together[0].accept(audio[6 * SR : 7 * SR])
+    alone[0].accept(audio[6 * SR : 7 * SR])
+    assert together[0].regions(0, 7 * SR) == alone[0].regions(0, 7 * SR)
+    np.testing.assert_allclose(together[0]._scores, alone[0]._scores, atol=1e-5)
