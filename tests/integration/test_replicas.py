@@ -51,6 +51,20 @@ def inference_count(server: LocalTriton) -> int:
         return int(json.load(reply)["model_stats"][0].get("inference_count", 0))
 
 
+async def settled_counts(*servers: LocalTriton) -> tuple[int, ...]:
+    """Each server's inference count once it stops moving: Triton records an execution's
+    statistics after its responses are sent, so a read right after the replies can miss the
+    last executions (CI read 2 of 4 uploads' inferences that way)."""
+    counts = tuple(inference_count(server) for server in servers)
+    for _ in range(40):
+        await asyncio.sleep(0.25)
+        latest = tuple(inference_count(server) for server in servers)
+        if latest == counts:
+            return latest
+        counts = latest
+    return counts
+
+
 def crash(server: LocalTriton) -> None:
     """SIGKILL the server and its stub, as a crash or an OOM kill would."""
     assert server.process is not None
@@ -65,9 +79,9 @@ async def upload(gateway, path) -> str:
 
 async def test_concurrent_uploads_reach_both_replicas(pooled_gateway, triton, second_triton, clips) -> None:
     jfk = clips["jfk.flac"]
-    before = inference_count(triton), inference_count(second_triton)
+    before = await settled_counts(triton, second_triton)
     texts = await asyncio.gather(*(upload(pooled_gateway, jfk.path) for _ in range(4)))
-    after = inference_count(triton), inference_count(second_triton)
+    after = await settled_counts(triton, second_triton)
     assert all(word_error_rate(jfk.text, text) == 0.0 for text in texts), texts
     assert after[0] > before[0] and after[1] > before[1], (before, after)
     ready = await (await pooled_gateway.get("/readyz")).json()
@@ -113,6 +127,7 @@ async def test_a_replica_killed_mid_load_loses_nothing_and_comes_back(
             break
         await asyncio.sleep(0.25)
     assert victim.healthy
-    served_before = inference_count(second_triton)
+    (served_before,) = await settled_counts(second_triton)
     await asyncio.gather(*(upload(pooled_gateway, jfk.path) for _ in range(4)))
-    assert inference_count(second_triton) > served_before
+    (served_after,) = await settled_counts(second_triton)
+    assert served_after > served_before
