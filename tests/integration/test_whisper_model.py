@@ -209,7 +209,8 @@ def _batch_counts(client: grpcclient.InferenceServerClient) -> Counter[int]:
 
 
 def _when_idle(client: grpcclient.InferenceServerClient) -> Counter[int]:
-    """The batch counts once they stop moving: work an earlier test left queued has finished."""
+    """The batch counts once they stop moving: work an earlier test left queued has finished,
+    and Triton has recorded the last executions (it does so after their responses are sent)."""
     counts = _batch_counts(client)
     for _ in range(60):
         time.sleep(0.5)
@@ -243,7 +244,7 @@ def test_concurrent_requests_are_batched_with_unchanged_results(
 
     with ThreadPoolExecutor(max_workers=len(requests)) as pool:
         together = list(pool.map(infer_with_own_client, requests))
-    executed = _batch_counts(triton_client) - before
+    executed = _when_idle(triton_client) - before  # recorded after the responses are sent
 
     def words(result: WindowResult) -> tuple[str, list[str]]:
         return result.text, [w.word for segment in result.segments for w in segment.words]
