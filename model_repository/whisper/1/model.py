@@ -19,9 +19,9 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from checkpoint import load_model, resolve_device
-from heap import HeapTrimmer
-from transcriber import (
+from checkpoint import load_model, resolve_device  # noqa: E402
+from heap import HeapTrimmer  # noqa: E402
+from transcriber import (  # noqa: E402  (needs the path above inside Triton's stub)
     BatchTranscriber,
     InvalidRequest,
     TranscriptionRequest,
@@ -99,9 +99,9 @@ class TritonPythonModel:
             fp16=loaded.fp16,
             # auto: where the CPU computes bfloat16 natively / on a CPU (see BatchTranscriber)
             # int8 layers take float32 activations: no bfloat16 encoder with them
-            low_latency_bfloat16=not loaded.int8 and _switch(
+            low_latency_bfloat16=_switch(
                 parameters, "low_latency_bfloat16", auto=cpu_computes_bfloat16()
-            ),
+            ) and not loaded.int8,
             low_latency_short_context=_switch(
                 parameters, "low_latency_short_context", auto=loaded.model.device.type == "cpu"
             ),
