@@ -18,7 +18,7 @@ from benchmarks import accuracy, composite, peers, plot, report, service, whispe
 from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.stack import Stack, model_repository_with, running_stack
-from gateway.local_triton import DEFAULT_MODEL_REPOSITORY
+from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY
 from tests.wer import word_error_rate
 
 SERVICE = "hermes service"

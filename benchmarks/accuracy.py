@@ -20,7 +20,7 @@ from benchmarks import peers, replay, service, speech
 from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import TMP_DIR, log, spread
 from benchmarks.stack import Stack
-from gateway.audio import SAMPLE_RATE
+from gateway.modes.audio import SAMPLE_RATE
 from tests.wer import word_error_rate
 
 FILE_RUNS = 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.audio import SAMPLE_RATE, ffmpeg_command
+from gateway.modes.audio import SAMPLE_RATE, ffmpeg_command
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "tests" / "data"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
-from gateway.audio import SAMPLE_RATE
+from gateway.modes.audio import SAMPLE_RATE
 
 NOISE_RMS = 3e-4  # about -70 dBFS: a quiet room, not digital zero
 SEED = 5

@@ -7,7 +7,7 @@ service's own ffmpeg command), and this run reads it from DIR. Everything else i
 stack: tritonserver from the nvidia-pytriton wheel, the Whisper model on CUDA, the gateway as a
 child process, paced WebSocket clients. It measures
 
-- file mode: the gateway's window pipeline (`gateway.files`, as an upload runs it once the
+- file mode: the gateway's window pipeline (`gateway.modes.files`, as an upload runs it once the
   audio is decoded) against openai-whisper's own `transcribe()` on the same GPU and weights;
 - concurrent files: N transcriptions at once, audio seconds per second, Triton's batching and
   how many CPU cores Triton and its model process kept busy;
@@ -44,10 +44,10 @@ from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
 from benchmarks.report import TMP_DIR, log
 from benchmarks.resources import cpu_seconds
 from benchmarks.stack import Stack, model_repository_with, running_stack
-from gateway.asr import TranscribeOptions
-from gateway.audio import SAMPLE_RATE
-from gateway.files import collect, transcribe_audio
-from gateway.triton_pool import TritonPool
+from gateway.backend.triton_tensors import TranscribeOptions
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.files import collect, transcribe_audio
+from gateway.backend.triton_pool import TritonPool
 from tests.wer import word_error_rate
 
 ITEMS = ("jfk", "harvard", "stream-63s")

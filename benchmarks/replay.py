@@ -28,10 +28,10 @@ import torch
 from benchmarks.audio import PROJECT_ROOT
 from benchmarks.composite import PLANS, STREAM, build
 from benchmarks.report import TMP_DIR
-from gateway.asr import TranscribeOptions, WindowResult
-from gateway.audio import SAMPLE_RATE
-from gateway.streaming import FrameDecoder, StreamConfig, StreamSession
-from gateway.transcript import Segment
+from gateway.backend.triton_tensors import TranscribeOptions, WindowResult
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamSession
+from gateway.core.transcript import Segment
 from tests.wer import word_error_rate
 
 # the model's own modules, as Triton's stub imports them

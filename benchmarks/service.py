@@ -15,7 +15,7 @@ import aiohttp
 
 from benchmarks.audio import Item, pcm16
 from benchmarks.stack import Stack
-from gateway.audio import SAMPLE_RATE
+from gateway.modes.audio import SAMPLE_RATE
 
 FRAME_SECONDS = 0.1
 KEPT_UP_TAIL_S = 5.0  # a stream kept up when `done` came within this long after `stop`

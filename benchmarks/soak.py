@@ -29,8 +29,8 @@ from benchmarks.audio import HARVARD, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.service import StreamRun
 from benchmarks.stack import Stack, running_stack
-from gateway.asr import TranscribeOptions
-from gateway.audio import WINDOW_SAMPLES
+from gateway.backend.triton_tensors import TranscribeOptions
+from gateway.modes.audio import WINDOW_SAMPLES
 from tests.wer import word_error_rate
 
 WER_MARGIN = 0.10  # a transcript this far (absolute) above its file-mode WER is an error

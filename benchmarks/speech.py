@@ -34,7 +34,7 @@ import soxr
 
 from benchmarks.audio import DATA_DIR, HARVARD, JFK, clip, load_audio
 from benchmarks.composite import NOISE_RMS, SEED
-from gateway.audio import SAMPLE_RATE
+from gateway.modes.audio import SAMPLE_RATE
 
 # Harvard sentences, lists 1-8 (IEEE 1969, public domain); list 72 is in tests/data already.
 # A few compounds are written as one word ("halfway", "drugstore") as Whisper spells them, so a

@@ -19,10 +19,10 @@ from aiohttp import web
 
 from benchmarks import resources
 from benchmarks.audio import PROJECT_ROOT
-from gateway.app import create_app
-from gateway.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonPorts
-from gateway.settings import ENV_PREFIX, Settings
-from gateway.triton_pool import TritonPool
+from gateway.server.app import create_app
+from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonPorts
+from gateway.server.settings import ENV_PREFIX, Settings
+from gateway.backend.triton_pool import TritonPool
 
 GATEWAY_START_TIMEOUT_S = 60.0
 GATEWAY_STOP_TIMEOUT_S = 60.0  # SIGTERM, then SIGKILL after this long
@@ -147,7 +147,7 @@ async def gateway_subprocess(settings: Settings, log_path: Path) -> AsyncIterato
     environment = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "serve", *settings_flags(settings),
+            sys.executable, "-m", "gateway.tools.cli", "serve", *settings_flags(settings),
             cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=asyncio.subprocess.STDOUT,
         )
     try:

@@ -2,7 +2,7 @@
 
 File mode sends Whisper only the regions a voice detector finds; speech outside them is never
 heard. hermes' energy detector asked speech to stand 12 dB above the recording's noise floor:
-at 5 dB SNR it dropped whole sentences. This measures it against Silero VAD (gateway.vad) at
+at 5 dB SNR it dropped whole sentences. This measures it against Silero VAD (gateway.modes.vad) at
 three thresholds on espeak-ng speech (benchmarks.speech) whose speech samples are known exactly:
 clean, and under steady, babble and music noise at several SNRs (measured over the speech).
 
@@ -36,15 +36,15 @@ import numpy as np
 
 from benchmarks import report
 from benchmarks.speech import NOISES, PLANS, Speech, build, espeak_version, noisy, speech_ranges
-from gateway.audio import SAMPLE_RATE
-from gateway.vad import FRAME_SAMPLES, VadConfig, speech_probabilities, speech_regions
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.vad import FRAME_SAMPLES, VadConfig, speech_probabilities, speech_regions
 
 Regions = list[tuple[int, int]]
 LOST_BELOW = 0.5  # a sentence less covered than this is lost
 CLEAN = "clean"
 T = TypeVar("T")
 
-# --- the energy detector hermes used before (gateway/vad.py at 380ef1d) ---------------------
+# --- the energy detector hermes used before (gateway/modes/vad.py at 380ef1d) ---------------------
 
 ENERGY_FRAME = 320  # 20 ms
 ABOVE_FLOOR_DB = 12.0  # speech is this much louder than the noise floor
@@ -58,7 +58,7 @@ MIN_SPEECH_FRAMES = 5  # 0.1 s: shorter bursts are clicks, not speech
 def energy_regions(audio: np.ndarray) -> Regions:
     """The energy detector hermes used before Silero, kept here only to be measured: a 20 ms
     frame is speech when its RMS level is 12 dB above the file's noise floor (its 10th
-    percentile) and above -55 dBFS; regions bridged, filtered and padded as gateway.vad's."""
+    percentile) and above -55 dBFS; regions bridged, filtered and padded as gateway.modes.vad's."""
     count = audio.size // ENERGY_FRAME
     if count == 0:
         return []

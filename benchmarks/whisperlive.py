@@ -58,8 +58,8 @@ from benchmarks.audio import DATA_DIR, JFK, PROJECT_ROOT, Item, reference_texts
 from benchmarks.report import TMP_DIR, log
 from benchmarks.service import FRAME_SECONDS, StreamRun, quantiles
 from benchmarks.stack import free_port, stop_process
-from gateway.audio import SAMPLE_RATE
-from gateway.settings import Settings
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.server.settings import Settings
 from tests.wer import word_error_rate
 
 REQUIREMENTS = Path(__file__).with_name("whisperlive-requirements.txt")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from gateway.audio import ffmpeg_command
-from gateway.local_triton import LocalTriton, TritonPorts
+from gateway.modes.audio import ffmpeg_command
+from gateway.tools.local_triton import LocalTriton, TritonPorts
 
 TESTS_DIR = Path(__file__).resolve().parent
 DATA_DIR = TESTS_DIR / "data"

@@ -26,10 +26,10 @@ from aiohttp import web
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from playwright.async_api import Error as PlaywrightError
 
-from gateway.app import create_app
-from gateway.audio import ffmpeg_executable
-from gateway.local_triton import LocalTriton
-from gateway.settings import Settings
+from gateway.server.app import create_app
+from gateway.modes.audio import ffmpeg_executable
+from gateway.tools.local_triton import LocalTriton
+from gateway.server.settings import Settings
 from tests.conftest import ARTIFACTS_DIR, Clip, free_port
 from tests.wer import word_error_rate
 

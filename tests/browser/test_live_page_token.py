@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from gateway.app import create_app
-from gateway.local_triton import LocalTriton
-from gateway.settings import Settings
+from gateway.server.app import create_app
+from gateway.tools.local_triton import LocalTriton
+from gateway.server.settings import Settings
 
 # pytestmark: skipped, like the main page test, where Chromium is missing
 from tests.browser.test_live_page import chromium, first_page, pytestmark, serve  # noqa: F401

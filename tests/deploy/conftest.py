@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway import settings
+from gateway.server import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"

@@ -9,9 +9,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.settings import Settings
-from gateway.triton_pool import Endpoint, parse_endpoints
-from gateway.uploads import MULTIPART_OVERHEAD_BYTES
+from gateway.server.settings import Settings
+from gateway.backend.triton_pool import Endpoint, parse_endpoints
+from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
 from tests.deploy.conftest import (
     K8S_DIR,
     OVERLAYS,

@@ -12,10 +12,10 @@ import pytest
 import soundfile
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.audio import SAMPLE_RATE, ffmpeg_executable
-from gateway.local_triton import LocalTriton
-from gateway.settings import Settings
+from gateway.server.app import create_app
+from gateway.modes.audio import SAMPLE_RATE, ffmpeg_executable
+from gateway.tools.local_triton import LocalTriton
+from gateway.server.settings import Settings
 from tests.conftest import Clip
 
 

@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
-from gateway.app import create_app
-from gateway.keys import STREAMS
-from gateway.logs import AccessLogger, RequestIdFilter, handler
-from gateway.settings import Settings
+from gateway.server.app import create_app
+from gateway.server.keys import STREAMS
+from gateway.server.logs import AccessLogger, RequestIdFilter, handler
+from gateway.server.settings import Settings
 from tests.integration.test_http_files import JFK_TEXT, form
 from tests.integration.test_streaming import pcm16
 from tests.wer import word_error_rate

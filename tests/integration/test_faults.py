@@ -17,11 +17,11 @@ import aiohttp
 import numpy as np
 import pytest
 
-from gateway.audio import SAMPLE_RATE
-from gateway.keys import ASR
-from gateway.local_triton import LocalTriton, TritonPorts
-from gateway.settings import Settings
-from gateway.supervisor import TritonSupervisor
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.server.keys import ASR
+from gateway.tools.local_triton import LocalTriton, TritonPorts
+from gateway.server.settings import Settings
+from gateway.tools.supervisor import TritonSupervisor
 from tests.conftest import ARTIFACTS_DIR, free_port
 from tests.integration.test_http_files import error_of, form
 from tests.integration.test_replicas import crash
@@ -151,7 +151,7 @@ def gateway_process(triton: LocalTriton) -> Iterator[tuple[subprocess.Popen, str
     port = free_port()
     log = (ARTIFACTS_DIR / "gateway-sigterm.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "gateway.tools.cli", "serve", "--port", str(port),
          "--triton-url", triton.grpc_url, "--shutdown-timeout-s", "60"],
         stdout=log, stderr=subprocess.STDOUT,
     )

@@ -24,8 +24,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from gateway.audio import ffmpeg_executable
-from gateway.keys import SETTINGS, STREAMS
+from gateway.modes.audio import ffmpeg_executable
+from gateway.server.keys import SETTINGS, STREAMS
 from tests.conftest import DATA_DIR
 from tests.data.hostile.make_corpus import CORPUS, render
 from tests.integration.test_streaming import assert_protocol, pcm16, stream

@@ -13,8 +13,8 @@ import srt
 import webvtt
 from openai import AsyncOpenAI
 
-from gateway.settings import Settings
-from gateway.transcribe_client import iter_sse_events, parse_args, run
+from gateway.server.settings import Settings
+from gateway.tools.transcribe_client import iter_sse_events, parse_args, run
 from tests.conftest import DATA_DIR, free_port
 from tests.wer import normalized_words, word_error_rate
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.stack import model_repository_with
-from gateway.asr import TranscribeOptions
-from gateway.local_triton import (
+from gateway.backend.triton_tensors import TranscribeOptions
+from gateway.tools.local_triton import (
     DEFAULT_MODEL_REPOSITORY,
     LocalTriton,
     TritonLaunchError,
     TritonPorts,
 )
-from gateway.triton_backend import PRIORITY_FILE, TritonAsr
+from gateway.backend.triton_client import PRIORITY_FILE, TritonAsr
 from tests.conftest import free_port
 from tests.wer import word_error_rate
 

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from gateway.settings import Settings
+from gateway.server.settings import Settings
 from tests.integration.test_http_files import error_of, form
 from tests.integration.test_streaming import assert_protocol, pcm16, stream
 from tests.wer import word_error_rate

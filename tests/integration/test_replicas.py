@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.keys import ASR
-from gateway.local_triton import LocalTriton, TritonPorts
-from gateway.settings import Settings
+from gateway.server.keys import ASR
+from gateway.tools.local_triton import LocalTriton, TritonPorts
+from gateway.server.settings import Settings
 from tests.conftest import ARTIFACTS_DIR, free_port
 from tests.integration.test_http_files import form
 from tests.integration.test_streaming import assert_protocol, pcm16, stream

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from gateway.audio import SAMPLE_RATE
-from gateway.local_triton import LocalTriton
-from gateway.settings import Settings
-from gateway.streaming import FrameDecoder, StreamConfig, StreamSession
-from gateway.triton_backend import TritonAsr
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.tools.local_triton import LocalTriton
+from gateway.server.settings import Settings
+from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamSession
+from gateway.backend.triton_client import TritonAsr
 from tests.conftest import DATA_DIR
 from tests.wer import word_error_rate
 
@@ -205,7 +205,7 @@ async def test_config_after_audio_is_refused(stream_gateway, clips) -> None:
 
 async def test_abrupt_disconnect_frees_the_stream(stream_gateway, clips) -> None:
     app = stream_gateway.server.app
-    from gateway.keys import STREAMS
+    from gateway.server.keys import STREAMS
 
     ws = await stream_gateway.ws_connect("/stream-audio")
     await ws.send_bytes(pcm16(clips["jfk.flac"].audio[: 5 * 16000]))

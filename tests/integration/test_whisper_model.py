@@ -13,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from gateway.asr import (
+from gateway.backend.triton_tensors import (
     MODEL_NAME,
     OUTPUTS,
     TranscribeOptions,
@@ -21,7 +21,7 @@ from gateway.asr import (
     build_inputs,
     parse_outputs,
 )
-from gateway.audio import SAMPLE_RATE, WINDOW_SAMPLES
+from gateway.modes.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from tests.wer import normalized_words, word_error_rate
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway import access, logs
-from gateway.access import ApiKeys, is_same_origin, normalise_origin, parse_origins, read_api_keys
-from gateway.local_triton import LocalTriton, TritonPorts
-from gateway.request_context import MAX_LENGTH, clean_request_id, current_request_id
+from gateway.server import access
+
+from gateway.server import logs
+from gateway.server.access import ApiKeys, is_same_origin, normalise_origin, parse_origins, read_api_keys
+from gateway.tools.local_triton import LocalTriton, TritonPorts
+from gateway.server.request_context import MAX_LENGTH, clean_request_id, current_request_id
 
 
 def test_api_keys_from_the_setting_and_the_file(tmp_path: Path) -> None:

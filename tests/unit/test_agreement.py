@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.agreement import LocalAgreement
-from gateway.transcript import Word
+from gateway.modes.agreement import LocalAgreement
+from gateway.core.transcript import Word
 
 
 def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:

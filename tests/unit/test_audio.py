@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from gateway.audio import (
+from gateway.modes.audio import (
     SAMPLE_RATE,
     AudioDecodeError,
     AudioTooLongError,

@@ -11,7 +11,7 @@ from benchmarks import accuracy
 from benchmarks.__main__ import model_repository, parse_args
 from benchmarks.gpu import parse_args as gpu_parse_args
 from benchmarks.stack import model_repository_with
-from gateway.local_triton import DEFAULT_MODEL_REPOSITORY
+from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY
 
 
 def parameter(config: str, key: str) -> str:

@@ -1,15 +1,15 @@
-"""When file mode reads a window again (gateway.files.read_window), over a scripted model."""
+"""When file mode reads a window again (gateway.modes.files.read_window), over a scripted model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gateway.asr import TranscribeOptions, WindowResult
-from gateway.audio import SAMPLE_RATE
-from gateway.files import read_window
-from gateway.transcript import Segment
-from gateway.windows import Window
+from gateway.backend.triton_tensors import TranscribeOptions, WindowResult
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.files import read_window
+from gateway.core.transcript import Segment
+from gateway.modes.windows import Window
 
 SR = SAMPLE_RATE
 WINDOW = Window(pieces=((0, 20 * SR),), speech=((1 * SR, 19 * SR),))

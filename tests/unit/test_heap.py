@@ -1,4 +1,4 @@
-"""The gateway's periodic heap trim (gateway/heap.py)."""
+"""The gateway's periodic heap trim (gateway/server/heap.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import contextlib
 
 from aiohttp import web
 
-from gateway import heap
-from gateway.keys import SETTINGS
-from gateway.settings import Settings
+from gateway.server import heap
+from gateway.server.keys import SETTINGS
+from gateway.server.settings import Settings
 
 
 def test_glibc_offers_malloc_trim() -> None:

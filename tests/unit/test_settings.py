@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import Settings, from_env, load
+from gateway.server.settings import Settings, from_env, load
 
 
 def test_environment_then_flags_override_the_defaults() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.step_clock import StepClock
+from gateway.modes.step_clock import StepClock
 
 
 def test_streams_asking_at_different_times_get_the_same_beat() -> None:

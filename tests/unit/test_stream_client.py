@@ -23,9 +23,9 @@ import soundfile
 from aiohttp import WSMsgType, web
 from pytest_aiohttp import AiohttpServer
 
-from gateway import stream_client
-from gateway.audio import SAMPLE_RATE, decode_audio
-from gateway.stream_client import TranscriptPrinter, to_pcm16
+from gateway.tools import stream_client
+from gateway.modes.audio import SAMPLE_RATE, decode_audio
+from gateway.tools.stream_client import TranscriptPrinter, to_pcm16
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")  # the loop pytest-aiohttp's fixtures use
 
@@ -383,6 +383,6 @@ async def test_bad_frame_ms_is_a_usage_error() -> None:
 
 
 async def test_the_stream_command_is_registered() -> None:
-    from gateway import cli
+    from gateway.tools import cli
 
     assert cli.COMMANDS["stream"][0] is stream_client.main

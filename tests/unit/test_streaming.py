@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.asr import WindowResult
-from gateway.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
-from gateway.transcript import Segment, Word
-from gateway.vad import CONTEXT_SAMPLES, StreamingVad, StreamScorer
+from gateway.backend.triton_tensors import WindowResult
+from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
+from gateway.core.transcript import Segment, Word
+from gateway.modes.vad import CONTEXT_SAMPLES, StreamingVad, StreamScorer
 
 
 def test_defaults_are_16k_mono_pcm16() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.triton_pool import Endpoint, TritonPool, parse_endpoints, resolve_with_dns
+from gateway.backend.triton_pool import Endpoint, TritonPool, parse_endpoints, resolve_with_dns
 
 
 def test_endpoints_are_comma_separated_host_ports() -> None:

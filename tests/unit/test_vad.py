@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.audio import SAMPLE_RATE
-from gateway.vad import (
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.vad import (
     FRAME_SAMPLES,
     StreamingVad,
     StreamScorer,

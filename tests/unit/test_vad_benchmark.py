@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.vad import Score, covered, energy_regions, score
-from gateway.audio import SAMPLE_RATE
+from gateway.modes.audio import SAMPLE_RATE
 
 
 def mask_of(size: int, ranges: list[tuple[int, int]]) -> np.ndarray:

@@ -9,10 +9,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gateway.audio import SAMPLE_RATE
-from gateway.transcript import Segment, Word
-from gateway.vad import FRAME_SAMPLES
-from gateway.windows import (
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.core.transcript import Segment, Word
+from gateway.modes.vad import FRAME_SAMPLES
+from gateway.modes.windows import (
     Window,
     plan_windows,
     split_window,

@@ -3,7 +3,7 @@ built to make ffmpeg read something other than the upload.
 
     .venv/bin/python tests/data/hostile/make_corpus.py
 
-Deterministic for a given ffmpeg build (the one `gateway.audio.ffmpeg_executable()` returns):
+Deterministic for a given ffmpeg build (the one `gateway.modes.audio.ffmpeg_executable()` returns):
 speech comes from `tests/data/jfk.flac`, everything else from fixed numbers, and the muxers
 run with `bitexact` so no version strings or dates end up in the files.
 
@@ -29,7 +29,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 if str(HERE.parents[2]) not in sys.path:  # run as a script
     sys.path.insert(0, str(HERE.parents[2]))
-from gateway.audio import ffmpeg_executable
+from gateway.modes.audio import ffmpeg_executable
 
 JFK = HERE.parent / "jfk.flac"
 CANARY_FILE = "@CANARY_FILE@"

@@ -1,0 +1,110 @@
+"""One Triton server's `whisper` model over one asyncio gRPC channel.
+
+Windowing and streaming code depend on the `AsrBackend` protocol only, never on tritonclient;
+the gateway's backend is a `gateway.backend.triton_pool.TritonPool` of these, one per replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
+from tritonclient.utils import InferenceServerException
+
+from gateway.backend.triton_tensors import OUTPUTS, TranscribeOptions, WindowResult, build_inputs, parse_outputs
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_STREAM = 1  # the dynamic batcher serves level 1 before level 2
+PRIORITY_FILE = 2
+
+# gRPC statuses that mean "the model server is not there (right now)", not "bad request"
+_UNAVAILABLE = {
+    "StatusCode.UNAVAILABLE",
+    "StatusCode.DEADLINE_EXCEEDED",
+    "StatusCode.CANCELLED",
+    "StatusCode.UNKNOWN",
+    "StatusCode.NOT_FOUND",  # model not loaded
+}
+
+
+class AsrUnavailable(RuntimeError):
+    """The model server cannot be reached, or the model is not ready."""
+
+
+class AsrRejected(ValueError):
+    """The model refused this input."""
+
+
+class AsrBackend(Protocol):
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: int
+    ) -> WindowResult: ...
+
+    async def is_ready(self) -> bool: ...
+
+
+def _channel_args() -> list[tuple[str, int]]:
+    """tritonclient's channel defaults, but reconnecting within seconds of a server coming
+    back (gRPC's own backoff grows to two minutes, a long outage after a Triton restart)."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+
+
+class TritonAsr:
+    """One asyncio gRPC channel to one Triton server."""
+
+    def __init__(self, url: str, model: str, *, timeout_s: float, ready_timeout_s: float) -> None:
+        self.url = url
+        self.model = model
+        self.timeout_s = timeout_s
+        self.ready_timeout_s = ready_timeout_s
+        self._client = grpcaio.InferenceServerClient(url, channel_args=_channel_args())
+        self._outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
+
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: int = PRIORITY_FILE
+    ) -> WindowResult:
+        try:
+            result = await self._client.infer(
+                self.model,
+                build_inputs(audio, options, grpcaio.InferInput),
+                outputs=self._outputs,
+                priority=priority,
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # grpc reports our own cancellation as a CANCELLED call: let it propagate
+                raise asyncio.CancelledError() from exc
+            if exc.status() in _UNAVAILABLE or exc.status() is None:
+                raise AsrUnavailable(f"speech model unavailable: {exc.message()}") from exc
+            raise AsrRejected(exc.message()) from exc
+        return parse_outputs(result)
+
+    async def is_ready(self) -> bool:
+        try:
+            return bool(
+                await self._client.is_model_ready(self.model, client_timeout=self.ready_timeout_s)
+            )
+        except InferenceServerException as exc:
+            logger.info("Triton at %s not ready: %s", self.url, exc.message())
+            return False
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,91 @@
+"""The contract of the Triton model `whisper`, on the client side.
+
+One frozen `TranscribeOptions` describes what a caller wants from one window of audio;
+`build_inputs` turns it into Triton inputs and `parse_outputs` turns the reply back into a
+`WindowResult`. Both work with `tritonclient.grpc` and `tritonclient.grpc.aio`, whose
+`InferInput` classes are the same.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from gateway.core.transcript import Segment
+
+MODEL_NAME = "whisper"
+OUTPUTS = ("TEXT", "SEGMENTS", "LANGUAGE")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None  # ISO code or name; None: the model detects it
+    task: str = "transcribe"  # or "translate" (multilingual models)
+    prompt: str | None = None  # conditions the decoder: previous text, names, jargon
+    temperature: float = 0.0  # first temperature of the model's fallback schedule
+    word_timestamps: bool = False
+    # speed over the last bit of accuracy (live streams): a shorter encoder context, and a
+    # decode that is not retried at higher temperatures when it fails Whisper's checks
+    low_latency: bool = False
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    text: str
+    language: str
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+
+
+class InferInputFactory(Protocol):
+    def __call__(self, name: str, shape: list[int], datatype: str) -> Any: ...
+
+
+def _string_input(factory: InferInputFactory, name: str, value: str) -> Any:
+    tensor = factory(name, [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[value.encode("utf-8")]], dtype=np.object_))
+    return tensor
+
+
+def build_inputs(
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    factory: InferInputFactory = grpcclient.InferInput,
+) -> list[Any]:
+    """Inputs for one request of one window (batch dimension 1)."""
+    samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
+    audio_input = factory("AUDIO", list(samples.shape), "FP32")
+    audio_input.set_data_from_numpy(samples)
+    inputs = [audio_input, _string_input(factory, "TASK", options.task)]
+    if options.language:
+        inputs.append(_string_input(factory, "LANGUAGE", options.language))
+    if options.prompt:
+        inputs.append(_string_input(factory, "PROMPT", options.prompt))
+    temperature = factory("TEMPERATURE", [1, 1], "FP32")
+    temperature.set_data_from_numpy(np.array([[options.temperature]], dtype=np.float32))
+    word_timestamps = factory("WORD_TIMESTAMPS", [1, 1], "BOOL")
+    word_timestamps.set_data_from_numpy(np.array([[options.word_timestamps]], dtype=bool))
+    inputs += [temperature, word_timestamps]
+    if options.low_latency:
+        low_latency = factory("LOW_LATENCY", [1, 1], "BOOL")
+        low_latency.set_data_from_numpy(np.array([[True]], dtype=bool))
+        inputs.append(low_latency)
+    return inputs
+
+
+def _first_string(result: Any, name: str) -> str:
+    value = result.as_numpy(name).reshape(-1)[0]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def parse_outputs(result: Any) -> WindowResult:
+    """The model's reply (an `InferResult`) as typed segments."""
+    segments = json.loads(_first_string(result, "SEGMENTS"))
+    return WindowResult(
+        text=_first_string(result, "TEXT"),
+        language=_first_string(result, "LANGUAGE"),
+        segments=tuple(Segment.from_json(item) for item in segments),
+    )

@@ -1,0 +1,85 @@
+"""LocalAgreement-2: commit the words that two consecutive hypotheses agree on.
+
+From "Turning Whisper into Real-Time Transcription System" (Macháček et al., 2023): the
+stream's uncommitted audio is transcribed again every step; a word is final once two
+hypotheses in a row start with it. Committed words never change; what follows them is the
+unstable tail shown as partial text. Pure: words in, words out, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from gateway.core.transcript import Word
+
+_NOT_WORD = re.compile(r"[^\w']+")
+MAX_REPEAT_WORDS = 5  # longest run of committed words a new hypothesis may repeat
+
+
+def word_key(word: Word) -> str:
+    return _NOT_WORD.sub("", word.word.lower())
+
+
+def _agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
+    count = 0
+    for before, now in zip(previous, current):
+        if word_key(before) != word_key(now):
+            break
+        count += 1
+    return count
+
+
+class LocalAgreement:
+    """Commits the agreed prefix of successive hypotheses (words in stream time)."""
+
+    def __init__(self) -> None:
+        self.committed: list[Word] = []
+        self._tail: list[Word] = []  # the last hypothesis, minus what is committed
+
+    @property
+    def committed_end(self) -> float:
+        return self.committed[-1].end if self.committed else 0.0
+
+    @property
+    def tail(self) -> list[Word]:
+        """The unconfirmed words of the latest hypothesis (the partial text)."""
+        return list(self._tail)
+
+    def _new_part(self, hypothesis: Sequence[Word]) -> list[Word]:
+        """The hypothesis without what is already committed: by time, then by text where the
+        hypothesis repeats the last committed words (timestamps drift between steps)."""
+        # by the middle of the word: its start drifts earlier than the committed end by a
+        # few hundred ms from one hypothesis to the next
+        words = [w for w in hypothesis if (w.start + w.end) / 2 > self.committed_end]
+        committed_keys = [word_key(w) for w in self.committed[-MAX_REPEAT_WORDS:]]
+        for size in range(min(MAX_REPEAT_WORDS, len(committed_keys), len(words)), 0, -1):
+            if [word_key(w) for w in words[:size]] == committed_keys[-size:]:
+                return words[size:]
+        return words
+
+    def insert(self, hypothesis: Sequence[Word]) -> list[Word]:
+        """Take a new hypothesis; return the words it newly commits."""
+        current = self._new_part(hypothesis)
+        agreed = _agreed_prefix(self._tail, current)
+        newly = current[:agreed]
+        self.committed += newly
+        self._tail = current[agreed:]
+        return newly
+
+    def commit_through(self, time: float) -> list[Word]:
+        """Commit the unconfirmed words that end by `time`, agreed or not: their audio is
+        about to be dropped (the stream fell behind), and a best guess beats a gap."""
+        count = 0
+        while count < len(self._tail) and self._tail[count].end <= time:
+            count += 1
+        forced, self._tail = self._tail[:count], self._tail[count:]
+        self.committed += forced
+        return forced
+
+    def flush(self, hypothesis: Sequence[Word] | None = None) -> list[Word]:
+        """At the end of the stream: commit the rest of the last (or given) hypothesis."""
+        remaining = self._new_part(hypothesis) if hypothesis is not None else self._tail
+        self.committed += remaining
+        self._tail = []
+        return list(remaining)

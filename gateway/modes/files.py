@@ -1,0 +1,178 @@
+"""File mode: transcribe decoded audio of any length, window by window (see `gateway.modes.windows`).
+
+The voice detector scores the file, its speech is packed into independent windows of up to
+30 s, and the windows go to the model concurrently, so Triton batches them; never more than
+`in_flight` of one file at a time, so a long file cannot crowd out everyone else. A window
+whose decode stopped inside its last segment has the rest read again, and a window whose
+text fails the checks is read again in halves, before any of it is final. Results are
+reported in file order as soon as every window before them is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from gateway.backend.triton_tensors import TranscribeOptions
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.core.transcript import MIN_AVG_LOGPROB, Segment, Transcript
+from gateway.backend.triton_client import PRIORITY_FILE, AsrBackend
+from gateway.modes.vad import VadConfig, speech_probabilities, speech_regions
+from gateway.modes.windows import (
+    Window,
+    plan_windows,
+    split_window,
+    unfinished_rest,
+    window_problems,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    processed: float  # seconds of audio done, from the start
+    duration: float
+    delta: str  # text committed since the previous report
+    segments: tuple[Segment, ...]  # segments committed since the previous report
+    language: str
+
+
+@dataclass(frozen=True)
+class WindowRead:
+    """The final segments of one window (file time), and the language heard."""
+
+    segments: tuple[Segment, ...]
+    language: str
+
+
+@dataclass(frozen=True)
+class SpeechMap:
+    """What the detector found in a piece of audio."""
+
+    scores: np.ndarray  # one per 32 ms frame
+    regions: list[tuple[int, int]]  # padded: what the model reads
+    speech: list[tuple[int, int]]  # unpadded: what the checks compare the text with
+
+    @classmethod
+    def of(cls, audio: np.ndarray) -> SpeechMap:
+        scores = speech_probabilities(audio)
+        return cls(
+            scores,
+            speech_regions(scores, audio.size),
+            speech_regions(scores, audio.size, VadConfig(pad_seconds=0.0)),
+        )
+
+
+async def read_window(
+    backend: AsrBackend,
+    audio: np.ndarray,
+    window: Window,
+    options: TranscribeOptions,
+    *,
+    scores: np.ndarray,
+    priority: int,
+) -> WindowRead:
+    """Transcribe one window. Where the decode stopped inside its last segment, keep what it
+    finished and read the rest again; where its text fails the checks, read its halves."""
+    result = await backend.transcribe(window.audio(audio), options, priority=priority)
+    segments = tuple(window.to_file(segment) for segment in result.segments)
+    if parts := unfinished_rest(segments, window):
+        done, rest = parts
+        finished = segments[:-1]
+        if not window_problems(finished, done, options.prompt):
+            logger.info("window %s: decode stopped at %.1f s, the rest read again",
+                        _span(window), rest.start / SAMPLE_RATE)
+            again = await read_window(
+                backend, audio, rest, options, scores=scores, priority=priority
+            )
+            return WindowRead(finished + again.segments, result.language)
+    problems = window_problems(segments, window, options.prompt)
+    halves = split_window(window, scores) if problems and not _unsure(segments) else None
+    if halves is None:
+        if problems:
+            logger.info("window %s kept as it is: %s", _span(window), "; ".join(problems))
+        return WindowRead(segments, result.language)
+    logger.info("window %s read again in halves: %s", _span(window), "; ".join(problems))
+    if "the prompt written out" in problems:
+        options = replace(options, prompt=None)
+    reads = await asyncio.gather(
+        *(read_window(backend, audio, half, options, scores=scores, priority=priority)
+          for half in halves)
+    )
+    return WindowRead(
+        tuple(segment for read in reads for segment in read.segments),
+        result.language,
+    )
+
+
+def _unsure(segments: tuple[Segment, ...]) -> bool:
+    """Whether the model itself says it could not make out the words (every segment below
+    Whisper's log-probability threshold after the whole fallback): halves fare no better,
+    and in babble every window would be read again down to 4 s (3x the model time)."""
+    return bool(segments) and all(segment.avg_logprob < MIN_AVG_LOGPROB for segment in segments)
+
+
+def _span(window: Window) -> str:
+    return f"{window.start / SAMPLE_RATE:.1f}-{window.end / SAMPLE_RATE:.1f} s"
+
+
+async def transcribe_audio(
+    backend: AsrBackend,
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    *,
+    window_seconds: float,
+    in_flight: int,
+    priority: int = PRIORITY_FILE,
+) -> AsyncIterator[FileProgress]:
+    """Progress reports, one per window in file order, then one at the end; their deltas,
+    joined, are the text."""
+    duration = audio.size / SAMPLE_RATE
+    found = await asyncio.to_thread(SpeechMap.of, audio)
+    windows = plan_windows(
+        found.regions, found.speech, found.scores,
+        window=int(window_seconds * SAMPLE_RATE), total=audio.size,
+    )
+    slots = asyncio.Semaphore(in_flight)
+
+    async def run(window: Window) -> WindowRead:
+        async with slots:
+            return await read_window(
+                backend, audio, window, options, scores=found.scores, priority=priority
+            )
+
+    tasks = [asyncio.create_task(run(window)) for window in windows]
+    language, started = options.language or "", False
+    try:
+        for window, task in zip(windows, tasks):
+            read = await task
+            language = language or read.language
+            delta = "".join(segment.text for segment in read.segments)
+            if not started:
+                delta = delta.lstrip()
+                started = bool(delta)
+            yield FileProgress(window.end / SAMPLE_RATE, duration, delta, read.segments, language)
+        yield FileProgress(duration, duration, "", (), language)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def assemble(reports: Sequence[FileProgress], duration: float) -> Transcript:
+    """The transcript that a run's progress reports add up to."""
+    return Transcript(
+        text="".join(report.delta for report in reports),
+        language=reports[-1].language if reports else "",
+        duration=duration,
+        segments=tuple(segment for report in reports for segment in report.segments),
+    )
+
+
+async def collect(progress: AsyncIterator[FileProgress], duration: float) -> Transcript:
+    return assemble([report async for report in progress], duration)

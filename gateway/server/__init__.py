@@ -1,0 +1,2 @@
+"""The HTTP and WebSocket server: the app factory, settings, routes, admission, access and
+error handling."""

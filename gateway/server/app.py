@@ -1,0 +1,150 @@
+"""The gateway's aiohttp application: `create_app(settings)` is what `hermes serve` and the
+tests run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.server import access
+
+from gateway.server import http_files
+
+from gateway.server import ws_stream
+from gateway.server.admission import UploadAdmission
+from gateway.server.cors import Cors
+from gateway.server.errors import ApiError, error_middleware
+from gateway.server.heap import heap_trimming
+from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
+from gateway.server.logs import AccessLogger, configure
+from gateway.server.request_context import add_request_id_header, request_id_middleware
+from gateway.server.settings import Settings, load
+from gateway.modes.step_clock import StepClock
+from gateway.backend.triton_pool import TritonPool
+from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
+from gateway.modes.vad import StreamScorer
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Open without an API key: the probes, and the live page (which hands the key it was opened
+# with, `/?token=...`, on to /stream-audio)
+PUBLIC_RESOURCES = frozenset({"/", "/static", "/healthz", "/readyz"})
+
+
+async def triton_pool(app: web.Application) -> AsyncIterator[None]:
+    """The Triton replicas for the whole process: one gRPC channel each, closed on shutdown."""
+    settings = app[SETTINGS]
+    app[ASR] = TritonPool(
+        settings.triton_url,
+        settings.triton_model,
+        timeout_s=settings.triton_timeout_s,
+        ready_timeout_s=settings.triton_ready_timeout_s,
+        probe_interval_s=settings.triton_probe_interval_s,
+        resolve_interval_s=settings.triton_resolve_interval_s,
+    )
+    await app[ASR].start()
+    yield
+    await app[ASR].close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive (says nothing about Triton)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """At least one Triton replica answers with the model loaded: send traffic here."""
+    asr = request.app[ASR]
+    if not await asr.is_ready():
+        raise ApiError(
+            503,
+            f"model {asr.model!r} is not ready at any Triton replica of {asr.url}",
+            "model_unavailable",
+            retry_after=http_files.RETRY_AFTER_S,
+        )
+    return web.json_response({"status": "ready", "model": asr.model, "replicas": asr.describe()})
+
+
+async def live_page(request: web.Request) -> web.FileResponse:
+    """The microphone page: streams to `/stream-audio` and shows the text live."""
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def create_app(settings: Settings) -> web.Application:
+    cors = Cors(access.parse_origins(settings.cors_origins))
+    app = web.Application(
+        # Outermost first: the request id spans everything, errors are JSON with that id, and
+        # CORS preflights are answered before Origin and API key are checked.
+        middlewares=[
+            request_id_middleware,
+            error_middleware,
+            cors.preflight,
+            *access.middlewares(settings, public=PUBLIC_RESOURCES),
+        ],
+        client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+    )
+    app.on_response_prepare.extend([add_request_id_header, cors.add_headers])
+    app[SETTINGS] = settings
+    app[STREAMS] = weakref.WeakSet()
+    app.cleanup_ctx.extend([triton_pool, heap_trimming])
+    app[DRAINING] = asyncio.Event()
+    app[STEP_CLOCK] = StepClock(settings.stream_min_step_seconds, settings.stream_step_seconds)
+    app[STREAM_VAD] = StreamScorer()
+    app.on_shutdown.append(ws_stream.drain_streams)
+    uploads = UploadAdmission(settings.max_uploads_running, settings.max_uploads_waiting)
+    app.add_routes(
+        [
+            web.get("/", live_page),
+            web.static("/static", STATIC_DIR),
+            web.get("/stream-audio", ws_stream.stream_audio),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.post("/transcribe", uploads.guard(http_files.transcribe)),
+            web.post("/upload", uploads.guard(http_files.transcribe)),
+            web.post(
+                "/v1/audio/transcriptions", uploads.guard(http_files.openai_transcriptions)
+            ),
+        ]
+    )
+    return app
+
+
+def startup(argv: list[str] | None) -> Settings | None:
+    """Settings from the environment and flags, logging set up; None (after saying why)
+    when the settings are invalid."""
+    try:
+        settings = load(argv)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def serve(settings: Settings) -> None:
+    """Run the gateway until SIGINT/SIGTERM, then shut it down gracefully: stop accepting,
+    let live streams flush (`final`, `done`) and uploads finish, for at most
+    `shutdown_timeout_s`, then close the Triton channels."""
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        access_log_class=AccessLogger,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hermes serve`: run the gateway against an already running Triton."""
+    if (settings := startup(argv)) is None:
+        return 2
+    serve(settings)
+    return 0

@@ -1,0 +1,248 @@
+"""HTTP file transcription: `/transcribe`, `/upload` and OpenAI's `/v1/audio/transcriptions`.
+
+Both flavours share one pipeline (read the upload, decode it, transcribe it window by window)
+and differ only in their options and in how the result is written: the gateway's own JSON
+(or its progress events) versus OpenAI's formats (or its `transcript.text.*` events).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from gateway.backend.triton_tensors import TranscribeOptions
+from gateway.modes.audio import (
+    SAMPLE_RATE,
+    AudioDecodeError,
+    AudioTooLongError,
+    NotAudioError,
+    decode_audio,
+)
+from gateway.server.errors import ApiError
+from gateway.modes.files import FileProgress, assemble, collect, transcribe_audio
+from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render
+from gateway.server.keys import ASR, SETTINGS
+from gateway.core.transcript import Transcript
+from gateway.backend.triton_client import AsrRejected, AsrUnavailable
+from gateway.server.uploads import read_upload
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    options: TranscribeOptions
+    channel: int | None  # one channel of the file instead of the downmix
+    stream: bool  # answer with server-sent events
+    response_format: str = "json"  # OpenAI route only
+    granularities: frozenset[str] = frozenset({"segment"})  # OpenAI route only
+
+
+def _flag(fields: MultiDictProxy[str], name: str) -> bool:
+    value = fields.get(name, "false").strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ApiError(400, f"{name} must be true or false, got {value!r}", "invalid_value")
+    return value in ("true", "1", "yes")
+
+
+def _temperature(fields: MultiDictProxy[str]) -> float:
+    raw = fields.get("temperature", "0")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ApiError(400, f"temperature must be a number between 0 and 1, got {raw!r}", "invalid_value")
+    return value
+
+
+def _channel(fields: MultiDictProxy[str]) -> int | None:
+    raw = fields.get("channel")
+    if raw in (None, ""):
+        return None
+    if not raw.isdigit():
+        raise ApiError(400, f"channel must be a channel number from 0, got {raw!r}", "invalid_value")
+    return int(raw)
+
+
+def _options(fields: MultiDictProxy[str], word_timestamps: bool) -> TranscribeOptions:
+    return TranscribeOptions(
+        language=fields.get("language") or None,
+        prompt=fields.get("prompt") or None,
+        temperature=_temperature(fields),
+        word_timestamps=word_timestamps,
+    )
+
+
+def native_request(fields: MultiDictProxy[str]) -> FileRequest:
+    return FileRequest(
+        _options(fields, _flag(fields, "word_timestamps")), _channel(fields), _flag(fields, "stream")
+    )
+
+
+def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
+    response_format = fields.get("response_format", "json")
+    if response_format not in RESPONSE_FORMATS:
+        raise ApiError(
+            400,
+            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, got {response_format!r}",
+            "invalid_value",
+        )
+    granularities = frozenset(
+        fields.getall("timestamp_granularities[]", []) + fields.getall("timestamp_granularities", [])
+    ) or frozenset({"segment"})
+    if unknown := granularities - set(TIMESTAMP_GRANULARITIES):
+        raise ApiError(
+            400,
+            f"timestamp_granularities must be among {', '.join(TIMESTAMP_GRANULARITIES)}, "
+            f"got {', '.join(sorted(unknown))}",
+            "invalid_value",
+        )
+    return FileRequest(
+        _options(fields, "word" in granularities),
+        channel=None,
+        stream=_flag(fields, "stream"),
+        response_format=response_format,
+        granularities=granularities,
+    )
+
+
+async def _decode(request: web.Request, data: bytes, channel: int | None) -> np.ndarray:
+    settings = request.app[SETTINGS]
+    try:
+        return await decode_audio(
+            data,
+            channel=channel,
+            max_seconds=settings.max_audio_seconds,
+            timeout=settings.decode_timeout_s,
+        )
+    except NotAudioError as exc:
+        raise ApiError(415, str(exc), "unsupported_file_type") from exc
+    except AudioTooLongError as exc:
+        raise ApiError(413, str(exc), "audio_too_long") from exc
+    except AudioDecodeError as exc:
+        raise ApiError(400, str(exc), "invalid_audio") from exc
+
+
+def _asr_error(exc: Exception) -> ApiError:
+    if isinstance(exc, AsrUnavailable):
+        return ApiError(503, str(exc), "model_unavailable", retry_after=RETRY_AFTER_S)
+    return ApiError(400, f"the model refused the request: {exc}", "invalid_request")
+
+
+async def _run(
+    request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
+) -> tuple[FileRequest, AsyncIterator[FileProgress], float]:
+    settings = request.app[SETTINGS]
+    upload = await read_upload(request, settings.max_upload_bytes)
+    file_request = parse(upload.fields)
+    audio = await _decode(request, upload.data, file_request.channel)
+    logger.info(
+        "%s: %s (%d bytes, %.1f s of audio)",
+        request.path, upload.filename or "raw body", len(upload.data), audio.size / SAMPLE_RATE,
+    )
+    progress = transcribe_audio(
+        request.app[ASR],
+        audio,
+        file_request.options,
+        window_seconds=settings.window_seconds,
+        in_flight=settings.file_windows_in_flight,
+    )
+    return file_request, progress, audio.size / SAMPLE_RATE
+
+
+async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Transcript:
+    try:
+        return await collect(progress, duration)
+    except (AsrUnavailable, AsrRejected) as exc:
+        raise _asr_error(exc) from exc
+
+
+async def _send_events(
+    request: web.Request,
+    progress: AsyncIterator[FileProgress],
+    to_event: Callable[[FileProgress], dict[str, Any] | None],
+    last_event: Callable[[list[FileProgress]], dict[str, Any]],
+) -> web.StreamResponse:
+    """Server-sent events: one per progress report, then a last one; errors as an event."""
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+
+    async def send(event: dict[str, Any]) -> None:
+        await response.write(f"data: {json.dumps(event)}\n\n".encode())
+
+    reports: list[FileProgress] = []
+    try:
+        async for report in progress:
+            reports.append(report)
+            if (event := to_event(report)) is not None:
+                await send(event)
+        await send(last_event(reports))
+    except (AsrUnavailable, AsrRejected) as exc:
+        await send({"type": "error", **_asr_error(exc).body()})
+    await response.write_eof()
+    return response
+
+
+def _native_json(transcript: Transcript, word_timestamps: bool) -> dict[str, Any]:
+    body = transcript.to_json()
+    if not word_timestamps:
+        for segment in body["segments"]:
+            del segment["words"]
+    return body
+
+
+async def transcribe(request: web.Request) -> web.StreamResponse:
+    """`POST /transcribe` and `POST /upload`: the gateway's own JSON (or progress events)."""
+    file_request, progress, duration = await _run(request, native_request)
+    if file_request.stream:
+        return await _send_events(
+            request,
+            progress,
+            lambda report: {
+                "type": "progress",
+                "processed": round(report.processed, 3),
+                "duration": round(report.duration, 3),
+                "delta": report.delta,
+            },
+            lambda reports: {
+                "type": "done",
+                "transcript": _native_json(assemble(reports, duration), file_request.options.word_timestamps),
+            },
+        )
+    transcript = await _collect(progress, duration)
+    return web.json_response(_native_json(transcript, file_request.options.word_timestamps))
+
+
+async def openai_transcriptions(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/audio/transcriptions`, as OpenAI's API (the `model` field is accepted, not used:
+    the gateway serves the weights Triton was configured with)."""
+    file_request, progress, duration = await _run(request, openai_request)
+    if file_request.stream:
+        return await _send_events(
+            request,
+            progress,
+            lambda report: {"type": "transcript.text.delta", "delta": report.delta}
+            if report.delta
+            else None,
+            lambda reports: {
+                "type": "transcript.text.done",
+                "text": assemble(reports, duration).text,
+            },
+        )
+    transcript = await _collect(progress, duration)
+    body, content_type = render(
+        transcript, file_request.response_format, granularities=file_request.granularities
+    )
+    return web.Response(body=body.encode("utf-8"), headers={"Content-Type": content_type})

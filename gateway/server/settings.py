@@ -1,0 +1,140 @@
+"""All gateway configuration, in one typed place.
+
+Every field can be set by an environment variable `HERMES_<FIELD>` (e.g. `HERMES_PORT=9000`,
+`HERMES_TRITON_URL=triton:8001`) and by a command-line flag `--<field>` (e.g. `--port 9000`);
+flags win over the environment, the environment over the defaults below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from gateway.server.access import parse_origins, read_api_keys
+from gateway.server.logs import LOG_FORMATS
+from gateway.backend.triton_pool import parse_endpoints
+
+ENV_PREFIX = "HERMES_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    log_format: str = "text"  # or json: one object per line, for log collectors
+
+    # The Triton server and its model
+    # gRPC host:port of each replica, comma-separated; a name may resolve to several
+    triton_url: str = "127.0.0.1:8001"
+    triton_model: str = "whisper"
+    triton_timeout_s: float = 300.0  # per window, queueing included
+    triton_ready_timeout_s: float = 2.0  # for /readyz and replica probes
+    triton_probe_interval_s: float = 2.0  # how often replicas' readiness is checked
+    triton_resolve_interval_s: float = 30.0  # how often names are resolved again
+
+    # Uploads
+    max_upload_mb: float = 100.0
+    max_audio_seconds: float = 4 * 3600.0
+    decode_timeout_s: float = 300.0
+    max_uploads_running: int = 4  # transcribed at once; each holds file_windows_in_flight
+    max_uploads_waiting: int = 16  # beyond this many waiting, 503 with Retry-After
+
+    # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 2 s
+    window_seconds: float = 30.0
+    file_windows_in_flight: int = 4  # per file: bounded so one file cannot flood Triton
+
+    # Real-time mode
+    # Live streams step together on a shared beat whose period follows the load, from
+    # stream_min_step_seconds up to stream_step_seconds (busy); slower than that, streams
+    # skip their oldest audio. The default beat is a fixed 3 s: at 1 s, hypotheses of the
+    # first seconds of speech can agree on a wrong word (jfk: "am I fellow" committed)
+    stream_step_seconds: float = 3.0
+    stream_min_step_seconds: float = 3.0
+    max_streams: int = 16  # concurrent WebSocket streams; the next one is refused (1013)
+    max_streams_per_client: int = 8  # per API key, or per address without keys (1013)
+    stream_idle_timeout_s: float = 30.0  # no frame or message for this long closes (1008)
+    stream_max_frame_bytes: int = 1 << 20
+
+    # Access control: all off by default, for local use (README, "Security and limits")
+    api_keys: str = field(default="", repr=False)  # comma-separated; api_keys_file is safer
+    api_keys_file: str = ""  # one key per line: a mounted secret; its keys add to api_keys
+    allowed_origins: str = ""  # pages that may open /stream-audio besides the gateway's own; * = any
+    cors_origins: str = ""  # origins whose pages may call the HTTP API (CORS); empty = no CORS
+
+    # SIGTERM: in-flight uploads and streams get this long to finish before being cut off
+    shutdown_timeout_s: float = 30.0
+    # how often freed memory is given back to the OS (gateway/server/heap.py); 0: never
+    heap_trim_interval_s: float = 10.0
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def validated(self) -> Settings:
+        if self.window_seconds > 30:
+            raise ValueError("window_seconds must be at most 30: Whisper reads at most 30 s")
+        if self.window_seconds < 5:
+            raise ValueError("window_seconds below 5 leaves the model too little context")
+        positive = ("file_windows_in_flight", "max_upload_mb", "max_audio_seconds",
+                    "stream_step_seconds", "stream_min_step_seconds", "max_streams", "stream_idle_timeout_s",
+                    "triton_probe_interval_s", "triton_resolve_interval_s",
+                    "max_uploads_running", "shutdown_timeout_s")
+        if any(getattr(self, name) <= 0 for name in positive):
+            raise ValueError(f"{', '.join(positive)} must be positive")
+        if self.stream_min_step_seconds > self.stream_step_seconds:
+            raise ValueError("stream_min_step_seconds must be at most stream_step_seconds")
+        if self.max_uploads_waiting < 0 or self.heap_trim_interval_s < 0:
+            raise ValueError("max_uploads_waiting and heap_trim_interval_s must be 0 or more")
+        parse_endpoints(self.triton_url)
+        if self.max_streams_per_client <= 0:
+            raise ValueError("max_streams_per_client must be positive")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        for name in ("allowed_origins", "cors_origins"):
+            try:
+                parse_origins(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+        read_api_keys(self.api_keys, self.api_keys_file)
+        return self
+
+
+def _convert(value: str, kind: Any, name: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: cannot read {value!r} as {kind.__name__}") from exc
+
+
+def _field_types() -> dict[str, type]:
+    defaults = Settings()
+    return {field.name: type(getattr(defaults, field.name)) for field in fields(Settings)}
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
+    values = {
+        name: _convert(environ[ENV_PREFIX + name.upper()], kind, ENV_PREFIX + name.upper())
+        for name, kind in _field_types().items()
+        if ENV_PREFIX + name.upper() in environ
+    }
+    return Settings(**values)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, kind in _field_types().items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+            help=f"(env {ENV_PREFIX}{name.upper()}, default {getattr(Settings(), name)!r})",
+        )
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Defaults, then `HERMES_*` variables, then flags."""
+    parser = argparse.ArgumentParser(prog="hermes serve", description="Run the hermes gateway.")
+    add_arguments(parser)
+    flags = {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
+    return replace(from_env(environ), **flags).validated()

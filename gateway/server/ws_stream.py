@@ -1,0 +1,241 @@
+"""`GET /stream-audio`: the WebSocket of real-time mode (protocol in the README).
+
+Two tasks per connection: this handler receives frames and control messages, and a worker
+runs the session's transcription steps, so a slow step never stops the socket from being
+read. A bad message gets an `error` message and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+
+from gateway.server.access import client_of
+from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
+from gateway.server.request_context import current_request_id
+from gateway.server.settings import Settings
+from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
+from gateway.backend.triton_client import AsrRejected, AsrUnavailable
+from gateway.modes.vad import StreamingVad
+
+logger = logging.getLogger(__name__)
+
+CLOSE_IDLE = WSCloseCode.POLICY_VIOLATION  # 1008
+CLOSE_BUSY = WSCloseCode.TRY_AGAIN_LATER  # 1013
+STREAM_CLIENT = web.ResponseKey("client", str)  # who opened the stream: max_streams_per_client
+
+
+class _Connection:
+    """One socket, its session, and the worker that runs the session's steps."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.backend = request.app[ASR]
+        self.clock = request.app[STEP_CLOCK]
+        self.vad_scorer = request.app[STREAM_VAD]
+        self.config = StreamConfig()
+        self.decoder = FrameDecoder(self.config)
+        self.session: StreamSession | None = None
+        self.stop_requested = asyncio.Event()
+        self.stopping = False
+        self.worker: asyncio.Task[None] | None = None
+        self.model_unavailable = False  # the last step could not reach the model
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            await self.ws.send_json(message)
+
+    async def error(self, message: str) -> None:
+        await self.send({"type": "error", "message": message, "request_id": current_request_id.get()})
+
+    async def on_text(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+        except (json.JSONDecodeError, RecursionError):  # not JSON, or nested beyond Python's stack
+            await self.error("a text message must be JSON: config or stop")
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "config":
+            await self._configure(message)
+        elif kind == "stop":
+            self.stopping = True
+        else:
+            await self.error(f"unknown message type {kind!r}: expected config or stop")
+
+    async def _configure(self, message: dict[str, Any]) -> None:
+        if self.session is not None:
+            await self.error("config must come before the first audio frame; ignored")
+            return
+        try:
+            self.config = StreamConfig.from_message(message)
+        except StreamProtocolError as exc:
+            await self.error(f"bad config: {exc}; keeping the previous settings")
+            return
+        self.decoder = FrameDecoder(self.config)
+
+    async def on_audio(self, data: bytes) -> None:
+        try:
+            samples = self.decoder.decode(data)
+        except StreamProtocolError as exc:
+            await self.error(str(exc))
+            return
+        if self.session is None:
+            self.session = StreamSession(
+                self.backend,
+                self.config,
+                min_new_audio_s=self.clock.min_period_s / 2,
+                vad=StreamingVad(scorer=self.vad_scorer),
+            )
+            self.worker = asyncio.create_task(self._run_steps())
+        self.session.append(samples)
+
+    async def _run_steps(self) -> None:
+        """On every beat of the shared clock, a step if enough new audio has come."""
+        assert self.session is not None
+        while not await self._beat_or_stop():
+            if not self.session.step_due:
+                continue
+            reason = "model_unavailable" if self.model_unavailable else "overload"
+            for message in self.session.drop_backlog(reason):
+                await self.send(message)
+            messages = await self._guarded(self.session.step())
+            if self.session.model_seconds is not None:
+                self.clock.record(self.session.model_seconds)
+            for message in messages:
+                await self.send(message)
+
+    async def _beat_or_stop(self) -> bool:
+        """Wait for the clock's next beat; True when the stream is stopping instead."""
+        beat = asyncio.ensure_future(self.clock.beat())
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait((beat, stop), return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (beat, stop):
+            waiter.cancel()
+        await asyncio.gather(beat, stop, return_exceptions=True)
+        return self.stopping
+
+    async def _guarded(self, step: Any) -> list[dict[str, Any]]:
+        """A step's messages; a model that cannot be reached is reported once, and the
+        stream goes on: the next steps try again, so it resumes when the model is back."""
+        try:
+            messages = await step
+        except AsrUnavailable as exc:
+            if not self.model_unavailable:
+                await self.error(f"{exc}; the stream stays open and resumes when it is back")
+            self.model_unavailable = True
+            return []
+        except AsrRejected as exc:
+            await self.error(str(exc))
+            return []
+        self.model_unavailable = False
+        return messages
+
+    async def finish(self) -> None:
+        """Flush what is left as final, then `done`."""
+        self.stopping = True
+        self.stop_requested.set()
+        if self.worker is not None:
+            await self.worker
+        if self.session is not None:
+            for message in await self._guarded(self.session.finish(self.decoder)):
+                await self.send(message)
+        await self.send({"type": "done"})
+
+    async def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            await asyncio.gather(self.worker, return_exceptions=True)
+
+
+async def stream_audio(request: web.Request) -> web.WebSocketResponse:
+    settings = request.app[SETTINGS]
+    streams = request.app[STREAMS]
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.stream_max_frame_bytes)
+    await ws.prepare(request)
+    client = client_of(request)
+    if (refusal := _refusal(streams, client, settings)) is not None:
+        logger.info("stream refused for %s: %s", client, refusal)
+        await ws.close(code=CLOSE_BUSY, message=refusal.encode())
+        return ws
+    ws[STREAM_CLIENT] = client
+    streams.add(ws)
+    connection = _Connection(request, ws)
+    try:
+        await _receive(connection, settings.stream_idle_timeout_s, request.app[DRAINING])
+    finally:
+        # aiohttp may cancel this handler when the client goes: release before awaiting
+        streams.discard(ws)
+        await connection.cancel()
+    return ws
+
+
+def _refusal(
+    streams: weakref.WeakSet[web.WebSocketResponse], client: str, settings: Settings
+) -> str | None:
+    """Why a new stream of `client` may not open now (closed with 1013), or None."""
+    if len(streams) >= settings.max_streams:
+        return f"too many streams: the limit is {settings.max_streams}; try again later"
+    if sum(ws.get(STREAM_CLIENT) == client for ws in streams) >= settings.max_streams_per_client:
+        return (
+            f"too many streams from this client: the limit is {settings.max_streams_per_client}; "
+            "try again later"
+        )
+    return None
+
+
+async def _next_message(
+    ws: web.WebSocketResponse, idle_timeout: float, draining: asyncio.Event
+) -> WSMessage | None:
+    """The client's next message, or None once the server starts shutting down."""
+    receive = asyncio.ensure_future(ws.receive(timeout=idle_timeout))
+    drain = asyncio.ensure_future(draining.wait())
+    await asyncio.wait((receive, drain), return_when=asyncio.FIRST_COMPLETED)
+    drain.cancel()
+    if receive.done():
+        return receive.result()
+    receive.cancel()
+    await asyncio.gather(receive, return_exceptions=True)
+    return None
+
+
+async def _receive(connection: _Connection, idle_timeout: float, draining: asyncio.Event) -> None:
+    ws = connection.ws
+    while not connection.stopping:
+        try:
+            message = await _next_message(ws, idle_timeout, draining)
+        except TimeoutError:
+            await connection.error(f"no audio or message for {idle_timeout:g} s; closing")
+            await ws.close(code=CLOSE_IDLE, message=b"idle timeout")
+            return
+        if message is None:  # shutting down: flush what was heard, then say goodbye
+            await connection.finish()
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            return
+        if message.type == WSMsgType.BINARY:
+            await connection.on_audio(message.data)
+        elif message.type == WSMsgType.TEXT:
+            await connection.on_text(message.data)
+        else:  # closed by the client, or a broken connection: nothing to flush to
+            logger.info("stream closed by the client (%s)", message.type.name)
+            return
+    await connection.finish()
+    await ws.close()
+
+
+async def drain_streams(app: web.Application) -> None:
+    """On shutdown: every stream flushes its text (`final`, `done`) and closes with 1001;
+    those still open after `shutdown_timeout_s` are closed as they are."""
+    app[DRAINING].set()
+    deadline = asyncio.get_running_loop().time() + app[SETTINGS].shutdown_timeout_s
+    while app[STREAMS] and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    for ws in list(app[STREAMS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -1,0 +1,262 @@
+"""Run NVIDIA's real `tritonserver` locally, without Docker, from the nvidia-pytriton wheel.
+
+The wheel ships the server binary, the Python backend and one backend stub per Python
+version. We assemble a backend directory (backend + the stub for this interpreter), start
+the server on the model repository with the wheel's libraries on `LD_LIBRARY_PATH` and this
+environment's `bin/` first on `PATH` (the stub runs the first `python` it finds, so the model
+imports torch and whisper from our virtual environment), wait until the model is ready, and
+stop the whole process group on exit so no orphan stub survives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_REPOSITORY = PROJECT_ROOT / "model_repository"
+DEFAULT_WORK_DIR = PROJECT_ROOT / ".cache" / "triton"
+
+
+class TritonLaunchError(RuntimeError):
+    """tritonserver could not be started or its model did not become ready."""
+
+
+@dataclass(frozen=True)
+class TritonPorts:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+@dataclass(frozen=True)
+class TritonDistribution:
+    """Where the nvidia-pytriton wheel keeps the server, its backends and libraries."""
+
+    root: Path
+
+    @classmethod
+    def installed(cls) -> TritonDistribution:
+        try:
+            import pytriton
+        except ImportError as exc:
+            raise TritonLaunchError("nvidia-pytriton is not installed (pip install nvidia-pytriton)") from exc
+        return cls(Path(pytriton.__file__).resolve().parent)
+
+    @property
+    def server(self) -> Path:
+        return self.root / "tritonserver" / "bin" / "tritonserver"
+
+    @property
+    def python_backend(self) -> Path:
+        return self.root / "tritonserver" / "backends" / "python"
+
+    @property
+    def caches(self) -> Path:
+        return self.root / "tritonserver" / "caches"
+
+    def stub(self, python_version: str) -> Path:
+        return self.root / "tritonserver" / "python_backend_stubs" / python_version / "triton_python_backend_stub"
+
+    @property
+    def libraries(self) -> Path:
+        return self.root.parent / "nvidia_pytriton.libs"
+
+
+def assemble_backend_dir(distribution: TritonDistribution, work_dir: Path) -> Path:
+    """A backend directory with the Python backend and the stub matching this interpreter."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = distribution.stub(version)
+    if not stub.is_file():
+        raise TritonLaunchError(f"nvidia-pytriton has no Python-backend stub for Python {version}")
+    backend_dir = work_dir / "backends"
+    python_dir = backend_dir / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for source in [*distribution.python_backend.glob("*.so"), *distribution.python_backend.glob("*.py"), stub]:
+        target = python_dir / source.name
+        if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
+            shutil.copy2(source, target)
+    return backend_dir
+
+
+def server_environment(distribution: TritonDistribution) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    libraries = [str(distribution.libraries), env.get("LD_LIBRARY_PATH", "")]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(path for path in libraries if path)
+    return env
+
+
+class LocalTriton:
+    """A `tritonserver` child process: `with LocalTriton(...) as triton:` waits for readiness."""
+
+    def __init__(
+        self,
+        *,
+        model_repository: Path = DEFAULT_MODEL_REPOSITORY,
+        ports: TritonPorts = TritonPorts(),
+        host: str = "127.0.0.1",
+        work_dir: Path = DEFAULT_WORK_DIR,
+        log_path: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.model_repository = model_repository
+        self.ports = ports
+        self.host = host
+        self.work_dir = work_dir
+        self.log_path = log_path
+        self.extra_args = extra_args
+        self.distribution = TritonDistribution.installed()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.ports.grpc}"
+
+    def command(self) -> list[str]:
+        backend_dir = assemble_backend_dir(self.distribution, self.work_dir)
+        return [
+            str(self.distribution.server),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_dir}",
+            f"--cache-directory={self.distribution.caches}",
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--metrics-address={self.host}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--allow-metrics=true",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            *self.extra_args,
+        ]
+
+    def start(self) -> None:
+        if self.process is not None:
+            raise TritonLaunchError("this tritonserver is already started")
+        command = self.command()
+        logger.info("starting %s", " ".join(command))
+        output = self.log_path.open("ab") if self.log_path else None
+        try:
+            self.process = subprocess.Popen(
+                command,
+                env=server_environment(self.distribution),
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                start_new_session=True,  # its own process group: we stop the stubs with it
+            )
+        finally:
+            if output:
+                output.close()
+
+    def is_ready(self, model: str = "whisper") -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/models/{model}/ready", timeout=2) as reply:
+                return reply.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float = 300.0, model: str = "whisper") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise TritonLaunchError(
+                    f"tritonserver exited with code {code} before model {model!r} was ready"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
+            if self.is_ready(model):
+                logger.info("model %s ready on %s", model, self.http_url)
+                return
+            time.sleep(0.5)
+        raise TritonLaunchError(f"model {model!r} not ready after {timeout:g} s")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the server's process group (server + stubs), SIGKILL what outlives it."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("tritonserver did not stop in %g s; killing it", timeout)
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # stubs left in the group, if any
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+    def __enter__(self) -> LocalTriton:
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gateway.tools.local_triton`: serve the model repository until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
+    parser.add_argument("--host", default=os.environ.get("HERMES_TRITON_HOST", "127.0.0.1"))
+    parser.add_argument("--http-port", type=int, default=TritonPorts.http)
+    parser.add_argument("--grpc-port", type=int, default=TritonPorts.grpc)
+    parser.add_argument("--metrics-port", type=int, default=TritonPorts.metrics)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    triton = LocalTriton(
+        model_repository=args.model_repository,
+        host=args.host,
+        ports=TritonPorts(args.http_port, args.grpc_port, args.metrics_port),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        with triton:
+            print(
+                f"Triton ready: HTTP {triton.http_url}, gRPC {triton.grpc_url}, "
+                f"metrics http://{args.host}:{args.metrics_port}/metrics (Ctrl-C stops)",
+                flush=True,
+            )
+            triton.process.wait()  # type: ignore[union-attr]
+            return triton.process.returncode if triton.process else 0  # exited by itself
+    except KeyboardInterrupt:
+        return 0
+    except TritonLaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""`hermes up`: the whole service on one machine, a local Triton and the gateway before it.
+
+Triton starts first (the gateway's `/readyz` would say 503 until the model is loaded
+anyway) and is restarted with backoff if it dies (`gateway.tools.supervisor`); Ctrl-C or SIGTERM
+stops the gateway gracefully, then Triton and its stub.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gateway.server.app import serve, startup
+from gateway.tools.local_triton import LocalTriton, TritonLaunchError, TritonPorts
+from gateway.tools.supervisor import TritonSupervisor
+from gateway.backend.triton_pool import parse_endpoints
+
+
+def triton_ports(grpc_url: str) -> TritonPorts:
+    """Triton's default ports, with gRPC where the gateway is told to find it (the first
+    endpoint: one machine runs one local Triton)."""
+    return TritonPorts(grpc=parse_endpoints(grpc_url)[0].port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if (settings := startup(argv)) is None:
+        return 2
+    triton = LocalTriton(ports=triton_ports(settings.triton_url))
+    try:
+        with triton:
+            print(
+                f"hermes: gateway http://{settings.host}:{settings.port}  "
+                f"(Triton HTTP {triton.http_url}, gRPC {triton.grpc_url}); Ctrl-C stops",
+                flush=True,
+            )
+            supervisor = TritonSupervisor(triton)
+            supervisor.start()
+            try:
+                serve(settings)
+            finally:
+                supervisor.stop()
+    except TritonLaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
