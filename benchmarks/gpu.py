@@ -44,7 +44,7 @@ from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
 from benchmarks.report import TMP_DIR, log
 from benchmarks.resources import cpu_seconds
 from benchmarks.stack import Stack, model_repository_with, running_stack
-from gateway.backend.triton_tensors import TranscribeOptions
+from gateway.core.contract import TranscribeOptions
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.files import collect, transcribe_audio
 from gateway.backend.triton_pool import TritonPool

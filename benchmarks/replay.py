@@ -28,7 +28,7 @@ import torch
 from benchmarks.audio import PROJECT_ROOT
 from benchmarks.composite import PLANS, STREAM, build
 from benchmarks.report import TMP_DIR
-from gateway.backend.triton_tensors import TranscribeOptions, WindowResult
+from gateway.core.contract import Priority, TranscribeOptions, WindowResult
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamSession
 from gateway.core.transcript import Segment
@@ -49,7 +49,7 @@ class InProcessModel:
         self.seconds = 0.0
 
     async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, *, priority: int
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
     ) -> WindowResult:
         request = TranscriptionRequest(
             audio=audio.astype(np.float32),

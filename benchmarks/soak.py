@@ -29,7 +29,7 @@ from benchmarks.audio import HARVARD, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.service import StreamRun
 from benchmarks.stack import Stack, running_stack
-from gateway.backend.triton_tensors import TranscribeOptions
+from gateway.core.contract import TranscribeOptions
 from gateway.modes.audio import WINDOW_SAMPLES
 from tests.wer import word_error_rate
 

@@ -1,27 +1,29 @@
 """One Triton server's `whisper` model over one asyncio gRPC channel.
 
-Windowing and streaming code depend on the `AsrBackend` protocol only, never on tritonclient;
-the gateway's backend is a `gateway.backend.triton_pool.TritonPool` of these, one per replica.
+The modes depend on `gateway.core.contract.AsrBackend` only, never on tritonclient; the
+gateway's backend is a `gateway.backend.triton_pool.TritonPool` of these, one per replica.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
-
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
-from gateway.backend.triton_tensors import OUTPUTS, TranscribeOptions, WindowResult, build_inputs, parse_outputs
+from gateway.backend.triton_tensors import OUTPUTS, build_inputs, parse_outputs
+from gateway.core.contract import (
+    AsrRejected,
+    AsrUnavailable,
+    Priority,
+    TranscribeOptions,
+    WindowResult,
+)
 
 logger = logging.getLogger(__name__)
-
-PRIORITY_STREAM = 1  # the dynamic batcher serves level 1 before level 2
-PRIORITY_FILE = 2
 
 # gRPC statuses that mean "the model server is not there (right now)", not "bad request"
 _UNAVAILABLE = {
@@ -31,22 +33,6 @@ _UNAVAILABLE = {
     "StatusCode.UNKNOWN",
     "StatusCode.NOT_FOUND",  # model not loaded
 }
-
-
-class AsrUnavailable(RuntimeError):
-    """The model server cannot be reached, or the model is not ready."""
-
-
-class AsrRejected(ValueError):
-    """The model refused this input."""
-
-
-class AsrBackend(Protocol):
-    async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, *, priority: int
-    ) -> WindowResult: ...
-
-    async def is_ready(self) -> bool: ...
 
 
 def _channel_args() -> list[tuple[str, int]]:
@@ -77,14 +63,14 @@ class TritonAsr:
         self._outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
 
     async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, *, priority: int = PRIORITY_FILE
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority = Priority.FILE
     ) -> WindowResult:
         try:
             result = await self._client.infer(
                 self.model,
                 build_inputs(audio, options, grpcaio.InferInput),
                 outputs=self._outputs,
-                priority=priority,
+                priority=int(priority),  # the model's two priority levels: 1 first
                 client_timeout=self.timeout_s,
             )
         except InferenceServerException as exc:

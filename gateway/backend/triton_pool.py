@@ -1,4 +1,4 @@
-"""Many Triton replicas behind one `AsrBackend`.
+"""Many Triton replicas behind one `gateway.core.contract.AsrBackend`.
 
 The Triton setting names one or more `host:port` endpoints, comma-separated. A name may
 resolve to several addresses (a Kubernetes headless Service resolves to one per ready pod):
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.backend.triton_tensors import TranscribeOptions, WindowResult
-from gateway.backend.triton_client import PRIORITY_FILE, AsrUnavailable, TritonAsr
+from gateway.backend.triton_client import TritonAsr
+from gateway.core.contract import AsrUnavailable, Priority, TranscribeOptions, WindowResult
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class TritonPool:
         self._retired.clear()
 
     async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, *, priority: int = PRIORITY_FILE
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority = Priority.FILE
     ) -> WindowResult:
         tried: set[str] = set()
         failure: AsrUnavailable | None = None
@@ -160,8 +160,12 @@ class TritonPool:
         await self._probe()
         return any(replica.healthy for replica in self._replicas.values())
 
-    def describe(self) -> list[dict[str, object]]:
-        return [replica.describe() for replica in self._replicas.values()]
+    def describe(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "backend": f"Triton at {self.url}",
+            "replicas": [replica.describe() for replica in self._replicas.values()],
+        }
 
     def _pick(self, tried: set[str]) -> Replica | None:
         untried = [r for r in self._replicas.values() if r.address not in tried]

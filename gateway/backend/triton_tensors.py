@@ -1,43 +1,23 @@
-"""The contract of the Triton model `whisper`, on the client side.
+"""The tensors of the Triton model `whisper`, on the client side.
 
-One frozen `TranscribeOptions` describes what a caller wants from one window of audio;
-`build_inputs` turns it into Triton inputs and `parse_outputs` turns the reply back into a
-`WindowResult`. Both work with `tritonclient.grpc` and `tritonclient.grpc.aio`, whose
+`build_inputs` turns one window and its `TranscribeOptions` into Triton inputs and
+`parse_outputs` turns the reply back into a `WindowResult`. Both work with `tritonclient.grpc` and `tritonclient.grpc.aio`, whose
 `InferInput` classes are the same.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from gateway.core.contract import TranscribeOptions, WindowResult
 from gateway.core.transcript import Segment
 
 MODEL_NAME = "whisper"
 OUTPUTS = ("TEXT", "SEGMENTS", "LANGUAGE")
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    language: str | None = None  # ISO code or name; None: the model detects it
-    task: str = "transcribe"  # or "translate" (multilingual models)
-    prompt: str | None = None  # conditions the decoder: previous text, names, jargon
-    temperature: float = 0.0  # first temperature of the model's fallback schedule
-    word_timestamps: bool = False
-    # speed over the last bit of accuracy (live streams): a shorter encoder context, and a
-    # decode that is not retried at higher temperatures when it fails Whisper's checks
-    low_latency: bool = False
-
-
-@dataclass(frozen=True)
-class WindowResult:
-    text: str
-    language: str
-    segments: tuple[Segment, ...] = field(default_factory=tuple)
 
 
 class InferInputFactory(Protocol):

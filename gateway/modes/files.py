@@ -17,10 +17,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gateway.backend.triton_tensors import TranscribeOptions
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.core.transcript import MIN_AVG_LOGPROB, Segment, Transcript
-from gateway.backend.triton_client import PRIORITY_FILE, AsrBackend
+from gateway.core.contract import AsrBackend, Priority, TranscribeOptions
 from gateway.modes.vad import VadConfig, speech_probabilities, speech_regions
 from gateway.modes.windows import (
     Window,
@@ -75,7 +74,7 @@ async def read_window(
     options: TranscribeOptions,
     *,
     scores: np.ndarray,
-    priority: int,
+    priority: Priority,
 ) -> WindowRead:
     """Transcribe one window. Where the decode stopped inside its last segment, keep what it
     finished and read the rest again; where its text fails the checks, read its halves."""
@@ -128,7 +127,7 @@ async def transcribe_audio(
     *,
     window_seconds: float,
     in_flight: int,
-    priority: int = PRIORITY_FILE,
+    priority: Priority = Priority.FILE,
 ) -> AsyncIterator[FileProgress]:
     """Progress reports, one per window in file order, then one at the end; their deltas,
     joined, are the text."""

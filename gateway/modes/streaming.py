@@ -19,11 +19,10 @@ import numpy as np
 import soxr
 
 from gateway.modes.agreement import LocalAgreement
-from gateway.backend.triton_tensors import TranscribeOptions
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SECONDS
 from gateway.modes.files import collect, transcribe_audio
 from gateway.core.transcript import Segment, Word
-from gateway.backend.triton_client import PRIORITY_STREAM, AsrBackend
+from gateway.core.contract import AsrBackend, Priority, TranscribeOptions
 from gateway.modes.vad import StreamingVad
 
 ENCODINGS = {"pcm_s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -245,7 +244,7 @@ class StreamSession:
         window = buffer[start:end]
         offset = self.buffer_start + start / SAMPLE_RATE
         started = time.monotonic()
-        result = await self.backend.transcribe(window, self._options(), priority=PRIORITY_STREAM)
+        result = await self.backend.transcribe(window, self._options(), priority=Priority.STREAM)
         self.model_seconds = time.monotonic() - started
         self.heard_until = offset + window.size / SAMPLE_RATE
         self.segments = [segment.shifted(offset) for segment in result.segments]
@@ -313,7 +312,7 @@ class StreamSession:
             replace(self._options(), low_latency=False),
             window_seconds=WINDOW_SECONDS,
             in_flight=2,
-            priority=PRIORITY_STREAM,
+            priority=Priority.STREAM,
         )
         transcript = await collect(progress, buffer.size / SAMPLE_RATE)
         if not transcript.segments:

@@ -1,5 +1,6 @@
 """The gateway's aiohttp application: `create_app(settings)` is what `hermes serve` and the
-tests run."""
+integration tests run; `create_app(settings, backend=...)` serves any `AsrBackend` instead of
+the Triton pool (the route and protocol tests give it a scripted one)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,12 @@ import asyncio
 import logging
 import sys
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from gateway.server import access
-
-from gateway.server import http_files
-
-from gateway.server import ws_stream
+from gateway.server import access, http_files, ws_stream
 from gateway.server.admission import UploadAdmission
 from gateway.server.cors import Cors
 from gateway.server.errors import ApiError, error_middleware
@@ -27,6 +24,7 @@ from gateway.server.request_context import add_request_id_header, request_id_mid
 from gateway.server.settings import Settings, load
 from gateway.modes.step_clock import StepClock
 from gateway.backend.triton_pool import TritonPool
+from gateway.core.contract import AsrBackend
 from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
 from gateway.modes.vad import StreamScorer
 
@@ -41,7 +39,7 @@ PUBLIC_RESOURCES = frozenset({"/", "/static", "/healthz", "/readyz"})
 async def triton_pool(app: web.Application) -> AsyncIterator[None]:
     """The Triton replicas for the whole process: one gRPC channel each, closed on shutdown."""
     settings = app[SETTINGS]
-    app[ASR] = TritonPool(
+    pool = TritonPool(
         settings.triton_url,
         settings.triton_model,
         timeout_s=settings.triton_timeout_s,
@@ -49,9 +47,20 @@ async def triton_pool(app: web.Application) -> AsyncIterator[None]:
         probe_interval_s=settings.triton_probe_interval_s,
         resolve_interval_s=settings.triton_resolve_interval_s,
     )
-    await app[ASR].start()
+    await pool.start()
+    app[ASR] = pool
     yield
-    await app[ASR].close()
+    await pool.close()
+
+
+def given_backend(backend: AsrBackend) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A backend the caller made and closes itself."""
+
+    async def install(app: web.Application) -> AsyncIterator[None]:
+        app[ASR] = backend
+        yield
+
+    return install
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -62,14 +71,15 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """At least one Triton replica answers with the model loaded: send traffic here."""
     asr = request.app[ASR]
+    about = asr.describe()
     if not await asr.is_ready():
         raise ApiError(
             503,
-            f"model {asr.model!r} is not ready at any Triton replica of {asr.url}",
+            f"model {about['model']!r} is not ready ({about['backend']})",
             "model_unavailable",
             retry_after=http_files.RETRY_AFTER_S,
         )
-    return web.json_response({"status": "ready", "model": asr.model, "replicas": asr.describe()})
+    return web.json_response({"status": "ready", **about})
 
 
 async def live_page(request: web.Request) -> web.FileResponse:
@@ -77,7 +87,7 @@ async def live_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.Application:
     cors = Cors(access.parse_origins(settings.cors_origins))
     app = web.Application(
         # Outermost first: the request id spans everything, errors are JSON with that id, and
@@ -93,7 +103,9 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.extend([add_request_id_header, cors.add_headers])
     app[SETTINGS] = settings
     app[STREAMS] = weakref.WeakSet()
-    app.cleanup_ctx.extend([triton_pool, heap_trimming])
+    app.cleanup_ctx.extend(
+        [triton_pool if backend is None else given_backend(backend), heap_trimming]
+    )
     app[DRAINING] = asyncio.Event()
     app[STEP_CLOCK] = StepClock(settings.stream_min_step_seconds, settings.stream_step_seconds)
     app[STREAM_VAD] = StreamScorer()

@@ -17,7 +17,6 @@ import numpy as np
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from gateway.backend.triton_tensors import TranscribeOptions
 from gateway.modes.audio import (
     SAMPLE_RATE,
     AudioDecodeError,
@@ -25,12 +24,12 @@ from gateway.modes.audio import (
     NotAudioError,
     decode_audio,
 )
+from gateway.core.contract import AsrRejected, AsrUnavailable, TranscribeOptions
 from gateway.server.errors import ApiError
 from gateway.modes.files import FileProgress, assemble, collect, transcribe_audio
 from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render
 from gateway.server.keys import ASR, SETTINGS
 from gateway.core.transcript import Transcript
-from gateway.backend.triton_client import AsrRejected, AsrUnavailable
 from gateway.server.uploads import read_upload
 
 logger = logging.getLogger(__name__)

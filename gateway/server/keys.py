@@ -7,13 +7,13 @@ import weakref
 
 from aiohttp import web
 
+from gateway.core.contract import AsrBackend
 from gateway.server.settings import Settings
 from gateway.modes.step_clock import StepClock
-from gateway.backend.triton_pool import TritonPool
 from gateway.modes.vad import StreamScorer
 
 SETTINGS = web.AppKey("settings", Settings)
-ASR = web.AppKey("asr", TritonPool)
+ASR = web.AppKey("asr", AsrBackend)  # the Triton pool unless `create_app` was given one
 STEP_CLOCK = web.AppKey("step_clock", StepClock)  # the beat live streams step on
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on shutdown: streams flush and close
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])

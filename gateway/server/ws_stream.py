@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from gateway.core.contract import AsrRejected, AsrUnavailable
 from gateway.server.access import client_of
 from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
 from gateway.server.request_context import current_request_id
 from gateway.server.settings import Settings
 from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
-from gateway.backend.triton_client import AsrRejected, AsrUnavailable
 from gateway.modes.vad import StreamingVad
 
 logger = logging.getLogger(__name__)

@@ -17,14 +17,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from gateway.backend.triton_tensors import (
-    MODEL_NAME,
-    OUTPUTS,
-    TranscribeOptions,
-    WindowResult,
-    build_inputs,
-    parse_outputs,
-)
+from gateway.backend.triton_tensors import MODEL_NAME, OUTPUTS, build_inputs, parse_outputs
+from gateway.core.contract import TranscribeOptions, WindowResult
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SAMPLES, AudioDecodeError, decode_audio
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.stack import model_repository_with
-from gateway.backend.triton_tensors import TranscribeOptions
 from gateway.tools.local_triton import (
     DEFAULT_MODEL_REPOSITORY,
     LocalTriton,
     TritonLaunchError,
     TritonPorts,
 )
-from gateway.backend.triton_client import PRIORITY_FILE, TritonAsr
+from gateway.backend.triton_client import TritonAsr
+from gateway.core.contract import Priority, TranscribeOptions
 from tests.conftest import free_port
 from tests.wer import word_error_rate
 
@@ -73,7 +73,7 @@ async def test_the_cpu_int8_parameter_serves_int8_layers(exported_weights, tmp_p
     with LocalTriton(model_repository=repository, ports=ports(), log_path=log) as server:
         backend = TritonAsr(server.grpc_url, "whisper", timeout_s=60, ready_timeout_s=5)
         try:
-            result = await backend.transcribe(jfk.audio, TranscribeOptions(language="en"), priority=PRIORITY_FILE)
+            result = await backend.transcribe(jfk.audio, TranscribeOptions(language="en"), priority=Priority.FILE)
         finally:
             await backend.close()
     assert word_error_rate(jfk.text, result.text) <= 0.05, result.text

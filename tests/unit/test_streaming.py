@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.backend.triton_tensors import WindowResult
+from gateway.core.contract import WindowResult
 from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
 from gateway.core.transcript import Segment, Word
 from gateway.modes.vad import CONTEXT_SAMPLES, StreamingVad, StreamScorer

@@ -1,0 +1,72 @@
+"""What the modes ask of a speech-to-text backend, and what they get back.
+
+File mode and live streams send one window of 16 kHz mono audio at a time with the options
+below and a priority; any class with the two methods of `AsrBackend` can serve them (the Triton
+pool in production, a scripted model in the route and protocol tests). Nothing here knows how
+the backend runs the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol
+
+import numpy as np
+
+from gateway.core.transcript import Segment
+
+
+class Priority(IntEnum):
+    """Which work the backend serves first when both wait: the lower value."""
+
+    STREAM = 1  # a live stream's step: someone is waiting for the words
+    FILE = 2  # a window of an upload
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """What a caller wants from one window of audio."""
+
+    language: str | None = None  # ISO code or name; None: the model detects it
+    task: str = "transcribe"  # or "translate" (multilingual models)
+    prompt: str | None = None  # conditions the decoder: previous text, names, jargon
+    temperature: float = 0.0  # first temperature of the model's fallback schedule
+    word_timestamps: bool = False
+    # speed over the last bit of accuracy (live streams): a shorter encoder context, and a
+    # decode that is not retried at higher temperatures when it fails Whisper's checks
+    low_latency: bool = False
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One window's text; segment times are seconds from the window's first sample."""
+
+    text: str
+    language: str
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+
+
+class AsrUnavailable(RuntimeError):
+    """The backend cannot be reached, or its model is not ready: try again later."""
+
+
+class AsrRejected(ValueError):
+    """The backend refused this input (e.g. a language the model does not know)."""
+
+
+class AsrBackend(Protocol):
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
+    ) -> WindowResult:
+        """One window of float32 samples (at most 30 s) to text; raises `AsrUnavailable` or
+        `AsrRejected`."""
+        ...
+
+    async def is_ready(self) -> bool:
+        """Whether a window sent now would be served (checked now, not cached)."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """What `/readyz` shows: at least "model" and "backend" (where it runs)."""
+        ...
