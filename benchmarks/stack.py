@@ -62,7 +62,7 @@ class Stack:
     @asynccontextmanager
     async def triton_pool(self) -> AsyncIterator[TritonPool]:
         """A gRPC client straight to this stack's Triton, past the gateway; closed on exit."""
-        pool = TritonPool(self.settings.triton_url, self.settings.triton_model,
+        pool = TritonPool(self.settings.triton_endpoints, self.settings.triton_model,
                           timeout_s=self.settings.triton_timeout_s,
                           ready_timeout_s=self.settings.triton_ready_timeout_s)
         await pool.start()

@@ -18,43 +18,18 @@ import ipaddress
 import itertools
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from gateway.backend.endpoints import Endpoint, format_address
 from gateway.backend.triton_client import TritonAsr
 from gateway.core.contract import AsrUnavailable, Priority, TranscribeOptions, WindowResult
 
 logger = logging.getLogger(__name__)
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def parse_endpoints(spec: str) -> list[Endpoint]:
-    """`"a:8001, b:8001"` → endpoints; IPv6 literals in brackets (`[::1]:8001`)."""
-    endpoints = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"Triton endpoint {item!r} is not host:port")
-        endpoints.append(Endpoint(host.removeprefix("[").removesuffix("]"), int(port)))
-    if not endpoints:
-        raise ValueError("no Triton endpoint given")
-    return endpoints
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def resolve_with_dns(host: str, port: int) -> list[str]:
@@ -89,11 +64,11 @@ class Replica:
 
 
 class TritonPool:
-    """Spreads inference over the Triton replicas that `spec` names."""
+    """Spreads inference over the Triton replicas that `endpoints` resolve to."""
 
     def __init__(
         self,
-        spec: str,
+        endpoints: Sequence[Endpoint],
         model: str,
         *,
         timeout_s: float,
@@ -102,9 +77,9 @@ class TritonPool:
         resolve_interval_s: float = 30.0,
         resolver: Resolver = resolve_with_dns,
     ) -> None:
-        self.url = spec
+        self.url = ",".join(map(str, endpoints))
         self.model = model
-        self.endpoints = parse_endpoints(spec)
+        self.endpoints = tuple(endpoints)
         self._timeout_s = timeout_s
         self._ready_timeout_s = ready_timeout_s
         self._probe_interval_s = probe_interval_s

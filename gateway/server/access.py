@@ -18,49 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Collection, Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
-from yarl import URL
 
 from gateway.server.errors import ApiError, Handler
+from gateway.server.origins import origin_allowed
+from gateway.server.settings import Settings
 
-if TYPE_CHECKING:
-    from gateway.server.settings import Settings
-
-ANY_ORIGIN = "*"
 TOKEN_PARAMETER = "token"
 CLIENT = web.RequestKey("client", str)  # set when an API key let the request in
-_KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces: fits a header and a URL
 
 
 # --- API keys ----------------------------------------------------------------------------
-
-
-def read_api_keys(api_keys: str, api_keys_file: str) -> tuple[str, ...]:
-    """The keys of `api_keys` (comma-separated) and of the file `api_keys_file` (one per line;
-    blank lines and `#` comments ignored). ValueError, never quoting a key, for an unreadable
-    or empty file or a key that is not printable ASCII without spaces."""
-    keys = [key.strip() for key in api_keys.split(",") if key.strip()]
-    if api_keys_file:
-        try:
-            lines = Path(api_keys_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ValueError(f"api_keys_file: cannot read {api_keys_file}: {exc.strerror or exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"api_keys_file: {api_keys_file} is not UTF-8 text") from exc
-        from_file = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-        if not from_file:
-            raise ValueError(f"api_keys_file: {api_keys_file} holds no key")
-        keys += from_file
-    for number, key in enumerate(keys, 1):
-        if not _KEY.fullmatch(key):
-            raise ValueError(f"API key #{number} has spaces or characters other than printable ASCII")
-    return tuple(dict.fromkeys(keys))
 
 
 def _digest(key: str) -> bytes:
@@ -118,51 +89,6 @@ def client_of(request: web.Request) -> str:
     return request.get(CLIENT) or request.remote or "unknown"
 
 
-# --- browser origins ---------------------------------------------------------------------
-
-
-def normalise_origin(origin: str) -> str | None:
-    """`scheme://host[:port]` in lower case and without the scheme's default port; None if
-    `origin` is not of that form (`null`, a path, credentials...)."""
-    try:
-        url = URL(origin)
-    except ValueError:
-        return None
-    if url.host and url.path in ("", "/") and not (url.user or url.password or url.query_string or url.fragment):
-        return str(url.origin())
-    return None
-
-
-def parse_origins(value: str) -> frozenset[str]:
-    """Comma-separated origins (`https://app.example.com`, `http://localhost:5173`) or `*`,
-    normalised; ValueError for an entry that is neither."""
-    origins = set()
-    for entry in filter(None, (part.strip() for part in value.split(","))):
-        if (origin := ANY_ORIGIN if entry == ANY_ORIGIN else normalise_origin(entry)) is None:
-            raise ValueError(f"{entry!r} is not an origin: expected scheme://host[:port] or *")
-        origins.add(origin)
-    return frozenset(origins)
-
-
-def is_same_origin(origin: str, host: str | None) -> bool:
-    """Whether the page at `origin` (normalised) is the gateway as the browser addressed it:
-    the same host and port as the request's Host header (whose port defaults to the scheme's)."""
-    if not host:
-        return False
-    scheme = origin.partition("://")[0]
-    try:
-        return str(URL.build(scheme=scheme, authority=host).origin()) == origin
-    except ValueError:
-        return False
-
-
-def origin_allowed(origin: str, host: str | None, allowed: frozenset[str]) -> bool:
-    if ANY_ORIGIN in allowed:
-        return True
-    normalised = normalise_origin(origin)
-    return normalised is not None and (normalised in allowed or is_same_origin(normalised, host))
-
-
 def is_websocket_upgrade(request: web.Request) -> bool:
     return request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
 
@@ -173,8 +99,8 @@ def is_websocket_upgrade(request: web.Request) -> bool:
 def middlewares(settings: Settings, *, public: Collection[str]) -> list[Middleware]:
     """The Origin check of WebSocket upgrades, then the API key check, which skips the
     resources whose canonical path (`/healthz`, a static prefix...) is in `public`."""
-    allowed = parse_origins(settings.allowed_origins)
-    keys = ApiKeys(read_api_keys(settings.api_keys, settings.api_keys_file))
+    allowed = settings.websocket_origins
+    keys = ApiKeys(settings.keys)
 
     @web.middleware
     async def check_origin(request: web.Request, handler: Handler) -> web.StreamResponse:

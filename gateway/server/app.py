@@ -40,7 +40,7 @@ async def triton_pool(app: web.Application) -> AsyncIterator[None]:
     """The Triton replicas for the whole process: one gRPC channel each, closed on shutdown."""
     settings = app[SETTINGS]
     pool = TritonPool(
-        settings.triton_url,
+        settings.triton_endpoints,
         settings.triton_model,
         timeout_s=settings.triton_timeout_s,
         ready_timeout_s=settings.triton_ready_timeout_s,
@@ -88,7 +88,7 @@ async def live_page(request: web.Request) -> web.FileResponse:
 
 
 def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.Application:
-    cors = Cors(access.parse_origins(settings.cors_origins))
+    cors = Cors(settings.cors_allowed_origins)
     app = web.Application(
         # Outermost first: the request id spans everything, errors are JSON with that id, and
         # CORS preflights are answered before Origin and API key are checked.

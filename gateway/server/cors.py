@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from gateway.server.access import ANY_ORIGIN, normalise_origin
+from gateway.server.origins import ANY_ORIGIN, normalise_origin
 from gateway.server.errors import ApiError, Handler
 from gateway.server.request_context import HEADER as REQUEST_ID_HEADER
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
-from gateway.server.access import parse_origins, read_api_keys
+from gateway.backend.endpoints import Endpoint, parse_endpoints
 from gateway.server.logs import LOG_FORMATS
-from gateway.backend.triton_pool import parse_endpoints
+from gateway.server.origins import parse_origins
 
 ENV_PREFIX = "HERMES_"
+_KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces: fits a header and a URL
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,18 @@ class Settings:
     # how often freed memory is given back to the OS (gateway/server/heap.py); 0: never
     heap_trim_interval_s: float = 10.0
 
+    # Parsed once from the fields above, when the settings are made (never set by hand)
+    triton_endpoints: tuple[Endpoint, ...] = field(init=False, repr=False, compare=False)
+    keys: tuple[str, ...] = field(init=False, repr=False, compare=False)  # empty: keys are off
+    websocket_origins: frozenset[str] = field(init=False, repr=False, compare=False)
+    cors_allowed_origins: frozenset[str] = field(init=False, repr=False, compare=False)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
-    def validated(self) -> Settings:
+    def __post_init__(self) -> None:
+        """Check every value and parse the ones that are lists; ValueError says which."""
         if self.window_seconds > 30:
             raise ValueError("window_seconds must be at most 30: Whisper reads at most 30 s")
         if self.window_seconds < 5:
@@ -82,25 +92,52 @@ class Settings:
         positive = ("file_windows_in_flight", "max_upload_mb", "max_audio_seconds",
                     "stream_step_seconds", "stream_min_step_seconds", "max_streams", "stream_idle_timeout_s",
                     "triton_probe_interval_s", "triton_resolve_interval_s",
-                    "max_uploads_running", "shutdown_timeout_s")
+                    "max_uploads_running", "shutdown_timeout_s", "max_streams_per_client")
         if any(getattr(self, name) <= 0 for name in positive):
             raise ValueError(f"{', '.join(positive)} must be positive")
         if self.stream_min_step_seconds > self.stream_step_seconds:
             raise ValueError("stream_min_step_seconds must be at most stream_step_seconds")
         if self.max_uploads_waiting < 0 or self.heap_trim_interval_s < 0:
             raise ValueError("max_uploads_waiting and heap_trim_interval_s must be 0 or more")
-        parse_endpoints(self.triton_url)
-        if self.max_streams_per_client <= 0:
-            raise ValueError("max_streams_per_client must be positive")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
-        for name in ("allowed_origins", "cors_origins"):
-            try:
-                parse_origins(getattr(self, name))
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from exc
-        read_api_keys(self.api_keys, self.api_keys_file)
-        return self
+        parsed = {
+            "triton_endpoints": parse_endpoints(self.triton_url),
+            "keys": read_api_keys(self.api_keys, self.api_keys_file),
+            "websocket_origins": _origins("allowed_origins", self.allowed_origins),
+            "cors_allowed_origins": _origins("cors_origins", self.cors_origins),
+        }
+        for name, value in parsed.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
+
+
+def _origins(name: str, value: str) -> frozenset[str]:
+    try:
+        return parse_origins(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
+
+
+def read_api_keys(api_keys: str, api_keys_file: str) -> tuple[str, ...]:
+    """The keys of `api_keys` (comma-separated) and of the file `api_keys_file` (one per line;
+    blank lines and `#` comments ignored). ValueError, never quoting a key, for an unreadable
+    or empty file or a key that is not printable ASCII without spaces."""
+    keys = [key.strip() for key in api_keys.split(",") if key.strip()]
+    if api_keys_file:
+        try:
+            lines = Path(api_keys_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(f"api_keys_file: cannot read {api_keys_file}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"api_keys_file: {api_keys_file} is not UTF-8 text") from exc
+        from_file = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+        if not from_file:
+            raise ValueError(f"api_keys_file: {api_keys_file} holds no key")
+        keys += from_file
+    for number, key in enumerate(keys, 1):
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"API key #{number} has spaces or characters other than printable ASCII")
+    return tuple(dict.fromkeys(keys))
 
 
 def _convert(value: str, kind: Any, name: str) -> Any:
@@ -112,16 +149,19 @@ def _convert(value: str, kind: Any, name: str) -> Any:
 
 def _field_types() -> dict[str, type]:
     defaults = Settings()
-    return {field.name: type(getattr(defaults, field.name)) for field in fields(Settings)}
+    return {f.name: type(getattr(defaults, f.name)) for f in fields(Settings) if f.init}
 
 
-def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
-    values = {
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {
         name: _convert(environ[ENV_PREFIX + name.upper()], kind, ENV_PREFIX + name.upper())
         for name, kind in _field_types().items()
         if ENV_PREFIX + name.upper() in environ
     }
-    return Settings(**values)
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
+    return Settings(**_env_values(environ))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,4 +177,4 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     parser = argparse.ArgumentParser(prog="hermes serve", description="Run the hermes gateway.")
     add_arguments(parser)
     flags = {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
-    return replace(from_env(environ), **flags).validated()
+    return Settings(**{**_env_values(environ), **flags})

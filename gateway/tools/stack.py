@@ -12,7 +12,7 @@ import sys
 from gateway.server.app import serve, startup
 from gateway.tools.local_triton import LocalTriton, TritonLaunchError, TritonPorts
 from gateway.tools.supervisor import TritonSupervisor
-from gateway.backend.triton_pool import parse_endpoints
+from gateway.backend.endpoints import parse_endpoints
 
 
 def triton_ports(grpc_url: str) -> TritonPorts:

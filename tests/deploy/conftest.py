@@ -79,7 +79,7 @@ def gateway_settings(environment: Mapping[str, str]) -> settings.Settings:
     }
     unknown = {name for name in environment if name.startswith(settings.ENV_PREFIX)} - known
     assert not unknown, f"not gateway settings: {unknown}"
-    return settings.from_env(environment).validated()
+    return settings.from_env(environment)
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:

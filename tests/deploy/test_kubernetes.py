@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from gateway.server.settings import Settings
-from gateway.backend.triton_pool import Endpoint, parse_endpoints
+from gateway.backend.endpoints import Endpoint, parse_endpoints
 from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
 from tests.deploy.conftest import (
     K8S_DIR,
@@ -175,7 +175,7 @@ def test_gateway_points_at_the_headless_service(rendered):
     grpc = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
     configured = gateway_settings(env)
     # The short name resolves in the gateway's namespace, which is the Service's.
-    assert parse_endpoints(configured.triton_url) == [Endpoint(service["metadata"]["name"], grpc)]
+    assert configured.triton_endpoints == (Endpoint(service["metadata"]["name"], grpc),)
     # New replicas are found sooner than by default.
     assert configured.triton_resolve_interval_s < Settings().triton_resolve_interval_s
 

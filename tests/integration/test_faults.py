@@ -3,6 +3,7 @@ brought back by the supervisor, and a gateway stopped with SIGTERM while it work
 
 from __future__ import annotations
 
+from dataclasses import replace
 import asyncio
 import json
 import os
@@ -86,8 +87,8 @@ async def test_triton_killed_mid_upload_and_mid_stream(
 ) -> None:
     server = supervised_triton.triton
     gateway = await make_gateway(
-        Settings(**{**gateway_settings.__dict__, "triton_url": server.grpc_url,
-                    "triton_probe_interval_s": 0.5})
+        replace(gateway_settings, triton_url=server.grpc_url,
+                    triton_probe_interval_s=0.5)
     )
     replica = gateway.server.app[ASR].replicas[0]
     jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]

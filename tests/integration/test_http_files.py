@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import io
 import json
 from collections import Counter
@@ -212,7 +213,7 @@ async def test_form_without_a_file_is_400(gateway) -> None:
 
 
 async def test_upload_over_the_size_limit_is_413_before_it_is_read(make_gateway, gateway_settings, composite) -> None:
-    small = await make_gateway(Settings(**{**gateway_settings.__dict__, "max_upload_mb": 1.0}))
+    small = await make_gateway(replace(gateway_settings, max_upload_mb=1.0))
     reply = await small.post("/transcribe", data=form(composite.path))
     assert "larger than the limit of 1 MB" in await error_of(reply, 413)
     chunked = await small.post("/transcribe", data=_chunks(composite.path.read_bytes()))
@@ -225,15 +226,15 @@ async def _chunks(data: bytes):
 
 
 async def test_audio_longer_than_the_limit_is_413(make_gateway, gateway_settings, clips) -> None:
-    short = await make_gateway(Settings(**{**gateway_settings.__dict__, "max_audio_seconds": 20.0}))
+    short = await make_gateway(replace(gateway_settings, max_audio_seconds=20.0))
     reply = await short.post("/transcribe", data=form(clips["OSR_us_000_0034_8k.wav"].path))
     assert "longer than the limit of 20 s" in await error_of(reply, 413)
 
 
 async def test_triton_down_is_503_with_retry_after(make_gateway, gateway_settings, clips) -> None:
     nowhere = await make_gateway(
-        Settings(**{**gateway_settings.__dict__, "triton_url": f"127.0.0.1:{free_port()}",
-                    "triton_timeout_s": 5.0})
+        replace(gateway_settings, triton_url=f"127.0.0.1:{free_port()}",
+                    triton_timeout_s=5.0)
     )
     ready = await nowhere.get("/readyz")
     assert "not ready" in await error_of(ready, 503)

@@ -3,6 +3,7 @@ a stream that outpaces the model transcribes its newest audio and says what it s
 
 from __future__ import annotations
 
+from dataclasses import replace
 import asyncio
 
 import numpy as np
@@ -21,7 +22,7 @@ async def test_uploads_beyond_the_waiting_room_get_503_with_retry_after(
 ) -> None:
     harvard = clips["OSR_us_000_0034_8k.wav"]
     gateway = await make_gateway(
-        Settings(**{**gateway_settings.__dict__, "max_uploads_running": 1, "max_uploads_waiting": 1})
+        replace(gateway_settings, max_uploads_running=1, max_uploads_waiting=1)
     )
     replies = await asyncio.gather(
         *(gateway.post("/v1/audio/transcriptions", data=form(harvard.path)) for _ in range(4))

@@ -3,6 +3,7 @@ mid-load nothing accepted is lost; it is put back once it serves again."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 import asyncio
 import json
 import os
@@ -36,13 +37,10 @@ def second_triton(triton: LocalTriton) -> Iterator[LocalTriton]:
 @pytest.fixture
 async def pooled_gateway(make_gateway, gateway_settings: Settings, triton, second_triton):
     return await make_gateway(
-        Settings(
-            **{
-                **gateway_settings.__dict__,
-                "triton_url": f"{triton.grpc_url},{second_triton.grpc_url}",
-                "triton_probe_interval_s": 0.5,
-            }
-        )
+        replace(gateway_settings,
+                triton_url=f"{triton.grpc_url},{second_triton.grpc_url}",
+                triton_probe_interval_s=0.5,
+            )
     )
 
 

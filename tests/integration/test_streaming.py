@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import numpy as np
@@ -222,7 +222,7 @@ async def test_abrupt_disconnect_frees_the_stream(stream_gateway, clips) -> None
 
 
 async def test_the_stream_limit_refuses_with_a_reason(make_gateway, gateway_settings) -> None:
-    limited = await make_gateway(Settings(**{**gateway_settings.__dict__, "max_streams": 1}))
+    limited = await make_gateway(replace(gateway_settings, max_streams=1))
     first = await limited.ws_connect("/stream-audio")
     second = await limited.ws_connect("/stream-audio")
     message = await second.receive()
@@ -232,7 +232,7 @@ async def test_the_stream_limit_refuses_with_a_reason(make_gateway, gateway_sett
 
 
 async def test_an_idle_stream_times_out(make_gateway, gateway_settings) -> None:
-    impatient = await make_gateway(Settings(**{**gateway_settings.__dict__, "stream_idle_timeout_s": 1.0}))
+    impatient = await make_gateway(replace(gateway_settings, stream_idle_timeout_s=1.0))
     ws = await impatient.ws_connect("/stream-audio")
     error = await ws.receive_json(timeout=5)
     assert error["type"] == "error" and "no audio or message for 1 s" in error["message"]

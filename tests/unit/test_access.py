@@ -14,7 +14,9 @@ import pytest
 from gateway.server import access
 
 from gateway.server import logs
-from gateway.server.access import ApiKeys, is_same_origin, normalise_origin, parse_origins, read_api_keys
+from gateway.server.access import ApiKeys
+from gateway.server.origins import is_same_origin, normalise_origin, parse_origins
+from gateway.server.settings import read_api_keys
 from gateway.tools.local_triton import LocalTriton, TritonPorts
 from gateway.server.request_context import MAX_LENGTH, clean_request_id, current_request_id
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backend.triton_pool import Endpoint, TritonPool, parse_endpoints, resolve_with_dns
+from gateway.backend.endpoints import Endpoint, parse_endpoints
+from gateway.backend.triton_pool import TritonPool, resolve_with_dns
 
 
 def test_endpoints_are_comma_separated_host_ports() -> None:
-    assert parse_endpoints("triton:8001") == [Endpoint("triton", 8001)]
-    assert parse_endpoints(" a:1 , [::1]:8001,") == [Endpoint("a", 1), Endpoint("::1", 8001)]
+    assert parse_endpoints("triton:8001") == (Endpoint("triton", 8001),)
+    assert parse_endpoints(" a:1 , [::1]:8001,") == (Endpoint("a", 1), Endpoint("::1", 8001))
 
 
 @pytest.mark.parametrize("spec", ["", "triton", "triton:", ":8001", "triton:0", "triton:99999"])
@@ -40,7 +41,7 @@ async def test_membership_follows_resolution_and_survives_a_failed_lookup() -> N
             raise answer
         return answer
 
-    pool = TritonPool("triton:8001", "whisper", timeout_s=1, ready_timeout_s=1, resolver=resolver)
+    pool = TritonPool(parse_endpoints("triton:8001"), "whisper", timeout_s=1, ready_timeout_s=1, resolver=resolver)
     try:
         await pool.refresh()
         assert [r.address for r in pool.replicas] == ["10.0.0.1:8001", "10.0.0.2:8001"]
