@@ -19,7 +19,7 @@ from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.stack import Stack, model_repository_with, running_stack
 from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY
-from tests.wer import word_error_rate
+from testsupport.wer import word_error_rate
 
 SERVICE = "hermes service"
 HERMES_3S = "hermes, 3 s beat"

@@ -21,7 +21,7 @@ from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import TMP_DIR, log, spread
 from benchmarks.stack import Stack
 from gateway.modes.audio import SAMPLE_RATE
-from tests.wer import word_error_rate
+from testsupport.wer import word_error_rate
 
 FILE_RUNS = 2
 STREAM_BEAT_S = 3.0

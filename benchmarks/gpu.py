@@ -48,7 +48,7 @@ from gateway.core.contract import TranscribeOptions
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.files import collect, transcribe_audio
 from gateway.backend.triton_pool import TritonPool
-from tests.wer import word_error_rate
+from testsupport.wer import word_error_rate
 
 ITEMS = ("jfk", "harvard", "stream-63s")
 P95_LIMIT_S = 3.0  # streams "keep up" while final latency p95 stays within this

@@ -30,9 +30,10 @@ from benchmarks.composite import PLANS, STREAM, build
 from benchmarks.report import TMP_DIR
 from gateway.core.contract import Priority, TranscribeOptions, WindowResult
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamSession
+from gateway.modes.stream_input import FrameDecoder, StreamConfig
+from gateway.modes.streaming import StreamSession
 from gateway.core.transcript import Segment
-from tests.wer import word_error_rate
+from testsupport.wer import word_error_rate
 
 # the model's own modules, as Triton's stub imports them
 sys.path.insert(0, str(PROJECT_ROOT / "model_repository" / "whisper" / "1"))
@@ -98,7 +99,7 @@ async def replay(audio: np.ndarray, model: InProcessModel, beat_s: float) -> Rep
         collect(await session.step())
         done_at = now + model.seconds - before_s
         latencies += [done_at - word.end for word in session.agreement.committed[committed:]]
-    collect(await session.finish(decoder))
+    collect(await session.finish(decoder.flush()))
     return Replay("".join(texts), model.seconds, latencies)
 
 

@@ -31,7 +31,7 @@ from benchmarks.service import StreamRun
 from benchmarks.stack import Stack, running_stack
 from gateway.core.contract import TranscribeOptions
 from gateway.modes.audio import WINDOW_SAMPLES
-from tests.wer import word_error_rate
+from testsupport.wer import word_error_rate
 
 WER_MARGIN = 0.10  # a transcript this far (absolute) above its file-mode WER is an error
 RSS_GROWTH_FRACTION = 0.10  # memory is flat when it grew by at most the larger of these

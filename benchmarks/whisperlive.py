@@ -60,7 +60,7 @@ from benchmarks.service import FRAME_SECONDS, StreamRun, quantiles
 from benchmarks.stack import free_port, stop_process
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.settings import Settings
-from tests.wer import word_error_rate
+from testsupport.wer import word_error_rate
 
 REQUIREMENTS = Path(__file__).with_name("whisperlive-requirements.txt")
 VENV = PROJECT_ROOT / ".cache" / "bench-whisperlive" / "venv"

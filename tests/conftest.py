@@ -2,58 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from gateway.modes.audio import ffmpeg_command
 from gateway.tools.local_triton import LocalTriton, TritonPorts
+from testsupport.clips import ARTIFACTS_DIR, Clip, load_clips
+from testsupport.net import free_port
 
-TESTS_DIR = Path(__file__).resolve().parent
-DATA_DIR = TESTS_DIR / "data"
-ARTIFACTS_DIR = TESTS_DIR / "artifacts"
 DEFAULT_WEIGHTS = "tiny.en"
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    text: str
-
-    @property
-    def audio(self) -> np.ndarray:
-        return load_audio(self.path)
-
-
-@lru_cache(maxsize=16)
-def load_audio(path: Path) -> np.ndarray:
-    """16 kHz mono float32 through the same ffmpeg command the service uses (run
-    synchronously, so fixtures and async tests alike can call it)."""
-    result = subprocess.run(ffmpeg_command(path), capture_output=True, check=True)
-    return np.frombuffer(result.stdout, np.float32).copy()
 
 
 @pytest.fixture(scope="session")
 def clips() -> dict[str, Clip]:
-    manifest = json.loads((DATA_DIR / "manifest.json").read_text())
-    return {
-        item["file"]: Clip(DATA_DIR / item["file"], item.get("text", ""))
-        for item in manifest["clips"]
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return load_clips()
 
 
 @pytest.fixture(scope="session")

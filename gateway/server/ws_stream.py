@@ -1,4 +1,4 @@
-"""`GET /stream-audio`: the WebSocket of real-time mode (protocol in the README).
+"""`GET /stream-audio`: the WebSocket of real-time mode (docs/websocket-protocol.md).
 
 Two tasks per connection: this handler receives frames and control messages, and a worker
 runs the session's transcription steps, so a slow step never stops the socket from being
@@ -20,7 +20,8 @@ from gateway.server.access import client_of
 from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
 from gateway.server.request_context import current_request_id
 from gateway.server.settings import Settings
-from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
+from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
+from gateway.modes.streaming import StreamSession
 from gateway.modes.vad import StreamingVad
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,7 @@ class _Connection:
         self.config = StreamConfig()
         self.decoder = FrameDecoder(self.config)
         self.session: StreamSession | None = None
-        self.stop_requested = asyncio.Event()
-        self.stopping = False
+        self.stopping = asyncio.Event()  # `stop` came, the client went, or the server drains
         self.worker: asyncio.Task[None] | None = None
         self.model_unavailable = False  # the last step could not reach the model
         self._send_lock = asyncio.Lock()
@@ -66,7 +66,7 @@ class _Connection:
         if kind == "config":
             await self._configure(message)
         elif kind == "stop":
-            self.stopping = True
+            self.stopping.set()
         else:
             await self.error(f"unknown message type {kind!r}: expected config or stop")
 
@@ -93,6 +93,7 @@ class _Connection:
                 self.config,
                 min_new_audio_s=self.clock.min_period_s / 2,
                 vad=StreamingVad(scorer=self.vad_scorer),
+                on_model_seconds=self.clock.record,
             )
             self.worker = asyncio.create_task(self._run_steps())
         self.session.append(samples)
@@ -106,21 +107,18 @@ class _Connection:
             reason = "model_unavailable" if self.model_unavailable else "overload"
             for message in self.session.drop_backlog(reason):
                 await self.send(message)
-            messages = await self._guarded(self.session.step())
-            if self.session.model_seconds is not None:
-                self.clock.record(self.session.model_seconds)
-            for message in messages:
+            for message in await self._guarded(self.session.step()):
                 await self.send(message)
 
     async def _beat_or_stop(self) -> bool:
         """Wait for the clock's next beat; True when the stream is stopping instead."""
         beat = asyncio.ensure_future(self.clock.beat())
-        stop = asyncio.ensure_future(self.stop_requested.wait())
+        stop = asyncio.ensure_future(self.stopping.wait())
         await asyncio.wait((beat, stop), return_when=asyncio.FIRST_COMPLETED)
         for waiter in (beat, stop):
             waiter.cancel()
         await asyncio.gather(beat, stop, return_exceptions=True)
-        return self.stopping
+        return self.stopping.is_set()
 
     async def _guarded(self, step: Any) -> list[dict[str, Any]]:
         """A step's messages; a model that cannot be reached is reported once, and the
@@ -140,12 +138,11 @@ class _Connection:
 
     async def finish(self) -> None:
         """Flush what is left as final, then `done`."""
-        self.stopping = True
-        self.stop_requested.set()
+        self.stopping.set()
         if self.worker is not None:
             await self.worker
         if self.session is not None:
-            for message in await self._guarded(self.session.finish(self.decoder)):
+            for message in await self._guarded(self.session.finish(self.decoder.flush())):
                 await self.send(message)
         await self.send({"type": "done"})
 
@@ -208,7 +205,7 @@ async def _next_message(
 
 async def _receive(connection: _Connection, idle_timeout: float, draining: asyncio.Event) -> None:
     ws = connection.ws
-    while not connection.stopping:
+    while not connection.stopping.is_set():
         try:
             message = await _next_message(ws, idle_timeout, draining)
         except TimeoutError:

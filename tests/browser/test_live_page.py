@@ -9,32 +9,29 @@ also checked on its own, in the same browser, without Triton.
 
 from __future__ import annotations
 
-import os
-
 import asyncio
 import json
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 from aiohttp import web
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 from playwright.async_api import Error as PlaywrightError
 
-from gateway.server.app import create_app
+from gateway.server.app import STATIC_DIR, create_app
 from gateway.modes.audio import ffmpeg_executable
 from gateway.tools.local_triton import LocalTriton
 from gateway.server.settings import Settings
-from tests.conftest import ARTIFACTS_DIR, Clip, free_port
-from tests.wer import word_error_rate
+from testsupport.browser import chromium, first_page, requires_chromium
+from testsupport.clips import ARTIFACTS_DIR, Clip
+from testsupport.net import free_port, serve
+from testsupport.wer import word_error_rate
 
-CHROMIUM = Path("/usr/bin/chromium")
-STATIC_DIR = Path(__file__).resolve().parents[2] / "gateway" / "static"
 SCREENSHOT = ARTIFACTS_DIR / "live_page.png"
 SENT_AUDIO = ARTIFACTS_DIR / "live_page_sent.wav"  # what the page streamed, for debugging
 SILENCE_AFTER_SPEECH_S = 3.0
@@ -43,57 +40,7 @@ SILENCE_AFTER_SPEECH_S = 3.0
 # committed from: on a slow machine, streaming silence past 30 s could lose words before stop.
 STOP_BY_S = 25.0
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("HERMES_REQUIRE_BROWSER"),
-    reason=f"{CHROMIUM} is missing: run .ci/install-browser (Debian's chromium) to run the browser tests",
-)
-
-# Quiet, offline, headless Chromium: no calls home (this machine refuses outside
-# connections), an auto-accepted fake microphone, audio allowed to start without a gesture.
-BASE_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@asynccontextmanager
-async def chromium(profile: Path, extra_args: list[str] = ()) -> AsyncIterator[BrowserContext]:
-    """Debian's Chromium with a fresh profile directory."""
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*BASE_ARGS, *extra_args],
-        )
-        try:
-            yield context
-        finally:
-            await context.close()
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run an aiohttp application as a real server on a free local port."""
-    port = free_port()
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-async def first_page(context: BrowserContext) -> Page:
-    return context.pages[0] if context.pages else await context.new_page()
+pytestmark = requires_chromium
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,10 @@ from gateway.server.app import create_app
 from gateway.tools.local_triton import LocalTriton
 from gateway.server.settings import Settings
 
-# pytestmark: skipped, like the main page test, where Chromium is missing
-from tests.browser.test_live_page import chromium, first_page, pytestmark, serve  # noqa: F401
+from testsupport.browser import chromium, first_page, requires_chromium
+from testsupport.net import serve
+
+pytestmark = requires_chromium
 
 KEY = "hk-browser-5e1d0c"
 

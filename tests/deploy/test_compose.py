@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.conftest import (
+from testsupport.deploy import (
     COMPOSE_VARIANTS,
     ROOT,
     compose_config,

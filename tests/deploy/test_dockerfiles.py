@@ -10,7 +10,7 @@ from fnmatch import fnmatch
 import pytest
 from packaging.requirements import Requirement
 
-from tests.deploy.conftest import ROOT, dockerfile_stages
+from testsupport.deploy import ROOT, dockerfile_stages
 
 GATEWAY = ROOT / "Dockerfile"
 TRITON = ROOT / "deploy" / "triton" / "Dockerfile"

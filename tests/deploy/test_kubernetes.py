@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from gateway.server.settings import Settings
-from gateway.backend.endpoints import Endpoint, parse_endpoints
+from gateway.backend.endpoints import Endpoint
 from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
-from tests.deploy.conftest import (
+from testsupport.deploy import (
     K8S_DIR,
     OVERLAYS,
     container,

@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 
-from tests.deploy.conftest import ROOT
+from testsupport.deploy import ROOT
 
 CONFIG_TEXT = (ROOT / "model_repository" / "whisper" / "config.pbtxt").read_text()
 

@@ -16,7 +16,7 @@ from gateway.server.app import create_app
 from gateway.modes.audio import SAMPLE_RATE, ffmpeg_executable
 from gateway.tools.local_triton import LocalTriton
 from gateway.server.settings import Settings
-from tests.conftest import Clip
+from testsupport.clips import Clip
 
 
 @pytest.fixture

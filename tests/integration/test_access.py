@@ -21,9 +21,10 @@ from gateway.server.app import create_app
 from gateway.server.keys import STREAMS
 from gateway.server.logs import AccessLogger, RequestIdFilter, handler
 from gateway.server.settings import Settings
-from tests.integration.test_http_files import JFK_TEXT, form
-from tests.integration.test_streaming import pcm16
-from tests.wer import word_error_rate
+from testsupport.clips import JFK_TEXT
+from testsupport.http import form
+from testsupport.streams import pcm16
+from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import DATA_DIR
-from tests.integration.test_http_files import form
-from tests.wer import normalized_words, word_error_rate
+from testsupport.clips import DATA_DIR
+from testsupport.http import form
+from testsupport.wer import normalized_words, word_error_rate
 
 pytestmark = pytest.mark.integration
 

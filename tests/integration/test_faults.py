@@ -23,11 +23,12 @@ from gateway.server.keys import ASR
 from gateway.tools.local_triton import LocalTriton, TritonPorts
 from gateway.server.settings import Settings
 from gateway.tools.supervisor import TritonSupervisor
-from tests.conftest import ARTIFACTS_DIR, free_port
-from tests.integration.test_http_files import error_of, form
-from tests.integration.test_replicas import crash
-from tests.integration.test_streaming import FRAME_SECONDS, pcm16
-from tests.wer import word_error_rate
+from testsupport.clips import ARTIFACTS_DIR
+from testsupport.net import free_port
+from testsupport.http import error_of, form
+from testsupport.triton import crash
+from testsupport.streams import FRAME_SECONDS, pcm16
+from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 

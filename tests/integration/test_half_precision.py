@@ -16,7 +16,7 @@ from checkpoint import half_precision, load_model  # noqa: E402
 from transcriber import BatchTranscriber, TranscriptionRequest  # noqa: E402
 from whisper.model import LayerNorm  # noqa: E402
 
-from tests.wer import word_error_rate  # noqa: E402
+from testsupport.wer import word_error_rate  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -26,10 +26,10 @@ import pytest
 
 from gateway.modes.audio import ffmpeg_executable
 from gateway.server.keys import SETTINGS, STREAMS
-from tests.conftest import DATA_DIR
-from tests.data.hostile.make_corpus import CORPUS, render
-from tests.integration.test_streaming import assert_protocol, pcm16, stream
-from tests.wer import normalized_words, word_error_rate
+from testsupport.clips import DATA_DIR
+from testsupport.hostile_corpus import CORPUS, render
+from testsupport.streams import assert_protocol, pcm16, stream
+from testsupport.wer import normalized_words, word_error_rate
 
 pytestmark = pytest.mark.integration
 

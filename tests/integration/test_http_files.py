@@ -6,7 +6,6 @@ from dataclasses import replace
 import io
 import json
 from collections import Counter
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,33 +13,13 @@ import srt
 import webvtt
 from openai import AsyncOpenAI
 
-from gateway.server.settings import Settings
 from gateway.tools.transcribe_client import iter_sse_events, parse_args, run
-from tests.conftest import DATA_DIR, free_port
-from tests.wer import normalized_words, word_error_rate
+from testsupport.clips import DATA_DIR, JFK_TEXT
+from testsupport.http import error_of, form
+from testsupport.net import free_port
+from testsupport.wer import normalized_words, word_error_rate
 
 pytestmark = pytest.mark.integration
-
-JFK_TEXT = json.loads((DATA_DIR / "manifest.json").read_text())["clips"][0]["text"]
-
-
-def form(path: Path, **fields: str | list[str]) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    data.add_field("file", path.read_bytes(), filename=path.name)
-    for name, value in fields.items():
-        for item in value if isinstance(value, list) else [value]:
-            data.add_field(name, item)
-    return data
-
-
-async def error_of(response: aiohttp.ClientResponse, status: int) -> str:
-    assert response.status == status, await response.text()
-    body = await response.json()
-    assert set(body["error"]) == {"message", "type", "code", "request_id"}
-    assert body["error"]["request_id"] == response.headers["X-Request-Id"]
-    assert "Traceback" not in body["error"]["message"]
-    return body["error"]["message"]
-
 
 async def test_health_and_readiness(gateway) -> None:
     assert (await (await gateway.get("/healthz")).json()) == {"status": "ok"}

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" 
 from checkpoint import load_model  # noqa: E402
 from transcriber import BatchTranscriber, TranscriptionRequest  # noqa: E402
 
-from tests.wer import word_error_rate  # noqa: E402
+from testsupport.wer import word_error_rate  # noqa: E402
 
 pytestmark = pytest.mark.integration
 INT8_LINEAR = torch.ao.nn.quantized.dynamic.Linear

@@ -17,8 +17,8 @@ from gateway.tools.local_triton import (
 )
 from gateway.backend.triton_client import TritonAsr
 from gateway.core.contract import Priority, TranscribeOptions
-from tests.conftest import free_port
-from tests.wer import word_error_rate
+from testsupport.net import free_port
+from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from gateway.server.settings import Settings
-from tests.integration.test_http_files import error_of, form
-from tests.integration.test_streaming import assert_protocol, pcm16, stream
-from tests.wer import word_error_rate
+from testsupport.http import error_of, form
+from testsupport.streams import assert_protocol, pcm16, stream
+from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 import asyncio
 import json
-import os
-import signal
 import urllib.request
 from collections.abc import Iterator
 
@@ -16,10 +14,12 @@ import pytest
 from gateway.server.keys import ASR
 from gateway.tools.local_triton import LocalTriton, TritonPorts
 from gateway.server.settings import Settings
-from tests.conftest import ARTIFACTS_DIR, free_port
-from tests.integration.test_http_files import form
-from tests.integration.test_streaming import assert_protocol, pcm16, stream
-from tests.wer import word_error_rate
+from testsupport.clips import ARTIFACTS_DIR
+from testsupport.net import free_port
+from testsupport.http import form
+from testsupport.triton import crash
+from testsupport.streams import assert_protocol, pcm16, stream
+from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 
@@ -61,12 +61,6 @@ async def settled_counts(*servers: LocalTriton) -> tuple[int, ...]:
             return latest
         counts = latest
     return counts
-
-
-def crash(server: LocalTriton) -> None:
-    """SIGKILL the server and its stub, as a crash or an OOM kill would."""
-    assert server.process is not None
-    os.killpg(server.process.pid, signal.SIGKILL)
 
 
 async def upload(gateway, path) -> str:

@@ -22,7 +22,7 @@ from transcriber import (
     encoder_frames,
 )
 
-from tests.wer import word_error_rate
+from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 from gateway.backend.triton_tensors import MODEL_NAME, OUTPUTS, build_inputs, parse_outputs
 from gateway.core.contract import TranscribeOptions, WindowResult
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SAMPLES
-from tests.wer import normalized_words, word_error_rate
+from testsupport.wer import normalized_words, word_error_rate
 
 pytestmark = pytest.mark.integration
 

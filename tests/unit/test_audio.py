@@ -19,7 +19,7 @@ from gateway.modes.audio import (
     decode_audio,
     ffmpeg_executable,
 )
-from tests.conftest import DATA_DIR
+from testsupport.clips import DATA_DIR
 
 
 def encode(path: Path, suffix: str, *args: str, inputs: tuple[str, ...] = ()) -> bytes:

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from gateway.core.contract import WindowResult
-from gateway.modes.streaming import FrameDecoder, StreamConfig, StreamProtocolError, StreamSession
+from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
+from gateway.modes.stream_messages import StreamMessages
+from gateway.modes.streaming import StreamSession
 from gateway.core.transcript import Segment, Word
 from gateway.modes.vad import CONTEXT_SAMPLES, StreamingVad, StreamScorer
 
@@ -72,7 +74,7 @@ def test_a_backlog_beyond_one_window_is_dropped_and_reported() -> None:
         {"type": "final", "text": " heard", "start": 4.0, "end": 5.0},
         {"type": "skipped", "start": 6.0, "end": 10.0, "reason": "overload"},
     ]
-    assert session.buffer_start == 10.0 and session.buffer.size == 30 * 16000
+    assert session.audio.start == 10.0 and session.audio.samples.size == 30 * 16000
     assert session.drop_backlog("overload") == []
 
 
@@ -80,7 +82,7 @@ def test_a_buffer_within_one_window_is_kept() -> None:
     session = StreamSession(backend=None, config=StreamConfig(), min_new_audio_s=0.5)
     session.append(np.zeros(29 * 16000, np.float32))
     assert session.drop_backlog("model_unavailable") == []
-    assert session.buffer.size == 29 * 16000
+    assert session.audio.samples.size == 29 * 16000
 
 
 # ---- when words become final -------------------------------------------------------------
@@ -127,7 +129,7 @@ class ScriptedModel:
         for frames in self.arriving:
             self.session.append(frames)
         self.arriving = []
-        start = self.session.buffer_start
+        start = self.session.audio.start
         end = start + audio.size / RATE
         self.heard.append((start, end))
 
@@ -210,7 +212,7 @@ async def test_silence_after_committed_words_is_not_sent_to_the_model() -> None:
     for seed in range(1, 12):  # 33 s of silence: more than a window
         session.append(sound(3.0, False, seed=seed))
         assert await session.step() == []
-        assert session.buffer.size <= 1.0 * RATE  # only the lead-in is kept
+        assert session.audio.samples.size <= 1.0 * RATE  # only the lead-in is kept
     assert model.calls == calls
 
 
@@ -222,7 +224,7 @@ async def test_a_pause_the_model_hears_no_words_in_is_dropped() -> None:
     for seed in range(1, 4):
         session.append(sound(3.0, True, seed=seed))
         assert finals(await session.step()) == ""
-        assert session.buffer.size <= 1.0 * RATE
+        assert session.audio.samples.size <= 1.0 * RATE
     assert model.calls == 4
 
 
@@ -273,3 +275,36 @@ async def test_a_window_stops_in_a_long_pause() -> None:
     # no window holds both sentences, and the pause is dropped up to the second's lead-in
     assert [start for start, end in model.heard if end > 20.0] == [pytest.approx(18.7, abs=0.1)]
     assert all(end < 8.0 for start, end in model.heard if start < 18.0), model.heard
+
+
+# ---- the messages -------------------------------------------------------------------------
+
+
+def test_finals_never_start_before_the_previous_end() -> None:
+    messages = StreamMessages()
+    assert messages.finals([]) == []
+    assert messages.finals([Word(" one", 1.0, 1.5, 0.9)]) == [
+        {"type": "final", "text": " one", "start": 1.0, "end": 1.5}
+    ]
+    # the next word's timestamp drifted back into the first: it starts where that ended
+    assert messages.finals([Word(" two", 1.2, 1.4, 0.9)]) == [
+        {"type": "final", "text": " two", "start": 1.5, "end": 1.5}
+    ]
+
+
+def test_a_partial_is_sent_only_when_its_text_changes() -> None:
+    messages = StreamMessages()
+    assert messages.partials([]) == []
+    words = [Word(" so", 0.0, 0.3, 0.9)]
+    assert messages.partials(words) == [{"type": "partial", "text": " so"}]
+    assert messages.partials(words) == []
+    assert messages.partials([]) == [{"type": "partial", "text": ""}]
+
+
+def test_skipped_audio_moves_the_final_times_on() -> None:
+    messages = StreamMessages()
+    assert messages.skipped(2.0, 2.005, "overload") == []  # under 10 ms: nothing to report
+    assert messages.skipped(2.0, 6.0, "overload") == [
+        {"type": "skipped", "start": 2.0, "end": 6.0, "reason": "overload"}
+    ]
+    assert messages.finals([Word(" late", 5.0, 6.5, 0.9)])[0]["start"] == 6.0

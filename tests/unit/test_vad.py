@@ -16,7 +16,7 @@ from gateway.modes.vad import (
     speech_probabilities,
     speech_regions,
 )
-from tests.conftest import DATA_DIR, load_audio
+from testsupport.clips import DATA_DIR, load_audio
 
 SR = SAMPLE_RATE
 

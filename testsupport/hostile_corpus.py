@@ -1,7 +1,7 @@
 """Write the hostile-input corpus: small files that are empty, broken, not audio, absurd, or
 built to make ffmpeg read something other than the upload.
 
-    .venv/bin/python tests/data/hostile/make_corpus.py
+    .venv/bin/python -m testsupport.hostile_corpus   # rewrites tests/data/hostile
 
 Deterministic for a given ffmpeg build (the one `gateway.modes.audio.ffmpeg_executable()` returns):
 speech comes from `tests/data/jfk.flac`, everything else from fixed numbers, and the muxers
@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import struct
 import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -26,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE.parents[2]) not in sys.path:  # run as a script
-    sys.path.insert(0, str(HERE.parents[2]))
 from gateway.modes.audio import ffmpeg_executable
+from testsupport.clips import DATA_DIR
 
-JFK = HERE.parent / "jfk.flac"
+HERE = DATA_DIR / "hostile"  # where the corpus is written
+JFK = DATA_DIR / "jfk.flac"
 CANARY_FILE = "@CANARY_FILE@"
 CANARY_URL = "@CANARY_URL@"
 FIELD_BYTES = 256

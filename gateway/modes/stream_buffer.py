@@ -1,0 +1,63 @@
+"""The audio of one live stream that the model may still need, placed in stream time.
+
+Stream time is seconds since the stream's first sample; `start` is the stream time of the
+buffer's first sample and moves forward as audio is cut off the front. Frames are kept as
+they come and joined when the buffer is next read: one copy per step, not one per frame (a
+client sending one-sample frames would otherwise cost a copy of the whole buffer each). The
+voice detector scores each frame once, as it arrives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.vad import StreamingVad
+
+
+def to_samples(seconds: float) -> int:
+    return round(seconds * SAMPLE_RATE)
+
+
+class StreamBuffer:
+    def __init__(self, vad: StreamingVad) -> None:
+        self.vad = vad
+        self.start = 0.0  # stream time of the first buffered sample
+        self.received = 0.0  # seconds of audio received since the stream began
+        self._joined = np.zeros(0, np.float32)
+        self._pending: list[np.ndarray] = []
+
+    def append(self, samples: np.ndarray) -> None:
+        self._pending.append(samples)
+        self.received += samples.size / SAMPLE_RATE
+        self.vad.accept(samples)
+
+    @property
+    def samples(self) -> np.ndarray:
+        """Everything buffered, as one array (a snapshot: appends after this do not change it)."""
+        if self._pending:
+            self._joined = np.concatenate([self._joined, *self._pending])
+            self._pending = []
+        return self._joined
+
+    @property
+    def end(self) -> float:
+        return self.start + self.samples.size / SAMPLE_RATE
+
+    def speech_regions(self, length: int | None = None) -> list[tuple[float, float]]:
+        """The detector's speech regions in the first `length` buffered samples (default:
+        all), in stream time."""
+        first = to_samples(self.start)
+        length = self.samples.size if length is None else length
+        return [
+            (self.start + a / SAMPLE_RATE, self.start + b / SAMPLE_RATE)
+            for a, b in self.vad.regions(first, first + length)
+        ]
+
+    def cut(self, at: float) -> None:
+        """Drop buffered audio before stream time `at`."""
+        samples = self.samples
+        count = max(0, min(to_samples(at - self.start), samples.size))
+        self._joined = samples[count:]
+        self.start += count / SAMPLE_RATE
+        self.vad.forget_before(to_samples(self.start))

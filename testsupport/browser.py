@@ -1,0 +1,52 @@
+"""Debian's Chromium driven by Playwright, which never downloads a browser of its own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+requires_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("HERMES_REQUIRE_BROWSER"),
+    reason=f"{CHROMIUM} is missing: run .ci/install-browser (Debian's chromium) to run the browser tests",
+)
+
+# Quiet, offline, headless Chromium: no calls home (this machine refuses outside
+# connections), an auto-accepted fake microphone, audio allowed to start without a gesture.
+BASE_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@asynccontextmanager
+async def chromium(profile: Path, extra_args: list[str] = ()) -> AsyncIterator[BrowserContext]:
+    """Debian's Chromium with a fresh profile directory."""
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*BASE_ARGS, *extra_args],
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+async def first_page(context: BrowserContext) -> Page:
+    return context.pages[0] if context.pages else await context.new_page()

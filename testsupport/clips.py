@@ -1,0 +1,48 @@
+"""The speech clips in tests/data and their known transcripts (`manifest.json`), decoded as the
+service decodes them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from gateway.modes.audio import ffmpeg_command
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = PROJECT_ROOT / "tests" / "data"
+ARTIFACTS_DIR = PROJECT_ROOT / "tests" / "artifacts"  # logs and screenshots tests leave behind
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    text: str
+
+    @property
+    def audio(self) -> np.ndarray:
+        return load_audio(self.path)
+
+
+@lru_cache(maxsize=16)
+def load_audio(path: Path) -> np.ndarray:
+    """16 kHz mono float32 through the same ffmpeg command the service uses (run
+    synchronously, so fixtures and async tests alike can call it)."""
+    result = subprocess.run(ffmpeg_command(path), capture_output=True, check=True)
+    return np.frombuffer(result.stdout, np.float32).copy()
+
+
+def load_clips() -> dict[str, Clip]:
+    """Every clip of the manifest by file name."""
+    manifest = json.loads((DATA_DIR / "manifest.json").read_text())
+    return {
+        item["file"]: Clip(DATA_DIR / item["file"], item.get("text", ""))
+        for item in manifest["clips"]
+    }
+
+
+JFK_TEXT = load_clips()["jfk.flac"].text
