@@ -1,6 +1,7 @@
 # hermes: one venv, real Triton (from the nvidia-pytriton wheel), real Whisper weights.
 #   make run    set everything up, export tiny.en and serve it
 #   make test   set everything up and run the whole suite against the real stack
+#   make lint   ruff's checks and formatting, as CI runs them before the suite
 #   make bench  set everything up and benchmark the service against its peers
 #   make soak   set everything up and hold the service under mixed load for minutes
 
@@ -15,7 +16,7 @@ EXPORT_FROM ?= auto
 MANIFEST := model_repository/whisper/1/weights/$(WEIGHTS).json
 STAMP := $(VENV)/.installed
 
-.PHONY: install export browser deploy-tools speech-tools triton run test unit bench soak clean
+.PHONY: install export browser deploy-tools speech-tools triton run test unit lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +62,11 @@ test: export browser deploy-tools
 	$(BIN)/python -m pytest -ra
 
 unit: install
-	$(BIN)/python -m pytest -ra tests/unit
+	$(BIN)/python -m pytest -ra tests/unit tests/server
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The voice detectors under noise (half a minute), then the service against openai-whisper and
 # faster-whisper on this machine (benchmarks/README.md), under 30 min on 2 cores; e.g. make bench

@@ -16,12 +16,12 @@ def latency_against_streams(section: dict[str, Any], path: Path) -> None:
     import matplotlib.ticker
 
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for (system, levels), colour in zip(section["levels"].items(), ("C0", "C2", "C3", "C1")):
+    for (system, levels), colour in zip(section["levels"].items(), ("C0", "C2", "C3", "C1"), strict=False):
         streams = [r["streams"] for r in levels]
         for quantile, style in (("p50", "-"), ("p95", "--")):
             values = [r["final_latency_s"][quantile] for r in levels]
             axes.plot(streams, values, style, color=colour, label=f"{system}, {quantile}")
-            for x, y, r in zip(streams, values, levels):
+            for x, y, r in zip(streams, values, levels, strict=True):
                 axes.plot(x, y, "o", color=colour, markerfacecolor=colour if r["kept_up"] else "white")
     axes.set_xscale("log", base=2)
     axes.set_yscale("log")

@@ -72,7 +72,7 @@ def cpu_times() -> list[int]:
 def cpu_use(before: list[int], after: list[int]) -> dict[str, float]:
     if not before or not after:
         return {}
-    delta = [b - a for a, b in zip(before, after)]
+    delta = [b - a for a, b in zip(before, after, strict=True)]
     total = sum(delta) or 1
     return {"busy": 1 - (delta[3] + delta[4]) / total, "steal": delta[7] / total}
 

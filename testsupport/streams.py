@@ -84,7 +84,7 @@ def assert_protocol(run: StreamRun) -> None:
     assert set(kinds[:-1]) <= {"partial", "final", "skipped"}, kinds
     finals = run.of_type("final")
     assert finals
-    for before, after in zip(finals, finals[1:]):
+    for before, after in zip(finals, finals[1:], strict=False):
         assert after["start"] >= before["end"] - 0.05
     assert all(0 <= m["start"] <= m["end"] for m in finals)
     assert run.close_code == 1000

@@ -180,7 +180,7 @@ class TritonPool:
     async def _probe(self) -> None:
         replicas = list(self._replicas.values())
         states = await asyncio.gather(*(replica.client.is_ready() for replica in replicas))
-        for replica, ready in zip(replicas, states):
+        for replica, ready in zip(replicas, states, strict=True):
             if ready and not replica.healthy:
                 logger.info("Triton replica %s is back", replica.address)
             elif not ready and replica.healthy:

@@ -23,7 +23,7 @@ def word_key(word: Word) -> str:
 
 def _agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
     count = 0
-    for before, now in zip(previous, current):
+    for before, now in zip(previous, current, strict=False):
         if word_key(before) != word_key(now):
             break
         count += 1

@@ -148,7 +148,7 @@ async def transcribe_audio(
     tasks = [asyncio.create_task(run(window)) for window in windows]
     language, started = options.language or "", False
     try:
-        for window, task in zip(windows, tasks):
+        for window, task in zip(windows, tasks, strict=True):
             read = await task
             language = language or read.language
             delta = "".join(segment.text for segment in read.segments)

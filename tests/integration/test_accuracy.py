@@ -36,7 +36,7 @@ async def transcribe(gateway, name: str) -> dict:
 def sentences(clip: dict) -> list[tuple[str, float, float]]:
     texts = [s if s.endswith(".") else s + "." for s in clip["text"].split(". ")]
     assert len(texts) == len(clip["speech"])
-    return [(text, start, end) for text, (start, end) in zip(texts, clip["speech"])]
+    return [(text, start, end) for text, (start, end) in zip(texts, clip["speech"], strict=True)]
 
 
 async def test_continuous_speech_loses_no_sentence_and_writes_none_twice(gateway) -> None:
@@ -52,7 +52,7 @@ async def test_continuous_speech_loses_no_sentence_and_writes_none_twice(gateway
         assert len(heard) >= len(text.split()) / 2, (text, start, end, heard)
     # nothing read twice: no five words in a row more than once (the reference has none)
     words = normalized_words(body["text"])
-    repeated = Counter(zip(*(words[i:] for i in range(5))))
+    repeated = Counter(zip(*(words[i:] for i in range(5)), strict=False))
     assert max(repeated.values()) == 1, [k for k, n in repeated.items() if n > 1]
     assert body["segments"] == sorted(body["segments"], key=lambda s: s["start"])
     again = await transcribe(gateway, "continuous.flac")

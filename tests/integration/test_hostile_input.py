@@ -323,7 +323,7 @@ async def test_the_whole_corpus_to_one_gateway_then_jfk_word_for_word(gateway, c
             return await upload(gateway, "/transcribe", *corpus_file(name, canary))
 
     replies = await asyncio.gather(*(send(name) for name in names))
-    for name, (status, body) in zip(names, replies):
+    for name, (status, body) in zip(names, replies, strict=True):
         assert_answer(name, status, body)
         canary.assert_untouched(body.get("text", ""))
     assert ffmpeg_children() == []

@@ -95,7 +95,7 @@ def test_the_live_detector_scores_as_the_whole_file_detector(jfk_between_silence
     stream_regions = in_seconds(live.regions(0, audio.size))
     file_regions = in_seconds(speech_regions(whole, audio.size))
     assert len(stream_regions) == len(file_regions)
-    for (a, b), (c, d) in zip(stream_regions, file_regions):
+    for (a, b), (c, d) in zip(stream_regions, file_regions, strict=True):
         assert a == pytest.approx(c, abs=0.1) and b == pytest.approx(d, abs=0.1)
 
 
@@ -128,12 +128,12 @@ def test_streams_sharing_a_scorer_score_as_each_alone_in_one_call_per_frame(jfk_
     shared = CountingScorer()
     together = [StreamingVad(scorer=shared) for _ in streams]
     alone = [StreamingVad() for _ in streams]
-    for vad, stream, frame in zip(together, streams, (1_000, 1_600, 333)):
+    for vad, stream, frame in zip(together, streams, (1_000, 1_600, 333), strict=True):
         for start in range(0, stream.size, frame):
             vad.accept(stream[start : start + frame])
-    for vad, stream in zip(alone, streams):
+    for vad, stream in zip(alone, streams, strict=True):
         vad.accept(stream)
-    for shared_vad, own_vad, stream in zip(together, alone, streams):
+    for shared_vad, own_vad, stream in zip(together, alone, streams, strict=True):
         assert shared_vad.regions(0, stream.size) == own_vad.regions(0, stream.size)
         np.testing.assert_allclose(shared_vad._scores, own_vad._scores, atol=1e-5)
     longest = max(stream.size for stream in streams) // FRAME_SAMPLES
