@@ -62,7 +62,7 @@ class Settings:
     stream_idle_timeout_s: float = 30.0  # no frame or message for this long closes (1008)
     stream_max_frame_bytes: int = 1 << 20
 
-    # Access control: all off by default, for local use (README, "Security and limits")
+    # Access control: all off by default, for local use (docs/design.md, "Security and limits")
     api_keys: str = field(default="", repr=False)  # comma-separated; api_keys_file is safer
     api_keys_file: str = ""  # one key per line: a mounted secret; its keys add to api_keys
     allowed_origins: str = ""  # pages that may open /stream-audio besides the gateway's own; * = any
