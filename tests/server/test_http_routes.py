@@ -1,0 +1,768 @@
+"""Every HTTP route against a scripted backend: the answer of each response format, each
+validation error with its status, code and message, access control, and admission. Uploads
+are decoded by the real ffmpeg and read by the real voice detector; only the model is scripted."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import srt
+import webvtt
+from aiohttp import ClientResponse, FormData, WSServerHandshakeError
+
+from gateway.core.contract import AsrUnavailable, Priority, TranscribeOptions
+from gateway.core.transcript import Segment
+from gateway.modes.audio import SAMPLE_RATE
+from testsupport.clips import DATA_DIR
+from testsupport.scripted_backend import ScriptedBackend, hear
+
+JFK = DATA_DIR / "jfk.flac"
+UPLOAD_ROUTES = ["/transcribe", "/upload", "/v1/audio/transcriptions"]
+KEY = "hk-route-test-1"
+APP_ORIGIN = "https://app.example.com"
+EVIL_ORIGIN = "https://evil.example"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def upload(path: Path | None = JFK, data: bytes | None = None, **fields: str | list[str]):
+    """A multipart form: the file (`path`, or `data`) and `fields` (a list repeats one)."""
+    form = FormData(default_to_multipart=True)
+    if path is not None or data is not None:
+        content = data if data is not None else path.read_bytes()
+        form.add_field("file", content, filename=path.name if path else "upload.bin")
+    for name, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            form.add_field(name, item)
+    return form
+
+
+async def api_error(response: ClientResponse, status: int, code: str) -> str:
+    """The message of an error answer, after checking its status, code and OpenAI shape."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    error = (await response.json())["error"]
+    assert set(error) == {"message", "type", "code", "request_id"}, error
+    assert error["code"] == code, error
+    assert error["type"] == ("server_error" if status >= 500 else "invalid_request_error")
+    assert error["request_id"] == response.headers["X-Request-Id"]
+    return error["message"]
+
+
+def events(body: str) -> list[dict]:
+    """The JSON events of a server-sent event stream."""
+    chunks = [chunk for chunk in body.split("\n\n") if chunk]
+    assert all(chunk.startswith("data: ") for chunk in chunks), body
+    return [json.loads(chunk.removeprefix("data: ")) for chunk in chunks]
+
+
+def wav(tmp_path: Path, audio: np.ndarray, name: str = "audio.wav") -> Path:
+    path = tmp_path / name
+    soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def clock(seconds: float, marker: str) -> str:
+    """`HH:MM:SS<marker>mmm`, written out here rather than taken from the gateway."""
+    millis = round(seconds * 1000)
+    return (
+        f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d}"
+        f"{marker}{millis % 1000:03d}"
+    )
+
+
+@pytest.fixture
+def jfk_heard(jfk_audio: np.ndarray) -> tuple[Segment, ...]:
+    """What the scripted backend hears in jfk.flac: the gateway sends it as one window."""
+    segments = hear(jfk_audio, TranscribeOptions(word_timestamps=True))
+    assert len(segments) >= 3  # pauses between the phrases: several segments
+    return segments
+
+
+def text_of(segments: tuple[Segment, ...]) -> str:
+    return "".join(segment.text for segment in segments).strip()
+
+
+# --- success, per route and response format ------------------------------------------------
+
+
+async def test_openai_json_is_the_text_the_model_heard(client, backend, jfk_heard) -> None:
+    reply = await client.post("/v1/audio/transcriptions", data=upload(model="whisper-1"))
+    assert reply.status == 200 and reply.content_type == "application/json"
+    assert await reply.json() == {"text": text_of(jfk_heard)}
+    [call] = backend.calls
+    assert call.priority == Priority.FILE and call.seconds == pytest.approx(11.0, abs=0.01)
+    assert call.options == TranscribeOptions()
+
+
+async def test_openai_text(client, jfk_heard) -> None:
+    reply = await client.post("/v1/audio/transcriptions", data=upload(response_format="text"))
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert await reply.text() == text_of(jfk_heard) + "\n"
+
+
+async def test_openai_srt_has_a_cue_per_segment(client, jfk_heard) -> None:
+    reply = await client.post("/v1/audio/transcriptions", data=upload(response_format="srt"))
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "text/plain; charset=utf-8"
+    body = await reply.text()
+    assert body == "".join(
+        f"{n}\n{clock(s.start, ',')} --> {clock(s.end, ',')}\n{s.text.strip()}\n\n"
+        for n, s in enumerate(jfk_heard, start=1)
+    )
+    cues = list(srt.parse(body))
+    assert [cue.content for cue in cues] == [s.text.strip() for s in jfk_heard]
+    assert [cue.start.total_seconds() for cue in cues] == [s.start for s in jfk_heard]
+
+
+async def test_openai_vtt_has_a_cue_per_segment(client, jfk_heard) -> None:
+    reply = await client.post("/v1/audio/transcriptions", data=upload(response_format="vtt"))
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "text/vtt; charset=utf-8"
+    body = await reply.text()
+    assert body.startswith("WEBVTT\n\n")
+    assert body == "WEBVTT\n\n" + "".join(
+        f"{clock(s.start, '.')} --> {clock(s.end, '.')}\n{s.text.strip()}\n\n" for s in jfk_heard
+    )
+    captions = webvtt.from_buffer(io.StringIO(body))
+    assert [caption.text for caption in captions] == [s.text.strip() for s in jfk_heard]
+
+
+async def test_openai_verbose_json_with_segments(client, backend, jfk_heard) -> None:
+    form = upload(response_format="verbose_json", language="en", temperature="0.4")
+    reply = await client.post("/v1/audio/transcriptions", data=form)
+    assert reply.status == 200 and reply.content_type == "application/json"
+    body = await reply.json()
+    assert set(body) == {"task", "language", "duration", "text", "segments"}
+    assert body["task"] == "transcribe" and body["language"] == "english"
+    assert body["duration"] == 11.0 and body["text"] == text_of(jfk_heard)
+    assert [segment["id"] for segment in body["segments"]] == list(range(len(jfk_heard)))
+    for got, heard in zip(body["segments"], jfk_heard, strict=True):
+        assert got == {
+            "id": got["id"],
+            "seek": 0,
+            "start": heard.start,
+            "end": heard.end,
+            "text": heard.text,
+            "tokens": list(heard.tokens),
+            "temperature": 0.4,
+            "avg_logprob": heard.avg_logprob,
+            "compression_ratio": heard.compression_ratio,
+            "no_speech_prob": heard.no_speech_prob,
+        }
+    assert backend.calls[0].options == TranscribeOptions(language="en", temperature=0.4)
+
+
+@pytest.mark.parametrize(
+    ("granularities", "keys"),
+    [
+        pytest.param(["word"], {"words"}, id="word"),
+        pytest.param(["word", "segment"], {"words", "segments"}, id="word-segment"),
+    ],
+)
+async def test_openai_verbose_json_with_words(
+    client, backend, jfk_heard, granularities, keys
+) -> None:
+    form = upload(response_format="verbose_json", **{"timestamp_granularities[]": granularities})
+    body = await (await client.post("/v1/audio/transcriptions", data=form)).json()
+    assert set(body) == {"task", "language", "duration", "text"} | keys
+    assert body["words"] == [
+        {"word": word.word.strip(), "start": word.start, "end": word.end}
+        for segment in jfk_heard
+        for word in segment.words
+    ]
+    assert backend.calls[0].options.word_timestamps is True
+
+
+async def test_granularities_are_read_without_brackets_too(client, backend) -> None:
+    form = upload(response_format="verbose_json", timestamp_granularities="word")
+    body = await (await client.post("/v1/audio/transcriptions", data=form)).json()
+    assert "words" in body and "segments" not in body
+
+
+async def test_openai_fields_reach_the_model_and_unknown_ones_are_ignored(client, backend) -> None:
+    form = upload(
+        model="whisper-1",
+        language="de",
+        prompt="Ich bin ein Berliner",
+        temperature="0.2",
+        user="someone",
+        frobnicate="yes",
+    )
+    reply = await client.post("/v1/audio/transcriptions", data=form)
+    assert reply.status == 200
+    [call] = backend.calls
+    assert call.options == TranscribeOptions(
+        language="de", prompt="Ich bin ein Berliner", temperature=0.2
+    )
+
+
+@pytest.mark.parametrize("route", ["/transcribe", "/upload"])
+async def test_native_json(client, backend, jfk_heard, route) -> None:
+    reply = await client.post(route, data=upload())
+    assert reply.status == 200 and reply.content_type == "application/json"
+    body = await reply.json()
+    assert set(body) == {"text", "language", "duration", "segments"}
+    assert body["text"] == text_of(jfk_heard)
+    assert body["language"] == "en" and body["duration"] == 11.0
+    assert [(s["id"], s["start"], s["end"], s["text"]) for s in body["segments"]] == [
+        (index, s.start, s.end, s.text) for index, s in enumerate(jfk_heard)
+    ]
+    assert all("words" not in segment for segment in body["segments"])
+    assert [call.priority for call in backend.calls] == [Priority.FILE]
+
+
+async def test_native_json_with_word_timestamps(client, backend, jfk_heard) -> None:
+    reply = await client.post("/transcribe", data=upload(word_timestamps="true"))
+    body = await reply.json()
+    assert [segment["words"] for segment in body["segments"]] == [
+        [
+            {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+            for w in segment.words
+        ]
+        for segment in jfk_heard
+    ]
+    assert backend.calls[0].options.word_timestamps is True
+
+
+async def test_a_raw_body_with_options_in_the_query(client, backend, jfk_heard) -> None:
+    reply = await client.post(
+        "/transcribe?language=fr&prompt=Bonjour&temperature=0.5",
+        data=JFK.read_bytes(),
+        headers={"Content-Type": "audio/flac"},
+    )
+    assert reply.status == 200
+    assert (await reply.json())["text"] == text_of(jfk_heard)
+    assert backend.calls[0].options == TranscribeOptions(
+        language="fr", prompt="Bonjour", temperature=0.5
+    )
+
+
+async def test_one_channel_of_a_stereo_file(client, backend, tmp_path, jfk_audio) -> None:
+    """Left: jfk; right: silence. The downmix and channel 0 hear jfk, channel 1 nothing."""
+    stereo = np.stack([jfk_audio, np.zeros_like(jfk_audio)], axis=1)
+    path = tmp_path / "left-only.wav"
+    soundfile.write(path, stereo, SAMPLE_RATE, subtype="PCM_16")
+    texts = {}
+    for channel in ("", "0", "1"):
+        reply = await client.post("/transcribe", data=upload(path, channel=channel))
+        assert reply.status == 200
+        texts[channel] = (await reply.json())["text"]
+    assert texts["0"].startswith("w1 w2") and texts[""].startswith("w1 w2")
+    assert texts["1"] == ""
+    assert len(backend.calls) == 2  # silence is never sent to the model
+
+
+async def test_silence_is_not_sent_to_the_model(client, backend, tmp_path) -> None:
+    path = wav(tmp_path, np.zeros(3 * SAMPLE_RATE, np.float32))
+    reply = await client.post(
+        "/v1/audio/transcriptions", data=upload(path, response_format="verbose_json")
+    )
+    body = await reply.json()
+    assert reply.status == 200
+    assert (body["text"], body["segments"], body["duration"]) == ("", [], 3.0)
+    assert backend.calls == []
+
+
+async def test_a_long_file_is_read_window_by_window_in_file_order(
+    client, backend, tmp_path, jfk_audio
+) -> None:
+    """jfk three times (33 s) is more than a window: the windows' words come in file order
+    and their times are the file's."""
+    path = wav(tmp_path, np.concatenate([jfk_audio] * 3))
+    reply = await client.post("/transcribe", data=upload(path, word_timestamps="true"))
+    body = await reply.json()
+    assert len(backend.calls) >= 2
+    assert all(call.seconds <= 28.0 and call.priority == Priority.FILE for call in backend.calls)
+    assert body["duration"] == 33.0
+    assert len(body["text"].split()) == sum(len(call.text.split()) for call in backend.calls)
+    starts = [word["start"] for segment in body["segments"] for word in segment["words"]]
+    assert starts == sorted(starts) and starts[-1] > 22.0
+    assert body["segments"][-1]["end"] <= 33.0
+
+
+async def test_native_progress_events(client, jfk_heard) -> None:
+    reply = await client.post("/transcribe", data=upload(stream="true"))
+    assert reply.status == 200 and reply.content_type == "text/event-stream"
+    sent = events(await reply.text())
+    assert sent[:-1] == [
+        {"type": "progress", "processed": 11.0, "duration": 11.0, "delta": text_of(jfk_heard)},
+        {"type": "progress", "processed": 11.0, "duration": 11.0, "delta": ""},
+    ]
+    assert sent[-1]["type"] == "done"
+    assert sent[-1]["transcript"]["text"] == text_of(jfk_heard)
+    assert len(sent[-1]["transcript"]["segments"]) == len(jfk_heard)
+
+
+async def test_openai_stream_events(client, jfk_heard) -> None:
+    reply = await client.post("/v1/audio/transcriptions", data=upload(stream="yes"))
+    assert reply.status == 200 and reply.content_type == "text/event-stream"
+    assert events(await reply.text()) == [
+        {"type": "transcript.text.delta", "delta": text_of(jfk_heard)},
+        {"type": "transcript.text.done", "text": text_of(jfk_heard)},
+    ]
+
+
+# --- validation errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+async def test_a_form_without_a_file(client, backend, route) -> None:
+    reply = await client.post(route, data=upload(None, model="whisper-1"))
+    message = await api_error(reply, 400, "missing_file")
+    assert message == "the multipart form has no 'file' field"
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+async def test_an_empty_file(client, route) -> None:
+    reply = await client.post(route, data=upload(data=b""))
+    assert await api_error(reply, 400, "invalid_audio") == "the file is empty"
+
+
+async def test_an_empty_raw_body(client) -> None:
+    reply = await client.post("/transcribe", data=b"")
+    assert await api_error(reply, 400, "invalid_audio") == "the file is empty"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param(
+            {"response_format": "xml"},
+            "response_format must be one of json, text, srt, vtt, verbose_json, got 'xml'",
+            id="response_format",
+        ),
+        pytest.param(
+            {"temperature": "hot"},
+            "temperature must be a number between 0 and 1, got 'hot'",
+            id="temperature-word",
+        ),
+        pytest.param(
+            {"temperature": "1.5"},
+            "temperature must be a number between 0 and 1, got '1.5'",
+            id="temperature-high",
+        ),
+        pytest.param(
+            {"temperature": "-0.1"},
+            "temperature must be a number between 0 and 1, got '-0.1'",
+            id="temperature-negative",
+        ),
+        pytest.param(
+            {"temperature": "nan"},
+            "temperature must be a number between 0 and 1, got 'nan'",
+            id="temperature-nan",
+        ),
+        pytest.param(
+            {"timestamp_granularities[]": ["segment", "char"]},
+            "timestamp_granularities must be among segment, word, got char",
+            id="granularity",
+        ),
+        pytest.param(
+            {"stream": "maybe"}, "stream must be true or false, got 'maybe'", id="stream-flag"
+        ),
+    ],
+)
+async def test_openai_bad_options(client, backend, fields, message) -> None:
+    reply = await client.post("/v1/audio/transcriptions", data=upload(**fields))
+    assert await api_error(reply, 400, "invalid_value") == message
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("channel=left", "channel must be a channel number from 0, got 'left'"),
+        ("channel=-1", "channel must be a channel number from 0, got '-1'"),
+        ("word_timestamps=2", "word_timestamps must be true or false, got '2'"),
+        ("temperature=2", "temperature must be a number between 0 and 1, got '2'"),
+    ],
+)
+async def test_native_bad_options(client, backend, query, message) -> None:
+    reply = await client.post(f"/transcribe?{query}", data=JFK.read_bytes())
+    assert await api_error(reply, 400, "invalid_value") == message
+    assert backend.calls == []
+
+
+async def test_a_language_the_model_refuses(make_client) -> None:
+    backend = ScriptedBackend(languages={"en"})
+    client = await make_client(backend)
+    reply = await client.post("/v1/audio/transcriptions", data=upload(language="xx"))
+    message = await api_error(reply, 400, "invalid_request")
+    assert message == "the model refused the request: unknown language 'xx'"
+    reply = await client.post("/v1/audio/transcriptions", data=upload(language="en"))
+    assert reply.status == 200
+
+
+async def test_a_form_field_over_64_kib(client, backend) -> None:
+    reply = await client.post("/v1/audio/transcriptions", data=upload(prompt="x" * 70_000))
+    message = await api_error(reply, 400, "field_too_large")
+    assert message == "form field 'prompt' is longer than 65536 bytes"
+    assert backend.calls == []
+
+
+async def test_a_file_over_the_upload_limit(make_client, backend, tmp_path, jfk_audio) -> None:
+    client = await make_client(max_upload_mb=0.25)
+    expected = "the upload is larger than the limit of 0.25 MB"
+    for route in UPLOAD_ROUTES:
+        reply = await client.post(route, data=upload(data=b"\x00" * 300_000))
+        assert await api_error(reply, 413, "file_too_large") == expected
+    # a raw body: declared too large (refused before it is read), or cut off at the limit
+    for size in (300_000, 500_000):
+        reply = await client.post("/transcribe", data=b"\x00" * size)
+        assert await api_error(reply, 413, "file_too_large") == expected
+
+    async def chunks():
+        for _ in range(10):
+            yield b"\x00" * 32_768
+
+    reply = await client.post("/transcribe", data=chunks())
+    assert "Content-Length" not in reply.request_info.headers
+    assert await api_error(reply, 413, "file_too_large") == expected
+    assert backend.calls == []
+    # under the limit: transcribed
+    small = wav(tmp_path, jfk_audio[: 2 * SAMPLE_RATE])
+    assert small.stat().st_size < 0.25 * 1024 * 1024
+    assert (await client.post("/transcribe", data=upload(small))).status == 200
+    assert len(backend.calls) == 1
+
+
+async def test_audio_over_the_duration_limit(make_client, backend) -> None:
+    client = await make_client(max_audio_seconds=5)
+    reply = await client.post("/v1/audio/transcriptions", data=upload())
+    message = await api_error(reply, 413, "audio_too_long")
+    assert message == "the audio is longer than the limit of 5 s"
+    assert backend.calls == []
+
+
+NOT_AUDIO = {
+    "pdf": (
+        b"%PDF-1.7\n" + b"\x00" * 200,
+        415,
+        "unsupported_file_type",
+        "the file is a PDF document, not audio",
+    ),
+    "png": (
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 200,
+        415,
+        "unsupported_file_type",
+        "the file is a PNG image, not audio",
+    ),
+    "text": (
+        b"hello, this is a text file\n" * 20,
+        415,
+        "unsupported_file_type",
+        "the file is text, not audio",
+    ),
+    "noise bytes": (
+        bytes(range(256)) * 8,
+        400,
+        "invalid_audio",
+        "ffmpeg could not decode the audio: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_AUDIO))
+@pytest.mark.parametrize("route", ["/transcribe", "/v1/audio/transcriptions"])
+async def test_files_that_are_not_audio(client, backend, route, case) -> None:
+    content, status, code, message = NOT_AUDIO[case]
+    reply = await client.post(route, data=upload(data=content))
+    assert (await api_error(reply, status, code)).startswith(message)
+    assert backend.calls == []
+
+
+async def test_a_truncated_file(client, backend) -> None:
+    """A FLAC cut inside its header holds nothing to decode."""
+    reply = await client.post("/transcribe", data=upload(data=JFK.read_bytes()[:30]))
+    message = await api_error(reply, 400, "invalid_audio")
+    assert message.startswith("ffmpeg could not decode the audio: ")
+    assert "the upload" in message and "hermes-upload" not in message  # no server paths
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/transcribe"),
+        ("GET", "/v1/audio/transcriptions"),
+        ("POST", "/healthz"),
+        ("PUT", "/upload"),
+        ("DELETE", "/readyz"),
+    ],
+)
+async def test_a_wrong_method(client, method, path) -> None:
+    reply = await client.request(method, path)
+    assert await api_error(reply, 405, "method_not_allowed") == "405: Method Not Allowed"
+
+
+async def test_a_wrong_method_says_which_are_allowed(client) -> None:
+    reply = await client.get("/transcribe")
+    assert reply.status == 405 and reply.headers.get("Allow") == "POST"
+
+
+@pytest.mark.parametrize("path", ["/nope", "/v1/audio/translations", "/v1/models"])
+async def test_an_unknown_route(client, path) -> None:
+    assert await api_error(await client.get(path), 404, "not_found") == "404: Not Found"
+
+
+async def test_a_missing_static_file_is_a_json_404(client) -> None:
+    message = await api_error(await client.get("/static/nope.js"), 404, "not_found")
+    assert message == "no static file 'nope.js'"
+    assert (await client.get("/static/app.js")).headers["Content-Type"].endswith("/javascript")
+
+
+async def test_a_channel_the_file_does_not_have(client, backend) -> None:
+    reply = await client.post("/transcribe?channel=5", data=JFK.read_bytes())  # stereo
+    message = await api_error(reply, 400, "invalid_value")
+    assert message == "the file has no channel 5 (channels are numbered from 0)"
+    assert backend.calls == []
+
+
+# --- the backend's errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+async def test_model_unavailable_is_503_with_retry_after(client, backend, route) -> None:
+    backend.failure = AsrUnavailable("speech model unavailable: replica down")
+    reply = await client.post(route, data=upload())
+    message = await api_error(reply, 503, "model_unavailable")
+    assert message == "speech model unavailable: replica down"
+    assert reply.headers["Retry-After"] == "5"
+    backend.failure = None
+    assert (await client.post(route, data=upload())).status == 200
+
+
+@pytest.mark.parametrize("route", ["/transcribe", "/v1/audio/transcriptions"])
+async def test_a_failure_after_the_events_began_is_the_last_event(client, backend, route) -> None:
+    backend.failure = AsrUnavailable("speech model unavailable: replica down")
+    reply = await client.post(route, data=upload(stream="true"))
+    assert reply.status == 200 and reply.content_type == "text/event-stream"
+    [event] = events(await reply.text())
+    assert event["type"] == "error"
+    error = event["error"]
+    assert error["code"] == "model_unavailable" and error["type"] == "server_error"
+    assert error["message"] == "speech model unavailable: replica down"
+    assert error["request_id"] == reply.headers["X-Request-Id"]
+
+
+# --- health and the live page --------------------------------------------------------------
+
+
+async def test_healthz_says_nothing_about_the_model(client, backend) -> None:
+    backend.ready = False
+    reply = await client.get("/healthz")
+    assert reply.status == 200 and await reply.json() == {"status": "ok"}
+
+
+async def test_readyz_ready(client) -> None:
+    reply = await client.get("/readyz")
+    assert reply.status == 200
+    assert await reply.json() == {
+        "status": "ready",
+        "model": "scripted",
+        "backend": "scripted, in process",
+    }
+
+
+async def test_readyz_not_ready_is_503_with_retry_after(client, backend) -> None:
+    backend.ready = False
+    reply = await client.get("/readyz")
+    message = await api_error(reply, 503, "model_unavailable")
+    assert message == "model 'scripted' is not ready (scripted, in process)"
+    assert reply.headers["Retry-After"] == "5"
+
+
+async def test_the_live_page_and_its_scripts(client) -> None:
+    page = await client.get("/")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert "<title>hermes" in await page.text()
+    script = await client.get("/static/app.js")
+    assert script.status == 200 and "/stream-audio" in await script.text()
+
+
+# --- request ids ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered"),
+    [
+        pytest.param("trace-1", "trace-1", id="kept"),
+        pytest.param("bad id <x>", "badidx", id="cleaned"),
+        pytest.param("z" * 200, "z" * 128, id="cut"),
+    ],
+)
+async def test_request_ids_are_echoed_cleaned_and_in_error_bodies(client, sent, answered) -> None:
+    reply = await client.get("/nope", headers={"X-Request-Id": sent})
+    assert reply.headers["X-Request-Id"] == answered
+    assert (await reply.json())["error"]["request_id"] == answered
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+NO_KEY = ("no API key: send it as Authorization: Bearer <key>", 'Bearer realm="hermes"')
+WRONG_KEY = ("invalid API key", 'Bearer realm="hermes", error="invalid_token"')
+BAD_CREDENTIALS = {
+    "none": ({}, "", NO_KEY),
+    "a wrong key": ({"Authorization": "Bearer wrong"}, "", WRONG_KEY),
+    "the key cut short": ({"Authorization": f"Bearer {KEY[:-1]}"}, "", WRONG_KEY),
+    "another scheme": ({"Authorization": f"Basic {KEY}"}, "", WRONG_KEY),
+    "the key in the query": ({}, f"?token={KEY}", NO_KEY),  # for WebSockets only
+}
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+@pytest.mark.parametrize("case", list(BAD_CREDENTIALS))
+async def test_upload_routes_need_a_valid_key(make_client, backend, route, case) -> None:
+    headers, query, (message, challenge) = BAD_CREDENTIALS[case]
+    client = await make_client(api_keys=KEY)
+    reply = await client.post(route + query, data=upload(), headers=headers)
+    assert await api_error(reply, 401, "invalid_api_key") == message
+    assert reply.headers["WWW-Authenticate"] == challenge
+    assert backend.calls == []
+
+
+async def test_the_right_key_is_let_in(make_client, backend) -> None:
+    client = await make_client(api_keys=f"other-key,{KEY}")
+    reply = await client.post(
+        "/v1/audio/transcriptions", data=upload(), headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert reply.status == 200 and len(backend.calls) == 1
+
+
+async def test_probes_and_the_page_need_no_key_but_unknown_routes_do(make_client) -> None:
+    client = await make_client(api_keys=KEY)
+    for path in ("/healthz", "/readyz", "/", "/static/app.js"):
+        assert (await client.get(path)).status == 200, path
+    await api_error(await client.get("/nope"), 401, "invalid_api_key")
+
+
+# --- CORS ----------------------------------------------------------------------------------
+
+
+def preflight(origin: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+
+
+def cors_headers(reply: ClientResponse) -> dict[str, str]:
+    return {k: v for k, v in reply.headers.items() if k.lower().startswith("access-control-")}
+
+
+async def test_no_cors_unless_configured(client) -> None:
+    reply = await client.options("/v1/audio/transcriptions", headers=preflight(APP_ORIGIN))
+    await api_error(reply, 405, "method_not_allowed")
+    assert cors_headers(reply) == {}
+    reply = await client.get("/healthz", headers={"Origin": APP_ORIGIN})
+    assert reply.status == 200 and cors_headers(reply) == {}
+
+
+async def test_cors_preflight_from_a_listed_origin_needs_no_key(make_client) -> None:
+    client = await make_client(cors_origins=APP_ORIGIN, api_keys=KEY)
+    reply = await client.options("/v1/audio/transcriptions", headers=preflight(APP_ORIGIN))
+    assert reply.status == 204
+    assert reply.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+    assert reply.headers["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
+    assert reply.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+    assert reply.headers["Access-Control-Max-Age"] == "600"
+    assert "Origin" in reply.headers.getall("Vary")
+    # the answers to that origin say so, errors included, and expose the request id
+    refused = await client.post("/transcribe", data=b"x", headers={"Origin": APP_ORIGIN})
+    await api_error(refused, 401, "invalid_api_key")
+    assert refused.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+    assert refused.headers["Access-Control-Expose-Headers"] == "X-Request-Id, Retry-After"
+
+
+async def test_cors_preflight_from_another_origin_is_403(make_client) -> None:
+    client = await make_client(cors_origins=APP_ORIGIN)
+    reply = await client.options("/transcribe", headers=preflight(EVIL_ORIGIN))
+    message = await api_error(reply, 403, "origin_not_allowed")
+    assert message == f"cross-origin requests from {EVIL_ORIGIN!r} are not allowed (cors_origins)"
+    assert "Access-Control-Allow-Origin" not in reply.headers
+
+
+async def test_cors_for_any_origin(make_client) -> None:
+    client = await make_client(cors_origins="*")
+    reply = await client.options("/upload", headers=preflight(EVIL_ORIGIN))
+    assert reply.status == 204 and reply.headers["Access-Control-Allow-Origin"] == "*"
+    reply = await client.get("/healthz", headers={"Origin": EVIL_ORIGIN})
+    assert reply.headers["Access-Control-Allow-Origin"] == "*"
+
+
+# --- the WebSocket's origin check, before the upgrade --------------------------------------
+
+
+async def test_a_websocket_from_a_foreign_page_is_403(client) -> None:
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect("/stream-audio", headers={"Origin": EVIL_ORIGIN})
+    assert refused.value.status == 403
+    # the same refusal read as plain HTTP: its JSON says why
+    reply = await client.get(
+        "/stream-audio",
+        headers={
+            "Origin": EVIL_ORIGIN,
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    message = await api_error(reply, 403, "origin_not_allowed")
+    assert message.startswith(
+        f"WebSocket connections from pages at {EVIL_ORIGIN!r} are not allowed"
+    )
+
+
+async def test_a_websocket_from_the_gateways_own_page_or_a_listed_one(make_client) -> None:
+    client = await make_client(allowed_origins=APP_ORIGIN)
+    own = f"http://{client.host}:{client.port}"
+    for origin in (own, APP_ORIGIN):
+        ws = await client.ws_connect("/stream-audio", headers={"Origin": origin})
+        await ws.send_json({"type": "stop"})
+        assert await ws.receive_json(timeout=5) == {"type": "done"}
+        await ws.close()
+
+
+# --- admission -----------------------------------------------------------------------------
+
+
+async def test_uploads_beyond_the_waiting_room_get_503_with_retry_after(
+    make_client, backend
+) -> None:
+    client = await make_client(max_uploads_running=1, max_uploads_waiting=0)
+    backend.hold()
+    first = asyncio.create_task(client.post("/transcribe", data=upload()))
+    await backend.until_waiting(1)
+    refused = await client.post("/v1/audio/transcriptions", data=upload())
+    message = await api_error(refused, 503, "server_busy")
+    assert message == "the server is busy: 1 upload is being transcribed or waiting; retry later"
+    assert refused.headers["Retry-After"] == "5"
+    backend.release()
+    assert (await first).status == 200
+    assert (await client.post("/upload", data=upload())).status == 200
+    assert len(backend.calls) == 2
+
+
+async def test_a_waiting_upload_runs_when_the_one_before_is_done(make_client, backend) -> None:
+    client = await make_client(max_uploads_running=1, max_uploads_waiting=1)
+    backend.hold()
+    first = asyncio.create_task(client.post("/transcribe", data=upload()))
+    await backend.until_waiting(1)
+    second = asyncio.create_task(client.post("/transcribe", data=upload()))
+    await asyncio.sleep(0.3)
+    assert len(backend.calls) == 1  # the second waits for its turn, not at the model
+    backend.release()
+    replies = await asyncio.gather(first, second)
+    assert [reply.status for reply in replies] == [200, 200]
+    assert len(backend.calls) == 2

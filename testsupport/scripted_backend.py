@@ -1,0 +1,201 @@
+"""A speech-to-text backend for tests that need no Triton: `create_app(settings,
+backend=ScriptedBackend())` serves every route and the WebSocket with it.
+
+It "hears" the audio it is sent: stretches louder than `SOUND_DBFS` (pauses shorter than
+`MERGE_GAP_SECONDS` bridged) are what it transcribes, silence gives no text. What it says is
+either
+
+- heard: one segment per stretch of sound and a word for every started `WORD_SECONDS` of
+  it, named by its place in the window (" w1 w2 w3"), or
+- scripted: `script[k]` for the k-th call (the last one repeats), its words spread evenly
+  over the sound, as one segment from the first sound to the last.
+
+Either way the answer depends only on the audio and the call's number, so a test can predict
+it. Words are given, as Whisper's, with a leading space, and only when the call asks for word
+timestamps. Every call is recorded (`calls`); `ready = False` makes `/readyz` answer 503;
+`failure` (an `AsrUnavailable` or `AsrRejected`) is raised by every call until cleared;
+`languages` refuses others as the real model refuses a language it does not know; `hold()`
+keeps calls waiting until `release()` (admission, overload and shutdown tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.core.contract import (
+    AsrRejected,
+    AsrUnavailable,
+    Priority,
+    TranscribeOptions,
+    WindowResult,
+)
+from gateway.core.transcript import Segment, Word
+from gateway.modes.audio import SAMPLE_RATE
+
+SOUND_DBFS = -30.0  # 20 ms frames at least this loud are sound (jfk.flac's floor: -38 dBFS)
+MERGE_GAP_SECONDS = 0.3  # shorter quiet between sounds is inside one stretch
+WORD_SECONDS = 0.5  # heard: a word per started half second of sound
+_FRAME = int(0.02 * SAMPLE_RATE)
+AVG_LOGPROB = -0.2  # confident: the gateway's checks never doubt the text for it
+COMPRESSION_RATIO = 1.2
+NO_SPEECH_PROB = 0.01
+
+
+@dataclass(frozen=True)
+class Call:
+    """One `transcribe` call as the backend got it, and what it answered."""
+
+    seconds: float  # length of the audio sent
+    options: TranscribeOptions
+    priority: Priority
+    text: str = ""  # the answer's text; "" when the call raised (or heard nothing)
+
+
+def sounds(audio: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) seconds of the stretches of sound in 16 kHz audio."""
+    count = audio.size // _FRAME
+    if count == 0:
+        return []
+    frames = audio[: count * _FRAME].astype(np.float64).reshape(count, _FRAME)
+    loud = np.sqrt(np.mean(frames**2, axis=1)) >= 10 ** (SOUND_DBFS / 20)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
+    stretches: list[tuple[float, float]] = []
+    for first, last in zip(edges[::2], edges[1::2], strict=True):
+        start, end = first * _FRAME / SAMPLE_RATE, last * _FRAME / SAMPLE_RATE
+        if stretches and start - stretches[-1][1] < MERGE_GAP_SECONDS:
+            start = stretches.pop()[0]
+        stretches.append((start, end))
+    return stretches
+
+
+def _spread(texts: Sequence[str], start: float, end: float) -> list[Word]:
+    """`texts` as words of equal length from `start` to `end`."""
+    step = (end - start) / len(texts)
+    return [
+        Word(f" {text}", round(start + i * step, 3), round(start + (i + 1) * step, 3), 0.9)
+        for i, text in enumerate(texts)
+    ]
+
+
+def _segment(words: Sequence[Word], options: TranscribeOptions) -> Segment:
+    return Segment(
+        start=words[0].start,
+        end=words[-1].end,
+        text="".join(word.word for word in words),
+        avg_logprob=AVG_LOGPROB,
+        no_speech_prob=NO_SPEECH_PROB,
+        compression_ratio=COMPRESSION_RATIO,
+        temperature=options.temperature,
+        tokens=tuple(range(1000, 1000 + len(words))),
+        words=tuple(words) if options.word_timestamps else (),
+    )
+
+
+def hear(audio: np.ndarray, options: TranscribeOptions) -> tuple[Segment, ...]:
+    """Heard mode: a segment per stretch of sound, a word per started `WORD_SECONDS`."""
+    segments, number = [], 0
+    for start, end in sounds(audio):
+        count = max(1, math.ceil((end - start) / WORD_SECONDS - 1e-9))
+        names = [f"w{number + i + 1}" for i in range(count)]
+        number += count
+        segments.append(_segment(_spread(names, start, end), options))
+    return tuple(segments)
+
+
+def say(text: str, audio: np.ndarray, options: TranscribeOptions) -> tuple[Segment, ...]:
+    """Scripted mode: `text` spread over the sound in `audio` (nothing heard: no segment)."""
+    stretches = sounds(audio)
+    if not stretches or not text.split():
+        return ()
+    return (_segment(_spread(text.split(), stretches[0][0], stretches[-1][1]), options),)
+
+
+class ScriptedBackend:
+    """An `AsrBackend` (gateway/core/contract.py) whose answers a test can predict."""
+
+    def __init__(
+        self,
+        script: Sequence[str] = (),
+        *,
+        language: str = "en",
+        languages: Collection[str] | None = None,
+        model: str = "scripted",
+    ) -> None:
+        self.script = list(script)  # empty: heard mode
+        self.language = language  # what it "detects" when the call names none
+        self.languages = None if languages is None else frozenset(languages)
+        self.model = model
+        self.ready = True
+        self.failure: AsrUnavailable | AsrRejected | None = None
+        self.calls: list[Call] = []
+        self._open = asyncio.Event()
+        self._open.set()
+        self._waiting = 0
+        self._changed = asyncio.Event()  # set whenever a call starts or stops waiting
+
+    # --- the AsrBackend protocol -----------------------------------------------------------
+
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
+    ) -> WindowResult:
+        number = len(self.calls)
+        self.calls.append(Call(audio.size / SAMPLE_RATE, options, priority))
+        await self._pass_gate()
+        if self.failure is not None:
+            raise self.failure
+        if self.languages is not None and options.language not in (None, *self.languages):
+            raise AsrRejected(f"unknown language {options.language!r}")
+        if self.script:
+            segments = say(self.script[min(number, len(self.script) - 1)], audio, options)
+        else:
+            segments = hear(audio, options)
+        text = "".join(segment.text for segment in segments)
+        self.calls[number] = Call(audio.size / SAMPLE_RATE, options, priority, text)
+        return WindowResult(text, options.language or self.language, segments)
+
+    async def is_ready(self) -> bool:
+        return self.ready
+
+    def describe(self) -> dict[str, object]:
+        return {"model": self.model, "backend": "scripted, in process"}
+
+    # --- what tests control -----------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        """Calls held by `hold()` now."""
+        return self._waiting
+
+    def hold(self) -> None:
+        """Calls from now on wait (recorded already) until `release()`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def until_waiting(self, count: int = 1, timeout: float = 10.0) -> None:
+        """Return once at least `count` calls are held."""
+        async with asyncio.timeout(timeout):
+            while self._waiting < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def _pass_gate(self) -> None:
+        if self._open.is_set():
+            return
+        self._waiting += 1
+        self._changed.set()
+        try:
+            await self._open.wait()
+        finally:
+            self._waiting -= 1
+            self._changed.set()
+
+    def texts(self) -> list[str]:
+        """What each call answered, in call order."""
+        return [call.text for call in self.calls]
