@@ -42,6 +42,10 @@ class AudioTooLongError(AudioDecodeError):
     """The audio decodes to more than the configured maximum duration."""
 
 
+class MissingChannelError(AudioDecodeError):
+    """The channel asked for is not in the file."""
+
+
 class NotAudioError(AudioDecodeError):
     """The bytes are a known non-audio format, text, or a file with no audio stream."""
 
@@ -60,6 +64,7 @@ _NON_AUDIO_SIGNATURES = {
 }
 _NO_AUDIO_STREAM = ("does not contain any stream", "matches no streams")
 _NOT_ON_WHITELIST = "Format not on whitelist"  # ffmpeg found a format SAFE_DEMUXERS leaves out
+_NO_SUCH_CHANNEL = "not available from input layout"  # channelmap, for a channel not there
 # More channels than any layout ffmpeg can mix down (e.g. 32): then every channel is averaged,
 # up to the pan filter's 64.
 _NO_DOWNMIX = b"Rematrix is needed between"
@@ -119,7 +124,8 @@ def ffmpeg_command(
         "dn": None,
     }
     if channel is not None:
-        output_options["af"] = f"pan=mono|c0=c{channel}"
+        # channelmap, not pan: pan makes silence of a channel the file does not have
+        output_options["af"] = f"channelmap=map={channel}:channel_layout=mono"
     elif average_channels:
         output_options["af"] = _AVERAGE_CHANNELS
     if max_seconds is not None:
@@ -153,6 +159,10 @@ async def decode_audio(
                 ffmpeg_command(source, max_seconds=max_seconds, average_channels=True), timeout
             )
     stderr = stderr.replace(str(source).encode(), b"the upload")
+    if returncode != 0 and channel is not None and _NO_SUCH_CHANNEL.encode() in stderr:
+        raise MissingChannelError(
+            f"the file has no channel {channel} (channels are numbered from 0)"
+        )
     return _samples(stdout, stderr, returncode, max_seconds)
 
 

@@ -37,10 +37,10 @@ class UploadAdmission:
         @functools.wraps(handler)
         async def admitted(request: web.Request) -> web.StreamResponse:
             if self._admitted >= self._capacity:
+                uploads = "1 upload is" if self._admitted == 1 else f"{self._admitted} uploads are"
                 raise ApiError(
                     503,
-                    f"the server is busy: {self._admitted} uploads are being transcribed or "
-                    "waiting; retry later",
+                    f"the server is busy: {uploads} being transcribed or waiting; retry later",
                     "server_busy",
                     retry_after=RETRY_AFTER_S,
                 )

@@ -31,9 +31,11 @@ from gateway.modes.vad import StreamScorer
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The live page's files, by name: a flat directory, so no path from a URL ever reaches the disk
+STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file()}
 # Open without an API key: the probes, and the live page (which hands the key it was opened
 # with, `/?token=...`, on to /stream-audio)
-PUBLIC_RESOURCES = frozenset({"/", "/static", "/healthz", "/readyz"})
+PUBLIC_RESOURCES = frozenset({"/", "/static/{name}", "/healthz", "/readyz"})
 
 
 async def triton_pool(app: web.Application) -> AsyncIterator[None]:
@@ -84,7 +86,14 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def live_page(request: web.Request) -> web.FileResponse:
     """The microphone page: streams to `/stream-audio` and shows the text live."""
-    return web.FileResponse(STATIC_DIR / "index.html")
+    return web.FileResponse(STATIC_FILES["index.html"])
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    """A file of the live page (a JSON 404 for any other name, like every other error)."""
+    if (path := STATIC_FILES.get(request.match_info["name"])) is None:
+        raise ApiError(404, f"no static file {request.match_info['name']!r}", "not_found")
+    return web.FileResponse(path)
 
 
 def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.Application:
@@ -114,7 +123,7 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
     app.add_routes(
         [
             web.get("/", live_page),
-            web.static("/static", STATIC_DIR),
+            web.get("/static/{name}", static_file),
             web.get("/stream-audio", ws_stream.stream_audio),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.server.request_context import current_request_id
 
@@ -53,8 +53,9 @@ class ApiError(Exception):
 
 def _from_http_exception(exc: web.HTTPException) -> ApiError:
     codes = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}
+    allow = {hdrs.ALLOW: exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
     return ApiError(exc.status, exc.reason if exc.text is None else exc.text.strip(),
-                    codes.get(exc.status, "http_error"))
+                    codes.get(exc.status, "http_error"), headers=allow)
 
 
 @web.middleware

@@ -21,6 +21,7 @@ from gateway.modes.audio import (
     SAMPLE_RATE,
     AudioDecodeError,
     AudioTooLongError,
+    MissingChannelError,
     NotAudioError,
     decode_audio,
 )
@@ -128,6 +129,8 @@ async def _decode(request: web.Request, data: bytes, channel: int | None) -> np.
         raise ApiError(415, str(exc), "unsupported_file_type") from exc
     except AudioTooLongError as exc:
         raise ApiError(413, str(exc), "audio_too_long") from exc
+    except MissingChannelError as exc:
+        raise ApiError(400, str(exc), "invalid_value") from exc
     except AudioDecodeError as exc:
         raise ApiError(400, str(exc), "invalid_audio") from exc
 

@@ -29,7 +29,9 @@ class Upload:
 
 def too_large(limit: int) -> ApiError:
     return ApiError(
-        413, f"the upload is larger than the limit of {limit / 1024 / 1024:g} MB", "file_too_large"
+        413,
+        f"the upload is larger than the limit of {limit / 1024 / 1024:.3g} MB",
+        "file_too_large",
     )
 
 
