@@ -36,33 +36,68 @@ def levels(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--repeat", type=int, default=None, help="runs of each short item (default 3)")
-    parser.add_argument("--composite-repeat", type=int, default=1, help="runs of the composite (default 1)")
-    parser.add_argument("--stream-repeat", type=int, default=None,
-                        help="runs of each streaming level (default: --repeat, at most 2)")
-    parser.add_argument("--streams", type=levels, default=None,
-                        help="default 1,4,8 (--full: 1,2,4,8,16)")
-    parser.add_argument("--fast-streams", type=levels, default=None,
-                        help="levels measured on a 1 s beat too (default 1,4; '' for none)")
-    parser.add_argument("--peer-stream-levels", type=levels, default=None,
-                        help="WhisperLive's levels (default 1,4; --full: those of --streams)")
-    parser.add_argument("--no-peer-streams", dest="peer_streams", action="store_false",
-                        help="stream to hermes only, not to WhisperLive")
-    parser.add_argument("--uploads", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs of each short item (default 3)"
+    )
+    parser.add_argument(
+        "--composite-repeat", type=int, default=1, help="runs of the composite (default 1)"
+    )
+    parser.add_argument(
+        "--stream-repeat",
+        type=int,
+        default=None,
+        help="runs of each streaming level (default: --repeat, at most 2)",
+    )
+    parser.add_argument(
+        "--streams", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8,16)"
+    )
+    parser.add_argument(
+        "--fast-streams",
+        type=levels,
+        default=None,
+        help="levels measured on a 1 s beat too (default 1,4; '' for none)",
+    )
+    parser.add_argument(
+        "--peer-stream-levels",
+        type=levels,
+        default=None,
+        help="WhisperLive's levels (default 1,4; --full: those of --streams)",
+    )
+    parser.add_argument(
+        "--no-peer-streams",
+        dest="peer_streams",
+        action="store_false",
+        help="stream to hermes only, not to WhisperLive",
+    )
+    parser.add_argument(
+        "--uploads", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads of every peer (default 2)")
     parser.add_argument("--no-composite", action="store_true")
-    parser.add_argument("--only", choices=SECTIONS, action="append",
-                        help="run only these sections (repeatable)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 repetition, no composite, 1–2 streams and uploads; "
-                             "results go to benchmarks/results/tmp/")
-    parser.add_argument("--full", action="store_true",
-                        help="the full grid: every accuracy condition, 1-16 streams twice, "
-                             "WhisperLive at every level (about 75 min on 2 cores; the default "
-                             "takes under 30)")
-    parser.add_argument("--model-parameter", action="append", default=[], metavar="KEY=VALUE",
-                        help="serve the model with this config parameter set otherwise, e.g. "
-                             "low_latency_bfloat16=false for the float32 path (repeatable)")
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 repetition, no composite, 1–2 streams and uploads; "
+        "results go to benchmarks/results/tmp/",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the full grid: every accuracy condition, 1-16 streams twice, "
+        "WhisperLive at every level (about 75 min on 2 cores; the default "
+        "takes under 30)",
+    )
+    parser.add_argument(
+        "--model-parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="serve the model with this config parameter set otherwise, e.g. "
+        "low_latency_bfloat16=false for the float32 path (repeatable)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="results directory")
     args = parser.parse_args(argv)
     if args.quick and args.full:
@@ -76,9 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.peer_stream_levels = args.streams if full else [n for n in args.streams if n <= 4]
     args.uploads = args.uploads or ([1, 2] if quick else [1, 2, 4, 8] if full else [1, 4, 8])
     args.no_composite = args.no_composite or quick
-    args.conditions = (
-        accuracy.QUICK if quick else accuracy.CONDITIONS if full else accuracy.DEFAULT
-    )
+    args.conditions = accuracy.QUICK if quick else accuracy.CONDITIONS if full else accuracy.DEFAULT
     if args.stream_repeat is None:
         args.stream_repeat = min(args.repeat, 2 if full else 1)
     if args.output is None:
@@ -101,6 +134,7 @@ def model_repository(parameters: dict[str, str]) -> Path:
 
 # ---- file mode -----------------------------------------------------------------------------
 
+
 async def file_mode(stack: Stack, items: list[tuple[Item, int]], threads: int) -> list[dict]:
     log("loading the peers")
     engines = peers.engines(threads)
@@ -120,8 +154,10 @@ async def file_mode(stack: Stack, items: list[tuple[Item, int]], threads: int) -
             counts = [counts[0] + after[0] - before[0], counts[1] + after[1] - before[1]]
             for engine in engines:
                 runs[engine.name].append(peers.timed(engine, audio))
-            log(f"{item.name} run {rep + 1}/{repeat}: "
-                + ", ".join(f"{name} {r[-1][1]:.2f} s" for name, r in runs.items()))
+            log(
+                f"{item.name} run {rep + 1}/{repeat}: "
+                + ", ".join(f"{name} {r[-1][1]:.2f} s" for name, r in runs.items())
+            )
         rows = file_mode_rows(item, runs)
         rows[0] |= {"inferences": counts[0] / repeat, "executions": counts[1] / repeat}
         results += rows
@@ -136,17 +172,24 @@ def file_mode_rows(item: Item, runs: dict[str, list[tuple[str, float]]]) -> list
     for name, done in runs.items():
         walls = [t for _, t in done]
         wers = [word_error_rate(item.text, text) for text, _ in done]
-        rows.append({
-            "item": item.name, "duration_s": item.duration, "engine": name,
-            "wall_s": report.spread(walls), "rtf": statistics.median(walls) / item.duration,
-            "wer": statistics.median(wers), "wer_runs": wers,
-            "service_over_peer": service_median / statistics.median(walls),
-            "text": done[0][0],
-        })
+        rows.append(
+            {
+                "item": item.name,
+                "duration_s": item.duration,
+                "engine": name,
+                "wall_s": report.spread(walls),
+                "rtf": statistics.median(walls) / item.duration,
+                "wer": statistics.median(wers),
+                "wer_runs": wers,
+                "service_over_peer": service_median / statistics.median(walls),
+                "text": done[0][0],
+            }
+        )
     return rows
 
 
 # ---- throughput ----------------------------------------------------------------------------
+
 
 async def throughput(stack: Stack, item: Item, counts: list[int], repeat: int) -> list[dict]:
     results = []
@@ -155,20 +198,27 @@ async def throughput(stack: Stack, item: Item, counts: list[int], repeat: int) -
         runs = [await service.concurrent_uploads(stack, item, count) for _ in range(repeat)]
         inferences = sum(r.inferences for r in runs)
         executions = sum(r.executions for r in runs)
-        results.append({
-            "item": item.name, "uploads": count,
-            "wall_s": report.spread([r.wall_s for r in runs]),
-            "audio_s_per_s": report.spread([r.audio_s / r.wall_s for r in runs]),
-            "inferences": inferences, "executions": executions,
-            "mean_batch": inferences / max(executions, 1),
-            "wer_max": max(word_error_rate(item.text, t) for r in runs for t in r.texts),
-        })
-        log(f"throughput {count} uploads: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s, "
-            f"mean batch {results[-1]['mean_batch']:.2f}")
+        results.append(
+            {
+                "item": item.name,
+                "uploads": count,
+                "wall_s": report.spread([r.wall_s for r in runs]),
+                "audio_s_per_s": report.spread([r.audio_s / r.wall_s for r in runs]),
+                "inferences": inferences,
+                "executions": executions,
+                "mean_batch": inferences / max(executions, 1),
+                "wer_max": max(word_error_rate(item.text, t) for r in runs for t in r.texts),
+            }
+        )
+        log(
+            f"throughput {count} uploads: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s, "
+            f"mean batch {results[-1]['mean_batch']:.2f}"
+        )
     return results
 
 
 # ---- streaming -----------------------------------------------------------------------------
+
 
 async def streaming(
     stack: Stack,
@@ -188,14 +238,20 @@ async def streaming(
             runs += await service.concurrent_streams(stack, item, count)
             log_level(label, count, rep, repeat, runs[-count:])
         wall = time.perf_counter() - started
-        cpu = {name: seconds - cpu_before[name] for name, seconds in stack.cpu_seconds_by_process().items()}
+        cpu = {
+            name: seconds - cpu_before[name]
+            for name, seconds in stack.cpu_seconds_by_process().items()
+        }
         after_inferences, after_executions = await stack.batch_counts()
-        results.append(summarise_streams(item, count, repeat, runs, reference) | {
-            "cpu_s_per_audio_s": sum(cpu.values()) / (len(runs) * item.duration),
-            "cores_busy": {name: seconds / wall for name, seconds in cpu.items()},
-            "inferences": after_inferences - inferences,
-            "executions": after_executions - executions,
-        })
+        results.append(
+            summarise_streams(item, count, repeat, runs, reference)
+            | {
+                "cpu_s_per_audio_s": sum(cpu.values()) / (len(runs) * item.duration),
+                "cores_busy": {name: seconds / wall for name, seconds in cpu.items()},
+                "inferences": after_inferences - inferences,
+                "executions": after_executions - executions,
+            }
+        )
     return results
 
 
@@ -215,14 +271,21 @@ async def peer_streaming(
                 runs += await whisperlive.concurrent_streams(server, item, count)
                 log_level(WHISPERLIVE, count, rep, repeat, runs[-count:])
             cpu = server.cpu_seconds() - cpu_before
-            results.append(summarise_streams(item, count, repeat, runs, reference)
-                           | {"cpu_s_per_audio_s": cpu / (len(runs) * item.duration)})
+            results.append(
+                summarise_streams(item, count, repeat, runs, reference)
+                | {"cpu_s_per_audio_s": cpu / (len(runs) * item.duration)}
+            )
     return results
 
 
-def log_level(system: str, count: int, rep: int, repeat: int, runs: list[service.StreamRun]) -> None:
-    log(f"{system}: {count} streams, run {rep + 1}/{repeat}: tails "
-        + ", ".join(f"{r.tail_s:.1f}" for r in runs) + " s")
+def log_level(
+    system: str, count: int, rep: int, repeat: int, runs: list[service.StreamRun]
+) -> None:
+    log(
+        f"{system}: {count} streams, run {rep + 1}/{repeat}: tails "
+        + ", ".join(f"{r.tail_s:.1f}" for r in runs)
+        + " s"
+    )
 
 
 def summarise_streams(
@@ -241,7 +304,10 @@ def summarise_streams(
         final_words += f
     tails = [r.tail_s for r in runs]
     return {
-        "item": item.name, "duration_s": item.duration, "streams": count, "repeat": repeat,
+        "item": item.name,
+        "duration_s": item.duration,
+        "streams": count,
+        "repeat": repeat,
         "samples": {"streams": len(runs), "finals": len(finals), "words": len(final_words)},
         "final_latency_s": service.quantiles(finals),
         "word_final_latency_s": service.quantiles(final_words),
@@ -259,15 +325,26 @@ async def streaming_section(args: argparse.Namespace, repository: Path) -> dict[
     """hermes on its default 3 s beat and on a 1 s beat, then WhisperLive, one at a time on
     this machine, all streaming the 63.5 s composite of speech and pauses."""
     item = composite.build(TMP_DIR / "stream-63s.wav", composite.STREAM).item
-    section: dict[str, Any] = {"item": item.name, "duration_s": item.duration,
-                               "repeat": args.stream_repeat, "levels": {}}
+    section: dict[str, Any] = {
+        "item": item.name,
+        "duration_s": item.duration,
+        "repeat": args.stream_repeat,
+        "levels": {},
+    }
     reference = None
-    for label, step, counts in ((HERMES_3S, 3.0, args.streams), (HERMES_1S, 1.0, args.fast_streams)):
+    for label, step, counts in (
+        (HERMES_3S, 3.0, args.streams),
+        (HERMES_1S, 1.0, args.fast_streams),
+    ):
         if not counts:
             continue
         log(f"starting the stack for {label}")
-        async with running_stack(TMP_DIR, separate_gateway=True, stream_min_step_seconds=step,
-                                 model_repository=repository) as stack:
+        async with running_stack(
+            TMP_DIR,
+            separate_gateway=True,
+            stream_min_step_seconds=step,
+            model_repository=repository,
+        ) as stack:
             reference = reference or await service.file_reference(stack, item)
             section["levels"][label] = await streaming(
                 stack, item, counts, args.stream_repeat, reference, label
@@ -280,6 +357,7 @@ async def streaming_section(args: argparse.Namespace, repository: Path) -> dict[
 
 
 # ---- orchestration -------------------------------------------------------------------------
+
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     started, counters = time.perf_counter(), report.cpu_times()
@@ -297,7 +375,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for plan in ("conversation", "continuous-0.5"):
             items.append((accuracy.item_of(accuracy.Condition(plan, plan)), args.composite_repeat))
     results: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(), "command": report.command_line(),
+        "date": datetime.date.today().isoformat(),
+        "command": report.command_line(),
     }
     log("starting tritonserver and the gateway")
     async with running_stack(TMP_DIR, model_repository=repository) as stack:

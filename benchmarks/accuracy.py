@@ -54,18 +54,24 @@ CONDITIONS = (
     # the same noises over 600 words, where a difference of a few points means something
     *(
         Condition(f"conversation, {kind} {snr:g} dB", "conversation", kind, snr)
-        for kind, snr in (("steady", 10), ("steady", 5), ("steady", 0), ("babble", 5),
-                          ("music", 5))
+        for kind, snr in (("steady", 10), ("steady", 5), ("steady", 0), ("babble", 5), ("music", 5))
     ),
 )
 QUICK = (CONDITIONS[0], CONDITIONS[2], CONDITIONS[8])
 # `make bench`'s default: each kind of speech once, one noise of each kind over many words
 DEFAULT = tuple(
-    condition for condition in CONDITIONS
-    if condition.name in (
-        JFK, "continuous, 0.5 s pauses", "real speech, 0.3 s pauses",
-        "conversation, 2-4 s pauses", "sentences, 4 s pauses", "sentences, steady noise 5 dB",
-        "conversation, steady 5 dB", "conversation, babble 5 dB",
+    condition
+    for condition in CONDITIONS
+    if condition.name
+    in (
+        JFK,
+        "continuous, 0.5 s pauses",
+        "real speech, 0.3 s pauses",
+        "conversation, 2-4 s pauses",
+        "sentences, 4 s pauses",
+        "sentences, steady noise 5 dB",
+        "conversation, steady 5 dB",
+        "conversation, babble 5 dB",
     )
 )
 
@@ -99,24 +105,35 @@ async def accuracy(stack: Stack, conditions: tuple[Condition, ...], threads: int
         uploads = [await service.upload(stack, item) for _ in range(FILE_RUNS)]
         after = await stack.batch_counts()
         text, wall = await asyncio.to_thread(peers.timed, reference_engine, audio)
-        log(f"accuracy {condition.name}: uploads {uploads[0][1]:.1f} / {uploads[1][1]:.1f} s, "
-            f"transcribe() {wall:.1f} s")
+        log(
+            f"accuracy {condition.name}: uploads {uploads[0][1]:.1f} / {uploads[1][1]:.1f} s, "
+            f"transcribe() {wall:.1f} s"
+        )
         stream = (
             await replay.replay(audio, stream_model, STREAM_BEAT_S) if condition.stream else None
         )
-        rows.append({
-            "condition": condition.name, "duration_s": audio.size / SAMPLE_RATE,
-            "words": len(item.text.split()),
-            "wer": word_error_rate(item.text, uploads[0][0]),
-            "identical": len({t for t, _ in uploads}) == 1,
-            "wall_s": spread([w for _, w in uploads]),
-            "inferences": (after[0] - before[0]) // FILE_RUNS,
-            "executions": (after[1] - before[1]) // FILE_RUNS,
-            "transcribe_wer": word_error_rate(item.text, text), "transcribe_wall_s": wall,
-            "stream_wer": None if stream is None else word_error_rate(item.text, stream.text),
-            "texts": {"service": [t for t, _ in uploads], "transcribe": text,
-                      "stream": None if stream is None else stream.text},
-        })
-        log(f"accuracy {condition.name}: hermes {100 * rows[-1]['wer']:.1f} %, transcribe() "
-            f"{100 * rows[-1]['transcribe_wer']:.1f} %")
+        rows.append(
+            {
+                "condition": condition.name,
+                "duration_s": audio.size / SAMPLE_RATE,
+                "words": len(item.text.split()),
+                "wer": word_error_rate(item.text, uploads[0][0]),
+                "identical": len({t for t, _ in uploads}) == 1,
+                "wall_s": spread([w for _, w in uploads]),
+                "inferences": (after[0] - before[0]) // FILE_RUNS,
+                "executions": (after[1] - before[1]) // FILE_RUNS,
+                "transcribe_wer": word_error_rate(item.text, text),
+                "transcribe_wall_s": wall,
+                "stream_wer": None if stream is None else word_error_rate(item.text, stream.text),
+                "texts": {
+                    "service": [t for t, _ in uploads],
+                    "transcribe": text,
+                    "stream": None if stream is None else stream.text,
+                },
+            }
+        )
+        log(
+            f"accuracy {condition.name}: hermes {100 * rows[-1]['wer']:.1f} %, transcribe() "
+            f"{100 * rows[-1]['transcribe_wer']:.1f} %"
+        )
     return rows

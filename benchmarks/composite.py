@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan", choices=sorted(PLANS), default=LONG.name)
     args = parser.parse_args(argv)
     composite = build(args.output, PLANS[args.plan])
-    print(f"{args.output}: {composite.duration:.1f} s, {composite.speech_seconds:.1f} s of clips",
-          file=sys.stderr)
+    print(
+        f"{args.output}: {composite.duration:.1f} s, {composite.speech_seconds:.1f} s of clips",
+        file=sys.stderr,
+    )
     print(composite.item.text)
     return 0
 

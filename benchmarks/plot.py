@@ -16,13 +16,17 @@ def latency_against_streams(section: dict[str, Any], path: Path) -> None:
     import matplotlib.ticker
 
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for (system, levels), colour in zip(section["levels"].items(), ("C0", "C2", "C3", "C1"), strict=False):
+    for (system, levels), colour in zip(
+        section["levels"].items(), ("C0", "C2", "C3", "C1"), strict=False
+    ):
         streams = [r["streams"] for r in levels]
         for quantile, style in (("p50", "-"), ("p95", "--")):
             values = [r["final_latency_s"][quantile] for r in levels]
             axes.plot(streams, values, style, color=colour, label=f"{system}, {quantile}")
             for x, y, r in zip(streams, values, levels, strict=True):
-                axes.plot(x, y, "o", color=colour, markerfacecolor=colour if r["kept_up"] else "white")
+                axes.plot(
+                    x, y, "o", color=colour, markerfacecolor=colour if r["kept_up"] else "white"
+                )
     axes.set_xscale("log", base=2)
     axes.set_yscale("log")
     axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -31,8 +35,11 @@ def latency_against_streams(section: dict[str, Any], path: Path) -> None:
     axes.set_xticks(all_streams, [str(n) for n in all_streams])
     axes.set_xlabel("concurrent real-time streams")
     axes.set_ylabel("final latency, s (log)")
-    axes.set_title(f"{section['item']} ({section['duration_s']:.0f} s) streamed in real time; "
-                   "hollow: fell behind", fontsize=9)
+    axes.set_title(
+        f"{section['item']} ({section['duration_s']:.0f} s) streamed in real time; "
+        "hollow: fell behind",
+        fontsize=9,
+    )
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()

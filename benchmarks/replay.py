@@ -29,16 +29,16 @@ from benchmarks.audio import PROJECT_ROOT
 from benchmarks.composite import PLANS, STREAM, build
 from benchmarks.report import TMP_DIR
 from gateway.core.contract import Priority, TranscribeOptions, WindowResult
+from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamConfig
 from gateway.modes.streaming import StreamSession
-from gateway.core.transcript import Segment
 from testsupport.wer import word_error_rate
 
 # the model's own modules, as Triton's stub imports them
 sys.path.insert(0, str(PROJECT_ROOT / "model_repository" / "whisper" / "1"))
-from checkpoint import load_model  # noqa: E402
-from transcriber import BatchTranscriber, TranscriptionRequest, cpu_computes_bfloat16  # noqa: E402
+from checkpoint import load_model
+from transcriber import BatchTranscriber, TranscriptionRequest, cpu_computes_bfloat16
 
 
 class InProcessModel:
@@ -122,10 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default=STREAM.name)
     parser.add_argument("--beat", type=float, default=3.0, help="seconds of audio per step")
-    parser.add_argument("--context", choices=["low-latency", "full"], default="low-latency",
-                        help="the encoder context of stream steps")
-    parser.add_argument("--bfloat16", choices=["auto", "true", "false"], default="auto",
-                        help="low-latency steps in bfloat16 (auto: where the CPU has it)")
+    parser.add_argument(
+        "--context",
+        choices=["low-latency", "full"],
+        default="low-latency",
+        help="the encoder context of stream steps",
+    )
+    parser.add_argument(
+        "--bfloat16",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="low-latency steps in bfloat16 (auto: where the CPU has it)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -136,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = asyncio.run(replay(item.audio, model, args.beat))
     quantiles = statistics.quantiles(result.word_latencies, n=20)
-    print(f"{item.name} ({item.duration:.1f} s), {args.beat:g} s beat, context {args.context}, "
-          f"bfloat16 {bfloat16}: WER {100 * word_error_rate(item.text, result.text):.1f} %, "
-          f"model {result.model_seconds:.1f} s ({result.model_seconds / item.duration:.3f} s "
-          f"per audio s), word latency p50 {statistics.median(result.word_latencies):.2f} s, "
-          f"p95 {quantiles[-1]:.2f} s")
+    print(
+        f"{item.name} ({item.duration:.1f} s), {args.beat:g} s beat, context {args.context}, "
+        f"bfloat16 {bfloat16}: WER {100 * word_error_rate(item.text, result.text):.1f} %, "
+        f"model {result.model_seconds:.1f} s ({result.model_seconds / item.duration:.3f} s "
+        f"per audio s), word latency p50 {statistics.median(result.word_latencies):.2f} s, "
+        f"p95 {quantiles[-1]:.2f} s"
+    )
     print(result.text)
     return 0
 

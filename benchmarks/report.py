@@ -31,8 +31,9 @@ def pytest_running() -> bool:
 
 def other_tritonservers() -> int:
     """tritonserver processes already running (someone else's: they share the CPU)."""
-    found = subprocess.run(["pgrep", "-f", "bin/tritonserver"], capture_output=True, text=True,
-                           check=False)
+    found = subprocess.run(
+        ["pgrep", "-f", "bin/tritonserver"], capture_output=True, text=True, check=False
+    )
     return len(found.stdout.split())
 
 
@@ -53,8 +54,12 @@ def cpu_model() -> str:
 
 def gpu() -> str:
     if shutil.which("nvidia-smi"):
-        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode == 0 and result.stdout.strip():
             return result.stdout.strip().replace("\n", ", ")
     return "none"
@@ -118,8 +123,12 @@ def machine(triton_version: str, threads: int | None = None) -> dict[str, Any]:
 
 
 def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "runs": values}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
 
 
 def fmt_spread(stats: dict[str, float], digits: int = 2) -> str:
@@ -139,34 +148,69 @@ def file_mode_table(results: list[dict]) -> str:
     for r in results:
         ratio = "" if r["engine"] == "hermes service" else f"{r['service_over_peer']:.2f}×"
         batches = f"{r['inferences']:g} / {r['executions']:g}" if "executions" in r else ""
-        rows.append([
-            f"{r['item']} ({r['duration_s']:.1f} s)", r["engine"], fmt_spread(r["wall_s"]),
-            f"{r['rtf']:.3f}", f"{100 * r['wer']:.1f} %", ratio, batches,
-        ])
-    return table(["audio", "engine", "wall s, median (min–max)", "RTF", "WER",
-                  "service / peer (wall)", "Triton inferences / executions per run"], rows)
+        rows.append(
+            [
+                f"{r['item']} ({r['duration_s']:.1f} s)",
+                r["engine"],
+                fmt_spread(r["wall_s"]),
+                f"{r['rtf']:.3f}",
+                f"{100 * r['wer']:.1f} %",
+                ratio,
+                batches,
+            ]
+        )
+    return table(
+        [
+            "audio",
+            "engine",
+            "wall s, median (min–max)",
+            "RTF",
+            "WER",
+            "service / peer (wall)",
+            "Triton inferences / executions per run",
+        ],
+        rows,
+    )
 
 
 def streaming_table(results: list[dict]) -> str:
     rows = []
     for r in results:
-        rows.append([
-            str(r["streams"]), str(r["samples"]["finals"]),
-            f"{r['final_latency_s']['p50']:.2f} / {r['final_latency_s']['p95']:.2f}",
-            f"{r['word_final_latency_s']['p50']:.2f} / {r['word_final_latency_s']['p95']:.2f}",
-            f"{r['word_shown_latency_s']['p50']:.2f} / {r['word_shown_latency_s']['p95']:.2f}",
-            f"{100 * r['wer']['median']:.1f} % (max {100 * r['wer']['max']:.1f} %)",
-            f"{100 * r['file_mode_wer']:.1f} %",
-            f"{r['tail_s']['max']:.2f}", "yes" if r["kept_up"] else "**no**",
-            f"{r['cpu_s_per_audio_s']:.3f}" if "cpu_s_per_audio_s" in r else "–",
-            " / ".join(f"{r['cores_busy'][name]:.2f}" for name in ("gateway", "triton"))
-            if "cores_busy" in r else "–",
-            f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
-        ])
-    return table(["streams", "finals", "final latency p50 / p95 s", "word → final p50 / p95 s",
-                  "word → shown p50 / p95 s", "stream WER", "file WER", "max tail s",
-                  "kept up", "CPU s per audio s", "cores busy: gateway / Triton",
-                  "Triton inferences / executions"], rows)
+        rows.append(
+            [
+                str(r["streams"]),
+                str(r["samples"]["finals"]),
+                f"{r['final_latency_s']['p50']:.2f} / {r['final_latency_s']['p95']:.2f}",
+                f"{r['word_final_latency_s']['p50']:.2f} / {r['word_final_latency_s']['p95']:.2f}",
+                f"{r['word_shown_latency_s']['p50']:.2f} / {r['word_shown_latency_s']['p95']:.2f}",
+                f"{100 * r['wer']['median']:.1f} % (max {100 * r['wer']['max']:.1f} %)",
+                f"{100 * r['file_mode_wer']:.1f} %",
+                f"{r['tail_s']['max']:.2f}",
+                "yes" if r["kept_up"] else "**no**",
+                f"{r['cpu_s_per_audio_s']:.3f}" if "cpu_s_per_audio_s" in r else "–",
+                " / ".join(f"{r['cores_busy'][name]:.2f}" for name in ("gateway", "triton"))
+                if "cores_busy" in r
+                else "–",
+                f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
+            ]
+        )
+    return table(
+        [
+            "streams",
+            "finals",
+            "final latency p50 / p95 s",
+            "word → final p50 / p95 s",
+            "word → shown p50 / p95 s",
+            "stream WER",
+            "file WER",
+            "max tail s",
+            "kept up",
+            "CPU s per audio s",
+            "cores busy: gateway / Triton",
+            "Triton inferences / executions",
+        ],
+        rows,
+    )
 
 
 def capacity_table(section: dict[str, Any]) -> str:
@@ -175,32 +219,62 @@ def capacity_table(section: dict[str, Any]) -> str:
     for system, levels in section["levels"].items():
         for r in levels:
             final, shown = r["final_latency_s"], r["word_shown_latency_s"]
-            rows.append([
-                system, str(r["streams"]),
-                f"{final['p50']:.2f} / {final['p95']:.2f} / {final['max']:.2f}",
-                f"{shown['p50']:.2f}",
-                f"{100 * r['wer_vs_file']['median']:.1f} % (max {100 * r['wer_vs_file']['max']:.1f} %)",
-                f"{100 * r['wer']['median']:.1f} %",
-                f"{r['tail_s']['median']:.1f} / {r['tail_s']['max']:.1f}",
-                "yes" if r["kept_up"] else "**no**",
-                f"{r['cpu_s_per_audio_s']:.2f}",
-                f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
-            ])
-    return table(["system", "streams", "final latency p50 / p95 / max s", "partial p50 s",
-                  "WER vs file mode", "WER vs reference", "lag at end median / max s", "kept up",
-                  "CPU s per audio s", "Triton inferences / executions"], rows)
+            rows.append(
+                [
+                    system,
+                    str(r["streams"]),
+                    f"{final['p50']:.2f} / {final['p95']:.2f} / {final['max']:.2f}",
+                    f"{shown['p50']:.2f}",
+                    f"{100 * r['wer_vs_file']['median']:.1f} % "
+                    f"(max {100 * r['wer_vs_file']['max']:.1f} %)",
+                    f"{100 * r['wer']['median']:.1f} %",
+                    f"{r['tail_s']['median']:.1f} / {r['tail_s']['max']:.1f}",
+                    "yes" if r["kept_up"] else "**no**",
+                    f"{r['cpu_s_per_audio_s']:.2f}",
+                    f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
+                ]
+            )
+    return table(
+        [
+            "system",
+            "streams",
+            "final latency p50 / p95 / max s",
+            "partial p50 s",
+            "WER vs file mode",
+            "WER vs reference",
+            "lag at end median / max s",
+            "kept up",
+            "CPU s per audio s",
+            "Triton inferences / executions",
+        ],
+        rows,
+    )
 
 
 def throughput_table(results: list[dict]) -> str:
     rows = []
     for r in results:
-        rows.append([
-            str(r["uploads"]), fmt_spread(r["wall_s"]), fmt_spread(r["audio_s_per_s"], 1),
-            f"{r['inferences']} / {r['executions']}", f"{r['mean_batch']:.2f}",
-            f"{100 * r['wer_max']:.1f} %",
-        ])
-    return table(["concurrent uploads", "wall s", "audio s per wall s",
-                  "Triton inferences / executions", "mean batch", "max WER"], rows)
+        rows.append(
+            [
+                str(r["uploads"]),
+                fmt_spread(r["wall_s"]),
+                fmt_spread(r["audio_s_per_s"], 1),
+                f"{r['inferences']} / {r['executions']}",
+                f"{r['mean_batch']:.2f}",
+                f"{100 * r['wer_max']:.1f} %",
+            ]
+        )
+    return table(
+        [
+            "concurrent uploads",
+            "wall s",
+            "audio s per wall s",
+            "Triton inferences / executions",
+            "mean batch",
+            "max WER",
+        ],
+        rows,
+    )
 
 
 def accuracy_table(rows: list[dict[str, Any]]) -> str:
@@ -208,14 +282,35 @@ def accuracy_table(rows: list[dict[str, Any]]) -> str:
         return "–" if value is None else f"{100 * value:.1f} %"
 
     return table(
-        ["audio", "s", "words", "hermes WER", "transcribe() WER", "difference",
-         "same text twice", "live stream WER (3 s beat)", "hermes wall s",
-         "transcribe() wall s", "Triton inferences / executions"],
-        [[r["condition"], f"{r['duration_s']:.1f}", str(r["words"]), percent(r["wer"]),
-          percent(r["transcribe_wer"]), f"{100 * (r['wer'] - r['transcribe_wer']):+.1f}",
-          "yes" if r["identical"] else "**no**", percent(r["stream_wer"]),
-          fmt_spread(r["wall_s"]), f"{r['transcribe_wall_s']:.2f}",
-          f"{r['inferences']} / {r['executions']}"] for r in rows],
+        [
+            "audio",
+            "s",
+            "words",
+            "hermes WER",
+            "transcribe() WER",
+            "difference",
+            "same text twice",
+            "live stream WER (3 s beat)",
+            "hermes wall s",
+            "transcribe() wall s",
+            "Triton inferences / executions",
+        ],
+        [
+            [
+                r["condition"],
+                f"{r['duration_s']:.1f}",
+                str(r["words"]),
+                percent(r["wer"]),
+                percent(r["transcribe_wer"]),
+                f"{100 * (r['wer'] - r['transcribe_wer']):+.1f}",
+                "yes" if r["identical"] else "**no**",
+                percent(r["stream_wer"]),
+                fmt_spread(r["wall_s"]),
+                f"{r['transcribe_wall_s']:.2f}",
+                f"{r['inferences']} / {r['executions']}",
+            ]
+            for r in rows
+        ],
     )
 
 
@@ -223,9 +318,11 @@ def accuracy_summary(rows: list[dict[str, Any]]) -> str:
     total = sum(r["words"] for r in rows)
     mean = sum(r["wer"] * r["words"] for r in rows) / total
     reference = sum(r["transcribe_wer"] * r["words"] for r in rows) / total
-    return (f"Over all {total} words (weighted by words): hermes {100 * mean:.1f} %, "
-            f"transcribe() {100 * reference:.1f} %; empty answers: "
-            f"{sum(1 for r in rows if not r['texts']['service'][0].strip())}.")
+    return (
+        f"Over all {total} words (weighted by words): hermes {100 * mean:.1f} %, "
+        f"transcribe() {100 * reference:.1f} %; empty answers: "
+        f"{sum(1 for r in rows if not r['texts']['service'][0].strip())}."
+    )
 
 
 NOISY_NOTE = "; **pytest or another tritonserver ran during this run: noisy**"
@@ -257,24 +354,41 @@ def markdown(results: dict[str, Any]) -> str:
         f"faster-whisper {v['faster-whisper']} (CTranslate2 {v['ctranslate2']}), "
         f"tritonserver {v['tritonserver']} (nvidia-pytriton {v['nvidia-pytriton']}). "
         f"Model tiny.en. Load average at start: {load_text(m['load_average_at_start'])}"
-        + (NOISY_NOTE if results.get("noisy") else "") + ".",
+        + (NOISY_NOTE if results.get("noisy") else "")
+        + ".",
         "",
         run_summary(results),
     ]
     if results.get("file_mode"):
         parts += ["", "## File mode", "", file_mode_table(results["file_mode"])]
     if rows := results.get("accuracy"):
-        parts += ["", "## Accuracy against `transcribe()` on the same weights", "",
-                  accuracy_table(rows), "", accuracy_summary(rows)]
+        parts += [
+            "",
+            "## Accuracy against `transcribe()` on the same weights",
+            "",
+            accuracy_table(rows),
+            "",
+            accuracy_summary(rows),
+        ]
     if section := results.get("streaming"):
-        parts += ["", (f"## Streaming capacity ({section['item']}, {section['duration_s']:.1f} s, "
-                  f"paced in real time, {section['repeat']} run(s) of each level)"),
-                  "", capacity_table(section)]
+        parts += [
+            "",
+            (
+                f"## Streaming capacity ({section['item']}, {section['duration_s']:.1f} s, "
+                f"paced in real time, {section['repeat']} run(s) of each level)"
+            ),
+            "",
+            capacity_table(section),
+        ]
         if section.get("plot"):
             parts += ["", f"![final latency against the number of streams]({section['plot']})"]
     if results.get("throughput"):
-        parts += ["", f"## Throughput ({results['throughput'][0]['item']} uploads)", "",
-                  throughput_table(results["throughput"])]
+        parts += [
+            "",
+            f"## Throughput ({results['throughput'][0]['item']} uploads)",
+            "",
+            throughput_table(results["throughput"]),
+        ]
     return "\n".join(parts) + "\n"
 
 

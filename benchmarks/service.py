@@ -23,6 +23,7 @@ KEPT_UP_TAIL_S = 5.0  # a stream kept up when `done` came within this long after
 
 # ---- file mode ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class UploadReply:
     status: int
@@ -39,14 +40,17 @@ async def post_upload(stack: Stack, item: Item) -> UploadReply:
     form.add_field("file", data, filename=item.path.name)
     form.add_field("response_format", "json")
     started = time.perf_counter()
-    async with stack.session.post(f"{stack.gateway_url}/v1/audio/transcriptions", data=form) as reply:
+    async with stack.session.post(
+        f"{stack.gateway_url}/v1/audio/transcriptions", data=form
+    ) as reply:
         raw = await reply.text()
         try:
             body = json.loads(raw)
         except ValueError:
             body = {"raw": raw[:500]}
-        return UploadReply(reply.status, body, reply.headers.get("Retry-After"),
-                           time.perf_counter() - started)
+        return UploadReply(
+            reply.status, body, reply.headers.get("Retry-After"), time.perf_counter() - started
+        )
 
 
 async def upload(stack: Stack, item: Item) -> tuple[str, float]:
@@ -69,8 +73,12 @@ class FileReference:
     def of(cls, segments: list[dict]) -> FileReference:
         """From segments with words, as `/transcribe?word_timestamps=true` returns them."""
         return cls(
-            words=[(w, word["end"]) for segment in segments for word in segment["words"]
-                   for w in words_of(word["word"])],
+            words=[
+                (w, word["end"])
+                for segment in segments
+                for word in segment["words"]
+                for w in words_of(word["word"])
+            ],
             text="".join(segment["text"] for segment in segments).strip(),
         )
 
@@ -91,6 +99,7 @@ def words_of(text: str) -> list[str]:
 
 # ---- throughput ----------------------------------------------------------------------------
 
+
 @dataclass
 class ThroughputRun:
     uploads: int
@@ -108,12 +117,17 @@ async def concurrent_uploads(stack: Stack, item: Item, count: int) -> Throughput
     wall = time.perf_counter() - started
     after_inferences, after_executions = await stack.batch_counts()
     return ThroughputRun(
-        count, wall, count * item.duration, after_inferences - inferences,
-        after_executions - executions, [text for text, _ in results],
+        count,
+        wall,
+        count * item.duration,
+        after_inferences - inferences,
+        after_executions - executions,
+        [text for text, _ in results],
     )
 
 
 # ---- streaming -----------------------------------------------------------------------------
+
 
 @dataclass
 class StreamRun:
@@ -157,8 +171,10 @@ class StreamRun:
             else:
                 continue
             _mark(ref_words, words_of(finals + partial), arrival, shown_at)
+
         def latencies(seen: dict[int, float]) -> list[float]:
             return [t - self.sent_at(reference[i][1]) for i, t in sorted(seen.items())]
+
         return latencies(shown_at), latencies(final_at)
 
     @property
@@ -167,7 +183,9 @@ class StreamRun:
         return (self.done_at if self.done_at is not None else math.inf) - self.stop_sent
 
 
-def _mark(reference: list[str], hypothesis: list[str], arrival: float, seen: dict[int, float]) -> None:
+def _mark(
+    reference: list[str], hypothesis: list[str], arrival: float, seen: dict[int, float]
+) -> None:
     matcher = difflib.SequenceMatcher(None, reference, hypothesis, autojunk=False)
     for block in matcher.get_matching_blocks():
         for i in range(block.a, block.a + block.size):
@@ -220,8 +238,12 @@ async def concurrent_streams(stack: Stack, item: Item, count: int) -> list[Strea
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
-    return {"p50": percentile(values, 50), "p95": percentile(values, 95),
-            "max": max(values, default=math.nan), "count": len(values)}
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values, default=math.nan),
+        "count": len(values),
+    }
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -66,12 +66,15 @@ def positive_float(text: str) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
-    parser.add_argument("--minutes", type=positive_float, default=5.0,
-                        help="length of the mixed phase (default 5)")
-    parser.add_argument("--streams", type=positive_int, default=3,
-                        help="concurrent real-time streams (default 3)")
-    parser.add_argument("--uploads", type=positive_int, default=2,
-                        help="clients uploading back to back (default 2)")
+    parser.add_argument(
+        "--minutes", type=positive_float, default=5.0, help="length of the mixed phase (default 5)"
+    )
+    parser.add_argument(
+        "--streams", type=positive_int, default=3, help="concurrent real-time streams (default 3)"
+    )
+    parser.add_argument(
+        "--uploads", type=positive_int, default=2, help="clients uploading back to back (default 2)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="results directory")
     return parser.parse_args(argv)
 
@@ -81,6 +84,7 @@ def describe(exc: BaseException) -> str:
 
 
 # ---- outcomes --------------------------------------------------------------------------------
+
 
 @dataclass
 class Ledger:
@@ -134,7 +138,7 @@ async def guarded_stream(
     """One paced stream, judged; None (after a pause) when the client failed."""
     try:
         run = await service.stream(client, item, delay=delay)
-    except Exception as exc:  # noqa: BLE001 (any client failure is a finding, not the end)
+    except Exception as exc:
         ledger.error(where, describe(exc))
         await asyncio.sleep(RETRY_PAUSE_S)
         return None
@@ -162,8 +166,11 @@ def error_code(reply: service.UploadReply) -> str:
 
 
 def is_overload_refusal(reply: service.UploadReply) -> bool:
-    return (reply.status in OVERLOAD_STATUSES and reply.retry_after is not None
-            and error_code(reply) not in FAULTS)
+    return (
+        reply.status in OVERLOAD_STATUSES
+        and reply.retry_after is not None
+        and error_code(reply) not in FAULTS
+    )
 
 
 def retry_pause(retry_after: str) -> float:
@@ -179,7 +186,7 @@ async def upload_once(
     """One upload, judged: (its record when it succeeded, how long to pause before the next)."""
     try:
         reply = await service.post_upload(client, item)
-    except Exception as exc:  # noqa: BLE001 (a timeout, a reset connection: any is a finding)
+    except Exception as exc:
         ledger.error(where, describe(exc))
         return None, RETRY_PAUSE_S
     if reply.status == 200:
@@ -210,6 +217,7 @@ async def uploads_back_to_back(
 
 # ---- phases ----------------------------------------------------------------------------------
 
+
 @asynccontextmanager
 async def own_client(stack: Stack) -> AsyncIterator[Stack]:
     """The stack through a client session of its own, closed on exit: none of its connections
@@ -231,16 +239,23 @@ async def file_mode_baselines(client: Stack, items: list[Item]) -> dict[str, flo
 
 async def alone_phase(client: Stack, item: Item, streams: int, ledger: Ledger) -> list[StreamRun]:
     delays = service.start_delays(client, streams)
-    runs = await asyncio.gather(*(
-        guarded_stream(client, item, ledger, f"stream {i} alone", delay)
-        for i, delay in enumerate(delays)
-    ))
+    runs = await asyncio.gather(
+        *(
+            guarded_stream(client, item, ledger, f"stream {i} alone", delay)
+            for i, delay in enumerate(delays)
+        )
+    )
     return [run for run in runs if run is not None]
 
 
 async def mixed_phase(
-    client: Stack, stream_item: Item, upload_items: list[Item], args: argparse.Namespace,
-    seconds: float, ledger: Ledger, label: str,
+    client: Stack,
+    stream_item: Item,
+    upload_items: list[Item],
+    args: argparse.Namespace,
+    seconds: float,
+    ledger: Ledger,
+    label: str,
 ) -> tuple[list[StreamRun], list[dict]]:
     """`args.streams` streams back to back and `args.uploads` upload clients back to back, all
     starting work for `seconds` (each at least once); upload client i starts at item i of
@@ -282,8 +297,11 @@ class Monitor:
 
     async def sample(self, label: str | None = None) -> dict[str, Any]:
         snapshot = await asyncio.to_thread(resources.snapshot, self.gateway_pid, self.triton_pid)
-        record = {"t_s": round(time.monotonic() - self.started, 1), "phase": label or self.phase,
-                  **asdict(snapshot)}
+        record = {
+            "t_s": round(time.monotonic() - self.started, 1),
+            "phase": label or self.phase,
+            **asdict(snapshot),
+        }
         self.samples.append(record)
         return record
 
@@ -309,6 +327,7 @@ class Monitor:
 
 # ---- results ---------------------------------------------------------------------------------
 
+
 def stream_summary(runs: list[StreamRun], item: Item) -> dict[str, Any]:
     latencies = [x for run in runs for x in run.final_latencies()]
     completed = [run for run in runs if run.done_at is not None]
@@ -316,12 +335,17 @@ def stream_summary(runs: list[StreamRun], item: Item) -> dict[str, Any]:
     return {
         "streams": len(runs),
         "completed": len(completed),
-        "final_latency_s": {**service.quantiles(latencies),
-                            "max": max(latencies, default=math.nan)},
-        "wer": {"median": statistics.median(wers) if wers else math.nan,
-                "max": max(wers, default=math.nan)},
-        "skipped_s": sum(m["end"] - m["start"] for run in runs for _, m in run.messages
-                         if m["type"] == "skipped"),
+        "final_latency_s": {
+            **service.quantiles(latencies),
+            "max": max(latencies, default=math.nan),
+        },
+        "wer": {
+            "median": statistics.median(wers) if wers else math.nan,
+            "max": max(wers, default=math.nan),
+        },
+        "skipped_s": sum(
+            m["end"] - m["start"] for run in runs for _, m in run.messages if m["type"] == "skipped"
+        ),
     }
 
 
@@ -331,12 +355,16 @@ def upload_summary(
     summary = []
     for item in items:
         done = [r for r in records if r["item"] == item.name]
-        summary.append({
-            "item": item.name, "duration_s": item.duration, "completed": len(done),
-            "wall_s": report.spread([r["wall_s"] for r in done]) if done else None,
-            "wer": report.spread([r["wer"] for r in done]) if done else None,
-            "file_mode_wer": baselines[item.name],
-        })
+        summary.append(
+            {
+                "item": item.name,
+                "duration_s": item.duration,
+                "completed": len(done),
+                "wall_s": report.spread([r["wall_s"] for r in done]) if done else None,
+                "wer": report.spread([r["wer"] for r in done]) if done else None,
+                "file_mode_wer": baselines[item.name],
+            }
+        )
     return summary
 
 
@@ -365,26 +393,37 @@ def verdict_rules(results: dict[str, Any]) -> list[dict[str, Any]]:
     streams = results["mixed"]["completed"]
     uploads = sum(u["completed"] for u in results["uploads"])
     return [
-        {"rule": "unexpected errors = 0", "measured": str(len(results["unexpected_errors"])),
-         "passed": not results["unexpected_errors"]},
-        {"rule": "mixed load ran: ≥ 1 stream and ≥ 1 upload completed",
-         "measured": f"{streams} streams, {uploads} uploads",
-         "passed": streams > 0 and uploads > 0},
+        {
+            "rule": "unexpected errors = 0",
+            "measured": str(len(results["unexpected_errors"])),
+            "passed": not results["unexpected_errors"],
+        },
+        {
+            "rule": "mixed load ran: ≥ 1 stream and ≥ 1 upload completed",
+            "measured": f"{streams} streams, {uploads} uploads",
+            "passed": streams > 0 and uploads > 0,
+        },
         memory_rule("gateway", start, end),
         memory_rule("triton", start, end),
         fd_rule("gateway", start, end),
         fd_rule("triton", start, end),
-        {"rule": "ffmpeg processes left under the gateway = 0", "measured": str(end["ffmpeg"]),
-         "passed": end["ffmpeg"] == 0},
+        {
+            "rule": "ffmpeg processes left under the gateway = 0",
+            "measured": str(end["ffmpeg"]),
+            "passed": end["ffmpeg"] == 0,
+        },
     ]
 
 
 def latency_row(phase: str, summary: dict[str, Any], file_wer: float) -> list[str]:
     latency, wer = summary["final_latency_s"], summary["wer"]
     return [
-        phase, f"{summary['streams']} ({summary['completed']})", str(latency["count"]),
+        phase,
+        f"{summary['streams']} ({summary['completed']})",
+        str(latency["count"]),
         f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['max']:.2f}",
-        f"{100 * wer['median']:.1f} % (max {100 * wer['max']:.1f} %)", f"{100 * file_wer:.1f} %",
+        f"{100 * wer['median']:.1f} % (max {100 * wer['max']:.1f} %)",
+        f"{100 * file_wer:.1f} %",
         f"{summary['skipped_s']:.1f}",
     ]
 
@@ -396,15 +435,20 @@ def upload_row(summary: dict[str, Any]) -> list[str]:
         return [*head, "–", "–", "–", baseline]
     wall, wer = summary["wall_s"], summary["wer"]
     return [
-        *head, report.fmt_spread(wall), f"{wall['median'] / summary['duration_s']:.3f}",
-        f"{100 * wer['median']:.1f} % (max {100 * wer['max']:.1f} %)", baseline,
+        *head,
+        report.fmt_spread(wall),
+        f"{wall['median'] / summary['duration_s']:.3f}",
+        f"{100 * wer['median']:.1f} % (max {100 * wer['max']:.1f} %)",
+        baseline,
     ]
 
 
 def trend(values: list[float], digits: int = 0) -> str:
     """`first → last (min–max)` of a phase's samples; the value alone for one sample."""
+
     def f(x: float) -> str:
         return f"{x:.{digits}f}"
+
     if len(values) == 1:
         return f(values[0])
     return f"{f(values[0])} → {f(values[-1])} ({f(min(values))}–{f(max(values))})"
@@ -414,14 +458,23 @@ def phase_rows(series: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for phase, group in itertools.groupby(series, key=lambda sample: sample["phase"]):
         samples = list(group)
-        rows.append([
-            phase, str(len(samples)),
-            *(trend([s[process][metric] for s in samples])
-              for process, metric in (("gateway", "rss_mib"), ("gateway", "fds"),
-                                      ("triton", "rss_mib"), ("triton", "shmem_mib"),
-                                      ("triton", "fds"))),
-            str(max(s["ffmpeg"] for s in samples)),
-        ])
+        rows.append(
+            [
+                phase,
+                str(len(samples)),
+                *(
+                    trend([s[process][metric] for s in samples])
+                    for process, metric in (
+                        ("gateway", "rss_mib"),
+                        ("gateway", "fds"),
+                        ("triton", "rss_mib"),
+                        ("triton", "shmem_mib"),
+                        ("triton", "fds"),
+                    )
+                ),
+                str(max(s["ffmpeg"] for s in samples)),
+            ]
+        )
     return rows
 
 
@@ -449,15 +502,19 @@ def header(results: dict[str, Any]) -> list[str]:
         f"torch {v['torch']}, tritonserver {v['tritonserver']} (nvidia-pytriton "
         f"{v['nvidia-pytriton']}), aiohttp {v['aiohttp']}. Model tiny.en. Load average at start: "
         f"{report.load_text(m['load_average_at_start'])}"
-        + (report.NOISY_NOTE if results["noisy"] else "") + ".",
+        + (report.NOISY_NOTE if results["noisy"] else "")
+        + ".",
         "",
-        (f"Load: {config['streams']} real-time streams of {config['stream_item']} "
-         f"({config['stream_duration_s']:.1f} s, 100 ms frames, starts spread over one step), and "
-         f"{config['uploads']} clients uploading {uploads} in turn to `/v1/audio/transcriptions`, "
-         "each back to back. Alone: the streams once, nothing else running. Mixed: both for "
-         f"{config['minutes']:g} min (nothing new starts after that; what runs finishes). The "
-         "gateway runs as its own process (`hermes serve`): its memory and descriptors are its "
-         "own, not mixed with the clients'."),
+        (
+            f"Load: {config['streams']} real-time streams of {config['stream_item']} "
+            f"({config['stream_duration_s']:.1f} s, 100 ms frames, starts spread over one step), "
+            f"and {config['uploads']} clients uploading {uploads} in turn to "
+            "`/v1/audio/transcriptions`, "
+            "each back to back. Alone: the streams once, nothing else running. Mixed: both for "
+            f"{config['minutes']:g} min (nothing new starts after that; what runs finishes). The "
+            "gateway runs as its own process (`hermes serve`): its memory and descriptors are its "
+            "own, not mixed with the clients'."
+        ),
         "",
         report.run_summary(results),
     ]
@@ -474,16 +531,35 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Streaming final latency, alone and under mixed load",
         "",
-        report.table(["phase", "streams (completed)", "finals", "final latency p50 / p95 / max s",
-                      "stream WER", "file WER", "audio skipped s"],
-                     [latency_row("alone", results["alone"], file_wer),
-                      latency_row("mixed", results["mixed"], file_wer)]),
+        report.table(
+            [
+                "phase",
+                "streams (completed)",
+                "finals",
+                "final latency p50 / p95 / max s",
+                "stream WER",
+                "file WER",
+                "audio skipped s",
+            ],
+            [
+                latency_row("alone", results["alone"], file_wer),
+                latency_row("mixed", results["mixed"], file_wer),
+            ],
+        ),
         "",
         "## Uploads during the mixed phase",
         "",
-        report.table(["file", "completed", "wall s, median (min–max)", "RTF", "WER",
-                      "file WER (baseline, alone)"],
-                     [upload_row(u) for u in results["uploads"]]),
+        report.table(
+            [
+                "file",
+                "completed",
+                "wall s, median (min–max)",
+                "RTF",
+                "WER",
+                "file WER (baseline, alone)",
+            ],
+            [upload_row(u) for u in results["uploads"]],
+        ),
         "",
         "## Errors and refusals",
         "",
@@ -491,27 +567,45 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Verdict",
         "",
-        ("Start: after the warm-up (file-mode baselines, the streams alone, one round of the "
-         "mixed load, one batch of the model's largest size); end: after the mixed phase; both with no client connection open, "
-         f"{SETTLE_S:g} s after the last one closed. Triton: tritonserver and its Python backend "
-         "stubs."),
+        (
+            "Start: after the warm-up (file-mode baselines, the streams alone, one round of the "
+            "mixed load, one batch of the model's largest size); end: after the mixed phase; "
+            f"both with no client connection open, {SETTLE_S:g} s after the last one closed. "
+            "Triton: tritonserver and its Python backend "
+            "stubs."
+        ),
         "",
-        report.table(["rule", "measured", "pass"],
-                     [[r["rule"], r["measured"], "yes" if r["passed"] else "**no**"]
-                      for r in results["rules"]]),
+        report.table(
+            ["rule", "measured", "pass"],
+            [
+                [r["rule"], r["measured"], "yes" if r["passed"] else "**no**"]
+                for r in results["rules"]
+            ],
+        ),
         "",
         "## Resources by phase",
         "",
         f"Sampled every {SAMPLE_EVERY_S:g} s (all in the JSON): first → last (min–max).",
         "",
-        report.table(["phase", "samples", "gateway RSS MiB", "gateway fds", "Triton RSS MiB",
-                      "of it shared MiB", "Triton fds", "ffmpeg running, max"],
-                     phase_rows(results["resources"]["series"])),
+        report.table(
+            [
+                "phase",
+                "samples",
+                "gateway RSS MiB",
+                "gateway fds",
+                "Triton RSS MiB",
+                "of it shared MiB",
+                "Triton fds",
+                "ffmpeg running, max",
+            ],
+            phase_rows(results["resources"]["series"]),
+        ),
     ]
     return "\n".join(parts) + "\n"
 
 
 # ---- orchestration ---------------------------------------------------------------------------
+
 
 async def largest_batch(stack: Stack, audio: Any) -> None:
     """One batch of the model's largest size (`max_batch_size` windows of 30 s) straight to
@@ -519,15 +613,21 @@ async def largest_batch(stack: Stack, audio: Any) -> None:
     that grows to the largest batch it has carried and is then reused (it counts in both
     processes' RSS): after this batch it is at that bound, so memory growth measured from the
     start sample on is growth, not the pool reaching its size."""
-    size = (await stack.triton_json(f"/v2/models/{stack.settings.triton_model}/config"))["max_batch_size"]
+    size = (await stack.triton_json(f"/v2/models/{stack.settings.triton_model}/config"))[
+        "max_batch_size"
+    ]
     window = audio[:WINDOW_SAMPLES]
     async with stack.triton_pool() as pool:
-        await asyncio.gather(*(pool.transcribe(window, TranscribeOptions(language="en"))
-                               for _ in range(size)))
+        await asyncio.gather(
+            *(pool.transcribe(window, TranscribeOptions(language="en")) for _ in range(size))
+        )
 
 
 async def phases(
-    stack: Stack, monitor: Monitor, stream_item: Item, upload_items: list[Item],
+    stack: Stack,
+    monitor: Monitor,
+    stream_item: Item,
+    upload_items: list[Item],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """File-mode baselines, the streams alone, one round of the mixed load and one batch of
@@ -572,9 +672,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "command": report.command_line("benchmarks.soak"),
-        "config": {"minutes": args.minutes, "streams": args.streams, "uploads": args.uploads,
-                   "stream_item": harvard.name, "stream_duration_s": harvard.duration,
-                   "gateway": "own process (hermes serve)"},
+        "config": {
+            "minutes": args.minutes,
+            "streams": args.streams,
+            "uploads": args.uploads,
+            "stream_item": harvard.name,
+            "stream_duration_s": harvard.duration,
+            "gateway": "own process (hermes serve)",
+        },
     }
     log("starting tritonserver and the gateway")
     async with running_stack(TMP_DIR, separate_gateway=True) as stack:
@@ -583,12 +688,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         async with monitor.running():
             results.update(await phases(stack, monitor, harvard, upload_items, args))
         noisy |= report.noisy(own_tritonservers=1)
-    results.update({
-        "noisy": noisy,
-        "load_average_at_end": os.getloadavg(),
-        "total_s": time.perf_counter() - started,
-        "cpu": report.cpu_use(counters, report.cpu_times()),
-    })
+    results.update(
+        {
+            "noisy": noisy,
+            "load_average_at_end": os.getloadavg(),
+            "total_s": time.perf_counter() - started,
+            "cpu": report.cpu_use(counters, report.cpu_times()),
+        }
+    )
     results["rules"] = verdict_rules(results)
     results["passed"] = all(rule["passed"] for rule in results["rules"])
     return results

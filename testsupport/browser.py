@@ -14,7 +14,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 requires_chromium = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("HERMES_REQUIRE_BROWSER"),
-    reason=f"{CHROMIUM} is missing: run .ci/install-browser (Debian's chromium) to run the browser tests",
+    reason=f"{CHROMIUM} is missing: run .ci/install-browser (Debian's chromium) to run the "
+    "browser tests",
 )
 
 # Quiet, offline, headless Chromium: no calls home (this machine refuses outside

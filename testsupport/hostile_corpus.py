@@ -35,8 +35,18 @@ CANARY_URL = "@CANARY_URL@"
 FIELD_BYTES = 256
 JFK_OPENING_SECONDS = 4.8  # "And so my fellow Americans, ask not", then a pause
 JFK_CUT_SECONDS = 7.8  # in the pause after "... what your country can do for you"
-BITEXACT = ("-fflags", "+bitexact", "-flags:a", "+bitexact", "-flags:v", "+bitexact",
-            "-map_metadata", "-1", "-map_chapters", "-1")
+BITEXACT = (
+    "-fflags",
+    "+bitexact",
+    "-flags:a",
+    "+bitexact",
+    "-flags:v",
+    "+bitexact",
+    "-map_metadata",
+    "-1",
+    "-map_chapters",
+    "-1",
+)
 
 
 def render(template: bytes, canary_file: str, canary_url: str) -> bytes:
@@ -64,9 +74,25 @@ def ffmpeg(suffix: str, *args: str) -> bytes:
 def jfk(seconds: float, rate: int = 16_000) -> np.ndarray:
     """The opening `seconds` of jfk.flac as mono PCM16 at `rate`."""
     decoded = subprocess.run(
-        [ffmpeg_executable(), "-nostdin", "-loglevel", "error", "-i", str(JFK), "-t", str(seconds),
-         "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"],
-        check=True, capture_output=True,
+        [
+            ffmpeg_executable(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(JFK),
+            "-t",
+            str(seconds),
+            "-ac",
+            "1",
+            "-ar",
+            str(rate),
+            "-f",
+            "s16le",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
     ).stdout
     return np.frombuffer(decoded, "<i2")
 
@@ -79,13 +105,26 @@ def quiet_tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
 
 
 def wav(
-    frames: bytes, rate: int, channels: int = 1, bits: int = 16, *, codec: int = 1,
-    riff_size: int | None = None, data_size: int | None = None,
+    frames: bytes,
+    rate: int,
+    channels: int = 1,
+    bits: int = 16,
+    *,
+    codec: int = 1,
+    riff_size: int | None = None,
+    data_size: int | None = None,
 ) -> bytes:
     """A canonical 44-byte-header WAV whose every header field can be made to lie."""
     block_align = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", codec, channels, rate, rate * block_align & 0xFFFFFFFF,
-                      block_align & 0xFFFF, bits)
+    fmt = struct.pack(
+        "<HHIIHH",
+        codec,
+        channels,
+        rate,
+        rate * block_align & 0xFFFFFFFF,
+        block_align & 0xFFFF,
+        bits,
+    )
     data_size = len(frames) if data_size is None else data_size
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
     body += b"data" + struct.pack("<I", data_size) + frames
@@ -93,8 +132,21 @@ def wav(
 
 
 def jfk_mp3(seconds: float) -> bytes:
-    return ffmpeg(".mp3", "-i", str(JFK), "-t", str(seconds), "-ac", "1", "-ar", "16000",
-                  "-c:a", "libmp3lame", "-b:a", "32k")
+    return ffmpeg(
+        ".mp3",
+        "-i",
+        str(JFK),
+        "-t",
+        str(seconds),
+        "-ac",
+        "1",
+        "-ar",
+        "16000",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "32k",
+    )
 
 
 # --- truncated -----------------------------------------------------------------------------
@@ -158,8 +210,10 @@ def mp3_huge_id3() -> bytes:
 def pdf() -> bytes:
     """A one-page PDF that says "hello", with a correct cross-reference table."""
     stream = b"BT /F1 24 Tf 72 720 Td (hello) Tj ET"
-    page = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            b"/Resources << /Font << /F1 5 0 R >> >> >>")
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>"
+    )
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -174,16 +228,24 @@ def pdf() -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)
 
 
 def elf() -> bytes:
     """A complete x86-64 Linux executable (129 bytes) that exits with status 0."""
-    base, code = 0x400000, b"\xb8\x3c\x00\x00\x00\x31\xff\x0f\x05"  # mov eax, 60; xor edi, edi; syscall
+    base, code = (
+        0x400000,
+        b"\xb8\x3c\x00\x00\x00\x31\xff\x0f\x05",
+    )  # mov eax, 60; xor edi, edi; syscall
     size = 64 + 56 + len(code)
-    header = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack(
-        "<HHIQQQIHHHHHH", 2, 0x3E, 1, base + 120, 64, 0, 0, 64, 56, 1, 64, 0, 0
+    header = (
+        b"\x7fELF\x02\x01\x01"
+        + bytes(9)
+        + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, base + 120, 64, 0, 0, 64, 56, 1, 64, 0, 0)
     )
     program = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
     return header + program + code
@@ -209,8 +271,21 @@ def test_picture(suffix: str) -> bytes:
 
 def hours_of_silence() -> bytes:
     """Ten hours of digital silence at 1 kHz in 65535-sample FLAC frames: about 16 KB."""
-    return ffmpeg(".flac", "-f", "lavfi", "-i", "anullsrc=r=1000:cl=mono", "-t", "36000",
-                  "-c:a", "flac", "-sample_fmt", "s16", "-frame_size", "65535")
+    return ffmpeg(
+        ".flac",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=1000:cl=mono",
+        "-t",
+        "36000",
+        "-c:a",
+        "flac",
+        "-sample_fmt",
+        "s16",
+        "-frame_size",
+        "65535",
+    )
 
 
 def tone_flac(rate: int, seconds: float) -> bytes:
@@ -223,14 +298,27 @@ def tone_flac(rate: int, seconds: float) -> bytes:
 def speech_in_channel_0_of_64() -> bytes:
     """64 channels of Opus (no channel layout), JFK's opening in channel 0, silence elsewhere."""
     route = "|".join(["c0=0.5*c0+0.5*c1"] + [f"c{channel}=0*c0" for channel in range(1, 64)])
-    return ffmpeg(".opus", "-i", str(JFK), "-t", str(JFK_OPENING_SECONDS),
-                  "-af", f"pan=64C|{route}", "-c:a", "libopus", "-mapping_family", "255",
-                  "-b:a", "2000k")
+    return ffmpeg(
+        ".opus",
+        "-i",
+        str(JFK),
+        "-t",
+        str(JFK_OPENING_SECONDS),
+        "-af",
+        f"pan=64C|{route}",
+        "-c:a",
+        "libopus",
+        "-mapping_family",
+        "255",
+        "-b:a",
+        "2000k",
+    )
 
 
 def video_without_sound() -> bytes:
-    return ffmpeg(".mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5", "-t", "1",
-                  "-c:v", "mpeg4", "-an")
+    return ffmpeg(
+        ".mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5", "-t", "1", "-c:v", "mpeg4", "-an"
+    )
 
 
 # --- files that point elsewhere ------------------------------------------------------------
@@ -309,8 +397,19 @@ def mov_with_external_track() -> bytes:
     absolute-path alias in its `dref`. The movie holds the index only: no samples of its own.
     Ten seconds of 8 kHz PCM16, the canary's format, so an ffmpeg that followed the alias would
     decode the canary's speech."""
-    movie = ffmpeg(".mov", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "10",
-                   "-c:a", "pcm_s16le", "-movflags", "+faststart")
+    movie = ffmpeg(
+        ".mov",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=8000:cl=mono",
+        "-t",
+        "10",
+        "-c:a",
+        "pcm_s16le",
+        "-movflags",
+        "+faststart",
+    )
 
     def rewrite(data: bytes) -> bytes:
         out = b""
@@ -339,12 +438,43 @@ def audio_with_urls_in_metadata() -> bytes:
             f"[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2600\ntitle={url_field}\n"
         )
         return subprocess.run(
-            [ffmpeg_executable(), "-nostdin", "-loglevel", "error", "-i", str(JFK),
-             "-i", str(chapters), "-map", "0:a", "-map_chapters", "1", "-map_metadata", "-1",
-             "-t", str(JFK_OPENING_SECONDS), "-ac", "1", "-ar", "16000", "-c:a", "libopus",
-             "-metadata", f"comment=file://{file_field}", "-metadata", f"url={url_field}",
-             "-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "matroska", "-"],
-            check=True, capture_output=True,
+            [
+                ffmpeg_executable(),
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(JFK),
+                "-i",
+                str(chapters),
+                "-map",
+                "0:a",
+                "-map_chapters",
+                "1",
+                "-map_metadata",
+                "-1",
+                "-t",
+                str(JFK_OPENING_SECONDS),
+                "-ac",
+                "1",
+                "-ar",
+                "16000",
+                "-c:a",
+                "libopus",
+                "-metadata",
+                f"comment=file://{file_field}",
+                "-metadata",
+                f"url={url_field}",
+                "-fflags",
+                "+bitexact",
+                "-flags:a",
+                "+bitexact",
+                "-f",
+                "matroska",
+                "-",
+            ],
+            check=True,
+            capture_output=True,
         ).stdout
 
 
@@ -356,8 +486,9 @@ CORPUS: dict[str, Callable[[], bytes | str]] = {
     "zero-samples.wav": lambda: wav(b"", 16_000),
     "cut-in-header.flac": flac_cut_in_header,
     "cut-mid-frame.mp3": cut_mid_frame,
-    "riff-size-garbage.wav": lambda: wav(jfk(JFK_OPENING_SECONDS, 8000).tobytes(), 8000,
-                                         riff_size=0xDEADBEEF),
+    "riff-size-garbage.wav": lambda: wav(
+        jfk(JFK_OPENING_SECONDS, 8000).tobytes(), 8000, riff_size=0xDEADBEEF
+    ),
     "fmt-unknown-codec.wav": lambda: wav(quiet_tone(0.1, 16_000).tobytes(), 16_000, codec=0xBEEF),
     "fmt-zero-channels.wav": lambda: wav(quiet_tone(0.1, 16_000).tobytes(), 16_000, channels=0),
     "flac-streaminfo-zeroed.flac": flac_streaminfo_zeroed,
@@ -373,8 +504,9 @@ CORPUS: dict[str, Callable[[], bytes | str]] = {
     "archive.zip": zip_archive,
     "random.bin": random_bytes,
     "video-no-audio.mp4": video_without_sound,
-    "declares-hours.wav": lambda: wav(jfk(JFK_OPENING_SECONDS, 8000).tobytes(), 8000,
-                                      data_size=0xFFFFFFF0),
+    "declares-hours.wav": lambda: wav(
+        jfk(JFK_OPENING_SECONDS, 8000).tobytes(), 8000, data_size=0xFFFFFFF0
+    ),
     "decodes-to-hours.flac": hours_of_silence,
     "rate-1hz.wav": lambda: wav(quiet_tone(40, 1).tobytes(), 1),
     "rate-384khz.flac": lambda: tone_flac(384_000, 0.5),

@@ -66,7 +66,9 @@ async def stream(
             await (ws.send_bytes(item) if isinstance(item, bytes) else ws.send_str(item))
         for index, offset in enumerate(range(0, len(payload), frame)):
             await ws.send_bytes(payload[offset : offset + frame])
-            await asyncio.sleep(max(0.0, started + (index + 1) * FRAME_SECONDS / pace - time.monotonic()))
+            await asyncio.sleep(
+                max(0.0, started + (index + 1) * FRAME_SECONDS / pace - time.monotonic())
+            )
         run.last_frame_at = time.monotonic() - started
         await asyncio.sleep(linger)
         if stop:

@@ -1,8 +1,8 @@
 """The tensors of the Triton model `whisper`, on the client side.
 
 `build_inputs` turns one window and its `TranscribeOptions` into Triton inputs and
-`parse_outputs` turns the reply back into a `WindowResult`. Both work with `tritonclient.grpc` and `tritonclient.grpc.aio`, whose
-`InferInput` classes are the same.
+`parse_outputs` turns the reply back into a `WindowResult`. Both work with `tritonclient.grpc`
+and `tritonclient.grpc.aio`, whose `InferInput` classes are the same.
 """
 
 from __future__ import annotations

@@ -195,7 +195,9 @@ def _reason(log: str) -> str:
     return "; ".join(lines[:_STDERR_DETAIL_LINES])[:_STDERR_DETAIL_CHARS]
 
 
-def _samples(stdout: bytes, stderr: bytes, returncode: int, max_seconds: float | None) -> np.ndarray:
+def _samples(
+    stdout: bytes, stderr: bytes, returncode: int, max_seconds: float | None
+) -> np.ndarray:
     log = stderr.decode("utf-8", "replace")
     if returncode != 0 and any(marker in log for marker in _NO_AUDIO_STREAM):
         raise NotAudioError("the file has no audio stream")
@@ -206,12 +208,14 @@ def _samples(stdout: bytes, stderr: bytes, returncode: int, max_seconds: float |
         )
     if returncode != 0:
         raise AudioDecodeError(f"ffmpeg could not decode the audio: {_reason(log) or 'no detail'}")
-    samples = np.frombuffer(stdout[: len(stdout) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE], np.float32)
+    samples = np.frombuffer(
+        stdout[: len(stdout) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE], np.float32
+    )
     if samples.size == 0:
         reason = _reason(log)
-        raise AudioDecodeError("the file contains no audio samples" + (f": {reason}" if reason else ""))
-    if max_seconds is not None and samples.size > max_seconds * SAMPLE_RATE:
-        raise AudioTooLongError(
-            f"the audio is longer than the limit of {max_seconds:g} s"
+        raise AudioDecodeError(
+            "the file contains no audio samples" + (f": {reason}" if reason else "")
         )
+    if max_seconds is not None and samples.size > max_seconds * SAMPLE_RATE:
+        raise AudioTooLongError(f"the audio is longer than the limit of {max_seconds:g} s")
     return np.clip(samples, -1.0, 1.0)

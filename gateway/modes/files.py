@@ -1,4 +1,4 @@
-"""File mode: transcribe decoded audio of any length, window by window (see `gateway.modes.windows`).
+"""File mode: transcribe decoded audio of any length, window by window (`gateway.modes.windows`).
 
 The voice detector scores the file, its speech is packed into independent windows of up to
 30 s, and the windows go to the model concurrently, so Triton batches them; never more than
@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gateway.modes.audio import SAMPLE_RATE
-from gateway.core.transcript import MIN_AVG_LOGPROB, Segment, Transcript
 from gateway.core.contract import AsrBackend, Priority, TranscribeOptions
+from gateway.core.transcript import MIN_AVG_LOGPROB, Segment, Transcript
+from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import VadConfig, speech_probabilities, speech_regions
 from gateway.modes.windows import (
     Window,
@@ -84,8 +84,11 @@ async def read_window(
         done, rest = parts
         finished = segments[:-1]
         if not window_problems(finished, done, options.prompt):
-            logger.info("window %s: decode stopped at %.1f s, the rest read again",
-                        _span(window), rest.start / SAMPLE_RATE)
+            logger.info(
+                "window %s: decode stopped at %.1f s, the rest read again",
+                _span(window),
+                rest.start / SAMPLE_RATE,
+            )
             again = await read_window(
                 backend, audio, rest, options, scores=scores, priority=priority
             )
@@ -100,8 +103,10 @@ async def read_window(
     if "the prompt written out" in problems:
         options = replace(options, prompt=None)
     reads = await asyncio.gather(
-        *(read_window(backend, audio, half, options, scores=scores, priority=priority)
-          for half in halves)
+        *(
+            read_window(backend, audio, half, options, scores=scores, priority=priority)
+            for half in halves
+        )
     )
     return WindowRead(
         tuple(segment for read in reads for segment in read.segments),
@@ -134,8 +139,11 @@ async def transcribe_audio(
     duration = audio.size / SAMPLE_RATE
     found = await asyncio.to_thread(SpeechMap.of, audio)
     windows = plan_windows(
-        found.regions, found.speech, found.scores,
-        window=int(window_seconds * SAMPLE_RATE), total=audio.size,
+        found.regions,
+        found.speech,
+        found.scores,
+        window=int(window_seconds * SAMPLE_RATE),
+        total=audio.size,
     )
     slots = asyncio.Semaphore(in_flight)
 

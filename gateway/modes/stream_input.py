@@ -30,7 +30,14 @@ class StreamConfig:
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> StreamConfig:
-        unknown = set(message) - {"type", "language", "prompt", "sample_rate", "encoding", "channels"}
+        unknown = set(message) - {
+            "type",
+            "language",
+            "prompt",
+            "sample_rate",
+            "encoding",
+            "channels",
+        }
         if unknown:
             raise StreamProtocolError(f"unknown config fields: {', '.join(sorted(unknown))}")
         config = cls(
@@ -43,7 +50,10 @@ class StreamConfig:
         for name in ("language", "prompt"):
             if getattr(config, name) is not None and not isinstance(getattr(config, name), str):
                 raise StreamProtocolError(f"config {name} must be a string")
-        if not isinstance(config.sample_rate, int) or not MIN_SAMPLE_RATE <= config.sample_rate <= MAX_SAMPLE_RATE:
+        if (
+            not isinstance(config.sample_rate, int)
+            or not MIN_SAMPLE_RATE <= config.sample_rate <= MAX_SAMPLE_RATE
+        ):
             raise StreamProtocolError(
                 f"sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}"
             )

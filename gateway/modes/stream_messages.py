@@ -44,4 +44,6 @@ class StreamMessages:
         if end - start < 0.01:
             return []
         self.final_end = max(self.final_end, round(end, 3))
-        return [{"type": "skipped", "start": round(start, 3), "end": round(end, 3), "reason": reason}]
+        return [
+            {"type": "skipped", "start": round(start, 3), "end": round(end, 3), "reason": reason}
+        ]

@@ -2,12 +2,13 @@
 becomes final. Its audio is a `StreamBuffer`, its words go out as `StreamMessages`.
 
 Audio frames come in at the client's rate and encoding and are converted to 16 kHz mono
-float32 (`gateway.modes.stream_input`). On every beat of the shared `StepClock` with new audio, the session
-transcribes its uncommitted buffer (at most 30 s) at the stream priority with the model's
-low-latency context, and LocalAgreement-2 decides what is final, except that words followed
-by a pause are final at once (when the hypothesis passed Whisper's checks: a step's decode is
-not retried at a higher temperature). The buffer is trimmed at the end of committed segments,
-keeping a second of lead-in. Silence, and speech already committed, are never sent to the model.
+float32 (`gateway.modes.stream_input`). On every beat of the shared `StepClock` with new
+audio, the session transcribes its uncommitted buffer (at most 30 s) at the stream priority
+with the model's low-latency context, and LocalAgreement-2 decides what is final, except that
+words followed by a pause are final at once (when the hypothesis passed Whisper's checks: a
+step's decode is not retried at a higher temperature). The buffer is trimmed at the end of
+committed segments, keeping a second of lead-in. Silence, and speech already committed, are
+never sent to the model.
 """
 
 from __future__ import annotations
@@ -143,7 +144,9 @@ class StreamSession:
         stops in the first long pause after the new speech: what follows it is the next
         step's."""
         regions = self.audio.speech_regions(length)
-        new = [r for r in regions if r[1] > self.agreement.committed_end + NEW_SPEECH_MARGIN_SECONDS]
+        new = [
+            r for r in regions if r[1] > self.agreement.committed_end + NEW_SPEECH_MARGIN_SECONDS
+        ]
         if not new:
             return None
         last = new[0]

@@ -167,7 +167,9 @@ class StreamScorer:
         waiting = [(vad, vad.take_unscored()) for vad in self._waiting]
         self._waiting.clear()
         # longest first: at each frame position the streams still scoring are a prefix
-        waiting = sorted(((vad, rows) for vad, rows in waiting if len(rows)), key=lambda w: -len(w[1]))
+        waiting = sorted(
+            ((vad, rows) for vad, rows in waiting if len(rows)), key=lambda w: -len(w[1])
+        )
         if not waiting:
             return
         lengths = [len(rows) for _, rows in waiting]
@@ -180,7 +182,9 @@ class StreamScorer:
         for position in range(lengths[0]):
             while lengths[active - 1] <= position:  # out of frames: its state stays as it is
                 active -= 1
-            scores[:active, position], state[:, :active] = self.score(inputs[:active, position], state[:, :active])
+            scores[:active, position], state[:, :active] = self.score(
+                inputs[:active, position], state[:, :active]
+            )
         for index, (vad, _) in enumerate(waiting):
             vad.scored(scores[index, : lengths[index]], state[:, index : index + 1].copy())
 
@@ -200,7 +204,9 @@ class StreamingVad:
     """
 
     scorer: StreamScorer = field(default_factory=StreamScorer)
-    state: np.ndarray = field(default_factory=lambda: np.zeros(STATE_SHAPE, np.float32))  # after the last scored frame
+    state: np.ndarray = field(
+        default_factory=lambda: np.zeros(STATE_SHAPE, np.float32)
+    )  # after the last scored frame
     _context: np.ndarray = field(default_factory=lambda: np.zeros(CONTEXT_SAMPLES, np.float32))
     _pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     _unscored: list[np.ndarray] = field(default_factory=list)  # whole frames with their context
@@ -219,7 +225,11 @@ class StreamingVad:
 
     def take_unscored(self) -> np.ndarray:
         """The frames (with their context) waiting to be scored, in order; none wait after."""
-        rows = np.concatenate(self._unscored) if self._unscored else np.zeros((0, CONTEXT_SAMPLES + FRAME_SAMPLES), np.float32)
+        rows = (
+            np.concatenate(self._unscored)
+            if self._unscored
+            else np.zeros((0, CONTEXT_SAMPLES + FRAME_SAMPLES), np.float32)
+        )
         self._unscored = []
         return rows
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.modes.audio import SAMPLE_RATE
 from gateway.core.transcript import MAX_COMPRESSION_RATIO, Segment
+from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import FRAME_SAMPLES
 
 LEAD_SECONDS = 1.0
@@ -228,8 +228,7 @@ def split_window(window: Window, scores: np.ndarray) -> tuple[Window, Window] | 
         # between pieces: the shortened silences, i.e. the longest pauses
         offsets = np.cumsum([end - start for start, end in window.pieces])[:-1]
         balanced = [
-            i for i, offset in enumerate(offsets)
-            if minimum <= offset <= window.samples - minimum
+            i for i, offset in enumerate(offsets) if minimum <= offset <= window.samples - minimum
         ]
         if balanced:
             middle = min(balanced, key=lambda i: abs(offsets[i] - window.samples / 2))
@@ -290,9 +289,7 @@ def _covered(intervals: Sequence[tuple[float, float]], start: float, end: float)
     return sum(max(0.0, min(b, end) - max(a, start)) for a, b in intervals)
 
 
-def window_problems(
-    segments: Sequence[Segment], window: Window, prompt: str | None
-) -> list[str]:
+def window_problems(segments: Sequence[Segment], window: Window, prompt: str | None) -> list[str]:
     """What is wrong with a window's segments (file time), in words for the log; [] if none."""
     problems: list[str] = []
     speech = window.speech_in_file_time()
@@ -314,10 +311,7 @@ def window_problems(
         for segment in segments
         if _words(segment.text)
     ]
-    unheard = [
-        (a, b) for a, b in speech
-        if b - a - _covered(heard, a, b) >= UNHEARD_SPEECH_SECONDS
-    ]
+    unheard = [(a, b) for a, b in speech if b - a - _covered(heard, a, b) >= UNHEARD_SPEECH_SECONDS]
     if unheard:
         where = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in unheard)
         problems.append(f"speech without words at {where}")

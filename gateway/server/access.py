@@ -105,8 +105,10 @@ def middlewares(settings: Settings, *, public: Collection[str]) -> list[Middlewa
     @web.middleware
     async def check_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get(hdrs.ORIGIN)
-        if origin is not None and is_websocket_upgrade(request) and not origin_allowed(
-            origin, request.headers.get(hdrs.HOST), allowed
+        if (
+            origin is not None
+            and is_websocket_upgrade(request)
+            and not origin_allowed(origin, request.headers.get(hdrs.HOST), allowed)
         ):
             raise ApiError(
                 403,

@@ -13,6 +13,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.backend.triton_pool import TritonPool
+from gateway.core.contract import AsrBackend
+from gateway.modes.step_clock import StepClock
+from gateway.modes.vad import StreamScorer
 from gateway.server import access, http_files, ws_stream
 from gateway.server.admission import UploadAdmission
 from gateway.server.cors import Cors
@@ -22,11 +26,7 @@ from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD,
 from gateway.server.logs import AccessLogger, configure
 from gateway.server.request_context import add_request_id_header, request_id_middleware
 from gateway.server.settings import Settings, load
-from gateway.modes.step_clock import StepClock
-from gateway.backend.triton_pool import TritonPool
-from gateway.core.contract import AsrBackend
 from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
-from gateway.modes.vad import StreamScorer
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +129,7 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
             web.get("/readyz", readyz),
             web.post("/transcribe", uploads.guard(http_files.transcribe)),
             web.post("/upload", uploads.guard(http_files.transcribe)),
-            web.post(
-                "/v1/audio/transcriptions", uploads.guard(http_files.openai_transcriptions)
-            ),
+            web.post("/v1/audio/transcriptions", uploads.guard(http_files.openai_transcriptions)),
         ]
     )
     return app

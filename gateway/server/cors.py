@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from gateway.server.origins import ANY_ORIGIN, normalise_origin
 from gateway.server.errors import ApiError, Handler
+from gateway.server.origins import ANY_ORIGIN, normalise_origin
 from gateway.server.request_context import HEADER as REQUEST_ID_HEADER
 
 ALLOWED_METHODS = "GET, POST, OPTIONS"
@@ -46,16 +46,21 @@ class Cors:
             return await handler(request)
         if self.allow_origin(request) is None:
             raise ApiError(
-                403, f"cross-origin requests from {request.headers[hdrs.ORIGIN]!r} are not allowed "
-                "(cors_origins)", "origin_not_allowed",
+                403,
+                f"cross-origin requests from {request.headers[hdrs.ORIGIN]!r} are not allowed "
+                "(cors_origins)",
+                "origin_not_allowed",
             )
         # The origin is trusted: it may send whatever headers its client library adds.
         requested = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, "").strip()
-        return web.Response(status=204, headers={
-            hdrs.ACCESS_CONTROL_ALLOW_METHODS: ALLOWED_METHODS,
-            hdrs.ACCESS_CONTROL_ALLOW_HEADERS: requested or ALLOWED_HEADERS,
-            hdrs.ACCESS_CONTROL_MAX_AGE: str(PREFLIGHT_MAX_AGE_S),
-        })
+        return web.Response(
+            status=204,
+            headers={
+                hdrs.ACCESS_CONTROL_ALLOW_METHODS: ALLOWED_METHODS,
+                hdrs.ACCESS_CONTROL_ALLOW_HEADERS: requested or ALLOWED_HEADERS,
+                hdrs.ACCESS_CONTROL_MAX_AGE: str(PREFLIGHT_MAX_AGE_S),
+            },
+        )
 
     async def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         """`on_response_prepare`: the allowed origin on every response to it."""

@@ -17,6 +17,8 @@ import numpy as np
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from gateway.core.contract import AsrRejected, AsrUnavailable, TranscribeOptions
+from gateway.core.transcript import Transcript
 from gateway.modes.audio import (
     SAMPLE_RATE,
     AudioDecodeError,
@@ -25,12 +27,10 @@ from gateway.modes.audio import (
     NotAudioError,
     decode_audio,
 )
-from gateway.core.contract import AsrRejected, AsrUnavailable, TranscribeOptions
-from gateway.server.errors import ApiError
 from gateway.modes.files import FileProgress, assemble, collect, transcribe_audio
+from gateway.server.errors import ApiError
 from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render
 from gateway.server.keys import ASR, SETTINGS
-from gateway.core.transcript import Transcript
 from gateway.server.uploads import read_upload
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,9 @@ def _temperature(fields: MultiDictProxy[str]) -> float:
     except ValueError:
         value = float("nan")
     if not 0.0 <= value <= 1.0:
-        raise ApiError(400, f"temperature must be a number between 0 and 1, got {raw!r}", "invalid_value")
+        raise ApiError(
+            400, f"temperature must be a number between 0 and 1, got {raw!r}", "invalid_value"
+        )
     return value
 
 
@@ -70,7 +72,9 @@ def _channel(fields: MultiDictProxy[str]) -> int | None:
     if raw in (None, ""):
         return None
     if not raw.isdigit():
-        raise ApiError(400, f"channel must be a channel number from 0, got {raw!r}", "invalid_value")
+        raise ApiError(
+            400, f"channel must be a channel number from 0, got {raw!r}", "invalid_value"
+        )
     return int(raw)
 
 
@@ -85,7 +89,9 @@ def _options(fields: MultiDictProxy[str], word_timestamps: bool) -> TranscribeOp
 
 def native_request(fields: MultiDictProxy[str]) -> FileRequest:
     return FileRequest(
-        _options(fields, _flag(fields, "word_timestamps")), _channel(fields), _flag(fields, "stream")
+        _options(fields, _flag(fields, "word_timestamps")),
+        _channel(fields),
+        _flag(fields, "stream"),
     )
 
 
@@ -94,11 +100,13 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
     if response_format not in RESPONSE_FORMATS:
         raise ApiError(
             400,
-            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, got {response_format!r}",
+            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, "
+            f"got {response_format!r}",
             "invalid_value",
         )
     granularities = frozenset(
-        fields.getall("timestamp_granularities[]", []) + fields.getall("timestamp_granularities", [])
+        fields.getall("timestamp_granularities[]", [])
+        + fields.getall("timestamp_granularities", [])
     ) or frozenset({"segment"})
     if unknown := granularities - set(TIMESTAMP_GRANULARITIES):
         raise ApiError(
@@ -150,7 +158,10 @@ async def _run(
     audio = await _decode(request, upload.data, file_request.channel)
     logger.info(
         "%s: %s (%d bytes, %.1f s of audio)",
-        request.path, upload.filename or "raw body", len(upload.data), audio.size / SAMPLE_RATE,
+        request.path,
+        upload.filename or "raw body",
+        len(upload.data),
+        audio.size / SAMPLE_RATE,
     )
     progress = transcribe_audio(
         request.app[ASR],
@@ -220,7 +231,9 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
             },
             lambda reports: {
                 "type": "done",
-                "transcript": _native_json(assemble(reports, duration), file_request.options.word_timestamps),
+                "transcript": _native_json(
+                    assemble(reports, duration), file_request.options.word_timestamps
+                ),
             },
         )
     transcript = await _collect(progress, duration)
@@ -235,9 +248,9 @@ async def openai_transcriptions(request: web.Request) -> web.StreamResponse:
         return await _send_events(
             request,
             progress,
-            lambda report: {"type": "transcript.text.delta", "delta": report.delta}
-            if report.delta
-            else None,
+            lambda report: (
+                {"type": "transcript.text.delta", "delta": report.delta} if report.delta else None
+            ),
             lambda reports: {
                 "type": "transcript.text.done",
                 "text": assemble(reports, duration).text,

@@ -8,9 +8,9 @@ import weakref
 from aiohttp import web
 
 from gateway.core.contract import AsrBackend
-from gateway.server.settings import Settings
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
+from gateway.server.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 ASR = web.AppKey("asr", AsrBackend)  # the Triton pool unless `create_app` was given one

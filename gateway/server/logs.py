@@ -51,7 +51,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def handler(log_format: str, stream: IO[str] | None = None) -> logging.Handler:
-    """A handler writing `log_format` (`json`, else `text`) lines to `stream` (stderr by default)."""
+    """A handler writing `log_format` (`json`, else `text`) lines to `stream` (default stderr)."""
     result = logging.StreamHandler(stream)
     result.addFilter(RequestIdFilter())
     result.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
@@ -70,7 +70,12 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %d %d %.3fs',
-            request.remote, request.method, request.path, response.status, response.body_length, time,
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
             # logged after the request's own context has been left: the id comes from the request
             extra={"request_id": request.get(REQUEST_ID, NO_REQUEST)},
         )

@@ -15,7 +15,11 @@ def normalise_origin(origin: str) -> str | None:
         url = URL(origin)
     except ValueError:
         return None
-    if url.host and url.path in ("", "/") and not (url.user or url.password or url.query_string or url.fragment):
+    if (
+        url.host
+        and url.path in ("", "/")
+        and not (url.user or url.password or url.query_string or url.fragment)
+    ):
         return str(url.origin())
     return None
 

@@ -65,7 +65,9 @@ class Settings:
     # Access control: all off by default, for local use (docs/design.md, "Security and limits")
     api_keys: str = field(default="", repr=False)  # comma-separated; api_keys_file is safer
     api_keys_file: str = ""  # one key per line: a mounted secret; its keys add to api_keys
-    allowed_origins: str = ""  # pages that may open /stream-audio besides the gateway's own; * = any
+    allowed_origins: str = (
+        ""  # pages that may open /stream-audio besides the gateway's own; * = any
+    )
     cors_origins: str = ""  # origins whose pages may call the HTTP API (CORS); empty = no CORS
 
     # SIGTERM: in-flight uploads and streams get this long to finish before being cut off
@@ -89,10 +91,20 @@ class Settings:
             raise ValueError("window_seconds must be at most 30: Whisper reads at most 30 s")
         if self.window_seconds < 5:
             raise ValueError("window_seconds below 5 leaves the model too little context")
-        positive = ("file_windows_in_flight", "max_upload_mb", "max_audio_seconds",
-                    "stream_step_seconds", "stream_min_step_seconds", "max_streams", "stream_idle_timeout_s",
-                    "triton_probe_interval_s", "triton_resolve_interval_s",
-                    "max_uploads_running", "shutdown_timeout_s", "max_streams_per_client")
+        positive = (
+            "file_windows_in_flight",
+            "max_upload_mb",
+            "max_audio_seconds",
+            "stream_step_seconds",
+            "stream_min_step_seconds",
+            "max_streams",
+            "stream_idle_timeout_s",
+            "triton_probe_interval_s",
+            "triton_resolve_interval_s",
+            "max_uploads_running",
+            "shutdown_timeout_s",
+            "max_streams_per_client",
+        )
         if any(getattr(self, name) <= 0 for name in positive):
             raise ValueError(f"{', '.join(positive)} must be positive")
         if self.stream_min_step_seconds > self.stream_step_seconds:
@@ -100,7 +112,9 @@ class Settings:
         if self.max_uploads_waiting < 0 or self.heap_trim_interval_s < 0:
             raise ValueError("max_uploads_waiting and heap_trim_interval_s must be 0 or more")
         if self.log_format not in LOG_FORMATS:
-            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+            raise ValueError(
+                f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}"
+            )
         parsed = {
             "triton_endpoints": parse_endpoints(self.triton_url),
             "keys": read_api_keys(self.api_keys, self.api_keys_file),
@@ -127,16 +141,22 @@ def read_api_keys(api_keys: str, api_keys_file: str) -> tuple[str, ...]:
         try:
             lines = Path(api_keys_file).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise ValueError(f"api_keys_file: cannot read {api_keys_file}: {exc.strerror or exc}") from exc
+            raise ValueError(
+                f"api_keys_file: cannot read {api_keys_file}: {exc.strerror or exc}"
+            ) from exc
         except UnicodeDecodeError as exc:
             raise ValueError(f"api_keys_file: {api_keys_file} is not UTF-8 text") from exc
-        from_file = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+        from_file = [
+            line.strip() for line in lines if line.strip() and not line.strip().startswith("#")
+        ]
         if not from_file:
             raise ValueError(f"api_keys_file: {api_keys_file} holds no key")
         keys += from_file
     for number, key in enumerate(keys, 1):
         if not _KEY.fullmatch(key):
-            raise ValueError(f"API key #{number} has spaces or characters other than printable ASCII")
+            raise ValueError(
+                f"API key #{number} has spaces or characters other than printable ASCII"
+            )
     return tuple(dict.fromkeys(keys))
 
 
@@ -167,7 +187,10 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind in _field_types().items():
         parser.add_argument(
-            f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            default=None,
             help=f"(env {ENV_PREFIX}{name.upper()}, default {getattr(Settings(), name)!r})",
         )
 
@@ -176,5 +199,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     """Defaults, then `HERMES_*` variables, then flags."""
     parser = argparse.ArgumentParser(prog="hermes serve", description="Run the hermes gateway.")
     add_arguments(parser)
-    flags = {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
+    flags = {
+        key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None
+    }
     return Settings(**{**_env_values(environ), **flags})

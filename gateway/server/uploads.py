@@ -65,7 +65,9 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
             upload = Upload(data, part.filename, part.headers.get("Content-Type"))
         else:
             field_too_large = ApiError(
-                400, f"form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes", "field_too_large"
+                400,
+                f"form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes",
+                "field_too_large",
             )
             value = await _read_capped(part.read_chunk, MAX_FIELD_BYTES, field_too_large)
             fields.add(part.name, value.decode("utf-8", "replace"))

@@ -16,13 +16,13 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from gateway.core.contract import AsrRejected, AsrUnavailable
+from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
+from gateway.modes.streaming import StreamSession
+from gateway.modes.vad import StreamingVad
 from gateway.server.access import client_of
 from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
 from gateway.server.request_context import current_request_id
 from gateway.server.settings import Settings
-from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
-from gateway.modes.streaming import StreamSession
-from gateway.modes.vad import StreamingVad
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ class _Connection:
             await self.ws.send_json(message)
 
     async def error(self, message: str) -> None:
-        await self.send({"type": "error", "message": message, "request_id": current_request_id.get()})
+        await self.send(
+            {"type": "error", "message": message, "request_id": current_request_id.get()}
+        )
 
     async def on_text(self, data: str) -> None:
         try:

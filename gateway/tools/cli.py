@@ -6,16 +6,7 @@ import sys
 from collections.abc import Callable
 
 from gateway.server import app
-
-from gateway.tools import local_triton
-
-from gateway.tools import ops_client
-
-from gateway.tools import stack
-
-from gateway.tools import stream_client
-
-from gateway.tools import transcribe_client
+from gateway.tools import local_triton, ops_client, stack, stream_client, transcribe_client
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "up": (stack.main, "run a local Triton and the gateway in front of it (make run)"),

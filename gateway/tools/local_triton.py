@@ -53,7 +53,9 @@ class TritonDistribution:
         try:
             import pytriton
         except ImportError as exc:
-            raise TritonLaunchError("nvidia-pytriton is not installed (pip install nvidia-pytriton)") from exc
+            raise TritonLaunchError(
+                "nvidia-pytriton is not installed (pip install nvidia-pytriton)"
+            ) from exc
         return cls(Path(pytriton.__file__).resolve().parent)
 
     @property
@@ -69,7 +71,13 @@ class TritonDistribution:
         return self.root / "tritonserver" / "caches"
 
     def stub(self, python_version: str) -> Path:
-        return self.root / "tritonserver" / "python_backend_stubs" / python_version / "triton_python_backend_stub"
+        return (
+            self.root
+            / "tritonserver"
+            / "python_backend_stubs"
+            / python_version
+            / "triton_python_backend_stub"
+        )
 
     @property
     def libraries(self) -> Path:
@@ -85,7 +93,11 @@ def assemble_backend_dir(distribution: TritonDistribution, work_dir: Path) -> Pa
     backend_dir = work_dir / "backends"
     python_dir = backend_dir / "python"
     python_dir.mkdir(parents=True, exist_ok=True)
-    for source in [*distribution.python_backend.glob("*.so"), *distribution.python_backend.glob("*.py"), stub]:
+    for source in [
+        *distribution.python_backend.glob("*.so"),
+        *distribution.python_backend.glob("*.py"),
+        stub,
+    ]:
         target = python_dir / source.name
         if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
             shutil.copy2(source, target)
@@ -169,7 +181,9 @@ class LocalTriton:
 
     def is_ready(self, model: str = "whisper") -> bool:
         try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/models/{model}/ready", timeout=2) as reply:
+            with urllib.request.urlopen(
+                f"{self.http_url}/v2/models/{model}/ready", timeout=2
+            ) as reply:
                 return reply.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -227,7 +241,8 @@ class LocalTriton:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gateway.tools.local_triton`: serve the model repository until Ctrl-C or SIGTERM."""
+    """`python -m gateway.tools.local_triton`: serve the model repository until Ctrl-C or
+    SIGTERM."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
     parser.add_argument("--host", default=os.environ.get("HERMES_TRITON_HOST", "127.0.0.1"))
@@ -235,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=TritonPorts.grpc)
     parser.add_argument("--metrics-port", type=int, default=TritonPorts.metrics)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     triton = LocalTriton(
         model_repository=args.model_repository,
         host=args.host,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
+from gateway.backend.endpoints import parse_endpoints
 from gateway.server.app import serve, startup
 from gateway.tools.local_triton import LocalTriton, TritonLaunchError, TritonPorts
 from gateway.tools.supervisor import TritonSupervisor
-from gateway.backend.endpoints import parse_endpoints
 
 
 def triton_ports(grpc_url: str) -> TritonPorts:

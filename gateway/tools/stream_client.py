@@ -205,7 +205,7 @@ def _text(message: dict[str, Any]) -> str:
 
 
 async def receive_messages(ws: aiohttp.ClientWebSocketResponse, printer: TranscriptPrinter) -> None:
-    """Shows the gateway's messages until `done`; raises GatewayClosed if the socket closes first."""
+    """Shows the gateway's messages until `done`; GatewayClosed if the socket closes first."""
     while True:
         msg = await ws.receive()
         if msg.type is aiohttp.WSMsgType.TEXT:
@@ -433,7 +433,8 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     except aiohttp.WSServerHandshakeError as exc:
         print(
-            f"error: the gateway at {args.url} refused the stream (HTTP {exc.status}: {exc.message})",
+            f"error: the gateway at {args.url} refused the stream "
+            f"(HTTP {exc.status}: {exc.message})",
             file=sys.stderr,
         )
         return 1

@@ -17,8 +17,8 @@ from typing import Any, BinaryIO, TextIO
 
 import aiohttp
 
-from gateway.server import formats
 from gateway.core.transcript import Transcript
+from gateway.server import formats
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 BAR_WIDTH = 20

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 import soundfile
 from aiohttp import web
-from playwright.async_api import Page, expect
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page, expect
 
-from gateway.server.app import STATIC_DIR, create_app
 from gateway.modes.audio import ffmpeg_executable
-from gateway.tools.local_triton import LocalTriton
+from gateway.server.app import STATIC_DIR, create_app
 from gateway.server.settings import Settings
+from gateway.tools.local_triton import LocalTriton
 from testsupport.browser import chromium, first_page, requires_chromium
 from testsupport.clips import ARTIFACTS_DIR, Clip
 from testsupport.net import free_port, serve
@@ -48,9 +48,23 @@ def fake_microphone_wav(clips: dict[str, Clip], tmp_path_factory: pytest.TempPat
     """jfk.flac as Chromium's fake capture device likes it: 48 kHz mono PCM16, silence after."""
     path = tmp_path_factory.mktemp("microphone") / "jfk.wav"
     subprocess.run(
-        [ffmpeg_executable(), "-nostdin", "-loglevel", "error", "-i", str(clips["jfk.flac"].path),
-         "-af", f"apad=pad_dur={SILENCE_AFTER_SPEECH_S}", "-ac", "1", "-ar", "48000",
-         "-c:a", "pcm_s16le", str(path)],
+        [
+            ffmpeg_executable(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(clips["jfk.flac"].path),
+            "-af",
+            f"apad=pad_dur={SILENCE_AFTER_SPEECH_S}",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-c:a",
+            "pcm_s16le",
+            str(path),
+        ],
         check=True,
     )
     return path
@@ -97,9 +111,11 @@ async def test_live_page_transcribes_the_microphone(
 
     def report() -> str:
         return (
-            "\nserver messages:\n  " + "\n  ".join(received)
+            "\nserver messages:\n  "
+            + "\n  ".join(received)
             + f"\nbinary frames sent: {len(sent_audio)} ({sum(map(len, sent_audio))} bytes)"
-            + "\nconsole:\n  " + ("\n  ".join(console) or "(nothing)")
+            + "\nconsole:\n  "
+            + ("\n  ".join(console) or "(nothing)")
             + f"\nscreenshot: {SCREENSHOT}, audio sent: {SENT_AUDIO}"
         )
 
@@ -109,7 +125,11 @@ async def test_live_page_transcribes_the_microphone(
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: console.append(f"page error: {error}"))
         page.on("websocket", on_websocket)
-        status, final, partial = page.locator("#status"), page.locator("#final"), page.locator("#partial")
+        status, final, partial = (
+            page.locator("#status"),
+            page.locator("#final"),
+            page.locator("#partial"),
+        )
         try:
             await page.goto(f"{live_gateway}/")
             await expect(status).to_have_attribute("data-state", "idle")
@@ -145,8 +165,13 @@ async def test_live_page_transcribes_the_microphone(
                 f"\n  before stop: {before_stop!r}\n  transcript:  {transcript!r}"
             )
             # The page spoke the protocol: config first, 100 ms PCM16 frames, stop last...
-            assert sent_text[0] == {"type": "config", "sample_rate": 16000,
-                                    "encoding": "pcm_s16le", "channels": 1, "language": "en"}
+            assert sent_text[0] == {
+                "type": "config",
+                "sample_rate": 16000,
+                "encoding": "pcm_s16le",
+                "channels": 1,
+                "language": "en",
+            }
             assert sent_text[-1] == {"type": "stop"}, report()
             assert {len(frame) for frame in sent_audio[:-1]} == {3200}, report()
             # ...showed exactly the finals it was sent...
@@ -208,7 +233,9 @@ async def test_resampler_keeps_a_tone_in_the_band(static_page: Page, input_rate:
     assert np.max(np.abs(output - ideal)[200:-200]) < 1e-3
 
 
-@pytest.mark.parametrize(("input_rate", "frequency"), [(48000, 12000), (44100, 15000), (48000, 9500)])
+@pytest.mark.parametrize(
+    ("input_rate", "frequency"), [(48000, 12000), (44100, 15000), (48000, 9500)]
+)
 async def test_resampler_filters_what_16k_cannot_hold(
     static_page: Page, input_rate: int, frequency: int
 ) -> None:

@@ -11,9 +11,8 @@ import pytest
 from playwright.async_api import expect
 
 from gateway.server.app import create_app
-from gateway.tools.local_triton import LocalTriton
 from gateway.server.settings import Settings
-
+from gateway.tools.local_triton import LocalTriton
 from testsupport.browser import chromium, first_page, requires_chromium
 from testsupport.net import serve
 

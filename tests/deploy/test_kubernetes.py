@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.server.settings import Settings
 from gateway.backend.endpoints import Endpoint
+from gateway.server.settings import Settings
 from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
 from testsupport.deploy import (
     K8S_DIR,

@@ -12,10 +12,10 @@ import pytest
 import soundfile
 from aiohttp.test_utils import TestClient
 
-from gateway.server.app import create_app
 from gateway.modes.audio import SAMPLE_RATE, ffmpeg_executable
-from gateway.tools.local_triton import LocalTriton
+from gateway.server.app import create_app
 from gateway.server.settings import Settings
+from gateway.tools.local_triton import LocalTriton
 from testsupport.clips import Clip
 
 
@@ -56,8 +56,16 @@ def converted(clips: dict[str, Clip], tmp_path_factory: pytest.TempPathFactory) 
     for name, args in recipes.items():
         files[name] = directory / name
         subprocess.run(
-            [ffmpeg_executable(), "-nostdin", "-loglevel", "error", "-i", str(source), *args,
-             str(files[name])],
+            [
+                ffmpeg_executable(),
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(source),
+                *args,
+                str(files[name]),
+            ],
             check=True,
         )
     return files

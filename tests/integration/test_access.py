@@ -76,8 +76,13 @@ async def finish(ws: aiohttp.ClientWebSocketResponse, audio: bytes = b"") -> tup
 
 def upgrade_headers(**extra: str) -> dict[str, str]:
     """A WebSocket upgrade by hand, to read the body of a refusal."""
-    return {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), **extra}
+    return {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        **extra,
+    }
 
 
 # --- API keys on HTTP ----------------------------------------------------------------------
@@ -104,7 +109,9 @@ async def test_http_routes_need_a_valid_key(secured, route, headers, query, mess
 
 
 async def test_the_right_key_transcribes_jfk(secured, clips) -> None:
-    reply = await secured.post("/transcribe", data=form(clips["jfk.flac"].path), headers=bearer(OTHER_KEY))
+    reply = await secured.post(
+        "/transcribe", data=form(clips["jfk.flac"].path), headers=bearer(OTHER_KEY)
+    )
     assert reply.status == 200, await reply.text()
     assert word_error_rate(JFK_TEXT, (await reply.json())["text"]) == 0.0
 
@@ -115,7 +122,9 @@ async def test_openai_client_with_the_right_key_and_a_wrong_one(secured, clips) 
     transcription = await right.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
     assert word_error_rate(JFK_TEXT, transcription.text) == 0.0
 
-    wrong = AsyncOpenAI(base_url=str(secured.make_url("/v1")), api_key="hk-test-wrong", max_retries=0)
+    wrong = AsyncOpenAI(
+        base_url=str(secured.make_url("/v1")), api_key="hk-test-wrong", max_retries=0
+    )
     with pytest.raises(openai.AuthenticationError) as refused:
         await wrong.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
     assert refused.value.status_code == 401 and refused.value.code == "invalid_api_key"
@@ -134,7 +143,9 @@ async def test_keys_from_a_mounted_file(gateway_with, clips, tmp_path) -> None:
     key_file.write_text(f"# production keys\n{KEY}\n")
     gateway = await gateway_with(api_keys_file=str(key_file))
     await error_of(await gateway.post("/transcribe", data=b"RIFF", headers=bearer(OTHER_KEY)), 401)
-    reply = await gateway.post("/transcribe", data=form(clips["jfk.flac"].path), headers=bearer(KEY))
+    reply = await gateway.post(
+        "/transcribe", data=form(clips["jfk.flac"].path), headers=bearer(KEY)
+    )
     assert word_error_rate(JFK_TEXT, (await reply.json())["text"]) == 0.0
 
 
@@ -151,7 +162,9 @@ async def test_keys_from_a_mounted_file(gateway_with, clips, tmp_path) -> None:
         (f"/stream-audio?token={KEY}", bearer("hk-test-wrong")),  # the header is the one read
     ],
 )
-async def test_websocket_without_a_valid_key_is_refused_before_the_upgrade(secured, path, headers) -> None:
+async def test_websocket_without_a_valid_key_is_refused_before_the_upgrade(
+    secured, path, headers
+) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await secured.ws_connect(path, headers=headers)
     assert refused.value.status == 401
@@ -160,7 +173,9 @@ async def test_websocket_without_a_valid_key_is_refused_before_the_upgrade(secur
 async def test_websocket_refusal_says_why_in_json(secured) -> None:
     reply = await secured.get("/stream-audio", headers=upgrade_headers())
     error = await error_of(reply, 401)
-    assert "?token=<key>" in error["message"] and reply.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "?token=<key>" in error["message"] and reply.headers["WWW-Authenticate"].startswith(
+        "Bearer"
+    )
 
 
 async def test_websocket_with_the_key_in_the_query_streams_jfk(secured, clips) -> None:
@@ -190,9 +205,14 @@ async def test_pages_of_other_origins_are_refused_with_403(gateway) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await gateway.ws_connect("/stream-audio", headers={"Origin": origin})
         assert refused.value.status == 403
-    error = await error_of(await gateway.get("/stream-audio", headers=upgrade_headers(Origin=EVIL_ORIGIN)), 403)
+    error = await error_of(
+        await gateway.get("/stream-audio", headers=upgrade_headers(Origin=EVIL_ORIGIN)), 403
+    )
     assert error["code"] == "origin_not_allowed"
-    assert "'https://evil.example' are not allowed" in error["message"] and "allowed_origins" in error["message"]
+    assert (
+        "'https://evil.example' are not allowed" in error["message"]
+        and "allowed_origins" in error["message"]
+    )
 
 
 async def test_listed_origins_are_allowed_besides_the_gateways_own(gateway_with) -> None:
@@ -221,16 +241,25 @@ async def test_the_origin_is_checked_even_with_a_valid_key(secured) -> None:
 
 
 def preflight_headers(origin: str) -> dict[str, str]:
-    return {"Origin": origin, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type"}
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
 
 
 def cors_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
-    return {name: value for name, value in response.headers.items() if name.lower().startswith("access-control-")}
+    return {
+        name: value
+        for name, value in response.headers.items()
+        if name.lower().startswith("access-control-")
+    }
 
 
 async def test_no_cors_headers_unless_configured(gateway) -> None:
-    preflight = await gateway.options("/v1/audio/transcriptions", headers=preflight_headers(APP_ORIGIN))
+    preflight = await gateway.options(
+        "/v1/audio/transcriptions", headers=preflight_headers(APP_ORIGIN)
+    )
     assert preflight.status == 405 and cors_headers(preflight) == {}
     reply = await gateway.get("/healthz", headers={"Origin": APP_ORIGIN})
     assert reply.status == 200 and cors_headers(reply) == {}
@@ -238,7 +267,9 @@ async def test_no_cors_headers_unless_configured(gateway) -> None:
 
 async def test_cors_for_a_listed_origin(gateway_with, clips) -> None:
     gateway = await gateway_with(cors_origins=APP_ORIGIN, api_keys=KEY)
-    preflight = await gateway.options("/v1/audio/transcriptions", headers=preflight_headers(APP_ORIGIN))
+    preflight = await gateway.options(
+        "/v1/audio/transcriptions", headers=preflight_headers(APP_ORIGIN)
+    )
     assert preflight.status == 204  # answered without a key: browsers send none on a preflight
     assert preflight.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
@@ -246,20 +277,27 @@ async def test_cors_for_a_listed_origin(gateway_with, clips) -> None:
     assert int(preflight.headers["Access-Control-Max-Age"]) > 0
     assert "Origin" in preflight.headers.getall("Vary")
 
-    reply = await gateway.post("/v1/audio/transcriptions", data=form(clips["jfk.flac"].path),
-                               headers={"Origin": APP_ORIGIN, **bearer(KEY)})
+    reply = await gateway.post(
+        "/v1/audio/transcriptions",
+        data=form(clips["jfk.flac"].path),
+        headers={"Origin": APP_ORIGIN, **bearer(KEY)},
+    )
     assert reply.status == 200 and reply.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
     assert "X-Request-Id" in reply.headers["Access-Control-Expose-Headers"]
     assert word_error_rate(JFK_TEXT, (await reply.json())["text"]) == 0.0
     # errors too, so that the page can read why
-    refused = await gateway.post("/v1/audio/transcriptions", data=b"RIFF", headers={"Origin": APP_ORIGIN})
+    refused = await gateway.post(
+        "/v1/audio/transcriptions", data=b"RIFF", headers={"Origin": APP_ORIGIN}
+    )
     await error_of(refused, 401)
     assert refused.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
 
 
 async def test_cors_refuses_other_origins(gateway_with) -> None:
     gateway = await gateway_with(cors_origins=APP_ORIGIN)
-    preflight = await gateway.options("/v1/audio/transcriptions", headers=preflight_headers(EVIL_ORIGIN))
+    preflight = await gateway.options(
+        "/v1/audio/transcriptions", headers=preflight_headers(EVIL_ORIGIN)
+    )
     assert (await error_of(preflight, 403))["code"] == "origin_not_allowed"
     assert "Access-Control-Allow-Origin" not in preflight.headers
     reply = await gateway.get("/healthz", headers={"Origin": EVIL_ORIGIN})
@@ -286,9 +324,13 @@ async def refused_reason(ws: aiohttp.ClientWebSocketResponse) -> str:
 async def test_streams_per_api_key(gateway_with, caplog) -> None:
     caplog.set_level(logging.INFO, logger="gateway")
     caplog.handler.addFilter(RequestIdFilter())
-    gateway = await gateway_with(api_keys=f"{KEY},{OTHER_KEY}", max_streams=4, max_streams_per_client=1)
+    gateway = await gateway_with(
+        api_keys=f"{KEY},{OTHER_KEY}", max_streams=4, max_streams_per_client=1
+    )
     first = await gateway.ws_connect("/stream-audio", headers=bearer(KEY))
-    second = await gateway.ws_connect("/stream-audio", headers={**bearer(KEY), "X-Request-Id": "second-of-key-1"})
+    second = await gateway.ws_connect(
+        "/stream-audio", headers={**bearer(KEY), "X-Request-Id": "second-of-key-1"}
+    )
     assert "too many streams from this client: the limit is 1" in await refused_reason(second)
     refusals = [r for r in caplog.records if r.getMessage().startswith("stream refused for key #1")]
     assert [r.request_id for r in refusals] == ["second-of-key-1"]
@@ -334,8 +376,11 @@ async def test_request_ids_are_made_when_missing_and_are_in_error_bodies(gateway
 async def test_request_id_in_log_records_and_websocket_errors(gateway, clips, caplog) -> None:
     caplog.set_level(logging.INFO, logger="gateway")
     caplog.handler.addFilter(RequestIdFilter())
-    reply = await gateway.post("/v1/audio/transcriptions", headers={"X-Request-Id": "trace-400"},
-                               data=form(clips["jfk.flac"].path, response_format="docx"))
+    reply = await gateway.post(
+        "/v1/audio/transcriptions",
+        headers={"X-Request-Id": "trace-400"},
+        data=form(clips["jfk.flac"].path, response_format="docx"),
+    )
     assert (await error_of(reply, 400))["request_id"] == "trace-400"
     logged = [r for r in caplog.records if "-> 400" in r.getMessage()]
     assert logged and all(r.request_id == "trace-400" for r in logged)
@@ -346,10 +391,14 @@ async def test_request_id_in_log_records_and_websocket_errors(gateway, clips, ca
         assert error["type"] == "error" and error["request_id"] == "ws-trace-1"
         await finish(ws)
     outside = [r for r in caplog.records if r.request_id not in ("trace-400", "ws-trace-1")]
-    assert all(r.request_id == "-" for r in outside), [(r.request_id, r.getMessage()) for r in outside]
+    assert all(r.request_id == "-" for r in outside), [
+        (r.request_id, r.getMessage()) for r in outside
+    ]
 
 
-async def test_json_logs_carry_request_ids_and_never_a_key(aiohttp_client, gateway_settings, caplog) -> None:
+async def test_json_logs_carry_request_ids_and_never_a_key(
+    aiohttp_client, gateway_settings, caplog
+) -> None:
     """The gateway as `hermes serve` runs it (its access logger), logging JSON to a stream."""
     caplog.set_level(logging.INFO)
     server = TestServer(create_app(replace(gateway_settings, api_keys=KEY)))
@@ -359,10 +408,15 @@ async def test_json_logs_carry_request_ids_and_never_a_key(aiohttp_client, gatew
     json_handler = handler("json", output)
     logging.getLogger().addHandler(json_handler)
     try:
-        refused = await gateway.post("/transcribe", data=b"RIFF", headers={
-            **bearer("hk-test-wrong"), "X-Request-Id": "json-401"})
+        refused = await gateway.post(
+            "/transcribe",
+            data=b"RIFF",
+            headers={**bearer("hk-test-wrong"), "X-Request-Id": "json-401"},
+        )
         assert refused.status == 401
-        async with gateway.ws_connect(f"/stream-audio?token={KEY}", headers={"X-Request-Id": "json-ws"}) as ws:
+        async with gateway.ws_connect(
+            f"/stream-audio?token={KEY}", headers={"X-Request-Id": "json-ws"}
+        ) as ws:
             await finish(ws)
         for _ in range(50):  # the access line of a WebSocket comes once its handler has returned
             if '"GET /stream-audio" 101' in output.getvalue():
@@ -371,10 +425,11 @@ async def test_json_logs_carry_request_ids_and_never_a_key(aiohttp_client, gatew
     finally:
         logging.getLogger().removeHandler(json_handler)
     entries = [json.loads(line) for line in output.getvalue().splitlines()]
-    assert entries and all({"time", "level", "logger", "message", "request_id"} <= set(e) for e in entries)
+    assert entries and all(
+        {"time", "level", "logger", "message", "request_id"} <= set(e) for e in entries
+    )
     by_id = {e["request_id"]: e["message"] for e in entries if e["logger"] == "aiohttp.access"}
     assert '"POST /transcribe" 401' in by_id["json-401"]
     assert '"GET /stream-audio" 101' in by_id["json-ws"]
     assert any(e["request_id"] == "json-401" and "invalid API key" in e["message"] for e in entries)
     assert KEY not in output.getvalue() and "token=" not in output.getvalue()
-

@@ -26,8 +26,11 @@ CLIPS = {clip["file"]: clip for clip in MANIFEST["clips"]}
 async def transcribe(gateway, name: str) -> dict:
     reply = await gateway.post(
         "/v1/audio/transcriptions",
-        data=form(ACCURACY_DIR / name, response_format="verbose_json",
-                  **{"timestamp_granularities[]": ["word", "segment"]}),
+        data=form(
+            ACCURACY_DIR / name,
+            response_format="verbose_json",
+            **{"timestamp_granularities[]": ["word", "segment"]},
+        ),
     )
     assert reply.status == 200, await reply.text()
     return await reply.json()

@@ -3,7 +3,6 @@ brought back by the supervisor, and a gateway stopped with SIGTERM while it work
 
 from __future__ import annotations
 
-from dataclasses import replace
 import asyncio
 import json
 import os
@@ -12,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -20,14 +20,14 @@ import pytest
 
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.keys import ASR
-from gateway.tools.local_triton import LocalTriton, TritonPorts
 from gateway.server.settings import Settings
+from gateway.tools.local_triton import LocalTriton, TritonPorts
 from gateway.tools.supervisor import TritonSupervisor
 from testsupport.clips import ARTIFACTS_DIR
-from testsupport.net import free_port
 from testsupport.http import error_of, form
-from testsupport.triton import crash
+from testsupport.net import free_port
 from testsupport.streams import FRAME_SECONDS, pcm16
+from testsupport.triton import crash
 from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
@@ -54,10 +54,14 @@ def ffmpeg_children() -> list[int]:
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
         except OSError:
             continue
-        if fields.get("PPid", "").strip() == str(os.getpid()) and "ffmpeg" in fields.get("Name", ""):
+        if fields.get("PPid", "").strip() == str(os.getpid()) and "ffmpeg" in fields.get(
+            "Name", ""
+        ):
             found.append(int(status.parent.name))
     return found
 
@@ -88,8 +92,7 @@ async def test_triton_killed_mid_upload_and_mid_stream(
 ) -> None:
     server = supervised_triton.triton
     gateway = await make_gateway(
-        replace(gateway_settings, triton_url=server.grpc_url,
-                    triton_probe_interval_s=0.5)
+        replace(gateway_settings, triton_url=server.grpc_url, triton_probe_interval_s=0.5)
     )
     replica = gateway.server.app[ASR].replicas[0]
     jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
@@ -146,16 +149,26 @@ async def test_triton_killed_mid_upload_and_mid_stream(
     assert open_files() <= files_before
 
 
-
 @pytest.fixture
 def gateway_process(triton: LocalTriton) -> Iterator[tuple[subprocess.Popen, str]]:
     """`hermes serve` as its own process, so it can be sent SIGTERM."""
     port = free_port()
     log = (ARTIFACTS_DIR / "gateway-sigterm.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.tools.cli", "serve", "--port", str(port),
-         "--triton-url", triton.grpc_url, "--shutdown-timeout-s", "60"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gateway.tools.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--triton-url",
+            triton.grpc_url,
+            "--shutdown-timeout-s",
+            "60",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         yield process, f"http://127.0.0.1:{port}"

@@ -91,7 +91,9 @@ ANSWERS: dict[str, Answer] = {
     # files that name other files (templates: they point at the test's canary)
     "playlist.m3u8.tmpl": Answer(415, "the file is a playlist, not audio"),
     "playlist-binary.m3u8.tmpl": Answer(415, "the file is a playlist, not audio"),
-    "playlist-behind-id3.m3u8.tmpl": Answer(400, "Not detecting m3u8/hls with non standard extension"),
+    "playlist-behind-id3.m3u8.tmpl": Answer(
+        400, "Not detecting m3u8/hls with non standard extension"
+    ),
     "list.ffconcat.tmpl": Answer(415, "the file is text, not audio"),
     "list-binary.ffconcat.tmpl": Answer(415, "a format the gateway does not read"),
     "session.sdp.tmpl": Answer(415, "the file is text, not audio"),
@@ -113,9 +115,10 @@ class FileWatch:
     def __init__(self, path: Path) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0 or libc.inotify_add_watch(
-            self.fd, os.fsencode(path), self.IN_ACCESS | self.IN_OPEN
-        ) < 0:
+        if (
+            self.fd < 0
+            or libc.inotify_add_watch(self.fd, os.fsencode(path), self.IN_ACCESS | self.IN_OPEN) < 0
+        ):
             raise OSError(ctypes.get_errno(), f"inotify cannot watch {path}")
 
     def events(self) -> int:
@@ -197,7 +200,9 @@ async def canary(tmp_path_factory: pytest.TempPathFactory, clips) -> AsyncIterat
     path.write_bytes(body)
     server = CanaryServer(body)
     url = await server.start()
-    words = {w for w in normalized_words(harvard.text) if len(w) > 3} - set(normalized_words(jfk.text))
+    words = {w for w in normalized_words(harvard.text) if len(w) > 3} - set(
+        normalized_words(jfk.text)
+    )
     watch = FileWatch(path)
     try:
         yield Canary(path, url, watch, server, words)
@@ -250,8 +255,9 @@ async def assert_healthy(gateway) -> None:
 
 
 async def assert_transcribes_jfk(gateway, clips) -> None:
-    status, body = await upload(gateway, "/v1/audio/transcriptions", "jfk.flac",
-                                clips["jfk.flac"].path.read_bytes())
+    status, body = await upload(
+        gateway, "/v1/audio/transcriptions", "jfk.flac", clips["jfk.flac"].path.read_bytes()
+    )
     assert status == 200 and word_error_rate(clips["jfk.flac"].text, body["text"]) == 0.0, body
 
 
@@ -263,7 +269,10 @@ def ffmpeg_children() -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:  # the process ended meanwhile
             continue
-        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        name, fields = (
+            stat[stat.index("(") + 1 : stat.rindex(")")],
+            stat[stat.rindex(")") + 2 :].split(),
+        )
         if name.startswith("ffmpeg") and int(fields[1]) == os.getpid():
             found.append(int(entry.name))
     return found
@@ -294,7 +303,9 @@ async def peak_growth(work: Awaitable[T]) -> tuple[T, int]:
 
 
 def test_every_corpus_file_is_built_by_the_script_answered_and_documented() -> None:
-    on_disk = {p.name for p in HOSTILE_DIR.iterdir() if p.is_file() and p.suffix not in (".py", ".md")}
+    on_disk = {
+        p.name for p in HOSTILE_DIR.iterdir() if p.is_file() and p.suffix not in (".py", ".md")
+    }
     assert on_disk == set(CORPUS) == set(ANSWERS)
     readme = (HOSTILE_DIR / "README.md").read_text()
     assert [name for name in on_disk if f"| `{name}` |" not in readme] == []
@@ -312,7 +323,9 @@ async def test_each_corpus_file_gets_its_answer_and_the_service_goes_on(
     await assert_healthy(gateway)
 
 
-async def test_the_whole_corpus_to_one_gateway_then_jfk_word_for_word(gateway, canary, clips) -> None:
+async def test_the_whole_corpus_to_one_gateway_then_jfk_word_for_word(
+    gateway, canary, clips
+) -> None:
     """All of it to one gateway, eight uploads at a time (within its admission bound): the
     same answers, no ffmpeg left running, and it still transcribes JFK word for word."""
     canary.reset()
@@ -348,12 +361,18 @@ async def test_a_gzip_request_body_is_capped_as_it_inflates(gateway) -> None:
     """64 KB that inflate to 64 MB, sent as the body with `Content-Encoding: gzip`: aiohttp
     inflates as the gateway reads, and the upload cap (8 MB here) counts inflated bytes."""
     bomb = gzip.compress(bytes(64 << 20), 9)
-    reply, growth = await peak_growth(gateway.post(
-        "/transcribe", data=bomb, timeout=CLIENT_TIMEOUT,
-        headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"},
-    ))
+    reply, growth = await peak_growth(
+        gateway.post(
+            "/transcribe",
+            data=bomb,
+            timeout=CLIENT_TIMEOUT,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"},
+        )
+    )
     assert reply.status == 413, await reply.text()
-    assert "larger than the limit of 8 MB" in assert_error_body(await reply.json(), "file_too_large")
+    assert "larger than the limit of 8 MB" in assert_error_body(
+        await reply.json(), "file_too_large"
+    )
     assert growth < 64 << 20, f"grew by {growth >> 20} MB"
 
 
@@ -375,9 +394,22 @@ async def test_the_tricks_work_on_a_permissive_ffmpeg_so_the_canary_would_tell(
     path.write_bytes(canary.render((HOSTILE_DIR / name).read_bytes()))
     canary.reset()
     process = await asyncio.create_subprocess_exec(
-        ffmpeg_executable(), "-nostdin", "-loglevel", "error", *PERMISSIVE_FFMPEG[name],
-        "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", "16000", "-",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        ffmpeg_executable(),
+        "-nostdin",
+        "-loglevel",
+        "error",
+        *PERMISSIVE_FFMPEG[name],
+        "-i",
+        str(path),
+        "-f",
+        "f32le",
+        "-ac",
+        "1",
+        "-ar",
+        "16000",
+        "-",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert len(stdout) > 16000 * 4, stderr.decode()  # it decoded seconds of the canary
@@ -399,18 +431,30 @@ WS_CASES = {
     "odd-length PCM16": (None, [b"\x00" * 3199], "not a whole number of 2-byte samples"),
     "one byte": (None, [b"\x7f"], "not a whole number of 2-byte samples"),
     "text that is not JSON": (None, ["hello, are you listening?"], "a text message must be JSON"),
-    "audio as base64 text": (None, [base64.b64encode(b"\x00" * 3200).decode()],
-                             "a text message must be JSON"),
+    "audio as base64 text": (
+        None,
+        [base64.b64encode(b"\x00" * 3200).decode()],
+        "a text message must be JSON",
+    ),
     "a JSON array": (None, ["[1, 2, 3]"], "unknown message type None"),
     "a JSON string": (None, ['"stop"'], "unknown message type None"),
     "a type that is a number": (None, ['{"type": 5}'], "unknown message type 5"),
     "deeply nested JSON": (None, ["[" * 100_000], "a text message must be JSON"),
-    "encoding of the wrong type": (None, ['{"type": "config", "encoding": ["f32le"]}'],
-                                   "bad config: encoding must be one of"),
-    "sample_rate as a string": (None, ['{"type": "config", "sample_rate": "16000"}'],
-                                "bad config: sample_rate must be an integer"),
-    "a config of the wrong type": (None, ['{"type": "config", "channels": {"n": 2}}'],
-                                   "bad config: channels must be an integer"),
+    "encoding of the wrong type": (
+        None,
+        ['{"type": "config", "encoding": ["f32le"]}'],
+        "bad config: encoding must be one of",
+    ),
+    "sample_rate as a string": (
+        None,
+        ['{"type": "config", "sample_rate": "16000"}'],
+        "bad config: sample_rate must be an integer",
+    ),
+    "a config of the wrong type": (
+        None,
+        ['{"type": "config", "channels": {"n": 2}}'],
+        "bad config: channels must be an integer",
+    ),
 }
 
 
@@ -422,8 +466,14 @@ async def test_hostile_websocket_messages_get_an_error_and_the_session_goes_on(
     jfk = clips["jfk.flac"]
     audio = jfk.audio.astype("<f4").tobytes() if config == F32 else pcm16(jfk.audio)
     bytes_per_second = 16000 * (4 if config == F32 else 2)
-    run = await stream(gateway, audio, bytes_per_second=bytes_per_second, pace=20.0,
-                       config=config, before_audio=hostile)
+    run = await stream(
+        gateway,
+        audio,
+        bytes_per_second=bytes_per_second,
+        pace=20.0,
+        config=config,
+        before_audio=hostile,
+    )
     errors = [m["message"] for m in run.of_type("error")]
     assert len(errors) == len(hostile) and all(said in e for e in errors), errors
     run.messages = [m for m in run.messages if m["type"] != "error"]
@@ -525,8 +575,9 @@ async def test_mutation_fuzz_gets_no_5xx_and_leaves_nothing_behind(
     through OpenAI's route: each is 200 with a text or a 4xx in OpenAI's error shape. Audio
     over 15 s is refused (413: the Harvard clip, long splices), which keeps the model's share
     of the run, and the run, to about two minutes on two cores."""
-    gateway = await make_gateway(replace(gateway_settings, max_audio_seconds=15.0,
-                                         decode_timeout_s=30.0))
+    gateway = await make_gateway(
+        replace(gateway_settings, max_audio_seconds=15.0, decode_timeout_s=30.0)
+    )
     sources = {name: clips[name].path.read_bytes() for name in FUZZ_CLIPS}
     rng = random.Random(FUZZ_SEED)
     mutants = [mutate(rng, sources) for _ in range(FUZZ_CASES)]

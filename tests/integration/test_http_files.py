@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 import io
 import json
 from collections import Counter
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -21,6 +21,7 @@ from testsupport.wer import normalized_words, word_error_rate
 
 pytestmark = pytest.mark.integration
 
+
 async def test_health_and_readiness(gateway) -> None:
     assert (await (await gateway.get("/healthz")).json()) == {"status": "ok"}
     ready = await gateway.get("/readyz")
@@ -28,7 +29,9 @@ async def test_health_and_readiness(gateway) -> None:
 
 
 @pytest.mark.parametrize("route", ["/transcribe", "/upload"])
-async def test_native_routes_reply_with_text_segments_language_duration(gateway, clips, route) -> None:
+async def test_native_routes_reply_with_text_segments_language_duration(
+    gateway, clips, route
+) -> None:
     reply = await gateway.post(route, data=form(clips["jfk.flac"].path))
     assert reply.status == 200
     body = await reply.json()
@@ -99,14 +102,19 @@ async def test_openai_client_in_every_response_format(gateway, clips) -> None:
     assert word_error_rate(JFK_TEXT, as_json.text) == 0.0
     as_text = await create(model="whisper-1", file=path.open("rb"), response_format="text")
     assert word_error_rate(JFK_TEXT, as_text) == 0.0
-    subtitles = list(srt.parse(await create(model="whisper-1", file=path.open("rb"), response_format="srt")))
+    subtitles = list(
+        srt.parse(await create(model="whisper-1", file=path.open("rb"), response_format="srt"))
+    )
     assert word_error_rate(JFK_TEXT, " ".join(cue.content for cue in subtitles)) == 0.0
     assert subtitles[-1].end.total_seconds() <= 11.1
-    captions = webvtt.from_buffer(io.StringIO(
-        await create(model="whisper-1", file=path.open("rb"), response_format="vtt")))
+    captions = webvtt.from_buffer(
+        io.StringIO(await create(model="whisper-1", file=path.open("rb"), response_format="vtt"))
+    )
     assert word_error_rate(JFK_TEXT, " ".join(caption.text for caption in captions)) == 0.0
     verbose = await create(
-        model="whisper-1", file=path.open("rb"), response_format="verbose_json",
+        model="whisper-1",
+        file=path.open("rb"),
+        response_format="verbose_json",
         timestamp_granularities=["word", "segment"],
     )
     assert verbose.language == "english" and verbose.duration == pytest.approx(11.0, abs=0.1)
@@ -143,8 +151,17 @@ async def test_native_progress_events(gateway, clips) -> None:
 
 async def test_command_line_client_writes_subtitles(gateway, clips, tmp_path) -> None:
     output = tmp_path / "jfk.srt"
-    args = parse_args([str(clips["jfk.flac"].path), "--url", str(gateway.make_url("")),
-                       "--format", "srt", "--output", str(output)])
+    args = parse_args(
+        [
+            str(clips["jfk.flac"].path),
+            "--url",
+            str(gateway.make_url("")),
+            "--format",
+            "srt",
+            "--output",
+            str(output),
+        ]
+    )
     assert await run(args) == 0
     cues = list(srt.parse(output.read_text()))
     assert word_error_rate(JFK_TEXT, " ".join(cue.content for cue in cues)) == 0.0
@@ -153,7 +170,9 @@ async def test_command_line_client_writes_subtitles(gateway, clips, tmp_path) ->
 # --- errors: status, OpenAI-shaped message, and the service keeps serving ---------------
 
 
-async def test_bad_uploads_get_clear_errors_and_the_service_goes_on(gateway, clips, tmp_path) -> None:
+async def test_bad_uploads_get_clear_errors_and_the_service_goes_on(
+    gateway, clips, tmp_path
+) -> None:
     flac = clips["jfk.flac"].path.read_bytes()
     cases = [
         (b"", 400, "empty"),
@@ -180,7 +199,9 @@ async def test_bad_uploads_get_clear_errors_and_the_service_goes_on(gateway, cli
     ],
 )
 async def test_bad_options_are_400(gateway, clips, fields, message) -> None:
-    reply = await gateway.post("/v1/audio/transcriptions", data=form(clips["hotwords.mp3"].path, **fields))
+    reply = await gateway.post(
+        "/v1/audio/transcriptions", data=form(clips["hotwords.mp3"].path, **fields)
+    )
     assert message in await error_of(reply, 400)
 
 
@@ -191,7 +212,9 @@ async def test_form_without_a_file_is_400(gateway) -> None:
     assert "no 'file' field" in await error_of(reply, 400)
 
 
-async def test_upload_over_the_size_limit_is_413_before_it_is_read(make_gateway, gateway_settings, composite) -> None:
+async def test_upload_over_the_size_limit_is_413_before_it_is_read(
+    make_gateway, gateway_settings, composite
+) -> None:
     small = await make_gateway(replace(gateway_settings, max_upload_mb=1.0))
     reply = await small.post("/transcribe", data=form(composite.path))
     assert "larger than the limit of 1 MB" in await error_of(reply, 413)
@@ -212,8 +235,7 @@ async def test_audio_longer_than_the_limit_is_413(make_gateway, gateway_settings
 
 async def test_triton_down_is_503_with_retry_after(make_gateway, gateway_settings, clips) -> None:
     nowhere = await make_gateway(
-        replace(gateway_settings, triton_url=f"127.0.0.1:{free_port()}",
-                    triton_timeout_s=5.0)
+        replace(gateway_settings, triton_url=f"127.0.0.1:{free_port()}", triton_timeout_s=5.0)
     )
     ready = await nowhere.get("/readyz")
     assert "not ready" in await error_of(ready, 503)

@@ -3,8 +3,8 @@ a stream that outpaces the model transcribes its newest audio and says what it s
 
 from __future__ import annotations
 
-from dataclasses import replace
 import asyncio
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -48,7 +48,9 @@ async def test_a_stream_faster_than_the_model_skips_old_audio_and_says_so(gatewa
     assert skipped and all(m["reason"] == "overload" and m["start"] < m["end"] for m in skipped)
     finals = run.of_type("final")
     for gap in skipped:  # nothing is reported as heard inside a stretch said to be skipped
-        assert all(f["end"] <= gap["start"] + 0.05 or f["start"] >= gap["end"] - 0.05 for f in finals)
+        assert all(
+            f["end"] <= gap["start"] + 0.05 or f["start"] >= gap["end"] - 0.05 for f in finals
+        )
     # the newest audio was transcribed: the end of the transcript is the end of the clip
     words, reference = run.text.split(), harvard.text.split()
     assert len(words) < 2 * len(reference)

@@ -3,22 +3,22 @@ mid-load nothing accepted is lost; it is put back once it serves again."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 import asyncio
 import json
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from gateway.server.keys import ASR
-from gateway.tools.local_triton import LocalTriton, TritonPorts
 from gateway.server.settings import Settings
+from gateway.tools.local_triton import LocalTriton, TritonPorts
 from testsupport.clips import ARTIFACTS_DIR
-from testsupport.net import free_port
 from testsupport.http import form
-from testsupport.triton import crash
+from testsupport.net import free_port
 from testsupport.streams import assert_protocol, pcm16, stream
+from testsupport.triton import crash
 from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
@@ -37,10 +37,11 @@ def second_triton(triton: LocalTriton) -> Iterator[LocalTriton]:
 @pytest.fixture
 async def pooled_gateway(make_gateway, gateway_settings: Settings, triton, second_triton):
     return await make_gateway(
-        replace(gateway_settings,
-                triton_url=f"{triton.grpc_url},{second_triton.grpc_url}",
-                triton_probe_interval_s=0.5,
-            )
+        replace(
+            gateway_settings,
+            triton_url=f"{triton.grpc_url},{second_triton.grpc_url}",
+            triton_probe_interval_s=0.5,
+        )
     )
 
 
@@ -69,7 +70,9 @@ async def upload(gateway, path) -> str:
     return (await reply.json())["text"]
 
 
-async def test_concurrent_uploads_reach_both_replicas(pooled_gateway, triton, second_triton, clips) -> None:
+async def test_concurrent_uploads_reach_both_replicas(
+    pooled_gateway, triton, second_triton, clips
+) -> None:
     jfk = clips["jfk.flac"]
     before = await settled_counts(triton, second_triton)
     texts = await asyncio.gather(*(upload(pooled_gateway, jfk.path) for _ in range(4)))

@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 import soundfile
 
+from gateway.backend.triton_client import TritonAsr
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.tools.local_triton import LocalTriton
-from gateway.server.settings import Settings
 from gateway.modes.stream_input import FrameDecoder, StreamConfig
 from gateway.modes.streaming import StreamSession
-from gateway.backend.triton_client import TritonAsr
+from gateway.server.settings import Settings
+from gateway.tools.local_triton import LocalTriton
 from testsupport.clips import DATA_DIR
 from testsupport.streams import assert_protocol, pcm16, stream
 from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def stream_gateway(make_gateway, gateway_settings: Settings):
@@ -49,8 +50,12 @@ async def test_harvard_streams_within_five_percent(stream_gateway, clips) -> Non
 async def test_8khz_pcm16_input(stream_gateway, clips) -> None:
     samples, rate = soundfile.read(DATA_DIR / "OSR_us_000_0034_8k.wav", dtype="int16")
     assert rate == 8000
-    run = await stream(stream_gateway, samples.astype("<i2").tobytes(), bytes_per_second=16000,
-                       config={"sample_rate": 8000})
+    run = await stream(
+        stream_gateway,
+        samples.astype("<i2").tobytes(),
+        bytes_per_second=16000,
+        config={"sample_rate": 8000},
+    )
     assert_protocol(run)
     assert word_error_rate(clips["OSR_us_000_0034_8k.wav"].text, run.text) <= 0.05, run.text
 
@@ -58,8 +63,12 @@ async def test_8khz_pcm16_input(stream_gateway, clips) -> None:
 async def test_44k_stereo_f32_input_is_downmixed(stream_gateway, clips) -> None:
     samples, rate = soundfile.read(DATA_DIR / "jfk.flac", dtype="float32")
     assert rate == 44100 and samples.shape[1] == 2
-    run = await stream(stream_gateway, samples.astype("<f4").tobytes(), bytes_per_second=44100 * 8,
-                       config={"sample_rate": 44100, "encoding": "f32le", "channels": 2})
+    run = await stream(
+        stream_gateway,
+        samples.astype("<f4").tobytes(),
+        bytes_per_second=44100 * 8,
+        config={"sample_rate": 44100, "encoding": "f32le", "channels": 2},
+    )
     assert_protocol(run)
     assert word_error_rate(clips["jfk.flac"].text, run.text) == 0.0, run.text
 
@@ -70,7 +79,9 @@ async def test_silence_commits_nothing(stream_gateway) -> None:
     assert [m["type"] for m in run.messages] == ["done"]
 
 
-async def test_speech_after_a_pause_longer_than_a_window_keeps_every_word(stream_gateway, clips) -> None:
+async def test_speech_after_a_pause_longer_than_a_window_keeps_every_word(
+    stream_gateway, clips
+) -> None:
     """The committed words' audio stays as lead-in; the pause after it must not pile up
     behind it (it did: 30 s later the window was mostly silence and the next sentence lost)."""
     jfk = clips["jfk.flac"]
@@ -104,8 +115,11 @@ async def test_two_streams_and_an_upload_at_once(stream_gateway, clips) -> None:
 async def test_malformed_messages_get_errors_and_the_stream_goes_on(stream_gateway, clips) -> None:
     clip = clips["jfk.flac"]
     run = await stream(
-        stream_gateway, pcm16(clip.audio), bytes_per_second=32000,
-        config={"sample_rate": 3}, before_audio=["not json", '{"type": "dance"}', b"\x01\x02\x03"],
+        stream_gateway,
+        pcm16(clip.audio),
+        bytes_per_second=32000,
+        config={"sample_rate": 3},
+        before_audio=["not json", '{"type": "dance"}', b"\x01\x02\x03"],
     )
     errors = [m["message"] for m in run.of_type("error")]
     assert any("bad config: sample_rate must be" in e for e in errors)
@@ -120,9 +134,15 @@ async def test_malformed_messages_get_errors_and_the_stream_goes_on(stream_gatew
 async def test_config_after_audio_is_refused(stream_gateway, clips) -> None:
     clip = clips["jfk.flac"]
     late_config = json.dumps({"type": "config", "sample_rate": 8000})
-    run = await stream(stream_gateway, pcm16(clip.audio[:16000]) , bytes_per_second=32000,
-                       before_audio=[pcm16(clip.audio[:1600]), late_config])
-    assert any("config must come before the first audio" in m["message"] for m in run.of_type("error"))
+    run = await stream(
+        stream_gateway,
+        pcm16(clip.audio[:16000]),
+        bytes_per_second=32000,
+        before_audio=[pcm16(clip.audio[:1600]), late_config],
+    )
+    assert any(
+        "config must come before the first audio" in m["message"] for m in run.of_type("error")
+    )
 
 
 async def test_abrupt_disconnect_frees_the_stream(stream_gateway, clips) -> None:
@@ -172,8 +192,14 @@ async def test_a_long_pause_in_the_buffer_loses_no_word_on_either_side(
     jfk = clips["jfk.flac"]
     backend = TritonAsr(triton.grpc_url, "whisper", timeout_s=120, ready_timeout_s=5)
     session = StreamSession(backend, StreamConfig(), min_new_audio_s=0.5)
-    session.append(np.concatenate([jfk.audio[-int(tail_s * SAMPLE_RATE):],
-                                   np.zeros(int(pause_s * SAMPLE_RATE), np.float32)]))
+    session.append(
+        np.concatenate(
+            [
+                jfk.audio[-int(tail_s * SAMPLE_RATE) :],
+                np.zeros(int(pause_s * SAMPLE_RATE), np.float32),
+            ]
+        )
+    )
     messages = []
     second = SAMPLE_RATE
     for offset in range(0, jfk.audio.size, second):  # a step on every second of new speech
@@ -181,6 +207,10 @@ async def test_a_long_pause_in_the_buffer_loses_no_word_on_either_side(
         messages += await session.step()
     messages += await session.finish(FrameDecoder(StreamConfig()).flush())
     text = "".join(m["text"] for m in messages if m["type"] == "final")
-    tail = "ask what you can do for your country." if tail_s == 3.0 else "for you, ask what you can do for your country."
+    tail = (
+        "ask what you can do for your country."
+        if tail_s == 3.0
+        else "for you, ask what you can do for your country."
+    )
     assert word_error_rate(f"{tail} {jfk.text}", text) <= 0.1, text
     assert not [m for m in messages if m["type"] == "skipped"]

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.server import access
-
-from gateway.server import logs
+from gateway.server import access, logs
 from gateway.server.access import ApiKeys
 from gateway.server.origins import is_same_origin, normalise_origin, parse_origins
+from gateway.server.request_context import MAX_LENGTH, clean_request_id, current_request_id
 from gateway.server.settings import read_api_keys
 from gateway.tools.local_triton import LocalTriton, TritonPorts
-from gateway.server.request_context import MAX_LENGTH, clean_request_id, current_request_id
 
 
 def test_api_keys_from_the_setting_and_the_file(tmp_path: Path) -> None:
@@ -95,7 +93,9 @@ def test_origins_are_normalised(origin: str, normalised: str | None) -> None:
 def test_origin_lists_are_parsed_or_refused() -> None:
     assert parse_origins("") == frozenset()
     assert parse_origins("https://a.example, http://B.example:8080 ,*") == {
-        "https://a.example", "http://b.example:8080", "*"
+        "https://a.example",
+        "http://b.example:8080",
+        "*",
     }
     with pytest.raises(ValueError, match="'a.example/x' is not an origin"):
         parse_origins("https://ok.example,a.example/x")
@@ -114,7 +114,9 @@ def test_origin_lists_are_parsed_or_refused() -> None:
         ("http://127.0.0.1:8080", "a:b", False),
     ],
 )
-def test_same_origin_is_host_and_port_of_the_host_header(origin: str, host: str | None, same: bool) -> None:
+def test_same_origin_is_host_and_port_of_the_host_header(
+    origin: str, host: str | None, same: bool
+) -> None:
     assert is_same_origin(origin, host) is same
 
 
@@ -190,6 +192,12 @@ def test_configure_replaces_the_root_handlers() -> None:
 def test_the_local_launcher_binds_every_triton_port_to_loopback(tmp_path: Path) -> None:
     command = LocalTriton(ports=TritonPorts(18000, 18001, 18002), work_dir=tmp_path).command()
     flags = dict(arg.removeprefix("--").split("=", 1) for arg in command[1:] if "=" in arg)
-    assert {flags[name] for name in ("http-address", "grpc-address", "metrics-address")} == {"127.0.0.1"}
-    assert (flags["http-port"], flags["grpc-port"], flags["metrics-port"]) == ("18000", "18001", "18002")
+    assert {flags[name] for name in ("http-address", "grpc-address", "metrics-address")} == {
+        "127.0.0.1"
+    }
+    assert (flags["http-port"], flags["grpc-port"], flags["metrics-port"]) == (
+        "18000",
+        "18001",
+        "18002",
+    )
     assert not any("0.0.0.0" in arg for arg in command)

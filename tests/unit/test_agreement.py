@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from gateway.modes.agreement import LocalAgreement
 from gateway.core.transcript import Word
+from gateway.modes.agreement import LocalAgreement
 
 
 def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
-    return [Word(f" {w}", start + i * step, start + i * step + 0.4, 0.9) for i, w in enumerate(text.split())]
+    return [
+        Word(f" {w}", start + i * step, start + i * step + 0.4, 0.9)
+        for i, w in enumerate(text.split())
+    ]
 
 
 def texts(items: list[Word]) -> str:

@@ -28,8 +28,17 @@ def encode(path: Path, suffix: str, *args: str, inputs: tuple[str, ...] = ()) ->
     with tempfile.TemporaryDirectory() as directory:
         target = Path(directory) / f"clip.{suffix}"
         subprocess.run(
-            [ffmpeg_executable(), "-nostdin", "-loglevel", "error", *inputs, "-i", str(path),
-             *args, str(target)],
+            [
+                ffmpeg_executable(),
+                "-nostdin",
+                "-loglevel",
+                "error",
+                *inputs,
+                "-i",
+                str(path),
+                *args,
+                str(target),
+            ],
             check=True,
         )
         return target.read_bytes()
@@ -48,8 +57,13 @@ async def test_decodes_to_16k_mono_float32(name: str, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     ("container", "args"),
-    [("ogg", ["-c:a", "libopus"]), ("webm", ["-c:a", "libopus"]), ("m4a", ["-c:a", "aac"]),
-     ("mp3", []), ("aac", [])],
+    [
+        ("ogg", ["-c:a", "libopus"]),
+        ("webm", ["-c:a", "libopus"]),
+        ("m4a", ["-c:a", "aac"]),
+        ("mp3", []),
+        ("aac", []),
+    ],
 )
 async def test_decodes_compressed_containers(container: str, args: list[str]) -> None:
     data = encode(DATA_DIR / "jfk.flac", container, *args)
@@ -76,20 +90,42 @@ async def test_rejects_what_is_not_audio(data: bytes) -> None:
 
 
 async def test_decodes_the_sound_of_a_video() -> None:
-    data = encode(DATA_DIR / "jfk.flac", "mp4", "-shortest", "-c:v", "mpeg4", "-c:a", "aac",
-                  inputs=("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10"))
+    data = encode(
+        DATA_DIR / "jfk.flac",
+        "mp4",
+        "-shortest",
+        "-c:v",
+        "mpeg4",
+        "-c:a",
+        "aac",
+        inputs=("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10"),
+    )
     assert abs((await decode_audio(data)).size / SAMPLE_RATE - 11.0) < 0.2
 
 
 async def test_a_video_without_sound_is_not_audio() -> None:
-    data = encode(DATA_DIR / "jfk.flac", "mp4", "-t", "2", "-an", "-c:v", "mpeg4",
-                  inputs=("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10"))
+    data = encode(
+        DATA_DIR / "jfk.flac",
+        "mp4",
+        "-t",
+        "2",
+        "-an",
+        "-c:v",
+        "mpeg4",
+        inputs=("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10"),
+    )
     with pytest.raises(NotAudioError, match="no audio stream"):
         await decode_audio(data)
 
 
-@pytest.mark.parametrize(("data", "kind"), [(b"%PDF-1.7\n...", "PDF"), (b"\x7fELF\x02\x01", "executable"),
-                                             (b"hello, plain text\n" * 10, "text")])
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"%PDF-1.7\n...", "PDF"),
+        (b"\x7fELF\x02\x01", "executable"),
+        (b"hello, plain text\n" * 10, "text"),
+    ],
+)
 async def test_known_non_audio_is_refused_before_ffmpeg(data: bytes, kind: str) -> None:
     with pytest.raises(NotAudioError, match=kind):
         await decode_audio(data)

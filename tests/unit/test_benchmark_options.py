@@ -20,7 +20,9 @@ def parameter(config: str, key: str) -> str:
 
 def test_a_variant_repository_changes_only_what_it_names(tmp_path: Path) -> None:
     repository = model_repository_with(
-        tmp_path / "variant", {"low_latency_bfloat16": "false", "cuda_graphs": "false"}, max_batch_size=64
+        tmp_path / "variant",
+        {"low_latency_bfloat16": "false", "cuda_graphs": "false"},
+        max_batch_size=64,
     )
     original = (DEFAULT_MODEL_REPOSITORY / "whisper" / "config.pbtxt").read_text()
     config = (repository / "whisper" / "config.pbtxt").read_text()
@@ -39,9 +41,15 @@ def test_a_parameter_the_model_does_not_have_is_refused(tmp_path: Path) -> None:
 
 def test_the_default_run_is_the_smaller_grid_and_full_the_whole_one() -> None:
     default, full, quick = parse_args([]), parse_args(["--full"]), parse_args(["--quick"])
-    assert (default.streams, default.peer_stream_levels, default.stream_repeat) == ([1, 4, 8], [1, 4], 1)
+    assert (default.streams, default.peer_stream_levels, default.stream_repeat) == (
+        [1, 4, 8],
+        [1, 4],
+        1,
+    )
     assert default.conditions == accuracy.DEFAULT and len(accuracy.DEFAULT) == 8
-    assert (full.streams, full.peer_stream_levels, full.stream_repeat) == ([1, 2, 4, 8, 16],) * 2 + (2,)
+    assert (full.streams, full.peer_stream_levels, full.stream_repeat) == (
+        [1, 2, 4, 8, 16],
+    ) * 2 + (2,)
     assert full.conditions == accuracy.CONDITIONS and full.uploads == [1, 2, 4, 8]
     assert quick.conditions == accuracy.QUICK and quick.no_composite
     assert parse_args(["--full", "--streams", "2"]).streams == [2]  # explicit flags win

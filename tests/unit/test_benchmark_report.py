@@ -10,18 +10,27 @@ from benchmarks import plot, report
 def level(streams: int, p50: float, kept_up: bool, **extra) -> dict:
     spread = {"median": 0.01, "min": 0.0, "max": 0.02, "runs": [0.0, 0.02]}
     return {
-        "streams": streams, "final_latency_s": {"p50": p50, "p95": 2 * p50, "max": 3 * p50},
-        "word_shown_latency_s": {"p50": p50 / 2}, "wer_vs_file": spread, "wer": spread,
-        "tail_s": {"median": 1.0, "max": 1.5 if kept_up else 40.0}, "kept_up": kept_up,
-        "cpu_s_per_audio_s": 0.25, **extra,
+        "streams": streams,
+        "final_latency_s": {"p50": p50, "p95": 2 * p50, "max": 3 * p50},
+        "word_shown_latency_s": {"p50": p50 / 2},
+        "wer_vs_file": spread,
+        "wer": spread,
+        "tail_s": {"median": 1.0, "max": 1.5 if kept_up else 40.0},
+        "kept_up": kept_up,
+        "cpu_s_per_audio_s": 0.25,
+        **extra,
     }
 
 
 SECTION = {
-    "item": "stream-63s", "duration_s": 63.5, "repeat": 2,
+    "item": "stream-63s",
+    "duration_s": 63.5,
+    "repeat": 2,
     "levels": {
-        "hermes, 3 s beat": [level(1, 3.0, True, inferences=40, executions=40),
-                             level(8, 4.0, True, inferences=320, executions=60)],
+        "hermes, 3 s beat": [
+            level(1, 3.0, True, inferences=40, executions=40),
+            level(8, 4.0, True, inferences=320, executions=60),
+        ],
         "WhisperLive": [level(1, 1.5, True), level(8, 30.0, False)],
     },
 }
@@ -30,14 +39,22 @@ SECTION = {
 def test_the_table_has_one_row_per_system_and_level_with_its_figures() -> None:
     rows = report.capacity_table(SECTION).splitlines()[2:]
     assert rows == [
-        ("| hermes, 3 s beat | 1 | 3.00 / 6.00 / 9.00 | 1.50 | 1.0 % (max 2.0 %) | 1.0 % | 1.0 / 1.5 "
-        "| yes | 0.25 | 40 / 40 |"),
-        ("| hermes, 3 s beat | 8 | 4.00 / 8.00 / 12.00 | 2.00 | 1.0 % (max 2.0 %) | 1.0 % | 1.0 / 1.5 "
-        "| yes | 0.25 | 320 / 60 |"),
-        ("| WhisperLive | 1 | 1.50 / 3.00 / 4.50 | 0.75 | 1.0 % (max 2.0 %) | 1.0 % | 1.0 / 1.5 "
-        "| yes | 0.25 | – |"),
-        ("| WhisperLive | 8 | 30.00 / 60.00 / 90.00 | 15.00 | 1.0 % (max 2.0 %) | 1.0 % | 1.0 / 40.0 "
-        "| **no** | 0.25 | – |"),
+        (
+            "| hermes, 3 s beat | 1 | 3.00 / 6.00 / 9.00 | 1.50 | 1.0 % (max 2.0 %) | 1.0 % "
+            "| 1.0 / 1.5 | yes | 0.25 | 40 / 40 |"
+        ),
+        (
+            "| hermes, 3 s beat | 8 | 4.00 / 8.00 / 12.00 | 2.00 | 1.0 % (max 2.0 %) | 1.0 % "
+            "| 1.0 / 1.5 | yes | 0.25 | 320 / 60 |"
+        ),
+        (
+            "| WhisperLive | 1 | 1.50 / 3.00 / 4.50 | 0.75 | 1.0 % (max 2.0 %) | 1.0 % | 1.0 / 1.5 "
+            "| yes | 0.25 | – |"
+        ),
+        (
+            "| WhisperLive | 8 | 30.00 / 60.00 / 90.00 | 15.00 | 1.0 % (max 2.0 %) | 1.0 % "
+            "| 1.0 / 40.0 | **no** | 0.25 | – |"
+        ),
     ]
 
 

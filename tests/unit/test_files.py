@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from gateway.core.contract import Priority, TranscribeOptions, WindowResult
+from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.files import read_window
-from gateway.core.transcript import Segment
 from gateway.modes.windows import Window
 
 SR = SAMPLE_RATE
@@ -31,7 +31,9 @@ async def read(model: ScriptedModel) -> tuple[Segment, ...]:
     audio = np.zeros(20 * SR, np.float32)
     scores = np.full(20 * SR // 512 + 1, 0.9, np.float32)
     scores[10 * SR // 512] = 0.05  # a pause in the middle: the halves are cut there
-    result = await read_window(model, audio, WINDOW, TranscribeOptions(), scores=scores, priority=Priority.FILE)
+    result = await read_window(
+        model, audio, WINDOW, TranscribeOptions(), scores=scores, priority=Priority.FILE
+    )
     return result.segments
 
 

@@ -14,8 +14,8 @@ from aiohttp import web
 from openai.types.audio import Transcription, TranscriptionVerbose
 from pytest_aiohttp import AiohttpServer
 
-from gateway.server.formats import RESPONSE_FORMATS, language_name, render, timestamp
 from gateway.core.transcript import Segment, Transcript, Word
+from gateway.server.formats import RESPONSE_FORMATS, language_name, render, timestamp
 
 TEXT = " Hello world. Second line, said over an hour in."
 

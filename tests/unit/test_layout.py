@@ -67,7 +67,8 @@ def test_imports_run_one_way() -> None:
         for module, imports in import_graph().items()
         if (source := room(module)) is not None
         for imported in imports
-        if (target := room(imported)) is not None and target != source
+        if (target := room(imported)) is not None
+        and target != source
         and target not in MAY_IMPORT[source]
     ]
     assert not wrong, wrong

@@ -8,7 +8,11 @@ from gateway.server.settings import Settings, from_env, load
 
 
 def test_environment_then_flags_override_the_defaults() -> None:
-    environ = {"HERMES_PORT": "9000", "HERMES_TRITON_URL": "triton:8001", "HERMES_MAX_UPLOAD_MB": "5"}
+    environ = {
+        "HERMES_PORT": "9000",
+        "HERMES_TRITON_URL": "triton:8001",
+        "HERMES_MAX_UPLOAD_MB": "5",
+    }
     assert from_env(environ) == Settings(port=9000, triton_url="triton:8001", max_upload_mb=5.0)
     settings = load(["--port", "9100", "--max-streams", "2"], environ)
     assert (settings.port, settings.triton_url, settings.max_streams) == (9100, "triton:8001", 2)
@@ -60,9 +64,18 @@ def test_access_is_off_by_default() -> None:
     [
         ({"HERMES_LOG_FORMAT": "xml"}, "log_format must be one of text, json, got 'xml'"),
         ({"HERMES_MAX_STREAMS_PER_CLIENT": "0"}, "max_streams_per_client must be positive"),
-        ({"HERMES_ALLOWED_ORIGINS": "app.example.com"}, "allowed_origins: 'app.example.com' is not an origin"),
-        ({"HERMES_CORS_ORIGINS": "https://a.example/api"}, "cors_origins: 'https://a.example/api' is not an origin"),
-        ({"HERMES_API_KEYS_FILE": "/nonexistent/keys"}, "api_keys_file: cannot read /nonexistent/keys"),
+        (
+            {"HERMES_ALLOWED_ORIGINS": "app.example.com"},
+            "allowed_origins: 'app.example.com' is not an origin",
+        ),
+        (
+            {"HERMES_CORS_ORIGINS": "https://a.example/api"},
+            "cors_origins: 'https://a.example/api' is not an origin",
+        ),
+        (
+            {"HERMES_API_KEYS_FILE": "/nonexistent/keys"},
+            "api_keys_file: cannot read /nonexistent/keys",
+        ),
         ({"HERMES_API_KEYS": "a good one"}, "API key #1 has spaces"),
     ],
 )

@@ -23,8 +23,8 @@ import soundfile
 from aiohttp import WSMsgType, web
 from pytest_aiohttp import AiohttpServer
 
-from gateway.tools import stream_client
 from gateway.modes.audio import SAMPLE_RATE, decode_audio
+from gateway.tools import stream_client
 from gateway.tools.stream_client import TranscriptPrinter, to_pcm16
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")  # the loop pytest-aiohttp's fixtures use

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from gateway.core.contract import WindowResult
+from gateway.core.transcript import Segment, Word
 from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
 from gateway.modes.stream_messages import StreamMessages
 from gateway.modes.streaming import StreamSession
-from gateway.core.transcript import Segment, Word
 from gateway.modes.vad import CONTEXT_SAMPLES, StreamingVad, StreamScorer
 
 
@@ -139,17 +139,33 @@ class ScriptedModel:
         heard = [
             Word(w.word, w.start - start, w.end - start, w.probability)
             for w in self.words
-            if w.start >= start and w.end <= end and stretch_end(w) <= (end if self.leaves_out_cut_off else float("inf"))
+            if w.start >= start
+            and w.end <= end
+            and stretch_end(w) <= (end if self.leaves_out_cut_off else float("inf"))
         ]
-        segment = Segment(heard[0].start, heard[-1].end, "".join(w.word for w in heard),
-                          self.avg_logprob, 0.01, 1.0, 0.0, words=tuple(heard)) if heard else None
+        segment = (
+            Segment(
+                heard[0].start,
+                heard[-1].end,
+                "".join(w.word for w in heard),
+                self.avg_logprob,
+                0.01,
+                1.0,
+                0.0,
+                words=tuple(heard),
+            )
+            if heard
+            else None
+        )
         return WindowResult(text="", language="en", segments=(segment,) if segment else ())
 
 
 def scripted_session(speech: list[tuple[float, float]]) -> tuple[StreamSession, ScriptedModel]:
     words = [w for w in SPEECH_WORDS if any(a <= w.start and w.end <= b for a, b in speech)]
     model = ScriptedModel(words, [b for _, b in speech])
-    session = StreamSession(model, StreamConfig(), min_new_audio_s=0.5, vad=StreamingVad(scorer=LoudnessScorer()))
+    session = StreamSession(
+        model, StreamConfig(), min_new_audio_s=0.5, vad=StreamingVad(scorer=LoudnessScorer())
+    )
     model.session = session
     return session, model
 
@@ -265,8 +281,16 @@ async def test_a_window_stops_in_a_long_pause() -> None:
     """A buffer holding speech, a long pause and speech again (what an outage or a backlog
     leaves) is heard one utterance at a time, and the pause is not sent to the model."""
     session, model = scripted_session([(0.0, 5.0), (20.0, 25.0)])
-    session.append(np.concatenate([sound(5.0, True), sound(15.0, False), sound(5.0, True, seed=1),
-                                   sound(1.5, False, seed=2)]))
+    session.append(
+        np.concatenate(
+            [
+                sound(5.0, True),
+                sound(15.0, False),
+                sound(5.0, True, seed=1),
+                sound(1.5, False, seed=2),
+            ]
+        )
+    )
     text = ""
     for seed in range(3, 6):
         text += finals(await session.step())

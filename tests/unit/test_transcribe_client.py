@@ -17,11 +17,10 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
+from gateway.core.transcript import Transcript
 from gateway.server import formats
-
 from gateway.tools import transcribe_client
 from gateway.tools.transcribe_client import iter_sse_events
-from gateway.core.transcript import Transcript
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")  # the loop pytest-aiohttp's fixtures use
 

@@ -41,7 +41,9 @@ async def test_membership_follows_resolution_and_survives_a_failed_lookup() -> N
             raise answer
         return answer
 
-    pool = TritonPool(parse_endpoints("triton:8001"), "whisper", timeout_s=1, ready_timeout_s=1, resolver=resolver)
+    pool = TritonPool(
+        parse_endpoints("triton:8001"), "whisper", timeout_s=1, ready_timeout_s=1, resolver=resolver
+    )
     try:
         await pool.refresh()
         assert [r.address for r in pool.replicas] == ["10.0.0.1:8001", "10.0.0.2:8001"]

@@ -70,8 +70,9 @@ def test_pauses_between_sentences_split_regions() -> None:
 
 def test_regions_open_at_the_threshold_and_close_after_a_long_enough_pause() -> None:
     frames = np.array([0.0, 0.9, 0.9, 0.2, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9])
-    config = VadConfig(threshold=0.5, release=0.3, min_silence_seconds=0.2, pad_seconds=0.0,
-                       min_speech_seconds=0.0)
+    config = VadConfig(
+        threshold=0.5, release=0.3, min_silence_seconds=0.2, pad_seconds=0.0, min_speech_seconds=0.0
+    )
     regions = speech_regions(frames, frames.size * FRAME_SAMPLES, config)
     # the 0.2 dip is one frame: not a pause; the run of zeros is; the last frame is speech
     assert [(a // FRAME_SAMPLES, b // FRAME_SAMPLES) for a, b in regions] == [(1, 5), (13, 14)]
@@ -120,7 +121,9 @@ class CountingScorer(StreamScorer):
         return super().score(inputs, state)
 
 
-def test_streams_sharing_a_scorer_score_as_each_alone_in_one_call_per_frame(jfk_between_silences) -> None:
+def test_streams_sharing_a_scorer_score_as_each_alone_in_one_call_per_frame(
+    jfk_between_silences,
+) -> None:
     """Three streams of different audio, lengths and frame sizes, scored together: the
     same scores as each stream scored by itself, one batched call per frame position."""
     audio = jfk_between_silences

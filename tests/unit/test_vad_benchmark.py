@@ -26,8 +26,7 @@ def test_score_counts_missed_and_kept_samples() -> None:
     mask = mask_of(20, [(2, 6), (10, 14)])
     result = score(mask, [(0, 4), (12, 16)])
     # missed: 4, 5, 10, 11 -> 4 of 8; kept: 0, 1, 14, 15 -> 4 of 12
-    assert result == Score(speech_missed=0.5, non_speech_kept=4 / 12, sentences_lost=0,
-                           sentences=2)
+    assert result == Score(speech_missed=0.5, non_speech_kept=4 / 12, sentences_lost=0, sentences=2)
 
 
 def test_missed_and_kept_are_not_swapped() -> None:

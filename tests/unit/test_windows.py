@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gateway.modes.audio import SAMPLE_RATE
 from gateway.core.transcript import Segment, Word
+from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import FRAME_SAMPLES
 from gateway.modes.windows import (
     Window,
@@ -40,14 +40,27 @@ def scores_for(total_seconds: float, quiet: list[float] = ()) -> np.ndarray:
 
 
 def segment(start: float, end: float, text: str) -> Segment:
-    return Segment(start=start, end=end, text=text, avg_logprob=-0.2, no_speech_prob=0.01,
-                   compression_ratio=1.2, temperature=0.0, tokens=(1,),
-                   words=(Word(text, start, end, 0.9),))
+    return Segment(
+        start=start,
+        end=end,
+        text=text,
+        avg_logprob=-0.2,
+        no_speech_prob=0.01,
+        compression_ratio=1.2,
+        temperature=0.0,
+        tokens=(1,),
+        words=(Word(text, start, end, 0.9),),
+    )
 
 
 def plan(regions, total_seconds: float, window_seconds: float = 30.0) -> list[Window]:
-    return plan_windows(samples(*regions), samples(*regions), scores_for(total_seconds),
-                        window=int(window_seconds * SR), total=int(total_seconds * SR))
+    return plan_windows(
+        samples(*regions),
+        samples(*regions),
+        scores_for(total_seconds),
+        window=int(window_seconds * SR),
+        total=int(total_seconds * SR),
+    )
 
 
 def test_short_utterances_are_packed_with_long_pauses_shortened() -> None:
@@ -73,8 +86,9 @@ def test_short_pauses_stay_whole_and_windows_leave_room_at_the_end() -> None:
 
 def test_a_region_longer_than_a_window_is_cut_at_its_quietest_frame() -> None:
     scores = scores_for(70, quiet=[22.0, 47.0])
-    windows = plan_windows(samples((0, 70)), samples((0, 70)), scores,
-                           window=30 * SR, total=70 * SR)
+    windows = plan_windows(
+        samples((0, 70)), samples((0, 70)), scores, window=30 * SR, total=70 * SR
+    )
     cuts = [w.pieces[0][0] / SR for w in windows[1:]]
     assert cuts == [pytest.approx(22.0, abs=0.04), pytest.approx(47.0, abs=0.04)]
     assert windows[0].pieces[0][0] == 0 and windows[-1].pieces[-1][1] == 70 * SR
@@ -117,7 +131,9 @@ def test_a_window_whose_text_covers_its_speech_passes() -> None:
 
 def test_too_few_words_for_the_speech_fail() -> None:
     one_segment = [segment(0, 20, " The conference on two fades in.")]
-    assert "6 words for 17.0 s of speech at 0.0-20.0 s" in window_problems(one_segment, SPEECH, None)
+    assert "6 words for 17.0 s of speech at 0.0-20.0 s" in window_problems(
+        one_segment, SPEECH, None
+    )
 
 
 def test_one_segment_with_too_few_words_for_its_speech_fails() -> None:
@@ -145,12 +161,26 @@ def test_text_that_echoes_the_prompt_fails() -> None:
 
 
 def test_text_still_repetitive_after_the_fallback_fails_and_unlikely_text_does_not() -> None:
-    looping = Segment(start=1, end=19, text=" so " * 40, avg_logprob=-1.3, no_speech_prob=0.1,
-                      compression_ratio=3.1, temperature=1.0)
+    looping = Segment(
+        start=1,
+        end=19,
+        text=" so " * 40,
+        avg_logprob=-1.3,
+        no_speech_prob=0.1,
+        compression_ratio=3.1,
+        temperature=1.0,
+    )
     assert "repetitive at every temperature" in window_problems([looping], SPEECH, None)
     unlikely = [
-        Segment(start=1, end=9, text=" hard to hear" * 8, avg_logprob=-1.6, no_speech_prob=0.1,
-                compression_ratio=1.9, temperature=1.0),
+        Segment(
+            start=1,
+            end=9,
+            text=" hard to hear" * 8,
+            avg_logprob=-1.6,
+            no_speech_prob=0.1,
+            compression_ratio=1.9,
+            temperature=1.0,
+        ),
         segment(10, 19, " " + "word " * 20),
     ]
     assert window_problems(unlikely, SPEECH, None) == []
