@@ -24,7 +24,12 @@ def parse_endpoints(spec: str) -> tuple[Endpoint, ...]:
     endpoints = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if (
+            not sep
+            or not host
+            or not (port.isascii() and port.isdigit())
+            or not 0 < int(port) < 65536
+        ):
             raise ValueError(f"Triton endpoint {item!r} is not host:port")
         endpoints.append(Endpoint(host.removeprefix("[").removesuffix("]"), int(port)))
     if not endpoints:

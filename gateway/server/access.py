@@ -59,22 +59,23 @@ def _unauthorized(message: str, challenge: str) -> ApiError:
     return ApiError(401, message, "invalid_api_key", headers={hdrs.WWW_AUTHENTICATE: challenge})
 
 
-def _presented_key(request: web.Request) -> str | None:
-    """The key in `Authorization: Bearer`, or in `?token=` on a WebSocket upgrade; "" for an
+def _presented_key(request: web.Request, token_allowed: bool) -> str | None:
+    """The key in `Authorization: Bearer`, or in `?token=` where allowed; "" for an
     Authorization header of another scheme; None when the request carries none."""
     if (header := request.headers.get(hdrs.AUTHORIZATION)) is not None:
         scheme, _, credentials = header.strip().partition(" ")
         return credentials.strip() if scheme.lower() == "bearer" else ""
-    if is_websocket_upgrade(request):
+    if token_allowed:
         return request.query.get(TOKEN_PARAMETER)
     return None
 
 
-def authenticate(request: web.Request, keys: ApiKeys) -> str:
-    """The client label (`key #N`) of the request's API key; 401 without a valid one."""
-    presented = _presented_key(request)
+def authenticate(request: web.Request, keys: ApiKeys, *, token_allowed: bool = False) -> str:
+    """The client label (`key #N`) of the request's API key; 401 without a valid one.
+    `token_allowed`: the key may come as `?token=` (a WebSocket upgrade of a WebSocket route)."""
+    presented = _presented_key(request, token_allowed)
     if presented is None:
-        where = " (or ?token=<key> on a WebSocket)" if is_websocket_upgrade(request) else ""
+        where = " (or ?token=<key> on a WebSocket)" if token_allowed else ""
         raise _unauthorized(
             f"no API key: send it as Authorization: Bearer <key>{where}", 'Bearer realm="hermes"'
         )
@@ -96,9 +97,12 @@ def is_websocket_upgrade(request: web.Request) -> bool:
 # --- the middlewares ---------------------------------------------------------------------
 
 
-def middlewares(settings: Settings, *, public: Collection[str]) -> list[Middleware]:
+def middlewares(
+    settings: Settings, *, public: Collection[str], websockets: Collection[str]
+) -> list[Middleware]:
     """The Origin check of WebSocket upgrades, then the API key check, which skips the
-    resources whose canonical path (`/healthz`, a static prefix...) is in `public`."""
+    resources whose canonical path (`/healthz`, a static prefix...) is in `public` and takes
+    `?token=` only on an upgrade to one of the WebSocket resources in `websockets`."""
     allowed = settings.websocket_origins
     keys = ApiKeys(settings.keys)
 
@@ -122,8 +126,10 @@ def middlewares(settings: Settings, *, public: Collection[str]) -> list[Middlewa
     async def check_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if keys:
             resource = request.match_info.route.resource
-            if resource is None or resource.canonical not in public:
-                request[CLIENT] = authenticate(request, keys)
+            canonical = None if resource is None else resource.canonical
+            if canonical not in public:
+                token_allowed = canonical in websockets and is_websocket_upgrade(request)
+                request[CLIENT] = authenticate(request, keys, token_allowed=token_allowed)
         return await handler(request)
 
     return [check_origin, check_api_key]

@@ -36,6 +36,7 @@ STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file
 # Open without an API key: the probes, and the live page (which hands the key it was opened
 # with, `/?token=...`, on to /stream-audio)
 PUBLIC_RESOURCES = frozenset({"/", "/static/{name}", "/healthz", "/readyz"})
+WEBSOCKET_RESOURCES = frozenset({"/stream-audio"})  # where an API key may come as ?token=
 
 
 async def triton_pool(app: web.Application) -> AsyncIterator[None]:
@@ -105,7 +106,7 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
             request_id_middleware,
             error_middleware,
             cors.preflight,
-            *access.middlewares(settings, public=PUBLIC_RESOURCES),
+            *access.middlewares(settings, public=PUBLIC_RESOURCES, websockets=WEBSOCKET_RESOURCES),
         ],
         client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )

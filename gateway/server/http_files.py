@@ -71,7 +71,7 @@ def _channel(fields: MultiDictProxy[str]) -> int | None:
     raw = fields.get("channel")
     if raw in (None, ""):
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # str.isdigit alone lets '²' through
         raise ApiError(
             400, f"channel must be a channel number from 0, got {raw!r}", "invalid_value"
         )

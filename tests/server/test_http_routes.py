@@ -381,6 +381,7 @@ async def test_openai_bad_options(client, backend, fields, message) -> None:
     [
         ("channel=left", "channel must be a channel number from 0, got 'left'"),
         ("channel=-1", "channel must be a channel number from 0, got '-1'"),
+        ("channel=%C2%B2", "channel must be a channel number from 0, got '²'"),
         ("word_timestamps=2", "word_timestamps must be true or false, got '2'"),
         ("temperature=2", "temperature must be a number between 0 and 1, got '2'"),
     ],
@@ -627,6 +628,18 @@ async def test_upload_routes_need_a_valid_key(make_client, backend, route, case)
     reply = await client.post(route + query, data=upload(), headers=headers)
     assert await api_error(reply, 401, "invalid_api_key") == message
     assert reply.headers["WWW-Authenticate"] == challenge
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+async def test_a_query_token_counts_only_on_the_websocket_route(
+    make_client, backend, route
+) -> None:
+    """An `Upgrade: websocket` header does not make `?token=` a key on another route."""
+    client = await make_client(api_keys=KEY)
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
+    reply = await client.post(f"{route}?token={KEY}", data=upload(), headers=headers)
+    assert await api_error(reply, 401, "invalid_api_key") == NO_KEY[0]
     assert backend.calls == []
 
 

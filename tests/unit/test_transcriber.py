@@ -33,8 +33,14 @@ def words(text: str) -> list[int]:
 
 
 def test_splits_at_timestamp_pairs() -> None:
-    tokens = [timestamp(0), *words(" Hello there."), timestamp(1.5), timestamp(1.5),
-              *words(" General Kenobi."), timestamp(3.0)]
+    tokens = [
+        timestamp(0),
+        *words(" Hello there."),
+        timestamp(1.5),
+        timestamp(1.5),
+        *words(" General Kenobi."),
+        timestamp(3.0),
+    ]
     segments = split_segments(tokens, TOKENIZER, duration=4.0)
     assert [(s.start, s.end, TOKENIZER.decode(s.tokens), s.complete) for s in segments] == [
         (0.0, 1.5, " Hello there.", True),
@@ -50,7 +56,9 @@ def test_text_after_the_last_timestamp_ends_with_the_audio_incomplete() -> None:
 
 def test_timestamps_beyond_the_audio_are_clamped() -> None:
     tokens = [timestamp(0.5), *words(" Hi."), timestamp(9.0)]
-    assert [(s.start, s.end) for s in split_segments(tokens, TOKENIZER, duration=1.0)] == [(0.5, 1.0)]
+    assert [(s.start, s.end) for s in split_segments(tokens, TOKENIZER, duration=1.0)] == [
+        (0.5, 1.0)
+    ]
 
 
 def test_no_tokens_no_segments() -> None:
@@ -58,10 +66,20 @@ def test_no_tokens_no_segments() -> None:
 
 
 def test_valid_request_is_normalised() -> None:
-    request = make_request(SECOND, multilingual=True, language="English", task=None,
-                           prompt="  ComfyUI ", temperature=None)
+    request = make_request(
+        SECOND,
+        multilingual=True,
+        language="English",
+        task=None,
+        prompt="  ComfyUI ",
+        temperature=None,
+    )
     assert (request.language, request.task, request.prompt, request.temperature) == (
-        "en", "transcribe", "ComfyUI", 0.0)
+        "en",
+        "transcribe",
+        "ComfyUI",
+        0.0,
+    )
     assert make_request(SECOND, multilingual=False).language == "en"
     assert make_request(SECOND, multilingual=True, language="").language is None
 
@@ -102,8 +120,12 @@ def test_invalid_requests_say_what_is_wrong(audio, options, message) -> None:
     ],
 )
 def test_encoder_context(seconds, low_latency, language, frames) -> None:
-    request = make_request(np.zeros(int(seconds * 16_000), np.float32), multilingual=True,
-                           language=language, low_latency=low_latency)
+    request = make_request(
+        np.zeros(int(seconds * 16_000), np.float32),
+        multilingual=True,
+        language=language,
+        low_latency=low_latency,
+    )
     assert encoder_frames(request) == frames
     assert encoder_frames(request, short_context=False) == 3000  # the choice on a GPU
 

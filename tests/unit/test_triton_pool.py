@@ -17,7 +17,9 @@ def test_endpoints_are_comma_separated_host_ports() -> None:
     assert parse_endpoints(" a:1 , [::1]:8001,") == (Endpoint("a", 1), Endpoint("::1", 8001))
 
 
-@pytest.mark.parametrize("spec", ["", "triton", "triton:", ":8001", "triton:0", "triton:99999"])
+@pytest.mark.parametrize(
+    "spec", ["", "triton", "triton:", ":8001", "triton:0", "triton:99999", "triton:8²"]
+)
 def test_malformed_endpoints_are_refused(spec: str) -> None:
     with pytest.raises(ValueError, match="Triton endpoint|no Triton endpoint"):
         parse_endpoints(spec)
