@@ -16,6 +16,7 @@ listed in `allowed_origins`; clients without an Origin (not browsers) pass.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Collection, Iterable
@@ -84,6 +85,12 @@ def authenticate(request: web.Request, keys: ApiKeys, *, token_allowed: bool = F
     return f"key #{index + 1}"
 
 
+def is_trusted(request: web.Request, settings: Settings) -> bool:
+    """Whether the caller may see the service's internals (replica addresses, counters): keys
+    are off, or the request carried a valid one."""
+    return not settings.keys or CLIENT in request
+
+
 def client_of(request: web.Request) -> str:
     """What per-client limits count by: the API key when keys are on, else the peer address
     (behind a reverse proxy that is the proxy's: turn API keys on there)."""
@@ -127,9 +134,13 @@ def middlewares(
         if keys:
             resource = request.match_info.route.resource
             canonical = None if resource is None else resource.canonical
+            token_allowed = canonical in websockets and is_websocket_upgrade(request)
             if canonical not in public:
-                token_allowed = canonical in websockets and is_websocket_upgrade(request)
                 request[CLIENT] = authenticate(request, keys, token_allowed=token_allowed)
+            elif _presented_key(request, token_allowed) is not None:
+                # optional on a public route, where a key shows more (e.g. /readyz's replicas)
+                with contextlib.suppress(ApiError):
+                    request[CLIENT] = authenticate(request, keys, token_allowed=token_allowed)
         return await handler(request)
 
     return [check_origin, check_api_key]

@@ -72,13 +72,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """At least one Triton replica answers with the model loaded: send traffic here."""
+    """At least one Triton replica answers with the model loaded: send traffic here. Where
+    the backend runs, and its replicas' counters, only for a caller with a key when keys are
+    on (the probe itself needs none)."""
     asr = request.app[ASR]
-    about = asr.describe()
+    about = asr.describe() if access.is_trusted(request, request.app[SETTINGS]) else {}
     if not await asr.is_ready():
         raise ApiError(
             503,
-            f"model {about['model']!r} is not ready ({about['backend']})",
+            f"model {about['model']!r} is not ready ({about['backend']})"
+            if about
+            else "the speech model is not ready",
             "model_unavailable",
             retry_after=http_files.RETRY_AFTER_S,
         )

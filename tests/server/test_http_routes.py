@@ -581,6 +581,18 @@ async def test_readyz_not_ready_is_503_with_retry_after(client, backend) -> None
     assert reply.headers["Retry-After"] == "5"
 
 
+async def test_readyz_shows_the_backend_only_to_a_caller_with_a_key(make_client, backend) -> None:
+    client = await make_client(api_keys=KEY)
+    assert await (await client.get("/readyz")).json() == {"status": "ready"}
+    wrong = await client.get("/readyz", headers={"Authorization": "Bearer wrong"})
+    assert await wrong.json() == {"status": "ready"}
+    keyed = await client.get("/readyz", headers={"Authorization": f"Bearer {KEY}"})
+    assert (await keyed.json())["backend"] == "scripted, in process"
+    backend.ready = False
+    message = await api_error(await client.get("/readyz"), 503, "model_unavailable")
+    assert message == "the speech model is not ready"
+
+
 async def test_the_live_page_and_its_scripts(client) -> None:
     page = await client.get("/")
     assert page.status == 200 and page.content_type == "text/html"
