@@ -20,7 +20,7 @@ from aiohttp import web
 from benchmarks import resources
 from benchmarks.audio import PROJECT_ROOT
 from gateway.backend.triton_pool import TritonPool
-from gateway.server.app import create_app
+from gateway.server.app import SERVER_OPTIONS, create_app
 from gateway.server.settings import ENV_PREFIX, Settings
 from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonPorts
 
@@ -130,7 +130,7 @@ async def local_triton(
 @asynccontextmanager
 async def gateway_in_process(settings: Settings) -> AsyncIterator[int]:
     """The gateway app served by this process's event loop; yields this process's id."""
-    runner = web.AppRunner(create_app(settings))
+    runner = web.AppRunner(create_app(settings), **SERVER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from gateway.server.app import SERVER_OPTIONS
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -19,7 +21,7 @@ def free_port() -> int:
 async def serve(app: web.Application) -> AsyncIterator[str]:
     """Run an aiohttp application as a real server on a free local port; yields its URL."""
     port = free_port()
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, **SERVER_OPTIONS)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:

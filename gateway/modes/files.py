@@ -157,7 +157,9 @@ async def transcribe_audio(
     language, started = options.language or "", False
     try:
         for window, task in zip(windows, tasks, strict=True):
-            read = await task
+            # shielded: a cancelled reader must not cancel this window first, or the next
+            # window would take its slot and reach the model before `finally` stops it
+            read = await asyncio.shield(task)
             language = language or read.language
             delta = "".join(segment.text for segment in read.segments)
             if not started:

@@ -10,6 +10,7 @@ import sys
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -37,6 +38,10 @@ STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file
 # with, `/?token=...`, on to /stream-audio)
 PUBLIC_RESOURCES = frozenset({"/", "/static/{name}", "/healthz", "/readyz"})
 WEBSOCKET_RESOURCES = frozenset({"/stream-audio"})  # where an API key may come as ?token=
+# How the server runs the app (`serve`, `benchmarks.stack`, the tests): a handler whose client
+# hung up is cancelled, and the work it started with it (ffmpeg, a file's windows at Triton);
+# otherwise an SDK's time-out-and-retry pays for the whole file twice.
+SERVER_OPTIONS: dict[str, Any] = {"handler_cancellation": True}
 
 
 async def triton_pool(app: web.Application) -> AsyncIterator[None]:
@@ -163,6 +168,7 @@ def serve(settings: Settings) -> None:
         print=None,
         shutdown_timeout=settings.shutdown_timeout_s,
         access_log_class=AccessLogger,
+        **SERVER_OPTIONS,
     )
 
 

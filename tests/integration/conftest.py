@@ -13,7 +13,7 @@ import soundfile
 from aiohttp.test_utils import TestClient
 
 from gateway.modes.audio import SAMPLE_RATE, ffmpeg_executable
-from gateway.server.app import create_app
+from gateway.server.app import SERVER_OPTIONS, create_app
 from gateway.server.settings import Settings
 from gateway.tools.local_triton import LocalTriton
 from testsupport.clips import Clip
@@ -29,7 +29,7 @@ def make_gateway(aiohttp_client) -> Callable:
     """Start the real gateway application with the given settings on a local port."""
 
     async def start(settings: Settings) -> TestClient:
-        return await aiohttp_client(create_app(settings))
+        return await aiohttp_client(create_app(settings), server_kwargs=SERVER_OPTIONS)
 
     return start
 

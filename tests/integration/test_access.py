@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
-from gateway.server.app import create_app
+from gateway.server.app import SERVER_OPTIONS, create_app
 from gateway.server.keys import STREAMS
 from gateway.server.logs import AccessLogger, RequestIdFilter, handler
 from gateway.server.settings import Settings
@@ -401,7 +401,7 @@ async def test_json_logs_carry_request_ids_and_never_a_key(
 ) -> None:
     """The gateway as `hermes serve` runs it (its access logger), logging JSON to a stream."""
     caplog.set_level(logging.INFO)
-    server = TestServer(create_app(replace(gateway_settings, api_keys=KEY)))
+    server = TestServer(create_app(replace(gateway_settings, api_keys=KEY)), **SERVER_OPTIONS)
     await server.start_server(access_log_class=AccessLogger)
     gateway = await aiohttp_client(server)
     output = io.StringIO()

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import gateway.server.app as app_module
-from gateway.server.app import create_app
+from gateway.server.app import SERVER_OPTIONS, create_app
 from gateway.server.settings import Settings
 from testsupport.clips import DATA_DIR, load_audio
 from testsupport.scripted_backend import ScriptedBackend
@@ -53,7 +53,8 @@ def make_client(aiohttp_client, backend: ScriptedBackend) -> MakeClient:
 
     async def start(backend: ScriptedBackend | None = None, **changes) -> TestClient:
         settings = replace(SETTINGS, **changes)
-        return await aiohttp_client(create_app(settings, backend=backend or default))
+        app = create_app(settings, backend=backend or default)
+        return await aiohttp_client(app, server_kwargs=SERVER_OPTIONS)
 
     return start
 

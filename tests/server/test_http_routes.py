@@ -289,6 +289,23 @@ async def test_a_long_file_is_read_window_by_window_in_file_order(
     assert body["segments"][-1]["end"] <= 33.0
 
 
+async def test_a_client_that_hangs_up_stops_the_work(make_client, backend, tmp_path, jfk_audio):
+    """The upload's handler is cancelled with its connection: the window at the model is
+    cancelled and no other window of the file is sent."""
+    client = await make_client(file_windows_in_flight=1)
+    path = wav(tmp_path, np.concatenate([jfk_audio] * 5))  # 55 s: two windows or more
+    backend.hold()
+    request = asyncio.ensure_future(client.post("/transcribe", data=upload(path)))
+    await backend.until_waiting(1)
+    request.cancel()  # the client goes away
+    async with asyncio.timeout(5):
+        while backend.waiting:
+            await asyncio.sleep(0.01)
+    backend.release()
+    await asyncio.sleep(0.3)
+    assert len(backend.calls) == 1
+
+
 async def test_native_progress_events(client, jfk_heard) -> None:
     reply = await client.post("/transcribe", data=upload(stream="true"))
     assert reply.status == 200 and reply.content_type == "text/event-stream"
