@@ -3,7 +3,9 @@
 An upload holds up to `file_windows_in_flight` windows at Triton while it runs, so bounding
 the uploads that run bounds the file work queued ahead of live streams' steps. Past the
 waiting room the next upload is refused at once, before its body is read, with 503 and
-`Retry-After`: a queue without a bound only turns overload into timeouts.
+`Retry-After`: a queue without a bound only turns overload into timeouts. An upload takes its
+turn to run only once its body is in (`take_turn`), so clients that send slowly cannot hold
+the running slots while others wait.
 """
 
 from __future__ import annotations
@@ -14,10 +16,30 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.server.errors import ApiError
-from gateway.server.http_files import RETRY_AFTER_S
+from gateway.server.errors import RETRY_AFTER_S, ApiError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Turn:
+    """One admitted upload's claim on a running slot: taken once, given back by the guard."""
+
+    def __init__(self, turns: asyncio.Semaphore) -> None:
+        self._turns = turns
+        self._held = False
+
+    async def take(self) -> None:
+        if not self._held:
+            await self._turns.acquire()
+            self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._turns.release()
+            self._held = False
+
+
+TURN = web.RequestKey("upload_turn", _Turn)
 
 
 class UploadAdmission:
@@ -32,7 +54,7 @@ class UploadAdmission:
         return self._admitted
 
     def guard(self, handler: Handler) -> Handler:
-        """`handler` run only when admitted, and in its turn."""
+        """`handler` run only when admitted; it calls `take_turn` before the work starts."""
 
         @functools.wraps(handler)
         async def admitted(request: web.Request) -> web.StreamResponse:
@@ -45,10 +67,17 @@ class UploadAdmission:
                     retry_after=RETRY_AFTER_S,
                 )
             self._admitted += 1
+            request[TURN] = turn = _Turn(self._turns)
             try:
-                async with self._turns:
-                    return await handler(request)
+                return await handler(request)
             finally:
+                turn.give_back()
                 self._admitted -= 1
 
         return admitted
+
+
+async def take_turn(request: web.Request) -> None:
+    """Wait for one of the running slots (a request not behind `guard` runs at once)."""
+    if (turn := request.get(TURN)) is not None:
+        await turn.take()

@@ -21,7 +21,7 @@ from gateway.modes.vad import StreamScorer
 from gateway.server import access, http_files, ws_stream
 from gateway.server.admission import UploadAdmission
 from gateway.server.cors import Cors
-from gateway.server.errors import ApiError, error_middleware
+from gateway.server.errors import RETRY_AFTER_S, ApiError, error_middleware
 from gateway.server.heap import heap_trimming
 from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
 from gateway.server.logs import AccessLogger, configure
@@ -89,7 +89,7 @@ async def readyz(request: web.Request) -> web.Response:
             if about
             else "the speech model is not ready",
             "model_unavailable",
-            retry_after=http_files.RETRY_AFTER_S,
+            retry_after=RETRY_AFTER_S,
         )
     return web.json_response({"status": "ready", **about})
 

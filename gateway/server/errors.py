@@ -11,6 +11,8 @@ from gateway.server.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 
+RETRY_AFTER_S = 5  # what a 503 tells a client to wait before trying again
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

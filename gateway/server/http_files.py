@@ -28,14 +28,13 @@ from gateway.modes.audio import (
     decode_audio,
 )
 from gateway.modes.files import FileProgress, assemble, collect, transcribe_audio
-from gateway.server.errors import ApiError
+from gateway.server.admission import take_turn
+from gateway.server.errors import RETRY_AFTER_S, ApiError
 from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render
 from gateway.server.keys import ASR, SETTINGS
 from gateway.server.uploads import read_upload
 
 logger = logging.getLogger(__name__)
-
-RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,9 @@ async def _run(
     request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
 ) -> tuple[FileRequest, AsyncIterator[FileProgress], float]:
     settings = request.app[SETTINGS]
-    upload = await read_upload(request, settings.max_upload_bytes)
+    upload = await read_upload(request, settings.max_upload_bytes, settings.upload_read_timeout_s)
     file_request = parse(upload.fields)
+    await take_turn(request)  # a running slot, now that the body is in
     audio = await _decode(request, upload.data, file_request.channel)
     logger.info(
         "%s: %s (%d bytes, %.1f s of audio)",

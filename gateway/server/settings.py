@@ -43,6 +43,8 @@ class Settings:
     max_upload_mb: float = 100.0
     max_audio_seconds: float = 4 * 3600.0
     decode_timeout_s: float = 300.0
+    # the whole body must arrive within this (408 after): a client trickling bytes holds a place
+    upload_read_timeout_s: float = 120.0
     max_uploads_running: int = 4  # transcribed at once; each holds file_windows_in_flight
     max_uploads_waiting: int = 16  # beyond this many waiting, 503 with Retry-After
 
@@ -103,6 +105,7 @@ class Settings:
             "triton_resolve_interval_s",
             "max_uploads_running",
             "shutdown_timeout_s",
+            "upload_read_timeout_s",
             "max_streams_per_client",
         )
         if any(getattr(self, name) <= 0 for name in positive):

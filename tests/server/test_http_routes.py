@@ -808,3 +808,55 @@ async def test_a_waiting_upload_runs_when_the_one_before_is_done(make_client, ba
     replies = await asyncio.gather(first, second)
     assert [reply.status for reply in replies] == [200, 200]
     assert len(backend.calls) == 2
+
+
+# --- bounded forms and slow bodies ---------------------------------------------------------
+
+
+async def test_a_form_of_too_many_parts(client, backend) -> None:
+    form = upload(**{f"field{i}": "x" for i in range(70)})
+    message = await api_error(await client.post("/transcribe", data=form), 400, "too_many_fields")
+    assert message == "the form has more than 64 parts"
+    assert backend.calls == []
+
+
+async def test_form_fields_over_256_kib_together(client, backend) -> None:
+    form = upload(**{f"field{i}": "x" * 60_000 for i in range(5)})
+    reply = await client.post("/transcribe", data=form)
+    message = await api_error(reply, 413, "fields_too_large")
+    assert message == "the form's fields add up to more than 262144 bytes"
+    assert backend.calls == []
+
+
+async def trickle(first: bytes, go_on: asyncio.Event, rest: bytes):
+    """A request body that sends `first`, then waits for `go_on` before the rest."""
+    yield first
+    await go_on.wait()
+    yield rest
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408(make_client, backend) -> None:
+    client = await make_client(upload_read_timeout_s=0.5)
+    stalled = asyncio.Event()
+    body = JFK.read_bytes()
+    reply = await client.post("/transcribe", data=trickle(body[:1000], stalled, body[1000:]))
+    message = await api_error(reply, 408, "upload_timeout")
+    assert message == "the upload did not arrive within 0.5 s"
+    assert backend.calls == []
+
+
+async def test_a_slow_body_does_not_hold_the_running_slot(make_client, backend) -> None:
+    """One upload running at a time: a client still sending its body waits for nothing and
+    keeps no one waiting; its turn comes once the body is in."""
+    client = await make_client(max_uploads_running=1, max_uploads_waiting=1)
+    go_on = asyncio.Event()
+    body = JFK.read_bytes()
+    slow = asyncio.create_task(
+        client.post("/transcribe", data=trickle(body[:1000], go_on, body[1000:]))
+    )
+    await asyncio.sleep(0.2)
+    async with asyncio.timeout(5):  # with the slot taken before the body: no answer at all
+        honest = await client.post("/transcribe", data=upload())
+    assert honest.status == 200 and len(backend.calls) == 1
+    go_on.set()
+    assert (await slow).status == 200 and len(backend.calls) == 2
