@@ -4,7 +4,9 @@ ffmpeg runs as an asyncio subprocess on the uploaded bytes, written to a private
 directory (MP4/M4A files often keep their index at the end, which a pipe cannot seek to).
 It may read only that file: local files only (`-protocol_whitelist file`, no URLs), and only
 through audio/video container demuxers (`-format_whitelist`), never through a playlist or
-concat demuxer that could name other files; text is refused before ffmpeg even starts.
+concat demuxer that could name other files; text is refused before ffmpeg even starts. It runs
+with an empty environment (none of the gateway's secrets), one thread, limits on CPU time,
+memory, open files and file writes, and only the first `_STDERR_KEPT_BYTES` of its log kept.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import resource
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -27,11 +30,17 @@ WINDOW_SECONDS = 30.0  # one Whisper encoder window
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 480 000
 _STDERR_DETAIL_LINES = 3
 _STDERR_DETAIL_CHARS = 600
-# Demuxers of audio (and video-with-audio) containers: no hls, concat, image2, tty, ...
+# Demuxers of audio (and video-with-audio) containers: no hls, concat, image2, tty, ...; and
+# none of the legacy ones nobody records in any more (ape, tta, gsm, voc, RealMedia)
 SAFE_DEMUXERS = (
-    "wav,w64,rf64,flac,mp3,ogg,matroska,webm,mov,mp4,m4a,3gp,aac,aiff,amr,au,caf,wv,ape,tta,"
-    "asf,avi,mpegts,mpeg,flv,ac3,eac3,dts,gsm,voc,rm"
+    "wav,w64,rf64,flac,mp3,ogg,matroska,webm,mov,mp4,m4a,3gp,aac,aiff,amr,au,caf,wv,"
+    "asf,avi,mpegts,mpeg,flv,ac3,eac3,dts"
 )
+_STDERR_KEPT_BYTES = 64 * 1024  # enough for the first complaints; a crafted file can say more
+# Limits of one ffmpeg process: decoding audio needs little memory and never writes a file
+_FFMPEG_MEMORY_BYTES = 1 << 30
+_FFMPEG_OPEN_FILES = 64
+_FFMPEG_CPU_GRACE_S = 5  # CPU seconds beyond the wall-clock timeout before the kernel stops it
 
 
 class AudioDecodeError(ValueError):
@@ -112,7 +121,7 @@ def ffmpeg_command(
     audio costs no more than the limit to find out.
     """
     source = ffmpeg.input(
-        str(source_path), protocol_whitelist="file", format_whitelist=SAFE_DEMUXERS
+        str(source_path), protocol_whitelist="file", format_whitelist=SAFE_DEMUXERS, threads=1
     )
     output_options: dict[str, object] = {
         "format": "f32le",
@@ -131,7 +140,7 @@ def ffmpeg_command(
     if max_seconds is not None:
         output_options["t"] = max_seconds + 1.0
     stream = source.output("pipe:1", **output_options).global_args(
-        "-nostdin", "-hide_banner", "-loglevel", "error"
+        "-nostdin", "-hide_banner", "-loglevel", "error", "-filter_threads", "1"
     )
     return stream.compile(cmd=ffmpeg_executable())
 
@@ -166,15 +175,50 @@ async def decode_audio(
     return _samples(stdout, stderr, returncode, max_seconds)
 
 
+def _limit(pid: int, timeout: float) -> None:
+    """The kernel's limits on one ffmpeg: set from outside right after it starts (a
+    `preexec_fn` would make every spawn fork the whole gateway, threads and all)."""
+    cpu_s = int(timeout) + _FFMPEG_CPU_GRACE_S
+    for limit, value in (
+        (resource.RLIMIT_CPU, cpu_s),
+        (resource.RLIMIT_AS, _FFMPEG_MEMORY_BYTES),
+        (resource.RLIMIT_NOFILE, _FFMPEG_OPEN_FILES),
+        (resource.RLIMIT_FSIZE, 0),  # output goes to a pipe: no file may be written
+    ):
+        try:
+            resource.prlimit(pid, limit, (value, value))
+        except ProcessLookupError:  # already done
+            return
+
+
+async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Everything `stream` says, keeping only its first `limit` bytes."""
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        kept += chunk[: max(0, limit - len(kept))]
+    return bytes(kept)
+
+
+async def _communicate(process: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
+    assert process.stdout is not None and process.stderr is not None
+    stdout, stderr = await asyncio.gather(
+        process.stdout.read(), _read_capped(process.stderr, _STDERR_KEPT_BYTES)
+    )
+    await process.wait()
+    return stdout, stderr
+
+
 async def _run_ffmpeg(command: list[str], timeout: float) -> tuple[bytes, bytes, int]:
     process = await asyncio.create_subprocess_exec(
         *command,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={"LC_ALL": "C"},  # nothing of the gateway's environment (API keys among it)
     )
+    _limit(process.pid, timeout)
     try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        stdout, stderr = await asyncio.wait_for(_communicate(process), timeout)
     except TimeoutError as exc:
         raise AudioDecodeError(f"decoding took longer than {timeout:g} s") from exc
     finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from gateway.modes import audio
 from gateway.modes.audio import (
     SAMPLE_RATE,
     AudioDecodeError,
@@ -147,3 +150,39 @@ async def test_a_playlist_cannot_make_ffmpeg_read_another_file(tmp_path: Path) -
     for data in (playlist.encode() + b"\0", concat.encode() + b"\0"):
         with pytest.raises(AudioDecodeError):
             await decode_audio(data)
+
+
+@pytest.mark.parametrize(("container", "args"), [("voc", []), ("rm", ["-c:a", "ac3"])])
+async def test_legacy_containers_are_not_read(container: str, args: list[str]) -> None:
+    data = encode(DATA_DIR / "jfk.flac", container, *args)
+    with pytest.raises(NotAudioError, match="in a format the gateway does not read"):
+        await decode_audio(data)
+
+
+CHILD_REPORT = """
+import json, os, resource, sys, time
+time.sleep(0.3)  # the limits are set from outside just after the start
+sys.stderr.write("x" * 1_000_000)
+print(json.dumps({
+    "environment": dict(os.environ),
+    "limits": {name: resource.getrlimit(getattr(resource, name))[0]
+               for name in ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_NOFILE", "RLIMIT_FSIZE")},
+}))
+"""
+
+
+async def test_ffmpeg_runs_without_the_gateways_environment_and_within_limits(monkeypatch):
+    """What any child `_run_ffmpeg` starts gets: no inherited variables (API keys among them),
+    kernel limits, and only the start of a flood on stderr kept."""
+    monkeypatch.setenv("HERMES_API_KEYS", "secret-key")
+    stdout, stderr, returncode = await audio._run_ffmpeg([sys.executable, "-c", CHILD_REPORT], 7)
+    report = json.loads(stdout)
+    assert returncode == 0 and "HERMES_API_KEYS" not in report["environment"]
+    assert report["environment"].keys() <= {"LC_ALL", "LC_CTYPE"}
+    assert report["limits"] == {
+        "RLIMIT_CPU": 12,
+        "RLIMIT_AS": 1 << 30,
+        "RLIMIT_NOFILE": 64,
+        "RLIMIT_FSIZE": 0,
+    }
+    assert stderr == b"x" * 65536
