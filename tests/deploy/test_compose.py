@@ -89,10 +89,15 @@ def test_ports_are_published_on_loopback_by_default(compose_variants):
     assert not service(config, "export").get("ports")
 
 
-def test_publish_address_moves_every_port():
+def test_publishing_the_gateway_leaves_triton_on_loopback():
+    """Triton authenticates nobody: exposing the gateway must not expose it too."""
     config = compose_config(*COMPOSE_VARIANTS["gpu"], env={"HERMES_PUBLISH_ADDRESS": "0.0.0.0"})
-    ports = published(config, "triton") | published(config, "gateway")
-    assert {port.split(":")[0] for port in ports} == {"0.0.0.0"}
+    assert {port.split(":")[0] for port in published(config, "gateway")} == {"0.0.0.0"}
+    assert {port.split(":")[0] for port in published(config, "triton")} == {"127.0.0.1"}
+    opted_in = compose_config(
+        *COMPOSE_VARIANTS["gpu"], env={"HERMES_TRITON_PUBLISH_ADDRESS": "10.0.0.5"}
+    )
+    assert {port.split(":")[0] for port in published(opted_in, "triton")} == {"10.0.0.5"}
 
 
 def test_the_weights_volume_is_written_by_export_and_read_by_triton(compose_variants):
@@ -131,7 +136,8 @@ def test_images_export_runs_the_triton_image_and_the_gateway_its_own(compose_var
 def test_gateway_runs_read_only_without_privileges(compose_variants):
     gateway = service(compose_variants["gpu"], "gateway")
     assert gateway["read_only"] is True
-    assert gateway["tmpfs"] == ["/tmp"]
+    assert gateway["tmpfs"] == ["/tmp:size=512m"]  # 4 uploads of 100 MB at once
+    assert gateway["stop_grace_period"] == "45s"  # beyond the 30 s drain of shutdown_timeout_s
     assert gateway["cap_drop"] == ["ALL"]
     assert gateway["security_opt"] == ["no-new-privileges:true"]
 
