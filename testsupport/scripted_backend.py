@@ -13,7 +13,7 @@ either
 Either way the answer depends only on the audio and the call's number, so a test can predict
 it. Words are given, as Whisper's, with a leading space, and only when the call asks for word
 timestamps. Every call is recorded (`calls`); `ready = False` makes `/readyz` answer 503;
-`failure` (an `AsrUnavailable` or `AsrRejected`) is raised by every call until cleared;
+`failure` (any `AsrError`) is raised by every call until cleared;
 `languages` refuses others as the real model refuses a language it does not know; `hold()`
 keeps calls waiting until `release()` (admission, overload and shutdown tests).
 """
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.core.contract import (
+    AsrError,
     AsrRejected,
-    AsrUnavailable,
     Priority,
     TranscribeOptions,
     WindowResult,
@@ -131,7 +131,7 @@ class ScriptedBackend:
         self.languages = None if languages is None else frozenset(languages)
         self.model = model
         self.ready = True
-        self.failure: AsrUnavailable | AsrRejected | None = None
+        self.failure: AsrError | None = None
         self.calls: list[Call] = []
         self._open = asyncio.Event()
         self._open.set()

@@ -17,6 +17,9 @@ from tritonclient.utils import InferenceServerException
 
 from gateway.backend.triton_tensors import OUTPUTS, build_inputs, parse_outputs
 from gateway.core.contract import (
+    AsrError,
+    AsrFailed,
+    AsrInterrupted,
     AsrRejected,
     AsrUnavailable,
     Priority,
@@ -26,14 +29,23 @@ from gateway.core.contract import (
 
 logger = logging.getLogger(__name__)
 
-# gRPC statuses that mean "the model server is not there (right now)", not "bad request"
-_UNAVAILABLE = {
-    "StatusCode.UNAVAILABLE",
-    "StatusCode.DEADLINE_EXCEEDED",
-    "StatusCode.CANCELLED",
-    "StatusCode.UNKNOWN",
-    "StatusCode.NOT_FOUND",  # model not loaded
-}
+# gRPC statuses of a call that certainly did not run: the server is not there (right now),
+# the model is not loaded, or Triton's queue for it is full
+_NOT_RUN = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
+# ... and of a call that may have run before it failed: not to be sent again
+_MAY_HAVE_RUN = {"StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.UNKNOWN"}
+_REFUSED = {"StatusCode.INVALID_ARGUMENT"}  # the model's own verdict on the input
+
+
+def _error_of(exc: InferenceServerException) -> AsrError:
+    status, message = exc.status(), exc.message()
+    if status is None or status in _NOT_RUN:
+        return AsrUnavailable(f"speech model unavailable: {message}")
+    if status in _MAY_HAVE_RUN:
+        return AsrInterrupted(f"speech model call interrupted: {message}")
+    if status in _REFUSED:
+        return AsrRejected(message)
+    return AsrFailed(f"speech model failed ({status}): {message}")
 
 
 def _channel_args() -> list[tuple[str, int]]:
@@ -79,9 +91,7 @@ class TritonAsr:
             if task is not None and task.cancelling():
                 # grpc reports our own cancellation as a CANCELLED call: let it propagate
                 raise asyncio.CancelledError() from exc
-            if exc.status() in _UNAVAILABLE or exc.status() is None:
-                raise AsrUnavailable(f"speech model unavailable: {exc.message()}") from exc
-            raise AsrRejected(exc.message()) from exc
+            raise _error_of(exc) from exc
         return parse_outputs(result)
 
     async def is_ready(self) -> bool:

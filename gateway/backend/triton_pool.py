@@ -6,7 +6,8 @@ every address is a replica, and names are resolved again periodically as pods co
 
 Each request goes to the healthy replica with the fewest requests outstanding. A replica
 that fails a request with "unavailable" is marked down and the request is sent to another
-one: inference is idempotent, so a retry cannot do harm. A background task probes every
+one; a call that failed after it may have run (a deadline, a connection lost mid-call) is not
+sent again, which under overload would only multiply the work. A background task probes every
 replica's model readiness and puts recovered ones back.
 """
 
@@ -25,7 +26,13 @@ import numpy as np
 
 from gateway.backend.endpoints import Endpoint, format_address
 from gateway.backend.triton_client import TritonAsr
-from gateway.core.contract import AsrUnavailable, Priority, TranscribeOptions, WindowResult
+from gateway.core.contract import (
+    AsrInterrupted,
+    AsrUnavailable,
+    Priority,
+    TranscribeOptions,
+    WindowResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +130,8 @@ class TritonPool:
             replica.last_pick = next(self._picks)
             try:
                 return await replica.client.transcribe(audio, options, priority=priority)
+            except AsrInterrupted:
+                raise  # it may have run there: sent again, it could run twice
             except AsrUnavailable as exc:
                 failure = exc
                 self._mark_down(replica, exc)

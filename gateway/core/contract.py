@@ -47,20 +47,34 @@ class WindowResult:
     segments: tuple[Segment, ...] = field(default_factory=tuple)
 
 
-class AsrUnavailable(RuntimeError):
-    """The backend cannot be reached, or its model is not ready: try again later."""
+class AsrError(Exception):
+    """A window the backend did not transcribe; the subclasses say whose fault it was."""
 
 
-class AsrRejected(ValueError):
+class AsrUnavailable(AsrError):
+    """The backend cannot be reached, or its model is not ready: the window certainly did
+    not run, so another replica may take it, and the caller may try again later."""
+
+
+class AsrInterrupted(AsrUnavailable):
+    """The call failed after it may have reached the model (a deadline, a connection lost
+    mid-call): not sent again elsewhere, which could double the work under overload."""
+
+
+class AsrRejected(AsrError):
     """The backend refused this input (e.g. a language the model does not know)."""
+
+
+class AsrFailed(AsrError):
+    """The model failed on this input: a fault on the server's side, not the client's. The
+    message is for the log; clients get a generic one."""
 
 
 class AsrBackend(Protocol):
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
     ) -> WindowResult:
-        """One window of float32 samples (at most 30 s) to text; raises `AsrUnavailable` or
-        `AsrRejected`."""
+        """One window of float32 samples (at most 30 s) to text; raises an `AsrError`."""
         ...
 
     async def is_ready(self) -> bool:

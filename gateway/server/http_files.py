@@ -17,7 +17,13 @@ import numpy as np
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from gateway.core.contract import AsrRejected, AsrUnavailable, TranscribeOptions
+from gateway.core.contract import (
+    AsrError,
+    AsrFailed,
+    AsrRejected,
+    AsrUnavailable,
+    TranscribeOptions,
+)
 from gateway.core.transcript import Transcript
 from gateway.modes.audio import (
     SAMPLE_RATE,
@@ -142,10 +148,19 @@ async def _decode(request: web.Request, data: bytes, channel: int | None) -> np.
         raise ApiError(400, str(exc), "invalid_audio") from exc
 
 
-def _asr_error(exc: Exception) -> ApiError:
+def _asr_error(exc: AsrError) -> ApiError:
     if isinstance(exc, AsrUnavailable):
         return ApiError(503, str(exc), "model_unavailable", retry_after=RETRY_AFTER_S)
-    return ApiError(400, f"the model refused the request: {exc}", "invalid_request")
+    if isinstance(exc, AsrRejected):
+        return ApiError(400, f"the model refused the request: {exc}", "invalid_request")
+    logger.error("the model failed on an upload: %s", exc)  # internals stay in the log
+    assert isinstance(exc, AsrFailed)
+    return ApiError(
+        500,
+        "the speech model failed on this audio; the request id finds it in the gateway's log",
+        "model_error",
+        retry_after=RETRY_AFTER_S,
+    )
 
 
 async def _run(
@@ -176,7 +191,7 @@ async def _run(
 async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Transcript:
     try:
         return await collect(progress, duration)
-    except (AsrUnavailable, AsrRejected) as exc:
+    except AsrError as exc:
         raise _asr_error(exc) from exc
 
 
@@ -202,7 +217,7 @@ async def _send_events(
             if (event := to_event(report)) is not None:
                 await send(event)
         await send(last_event(reports))
-    except (AsrUnavailable, AsrRejected) as exc:
+    except AsrError as exc:
         await send({"type": "error", **_asr_error(exc).body()})
     await response.write_eof()
     return response

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from gateway.core.contract import AsrRejected, AsrUnavailable
+from gateway.core.contract import AsrFailed, AsrRejected, AsrUnavailable
 from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
 from gateway.modes.streaming import StreamSession
 from gateway.modes.vad import StreamingVad
@@ -134,6 +134,10 @@ class _Connection:
             return []
         except AsrRejected as exc:
             await self.error(str(exc))
+            return []
+        except AsrFailed as exc:
+            logger.error("the model failed on a stream's step: %s", exc)  # internals: log only
+            await self.error("the speech model failed on this audio; the stream goes on")
             return []
         self.model_unavailable = False
         return messages

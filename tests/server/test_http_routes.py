@@ -16,7 +16,7 @@ import srt
 import webvtt
 from aiohttp import ClientResponse, FormData, WSServerHandshakeError
 
-from gateway.core.contract import AsrUnavailable, Priority, TranscribeOptions
+from gateway.core.contract import AsrFailed, AsrUnavailable, Priority, TranscribeOptions
 from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
 from testsupport.clips import DATA_DIR
@@ -556,6 +556,20 @@ async def test_model_unavailable_is_503_with_retry_after(client, backend, route)
     assert reply.headers["Retry-After"] == "5"
     backend.failure = None
     assert (await client.post(route, data=upload())).status == 200
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+async def test_a_model_fault_is_a_500_that_keeps_its_internals_in_the_log(
+    client, backend, route, caplog
+) -> None:
+    backend.failure = AsrFailed("speech model failed (StatusCode.INTERNAL): CUDA error: illegal")
+    reply = await client.post(route, data=upload())
+    message = await api_error(reply, 500, "model_error")
+    assert message == (
+        "the speech model failed on this audio; the request id finds it in the gateway's log"
+    )
+    assert reply.headers["Retry-After"] == "5"
+    assert "CUDA error: illegal" in caplog.text
 
 
 @pytest.mark.parametrize("route", ["/transcribe", "/v1/audio/transcriptions"])

@@ -16,7 +16,7 @@ import pytest
 import soxr
 from aiohttp import WSMsgType
 
-from gateway.core.contract import AsrUnavailable, Priority, TranscribeOptions
+from gateway.core.contract import AsrFailed, AsrUnavailable, Priority, TranscribeOptions
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.keys import STREAMS
 from testsupport.scripted_backend import ScriptedBackend, hear, sounds
@@ -328,6 +328,24 @@ async def test_a_step_the_model_refuses_is_an_error_each_time(make_client, jfk_a
         await ws.send_json({"type": "stop"})
         assert await until(ws) == [refusal, {"type": "done"}]  # the read to the end, refused
         assert (await closing(ws)).data == 1000
+
+
+async def test_a_model_fault_on_a_step_is_a_plain_error_and_the_stream_goes_on(
+    make_client, jfk_audio
+) -> None:
+    backend = ScriptedBackend(["one two"])
+    client = await make_client(backend)
+    backend.failure = AsrFailed("speech model failed (StatusCode.INTERNAL): Traceback ...")
+    async with client.ws_connect("/stream-audio", headers={"X-Request-Id": "fault"}) as ws:
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 0, 2.3)))
+        assert await receive(ws) == {
+            "type": "error",
+            "message": "the speech model failed on this audio; the stream goes on",
+            "request_id": "fault",
+        }
+        backend.failure = None
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 2.3, 4.6)))
+        assert (await receive(ws))["type"] == "partial"
 
 
 async def test_audio_the_model_never_heard_is_reported_skipped(make_client, jfk_audio) -> None:

@@ -6,10 +6,21 @@ tests/integration/test_replicas.py.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from tritonclient.utils import InferenceServerException
 
+from gateway.backend import triton_client
 from gateway.backend.endpoints import Endpoint, parse_endpoints
 from gateway.backend.triton_pool import TritonPool, resolve_with_dns
+from gateway.core.contract import (
+    AsrFailed,
+    AsrInterrupted,
+    AsrRejected,
+    AsrUnavailable,
+    TranscribeOptions,
+    WindowResult,
+)
 
 
 def test_endpoints_are_comma_separated_host_ports() -> None:
@@ -57,3 +68,73 @@ async def test_membership_follows_resolution_and_survives_a_failed_lookup() -> N
         assert [r.address for r in pool.replicas] == ["10.0.0.2:8001", "10.0.0.3:8001"]
     finally:
         await pool.close()
+
+
+class FakeReplicaClient:
+    """Stands in for one replica's TritonAsr: fails with `error`, or answers."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+        self.calls = 0
+
+    async def transcribe(self, audio, options, *, priority):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return WindowResult("hello", "en")
+
+    async def close(self) -> None:
+        pass
+
+
+async def two_replica_pool(first_error: Exception) -> tuple[TritonPool, list[FakeReplicaClient]]:
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["10.0.0.1:8001", "10.0.0.2:8001"]
+
+    pool = TritonPool(
+        parse_endpoints("triton:8001"), "whisper", timeout_s=1, ready_timeout_s=1, resolver=resolver
+    )
+    await pool.refresh()
+    fakes = [FakeReplicaClient(first_error), FakeReplicaClient(None)]
+    for replica, fake in zip(pool.replicas, fakes, strict=True):
+        await replica.client.close()
+        replica.client = fake
+    return pool, fakes
+
+
+async def test_a_call_that_certainly_did_not_run_goes_to_another_replica() -> None:
+    pool, (first, second) = await two_replica_pool(AsrUnavailable("connection refused"))
+    try:
+        result = await pool.transcribe(np.zeros(16000, np.float32), TranscribeOptions())
+        assert result.text == "hello" and (first.calls, second.calls) == (1, 1)
+        assert [r.healthy for r in pool.replicas] == [False, True]
+    finally:
+        await pool.close()
+
+
+async def test_a_call_that_may_have_run_is_not_sent_again() -> None:
+    pool, (first, second) = await two_replica_pool(AsrInterrupted("deadline exceeded"))
+    try:
+        with pytest.raises(AsrInterrupted):
+            await pool.transcribe(np.zeros(16000, np.float32), TranscribeOptions())
+        assert (first.calls, second.calls) == (1, 0)
+        assert [r.healthy for r in pool.replicas] == [True, True]  # busy is not down
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        ("StatusCode.UNAVAILABLE", AsrUnavailable),
+        ("StatusCode.NOT_FOUND", AsrUnavailable),
+        (None, AsrUnavailable),
+        ("StatusCode.DEADLINE_EXCEEDED", AsrInterrupted),
+        ("StatusCode.UNKNOWN", AsrInterrupted),
+        ("StatusCode.INVALID_ARGUMENT", AsrRejected),
+        ("StatusCode.INTERNAL", AsrFailed),
+    ],
+)
+def test_tritons_statuses_say_whose_fault_and_whether_it_ran(status, kind) -> None:
+    error = triton_client._error_of(InferenceServerException("boom", status=status))
+    assert type(error) is kind
