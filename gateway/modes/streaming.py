@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gateway.core.contract import AsrBackend, Priority, TranscribeOptions
+from gateway.core.contract import (
+    AsrBackend,
+    AsrError,
+    AsrFailed,
+    AsrRejected,
+    Priority,
+    TranscribeOptions,
+)
 from gateway.core.transcript import Segment, Word
 from gateway.modes.agreement import LocalAgreement
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SECONDS
-from gateway.modes.files import collect, transcribe_audio
+from gateway.modes.files import FileProgress, assemble, transcribe_audio
 from gateway.modes.stream_buffer import StreamBuffer, to_samples
 from gateway.modes.stream_input import StreamConfig
 from gateway.modes.stream_messages import Message, StreamMessages
@@ -51,6 +58,20 @@ PAUSE_HEARD_SECONDS = 1.0  # how much of that pause the window keeps after the s
 # for, is kept for the next step: Whisper leaves out a word cut off at a window's end. Heard
 # longer without words, it is a hum the detector took for speech, and goes.
 CUT_OFF_SPEECH_SECONDS = 2.0
+
+
+# The `reason` of a `skipped` message for the audio a failed read left unheard
+FAILURE_REASONS: dict[type[AsrError], str] = {AsrFailed: "model_error", AsrRejected: "rejected"}
+
+
+@dataclass(frozen=True)
+class FinalRead:
+    """What the read at the end of a stream got: its words (stream time), how far it got
+    (stream time), and why it stopped short (a `skipped` reason; None: it read it all)."""
+
+    words: list[Word] | None
+    until: float
+    failure: str | None
 
 
 class StreamSession:
@@ -120,10 +141,20 @@ class StreamSession:
     async def finish(self, rest: np.ndarray) -> list[Message]:
         """End of stream, with the last samples (`rest`, the resampler's tail): read the
         buffer to its end, as file mode reads a chunk (a step's single pass may have stopped
-        short of the end, even with no audio since), and make it all final."""
+        short of the end, even with no audio since), and make it all final. Where the model
+        fails on the way, what it read and the last step's words are kept, and the rest is
+        reported as `skipped`: nothing goes without a word."""
         self.append(rest)
-        hypothesis = await self._read_to_end()
-        return self.messages.finals(self.agreement.flush(hypothesis)) + self.messages.partials([])
+        read = await self._read_to_end()
+        if read.failure is None:
+            finals = self.messages.finals(self.agreement.flush(read.words))
+            return finals + self.messages.partials([])
+        # the last step's words past where the read stopped were decoded too: keep them
+        later = [word for word in self.agreement.tail if word.start >= read.until]
+        finals = self.messages.finals(self.agreement.flush([*(read.words or []), *later]))
+        unheard_from = max(read.until, self.heard_until, self.messages.final_end)
+        skipped = self.messages.skipped(unheard_from, self.audio.end, read.failure)
+        return finals + skipped + self.messages.partials([])
 
     def _options(self) -> TranscribeOptions:
         # Only the client's prompt: conditioned on its own committed text, Whisper "continues"
@@ -186,10 +217,10 @@ class StreamSession:
         self.segments = [segment.shifted(offset) for segment in result.segments]
         return [word for segment in self.segments for word in segment.words]
 
-    async def _read_to_end(self) -> list[Word] | None:
+    async def _read_to_end(self) -> FinalRead:
         """The buffer read as file mode reads a file, without the low-latency shortcuts
         (its last words decoded once, with a short context: "She called" for "She called his
-        name many times.")."""
+        name many times."); up to the first window the model fails on, if it does."""
         buffer = self.audio.samples
         progress = transcribe_audio(
             self.backend,
@@ -199,10 +230,17 @@ class StreamSession:
             in_flight=2,
             priority=Priority.STREAM,
         )
-        transcript = await collect(progress, buffer.size / SAMPLE_RATE)
-        if not transcript.segments:
-            return None
-        return [word.shifted(self.audio.start) for word in transcript.words]
+        reports: list[FileProgress] = []
+        failure = None
+        try:
+            async for report in progress:
+                reports.append(report)
+        except AsrError as exc:
+            failure = FAILURE_REASONS.get(type(exc), "model_unavailable")
+        transcript = assemble(reports, buffer.size / SAMPLE_RATE)
+        words = [word.shifted(self.audio.start) for word in transcript.words] or None
+        read = reports[-1].processed if reports else 0.0
+        return FinalRead(words, self.audio.start + read, failure)
 
     def _trim(self) -> None:
         """Cut the buffer at the end of the last segment that is wholly committed (once it

@@ -326,7 +326,9 @@ async def test_a_step_the_model_refuses_is_an_error_each_time(make_client, jfk_a
         await ws.send_bytes(pcm16(seconds(jfk_audio, 2.3, 4.6)))
         assert await receive(ws) == refusal
         await ws.send_json({"type": "stop"})
-        assert await until(ws) == [refusal, {"type": "done"}]  # the read to the end, refused
+        # the read to the end, refused: every second of it said to be unheard, and why
+        unheard = {"type": "skipped", "start": 0.0, "end": 4.6, "reason": "rejected"}
+        assert await until(ws) == [unheard, {"type": "done"}]
         assert (await closing(ws)).data == 1000
 
 
@@ -346,6 +348,31 @@ async def test_a_model_fault_on_a_step_is_a_plain_error_and_the_stream_goes_on(
         backend.failure = None
         await ws.send_bytes(pcm16(seconds(jfk_audio, 2.3, 4.6)))
         assert (await receive(ws))["type"] == "partial"
+
+
+async def test_a_model_down_at_stop_keeps_the_last_words_and_skips_the_rest(
+    make_client, jfk_audio
+) -> None:
+    """Triton goes away between the last step and `stop`: the words that step heard are
+    final, and the audio after them, never read, is reported as skipped."""
+    backend = ScriptedBackend(["one two three"])
+    client = await make_client(backend)
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 0, 2.3)))
+        assert await receive(ws) == {"type": "partial", "text": " one two three"}
+        backend.failure = AsrUnavailable("speech model unavailable: replica down")
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 2.3, 4.6)))
+        assert (await receive(ws))["type"] == "error"  # the step after it, said once
+        await ws.send_json({"type": "stop"})
+        final, skipped, partial, done = await until(ws)
+        assert (final["type"], final["text"]) == ("final", " one two three")
+        assert skipped == {
+            "type": "skipped",
+            "start": 2.3,
+            "end": 4.6,
+            "reason": "model_unavailable",
+        }
+        assert (partial, done) == ({"type": "partial", "text": ""}, {"type": "done"})
 
 
 async def test_audio_the_model_never_heard_is_reported_skipped(make_client, jfk_audio) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.core.contract import WindowResult
+from gateway.core.contract import AsrUnavailable, WindowResult
 from gateway.core.transcript import Segment, Word
 from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
 from gateway.modes.stream_messages import StreamMessages
 from gateway.modes.streaming import StreamSession
 from gateway.modes.vad import CONTEXT_SAMPLES, StreamingVad, StreamScorer
+from testsupport.clips import DATA_DIR, load_audio
+from testsupport.scripted_backend import Call, ScriptedBackend
 
 
 def test_defaults_are_16k_mono_pcm16() -> None:
@@ -332,3 +334,31 @@ def test_skipped_audio_moves_the_final_times_on() -> None:
         {"type": "skipped", "start": 2.0, "end": 6.0, "reason": "overload"}
     ]
     assert messages.finals([Word(" late", 5.0, 6.5, 0.9)])[0]["start"] == 6.0
+
+
+# ---- the read at the end of a stream ------------------------------------------------------
+
+
+class FailsAfterFirstCall(ScriptedBackend):
+    """Answers the first window, then the model goes away."""
+
+    async def transcribe(self, audio, options, *, priority):
+        if self.calls:
+            self.calls.append(Call(audio.size / RATE, options, priority))
+            raise AsrUnavailable("speech model unavailable: replica down")
+        return await super().transcribe(audio, options, priority=priority)
+
+
+async def test_a_read_at_the_end_that_fails_midway_keeps_what_it_read() -> None:
+    """44 s buffered at `stop` are read in two windows; the second fails: the first one's
+    words are final and the rest of the stream is reported as skipped."""
+    backend = FailsAfterFirstCall()
+    session = StreamSession(backend, StreamConfig(), min_new_audio_s=0.5)
+    session.append(np.concatenate([load_audio(DATA_DIR / "jfk.flac")] * 4))
+    messages = await session.finish(np.zeros(0, np.float32))
+    assert [m["type"] for m in messages] == ["final", "skipped"]
+    final, skipped = messages
+    assert final["text"].split() == backend.texts()[0].split() != []
+    assert skipped["start"] == pytest.approx(final["end"], abs=3.0)
+    assert (skipped["end"], skipped["reason"]) == (44.0, "model_unavailable")
+    assert len(backend.calls) >= 2  # the windows after the failed one may have started
