@@ -41,6 +41,11 @@ class StreamBuffer:
         return self._joined
 
     @property
+    def held_seconds(self) -> float:
+        """How much audio is buffered (without joining the frames to find out)."""
+        return self.received - self.start
+
+    @property
     def end(self) -> float:
         return self.start + self.samples.size / SAMPLE_RATE
 

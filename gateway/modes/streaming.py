@@ -103,6 +103,12 @@ class StreamSession:
         self.audio.append(samples)
 
     @property
+    def buffered_seconds(self) -> float:
+        """Audio held for the model: at most a window and what came during a step, from a
+        client that sends in real time."""
+        return self.audio.held_seconds
+
+    @property
     def step_due(self) -> bool:
         return self.audio.received - self.stepped_at >= self.min_new_audio_s
 

@@ -61,8 +61,12 @@ class Settings:
     stream_min_step_seconds: float = 3.0
     max_streams: int = 16  # concurrent WebSocket streams; the next one is refused (1013)
     max_streams_per_client: int = 8  # per API key, or per address without keys (1013)
-    stream_idle_timeout_s: float = 30.0  # no frame or message for this long closes (1008)
+    stream_idle_timeout_s: float = 30.0  # no audio or message for this long closes (1008)
     stream_max_frame_bytes: int = 1 << 20
+    # audio a stream may hold before the model has read it (at least a window, 30 s, and a
+    # step's wait): a client further ahead than real time is flushed and closed (1008)
+    stream_max_buffer_seconds: float = 60.0
+    stream_max_session_s: float = 4 * 3600.0  # then the stream is flushed and closed (1008)
 
     # Access control: all off by default, for local use (docs/design.md, "Security and limits")
     api_keys: str = field(default="", repr=False)  # comma-separated; api_keys_file is safer
@@ -101,6 +105,7 @@ class Settings:
             "stream_min_step_seconds",
             "max_streams",
             "stream_idle_timeout_s",
+            "stream_max_session_s",
             "triton_probe_interval_s",
             "triton_resolve_interval_s",
             "max_uploads_running",
@@ -110,6 +115,8 @@ class Settings:
         )
         if any(getattr(self, name) <= 0 for name in positive):
             raise ValueError(f"{', '.join(positive)} must be positive")
+        if self.stream_max_buffer_seconds < 35:
+            raise ValueError("stream_max_buffer_seconds must be at least 35: a window and a step")
         if self.stream_min_step_seconds > self.stream_step_seconds:
             raise ValueError("stream_min_step_seconds must be at most stream_step_seconds")
         if self.max_uploads_waiting < 0 or self.heap_trim_interval_s < 0:

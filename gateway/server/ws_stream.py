@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from gateway.core.contract import AsrFailed, AsrRejected, AsrUnavailable
+from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
 from gateway.modes.streaming import StreamSession
 from gateway.modes.vad import StreamingVad
@@ -26,7 +27,10 @@ from gateway.server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-CLOSE_IDLE = WSCloseCode.POLICY_VIOLATION  # 1008
+CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008: idle, too far ahead, too long
+# A frame shorter than this is not audio to the idle timeout: a sample every 29 s must not
+# keep a stream open for nothing
+MIN_AUDIO_FRAME_SECONDS = 0.01
 CLOSE_BUSY = WSCloseCode.TRY_AGAIN_LATER  # 1013
 STREAM_CLIENT = web.ResponseKey("client", str)  # who opened the stream: max_streams_per_client
 
@@ -83,12 +87,17 @@ class _Connection:
             return
         self.decoder = FrameDecoder(self.config)
 
-    async def on_audio(self, data: bytes) -> None:
+    @property
+    def buffered_seconds(self) -> float:
+        return 0.0 if self.session is None else self.session.buffered_seconds
+
+    async def on_audio(self, data: bytes) -> float:
+        """Take one frame; how many seconds of audio it held (0 for a bad one)."""
         try:
             samples = self.decoder.decode(data)
         except StreamProtocolError as exc:
             await self.error(str(exc))
-            return
+            return 0.0
         if self.session is None:
             self.session = StreamSession(
                 self.backend,
@@ -99,6 +108,7 @@ class _Connection:
             )
             self.worker = asyncio.create_task(self._run_steps())
         self.session.append(samples)
+        return samples.size / SAMPLE_RATE
 
     async def _run_steps(self) -> None:
         """On every beat of the shared clock, a step if enough new audio has come."""
@@ -172,7 +182,7 @@ async def stream_audio(request: web.Request) -> web.WebSocketResponse:
     streams.add(ws)
     connection = _Connection(request, ws)
     try:
-        await _receive(connection, settings.stream_idle_timeout_s, request.app[DRAINING])
+        await _receive(connection, settings, request.app[DRAINING])
     finally:
         # aiohttp may cancel this handler when the client goes: release before awaiting
         streams.discard(ws)
@@ -195,10 +205,10 @@ def _refusal(
 
 
 async def _next_message(
-    ws: web.WebSocketResponse, idle_timeout: float, draining: asyncio.Event
+    ws: web.WebSocketResponse, timeout: float, draining: asyncio.Event
 ) -> WSMessage | None:
     """The client's next message, or None once the server starts shutting down."""
-    receive = asyncio.ensure_future(ws.receive(timeout=idle_timeout))
+    receive = asyncio.ensure_future(ws.receive(timeout=max(timeout, 0.001)))
     drain = asyncio.ensure_future(draining.wait())
     await asyncio.wait((receive, drain), return_when=asyncio.FIRST_COMPLETED)
     drain.cancel()
@@ -209,22 +219,48 @@ async def _next_message(
     return None
 
 
-async def _receive(connection: _Connection, idle_timeout: float, draining: asyncio.Event) -> None:
+async def _close_with(connection: _Connection, message: str, reason: bytes) -> None:
+    """A limit was reached: say why, flush what was heard, close with 1008."""
+    await connection.error(message)
+    await connection.finish()
+    await connection.ws.close(code=CLOSE_POLICY, message=reason)
+
+
+async def _receive(connection: _Connection, settings: Settings, draining: asyncio.Event) -> None:
     ws = connection.ws
+    loop = asyncio.get_running_loop()
+    idle_s, longest_s = settings.stream_idle_timeout_s, settings.stream_max_session_s
+    opened = heard_from = loop.time()  # heard_from: the last audio or message from the client
     while not connection.stopping.is_set():
+        if loop.time() - opened >= longest_s:
+            why = f"the stream reached the longest session, {longest_s:g} s; closing"
+            await _close_with(connection, why, b"session too long")
+            return
         try:
-            message = await _next_message(ws, idle_timeout, draining)
+            deadline = min(heard_from + idle_s, opened + longest_s)
+            message = await _next_message(ws, deadline - loop.time(), draining)
         except TimeoutError:
-            await connection.error(f"no audio or message for {idle_timeout:g} s; closing")
-            await ws.close(code=CLOSE_IDLE, message=b"idle timeout")
+            if loop.time() - heard_from < idle_s:
+                continue  # the session's end, handled above
+            await connection.error(f"no audio or message for {idle_s:g} s; closing")
+            await ws.close(code=CLOSE_POLICY, message=b"idle timeout")
             return
         if message is None:  # shutting down: flush what was heard, then say goodbye
             await connection.finish()
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
             return
         if message.type == WSMsgType.BINARY:
-            await connection.on_audio(message.data)
+            if await connection.on_audio(message.data) >= MIN_AUDIO_FRAME_SECONDS:
+                heard_from = loop.time()
+            if connection.buffered_seconds > settings.stream_max_buffer_seconds:
+                why = (
+                    f"the stream is more than {settings.stream_max_buffer_seconds:g} s ahead of "
+                    "the model: send audio in real time; closing"
+                )
+                await _close_with(connection, why, b"too far ahead")
+                return
         elif message.type == WSMsgType.TEXT:
+            heard_from = loop.time()
             await connection.on_text(message.data)
         else:  # closed by the client, or a broken connection: nothing to flush to
             logger.info("stream closed by the client (%s)", message.type.name)

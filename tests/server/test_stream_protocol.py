@@ -439,6 +439,66 @@ async def test_an_idle_stream_is_closed_with_1008(make_client) -> None:
     await streams_empty(client)
 
 
+async def test_tiny_frames_do_not_keep_a_stream_open(make_client) -> None:
+    """A sample every 0.1 s is not audio to the idle timeout."""
+    client = await make_client(stream_idle_timeout_s=0.5)
+    async with client.ws_connect("/stream-audio") as ws:
+
+        async def trickle() -> None:
+            while not ws.closed:
+                await ws.send_bytes(b"\x00\x00")
+                await asyncio.sleep(0.1)
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            error = await receive(ws, timeout=3)
+            assert error["message"] == "no audio or message for 0.5 s; closing"
+            assert (await closing(ws)).data == 1008
+        finally:
+            trickling.cancel()
+
+
+async def test_a_client_far_ahead_of_real_time_is_flushed_and_closed(
+    make_client, backend, jfk_audio
+) -> None:
+    """With the model busy, 44 s arrive at once: past 40 s held, the stream says why,
+    reads what it holds, and closes; it never holds more than that limit plus a frame."""
+    client = await make_client(stream_max_buffer_seconds=40, stream_max_frame_bytes=1 << 22)
+    backend.hold()
+    async with client.ws_connect("/stream-audio", headers={"X-Request-Id": "flood"}) as ws:
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 0, 2.3)))
+        await backend.until_waiting(1)
+        for _ in range(4):
+            await ws.send_bytes(pcm16(jfk_audio))
+        assert await receive(ws) == {
+            "type": "error",
+            "message": "the stream is more than 40 s ahead of the model: send audio in real "
+            "time; closing",
+            "request_id": "flood",
+        }
+        backend.release()
+        messages = await until(ws)
+        assert messages[-1] == {"type": "done"}
+        message = await closing(ws)
+        assert (message.data, message.extra) == (1008, "too far ahead")
+    assert sum(call.seconds for call in backend.calls[1:]) <= 47.0  # the read: what it held
+
+
+async def test_a_session_ends_at_its_longest(make_client, jfk_audio) -> None:
+    client = await make_client(stream_max_session_s=1.0)
+    async with client.ws_connect("/stream-audio", headers={"X-Request-Id": "long"}) as ws:
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 0, 2.3)))
+        messages = await until(ws)
+        assert {
+            "type": "error",
+            "message": "the stream reached the longest session, 1 s; closing",
+            "request_id": "long",
+        } in messages
+        assert messages[-1] == {"type": "done"}
+        message = await closing(ws)
+        assert (message.data, message.extra) == (1008, "session too long")
+
+
 async def test_a_session_without_a_request_id_gets_one(make_client) -> None:
     client = await make_client(stream_idle_timeout_s=0.3)
     async with client.ws_connect("/stream-audio") as ws:
