@@ -29,7 +29,7 @@ from benchmarks.audio import PROJECT_ROOT
 from benchmarks.composite import PLANS, STREAM, build
 from benchmarks.report import TMP_DIR
 from gateway.core.contract import Priority, TranscribeOptions, WindowResult
-from gateway.core.transcript import Segment
+from gateway.core.transcript import Segment, Word
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamConfig
 from gateway.modes.streaming import StreamSession
@@ -77,6 +77,12 @@ class Replay:
     word_latencies: list[float]
 
 
+def newly_committed(session: StreamSession, before: int) -> list[Word]:
+    """The words committed since `before` had been in all (the agreement keeps the latest)."""
+    new = session.agreement.committed_count - before
+    return list(session.agreement.committed)[-new:] if new else []
+
+
 async def replay(audio: np.ndarray, model: InProcessModel, beat_s: float) -> Replay:
     """Feed `audio` one beat at a time; step whenever the session is due, as on the beat."""
     config = StreamConfig(encoding="f32le")
@@ -95,10 +101,10 @@ async def replay(audio: np.ndarray, model: InProcessModel, beat_s: float) -> Rep
         if not session.step_due:
             continue
         now = (start + chunk.size) / SAMPLE_RATE
-        before_s, committed = model.seconds, len(session.agreement.committed)
+        before_s, committed = model.seconds, session.agreement.committed_count
         collect(await session.step())
         done_at = now + model.seconds - before_s
-        latencies += [done_at - word.end for word in session.agreement.committed[committed:]]
+        latencies += [done_at - word.end for word in newly_committed(session, committed)]
     collect(await session.finish(decoder.flush()))
     return Replay("".join(texts), model.seconds, latencies)
 

@@ -9,12 +9,15 @@ unstable tail shown as partial text. Pure: words in, words out, no I/O.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Sequence
 
 from gateway.core.transcript import Word
 
 _NOT_WORD = re.compile(r"[^\w']+")
 MAX_REPEAT_WORDS = 5  # longest run of committed words a new hypothesis may repeat
+# committed words kept: the agreement needs the last few; a stream's life would be unbounded
+COMMITTED_KEPT = 256
 
 
 def word_key(word: Word) -> str:
@@ -34,12 +37,17 @@ class LocalAgreement:
     """Commits the agreed prefix of successive hypotheses (words in stream time)."""
 
     def __init__(self) -> None:
-        self.committed: list[Word] = []
+        self.committed: deque[Word] = deque(maxlen=COMMITTED_KEPT)  # the latest ones
+        self.committed_count = 0  # words committed in all
         self._tail: list[Word] = []  # the last hypothesis, minus what is committed
 
     @property
     def committed_end(self) -> float:
         return self.committed[-1].end if self.committed else 0.0
+
+    def _commit(self, words: Sequence[Word]) -> None:
+        self.committed.extend(words)
+        self.committed_count += len(words)
 
     @property
     def tail(self) -> list[Word]:
@@ -52,7 +60,7 @@ class LocalAgreement:
         # by the middle of the word: its start drifts earlier than the committed end by a
         # few hundred ms from one hypothesis to the next
         words = [w for w in hypothesis if (w.start + w.end) / 2 > self.committed_end]
-        committed_keys = [word_key(w) for w in self.committed[-MAX_REPEAT_WORDS:]]
+        committed_keys = [word_key(w) for w in list(self.committed)[-MAX_REPEAT_WORDS:]]
         for size in range(min(MAX_REPEAT_WORDS, len(committed_keys), len(words)), 0, -1):
             if [word_key(w) for w in words[:size]] == committed_keys[-size:]:
                 return words[size:]
@@ -63,7 +71,7 @@ class LocalAgreement:
         current = self._new_part(hypothesis)
         agreed = _agreed_prefix(self._tail, current)
         newly = current[:agreed]
-        self.committed += newly
+        self._commit(newly)
         self._tail = current[agreed:]
         return newly
 
@@ -74,12 +82,12 @@ class LocalAgreement:
         while count < len(self._tail) and self._tail[count].end <= time:
             count += 1
         forced, self._tail = self._tail[:count], self._tail[count:]
-        self.committed += forced
+        self._commit(forced)
         return forced
 
     def flush(self, hypothesis: Sequence[Word] | None = None) -> list[Word]:
         """At the end of the stream: commit the rest of the last (or given) hypothesis."""
         remaining = self._new_part(hypothesis) if hypothesis is not None else self._tail
-        self.committed += remaining
+        self._commit(remaining)
         self._tail = []
         return list(remaining)

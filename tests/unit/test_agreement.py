@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.core.transcript import Word
-from gateway.modes.agreement import LocalAgreement
+from gateway.modes.agreement import COMMITTED_KEPT, LocalAgreement
 
 
 def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
@@ -72,3 +72,15 @@ def test_commit_through_forces_the_words_whose_audio_is_dropped() -> None:
     assert texts(agreement.commit_through(1.45)) == "a gold ring"
     assert texts(agreement.tail) == "will please"
     assert texts(agreement.insert(words("a gold ring will please most"))) == "will please"
+
+
+def test_the_committed_history_is_bounded() -> None:
+    """A stream of hours commits words for hours: only the latest are kept, all are counted."""
+    agreement = LocalAgreement()
+    hypothesis = words(" ".join(f"w{i}" for i in range(COMMITTED_KEPT + 100)))
+    agreement.insert(hypothesis)
+    agreement.insert(hypothesis)
+    assert agreement.committed_count == COMMITTED_KEPT + 100
+    assert len(agreement.committed) == COMMITTED_KEPT
+    assert agreement.committed[-1].word == f" w{COMMITTED_KEPT + 99}"
+    assert agreement.committed_end == hypothesis[-1].end
