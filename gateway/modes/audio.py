@@ -16,6 +16,7 @@ import logging
 import re
 import resource
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -151,8 +152,11 @@ async def decode_audio(
     channel: int | None = None,
     max_seconds: float | None = None,
     timeout: float = 60.0,
+    watch: OutputWatcher | None = None,
 ) -> np.ndarray:
-    """Decode a whole file held in memory to float32 samples in [-1, 1] at 16 kHz."""
+    """Decode a whole file held in memory to float32 samples in [-1, 1] at 16 kHz. `watch`
+    is told the size of the decoded output as it grows (4 bytes a sample), and may stop the
+    decoding by raising."""
     if not data:
         raise AudioDecodeError("the file is empty")
     if (kind := sniff_non_audio(data)) is not None:
@@ -161,11 +165,13 @@ async def decode_audio(
         source = Path(directory) / "upload"  # no extension: nothing for ffmpeg to guess from
         await asyncio.to_thread(source.write_bytes, data)
         stdout, stderr, returncode = await _run_ffmpeg(
-            ffmpeg_command(source, channel=channel, max_seconds=max_seconds), timeout
+            ffmpeg_command(source, channel=channel, max_seconds=max_seconds), timeout, watch
         )
         if returncode != 0 and channel is None and _NO_DOWNMIX in stderr:
             stdout, stderr, returncode = await _run_ffmpeg(
-                ffmpeg_command(source, max_seconds=max_seconds, average_channels=True), timeout
+                ffmpeg_command(source, max_seconds=max_seconds, average_channels=True),
+                timeout,
+                watch,
             )
     stderr = stderr.replace(str(source).encode(), b"the upload")
     if returncode != 0 and channel is not None and _NO_SUCH_CHANNEL.encode() in stderr:
@@ -199,16 +205,37 @@ async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes:
     return bytes(kept)
 
 
-async def _communicate(process: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
+OutputWatcher = Callable[[int], None]  # told each chunk's size; raises to stop the decoding
+
+
+async def _read_samples(stream: asyncio.StreamReader, watch: OutputWatcher | None) -> bytearray:
+    """ffmpeg's output in one growing buffer: a large bytearray grows in place (realloc),
+    so the samples are never held twice while they arrive."""
+    output = bytearray()
+    while chunk := await stream.read(1 << 20):
+        if watch is not None:
+            watch(len(chunk))
+        output += chunk
+    return output
+
+
+async def _communicate(
+    process: asyncio.subprocess.Process, watch: OutputWatcher | None
+) -> tuple[bytearray, bytes]:
     assert process.stdout is not None and process.stderr is not None
-    stdout, stderr = await asyncio.gather(
-        process.stdout.read(), _read_capped(process.stderr, _STDERR_KEPT_BYTES)
-    )
+    log = asyncio.ensure_future(_read_capped(process.stderr, _STDERR_KEPT_BYTES))
+    try:
+        output = await _read_samples(process.stdout, watch)
+        stderr = await log
+    finally:
+        log.cancel()
     await process.wait()
-    return stdout, stderr
+    return output, stderr
 
 
-async def _run_ffmpeg(command: list[str], timeout: float) -> tuple[bytes, bytes, int]:
+async def _run_ffmpeg(
+    command: list[str], timeout: float, watch: OutputWatcher | None = None
+) -> tuple[bytearray, bytes, int]:
     process = await asyncio.create_subprocess_exec(
         *command,
         stdin=asyncio.subprocess.DEVNULL,
@@ -218,7 +245,7 @@ async def _run_ffmpeg(command: list[str], timeout: float) -> tuple[bytes, bytes,
     )
     _limit(process.pid, timeout)
     try:
-        stdout, stderr = await asyncio.wait_for(_communicate(process), timeout)
+        stdout, stderr = await asyncio.wait_for(_communicate(process, watch), timeout)
     except TimeoutError as exc:
         raise AudioDecodeError(f"decoding took longer than {timeout:g} s") from exc
     finally:
@@ -240,7 +267,7 @@ def _reason(log: str) -> str:
 
 
 def _samples(
-    stdout: bytes, stderr: bytes, returncode: int, max_seconds: float | None
+    stdout: bytearray, stderr: bytes, returncode: int, max_seconds: float | None
 ) -> np.ndarray:
     log = stderr.decode("utf-8", "replace")
     if returncode != 0 and any(marker in log for marker in _NO_AUDIO_STREAM):
@@ -252,9 +279,7 @@ def _samples(
         )
     if returncode != 0:
         raise AudioDecodeError(f"ffmpeg could not decode the audio: {_reason(log) or 'no detail'}")
-    samples = np.frombuffer(
-        stdout[: len(stdout) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE], np.float32
-    )
+    samples = np.frombuffer(stdout, np.float32, count=len(stdout) // BYTES_PER_SAMPLE)
     if samples.size == 0:
         reason = _reason(log)
         raise AudioDecodeError(
@@ -262,4 +287,4 @@ def _samples(
         )
     if max_seconds is not None and samples.size > max_seconds * SAMPLE_RATE:
         raise AudioTooLongError(f"the audio is longer than the limit of {max_seconds:g} s")
-    return np.clip(samples, -1.0, 1.0)
+    return np.clip(samples, -1.0, 1.0, out=samples)  # in place: no second copy

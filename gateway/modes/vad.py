@@ -35,6 +35,7 @@ FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
 STATE_SHAPE = (2, 1, 128)
 PIECE_FRAMES = 320  # a file is scored in pieces of ~10 s, side by side
 WARM_UP_FRAMES = 16  # each piece starts 0.5 s early
+BLOCK_PIECES = 16  # pieces scored side by side at a time: 160 s of audio, ~13 MB of frames
 
 
 @dataclass(frozen=True)
@@ -85,26 +86,41 @@ def _frames_with_context(audio: np.ndarray, first_context: np.ndarray) -> np.nda
     return np.concatenate([context, frames], axis=1)
 
 
+def _padded_span(audio: np.ndarray, start: int, end: int) -> np.ndarray:
+    """Samples `start`..`end` of the audio as the pieces see it: `WARM_UP_FRAMES` of
+    silence before it and silence after it (indices may fall outside the audio)."""
+    offset = WARM_UP_FRAMES * FRAME_SAMPLES
+    span = np.zeros(end - start, np.float32)
+    first, last = max(start - offset, 0), min(end - offset, audio.size)
+    if first < last:
+        span[first + offset - start : last + offset - start] = audio[first:last]
+    return span
+
+
 def speech_probabilities(audio: np.ndarray) -> np.ndarray:
-    """Speech score (0..1) of each 32 ms frame of 16 kHz audio; the last frame zero-padded."""
+    """Speech score (0..1) of each 32 ms frame of 16 kHz audio; the last frame zero-padded.
+    Scored `BLOCK_PIECES` pieces at a time, so a long file costs a few tens of MB beside its
+    samples, not several copies of them."""
     count = -(-audio.size // FRAME_SAMPLES)
-    if count == 0:
-        return np.zeros(0, np.float32)
-    padded = np.zeros((count + WARM_UP_FRAMES) * FRAME_SAMPLES, np.float32)
-    padded[WARM_UP_FRAMES * FRAME_SAMPLES :][: audio.size] = audio  # silence to warm up on
-    frames = _frames_with_context(padded, np.zeros(CONTEXT_SAMPLES, np.float32))
-    pieces = -(-count // PIECE_FRAMES)
     steps = WARM_UP_FRAMES + PIECE_FRAMES
-    # row r scores frames [r·P - W, (r+1)·P) of the file (in `frames`, shifted by W)
-    rows = np.zeros((pieces, steps, frames.shape[1]), np.float32)
-    for row in range(pieces):
-        piece = frames[row * PIECE_FRAMES : row * PIECE_FRAMES + steps]
-        rows[row, : len(piece)] = piece
-    state = np.zeros((2, pieces, STATE_SHAPE[2]), np.float32)
-    scores = np.empty((pieces, steps), np.float32)
-    for step in range(steps):
-        scores[:, step], state = _score(rows[:, step], state)
-    return scores[:, WARM_UP_FRAMES:].reshape(-1)[:count]
+    blocks = []
+    for first in range(0, -(-count // PIECE_FRAMES), BLOCK_PIECES):
+        pieces = min(BLOCK_PIECES, -(-count // PIECE_FRAMES) - first)
+        # piece r scores frames [r·P - W, (r+1)·P) of the file, each with the 64 samples
+        # before it: in the padded signal, frames [r·P, r·P + W + P)
+        start = first * PIECE_FRAMES * FRAME_SAMPLES - CONTEXT_SAMPLES
+        end = ((first + pieces) * PIECE_FRAMES + WARM_UP_FRAMES) * FRAME_SAMPLES
+        span = _padded_span(audio, start, end)
+        frames = _frames_with_context(span[CONTEXT_SAMPLES:], span[:CONTEXT_SAMPLES])
+        rows = np.stack(
+            [frames[r * PIECE_FRAMES : r * PIECE_FRAMES + steps] for r in range(pieces)]
+        )
+        state = np.zeros((2, pieces, STATE_SHAPE[2]), np.float32)
+        scores = np.empty((pieces, steps), np.float32)
+        for step in range(steps):
+            scores[:, step], state = _score(rows[:, step], state)
+        blocks.append(scores[:, WARM_UP_FRAMES:].reshape(-1))
+    return np.concatenate(blocks)[:count] if blocks else np.zeros(0, np.float32)
 
 
 def speech_regions(

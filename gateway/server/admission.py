@@ -42,8 +42,48 @@ class _Turn:
 TURN = web.RequestKey("upload_turn", _Turn)
 
 
+class AudioBudget:
+    """The decoded audio all uploads hold at once, in bytes: each upload claims what its
+    decoder writes, chunk by chunk, and gives it back when its request ends."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.held_bytes = 0
+
+    def claim(self) -> AudioClaim:
+        return AudioClaim(self)
+
+
+class AudioClaim:
+    def __init__(self, budget: AudioBudget) -> None:
+        self._budget = budget
+        self.bytes = 0
+
+    def grow(self, size: int) -> None:
+        """Claim `size` more bytes; 503 when the budget has no room for them."""
+        budget = self._budget
+        if budget.held_bytes + size > budget.limit_bytes:
+            raise ApiError(
+                503,
+                f"the server is busy: uploads hold {budget.held_bytes / 2**20:.0f} MB of decoded "
+                f"audio of the {budget.limit_bytes / 2**20:.0f} MB it holds at once; retry later",
+                "server_busy",
+                retry_after=RETRY_AFTER_S,
+            )
+        budget.held_bytes += size
+        self.bytes += size
+
+    def give_back(self) -> None:
+        self._budget.held_bytes -= self.bytes
+        self.bytes = 0
+
+
+AUDIO_CLAIM = web.RequestKey("audio_claim", AudioClaim)
+
+
 class UploadAdmission:
-    def __init__(self, running: int, waiting: int) -> None:
+    def __init__(self, running: int, waiting: int, audio: AudioBudget) -> None:
+        self.audio = audio
         self._turns = asyncio.Semaphore(running)
         self._capacity = running + waiting
         self._admitted = 0
@@ -68,13 +108,21 @@ class UploadAdmission:
                 )
             self._admitted += 1
             request[TURN] = turn = _Turn(self._turns)
+            request[AUDIO_CLAIM] = claim = self.audio.claim()
             try:
                 return await handler(request)
             finally:
                 turn.give_back()
+                claim.give_back()
                 self._admitted -= 1
 
         return admitted
+
+
+def watch_decoded_audio(request: web.Request) -> Callable[[int], None] | None:
+    """What the decoder reports its output to (a request not behind `guard` has no budget)."""
+    claim = request.get(AUDIO_CLAIM)
+    return None if claim is None else claim.grow
 
 
 async def take_turn(request: web.Request) -> None:

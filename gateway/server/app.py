@@ -19,7 +19,7 @@ from gateway.core.contract import AsrBackend
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
 from gateway.server import access, http_files, ws_stream
-from gateway.server.admission import UploadAdmission
+from gateway.server.admission import AudioBudget, UploadAdmission
 from gateway.server.cors import Cors
 from gateway.server.errors import RETRY_AFTER_S, ApiError, error_middleware
 from gateway.server.heap import heap_trimming
@@ -129,7 +129,11 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
     app[STEP_CLOCK] = StepClock(settings.stream_min_step_seconds, settings.stream_step_seconds)
     app[STREAM_VAD] = StreamScorer()
     app.on_shutdown.append(ws_stream.drain_streams)
-    uploads = UploadAdmission(settings.max_uploads_running, settings.max_uploads_waiting)
+    uploads = UploadAdmission(
+        settings.max_uploads_running,
+        settings.max_uploads_waiting,
+        AudioBudget(int(settings.max_decoded_audio_mb * 2**20)),
+    )
     app.add_routes(
         [
             web.get("/", live_page),

@@ -34,7 +34,7 @@ from gateway.modes.audio import (
     decode_audio,
 )
 from gateway.modes.files import FileProgress, assemble, collect, transcribe_audio
-from gateway.server.admission import take_turn
+from gateway.server.admission import take_turn, watch_decoded_audio
 from gateway.server.errors import RETRY_AFTER_S, ApiError
 from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render
 from gateway.server.keys import ASR, SETTINGS
@@ -137,6 +137,7 @@ async def _decode(request: web.Request, data: bytes, channel: int | None) -> np.
             channel=channel,
             max_seconds=settings.max_audio_seconds,
             timeout=settings.decode_timeout_s,
+            watch=watch_decoded_audio(request),
         )
     except NotAudioError as exc:
         raise ApiError(415, str(exc), "unsupported_file_type") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.backend.endpoints import Endpoint, parse_endpoints
+from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.logs import LOG_FORMATS
 from gateway.server.origins import parse_origins
 
@@ -41,7 +42,10 @@ class Settings:
 
     # Uploads
     max_upload_mb: float = 100.0
-    max_audio_seconds: float = 4 * 3600.0
+    max_audio_seconds: float = 3 * 3600.0  # 691 MB decoded: it must fit max_decoded_audio_mb
+    # decoded audio all uploads together may hold (4 bytes a sample): over-long files arriving
+    # at once cannot add up; beyond it, 503 server_busy
+    max_decoded_audio_mb: float = 768.0
     decode_timeout_s: float = 300.0
     # the whole body must arrive within this (408 after): a client trickling bytes holds a place
     upload_read_timeout_s: float = 120.0
@@ -115,6 +119,12 @@ class Settings:
         )
         if any(getattr(self, name) <= 0 for name in positive):
             raise ValueError(f"{', '.join(positive)} must be positive")
+        decoded_mb = self.max_audio_seconds * SAMPLE_RATE * 4 / 2**20  # float32 samples
+        if decoded_mb > self.max_decoded_audio_mb:
+            raise ValueError(
+                f"max_audio_seconds must fit max_decoded_audio_mb: {self.max_audio_seconds:g} s "
+                f"decode to {decoded_mb:.0f} MB"
+            )
         if self.stream_max_buffer_seconds < 35:
             raise ValueError("stream_max_buffer_seconds must be at least 35: a window and a step")
         if self.stream_min_step_seconds > self.stream_step_seconds:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -874,3 +875,26 @@ async def test_a_slow_body_does_not_hold_the_running_slot(make_client, backend) 
     assert honest.status == 200 and len(backend.calls) == 1
     go_on.set()
     assert (await slow).status == 200 and len(backend.calls) == 2
+
+
+async def test_decoded_audio_of_all_uploads_together_is_bounded(
+    make_client, backend, tmp_path, jfk_audio
+) -> None:
+    """A 2 MB budget: one 22 s upload (1.4 MB decoded) waits at the model; a second one
+    finds no room while it decodes and gets 503; once the first is done, the room is back."""
+    client = await make_client(max_decoded_audio_mb=2, max_audio_seconds=30)
+    path = wav(tmp_path, np.concatenate([jfk_audio] * 2))
+    backend.hold()
+    first = asyncio.create_task(client.post("/transcribe", data=upload(path)))
+    await backend.until_waiting(1)
+    refused = await client.post("/transcribe", data=upload(path))
+    message = await api_error(refused, 503, "server_busy")
+    assert re.fullmatch(
+        r"the server is busy: uploads hold \d MB of decoded audio of the 2 MB it holds at once; "
+        "retry later",
+        message,
+    )
+    assert refused.headers["Retry-After"] == "5"
+    backend.release()
+    assert (await first).status == 200
+    assert (await client.post("/transcribe", data=upload(path))).status == 200

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,41 @@ async def test_ffmpeg_runs_without_the_gateways_environment_and_within_limits(mo
         "RLIMIT_FSIZE": 0,
     }
     assert stderr == b"x" * 65536
+
+
+def ten_minutes_of_quiet(tmp_path: Path) -> bytes:
+    """A small FLAC that decodes to 600 s (38 MB of float32 samples)."""
+    path = tmp_path / "quiet.flac"
+    subprocess.run(
+        [ffmpeg_executable(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+         "anoisesrc=d=600:a=0.001:r=16000", "-ac", "1", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path.read_bytes()
+
+
+async def test_decoding_holds_the_samples_once(tmp_path: Path) -> None:
+    """The decoder's peak is the samples and a little, not the two or three copies that
+    joining, slicing and clipping used to make."""
+    data = ten_minutes_of_quiet(tmp_path)
+    tracemalloc.start()
+    try:
+        samples = await decode_audio(data, timeout=60)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert samples.nbytes == 600 * SAMPLE_RATE * 4
+    assert peak <= 1.25 * samples.nbytes, (peak / 2**20, samples.nbytes / 2**20)
+
+
+async def test_the_watcher_sees_the_output_grow_and_can_stop_it(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def watch(size: int) -> None:
+        seen.append(size)
+        if sum(seen) > 2**20:
+            raise RuntimeError("over budget")
+
+    with pytest.raises(RuntimeError, match="over budget"):
+        await decode_audio(ten_minutes_of_quiet(tmp_path), timeout=60, watch=watch)
+    assert 2**20 < sum(seen) <= 2 * 2**20

@@ -62,6 +62,10 @@ def test_access_is_off_by_default() -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
+        (
+            {"HERMES_MAX_AUDIO_SECONDS": "14400"},
+            "max_audio_seconds must fit max_decoded_audio_mb: 14400 s decode to 879 MB",
+        ),
         ({"HERMES_LOG_FORMAT": "xml"}, "log_format must be one of text, json, got 'xml'"),
         ({"HERMES_MAX_STREAMS_PER_CLIENT": "0"}, "max_streams_per_client must be positive"),
         (
