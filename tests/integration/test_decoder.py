@@ -15,9 +15,10 @@ from whisper.decoding import DecodingOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from checkpoint import load_model  # noqa: E402
-from decoder import DecodePrompt, WhisperDecoder  # noqa: E402
-from transcriber import N_FRAMES, encode  # noqa: E402
+from checkpoint import load_model
+from decoder import DecodePrompt, WhisperDecoder
+from whisper.audio import N_FRAMES
+from whisper_adaptations import encode
 
 pytestmark = pytest.mark.integration
 SECOND = 16_000
@@ -55,11 +56,15 @@ def prompt(model, text: str | None = None, temperature: float = 0.0) -> DecodePr
 def reference(model, features: torch.Tensor, text: str | None = None):
     """openai-whisper's decode of full 30 s windows, as `transcribe()` runs it."""
     with torch.inference_mode():
-        return whisper.decode(model, features, DecodingOptions(language="en", prompt=text, fp16=False))
+        return whisper.decode(
+            model, features, DecodingOptions(language="en", prompt=text, fp16=False)
+        )
 
 
 @pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-as-graphed"])
-@pytest.mark.parametrize("text", [None, "ComfyUI, Triton and Whisper."], ids=["no-prompt", "prompt"])
+@pytest.mark.parametrize(
+    "text", [None, "ComfyUI, Triton and Whisper."], ids=["no-prompt", "prompt"]
+)
 def test_same_tokens_and_scores_as_openai_whisper(model, windows, static, text) -> None:
     features = torch.stack([encoded(model, window) for window in windows])
     expected = reference(model, features, text)
@@ -69,7 +74,7 @@ def test_same_tokens_and_scores_as_openai_whisper(model, windows, static, text) 
     assert [d.tokens for d in decoded] == [e.tokens for e in expected]
     assert [d.text for d in decoded] == [e.text for e in expected]
     assert len({len(d.tokens) for d in decoded}) > 3  # rows finish at different steps
-    for got, want in zip(decoded, expected):
+    for got, want in zip(decoded, expected, strict=True):
         assert got.avg_logprob == pytest.approx(want.avg_logprob, abs=1e-4)
         assert got.no_speech_prob == pytest.approx(want.no_speech_prob, abs=1e-4)
         assert got.compression_ratio == want.compression_ratio
@@ -80,7 +85,10 @@ def test_rows_of_several_context_lengths_decode_as_alone(model, windows, static)
     """Short contexts (live streams' low-latency requests) padded into one batch: each row's
     cross-attention sees its own audio only; finished rows leave the batch mid-decode."""
     frames = [1000, 1500, 1500, 500, 500, 500]  # 10, 15, 15, 5, 5, 5 s of features
-    rows = [encoded(model, window[: 10 * SECOND], count * 2) for window, count in zip(windows, frames)]
+    rows = [
+        encoded(model, window[: 10 * SECOND], count * 2)
+        for window, count in zip(windows, frames, strict=False)
+    ]
     decoder = WhisperDecoder(model, static=static)
     with torch.inference_mode():
         alone = [decoder.decode(decoder.audio_contexts([row]), prompt(model))[0] for row in rows]
@@ -129,11 +137,16 @@ def test_word_timing_from_one_batched_pass_matches_openai_whisper(model, windows
     chosen = [windows[0], windows[4], windows[3]]  # 11 s, 4 s and 6 s of speech
     with torch.inference_mode():
         contexts = decoder.audio_contexts([encoded(model, window) for window in chosen])
-        texts = [[t for t in d.tokens if t < tokenizer.eot] for d in decoder.decode(contexts, prompt(model))]
-        sequences = [[*tokenizer.sot_sequence, tokenizer.no_timestamps, *text, tokenizer.eot]
-                     for text in texts]
+        texts = [
+            [t for t in d.tokens if t < tokenizer.eot]
+            for d in decoder.decode(contexts, prompt(model))
+        ]
+        sequences = [
+            [*tokenizer.sot_sequence, tokenizer.no_timestamps, *text, tokenizer.eot]
+            for text in texts
+        ]
         passes = decoder.alignment_passes(contexts, sequences)
-    for window, text, alignment in zip(chosen, texts, passes):
+    for window, text, alignment in zip(chosen, texts, passes, strict=True):
         mel = whisper.log_mel_spectrogram(torch.from_numpy(window), padding=whisper.audio.N_SAMPLES)
         mel = mel[:, :N_FRAMES]  # as the transcriber cuts its window (see `encoded`)
         frames = window.size // whisper.audio.HOP_LENGTH
@@ -143,4 +156,6 @@ def test_word_timing_from_one_batched_pass_matches_openai_whisper(model, windows
         # within a frame (20 ms): the attention is computed another way (batched, fused outputs)
         assert [w.start for w in got] == pytest.approx([w.start for w in expected], abs=0.021)
         assert [w.end for w in got] == pytest.approx([w.end for w in expected], abs=0.021)
-        assert [w.probability for w in got] == pytest.approx([w.probability for w in expected], abs=1e-3)
+        assert [w.probability for w in got] == pytest.approx(
+            [w.probability for w in expected], abs=1e-3
+        )

@@ -12,11 +12,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from checkpoint import half_precision, load_model  # noqa: E402
-from transcriber import BatchTranscriber, TranscriptionRequest  # noqa: E402
-from whisper.model import LayerNorm  # noqa: E402
+from checkpoint import half_precision, load_model
+from transcriber import BatchTranscriber, TranscriptionRequest
+from whisper.model import LayerNorm
 
-from testsupport.wer import word_error_rate  # noqa: E402
+from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,9 @@ def half_model() -> torch.nn.Module:
 
 
 def test_layer_norms_stay_float32_and_the_rest_is_fp16(half_model: torch.nn.Module) -> None:
-    norms = {id(p) for m in half_model.modules() if isinstance(m, LayerNorm) for p in m.parameters()}
+    norms = {
+        id(p) for m in half_model.modules() if isinstance(m, LayerNorm) for p in m.parameters()
+    }
     assert norms
     for parameter in half_model.parameters():
         assert parameter.dtype == (torch.float32 if id(parameter) in norms else torch.float16)
@@ -36,7 +38,7 @@ def test_layer_norms_stay_float32_and_the_rest_is_fp16(half_model: torch.nn.Modu
 def test_fp16_transcribes_jfk_word_for_word_with_word_times(half_model, clips) -> None:
     clip = clips["jfk.flac"]
     transcriber = BatchTranscriber(half_model, fp16=True)
-    result, = transcriber.transcribe(
+    (result,) = transcriber.transcribe(
         [TranscriptionRequest(clip.audio, language="en", word_timestamps=True)]
     )
     assert word_error_rate(clip.text, result.text) == 0.0

@@ -11,10 +11,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from checkpoint import load_model  # noqa: E402
-from transcriber import BatchTranscriber, TranscriptionRequest  # noqa: E402
+from checkpoint import load_model
+from transcriber import BatchTranscriber, TranscriptionRequest
 
-from testsupport.wer import word_error_rate  # noqa: E402
+from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
 INT8_LINEAR = torch.ao.nn.quantized.dynamic.Linear
@@ -40,15 +40,16 @@ def test_every_linear_layer_is_int8(int8_transcriber: BatchTranscriber) -> None:
 def test_int8_transcribes_files_and_stream_steps(int8_transcriber: BatchTranscriber, clips) -> None:
     jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
     window = harvard.audio[: 16_000 * 30]
-    results = int8_transcriber.transcribe([
-        TranscriptionRequest(jfk.audio, language="en", word_timestamps=True),
-        TranscriptionRequest(jfk.audio, language="en", word_timestamps=True, low_latency=True),
-        TranscriptionRequest(window, language="en"),
-    ])
+    results = int8_transcriber.transcribe(
+        [
+            TranscriptionRequest(jfk.audio, language="en", word_timestamps=True),
+            TranscriptionRequest(jfk.audio, language="en", word_timestamps=True, low_latency=True),
+            TranscriptionRequest(window, language="en"),
+        ]
+    )
     assert word_error_rate(jfk.text, results[0].text) <= 0.05, results[0].text
     assert word_error_rate(jfk.text, results[1].text) <= 0.05, results[1].text
     eight_sentences = ". ".join(harvard.text.split(". ")[:8]) + "."  # its first 30 s
     assert word_error_rate(eight_sentences, results[2].text) <= 0.05, results[2].text
     ends = [word["end"] for segment in results[0].segments for word in segment["words"]]
     assert ends == sorted(ends) and 10.0 <= ends[-1] <= 11.1
-

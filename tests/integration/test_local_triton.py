@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.stack import model_repository_with
+from gateway.backend.triton_client import TritonAsr
+from gateway.core.contract import Priority, TranscribeOptions
 from gateway.tools.local_triton import (
     DEFAULT_MODEL_REPOSITORY,
     LocalTriton,
     TritonLaunchError,
     TritonPorts,
 )
-from gateway.backend.triton_client import TritonAsr
-from gateway.core.contract import Priority, TranscribeOptions
 from testsupport.net import free_port
 from testsupport.wer import word_error_rate
 
@@ -50,7 +50,9 @@ def test_stop_leaves_no_server_or_stub_behind(exported_weights, tmp_path: Path) 
     assert not server.is_ready()
 
 
-def test_unknown_weights_fail_at_load_with_a_clear_message(exported_weights, tmp_path: Path) -> None:
+def test_unknown_weights_fail_at_load_with_a_clear_message(
+    exported_weights, tmp_path: Path
+) -> None:
     repository = tmp_path / "repository"
     (repository / "whisper").mkdir(parents=True)
     config = (DEFAULT_MODEL_REPOSITORY / "whisper" / "config.pbtxt").read_text()
@@ -64,7 +66,9 @@ def test_unknown_weights_fail_at_load_with_a_clear_message(exported_weights, tmp
     assert "no exported weights named 'no-such-weights'" in log.read_text()
 
 
-async def test_the_cpu_int8_parameter_serves_int8_layers(exported_weights, tmp_path: Path, clips) -> None:
+async def test_the_cpu_int8_parameter_serves_int8_layers(
+    exported_weights, tmp_path: Path, clips
+) -> None:
     """The model parameter reaches the model, which says in Triton's log what it runs, and
     serves right through Triton."""
     repository = model_repository_with(tmp_path / "repository", {"cpu_int8": "true"})
@@ -73,7 +77,9 @@ async def test_the_cpu_int8_parameter_serves_int8_layers(exported_weights, tmp_p
     with LocalTriton(model_repository=repository, ports=ports(), log_path=log) as server:
         backend = TritonAsr(server.grpc_url, "whisper", timeout_s=60, ready_timeout_s=5)
         try:
-            result = await backend.transcribe(jfk.audio, TranscribeOptions(language="en"), priority=Priority.FILE)
+            result = await backend.transcribe(
+                jfk.audio, TranscribeOptions(language="en"), priority=Priority.FILE
+            )
         finally:
             await backend.close()
     assert word_error_rate(jfk.text, result.text) <= 0.05, result.text

@@ -15,12 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" 
 
 from checkpoint import load_model
 from decoder import WhisperDecoder
-from transcriber import (
-    BatchTranscriber,
-    DecodeThresholds,
-    TranscriptionRequest,
-    encoder_frames,
-)
+from transcriber import BatchTranscriber, TranscriptionRequest, encoder_frames
+from whisper_adaptations import DecodeThresholds
 
 from testsupport.wer import word_error_rate
 
@@ -44,7 +40,12 @@ def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model,
     second = 16_000
     requests = [
         TranscriptionRequest(audio, language="en", word_timestamps=True, low_latency=True)
-        for audio in (jfk[: 4 * second], jfk[: 9 * second], harvard[: 13 * second], harvard[: 17 * second])
+        for audio in (
+            jfk[: 4 * second],
+            jfk[: 9 * second],
+            harvard[: 13 * second],
+            harvard[: 17 * second],
+        )
     ]
     assert len({encoder_frames(request) for request in requests}) == 4
     together = transcriber.transcribe(requests)
@@ -53,10 +54,12 @@ def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model,
     def words(result) -> list[tuple[str, float]]:
         return [(w["word"], w["end"]) for s in result.segments for w in s["words"]]
 
-    for batched, single in zip(together, alone):
+    for batched, single in zip(together, alone, strict=True):
         assert batched.text == single.text
         assert [w for w, _ in words(batched)] == [w for w, _ in words(single)]
-        assert [e for _, e in words(batched)] == pytest.approx([e for _, e in words(single)], abs=0.02)
+        assert [e for _, e in words(batched)] == pytest.approx(
+            [e for _, e in words(single)], abs=0.02
+        )
 
 
 def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
@@ -74,10 +77,12 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
 
     monkeypatch.setattr(WhisperDecoder, "decode", counted)
     clip = clips["jfk.flac"]
-    file_window, low_latency = strict_transcriber.transcribe([
-        TranscriptionRequest(clip.audio, language="en"),
-        TranscriptionRequest(clip.audio, language="en", low_latency=True),
-    ])
+    file_window, low_latency = strict_transcriber.transcribe(
+        [
+            TranscriptionRequest(clip.audio, language="en"),
+            TranscriptionRequest(clip.audio, language="en", low_latency=True),
+        ]
+    )
     # one decode group each (they differ in fallback): the file window's first, all its tries
     file_runs, low_latency_runs = runs[:6], runs[6:]
     assert [t for t, _ in file_runs] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.integration
 
 def infer(client: grpcclient.InferenceServerClient, audio: np.ndarray, **options) -> WindowResult:
     outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
-    reply = client.infer(MODEL_NAME, build_inputs(audio, TranscribeOptions(**options)), outputs=outputs)
+    reply = client.infer(
+        MODEL_NAME, build_inputs(audio, TranscribeOptions(**options)), outputs=outputs
+    )
     return parse_outputs(reply)
 
 
@@ -104,7 +106,9 @@ def test_low_latency_context_keeps_the_words(triton_client, jfk, harvard_windows
     result = infer(triton_client, jfk.audio, language="en", low_latency=True, word_timestamps=True)
     assert word_error_rate(jfk.text, result.text) == 0.0, result.text
     assert result.segments[-1].words[-1].end <= 11.1
-    text = " ".join(infer(triton_client, w, language="en", low_latency=True).text for w in harvard_windows)
+    text = " ".join(
+        infer(triton_client, w, language="en", low_latency=True).text for w in harvard_windows
+    )
     assert word_error_rate(clips["OSR_us_000_0034_8k.wav"].text, text) == 0.0, text
 
 
@@ -168,7 +172,9 @@ def test_word_timestamps_increase_inside_the_audio(triton_client, jfk) -> None:
     assert words[-1].end - words[0].start > 5.0  # spread over the speech, not bunched up
 
 
-@pytest.mark.parametrize("level", [0.0, 0.001, 0.03], ids=["digital", "-60dBFS-noise", "-30dBFS-noise"])
+@pytest.mark.parametrize(
+    "level", [0.0, 0.001, 0.03], ids=["digital", "-60dBFS-noise", "-30dBFS-noise"]
+)
 def test_silence_and_faint_noise_produce_no_text(triton_client, level: float) -> None:
     noise = np.random.default_rng(7).standard_normal(5 * SAMPLE_RATE).astype(np.float32) * level
     result = infer(triton_client, noise)
@@ -198,7 +204,10 @@ def _batch_counts(client: grpcclient.InferenceServerClient) -> Counter[int]:
     """Executions per batch size since the server started."""
     stats = client.get_inference_statistics(MODEL_NAME, as_json=True)["model_stats"][0]
     return Counter(
-        {int(entry["batch_size"]): int(entry["compute_infer"]["count"]) for entry in stats.get("batch_stats", [])}
+        {
+            int(entry["batch_size"]): int(entry["compute_infer"]["count"])
+            for entry in stats.get("batch_stats", [])
+        }
     )
 
 
@@ -220,8 +229,15 @@ def test_concurrent_requests_are_batched_with_unchanged_results(
 ) -> None:
     """File windows and live streams' low-latency requests of several context lengths."""
     hotwords = clips["hotwords.mp3"].audio
-    windows = [jfk.audio, *harvard_windows, hotwords, jfk.audio[: 6 * SAMPLE_RATE],
-               harvard_windows[1][: 4 * SAMPLE_RATE], hotwords[SAMPLE_RATE:], jfk.audio[SAMPLE_RATE * 4:]]
+    windows = [
+        jfk.audio,
+        *harvard_windows,
+        hotwords,
+        jfk.audio[: 6 * SAMPLE_RATE],
+        harvard_windows[1][: 4 * SAMPLE_RATE],
+        hotwords[SAMPLE_RATE:],
+        jfk.audio[SAMPLE_RATE * 4 :],
+    ]
     requests = [(window, {}) for window in windows] + [
         (window, {"language": "en", "low_latency": True, "word_timestamps": True})
         for window in (jfk.audio, harvard_windows[0], hotwords, jfk.audio[: 4 * SAMPLE_RATE])

@@ -1,4 +1,5 @@
-"""Pure parts of the model's batch decoder: request validation and segment splitting."""
+"""Pure parts of the model's batch decoder: request validation, the fallback's temperatures
+and segment splitting."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from whisper.tokenizer import get_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from transcriber import (  # noqa: E402
+from transcriber import (
     InvalidRequest,
     encoder_frames,
     make_request,
     peak_frame_dbfs,
-    split_segments,
 )
+from whisper_adaptations import split_segments, temperature_schedule
 
 TOKENIZER = get_tokenizer(multilingual=False)
 SECOND = np.zeros(16_000, np.float32)
@@ -63,6 +64,19 @@ def test_timestamps_beyond_the_audio_are_clamped() -> None:
 
 def test_no_tokens_no_segments() -> None:
     assert split_segments([timestamp(0.0)], TOKENIZER, duration=1.0) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "temperatures"),
+    [
+        (0.0, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),  # openai-whisper's transcribe() schedule
+        (0.5, [0.5, 0.7, 0.9]),
+        (0.9, [0.9]),
+        (1.0, [1.0]),
+    ],
+)
+def test_the_fallback_starts_at_the_requested_temperature(first, temperatures) -> None:
+    assert temperature_schedule(first, 0.2) == pytest.approx(temperatures)
 
 
 def test_valid_request_is_normalised() -> None:

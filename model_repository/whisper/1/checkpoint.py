@@ -58,8 +58,7 @@ def read_manifest(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
     manifest_path = weights_dir / f"{name}.json"
     if not manifest_path.is_file():
         raise WeightsError(
-            f"no exported weights named {name!r} in {weights_dir} "
-            f"(run: python -m export {name})"
+            f"no exported weights named {name!r} in {weights_dir} (run: python -m export {name})"
         )
     try:
         return json.loads(manifest_path.read_text())
@@ -100,7 +99,9 @@ def quantize_linear_layers(model: Whisper) -> Whisper:
     for module in list(model.modules()):
         for name, child in module.named_children():
             if isinstance(child, Linear):  # openai-whisper's own subclass, which torch
-                plain = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+                plain = torch.nn.Linear(
+                    child.in_features, child.out_features, bias=child.bias is not None
+                )
                 plain.weight, plain.bias = child.weight, child.bias  # does not quantize
                 setattr(module, name, plain)
     return quantized_int8(model)
@@ -114,8 +115,12 @@ def quantized_int8(module: torch.nn.Module) -> torch.nn.Module:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         if isinstance(module, torch.nn.Linear):  # torch swaps a module's children, not itself
-            return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(module), {torch.nn.Linear}, dtype=torch.qint8)[0]
-        return torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            return torch.ao.quantization.quantize_dynamic(
+                torch.nn.Sequential(module), {torch.nn.Linear}, dtype=torch.qint8
+            )[0]
+        return torch.ao.quantization.quantize_dynamic(
+            module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+        )
 
 
 def half_precision(model: Whisper) -> Whisper:
@@ -157,5 +162,12 @@ def load_model(
     int8 = int8 and device.type == "cpu"
     if int8:
         quantize_linear_layers(model)
-    logger.info("loaded Whisper %s (%s) on %s, fp16=%s, int8=%s", name, manifest["dtype"], device, fp16, int8)
+    logger.info(
+        "loaded Whisper %s (%s) on %s, fp16=%s, int8=%s",
+        name,
+        manifest["dtype"],
+        device,
+        fp16,
+        int8,
+    )
     return LoadedModel(model=model, manifest=manifest, device=device, fp16=fp16, int8=int8)

@@ -1,10 +1,13 @@
 """Whisper's token-by-token decode of a batch, without per-token Python overhead.
 
-openai-whisper's `DecodingTask` spends most of a decode outside arithmetic: its key/value
-cache grows by `torch.cat` through forward hooks at every token, every row is stepped until
-the last one finishes, and the timestamp rules run row by row in Python (`.tolist()` of each
-row's tokens at every step). This decoder produces the same tokens by the same rules and
-arithmetic (up to float rounding) with:
+Replaces openai-whisper's `whisper.decoding.DecodingTask` (`run` and its `_main_loop`), as
+`whisper.transcribe.transcribe` uses it: greedy or sampled, one candidate per row, timestamps
+on. `DecodingTask` spends most of a decode outside arithmetic: its key/value cache grows by
+`torch.cat` at every token, through the forward hooks of
+`whisper.model.Whisper.install_kv_cache_hooks`; every row is stepped until the last one
+finishes; and the timestamp rules run row by row in Python (`.tolist()` of each row's tokens
+at every step). This decoder produces the same tokens by the same rules and arithmetic (up
+to float rounding) with:
 
 - a key/value cache allocated once per batch: each step writes its keys and values in place
   at its position; cross-attention keys and values are computed once from the audio;
@@ -67,10 +70,16 @@ class DecodePrompt:
     temperature: float = 0.0
 
     @classmethod
-    def of(cls, tokenizer: Tokenizer, language: str, text_ctx: int, prompt: str | None,
-           temperature: float) -> DecodePrompt:
-        """As `DecodingTask` builds it: previous-text tokens (at most half the context) ahead
-        of the start-of-transcript sequence."""
+    def of(
+        cls,
+        tokenizer: Tokenizer,
+        language: str,
+        text_ctx: int,
+        prompt: str | None,
+        temperature: float,
+    ) -> DecodePrompt:
+        """As `whisper.decoding.DecodingTask._get_initial_tokens` builds it: previous-text
+        tokens (at most half the context) ahead of the start-of-transcript sequence."""
         tokens = list(tokenizer.sot_sequence)
         if prompt:
             previous = tokenizer.encode(" " + prompt.strip())
@@ -83,15 +92,23 @@ class DecodePrompt:
 
 
 class _TokenRules:
-    """openai-whisper's logit filters (`SuppressBlank`, `SuppressTokens` with its default
-    non-speech set, `ApplyTimestampRules`) applied to a whole batch at once."""
+    """Replaces openai-whisper's logit filters (`whisper.decoding.SuppressBlank`,
+    `whisper.decoding.SuppressTokens` with the set `DecodingTask._get_suppress_tokens` makes by
+    default, `whisper.decoding.ApplyTimestampRules`), which loop over the rows in Python:
+    the same rules applied to a whole batch at once."""
 
-    def __init__(self, tokenizer: Tokenizer, vocab: int, audio_ctx: int, device: torch.device) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, vocab: int, audio_ctx: int, device: torch.device
+    ) -> None:
         self.eot = tokenizer.eot
         self.timestamp_begin = tokenizer.timestamp_begin
         suppressed = [
             *tokenizer.non_speech_tokens,
-            tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm,
+            tokenizer.transcribe,
+            tokenizer.translate,
+            tokenizer.sot,
+            tokenizer.sot_prev,
+            tokenizer.sot_lm,
         ]
         if tokenizer.no_speech is not None:
             suppressed.append(tokenizer.no_speech)  # its probability is read separately
@@ -156,7 +173,9 @@ class _RowState:
 
     def advance(self, tokens: torch.Tensor, timestamp_begin: int) -> None:
         is_timestamp = tokens >= timestamp_begin
-        self.before_last_is_timestamp = self.last_is_timestamp if self.sampled else torch.ones_like(is_timestamp)
+        self.before_last_is_timestamp = (
+            self.last_is_timestamp if self.sampled else torch.ones_like(is_timestamp)
+        )
         self.last_is_timestamp = is_timestamp
         self.last_timestamp = torch.where(is_timestamp, tokens, self.last_timestamp)
         self.sampled += 1
@@ -176,13 +195,26 @@ class _KeyValueCache:
     Row i of the batch lives in row i of these tensors; when rows finish, the rows still
     decoding move to the front, in place (CUDA graphs hold these tensors' addresses)."""
 
-    def __init__(self, layers: int, rows: int, heads: int, text_ctx: int, audio_ctx: int, width: int,
-                 dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self,
+        layers: int,
+        rows: int,
+        heads: int,
+        text_ctx: int,
+        audio_ctx: int,
+        width: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
         self.rows = rows
         head_width = width // heads
-        self.self_keys = torch.zeros(layers, rows, heads, text_ctx, head_width, dtype=dtype, device=device)
+        self.self_keys = torch.zeros(
+            layers, rows, heads, text_ctx, head_width, dtype=dtype, device=device
+        )
         self.self_values = torch.zeros_like(self.self_keys)
-        self.cross_keys = torch.zeros(layers, rows, heads, audio_ctx, head_width, dtype=dtype, device=device)
+        self.cross_keys = torch.zeros(
+            layers, rows, heads, audio_ctx, head_width, dtype=dtype, device=device
+        )
         self.cross_values = torch.zeros_like(self.cross_keys)
 
     @property
@@ -209,8 +241,12 @@ def _fused_self_attention_projection(attention: Any) -> torch.nn.Module:
     weights = [p.weight().dequantize() if quantized else p.weight for p in projections]
     biases = [(p.bias() if quantized else p.bias) for p in projections]
     biases[1] = torch.zeros_like(biases[0])
-    fused = torch.nn.Linear(weights[0].shape[1], 3 * weights[0].shape[0],
-                            device=weights[0].device, dtype=weights[0].dtype)
+    fused = torch.nn.Linear(
+        weights[0].shape[1],
+        3 * weights[0].shape[0],
+        device=weights[0].device,
+        dtype=weights[0].dtype,
+    )
     fused.requires_grad_(False)
     fused.weight.copy_(torch.cat(weights))
     fused.bias.copy_(torch.cat(biases))
@@ -222,10 +258,16 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.unflatten(-1, (heads, -1)).transpose(1, 2)
 
 
-def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-            mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+def _attend(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    causal: bool = False,
+) -> torch.Tensor:
     """Multi-head attention of queries (batch, positions, width) over head-major keys and
-    values, as openai-whisper's SDPA path computes it."""
+    values, as the SDPA path of `whisper.model.MultiHeadAttention.qkv_attention` computes
+    it."""
     attended = F.scaled_dot_product_attention(
         _heads(q, keys.shape[1]), keys, values, attn_mask=mask, is_causal=causal
     )
@@ -269,12 +311,20 @@ class WhisperDecoder:
             by_length.setdefault(row.shape[0], []).append(index)
         for indices in by_length.values():
             batch = torch.stack([features[i] for i in indices])
-            projected = torch.stack([
-                torch.stack([_heads(block.cross_attn.key(batch), self.heads),
-                             _heads(block.cross_attn.value(batch), self.heads)], dim=1)
-                for block in self.blocks
-            ], dim=1)  # rows × layers × 2 × heads × positions × head width
-            for index, context in zip(indices, projected):
+            projected = torch.stack(
+                [
+                    torch.stack(
+                        [
+                            _heads(block.cross_attn.key(batch), self.heads),
+                            _heads(block.cross_attn.value(batch), self.heads),
+                        ],
+                        dim=1,
+                    )
+                    for block in self.blocks
+                ],
+                dim=1,
+            )  # rows × layers × 2 × heads × positions × head width
+            for index, context in zip(indices, projected, strict=True):
                 contexts[index] = context
         return contexts
 
@@ -288,12 +338,21 @@ class WhisperDecoder:
     def _cross_mask(self, lengths: Sequence[int], positions: int) -> torch.Tensor | None:
         """Which audio positions each row may attend to (its own, not the padding), or None
         when every row sees all `positions`."""
-        visible = torch.arange(positions, device=self.device)[None, :] < torch.tensor(
-            lengths, device=self.device)[:, None]
+        visible = (
+            torch.arange(positions, device=self.device)[None, :]
+            < torch.tensor(lengths, device=self.device)[:, None]
+        )
         return None if bool(visible.all()) else visible[:, None, None, :]
 
-    def _layers(self, x: torch.Tensor, cache: _KeyValueCache, self_attention, cross_mask: torch.Tensor | None,
-                audio_positions: int, cross_scores: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def _layers(
+        self,
+        x: torch.Tensor,
+        cache: _KeyValueCache,
+        self_attention,
+        cross_mask: torch.Tensor | None,
+        audio_positions: int,
+        cross_scores: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """The decoder's blocks; with `cross_scores`, each layer's cross-attention scores
         (before the softmax, batch × heads × text × audio positions) are appended to it."""
         rows = x.shape[0]
@@ -305,7 +364,9 @@ class WhisperDecoder:
             values = cache.cross_values[layer, :rows, :, :audio_positions]
             if cross_scores is not None:
                 scale = keys.shape[-1] ** -0.25  # as openai-whisper scales both sides
-                cross_scores.append(((_heads(q, self.heads) * scale) @ (keys * scale).transpose(-1, -2)).float())
+                cross_scores.append(
+                    ((_heads(q, self.heads) * scale) @ (keys * scale).transpose(-1, -2)).float()
+                )
             x = x + block.cross_attn.out(_attend(q, keys, values, cross_mask))
             x = x + block.mlp(block.mlp_ln(x))
         return x
@@ -314,9 +375,15 @@ class WhisperDecoder:
         embedding = self.model.decoder.token_embedding.weight
         return (self.model.decoder.ln(x) @ embedding.to(x.dtype).T).float()
 
-    def _forward(self, tokens: torch.Tensor, position: int, cache: _KeyValueCache,
-                 cross_mask: torch.Tensor | None, audio_positions: int,
-                 cross_scores: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def _forward(
+        self,
+        tokens: torch.Tensor,
+        position: int,
+        cache: _KeyValueCache,
+        cross_mask: torch.Tensor | None,
+        audio_positions: int,
+        cross_scores: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Hidden states of `tokens` (batch × count) at text positions from `position`,
         attending to the positions written so far; writes their keys and values."""
         rows, count = tokens.shape
@@ -334,15 +401,22 @@ class WhisperDecoder:
 
         return self._layers(x, cache, self_attention, cross_mask, audio_positions, cross_scores)
 
-    def _static_step(self, tokens: torch.Tensor, position: torch.Tensor, cache: _KeyValueCache,
-                     cross_mask: torch.Tensor) -> torch.Tensor:
+    def _static_step(
+        self,
+        tokens: torch.Tensor,
+        position: torch.Tensor,
+        cache: _KeyValueCache,
+        cross_mask: torch.Tensor,
+    ) -> torch.Tensor:
         """Logits after one token per row at text position `position` (a 1-element tensor),
         with fixed shapes: every text position is attended, those not yet written masked."""
         rows = tokens.shape[0]
         decoder = self.model.decoder
         x = decoder.token_embedding(tokens) + decoder.positional_embedding.index_select(0, position)
         x = x.to(cache.self_keys.dtype)
-        written = (torch.arange(self.text_ctx, device=position.device) <= position)[None, None, None, :]
+        written = (torch.arange(self.text_ctx, device=position.device) <= position)[
+            None, None, None, :
+        ]
 
         def self_attention(layer: int, q, k, v) -> torch.Tensor:
             cache.self_keys[layer, :rows].index_copy_(2, position, _heads(k, self.heads))
@@ -365,17 +439,34 @@ class WhisperDecoder:
         """A cache for the batch: kept between calls where graphs hold its addresses (grown
         to the next bucket when too small), else one of the batch's own size."""
         if not self.static:
-            return _KeyValueCache(len(self.blocks), rows, self.heads, self.text_ctx, audio_positions,
-                                  self.width, dtype, self.device)
+            return _KeyValueCache(
+                len(self.blocks),
+                rows,
+                self.heads,
+                self.text_ctx,
+                audio_positions,
+                self.width,
+                dtype,
+                self.device,
+            )
         if self._cache is None or not self._cache.fits(rows, self.audio_ctx, dtype):
             capacity = next((b for b in GRAPH_BUCKETS if b >= rows), rows)
-            self._cache = _KeyValueCache(len(self.blocks), capacity, self.heads, self.text_ctx,
-                                         self.audio_ctx, self.width, dtype, self.device)
+            self._cache = _KeyValueCache(
+                len(self.blocks),
+                capacity,
+                self.heads,
+                self.text_ctx,
+                self.audio_ctx,
+                self.width,
+                dtype,
+                self.device,
+            )
             self._graphs = _GraphedSteps(self, self._cache) if self.cuda_graphs else None
         return self._cache
 
-    def alignment_passes(self, contexts: Sequence[torch.Tensor], texts: Sequence[Sequence[int]]
-                         ) -> list[AlignmentPass]:
+    def alignment_passes(
+        self, contexts: Sequence[torch.Tensor], texts: Sequence[Sequence[int]]
+    ) -> list[AlignmentPass]:
         """For word timing, each row's decoder pass over `texts[i]` (start-of-transcript
         sequence, no-timestamps token, the text tokens, end of text: what openai-whisper's
         `timing.find_alignment` feeds) over its audio (`audio_contexts`), all rows as one
@@ -386,24 +477,39 @@ class WhisperDecoder:
         cross_mask = self._cross_mask(lengths, max(lengths))
         width = max(len(text) for text in texts)
         eot = texts[0][-1]
-        tokens = torch.tensor([[*text, *[eot] * (width - len(text))] for text in texts], device=self.device)
-        cache = _KeyValueCache(len(self.blocks), len(texts), self.heads, width, max(lengths),
-                               self.width, contexts[0].dtype, self.device)
+        tokens = torch.tensor(
+            [[*text, *[eot] * (width - len(text))] for text in texts], device=self.device
+        )
+        cache = _KeyValueCache(
+            len(self.blocks),
+            len(texts),
+            self.heads,
+            width,
+            max(lengths),
+            self.width,
+            contexts[0].dtype,
+            self.device,
+        )
         self._write_cross_cache(cache, contexts)
         scores: list[torch.Tensor] = []
         hidden = self._forward(tokens, 0, cache, cross_mask, max(lengths), scores)
         logits = self._logits(hidden)
         return [
-            AlignmentPass(self.model, logits[row, : len(text)],
-                          [layer[row, :, : len(text), : lengths[row]] for layer in scores])
+            AlignmentPass(
+                self.model,
+                logits[row, : len(text)],
+                [layer[row, :, : len(text), : lengths[row]] for layer in scores],
+            )
             for row, text in enumerate(texts)
         ]
 
-    def decode(self, contexts: Sequence[torch.Tensor], prompt: DecodePrompt,
-               seeds: Sequence[int] = ()) -> list[Decoded]:
+    def decode(
+        self, contexts: Sequence[torch.Tensor], prompt: DecodePrompt, seeds: Sequence[int] = ()
+    ) -> list[Decoded]:
         """Decode each row's audio (`audio_contexts`; rows may differ in length, each
-        attends to its own). `seeds`: one per row when sampling (temperature above 0), so a
-        row's sample depends only on its own seed."""
+        attends to its own), as `whisper.decoding.DecodingTask.run` does with one candidate
+        per row (`_main_loop` stepping, `GreedyDecoder` choosing). `seeds`: one per row when
+        sampling (temperature above 0), so a row's sample depends only on its own seed."""
         tokenizer, rules = prompt.tokenizer, self._rules_for(prompt.tokenizer)
         rows = len(contexts)
         lengths = [context.shape[3] for context in contexts]
@@ -420,13 +526,16 @@ class WhisperDecoder:
         at_start = self._logits(hidden[:, [prompt.sot_index, -1]])
         no_speech = (
             at_start[:, 0].softmax(dim=-1)[:, tokenizer.no_speech].tolist()
-            if tokenizer.no_speech is not None else [float("nan")] * rows
+            if tokenizer.no_speech is not None
+            else [float("nan")] * rows
         )
         logits = at_start[:, 1]
 
         state = _RowState.start(rows, self.device)
         active = torch.arange(rows, device=self.device)  # original index of each live row
-        sampled = torch.full((rows, self.text_ctx), tokenizer.eot, dtype=torch.long, device=self.device)
+        sampled = torch.full(
+            (rows, self.text_ctx), tokenizer.eot, dtype=torch.long, device=self.device
+        )
         sum_logprobs = torch.zeros(rows, device=self.device)
         max_new = min(self.text_ctx // 2, self.text_ctx - begin + 1)
         for step in range(max_new):
@@ -443,8 +552,11 @@ class WhisperDecoder:
                 keep = (~finished).nonzero()[:, 0]
                 if keep.numel() == 0:
                     break
-                active, next_tokens, cross_mask = active[keep], next_tokens[keep], (
-                    None if cross_mask is None else cross_mask[keep])
+                active, next_tokens, cross_mask = (
+                    active[keep],
+                    next_tokens[keep],
+                    (None if cross_mask is None else cross_mask[keep]),
+                )
                 state.keep(keep)
                 cache.keep(keep, position)
             state.advance(next_tokens, rules.timestamp_begin)
@@ -452,8 +564,14 @@ class WhisperDecoder:
 
         return self._results(sampled.tolist(), sum_logprobs.tolist(), no_speech, prompt)
 
-    def _step(self, tokens: torch.Tensor, position: int, cache: _KeyValueCache,
-              cross_mask: torch.Tensor | None, audio_positions: int) -> torch.Tensor:
+    def _step(
+        self,
+        tokens: torch.Tensor,
+        position: int,
+        cache: _KeyValueCache,
+        cross_mask: torch.Tensor | None,
+        audio_positions: int,
+    ) -> torch.Tensor:
         if self._graphs is not None and tokens.shape[0] <= GRAPH_BUCKETS[-1]:
             try:
                 return self._graphs.run(tokens, position, cross_mask)
@@ -463,29 +581,37 @@ class WhisperDecoder:
         if self.static:
             rows = tokens.shape[0]
             if cross_mask is None:
-                cross_mask = torch.ones(rows, 1, 1, audio_positions, dtype=torch.bool, device=self.device)
+                cross_mask = torch.ones(
+                    rows, 1, 1, audio_positions, dtype=torch.bool, device=self.device
+                )
             position_tensor = torch.tensor([position], device=self.device)
             return self._static_step(tokens[:, None], position_tensor, cache, cross_mask)
         hidden = self._forward(tokens[:, None], position, cache, cross_mask, audio_positions)
         return self._logits(hidden[:, -1])
 
     @staticmethod
-    def _results(sampled: list[list[int]], sum_logprobs: list[float], no_speech: list[float],
-                 prompt: DecodePrompt) -> list[Decoded]:
+    def _results(
+        sampled: list[list[int]],
+        sum_logprobs: list[float],
+        no_speech: list[float],
+        prompt: DecodePrompt,
+    ) -> list[Decoded]:
         tokenizer = prompt.tokenizer
         results = []
         for row, tokens in enumerate(sampled):
             tokens = tokens[: tokens.index(tokenizer.eot)] if tokenizer.eot in tokens else tokens
             text = tokenizer.decode(tokens).strip()
-            results.append(Decoded(
-                language=prompt.language,
-                tokens=tokens,
-                text=text,
-                avg_logprob=sum_logprobs[row] / (len(tokens) + 1),
-                no_speech_prob=no_speech[row],
-                temperature=prompt.temperature,
-                compression_ratio=compression_ratio(text),
-            ))
+            results.append(
+                Decoded(
+                    language=prompt.language,
+                    tokens=tokens,
+                    text=text,
+                    avg_logprob=sum_logprobs[row] / (len(tokens) + 1),
+                    no_speech_prob=no_speech[row],
+                    temperature=prompt.temperature,
+                    compression_ratio=compression_ratio(text),
+                )
+            )
         return results
 
 
@@ -513,7 +639,7 @@ class AlignmentPass:
         )
 
     def __call__(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        for block, scores in zip(self.decoder.blocks, self._scores):
+        for block, scores in zip(self.decoder.blocks, self._scores, strict=True):
             for hook in block.cross_attn.hooks:
                 hook(block.cross_attn, (), (None, scores[None]))  # outputs: (attended, scores)
         return self._logits[None]
@@ -529,7 +655,8 @@ class _Removal:
 
 class _Sampler:
     """Sampling at a temperature from each row's own generator: a row's tokens depend on its
-    seed only, not on the run or the batch (openai-whisper draws from torch's global one)."""
+    seed only, not on the run or the batch (`whisper.decoding.GreedyDecoder.update` samples a
+    `Categorical` from torch's global generator)."""
 
     def __init__(self, temperature: float, seeds: Sequence[int]) -> None:
         self.temperature = temperature
@@ -537,9 +664,9 @@ class _Sampler:
 
     def choose(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         # Gumbel-max: the argmax of logits / T plus Gumbel noise samples softmax(logits / T)
-        noise = torch.stack([
-            torch.rand(logits.shape[-1], generator=self.generators[row]) for row in rows.tolist()
-        ]).to(logits.device)
+        noise = torch.stack(
+            [torch.rand(logits.shape[-1], generator=self.generators[row]) for row in rows.tolist()]
+        ).to(logits.device)
         gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
         return (logits.float() / self.temperature + gumbel).argmax(dim=-1)
 
@@ -554,13 +681,16 @@ class _GraphedSteps:
         device, capacity = decoder.device, cache.rows
         self.tokens = torch.zeros(capacity, 1, dtype=torch.long, device=device)
         self.position = torch.zeros(1, dtype=torch.long, device=device)
-        self.cross_mask = torch.ones(capacity, 1, 1, cache.audio_ctx, dtype=torch.bool, device=device)
+        self.cross_mask = torch.ones(
+            capacity, 1, 1, cache.audio_ctx, dtype=torch.bool, device=device
+        )
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
     def _capture(self, bucket: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         def step() -> torch.Tensor:
             return self.decoder._static_step(
-                self.tokens[:bucket], self.position, self.cache, self.cross_mask[:bucket])
+                self.tokens[:bucket], self.position, self.cache, self.cross_mask[:bucket]
+            )
 
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -574,7 +704,9 @@ class _GraphedSteps:
         LOGGER.info("captured the decoder step for batches of up to %d rows", bucket)
         return graph, logits
 
-    def run(self, tokens: torch.Tensor, position: int, cross_mask: torch.Tensor | None) -> torch.Tensor:
+    def run(
+        self, tokens: torch.Tensor, position: int, cross_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         rows = tokens.shape[0]
         bucket = next(b for b in GRAPH_BUCKETS if b >= rows)
         self.tokens[:rows, 0] = tokens

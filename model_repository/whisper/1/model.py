@@ -1,8 +1,10 @@
 """Triton Python-backend model `whisper`: parse requests, decode them as one batch, reply.
 
-The decoding itself lives in `transcriber.py` (importable and tested without Triton); the
-weights come from `weights/`, written by `python -m export`. A bad request is answered with
-its own INVALID_ARG error and the rest of the batch is served.
+Beside this file, importable and tested without Triton: `model_parameters.py` reads the
+config's parameters, `transcriber.py` validates requests and decodes a batch of them (with
+`whisper_adaptations.py` and `decoder.py`), `checkpoint.py` loads the weights from
+`weights/`, written by `python -m export`. A bad request is answered with its own
+INVALID_ARG error and the rest of the batch is served; a bad parameter fails the load.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from checkpoint import load_model, resolve_device  # noqa: E402
-from heap import HeapTrimmer  # noqa: E402
-from transcriber import (  # noqa: E402  (needs the path above inside Triton's stub)
+from checkpoint import load_model, resolve_device
+from heap import HeapTrimmer
+from model_parameters import ModelParameters
+from transcriber import (
     BatchTranscriber,
     InvalidRequest,
     TranscriptionRequest,
@@ -33,13 +36,6 @@ from transcriber import (  # noqa: E402  (needs the path above inside Triton's s
 logger = logging.getLogger("whisper.model")
 
 OPTIONAL_STRING_INPUTS = ("LANGUAGE", "TASK", "PROMPT")
-
-
-def _parameters(model_config: dict[str, Any]) -> dict[str, str]:
-    return {
-        key: value["string_value"]
-        for key, value in model_config.get("parameters", {}).items()
-    }
 
 
 def _rows(request: Any, name: str, count: int) -> list[Any] | None:
@@ -64,16 +60,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _switch(parameters: dict[str, str], name: str, auto: bool) -> bool:
-    """A parameter that is "true", "false" or "auto" (default; then `auto` decides)."""
-    value = parameters.get(name, "auto")
-    if value == "auto":
-        return auto
-    if value in ("true", "false"):
-        return value == "true"
-    raise ValueError(f"parameter {name} must be auto, true or false, not {value!r}")
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -84,28 +70,26 @@ class TritonPythonModel:
     """One instance; Triton hands `execute` every request of a dynamic batch at once."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        parameters = _parameters(json.loads(args["model_config"]))
-        threads = int(parameters.get("cpu_threads", "0"))
-        if threads > 0:
-            torch.set_num_threads(threads)
+        # a parameter the model does not know or a value it does not allow fails the load here
+        parameters = ModelParameters.from_model_config(json.loads(args["model_config"]))
+        if parameters.cpu_threads > 0:
+            torch.set_num_threads(parameters.cpu_threads)
         loaded = load_model(
-            parameters.get("weights", "tiny.en"),
-            resolve_device(parameters.get("device", "auto")),
-            verify_sha256=parameters.get("verify_sha256", "true").lower() == "true",
-            int8=_switch(parameters, "cpu_int8", auto=False),
+            parameters.weights,
+            resolve_device(parameters.device),
+            verify_sha256=parameters.verify_sha256,
+            int8=parameters.use_int8(),
         )
         self.transcriber = BatchTranscriber(
             loaded.model,
             fp16=loaded.fp16,
-            # auto: where the CPU computes bfloat16 natively / on a CPU (see BatchTranscriber)
-            # int8 layers take float32 activations: no bfloat16 encoder with them
-            low_latency_bfloat16=_switch(
-                parameters, "low_latency_bfloat16", auto=cpu_computes_bfloat16()
-            ) and not loaded.int8,
-            low_latency_short_context=_switch(
-                parameters, "low_latency_short_context", auto=loaded.model.device.type == "cpu"
+            low_latency_bfloat16=parameters.use_low_latency_bfloat16(
+                cpu_computes_bfloat16=cpu_computes_bfloat16(), int8=loaded.int8
             ),
-            cuda_graphs=_switch(parameters, "cuda_graphs", auto=True),
+            low_latency_short_context=parameters.use_low_latency_short_context(
+                device_type=loaded.model.device.type
+            ),
+            cuda_graphs=parameters.use_cuda_graphs(),
         )
         pb_utils.Logger.log_info(  # in Triton's log: what this instance actually runs
             f"serving Whisper {loaded.manifest['name']} on {loaded.device}: fp16={loaded.fp16}, "
@@ -184,7 +168,9 @@ class TritonPythonModel:
                 pb_utils.Tensor("TEXT", column([result.text for result in results])),
                 pb_utils.Tensor(
                     "SEGMENTS",
-                    column([json.dumps(result.segments, default=_json_default) for result in results]),
+                    column(
+                        [json.dumps(result.segments, default=_json_default) for result in results]
+                    ),
                 ),
                 pb_utils.Tensor("LANGUAGE", column([result.language for result in results])),
             ]

@@ -1,0 +1,268 @@
+"""openai-whisper's transcription steps, adapted to a batch of independent windows.
+
+openai-whisper transcribes one recording at a time (`whisper.transcribe.transcribe`): it
+encodes a 30 s window, decodes it, retries at higher temperatures, cuts the text into
+segments at its timestamps and times its words, then moves on to the next window. The model
+here decodes many independent windows together, so each step of that loop is replaced or
+wrapped by a function below that runs it for a batch. Each function's docstring names the
+openai-whisper function it replaces or wraps (as of openai-whisper 20250625) and why it
+differs. The decode loop itself (`whisper.decoding.DecodingTask`) is replaced in
+`decoder.py`; how requests are validated and grouped into these batches is in
+`transcriber.py`.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import whisper
+from decoder import Decoded, DecodePrompt, WhisperDecoder
+from whisper.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
+from whisper.model import AudioEncoder, Whisper
+from whisper.timing import add_word_timestamps
+from whisper.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class DecodeThresholds:
+    """When to retry a window at a higher temperature, and when it is silence.
+
+    The first four are the defaults of `whisper.transcribe.transcribe`'s
+    `compression_ratio_threshold`, `logprob_threshold`, `no_speech_threshold` and of the step
+    of its `temperature` schedule (0.0, 0.2, ..., 1.0); `silence_dbfs` is ours.
+    """
+
+    compression_ratio: float = 2.4  # above: repetitive output, retry
+    logprob: float = -1.0  # average log-probability below: unlikely output, retry
+    no_speech: float = 0.6  # no-speech probability above (with low logprob): silence
+    # Loudest 25 ms frame below this: no signal at all, not decoded (Whisper would write
+    # "you" on digital silence, confidently enough to pass the two checks above).
+    silence_dbfs: float = -50.0
+    temperature_step: float = 0.2  # fallback schedule t, t+step, ... up to 1.0
+
+
+def encode(encoder: AudioEncoder, mels: torch.Tensor) -> torch.Tensor:
+    """Replaces `whisper.model.AudioEncoder.forward`, which asserts that its input is a full
+    30 s window (3000 log-Mel frames): the same arithmetic for any context up to 30 s, the
+    positional embedding cut to the input's length, so that a low-latency request can be
+    encoded with a shorter context (`transcriber.encoder_frames`)."""
+    x = torch.nn.functional.gelu(encoder.conv1(mels))
+    x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    x = (x + encoder.positional_embedding[: x.shape[1]]).to(x.dtype)
+    for block in encoder.blocks:
+        x = block(x)
+    return encoder.ln_post(x)
+
+
+def log_mel_window(audio: np.ndarray, frames: int, model: Whisper, *, fp16: bool) -> torch.Tensor:
+    """Replaces how `whisper.transcribe.transcribe` makes a window's log-Mel features: the
+    spectrogram of the audio with 30 s of silence appended, as `transcribe` computes it
+    (`whisper.audio.log_mel_spectrogram(..., padding=N_SAMPLES)`), cut to its first `frames`
+    frames, the window (a request's audio is at most 30 s and starts the window: there is no
+    seeking through a longer recording). `transcribe` cuts a window at the end of the audio
+    and pads its features with zeros (`whisper.audio.pad_or_trim`); here the frames after
+    the audio are those of the appended silence, as for audio padded with silence before its
+    features are computed. fp16 on CUDA, as `transcribe` casts windows to the model's
+    dtype."""
+    samples = torch.from_numpy(audio).to(model.device)
+    mel = whisper.log_mel_spectrogram(samples, model.dims.n_mels, padding=N_SAMPLES)
+    mel = whisper.pad_or_trim(mel[:, :frames], frames)
+    return mel.half() if fp16 else mel
+
+
+def detect_languages(
+    model: Whisper, features: Sequence[torch.Tensor], tokenizer: Tokenizer
+) -> list[str]:
+    """Wraps `whisper.model.Whisper.detect_language` (`whisper.decoding.detect_language`) as
+    `whisper.transcribe.transcribe` uses it (the likeliest language of a window), for all
+    windows at once and on their audio features, already encoded for decoding: the detector
+    skips its own encoder pass when handed features. They must be of full 30 s windows, the
+    only shape it recognises as features (`transcriber.encoder_frames` gives a request
+    without a language one)."""
+    _, probabilities = model.detect_language(torch.stack(list(features)), tokenizer)
+    return [max(probs, key=probs.get) for probs in probabilities]
+
+
+def temperature_schedule(first: float, step: float) -> list[float]:
+    """The temperatures a window is decoded at until one passes the checks: from the
+    request's first temperature up to 1.0, as `whisper.transcribe.transcribe`'s default
+    `temperature` schedule (0.0, 0.2, ..., 1.0) goes, but starting where the request asks."""
+    count = round((1.0 - first) / step) + 1 if first < 1.0 else 1
+    return [round(first + i * step, 6) for i in range(max(count, 1))]
+
+
+def needs_fallback(result: Decoded, thresholds: DecodeThresholds) -> bool:
+    """The checks of `decode_with_fallback` inside `whisper.transcribe.transcribe`: a decode
+    that is too repetitive or too unlikely is retried, unless it looks like silence."""
+    if result.no_speech_prob > thresholds.no_speech and result.avg_logprob < thresholds.logprob:
+        return False  # silence: a hotter decode would only invent words
+    return (
+        result.compression_ratio > thresholds.compression_ratio
+        or result.avg_logprob < thresholds.logprob
+    )
+
+
+def best_decode(tried: Sequence[Decoded], thresholds: DecodeThresholds) -> Decoded:
+    """Of a window's decodes at rising temperatures, the one to keep: the last if it passed
+    the checks; if none did, the likeliest of those that are not too repetitive (as
+    faster-whisper chooses). `whisper.transcribe.transcribe` keeps the last, a sample at
+    temperature 1.0: on babble, invented sentences at -3 to -4 log-probability where the
+    greedy decode was closer."""
+    if not needs_fallback(tried[-1], thresholds):
+        return tried[-1]
+    limit = thresholds.compression_ratio
+    return max(tried, key=lambda r: (r.compression_ratio <= limit, r.avg_logprob))
+
+
+def audio_seed(audio: np.ndarray) -> int:
+    """A seed for sampling that depends only on the audio (see `decode_with_fallback`)."""
+    return zlib.crc32(np.ascontiguousarray(audio).view(np.uint8))
+
+
+def decode_with_fallback(
+    decoder: WhisperDecoder,
+    tokenizer: Tokenizer,
+    contexts: Sequence[torch.Tensor],
+    audios: Sequence[np.ndarray],
+    *,
+    language: str,
+    prompt: str | None,
+    temperatures: Sequence[float],
+    thresholds: DecodeThresholds,
+) -> list[Decoded]:
+    """Replaces `decode_with_fallback`, the closure inside `whisper.transcribe.transcribe`,
+    for a group of windows that share their decoder prompt (`contexts`: their audio, from
+    `WhisperDecoder.audio_contexts`). Each window is decoded at the first temperature, then
+    those that fail the checks (`needs_fallback`) at the next ones, together, so a batch
+    costs one decode per temperature, not one per window and temperature. Unlike upstream:
+    sampling is seeded by each window's audio (hashed only once a sample is drawn), so a
+    window gets the same text on every run and in every batch (openai-whisper samples from
+    torch's global generator), and when every temperature fails the kept decode is
+    `best_decode`'s, not the last."""
+    tried: list[list[Decoded]] = [[] for _ in contexts]
+    pending = list(range(len(contexts)))
+    for temperature in temperatures:
+        decode_prompt = DecodePrompt.of(tokenizer, language, decoder.text_ctx, prompt, temperature)
+        decoded = decoder.decode(
+            [contexts[i] for i in pending],
+            decode_prompt,
+            [audio_seed(audios[i]) for i in pending] if temperature > 0 else [],
+        )
+        for index, result in zip(pending, decoded, strict=True):
+            tried[index].append(result)
+        pending = [index for index in pending if needs_fallback(tried[index][-1], thresholds)]
+        if not pending:
+            break
+    return [best_decode(results, thresholds) for results in tried]
+
+
+def is_silence(result: Decoded, thresholds: DecodeThresholds) -> bool:
+    """The no-speech check of `whisper.transcribe.transcribe`, which skips a window the model
+    thinks is not speech unless it is confident in the text anyway."""
+    return result.no_speech_prob > thresholds.no_speech and result.avg_logprob <= thresholds.logprob
+
+
+class TimedText(NamedTuple):
+    start: float
+    end: float
+    tokens: list[int]
+    complete: bool  # closed by a timestamp; False: the decode stopped inside it
+
+
+def split_segments(tokens: Sequence[int], tokenizer: Tokenizer, duration: float) -> list[TimedText]:
+    """Replaces the slicing of a decode at its timestamp tokens in
+    `whisper.transcribe.transcribe`: cut a decoded token sequence into timed text.
+
+    Text after the last timestamp (the decode stopped mid-sentence) becomes a final segment
+    that ends with the audio, marked incomplete, instead of being dropped as `transcribe`
+    does before seeking to that timestamp: there is no next window to seek to here, so the
+    caller decides whether to read it again. Timestamps beyond the audio are clamped to its
+    end.
+    """
+    time_per_token = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s: one encoder frame
+    segments: list[TimedText] = []
+    start, text_tokens = 0.0, []
+    for token in tokens:
+        if token >= tokenizer.timestamp_begin:
+            time = min((token - tokenizer.timestamp_begin) * time_per_token, duration)
+            if text_tokens:
+                segments.append(TimedText(start, max(time, start), text_tokens, True))
+                text_tokens = []
+            start = time
+        elif token < tokenizer.eot:
+            text_tokens.append(token)
+    if text_tokens:
+        segments.append(TimedText(start, max(duration, start), text_tokens, False))
+    return segments
+
+
+def window_segments(
+    decoded: Decoded, tokenizer: Tokenizer, duration: float, thresholds: DecodeThresholds
+) -> list[dict[str, Any]]:
+    """A window's segments as `new_segment` inside `whisper.transcribe.transcribe` builds
+    them (plus `id` and `complete`; `tokens` without the timestamps), cut by
+    `split_segments`; none when the window is silence (`is_silence`). Each has `seek` 0,
+    which `add_word_timestamps` reads (the window starts at the audio's start); the caller
+    drops it afterwards."""
+    if is_silence(decoded, thresholds):
+        return []
+    return [
+        {
+            "id": index,
+            "seek": 0,
+            "start": round(timed.start, 3),
+            "end": round(timed.end, 3),
+            "text": tokenizer.decode(timed.tokens),
+            "tokens": timed.tokens,
+            "temperature": decoded.temperature,
+            "avg_logprob": decoded.avg_logprob,
+            "compression_ratio": decoded.compression_ratio,
+            "no_speech_prob": decoded.no_speech_prob,
+            "complete": timed.complete,
+        }
+        for index, timed in enumerate(split_segments(decoded.tokens, tokenizer, duration))
+    ]
+
+
+def add_word_timestamps_together(
+    decoder: WhisperDecoder,
+    tokenizers: Sequence[Tokenizer],
+    contexts: Sequence[torch.Tensor],
+    mels: Sequence[torch.Tensor],
+    segments: Sequence[list[dict[str, Any]]],
+    samples: Sequence[int],
+) -> None:
+    """Wraps `whisper.timing.add_word_timestamps` (adds `words` to each segment, in place)
+    for several windows (`samples`: each window's audio length). Upstream, the
+    `whisper.timing.find_alignment` it calls runs the whole model once per window to read the
+    cross-attention of the decoded text; here one decoder pass runs for all windows together
+    (`WhisperDecoder.alignment_passes`, on the audio contexts already computed for decoding,
+    no second encoder pass) and each window's `find_alignment` is handed its row of it
+    (`decoder.AlignmentPass` stands in for the model)."""
+    texts = [
+        [
+            *tokenizer.sot_sequence,
+            tokenizer.no_timestamps,
+            *(token for segment in timed for token in segment["tokens"]),
+            tokenizer.eot,
+        ]
+        for tokenizer, timed in zip(tokenizers, segments, strict=True)
+    ]
+    passes = decoder.alignment_passes(contexts, texts)
+    for alignment, tokenizer, mel, timed, count in zip(
+        passes, tokenizers, mels, segments, samples, strict=True
+    ):
+        add_word_timestamps(
+            segments=timed,
+            model=alignment,  # type: ignore[arg-type]
+            tokenizer=tokenizer,
+            mel=mel,
+            num_frames=math.ceil(count / HOP_LENGTH),
+            last_speech_timestamp=0.0,
+        )
