@@ -168,9 +168,11 @@ def test_triton_service_is_headless_over_the_triton_pods(rendered):
     assert ports == {"grpc": (8001, "grpc"), "http": (8000, "http"), "metrics": (8002, "metrics")}
 
 
-def test_gateway_points_at_the_headless_service(rendered):
+def test_gateway_points_at_the_headless_service(rendered, tmp_path):
     gateway = container(pod_spec(rendered["gpu"], "gateway"), "gateway")
     env = {variable["name"]: variable["value"] for variable in gateway["env"]}
+    (tmp_path / "api-keys").write_text("hk-a-key-from-the-secret\n")  # the mounted Secret
+    env["HERMES_API_KEYS_FILE"] = str(tmp_path / "api-keys")
     service = find(rendered["gpu"], "Service", "triton")
     grpc = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
     configured = gateway_settings(env)
@@ -180,14 +182,33 @@ def test_gateway_points_at_the_headless_service(rendered):
     assert configured.triton_resolve_interval_s < Settings().triton_resolve_interval_s
 
 
-def test_only_the_gateway_reaches_tritons_inference_ports(rendered):
+def test_only_the_gateway_reaches_triton_on_grpc_and_monitoring_its_metrics(rendered):
     policy = find(rendered["gpu"], "NetworkPolicy", "triton")["spec"]
     assert selects(policy["podSelector"]["matchLabels"], pod_labels(rendered["gpu"], "triton"))
     inference, metrics = policy["ingress"]
     (source,) = inference["from"]
     assert selects(source["podSelector"]["matchLabels"], pod_labels(rendered["gpu"], "gateway"))
-    assert {port["port"] for port in inference["ports"]} == {"grpc", "http"}
-    assert "from" not in metrics and metrics["ports"] == [{"port": "metrics"}]
+    assert inference["ports"] == [{"port": "grpc"}]  # no HTTP: model control, shared memory
+    (scraper,) = metrics["from"]
+    assert scraper == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert metrics["ports"] == [{"port": "metrics"}]
+
+
+def test_the_gateway_asks_for_keys_from_a_secret_and_the_ingress_names_a_host(rendered):
+    spec = pod_spec(rendered["gpu"], "gateway")
+    gateway = container(spec, "gateway")
+    env = {item["name"]: item["value"] for item in gateway["env"]}
+    assert env["HERMES_API_KEYS_FILE"] == "/run/secrets/hermes/api-keys"
+    mount = {"name": "api-keys", "mountPath": "/run/secrets/hermes", "readOnly": True}
+    assert mount in gateway["volumeMounts"]
+    (keys,) = [volume for volume in spec["volumes"] if volume["name"] == "api-keys"]
+    assert keys["secret"]["secretName"] == "hermes-api-keys"
+    assert keys["secret"]["items"] == [{"key": "api-keys", "path": "api-keys"}]
+    assert "optional" not in keys["secret"]  # no keys, no gateway: never open by accident
+    ingress = find(rendered["gpu"], "Ingress", "gateway")["spec"]
+    assert [rule["host"] for rule in ingress["rules"]] == ["speech.example.com"]
 
 
 def test_gateway_probes(rendered):
@@ -210,9 +231,10 @@ def test_gateway_runs_restricted(rendered):
         "capabilities": {"drop": ["ALL"]},
     }
     # A writable /tmp for the uploads ffmpeg reads (Python's tempfile), nothing else.
-    assert gateway["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    (tmp,) = spec["volumes"]
-    assert tmp["name"] == "tmp" and "emptyDir" in tmp
+    writable = [mount for mount in gateway["volumeMounts"] if not mount.get("readOnly")]
+    assert writable == [{"name": "tmp", "mountPath": "/tmp"}]
+    (tmp,) = [volume for volume in spec["volumes"] if "emptyDir" in volume]
+    assert tmp["name"] == "tmp"
     assert {"requests", "limits"} <= set(gateway["resources"])
 
 
