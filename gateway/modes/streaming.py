@@ -221,7 +221,9 @@ class StreamSession:
             self.on_model_seconds(time.monotonic() - started)
         self.heard_until = offset + window.size / SAMPLE_RATE
         self.segments = [segment.shifted(offset) for segment in result.segments]
-        return [word for segment in self.segments for word in segment.words]
+        # words of audio dropped while the model worked (`drop_backlog`) were reported skipped
+        held_from = self.audio.start
+        return [word for s in self.segments for word in s.words if word.start >= held_from]
 
     async def _read_to_end(self) -> FinalRead:
         """The buffer read as file mode reads a file, without the low-latency shortcuts

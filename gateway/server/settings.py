@@ -68,7 +68,7 @@ class Settings:
     stream_idle_timeout_s: float = 30.0  # no audio or message for this long closes (1008)
     stream_max_frame_bytes: int = 1 << 20
     # audio a stream may hold before the model has read it (at least a window, 30 s, and a
-    # step's wait): a client further ahead than real time is flushed and closed (1008)
+    # step's wait): from a client further ahead of real time, the oldest goes (`skipped`)
     stream_max_buffer_seconds: float = 60.0
     stream_max_session_s: float = 4 * 3600.0  # then the stream is flushed and closed (1008)
 

@@ -27,7 +27,7 @@ from gateway.server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008: idle, too far ahead, too long
+CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008: idle, or the session too long
 # A frame shorter than this is not audio to the idle timeout: a sample every 29 s must not
 # keep a stream open for nothing
 MIN_AUDIO_FRAME_SECONDS = 0.01
@@ -90,6 +90,12 @@ class _Connection:
     @property
     def buffered_seconds(self) -> float:
         return 0.0 if self.session is None else self.session.buffered_seconds
+
+    async def drop_backlog(self) -> None:
+        """Keep only the newest window of audio, saying what went (`skipped`)."""
+        if self.session is not None:
+            for message in self.session.drop_backlog("overload"):
+                await self.send(message)
 
     async def on_audio(self, data: bytes) -> float:
         """Take one frame; how many seconds of audio it held (0 for a bad one)."""
@@ -219,13 +225,6 @@ async def _next_message(
     return None
 
 
-async def _close_with(connection: _Connection, message: str, reason: bytes) -> None:
-    """A limit was reached: say why, flush what was heard, close with 1008."""
-    await connection.error(message)
-    await connection.finish()
-    await connection.ws.close(code=CLOSE_POLICY, message=reason)
-
-
 async def _receive(connection: _Connection, settings: Settings, draining: asyncio.Event) -> None:
     ws = connection.ws
     loop = asyncio.get_running_loop()
@@ -233,8 +232,9 @@ async def _receive(connection: _Connection, settings: Settings, draining: asynci
     opened = heard_from = loop.time()  # heard_from: the last audio or message from the client
     while not connection.stopping.is_set():
         if loop.time() - opened >= longest_s:
-            why = f"the stream reached the longest session, {longest_s:g} s; closing"
-            await _close_with(connection, why, b"session too long")
+            await connection.error(f"the stream reached the longest session, {longest_s:g} s")
+            await connection.finish()  # what was heard, then done
+            await ws.close(code=CLOSE_POLICY, message=b"session too long")
             return
         try:
             deadline = min(heard_from + idle_s, opened + longest_s)
@@ -253,12 +253,7 @@ async def _receive(connection: _Connection, settings: Settings, draining: asynci
             if await connection.on_audio(message.data) >= MIN_AUDIO_FRAME_SECONDS:
                 heard_from = loop.time()
             if connection.buffered_seconds > settings.stream_max_buffer_seconds:
-                why = (
-                    f"the stream is more than {settings.stream_max_buffer_seconds:g} s ahead of "
-                    "the model: send audio in real time; closing"
-                )
-                await _close_with(connection, why, b"too far ahead")
-                return
+                await connection.drop_backlog()  # faster than real time: keep the newest
         elif message.type == WSMsgType.TEXT:
             heard_from = loop.time()
             await connection.on_text(message.data)
