@@ -75,6 +75,21 @@ def test_config_has_one_instance_and_dynamic_batching(triton) -> None:
     assert config["max_batch_size"] >= 8
 
 
+def test_both_queues_are_bounded_in_length_and_time(triton) -> None:
+    """Overload is a fast rejection, not a queue that only grows (as Triton loaded it)."""
+    with urllib.request.urlopen(f"{triton.http_url}/v2/models/whisper/config") as reply:
+        policies = json.load(reply)["dynamic_batching"]["priority_queue_policy"]
+    bounds = {
+        int(level): (
+            int(policy["max_queue_size"]),
+            int(policy["default_timeout_microseconds"]) / 1e6,
+            policy["timeout_action"],
+        )
+        for level, policy in policies.items()
+    }
+    assert bounds == {1: (256, 10.0, "REJECT"), 2: (128, 240.0, "REJECT")}
+
+
 def test_jfk_word_for_word(triton_client, jfk) -> None:
     result = infer(triton_client, jfk.audio)
     assert word_error_rate(jfk.text, result.text) == 0.0, result.text
