@@ -4,7 +4,9 @@ Beside this file, importable and tested without Triton: `model_parameters.py` re
 config's parameters, `transcriber.py` validates requests and decodes a batch of them (with
 `whisper_adaptations.py` and `decoder.py`), `checkpoint.py` loads the weights from
 `weights/`, written by `python -m export`. A bad request is answered with its own
-INVALID_ARG error and the rest of the batch is served; a bad parameter fails the load.
+INVALID_ARG error and the rest of the batch is served; when a batch's decode fails, each
+request is decoded again alone, so that only one that fails it gets an INTERNAL error. A bad
+parameter fails the load.
 """
 
 from __future__ import annotations
@@ -120,15 +122,26 @@ class TritonPythonModel:
         try:
             with self.heap.working():
                 results = iter(self.transcriber.transcribe(flat))
-        except Exception as exc:  # a fault in decoding must not take down the instance
-            logger.exception("decoding a batch of %d windows failed", len(flat))
-            error = pb_utils.TritonError(f"decoding failed: {exc}", pb_utils.TritonError.INTERNAL)
-            for index, _ in parsed:
-                responses[index] = pb_utils.InferenceResponse(error=error)
+        except Exception:  # a fault in decoding must not take down the instance
+            logger.exception("decoding a batch of %d windows failed; each request alone", len(flat))
+            for index, items in parsed:
+                responses[index] = self._alone(items)
             return responses
         for index, items in parsed:
             responses[index] = self._response([next(results) for _ in items])
         return responses
+
+    def _alone(self, items: list[TranscriptionRequest]) -> Any:
+        """One request decoded by itself, after its batch failed: a request that makes the
+        decode fail gets the error, and every other request of the batch its text."""
+        try:
+            with self.heap.working():
+                return self._response(self.transcriber.transcribe(items))
+        except Exception as exc:
+            logger.exception("decoding a request of %d windows failed", len(items))
+            return pb_utils.InferenceResponse(
+                error=pb_utils.TritonError(f"decoding failed: {exc}", pb_utils.TritonError.INTERNAL)
+            )
 
     def _parse(self, request: Any) -> list[TranscriptionRequest]:
         audio = pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy()

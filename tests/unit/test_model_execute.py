@@ -1,0 +1,113 @@
+"""`TritonPythonModel.execute`: every request of a batch gets its own answer or its own error.
+
+Triton's `triton_python_backend_utils` exists only inside the backend's stub process, so a
+small stand-in with the same names carries the requests and responses here; the transcriber
+is scripted to fail on one request of the batch. The real model through the real Triton is
+tested in tests/integration/test_whisper_model.py.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"
+
+
+class TritonError:
+    CANCELLED, INVALID_ARG, INTERNAL = "CANCELLED", "INVALID_ARG", "INTERNAL"
+
+    def __init__(self, message: str, code: str = "INTERNAL") -> None:
+        self.message, self.code = message, code
+
+
+class InferenceResponse:
+    def __init__(self, output_tensors=None, error=None) -> None:
+        self.output_tensors, self.error = output_tensors or [], error
+
+    def output(self, name: str) -> str:
+        (tensor,) = [t for t in self.output_tensors if t.name == name]
+        return tensor.array[0, 0].decode()
+
+
+class Tensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        self.name, self.array = name, array
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+class Request:
+    def __init__(self, **inputs: np.ndarray) -> None:
+        self.inputs = inputs
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+def get_input_tensor_by_name(request: Request, name: str) -> Tensor | None:
+    return Tensor(name, request.inputs[name]) if name in request.inputs else None
+
+
+@pytest.fixture(scope="module")
+def model_module():
+    stand_in = types.ModuleType("triton_python_backend_utils")
+    stand_in.TritonError, stand_in.InferenceResponse, stand_in.Tensor = (
+        TritonError,
+        InferenceResponse,
+        Tensor,
+    )
+    stand_in.get_input_tensor_by_name = get_input_tensor_by_name
+    saved_path, saved_module = list(sys.path), sys.modules.get("triton_python_backend_utils")
+    sys.modules["triton_python_backend_utils"] = stand_in
+    sys.path.insert(0, str(MODEL_DIR))
+    try:
+        import model
+
+        yield model
+    finally:
+        sys.path[:] = saved_path
+        if saved_module is None:
+            del sys.modules["triton_python_backend_utils"]
+
+
+class PoisonedTranscriber:
+    """Fails any batch holding the prompt "poison"; otherwise says each request's prompt."""
+
+    def __init__(self, model_module) -> None:
+        self.result = model_module.TranscriptionResult
+        self.batches: list[int] = []
+
+    def transcribe(self, requests):
+        self.batches.append(len(requests))
+        if any(request.prompt == "poison" for request in requests):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return [self.result(f"heard {request.prompt}", "en") for request in requests]
+
+
+def request(prompt: str) -> Request:
+    return Request(
+        AUDIO=np.zeros((1, 16000), np.float32),
+        PROMPT=np.array([[prompt.encode()]], dtype=np.object_),
+    )
+
+
+def test_a_request_that_fails_the_decode_fails_alone(model_module) -> None:
+    whisper_model = model_module.TritonPythonModel()
+    whisper_model.transcriber = PoisonedTranscriber(model_module)
+    whisper_model.heap = types.SimpleNamespace(working=nullcontext)
+    whisper_model.multilingual = False
+    responses = whisper_model.execute([request("one"), request("poison"), request("three")])
+    first, poisoned, third = responses
+    assert (first.error, third.error) == (None, None)
+    assert (first.output("TEXT"), third.output("TEXT")) == ("heard one", "heard three")
+    assert poisoned.error.code == TritonError.INTERNAL
+    assert "illegal memory access" in poisoned.error.message
+    # the batch once, then each request alone
+    assert whisper_model.transcriber.batches == [3, 1, 1, 1]
