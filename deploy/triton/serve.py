@@ -2,11 +2,14 @@
 
 The committed config.pbtxt names tiny.en and device auto; a container takes both from its
 environment, so they are written into the config before tritonserver reads it. Arguments are
-passed on to tritonserver.
+passed on to tritonserver. Triton's shared-memory, model-repository, trace and logging APIs
+are closed to anyone without the header `triton-admin-key: $HERMES_TRITON_ADMIN_KEY` (random
+when unset), as `gateway/tools/local_triton.py` closes them for a local server.
 """
 
 import os
 import re
+import secrets
 import sys
 from pathlib import Path
 
@@ -43,7 +46,12 @@ def main() -> None:
         CONFIG.write_text(set_parameter(config, "device", device))
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")
-    os.execvp("tritonserver", ["tritonserver", f"--model-repository={REPOSITORY}", *sys.argv[1:]])
+    rule = "shared-memory,model-repository,trace,logging:triton-admin-key=" + (
+        os.environ.get("HERMES_TRITON_ADMIN_KEY") or secrets.token_urlsafe(24)
+    )
+    restricted = [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+    server = ["tritonserver", f"--model-repository={REPOSITORY}", *restricted, *sys.argv[1:]]
+    os.execvp("tritonserver", server)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -112,6 +113,20 @@ def server_environment(distribution: TritonDistribution) -> dict[str, str]:
     return env
 
 
+# Triton's APIs that no client of hermes needs and that unauthenticated attackers chain
+# (shared-memory registration, model load/unload, trace and log settings: CVE-2025-23319,
+# -23320, -23334 in Triton before 25.07): open only with the header `triton-admin-key`, whose
+# value is HERMES_TRITON_ADMIN_KEY, or unknown to anyone (random per start) without it. The
+# Triton image does the same (deploy/triton/serve.py).
+RESTRICTED_APIS = "shared-memory,model-repository,trace,logging"
+ADMIN_KEY_HEADER = "triton-admin-key"
+
+
+def restricted_api_args(admin_key: str) -> list[str]:
+    rule = f"{RESTRICTED_APIS}:{ADMIN_KEY_HEADER}={admin_key}"
+    return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+
+
 class LocalTriton:
     """A `tritonserver` child process: `with LocalTriton(...) as triton:` waits for readiness."""
 
@@ -158,6 +173,9 @@ class LocalTriton:
             "--allow-metrics=true",
             "--exit-on-error=true",
             "--strict-readiness=true",
+            *restricted_api_args(
+                os.environ.get("HERMES_TRITON_ADMIN_KEY") or secrets.token_urlsafe(24)
+            ),
             *self.extra_args,
         ]
 

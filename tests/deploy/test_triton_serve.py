@@ -82,12 +82,23 @@ def test_main_configures_then_execs_tritonserver(repository, monkeypatch):
     (repository / "whisper" / "1" / "weights" / "base.json").write_text("{}")
     monkeypatch.setenv("HERMES_MODEL", "base")
     monkeypatch.setenv("HERMES_DEVICE", "cuda")
+    monkeypatch.setenv("HERMES_TRITON_ADMIN_KEY", "admin-secret")
     monkeypatch.setattr("sys.argv", ["serve.py", "--log-verbose=1"])
     calls = []
     monkeypatch.setattr(serve.os, "execvp", lambda file, args: calls.append((file, args)))
     serve.main()
+    rule = "shared-memory,model-repository,trace,logging:triton-admin-key=admin-secret"
     assert calls == [
-        ("tritonserver", ["tritonserver", f"--model-repository={repository}", "--log-verbose=1"])
+        (
+            "tritonserver",
+            [
+                "tritonserver",
+                f"--model-repository={repository}",
+                f"--http-restricted-api={rule}",
+                f"--grpc-restricted-protocol={rule}",
+                "--log-verbose=1",
+            ],
+        )
     ]
     config = (repository / "whisper" / "config.pbtxt").read_text()
     assert 'string_value: "base"' in config and 'string_value: "cuda"' in config

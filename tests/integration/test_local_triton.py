@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from benchmarks.stack import model_repository_with
 from gateway.backend.triton_client import TritonAsr
@@ -84,3 +88,20 @@ async def test_the_cpu_int8_parameter_serves_int8_layers(
             await backend.close()
     assert word_error_rate(jfk.text, result.text) <= 0.05, result.text
     assert "on cpu: fp16=False, int8=True, low_latency_bfloat16=False" in log.read_text()
+
+
+def test_tritons_admin_apis_are_closed_without_the_key(triton) -> None:
+    """Shared-memory registration and model control (the CVE-2025-23319 chain's steps) answer
+    nobody without the admin key; the model's own APIs stay open."""
+    for path in ("/v2/repository/index", "/v2/systemsharedmemory/status"):
+        request = urllib.request.Request(f"{triton.http_url}{path}", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 403, path
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    try:
+        with pytest.raises(InferenceServerException, match="(?i)restricted|permission|denied"):
+            client.get_system_shared_memory_status()
+        assert client.is_model_ready("whisper")
+    finally:
+        client.close()
