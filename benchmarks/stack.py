@@ -226,6 +226,7 @@ async def running_stack(
             # every benchmark client comes from this one address: no per-client limit
             max_streams=64,
             max_streams_per_client=64,
+            max_uploads_per_client=64,
         )
         settings = replace(settings, **overrides)
         gateway: AbstractAsyncContextManager[int] = (

@@ -11,11 +11,13 @@ the running slots while others wait.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.server.access import client_of
 from gateway.server.errors import RETRY_AFTER_S, ApiError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -82,8 +84,10 @@ AUDIO_CLAIM = web.RequestKey("audio_claim", AudioClaim)
 
 
 class UploadAdmission:
-    def __init__(self, running: int, waiting: int, audio: AudioBudget) -> None:
+    def __init__(self, running: int, waiting: int, per_client: int, audio: AudioBudget) -> None:
         self.audio = audio
+        self._per_client = per_client
+        self._by_client: collections.Counter[str] = collections.Counter()
         self._turns = asyncio.Semaphore(running)
         self._capacity = running + waiting
         self._admitted = 0
@@ -106,7 +110,17 @@ class UploadAdmission:
                     "server_busy",
                     retry_after=RETRY_AFTER_S,
                 )
+            client = client_of(request)
+            if self._by_client[client] >= self._per_client:
+                raise ApiError(
+                    503,
+                    f"too many uploads from this client: the limit is {self._per_client} "
+                    "running or waiting; retry later",
+                    "server_busy",
+                    retry_after=RETRY_AFTER_S,
+                )
             self._admitted += 1
+            self._by_client[client] += 1
             request[TURN] = turn = _Turn(self._turns)
             request[AUDIO_CLAIM] = claim = self.audio.claim()
             try:
@@ -115,6 +129,9 @@ class UploadAdmission:
                 turn.give_back()
                 claim.give_back()
                 self._admitted -= 1
+                self._by_client[client] -= 1
+                if not self._by_client[client]:
+                    del self._by_client[client]
 
         return admitted
 

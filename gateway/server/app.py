@@ -132,6 +132,7 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
     uploads = UploadAdmission(
         settings.max_uploads_running,
         settings.max_uploads_waiting,
+        settings.max_uploads_per_client,
         AudioBudget(int(settings.max_decoded_audio_mb * 2**20)),
     )
     app.add_routes(

@@ -51,6 +51,9 @@ class Settings:
     upload_read_timeout_s: float = 120.0
     max_uploads_running: int = 4  # transcribed at once; each holds file_windows_in_flight
     max_uploads_waiting: int = 16  # beyond this many waiting, 503 with Retry-After
+    # running or waiting from one client (API key, or address without keys): one client
+    # cannot fill the waiting room, slow bodies or not
+    max_uploads_per_client: int = 4
 
     # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 2 s
     window_seconds: float = 30.0
@@ -116,9 +119,10 @@ class Settings:
             "shutdown_timeout_s",
             "upload_read_timeout_s",
             "max_streams_per_client",
+            "max_uploads_per_client",
         )
-        if any(getattr(self, name) <= 0 for name in positive):
-            raise ValueError(f"{', '.join(positive)} must be positive")
+        if nonpositive := [name for name in positive if getattr(self, name) <= 0]:
+            raise ValueError(f"{', '.join(nonpositive)} must be positive")
         decoded_mb = self.max_audio_seconds * SAMPLE_RATE * 4 / 2**20  # float32 samples
         if decoded_mb > self.max_decoded_audio_mb:
             raise ValueError(

@@ -898,3 +898,19 @@ async def test_decoded_audio_of_all_uploads_together_is_bounded(
     backend.release()
     assert (await first).status == 200
     assert (await client.post("/transcribe", data=upload(path))).status == 200
+
+
+async def test_one_client_cannot_fill_the_waiting_room(make_client, backend) -> None:
+    client = await make_client(max_uploads_per_client=1, max_uploads_waiting=8)
+    backend.hold()
+    first = asyncio.create_task(client.post("/transcribe", data=upload()))
+    await backend.until_waiting(1)
+    refused = await client.post("/transcribe", data=upload())
+    message = await api_error(refused, 503, "server_busy")
+    assert message == (
+        "too many uploads from this client: the limit is 1 running or waiting; retry later"
+    )
+    assert refused.headers["Retry-After"] == "5"
+    backend.release()
+    assert (await first).status == 200
+    assert (await client.post("/transcribe", data=upload())).status == 200  # its turn again
