@@ -53,7 +53,7 @@ class Settings:
     max_uploads_waiting: int = 16  # beyond this many waiting, 503 with Retry-After
     # running or waiting from one client (API key, or address without keys): one client
     # cannot fill the waiting room, slow bodies or not
-    max_uploads_per_client: int = 4
+    max_uploads_per_client: int = 8  # as max_streams_per_client
 
     # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 2 s
     window_seconds: float = 30.0
