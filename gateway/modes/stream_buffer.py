@@ -41,13 +41,13 @@ class StreamBuffer:
         return self._joined
 
     @property
-    def held_seconds(self) -> float:
-        """How much audio is buffered (without joining the frames to find out)."""
-        return self.received - self.start
+    def end(self) -> float:
+        """Stream time just past the last sample received (found without joining frames)."""
+        return self.received
 
     @property
-    def end(self) -> float:
-        return self.start + self.samples.size / SAMPLE_RATE
+    def held_seconds(self) -> float:
+        return self.end - self.start
 
     def speech_regions(self, length: int | None = None) -> list[tuple[float, float]]:
         """The detector's speech regions in the first `length` buffered samples (default:

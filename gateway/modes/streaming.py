@@ -253,7 +253,7 @@ class StreamSession:
     def _trim(self) -> None:
         """Cut the buffer at the end of the last segment that is wholly committed (once it
         is long enough for that to matter); `drop_backlog` bounds it when that is not enough."""
-        if self.audio.end - self.audio.start <= TRIM_AFTER_SECONDS:
+        if self.audio.held_seconds <= TRIM_AFTER_SECONDS:
             return
         done = [s.end for s in self.segments if s.end <= self.agreement.committed_end + 0.01]
         if done:

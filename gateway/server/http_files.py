@@ -19,7 +19,6 @@ from multidict import MultiDictProxy
 
 from gateway.core.contract import (
     AsrError,
-    AsrFailed,
     AsrRejected,
     AsrUnavailable,
     TranscribeOptions,
@@ -150,12 +149,13 @@ async def _decode(request: web.Request, data: bytes, channel: int | None) -> np.
 
 
 def _asr_error(exc: AsrError) -> ApiError:
+    """Unavailable: retry later; rejected: the client's request; anything else (`AsrFailed`):
+    the model's fault."""
     if isinstance(exc, AsrUnavailable):
         return ApiError(503, str(exc), "model_unavailable", retry_after=RETRY_AFTER_S)
     if isinstance(exc, AsrRejected):
         return ApiError(400, f"the model refused the request: {exc}", "invalid_request")
     logger.error("the model failed on an upload: %s", exc)  # internals stay in the log
-    assert isinstance(exc, AsrFailed)
     return ApiError(
         500,
         "the speech model failed on this audio; the request id finds it in the gateway's log",
