@@ -97,6 +97,28 @@ def test_rows_of_several_context_lengths_decode_as_alone(model, windows, static)
     assert len({len(a.tokens) for a in alone}) > 2  # rows finish at different steps
 
 
+def test_a_cancelled_row_stops_and_the_others_decode_as_before(model, windows) -> None:
+    """A row whose request was cancelled leaves the batch at the next check; the rows of
+    requests still wanted get the tokens they get without it."""
+    rows = [encoded(model, windows[0]), encoded(model, windows[1])]
+    decoder = WhisperDecoder(model)
+    decoder.cancel_check_seconds = 0.0  # look at every step
+    asked: list[int] = []
+
+    def gone() -> bool:
+        asked.append(1)
+        return True
+
+    with torch.inference_mode():
+        contexts = decoder.audio_contexts(rows)
+        whole = decoder.decode(contexts, prompt(model))
+        cut = decoder.decode(contexts, prompt(model), cancelled=[gone, lambda: False])
+    assert len(whole[0].tokens) > 10
+    assert len(cut[0].tokens) <= 1  # stopped at the first token
+    assert len(asked) == 1  # a cancelled row is not asked about again
+    assert cut[1].tokens == whole[1].tokens
+
+
 def test_sampled_rows_depend_only_on_their_seed(model, windows) -> None:
     decoder = WhisperDecoder(model)
     hot = prompt(model, temperature=1.0)

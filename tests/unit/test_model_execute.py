@@ -46,9 +46,10 @@ class Tensor:
 class Request:
     def __init__(self, **inputs: np.ndarray) -> None:
         self.inputs = inputs
+        self.cancelled = False
 
     def is_cancelled(self) -> bool:
-        return False
+        return self.cancelled
 
 
 def get_input_tensor_by_name(request: Request, name: str) -> Tensor | None:
@@ -98,11 +99,16 @@ def request(prompt: str) -> Request:
     )
 
 
-def test_a_request_that_fails_the_decode_fails_alone(model_module) -> None:
+def scripted_model(model_module, transcriber):
     whisper_model = model_module.TritonPythonModel()
-    whisper_model.transcriber = PoisonedTranscriber(model_module)
+    whisper_model.transcriber = transcriber
     whisper_model.heap = types.SimpleNamespace(working=nullcontext)
     whisper_model.multilingual = False
+    return whisper_model
+
+
+def test_a_request_that_fails_the_decode_fails_alone(model_module) -> None:
+    whisper_model = scripted_model(model_module, PoisonedTranscriber(model_module))
     responses = whisper_model.execute([request("one"), request("poison"), request("three")])
     first, poisoned, third = responses
     assert (first.error, third.error) == (None, None)
@@ -111,3 +117,40 @@ def test_a_request_that_fails_the_decode_fails_alone(model_module) -> None:
     assert "illegal memory access" in poisoned.error.message
     # the batch once, then each request alone
     assert whisper_model.transcriber.batches == [3, 1, 1, 1]
+
+
+class HangUpTranscriber(PoisonedTranscriber):
+    """The client of the request prompted "hang up" cancels it while the batch decodes."""
+
+    def __init__(self, model_module, hanging_up: Request) -> None:
+        super().__init__(model_module)
+        self.hanging_up = hanging_up
+
+    def transcribe(self, requests):
+        for item in requests:
+            # the decode loop is handed the Triton request's own check, per row
+            assert item.cancelled() is False
+        self.hanging_up.cancelled = True
+        assert [item.cancelled() for item in requests] == [
+            item.prompt == "hang up" for item in requests
+        ]
+        return super().transcribe(requests)
+
+
+def test_a_request_cancelled_during_its_decode_gets_cancelled_not_text(model_module) -> None:
+    hanging_up = request("hang up")
+    whisper_model = scripted_model(model_module, HangUpTranscriber(model_module, hanging_up))
+    first, cancelled, third = whisper_model.execute([request("one"), hanging_up, request("three")])
+    assert (first.output("TEXT"), third.output("TEXT")) == ("heard one", "heard three")
+    assert cancelled.error.code == TritonError.CANCELLED
+    assert cancelled.output_tensors == []
+
+
+def test_a_request_cancelled_while_queued_is_not_decoded(model_module) -> None:
+    queued = request("gone")
+    queued.cancelled = True
+    transcriber = PoisonedTranscriber(model_module)
+    whisper_model = scripted_model(model_module, transcriber)
+    (answer,) = whisper_model.execute([queued])
+    assert answer.error.code == TritonError.CANCELLED
+    assert transcriber.batches == [0]

@@ -26,6 +26,7 @@ audio positions, so a row decodes as it would alone.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -44,6 +45,9 @@ LOGGER = logging.getLogger(__name__)
 # openai-whisper's DecodingOptions defaults, which transcribe() uses
 MAX_INITIAL_TIMESTAMP_SECONDS = 1.0
 GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# How often a decode asks whether its rows' requests were cancelled (asking Triton is a
+# round trip to the server process; a token costs 5-20 ms on a CPU, far less on a GPU).
+CANCEL_CHECK_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,7 @@ class WhisperDecoder:
         self._rules: dict[int, _TokenRules] = {}
         self._cache: _KeyValueCache | None = None
         self._graphs: _GraphedSteps | None = None
+        self.cancel_check_seconds = CANCEL_CHECK_SECONDS
 
     # -- the decoder's arithmetic ------------------------------------------------------------
 
@@ -504,12 +509,18 @@ class WhisperDecoder:
         ]
 
     def decode(
-        self, contexts: Sequence[torch.Tensor], prompt: DecodePrompt, seeds: Sequence[int] = ()
+        self,
+        contexts: Sequence[torch.Tensor],
+        prompt: DecodePrompt,
+        seeds: Sequence[int] = (),
+        cancelled: Sequence[Callable[[], bool]] = (),
     ) -> list[Decoded]:
         """Decode each row's audio (`audio_contexts`; rows may differ in length, each
         attends to its own), as `whisper.decoding.DecodingTask.run` does with one candidate
         per row (`_main_loop` stepping, `GreedyDecoder` choosing). `seeds`: one per row when
-        sampling (temperature above 0), so a row's sample depends only on its own seed."""
+        sampling (temperature above 0), so a row's sample depends only on its own seed.
+        `cancelled`: one per row, asked every `CANCEL_CHECK_SECONDS`; a row whose request
+        was cancelled stops decoding there (its result is cut short: nobody wants it)."""
         tokenizer, rules = prompt.tokenizer, self._rules_for(prompt.tokenizer)
         rows = len(contexts)
         lengths = [context.shape[3] for context in contexts]
@@ -532,6 +543,7 @@ class WhisperDecoder:
         logits = at_start[:, 1]
 
         state = _RowState.start(rows, self.device)
+        watch = _CancelWatch(cancelled, self.cancel_check_seconds)
         active = torch.arange(rows, device=self.device)  # original index of each live row
         sampled = torch.full(
             (rows, self.text_ctx), tokenizer.eot, dtype=torch.long, device=self.device
@@ -545,6 +557,8 @@ class WhisperDecoder:
             sum_logprobs.index_add_(0, active, logprobs.gather(1, next_tokens[:, None])[:, 0])
             sampled[active, step] = next_tokens
             finished = next_tokens == tokenizer.eot
+            if watch.due():
+                finished |= watch.rows(active)
             if step == max_new - 1:
                 break
             position = begin + step
@@ -651,6 +665,31 @@ class _Removal:
 
     def remove(self) -> None:
         self._hooks.remove(self._hook)
+
+
+class _CancelWatch:
+    """Which rows of a decode belong to cancelled requests, asked at most every `interval`
+    seconds (rows of one request share its check, which is asked once per look)."""
+
+    def __init__(self, checks: Sequence[Callable[[], bool]], interval: float) -> None:
+        self.checks, self.interval = checks, interval
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        if not self.checks or time.monotonic() - self.last < self.interval:
+            return False
+        self.last = time.monotonic()
+        return True
+
+    def rows(self, active: torch.Tensor) -> torch.Tensor:
+        answers: dict[int, bool] = {}
+        flags = []
+        for row in active.tolist():
+            check = self.checks[row]
+            if id(check) not in answers:
+                answers[id(check)] = bool(check())
+            flags.append(answers[id(check)])
+        return torch.tensor(flags, dtype=torch.bool, device=active.device)
 
 
 class _Sampler:

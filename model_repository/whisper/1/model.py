@@ -62,6 +62,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _cancelled() -> Any:
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
+    )
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -108,9 +114,7 @@ class TritonPythonModel:
         parsed: list[tuple[int, list[TranscriptionRequest]]] = []
         for index, request in enumerate(requests):
             if request.is_cancelled():
-                responses[index] = pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
-                )
+                responses[index] = _cancelled()
                 continue
             try:
                 parsed.append((index, self._parse(request)))
@@ -128,7 +132,10 @@ class TritonPythonModel:
                 responses[index] = self._alone(items)
             return responses
         for index, items in parsed:
-            responses[index] = self._response([next(results) for _ in items])
+            answers = [next(results) for _ in items]
+            # a request cancelled while it was decoded got a cut-short text: not an answer
+            cancelled = requests[index].is_cancelled()
+            responses[index] = _cancelled() if cancelled else self._response(answers)
         return responses
 
     def _alone(self, items: list[TranscriptionRequest]) -> Any:
@@ -157,6 +164,7 @@ class TritonPythonModel:
         temperatures = _rows(request, "TEMPERATURE", count) or [None] * count
         word_timestamps = _rows(request, "WORD_TIMESTAMPS", count) or [False] * count
         low_latency = _rows(request, "LOW_LATENCY", count) or [False] * count
+        cancelled = request.is_cancelled  # one check shared by the request's rows
         return [
             make_request(
                 audio[row],
@@ -167,6 +175,7 @@ class TritonPythonModel:
                 temperature=temperatures[row],
                 word_timestamps=bool(word_timestamps[row]),
                 low_latency=bool(low_latency[row]),
+                cancelled=cancelled,
             )
             for row in range(count)
         ]

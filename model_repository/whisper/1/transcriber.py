@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,10 @@ TASKS = ("transcribe", "translate")
 DEFAULT_THRESHOLDS = DecodeThresholds()  # openai-whisper's transcribe() defaults
 
 
+def never_cancelled() -> bool:
+    return False
+
+
 class InvalidRequest(ValueError):
     """A request that cannot be decoded; it fails alone, the batch goes on."""
 
@@ -88,6 +92,8 @@ class TranscriptionRequest:
     temperature: float = 0.0  # first temperature of the fallback schedule
     word_timestamps: bool = False
     low_latency: bool = False  # shorter context, decoded once (see the module docstring)
+    # whether the client gave up on it; a decode stops its row when it becomes true
+    cancelled: Callable[[], bool] = field(default=never_cancelled, compare=False, repr=False)
 
 
 @dataclass
@@ -151,6 +157,7 @@ def make_request(
     temperature: float | None = None,
     word_timestamps: bool = False,
     low_latency: bool = False,
+    cancelled: Callable[[], bool] = never_cancelled,
 ) -> TranscriptionRequest:
     """Validate raw inputs into a request, raising `InvalidRequest` with a clear message."""
     task = task or "transcribe"
@@ -171,6 +178,7 @@ def make_request(
         temperature=temperature,
         word_timestamps=bool(word_timestamps),
         low_latency=bool(low_latency),
+        cancelled=cancelled,
     )
 
 
@@ -369,6 +377,7 @@ class BatchTranscriber:
                 prompt=key.prompt,
                 temperatures=temperatures,
                 thresholds=self.thresholds,
+                cancelled=[requests[index].cancelled for index in indices],
             )
             for index, result in zip(indices, results, strict=True):
                 decoded[index] = result
@@ -385,7 +394,9 @@ class BatchTranscriber:
         """Word timestamps, added to the segments of the requests that ask for them and have
         any, all in one pass."""
         wanted = [
-            i for i, request in enumerate(requests) if request.word_timestamps and segments[i]
+            i
+            for i, request in enumerate(requests)
+            if request.word_timestamps and segments[i] and not request.cancelled()
         ]
         add_word_timestamps_together(
             self.decoder,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -135,6 +135,7 @@ def decode_with_fallback(
     prompt: str | None,
     temperatures: Sequence[float],
     thresholds: DecodeThresholds,
+    cancelled: Sequence[Callable[[], bool]] = (),
 ) -> list[Decoded]:
     """Replaces `decode_with_fallback`, the closure inside `whisper.transcribe.transcribe`,
     for a group of windows that share their decoder prompt (`contexts`: their audio, from
@@ -144,7 +145,8 @@ def decode_with_fallback(
     sampling is seeded by each window's audio (hashed only once a sample is drawn), so a
     window gets the same text on every run and in every batch (openai-whisper samples from
     torch's global generator), and when every temperature fails the kept decode is
-    `best_decode`'s, not the last."""
+    `best_decode`'s, not the last. A window whose request was cancelled (`cancelled`, one
+    per window) is not retried."""
     tried: list[list[Decoded]] = [[] for _ in contexts]
     pending = list(range(len(contexts)))
     for temperature in temperatures:
@@ -153,10 +155,16 @@ def decode_with_fallback(
             [contexts[i] for i in pending],
             decode_prompt,
             [audio_seed(audios[i]) for i in pending] if temperature > 0 else [],
+            [cancelled[i] for i in pending] if cancelled else (),
         )
         for index, result in zip(pending, decoded, strict=True):
             tried[index].append(result)
-        pending = [index for index in pending if needs_fallback(tried[index][-1], thresholds)]
+        pending = [
+            index
+            for index in pending
+            if needs_fallback(tried[index][-1], thresholds)
+            and not (cancelled and cancelled[index]())
+        ]
         if not pending:
             break
     return [best_decode(results, thresholds) for results in tried]
