@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.vad import StreamingVad
+from gateway.modes.vad import StreamingVad, VadConfig
 
 
 def to_samples(seconds: float) -> int:
@@ -49,15 +49,27 @@ class StreamBuffer:
     def held_seconds(self) -> float:
         return self.end - self.start
 
-    def speech_regions(self, length: int | None = None) -> list[tuple[float, float]]:
+    def speech_regions(
+        self, length: int | None = None, config: VadConfig = VadConfig()
+    ) -> list[tuple[float, float]]:
         """The detector's speech regions in the first `length` buffered samples (default:
         all), in stream time."""
         first = to_samples(self.start)
-        length = self.samples.size if length is None else length
+        length = to_samples(self.held_seconds) if length is None else length
         return [
             (self.start + a / SAMPLE_RATE, self.start + b / SAMPLE_RATE)
-            for a, b in self.vad.regions(first, first + length)
+            for a, b in self.vad.regions(first, first + length, config)
         ]
+
+    def split_off(self, at: float) -> np.ndarray:
+        """Remove and return the buffered audio from stream time `at` on (a turn ends there
+        and the rest begins the next one)."""
+        samples = self.samples
+        keep = max(0, min(to_samples(at - self.start), samples.size))
+        rest = samples[keep:].copy()
+        self._joined = samples[:keep]
+        self.received = self.start + keep / SAMPLE_RATE
+        return rest
 
     def cut(self, at: float) -> None:
         """Drop buffered audio before stream time `at`."""

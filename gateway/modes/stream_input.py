@@ -3,21 +3,48 @@ names, turned into 16 kHz mono float32 (`FrameDecoder`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import soxr
 
+from gateway.modes import g711
 from gateway.modes.audio import SAMPLE_RATE
 
-ENCODINGS = {"pcm_s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+
+@dataclass(frozen=True)
+class SampleFormat:
+    bytes_per_sample: int
+    to_float: Callable[[bytes], np.ndarray]  # raw bytes → float samples, interleaved
+    exact: bool = True  # every value it can give is finite and in [-1, 1]
+
+
+def _pcm16(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+
+
+def _float32(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, "<f4").astype(np.float32)
+
+
+ENCODINGS = {
+    "pcm_s16le": SampleFormat(2, _pcm16),
+    "f32le": SampleFormat(4, _float32, exact=False),
+    "pcm_mulaw": SampleFormat(1, g711.decode_mulaw),  # G.711 μ-law (telephony, 8 kHz)
+    "pcm_alaw": SampleFormat(1, g711.decode_alaw),  # G.711 A-law
+}
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
 MAX_CHANNELS = 8
 
 
 class StreamProtocolError(ValueError):
     """A message or frame the session cannot use; reported, and the session goes on."""
+
+
+MAX_HOTWORDS = 50
+MAX_HOTWORD_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -27,6 +54,14 @@ class StreamConfig:
     sample_rate: int = SAMPLE_RATE
     encoding: str = "pcm_s16le"
     channels: int = 1
+    hotwords: tuple[str, ...] = ()  # names and terms the model should expect
+
+    @property
+    def model_prompt(self) -> str | None:
+        """What conditions the decoder: the hotwords as a list, then the client's prompt
+        (Whisper follows the spelling of words it has just "heard" in its context)."""
+        parts = [", ".join(self.hotwords), self.prompt or ""]
+        return " ".join(part for part in parts if part) or None
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> StreamConfig:
@@ -37,6 +72,7 @@ class StreamConfig:
             "sample_rate",
             "encoding",
             "channels",
+            "hotwords",
         }
         if unknown:
             raise StreamProtocolError(f"unknown config fields: {', '.join(sorted(unknown))}")
@@ -46,6 +82,7 @@ class StreamConfig:
             sample_rate=message.get("sample_rate", SAMPLE_RATE),
             encoding=message.get("encoding", "pcm_s16le"),
             channels=message.get("channels", 1),
+            hotwords=_hotwords(message.get("hotwords", [])),
         )
         for name in ("language", "prompt"):
             if getattr(config, name) is not None and not isinstance(getattr(config, name), str):
@@ -64,13 +101,24 @@ class StreamConfig:
         return config
 
 
+def _hotwords(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+        raise StreamProtocolError("hotwords must be a list of strings")
+    words = tuple(word.strip() for word in value if word.strip())
+    if len(words) > MAX_HOTWORDS or any(len(word) > MAX_HOTWORD_CHARS for word in words):
+        raise StreamProtocolError(
+            f"hotwords: at most {MAX_HOTWORDS}, each at most {MAX_HOTWORD_CHARS} characters"
+        )
+    return words
+
+
 class FrameDecoder:
     """Raw frames in the configured format → 16 kHz mono float32 (channels averaged)."""
 
     def __init__(self, config: StreamConfig) -> None:
-        self.dtype = ENCODINGS[config.encoding]
+        self.format = ENCODINGS[config.encoding]
         self.channels = config.channels
-        self.frame_bytes = self.dtype.itemsize * config.channels
+        self.frame_bytes = self.format.bytes_per_sample * config.channels
         self.resampler = (
             soxr.ResampleStream(config.sample_rate, SAMPLE_RATE, 1, dtype="float32")
             if config.sample_rate != SAMPLE_RATE
@@ -83,10 +131,8 @@ class FrameDecoder:
                 f"a binary frame of {len(data)} bytes is not a whole number of "
                 f"{self.frame_bytes}-byte samples; frame dropped"
             )
-        samples = np.frombuffer(data, self.dtype).astype(np.float32)
-        if self.dtype.kind == "i":
-            samples /= 32768.0
-        elif not np.all(np.isfinite(samples)):
+        samples = self.format.to_float(data)
+        if not self.format.exact and not np.all(np.isfinite(samples)):
             raise StreamProtocolError("a frame contains NaN or infinite samples; frame dropped")
         mono = samples.reshape(-1, self.channels).mean(axis=1) if self.channels > 1 else samples
         mono = np.clip(mono, -1.0, 1.0)

@@ -168,7 +168,7 @@ class StreamSession:
         # lost after a trim), which LocalAgreement then cannot recover.
         return TranscribeOptions(
             language=self.config.language,
-            prompt=self.config.prompt,
+            prompt=self.config.model_prompt,
             word_timestamps=True,
             low_latency=True,
         )

@@ -30,6 +30,9 @@ def test_defaults_are_16k_mono_pcm16() -> None:
         ({"channels": 0}, "channels must be"),
         ({"language": 5}, "language must be a string"),
         ({"bitrate": 5}, "unknown config fields: bitrate"),
+        ({"hotwords": "Triton"}, "hotwords must be a list of strings"),
+        ({"hotwords": ["x" * 65]}, "hotwords: at most 50, each at most 64 characters"),
+        ({"hotwords": ["w"] * 51}, "hotwords: at most 50"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(message, error) -> None:
@@ -41,6 +44,25 @@ def test_pcm16_frames_become_floats() -> None:
     decoder = FrameDecoder(StreamConfig())
     samples = decoder.decode(np.array([0, 16384, -32768], "<i2").tobytes())
     assert samples.dtype == np.float32 and list(samples) == [0.0, 0.5, -1.0]
+
+
+def test_hotwords_come_before_the_prompt_in_the_models_context() -> None:
+    config = StreamConfig.from_message(
+        {"type": "config", "hotwords": [" Triton ", "", "Whisper"], "prompt": "A talk."}
+    )
+    assert config.hotwords == ("Triton", "Whisper")
+    assert config.model_prompt == "Triton, Whisper A talk."
+    assert StreamConfig().model_prompt is None
+
+
+@pytest.mark.parametrize("encoding", ["pcm_mulaw", "pcm_alaw"])
+def test_g711_frames_decode_as_the_standard_says(encoding) -> None:
+    audioop = pytest.importorskip("audioop")  # the standard library's G.711 (to Python 3.12)
+    every_byte = bytes(range(256))
+    expected = {"pcm_mulaw": audioop.ulaw2lin, "pcm_alaw": audioop.alaw2lin}[encoding]
+    linear = np.frombuffer(expected(every_byte, 2), "<i2") / 32768.0
+    decoder = FrameDecoder(StreamConfig(encoding=encoding, sample_rate=16000))
+    assert np.array_equal(decoder.decode(every_byte), linear.astype(np.float32))
 
 
 def test_stereo_f32_is_averaged_and_resampled() -> None:
