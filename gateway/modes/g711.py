@@ -23,7 +23,10 @@ def _mulaw_value(byte: int) -> int:
 def _alaw_value(byte: int) -> int:
     code = byte ^ ALAW_TOGGLE
     exponent, mantissa = (code >> 4) & 0x07, code & 0x0F
-    magnitude = (mantissa << 4) + 8 if exponent == 0 else ((mantissa << 4) + 0x108) << (exponent - 1)
+    if exponent == 0:
+        magnitude = (mantissa << 4) + 8
+    else:
+        magnitude = ((mantissa << 4) + 0x108) << (exponent - 1)
     return magnitude if code & 0x80 else -magnitude
 
 

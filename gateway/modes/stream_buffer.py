@@ -14,6 +14,8 @@ import numpy as np
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import StreamingVad, VadConfig
 
+DEFAULT_VAD = VadConfig()
+
 
 def to_samples(seconds: float) -> int:
     return round(seconds * SAMPLE_RATE)
@@ -50,7 +52,7 @@ class StreamBuffer:
         return self.end - self.start
 
     def speech_regions(
-        self, length: int | None = None, config: VadConfig = VadConfig()
+        self, length: int | None = None, config: VadConfig = DEFAULT_VAD
     ) -> list[tuple[float, float]]:
         """The detector's speech regions in the first `length` buffered samples (default:
         all), in stream time."""
