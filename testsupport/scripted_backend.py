@@ -12,7 +12,8 @@ either
 
 Either way the answer depends only on the audio and the call's number, so a test can predict
 it. Words are given, as Whisper's, with a leading space, and only when the call asks for word
-timestamps. Every call is recorded (`calls`); `ready = False` makes `/readyz` answer 503;
+timestamps; each word is one token, whose log-probability (`TOKEN_LOGPROB`) comes when the call
+asks for logprobs. Every call is recorded (`calls`); `ready = False` makes `/readyz` answer 503;
 `failure` (any `AsrError`) is raised by every call until cleared;
 `languages` refuses others as the real model refuses a language it does not know; `hold()`
 keeps calls waiting until `release()` (admission, overload and shutdown tests).
@@ -34,7 +35,7 @@ from gateway.core.contract import (
     TranscribeOptions,
     WindowResult,
 )
-from gateway.core.transcript import Segment, Word
+from gateway.core.transcript import Segment, TokenLogprob, Word
 from gateway.modes.audio import SAMPLE_RATE
 
 SOUND_DBFS = -30.0  # 20 ms frames at least this loud are sound (jfk.flac's floor: -38 dBFS)
@@ -44,6 +45,7 @@ _FRAME = int(0.02 * SAMPLE_RATE)
 AVG_LOGPROB = -0.2  # confident: the gateway's checks never doubt the text for it
 COMPRESSION_RATIO = 1.2
 NO_SPEECH_PROB = 0.01
+TOKEN_LOGPROB = -0.25  # each word is one token, with this log-probability
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,12 @@ def _segment(words: Sequence[Word], options: TranscribeOptions) -> Segment:
         temperature=options.temperature,
         tokens=tuple(range(1000, 1000 + len(words))),
         words=tuple(words) if options.word_timestamps else (),
+        logprobs=tuple(
+            TokenLogprob(word.word, TOKEN_LOGPROB, tuple(word.word.encode("utf-8")))
+            for word in words
+        )
+        if options.logprobs
+        else (),
     )
 
 

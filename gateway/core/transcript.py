@@ -6,7 +6,7 @@ them) and a whole file (times from the file's start, after merging windows).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -28,6 +28,38 @@ class Word:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One text token the model chose and its log-probability (OpenAI's `logprobs` item):
+    `token` is its text, `bytes` its UTF-8 bytes (a character split across tokens is whole
+    only in the bytes joined; its pieces' `token` show U+FFFD)."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] = ()
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> TokenLogprob:
+        return cls(item["token"], float(item["logprob"]), tuple(item.get("bytes", ())))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"token": self.token, "logprob": self.logprob, "bytes": list(self.bytes)}
+
+
+def strip_leading_space(logprobs: Sequence[TokenLogprob]) -> tuple[TokenLogprob, ...]:
+    """`logprobs` with the whitespace at their start removed, as a text's is (`str.lstrip`):
+    the first tokens of a transcript then join to its text exactly."""
+    result = list(logprobs)
+    for index, item in enumerate(result):
+        token = item.token.lstrip()
+        if token:
+            cut = len(item.token[: len(item.token) - len(token)].encode("utf-8"))
+            result[index] = replace(item, token=token, bytes=item.bytes[cut:])
+            return tuple(result)
+        result[index] = replace(item, token="", bytes=())
+    return tuple(result)
+
+
+@dataclass(frozen=True)
 class Segment:
     start: float
     end: float
@@ -41,6 +73,8 @@ class Segment:
     # False: the model's decode stopped inside this segment (no closing timestamp), so the
     # speech after its start may not all be in it; file mode reads it again
     complete: bool = True
+    # each text token's log-probability, in order (when the request asked for them)
+    logprobs: tuple[TokenLogprob, ...] = ()
 
     @property
     def failed_checks(self) -> bool:
@@ -79,11 +113,13 @@ class Segment:
                 Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
                 for w in item.get("words", ())
             ),
+            logprobs=tuple(TokenLogprob.from_json(t) for t in item.get("logprobs", ())),
         )
 
     def to_json(self, index: int) -> dict[str, Any]:
         item = {"id": index, **asdict(self)}
         del item["complete"]  # how the model's decode ended: not part of the reply
+        del item["logprobs"]  # OpenAI's route only (`include[]=logprobs`)
         item["tokens"] = list(self.tokens)
         item["words"] = [asdict(word) for word in self.words]
         return item
@@ -99,6 +135,11 @@ class Transcript:
     @property
     def words(self) -> tuple[Word, ...]:
         return tuple(word for segment in self.segments for word in segment.words)
+
+    @property
+    def logprobs(self) -> tuple[TokenLogprob, ...]:
+        """Every text token's log-probability, joined across segments as the text is."""
+        return strip_leading_space([t for segment in self.segments for t in segment.logprobs])
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> Transcript:

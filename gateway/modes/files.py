@@ -18,7 +18,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gateway.core.contract import AsrBackend, Priority, TranscribeOptions
-from gateway.core.transcript import MIN_AVG_LOGPROB, Segment, Transcript
+from gateway.core.transcript import (
+    MIN_AVG_LOGPROB,
+    Segment,
+    TokenLogprob,
+    Transcript,
+    strip_leading_space,
+)
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import VadConfig, speech_probabilities, speech_regions
 from gateway.modes.windows import (
@@ -30,6 +36,7 @@ from gateway.modes.windows import (
 )
 
 logger = logging.getLogger(__name__)
+DEFAULT_VAD = VadConfig()
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class FileProgress:
     delta: str  # text committed since the previous report
     segments: tuple[Segment, ...]  # segments committed since the previous report
     language: str
+    # the delta's tokens and their log-probabilities (when asked for): they join to `delta`
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,12 +67,12 @@ class SpeechMap:
     speech: list[tuple[int, int]]  # unpadded: what the checks compare the text with
 
     @classmethod
-    def of(cls, audio: np.ndarray) -> SpeechMap:
+    def of(cls, audio: np.ndarray, config: VadConfig = DEFAULT_VAD) -> SpeechMap:
         scores = speech_probabilities(audio)
         return cls(
             scores,
-            speech_regions(scores, audio.size),
-            speech_regions(scores, audio.size, VadConfig(pad_seconds=0.0)),
+            speech_regions(scores, audio.size, config),
+            speech_regions(scores, audio.size, replace(config, pad_seconds=0.0)),
         )
 
 
@@ -133,11 +142,13 @@ async def transcribe_audio(
     window_seconds: float,
     in_flight: int,
     priority: Priority = Priority.FILE,
+    vad: VadConfig = DEFAULT_VAD,
 ) -> AsyncIterator[FileProgress]:
     """Progress reports, one per window in file order, then one at the end; their deltas,
-    joined, are the text."""
+    joined, are the text. `vad`: how the detector's scores become the speech that windows
+    are cut around (OpenAI's `chunking_strategy`)."""
     duration = audio.size / SAMPLE_RATE
-    found = await asyncio.to_thread(SpeechMap.of, audio)
+    found = await asyncio.to_thread(SpeechMap.of, audio, vad)
     windows = plan_windows(
         found.regions,
         found.speech,
@@ -162,10 +173,13 @@ async def transcribe_audio(
             read = await asyncio.shield(task)
             language = language or read.language
             delta = "".join(segment.text for segment in read.segments)
+            logprobs = tuple(token for segment in read.segments for token in segment.logprobs)
             if not started:
-                delta = delta.lstrip()
+                delta, logprobs = delta.lstrip(), strip_leading_space(logprobs)
                 started = bool(delta)
-            yield FileProgress(window.end / SAMPLE_RATE, duration, delta, read.segments, language)
+            yield FileProgress(
+                window.end / SAMPLE_RATE, duration, delta, read.segments, language, logprobs
+            )
         yield FileProgress(duration, duration, "", (), language)
     finally:
         for task in tasks:

@@ -27,11 +27,13 @@ class ApiError(Exception):
         *,
         retry_after: int | None = None,
         headers: Mapping[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.param = param  # the request field at fault, as OpenAI names it
         self.retry_after = retry_after
         self.headers = dict(headers or {})
 
@@ -42,6 +44,8 @@ class ApiError(Exception):
     def body(self) -> dict[str, dict[str, str]]:
         """OpenAI's error shape, plus the request's id (when in one) to quote in a report."""
         error = {"message": self.message, "type": self.type, "code": self.code}
+        if self.param is not None:
+            error["param"] = self.param
         if (request_id := current_request_id.get()) is not None:
             error["request_id"] = request_id
         return {"error": error}

@@ -7,6 +7,7 @@ them unchanged.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Set as AbstractSet
 from importlib import resources
 from typing import Any
@@ -33,10 +34,12 @@ def render(
     *,
     granularities: AbstractSet[str] = frozenset({"segment"}),
     task: str = "transcribe",
+    logprobs: bool = False,
 ) -> tuple[str, str]:
     """(body, Content-Type header value) of `transcript` in `response_format`.
 
-    `granularities` (OpenAI's `timestamp_granularities`) and `task` only shape `verbose_json`.
+    `granularities` (OpenAI's `timestamp_granularities`) and `task` only shape `verbose_json`,
+    `logprobs` (OpenAI's `include[]=logprobs`) only `json`. Both JSON formats carry `usage`.
     """
     unknown = set(granularities) - set(TIMESTAMP_GRANULARITIES)
     if unknown:
@@ -46,7 +49,11 @@ def render(
         )
     match response_format:
         case "json":
-            return _dumps({"text": transcript.text}), JSON
+            body: dict[str, Any] = {"text": transcript.text}
+            if logprobs:
+                body["logprobs"] = [token.to_json() for token in transcript.logprobs]
+            body["usage"] = usage(transcript.duration)
+            return _dumps(body), JSON
         case "text":
             return transcript.text + "\n", PLAIN
         case "srt":
@@ -59,6 +66,12 @@ def render(
         f"unknown response_format {response_format!r}; "
         f"expected one of: {', '.join(RESPONSE_FORMATS)}"
     )
+
+
+def usage(duration: float) -> dict[str, Any]:
+    """OpenAI's usage of a model billed by audio length (whisper-1): whole seconds, rounded
+    up from the duration as answered (to the millisecond)."""
+    return {"type": "duration", "seconds": math.ceil(round(duration, 3))}
 
 
 def language_name(language: str) -> str:
@@ -114,9 +127,15 @@ def verbose_json(
         ]
     if "word" in granularities:
         body["words"] = [
-            {"word": word.word.strip(), "start": round(word.start, 3), "end": round(word.end, 3)}
+            {
+                "word": word.word.strip(),
+                "start": round(word.start, 3),
+                "end": round(word.end, 3),
+                "probability": round(word.probability, 4),
+            }
             for word in transcript.words
         ]
+    body["usage"] = usage(transcript.duration)
     return body
 
 

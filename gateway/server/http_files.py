@@ -33,10 +33,12 @@ from gateway.modes.audio import (
     decode_audio,
 )
 from gateway.modes.files import FileProgress, assemble, collect, transcribe_audio
+from gateway.modes.vad import VadConfig
 from gateway.server.admission import take_turn, watch_decoded_audio
 from gateway.server.errors import RETRY_AFTER_S, ApiError
-from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render
+from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render, usage
 from gateway.server.keys import ASR, SETTINGS
+from gateway.server.openai_options import chunking_strategy, includes
 from gateway.server.uploads import read_upload
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class FileRequest:
     stream: bool  # answer with server-sent events
     response_format: str = "json"  # OpenAI route only
     granularities: frozenset[str] = frozenset({"segment"})  # OpenAI route only
+    vad: VadConfig = VadConfig()  # how windows are cut: OpenAI's chunking_strategy
 
 
 def _flag(fields: MultiDictProxy[str], name: str) -> bool:
@@ -82,12 +85,15 @@ def _channel(fields: MultiDictProxy[str]) -> int | None:
     return int(raw)
 
 
-def _options(fields: MultiDictProxy[str], word_timestamps: bool) -> TranscribeOptions:
+def _options(
+    fields: MultiDictProxy[str], word_timestamps: bool, logprobs: bool = False
+) -> TranscribeOptions:
     return TranscribeOptions(
         language=fields.get("language") or None,
         prompt=fields.get("prompt") or None,
         temperature=_temperature(fields),
         word_timestamps=word_timestamps,
+        logprobs=logprobs,
     )
 
 
@@ -119,12 +125,23 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
             f"got {', '.join(sorted(unknown))}",
             "invalid_value",
         )
+    stream = _flag(fields, "stream")
+    logprobs = "logprobs" in includes(fields)
+    if logprobs and not stream and response_format != "json":
+        raise ApiError(
+            400,
+            "include[]=logprobs comes with response_format json (or stream=true), "
+            f"not {response_format}",
+            "invalid_value",
+            param="include",
+        )
     return FileRequest(
-        _options(fields, "word" in granularities),
+        _options(fields, "word" in granularities, logprobs),
         channel=None,
-        stream=_flag(fields, "stream"),
+        stream=stream,
         response_format=response_format,
         granularities=granularities,
+        vad=chunking_strategy(fields),
     )
 
 
@@ -185,6 +202,7 @@ async def _run(
         file_request.options,
         window_seconds=settings.window_seconds,
         in_flight=settings.file_windows_in_flight,
+        vad=file_request.vad,
     )
     return file_request, progress, audio.size / SAMPLE_RATE
 
@@ -256,24 +274,41 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
     return web.json_response(_native_json(transcript, file_request.options.word_timestamps))
 
 
+def _delta_event(report: FileProgress, logprobs: bool) -> dict[str, Any] | None:
+    """OpenAI's `transcript.text.delta`; none for a window that adds no text."""
+    if not report.delta:
+        return None
+    event: dict[str, Any] = {"type": "transcript.text.delta", "delta": report.delta}
+    if logprobs:
+        event["logprobs"] = [token.to_json() for token in report.logprobs]
+    return event
+
+
+def _done_event(transcript: Transcript, logprobs: bool) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text}
+    if logprobs:
+        event["logprobs"] = [token.to_json() for token in transcript.logprobs]
+    event["usage"] = usage(transcript.duration)
+    return event
+
+
 async def openai_transcriptions(request: web.Request) -> web.StreamResponse:
     """`POST /v1/audio/transcriptions`, as OpenAI's API (the `model` field is accepted, not used:
     the gateway serves the weights Triton was configured with)."""
     file_request, progress, duration = await _run(request, openai_request)
+    logprobs = file_request.options.logprobs
     if file_request.stream:
         return await _send_events(
             request,
             progress,
-            lambda report: (
-                {"type": "transcript.text.delta", "delta": report.delta} if report.delta else None
-            ),
-            lambda reports: {
-                "type": "transcript.text.done",
-                "text": assemble(reports, duration).text,
-            },
+            lambda report: _delta_event(report, logprobs),
+            lambda reports: _done_event(assemble(reports, duration), logprobs),
         )
     transcript = await _collect(progress, duration)
     body, content_type = render(
-        transcript, file_request.response_format, granularities=file_request.granularities
+        transcript,
+        file_request.response_format,
+        granularities=file_request.granularities,
+        logprobs=logprobs,
     )
     return web.Response(body=body.encode("utf-8"), headers={"Content-Type": content_type})

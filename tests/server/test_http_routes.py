@@ -97,7 +97,10 @@ def text_of(segments: tuple[Segment, ...]) -> str:
 async def test_openai_json_is_the_text_the_model_heard(client, backend, jfk_heard) -> None:
     reply = await client.post("/v1/audio/transcriptions", data=upload(model="whisper-1"))
     assert reply.status == 200 and reply.content_type == "application/json"
-    assert await reply.json() == {"text": text_of(jfk_heard)}
+    assert await reply.json() == {
+        "text": text_of(jfk_heard),
+        "usage": {"type": "duration", "seconds": 11},
+    }
     [call] = backend.calls
     assert call.priority == Priority.FILE and call.seconds == pytest.approx(11.0, abs=0.01)
     assert call.options == TranscribeOptions()
@@ -142,7 +145,8 @@ async def test_openai_verbose_json_with_segments(client, backend, jfk_heard) -> 
     reply = await client.post("/v1/audio/transcriptions", data=form)
     assert reply.status == 200 and reply.content_type == "application/json"
     body = await reply.json()
-    assert set(body) == {"task", "language", "duration", "text", "segments"}
+    assert set(body) == {"task", "language", "duration", "text", "segments", "usage"}
+    assert body["usage"] == {"type": "duration", "seconds": 11}
     assert body["task"] == "transcribe" and body["language"] == "english"
     assert body["duration"] == 11.0 and body["text"] == text_of(jfk_heard)
     assert [segment["id"] for segment in body["segments"]] == list(range(len(jfk_heard)))
@@ -174,9 +178,9 @@ async def test_openai_verbose_json_with_words(
 ) -> None:
     form = upload(response_format="verbose_json", **{"timestamp_granularities[]": granularities})
     body = await (await client.post("/v1/audio/transcriptions", data=form)).json()
-    assert set(body) == {"task", "language", "duration", "text"} | keys
+    assert set(body) == {"task", "language", "duration", "text", "usage"} | keys
     assert body["words"] == [
-        {"word": word.word.strip(), "start": word.start, "end": word.end}
+        {"word": word.word.strip(), "start": word.start, "end": word.end, "probability": 0.9}
         for segment in jfk_heard
         for word in segment.words
     ]
@@ -325,7 +329,11 @@ async def test_openai_stream_events(client, jfk_heard) -> None:
     assert reply.status == 200 and reply.content_type == "text/event-stream"
     assert events(await reply.text()) == [
         {"type": "transcript.text.delta", "delta": text_of(jfk_heard)},
-        {"type": "transcript.text.done", "text": text_of(jfk_heard)},
+        {
+            "type": "transcript.text.done",
+            "text": text_of(jfk_heard),
+            "usage": {"type": "duration", "seconds": 11},
+        },
     ]
 
 

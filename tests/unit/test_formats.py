@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import openai
@@ -14,7 +15,13 @@ from aiohttp import web
 from openai.types.audio import Transcription, TranscriptionVerbose
 from pytest_aiohttp import AiohttpServer
 
-from gateway.core.transcript import Segment, Transcript, Word
+from gateway.core.transcript import (
+    Segment,
+    TokenLogprob,
+    Transcript,
+    Word,
+    strip_leading_space,
+)
 from gateway.server.formats import RESPONSE_FORMATS, language_name, render, timestamp
 
 TEXT = " Hello world. Second line, said over an hour in."
@@ -107,16 +114,73 @@ def test_vtt_parses_into_the_segments() -> None:
     ]
 
 
+USAGE = {"type": "duration", "seconds": 3728}  # 3728.00049 s: 3728.0 to the millisecond
+
+
 def test_json_and_text() -> None:
-    assert render(TRANSCRIPT, "json") == (json.dumps({"text": TEXT}), "application/json")
+    assert render(TRANSCRIPT, "json") == (
+        json.dumps({"text": TEXT, "usage": USAGE}),
+        "application/json",
+    )
     assert render(TRANSCRIPT, "text") == (TEXT + "\n", "text/plain; charset=utf-8")
+
+
+@pytest.mark.parametrize(
+    ("duration", "seconds"), [(0.2, 1), (11.0, 11), (11.0004, 11), (11.0006, 12), (59.5, 60)]
+)
+def test_usage_is_whole_seconds_rounded_up(duration: float, seconds: int) -> None:
+    reply = json.loads(render(replace(TRANSCRIPT, duration=duration), "json")[0])
+    assert reply["usage"] == {"type": "duration", "seconds": seconds}
+
+
+def test_json_with_logprobs_joins_the_tokens_of_every_segment() -> None:
+    tokens = [
+        (" Hello", -0.1),
+        (" world.", -0.2),
+        (" Second", -0.3),
+        (" line,", -0.01),
+        (" said over an hour in.", 0.0),
+    ]
+    logprobs = [TokenLogprob(t, p, tuple(t.encode())) for t, p in tokens]
+    segments = TRANSCRIPT.segments
+    transcript = replace(
+        TRANSCRIPT,
+        text=TEXT.lstrip(),
+        segments=(
+            replace(segments[0], logprobs=tuple(logprobs[:2])),
+            replace(segments[1], logprobs=tuple(logprobs[2:4])),
+            replace(segments[2], logprobs=tuple(logprobs[4:])),
+        ),
+    )
+    reply = json.loads(render(transcript, "json", logprobs=True)[0])
+    assert list(reply) == ["text", "logprobs", "usage"]
+    assert reply["logprobs"][0] == {"token": "Hello", "logprob": -0.1, "bytes": list(b"Hello")}
+    assert reply["logprobs"][1] == {"token": " world.", "logprob": -0.2, "bytes": list(b" world.")}
+    assert "".join(item["token"] for item in reply["logprobs"]) == reply["text"]
+    assert bytes(b for item in reply["logprobs"] for b in item["bytes"]).decode() == reply["text"]
+    parsed = Transcription.model_validate(reply)
+    assert parsed.usage is not None and parsed.usage.seconds == 3728
+    assert [item.logprob for item in parsed.logprobs or []] == [p for _, p in tokens]
+
+
+def test_leading_space_is_stripped_across_blank_tokens_and_split_characters() -> None:
+    e_acute = "é".encode()  # two bytes, the first token ends inside it
+    logprobs = [
+        TokenLogprob(" ", -0.5, (32,)),
+        TokenLogprob(" caf\ufffd", -0.1, (32, 99, 97, 102, e_acute[0])),
+        TokenLogprob("\ufffd", -0.2, (e_acute[1],)),
+    ]
+    stripped = strip_leading_space(logprobs)
+    assert [t.token for t in stripped] == ["", "caf\ufffd", "\ufffd"]
+    assert bytes(b for t in stripped for b in t.bytes).decode() == "café"
 
 
 def test_verbose_json_with_segments_only_by_default() -> None:
     body, content_type = render(TRANSCRIPT, "verbose_json", task="translate")
     assert content_type == "application/json"
     reply = json.loads(body)
-    assert list(reply) == ["task", "language", "duration", "text", "segments"]
+    assert list(reply) == ["task", "language", "duration", "text", "segments", "usage"]
+    assert reply["usage"] == USAGE
     assert reply["task"] == "translate"
     assert reply["language"] == "english"
     assert reply["duration"] == 3728.0
@@ -145,10 +209,15 @@ def test_verbose_json_with_segments_only_by_default() -> None:
 )
 def test_verbose_json_granularities(granularities: frozenset[str], keys: set[str]) -> None:
     reply = json.loads(render(TRANSCRIPT, "verbose_json", granularities=granularities)[0])
-    assert set(reply) - {"task", "language", "duration", "text"} == keys
+    assert set(reply) - {"task", "language", "duration", "text", "usage"} == keys
     if "words" in keys:
-        assert reply["words"][0] == {"word": "Hello", "start": 0.0, "end": 0.6}
-        assert reply["words"][-1] == {"word": "over an hour in.", "start": 3726.1, "end": 3728.0}
+        assert reply["words"][0] == {"word": "Hello", "start": 0.0, "end": 0.6, "probability": 0.9}
+        assert reply["words"][-1] == {
+            "word": "over an hour in.",
+            "start": 3726.1,
+            "end": 3728.0,
+            "probability": 0.6,
+        }
         assert len(reply["words"]) == 6
 
 
@@ -159,6 +228,7 @@ def test_verbose_json_fits_openais_response_type() -> None:
     assert [w.word for w in reply.words or []][:3] == ["Hello", "world.", "Second"]
     assert [s.id for s in reply.segments or []] == [0, 1, 2]
     assert reply.segments is not None and reply.segments[1].end == 5.0
+    assert reply.usage is not None and reply.usage.seconds == 3728
 
 
 @pytest.mark.asyncio(loop_scope="session")  # the loop pytest-aiohttp's fixtures run in
