@@ -141,12 +141,13 @@ async def gateway_in_process(settings: Settings) -> AsyncIterator[int]:
 
 
 def settings_flags(settings: Settings) -> list[str]:
-    """`hermes serve` flags for every setting that differs from its default."""
+    """`hermes serve` flags for every setting that differs from its default (those derived
+    from others, as the endpoints from `triton_url`, are no flags)."""
     defaults = Settings()
     return [
         f"--{field.name.replace('_', '-')}={getattr(settings, field.name)}"
         for field in fields(Settings)
-        if getattr(settings, field.name) != getattr(defaults, field.name)
+        if field.init and getattr(settings, field.name) != getattr(defaults, field.name)
     ]
 
 

@@ -10,7 +10,8 @@ import pytest
 from benchmarks import accuracy
 from benchmarks.__main__ import model_repository, parse_args
 from benchmarks.gpu import parse_args as gpu_parse_args
-from benchmarks.stack import model_repository_with
+from benchmarks.stack import model_repository_with, settings_flags
+from gateway.server import settings as gateway_settings
 from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY
 
 
@@ -74,3 +75,12 @@ def test_the_gpu_run_tries_graphs_off_then_on_by_default() -> None:
     assert gpu_parse_args(["--audio", "/tmp/a", "--graphs", "off"]).graphs == [False]
     with pytest.raises(SystemExit):
         gpu_parse_args(["--audio", "/tmp/a", "--graphs", "maybe"])
+
+
+def test_the_soaks_gateway_process_gets_flags_hermes_serve_reads() -> None:
+    """The flags for `hermes serve` name only settings it takes (not the endpoints derived
+    from `triton_url`) and give back the same settings."""
+    settings = gateway_settings.Settings(
+        port=9123, triton_url="127.0.0.1:49179", max_uploads_per_client=64
+    )
+    assert gateway_settings.load(settings_flags(settings), environ={}) == settings
