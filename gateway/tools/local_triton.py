@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_REPOSITORY = PROJECT_ROOT / "model_repository"
 DEFAULT_WORK_DIR = PROJECT_ROOT / ".cache" / "triton"
+# The weights to serve when no --weights is given (the committed config names tiny.en); the
+# same variable the Triton image and the Compose file read (deploy/triton/serve.py).
+WEIGHTS_ENV = "HERMES_MODEL"
 
 
 class TritonLaunchError(RuntimeError):
@@ -127,6 +132,72 @@ def restricted_api_args(admin_key: str) -> list[str]:
     return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
 
 
+def model_repository_with(
+    directory: Path,
+    parameters: Mapping[str, str],
+    max_batch_size: int | None = None,
+    source: Path = DEFAULT_MODEL_REPOSITORY,
+) -> Path:
+    """A model repository in `directory` serving the project's model with some of its
+    config's `parameters` (and `max_batch_size`) set otherwise: the version directory linked,
+    the config copied with those values changed."""
+    model_dir = source / "whisper"
+    config = (model_dir / "config.pbtxt").read_text()
+    changes = [
+        (
+            f"parameter {key!r}",
+            rf'(key: "{re.escape(key)}".*\n\s*value: {{ string_value: ")[^"]*(")',
+            value,
+        )
+        for key, value in parameters.items()
+    ]
+    if max_batch_size is not None:
+        changes.append(("max_batch_size", r"(\nmax_batch_size: )\d+()", str(max_batch_size)))
+    for name, pattern, value in changes:
+        config, count = re.subn(pattern, lambda m, v=value: f"{m[1]}{v}{m[2]}", config)
+        if count != 1:
+            raise ValueError(f"the model's config.pbtxt has no {name} to set")
+    model = directory / "whisper"
+    model.mkdir(parents=True, exist_ok=True)
+    (model / "config.pbtxt").write_text(config)
+    version = model / "1"
+    if not version.exists():
+        try:
+            version.symlink_to((model_dir / "1").resolve(), target_is_directory=True)
+        except FileExistsError:  # another launcher made it at the same moment
+            pass
+    return directory
+
+
+def configured_weights(model_repository: Path = DEFAULT_MODEL_REPOSITORY) -> str:
+    """The export the repository's config.pbtxt serves (its `weights` parameter)."""
+    config = (model_repository / "whisper" / "config.pbtxt").read_text()
+    match = re.search(r'key: "weights".*\n\s*value: { string_value: "([^"]*)"', config)
+    if match is None:
+        raise TritonLaunchError(f"{model_repository}/whisper/config.pbtxt names no weights")
+    return match[1]
+
+
+def repository_serving(
+    weights: str | None,
+    model_repository: Path = DEFAULT_MODEL_REPOSITORY,
+    work_dir: Path = DEFAULT_WORK_DIR,
+) -> Path:
+    """The model repository to start Triton on so that it serves the export `weights`: the
+    repository itself when its config names them (or `weights` is None), else a copy of it
+    under `work_dir` whose config names them. The export must exist."""
+    if weights is None or weights == configured_weights(model_repository):
+        return model_repository
+    if not (model_repository / "whisper" / "1" / "weights" / f"{weights}.json").is_file():
+        raise TritonLaunchError(
+            f"no export named {weights!r} in {model_repository}/whisper/1/weights "
+            f"(make export WEIGHTS={weights}, or python -m export {weights}, writes it)"
+        )
+    return model_repository_with(
+        work_dir / f"repository-{weights}", {"weights": weights}, source=model_repository
+    )
+
+
 class LocalTriton:
     """A `tritonserver` child process: `with LocalTriton(...) as triton:` waits for readiness."""
 
@@ -139,8 +210,12 @@ class LocalTriton:
         work_dir: Path = DEFAULT_WORK_DIR,
         log_path: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        weights: str | None = None,
     ) -> None:
-        self.model_repository = model_repository
+        """`weights`: the export to serve instead of the one the repository's config names
+        (None: that one)."""
+        self.model_repository = repository_serving(weights, model_repository, work_dir)
+        self.weights = weights or configured_weights(model_repository)
         self.ports = ports
         self.host = host
         self.work_dir = work_dir
@@ -258,6 +333,16 @@ class LocalTriton:
         self.stop()
 
 
+def add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights",
+        default=os.environ.get(WEIGHTS_ENV) or None,
+        metavar="NAME",
+        help=f"the export to serve, e.g. base (python -m export NAME writes it; env "
+        f"{WEIGHTS_ENV}; default: the one config.pbtxt names, tiny.en)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m gateway.tools.local_triton`: serve the model repository until Ctrl-C or
     SIGTERM."""
@@ -267,20 +352,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=TritonPorts.http)
     parser.add_argument("--grpc-port", type=int, default=TritonPorts.grpc)
     parser.add_argument("--metrics-port", type=int, default=TritonPorts.metrics)
+    add_weights_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    triton = LocalTriton(
-        model_repository=args.model_repository,
-        host=args.host,
-        ports=TritonPorts(args.http_port, args.grpc_port, args.metrics_port),
-    )
+    try:
+        triton = LocalTriton(
+            model_repository=args.model_repository,
+            host=args.host,
+            ports=TritonPorts(args.http_port, args.grpc_port, args.metrics_port),
+            weights=args.weights,
+        )
+    except TritonLaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         with triton:
             print(
-                f"Triton ready: HTTP {triton.http_url}, gRPC {triton.grpc_url}, "
+                f"Triton ready, serving {triton.weights}: HTTP {triton.http_url}, "
+                f"gRPC {triton.grpc_url}, "
                 f"metrics http://{args.host}:{args.metrics_port}/metrics (Ctrl-C stops)",
                 flush=True,
             )

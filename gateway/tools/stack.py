@@ -7,11 +7,17 @@ stops the gateway gracefully, then Triton and its stub.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from gateway.backend.endpoints import parse_endpoints
 from gateway.server.app import serve, startup
-from gateway.tools.local_triton import LocalTriton, TritonLaunchError, TritonPorts
+from gateway.tools.local_triton import (
+    LocalTriton,
+    TritonLaunchError,
+    TritonPorts,
+    add_weights_argument,
+)
 from gateway.tools.supervisor import TritonSupervisor
 
 
@@ -22,14 +28,20 @@ def triton_ports(grpc_url: str) -> TritonPorts:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (settings := startup(argv)) is None:
+    """`hermes up [--weights NAME] [gateway flags]`: `--weights` picks the export Triton
+    serves; every other flag is the gateway's (as `hermes serve` takes them)."""
+    parser = argparse.ArgumentParser(prog="hermes up", add_help=False, allow_abbrev=False)
+    add_weights_argument(parser)
+    own, gateway_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if (settings := startup(gateway_args)) is None:
         return 2
-    triton = LocalTriton(ports=triton_ports(settings.triton_url))
     try:
+        triton = LocalTriton(ports=triton_ports(settings.triton_url), weights=own.weights)
         with triton:
             print(
                 f"hermes: gateway http://{settings.host}:{settings.port}  "
-                f"(Triton HTTP {triton.http_url}, gRPC {triton.grpc_url}); Ctrl-C stops",
+                f"(Triton serving {triton.weights}: HTTP {triton.http_url}, "
+                f"gRPC {triton.grpc_url}); Ctrl-C stops",
                 flush=True,
             )
             supervisor = TritonSupervisor(triton)
