@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -21,19 +22,27 @@ from gateway.server.access import client_of
 from gateway.server.errors import RETRY_AFTER_S, ApiError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Refused = Callable[[str], None]  # told why an upload was refused (gateway.server.metrics)
+
+
+def _ignore(_: object) -> None:
+    pass
 
 
 class _Turn:
     """One admitted upload's claim on a running slot: taken once, given back by the guard."""
 
-    def __init__(self, turns: asyncio.Semaphore) -> None:
+    def __init__(self, turns: asyncio.Semaphore, waited: Callable[[float], None]) -> None:
         self._turns = turns
+        self._waited = waited
         self._held = False
 
     async def take(self) -> None:
         if not self._held:
+            started = time.monotonic()
             await self._turns.acquire()
             self._held = True
+            self._waited(time.monotonic() - started)
 
     def give_back(self) -> None:
         if self._held:
@@ -48,9 +57,10 @@ class AudioBudget:
     """The decoded audio all uploads hold at once, in bytes: each upload claims what its
     decoder writes, chunk by chunk, and gives it back when its request ends."""
 
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(self, limit_bytes: int, refused: Refused = _ignore) -> None:
         self.limit_bytes = limit_bytes
         self.held_bytes = 0
+        self.refused = refused
 
     def claim(self) -> AudioClaim:
         return AudioClaim(self)
@@ -65,6 +75,7 @@ class AudioClaim:
         """Claim `size` more bytes; 503 when the budget has no room for them."""
         budget = self._budget
         if budget.held_bytes + size > budget.limit_bytes:
+            budget.refused("decoded_audio_budget")
             raise ApiError(
                 503,
                 f"the server is busy: uploads hold {budget.held_bytes / 2**20:.0f} MB of decoded "
@@ -84,8 +95,22 @@ AUDIO_CLAIM = web.RequestKey("audio_claim", AudioClaim)
 
 
 class UploadAdmission:
-    def __init__(self, running: int, waiting: int, per_client: int, audio: AudioBudget) -> None:
+    """`refused` is told why an upload was refused (`waiting_room_full`, `client_limit`), and
+    `waited` how long each one waited for its turn."""
+
+    def __init__(
+        self,
+        running: int,
+        waiting: int,
+        per_client: int,
+        audio: AudioBudget,
+        *,
+        refused: Refused = _ignore,
+        waited: Callable[[float], None] = _ignore,
+    ) -> None:
         self.audio = audio
+        self._refused = refused
+        self._waited = waited
         self._per_client = per_client
         self._by_client: collections.Counter[str] = collections.Counter()
         self._turns = asyncio.Semaphore(running)
@@ -103,6 +128,7 @@ class UploadAdmission:
         @functools.wraps(handler)
         async def admitted(request: web.Request) -> web.StreamResponse:
             if self._admitted >= self._capacity:
+                self._refused("waiting_room_full")
                 uploads = "1 upload is" if self._admitted == 1 else f"{self._admitted} uploads are"
                 raise ApiError(
                     503,
@@ -112,6 +138,7 @@ class UploadAdmission:
                 )
             client = client_of(request)
             if self._by_client[client] >= self._per_client:
+                self._refused("client_limit")
                 raise ApiError(
                     503,
                     f"too many uploads from this client: the limit is {self._per_client} "
@@ -121,7 +148,7 @@ class UploadAdmission:
                 )
             self._admitted += 1
             self._by_client[client] += 1
-            request[TURN] = turn = _Turn(self._turns)
+            request[TURN] = turn = _Turn(self._turns, self._waited)
             request[AUDIO_CLAIM] = claim = self.audio.claim()
             try:
                 return await handler(request)

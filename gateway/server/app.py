@@ -18,7 +18,7 @@ from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import AsrBackend
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
-from gateway.server import access, http_files, ws_stream
+from gateway.server import access, http_files, metrics, realtime, ws_stream
 from gateway.server.admission import AudioBudget, UploadAdmission
 from gateway.server.cors import Cors
 from gateway.server.errors import RETRY_AFTER_S, ApiError, error_middleware
@@ -37,7 +37,7 @@ STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file
 # Open without an API key: the probes, and the live page (which hands the key it was opened
 # with, `/?token=...`, on to /stream-audio)
 PUBLIC_RESOURCES = frozenset({"/", "/static/{name}", "/healthz", "/readyz"})
-WEBSOCKET_RESOURCES = frozenset({"/stream-audio"})  # where an API key may come as ?token=
+WEBSOCKET_RESOURCES = frozenset({"/stream-audio", "/v1/realtime"})  # where an API key may come as ?token=
 # How the server runs the app (`serve`, `benchmarks.stack`, the tests): a handler whose client
 # hung up is cancelled, and the work it started with it (ffmpeg, a file's windows at Triton);
 # otherwise an SDK's time-out-and-retry pays for the whole file twice.
@@ -108,10 +108,13 @@ async def static_file(request: web.Request) -> web.FileResponse:
 
 def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.Application:
     cors = Cors(settings.cors_allowed_origins)
+    counters = metrics.GatewayMetrics()
     app = web.Application(
-        # Outermost first: the request id spans everything, errors are JSON with that id, and
-        # CORS preflights are answered before Origin and API key are checked.
+        # Outermost first: every answer is counted, the request id spans everything, errors
+        # are JSON with that id, and CORS preflights are answered before Origin and API key
+        # are checked.
         middlewares=[
+            metrics.middleware(counters),
             request_id_middleware,
             error_middleware,
             cors.preflight,
@@ -119,9 +122,12 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
         ],
         client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )
-    app.on_response_prepare.extend([add_request_id_header, cors.add_headers])
+    app.on_response_prepare.extend([add_request_id_header, cors.add_headers, metrics.note_status])
     app[SETTINGS] = settings
-    app[STREAMS] = weakref.WeakSet()
+    app[STREAMS] = streams = weakref.WeakSet()
+    app[metrics.METRICS] = counters
+    counters.count_streams(lambda: len(streams))
+    counters.watch_backend(lambda: app[ASR].describe() if ASR in app else {})
     app.cleanup_ctx.extend(
         [triton_pool if backend is None else given_backend(backend), heap_trimming]
     )
@@ -133,15 +139,20 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
         settings.max_uploads_running,
         settings.max_uploads_waiting,
         settings.max_uploads_per_client,
-        AudioBudget(int(settings.max_decoded_audio_mb * 2**20)),
+        AudioBudget(int(settings.max_decoded_audio_mb * 2**20), counters.refuse_upload),
+        refused=counters.refuse_upload,
+        waited=counters.admission_wait.observe,
     )
+    counters.count_uploads(lambda: uploads.admitted)
     app.add_routes(
         [
             web.get("/", live_page),
             web.get("/static/{name}", static_file),
             web.get("/stream-audio", ws_stream.stream_audio),
+            web.get("/v1/realtime", realtime.realtime),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
+            web.get("/metrics", metrics.metrics_page),
             web.post("/transcribe", uploads.guard(http_files.transcribe)),
             web.post("/upload", uploads.guard(http_files.transcribe)),
             web.post("/v1/audio/transcriptions", uploads.guard(http_files.openai_transcriptions)),

@@ -38,6 +38,7 @@ from gateway.server.admission import take_turn, watch_decoded_audio
 from gateway.server.errors import RETRY_AFTER_S, ApiError
 from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render, usage
 from gateway.server.keys import ASR, SETTINGS
+from gateway.server.metrics import METRICS
 from gateway.server.openai_options import chunking_strategy, includes
 from gateway.server.uploads import read_upload
 
@@ -204,6 +205,7 @@ async def _run(
         in_flight=settings.file_windows_in_flight,
         vad=file_request.vad,
     )
+    progress = request.app[METRICS].count_file_audio(progress)
     return file_request, progress, audio.size / SAMPLE_RATE
 
 

@@ -22,6 +22,7 @@ from gateway.modes.streaming import StreamSession
 from gateway.modes.vad import StreamingVad
 from gateway.server.access import client_of
 from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
+from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.request_context import current_request_id
 from gateway.server.settings import Settings
 
@@ -49,11 +50,13 @@ class _Connection:
         self.stopping = asyncio.Event()  # `stop` came, the client went, or the server drains
         self.worker: asyncio.Task[None] | None = None
         self.model_unavailable = False  # the last step could not reach the model
+        self.watch = StreamWatch(request.app[METRICS])  # finals' latency, skipped audio
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.ws.closed:
             return
+        self.watch.sent(message)
         async with self._send_lock:
             await self.ws.send_json(message)
 
@@ -110,11 +113,16 @@ class _Connection:
                 self.config,
                 min_new_audio_s=self.clock.min_period_s / 2,
                 vad=StreamingVad(scorer=self.vad_scorer),
-                on_model_seconds=self.clock.record,
+                on_model_seconds=self._model_seconds,
             )
             self.worker = asyncio.create_task(self._run_steps())
         self.session.append(samples)
+        self.watch.received(samples.size / SAMPLE_RATE)
         return samples.size / SAMPLE_RATE
+
+    def _model_seconds(self, seconds: float) -> None:
+        self.clock.record(seconds)
+        self.watch.model_seconds(seconds)
 
     async def _run_steps(self) -> None:
         """On every beat of the shared clock, a step if enough new audio has come."""
@@ -182,6 +190,9 @@ async def stream_audio(request: web.Request) -> web.WebSocketResponse:
     client = client_of(request)
     if (refusal := _refusal(streams, client, settings)) is not None:
         logger.info("stream refused for %s: %s", client, refusal)
+        request.app[METRICS].refuse_stream(
+            "streams_limit" if len(streams) >= settings.max_streams else "client_limit"
+        )
         await ws.close(code=CLOSE_BUSY, message=refusal.encode())
         return ws
     ws[STREAM_CLIENT] = client
