@@ -37,7 +37,8 @@ STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file
 # Open without an API key: the probes, and the live page (which hands the key it was opened
 # with, `/?token=...`, on to /stream-audio)
 PUBLIC_RESOURCES = frozenset({"/", "/static/{name}", "/healthz", "/readyz"})
-WEBSOCKET_RESOURCES = frozenset({"/stream-audio", "/v1/realtime"})  # where an API key may come as ?token=
+# where an API key may come as ?token= (a browser cannot set a WebSocket's headers)
+WEBSOCKET_RESOURCES = frozenset({"/stream-audio", "/v1/realtime"})
 # How the server runs the app (`serve`, `benchmarks.stack`, the tests): a handler whose client
 # hung up is cancelled, and the work it started with it (ffmpeg, a file's windows at Triton);
 # otherwise an SDK's time-out-and-retry pays for the whole file twice.

@@ -191,7 +191,8 @@ BAD_MESSAGES = {
     ),
     "an unknown encoding": (
         '{"type": "config", "encoding": "mp3"}',
-        "bad config: encoding must be one of pcm_s16le, f32le, pcm_mulaw, pcm_alaw; keeping the previous settings",
+        "bad config: encoding must be one of pcm_s16le, f32le, pcm_mulaw, pcm_alaw; "
+        "keeping the previous settings",
     ),
     "too many channels": (
         '{"type": "config", "channels": 9}',

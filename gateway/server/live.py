@@ -1,0 +1,174 @@
+"""What every live-transcription WebSocket shares, whatever its protocol (`/stream-audio`,
+the Realtime API): the stream limits checked before a session opens, the receive loop with
+its idle timeout and longest session, and the flush of every stream when the server stops.
+
+A protocol plugs in as a `LiveConnection`: it turns the client's messages into audio and
+events and runs its session's steps; this module decides when it opens, ends and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+
+from gateway.server.access import client_of
+from gateway.server.keys import DRAINING, SETTINGS, STREAMS
+from gateway.server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008: idle, or the session too long
+CLOSE_BUSY = WSCloseCode.TRY_AGAIN_LATER  # 1013
+# A frame shorter than this is not audio to the idle timeout: a sample every 29 s must not
+# keep a stream open for nothing
+MIN_AUDIO_FRAME_SECONDS = 0.01
+STREAM_CLIENT = web.ResponseKey("client", str)  # who opened the stream: max_streams_per_client
+
+
+class LiveConnection(Protocol):
+    ws: web.WebSocketResponse
+    stopping: asyncio.Event  # the client ended the session, or the server drains
+
+    @property
+    def buffered_seconds(self) -> float:
+        """Audio held that the model has not read yet."""
+
+    async def start(self) -> None:
+        """The session is open: say so, if the protocol does."""
+
+    async def on_binary(self, data: bytes) -> float:
+        """A binary message; how many seconds of audio it held."""
+
+    async def on_text(self, data: str) -> float:
+        """A text message; how many seconds of audio it held."""
+
+    async def drop_backlog(self) -> None:
+        """Keep only the newest audio, reporting what went."""
+
+    async def error(self, message: str) -> None:
+        """Tell the client something went wrong; the session goes on."""
+
+    async def finish(self) -> None:
+        """Transcribe what is left and say the session is done."""
+
+    async def cancel(self) -> None:
+        """The client is gone: stop the session's work without flushing."""
+
+
+async def serve_live(
+    request: web.Request, connect: Callable[[web.WebSocketResponse], LiveConnection]
+) -> web.WebSocketResponse:
+    """Open a live session on `request`'s WebSocket (or close it with 1013 when the stream
+    limits are reached) and run it until it ends."""
+    settings = request.app[SETTINGS]
+    streams = request.app[STREAMS]
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=max_message_bytes(request))
+    await ws.prepare(request)
+    client = client_of(request)
+    if (refusal := stream_refusal(streams, client, settings)) is not None:
+        logger.info("stream refused for %s: %s", client, refusal)
+        await ws.close(code=CLOSE_BUSY, message=refusal.encode())
+        return ws
+    ws[STREAM_CLIENT] = client
+    streams.add(ws)
+    connection = connect(ws)
+    try:
+        await connection.start()
+        await _receive(connection, settings, request.app[DRAINING])
+    finally:
+        # aiohttp may cancel this handler when the client goes: release before awaiting
+        streams.discard(ws)
+        await connection.cancel()
+    return ws
+
+
+def max_message_bytes(request: web.Request) -> int:
+    """The largest message a live socket takes: a frame of audio, or that frame in base64
+    inside a JSON event (the Realtime API) with room for the event around it."""
+    frame = request.app[SETTINGS].stream_max_frame_bytes
+    return frame if request.path == "/stream-audio" else -(-frame // 3) * 4 + 4096
+
+
+def stream_refusal(
+    streams: weakref.WeakSet[web.WebSocketResponse], client: str, settings: Settings
+) -> str | None:
+    """Why a new stream of `client` may not open now (closed with 1013), or None."""
+    if len(streams) >= settings.max_streams:
+        return f"too many streams: the limit is {settings.max_streams}; try again later"
+    if sum(ws.get(STREAM_CLIENT) == client for ws in streams) >= settings.max_streams_per_client:
+        return (
+            f"too many streams from this client: the limit is {settings.max_streams_per_client}; "
+            "try again later"
+        )
+    return None
+
+
+async def _next_message(
+    ws: web.WebSocketResponse, timeout: float, draining: asyncio.Event
+) -> WSMessage | None:
+    """The client's next message, or None once the server starts shutting down."""
+    receive = asyncio.ensure_future(ws.receive(timeout=max(timeout, 0.001)))
+    drain = asyncio.ensure_future(draining.wait())
+    await asyncio.wait((receive, drain), return_when=asyncio.FIRST_COMPLETED)
+    drain.cancel()
+    if receive.done():
+        return receive.result()
+    receive.cancel()
+    await asyncio.gather(receive, return_exceptions=True)
+    return None
+
+
+async def _receive(connection: LiveConnection, settings: Settings, draining: asyncio.Event) -> None:
+    ws = connection.ws
+    loop = asyncio.get_running_loop()
+    idle_s, longest_s = settings.stream_idle_timeout_s, settings.stream_max_session_s
+    opened = heard_from = loop.time()  # heard_from: the last audio or message from the client
+    while not connection.stopping.is_set():
+        if loop.time() - opened >= longest_s:
+            await connection.error(f"the stream reached the longest session, {longest_s:g} s")
+            await connection.finish()  # what was heard, then done
+            await ws.close(code=CLOSE_POLICY, message=b"session too long")
+            return
+        try:
+            deadline = min(heard_from + idle_s, opened + longest_s)
+            message = await _next_message(ws, deadline - loop.time(), draining)
+        except TimeoutError:
+            if loop.time() - heard_from < idle_s:
+                continue  # the session's end, handled above
+            await connection.error(f"no audio or message for {idle_s:g} s; closing")
+            await ws.close(code=CLOSE_POLICY, message=b"idle timeout")
+            return
+        if message is None:  # shutting down: flush what was heard, then say goodbye
+            await connection.finish()
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            return
+        if message.type == WSMsgType.BINARY:
+            if await connection.on_binary(message.data) >= MIN_AUDIO_FRAME_SECONDS:
+                heard_from = loop.time()
+        elif message.type == WSMsgType.TEXT:
+            audio_s = await connection.on_text(message.data)
+            if audio_s >= MIN_AUDIO_FRAME_SECONDS or audio_s == 0.0:
+                heard_from = loop.time()  # an event, or real audio: not a 1-sample append
+        else:  # closed by the client, or a broken connection: nothing to flush to
+            logger.info("stream closed by the client (%s)", message.type.name)
+            return
+        if connection.buffered_seconds > settings.stream_max_buffer_seconds:
+            await connection.drop_backlog()  # faster than real time: keep the newest
+    await connection.finish()
+    await ws.close()
+
+
+async def drain_streams(app: web.Application) -> None:
+    """On shutdown: every stream flushes its text and closes with 1001; those still open
+    after `shutdown_timeout_s` are closed as they are."""
+    app[DRAINING].set()
+    deadline = asyncio.get_running_loop().time() + app[SETTINGS].shutdown_timeout_s
+    while app[STREAMS] and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    for ws in list(app[STREAMS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -1,0 +1,428 @@
+"""`GET /v1/realtime?intent=transcription`: OpenAI's Realtime API for live transcription
+(docs/realtime.md), over the same machinery as `/stream-audio`.
+
+Each turn of speech is a conversation item with a live stream of its own (`StreamSession`):
+its steps run on the shared beat, batched in Triton with every other stream, and the words
+they commit become `...transcription.delta` events as they are agreed, so a client sees the
+text while the person is still speaking. A turn ends at the voice detector's pause (server
+VAD) or at the client's `input_audio_buffer.commit`; its rest is then read to the end, as
+`/stream-audio` reads a stream at `stop`, and `...transcription.completed` carries the whole
+transcript: the item's deltas, concatenated. Completed items go out in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections import deque
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from gateway.core.contract import AsrFailed, AsrRejected, AsrUnavailable
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.stream_input import FrameDecoder, StreamProtocolError
+from gateway.modes.streaming import StreamSession
+from gateway.modes.turns import SpeechStarted, TurnDetector
+from gateway.modes.vad import StreamingVad
+from gateway.server.errors import ApiError
+from gateway.server.keys import ASR, STEP_CLOCK, STREAM_VAD
+from gateway.server.live import serve_live
+from gateway.server.realtime_events import (
+    RealtimeConfig,
+    RealtimeEventError,
+    error_event,
+    event,
+    new_id,
+)
+
+logger = logging.getLogger(__name__)
+
+MIN_COMMIT_SECONDS = 0.1  # OpenAI refuses to commit less audio than this
+DETECT_EVERY_SECONDS = 0.1  # how often (in audio) turns are looked for
+SESSION_UPDATES = {"session.update": False, "transcription_session.update": True}  # → beta
+
+
+class _Turn:
+    """One conversation item: the audio since the last commit, and the text sent for it."""
+
+    def __init__(self, item_id: str, base_s: float, session: StreamSession, config: RealtimeConfig):
+        self.item_id = item_id
+        self.base_s = base_s  # where the turn starts in the session's audio
+        self.session = session
+        self.detector = None if config.turn is None else TurnDetector(config.turn)
+        self.detected_at = 0.0  # turn time of the last look for a pause
+        self.transcript = ""  # the deltas sent, concatenated
+        self.cleared = False  # the client dropped the rest of its audio: nothing more to read
+        self.skipped: list[dict[str, Any]] = []  # audio of the turn the model never heard
+
+    @property
+    def seconds(self) -> float:
+        return self.session.audio.received
+
+    def ms(self, turn_time: float) -> int:
+        return round((self.base_s + turn_time) * 1000)
+
+
+class _RealtimeConnection:
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.backend = request.app[ASR]
+        self.clock = request.app[STEP_CLOCK]
+        self.vad_scorer = request.app[STREAM_VAD]
+        self.session_id = new_id("sess")
+        self.config = RealtimeConfig()
+        self.beta = False  # the client speaks the older transcription_session.* events
+        self.decoder = FrameDecoder(self.config.stream_config())
+        self.audio_seen = False  # the format is fixed once audio has come
+        self.turn = self._new_turn(0.0)
+        self.previous_item_id: str | None = None
+        self.committed: deque[_Turn] = deque()  # ended, waiting to be completed in order
+        self.stopping = asyncio.Event()  # the server drains (a client just hangs up)
+        self.wake = asyncio.Event()  # a turn was committed
+        self.model_unavailable = False
+        self.worker = asyncio.create_task(self._run())
+        self._send_lock = asyncio.Lock()
+
+    def _new_turn(self, base_s: float) -> _Turn:
+        session = StreamSession(
+            self.backend,
+            self.config.stream_config(),
+            min_new_audio_s=self.clock.min_period_s / 2,
+            vad=StreamingVad(scorer=self.vad_scorer),
+            on_model_seconds=self.clock.record,
+        )
+        return _Turn(new_id("item"), base_s, session, self.config)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            await self.ws.send_json(message)
+
+    async def start(self) -> None:
+        await self.send(event("session.created", session=self._describe()))
+
+    def _describe(self) -> dict[str, Any]:
+        return self.config.describe(self.session_id, self.beta)
+
+    # -- the client's events -------------------------------------------------------------
+
+    async def error(self, message: str, code: str = "server_error") -> None:
+        await self.send(
+            event("error", error={"type": "server_error", "code": code, "message": message})
+        )
+
+    async def on_binary(self, data: bytes) -> float:
+        await self._refuse(
+            RealtimeEventError(
+                "Send audio as input_audio_buffer.append events (base64), not binary messages.",
+                "invalid_message",
+            ),
+            None,
+        )
+        return 0.0
+
+    async def on_text(self, data: str) -> float:
+        try:
+            message = json.loads(data)
+        except (json.JSONDecodeError, RecursionError):
+            await self._refuse(RealtimeEventError("Invalid JSON.", "invalid_json"), None)
+            return 0.0
+        if not isinstance(message, dict):
+            await self._refuse(
+                RealtimeEventError("An event is a JSON object.", "invalid_event"), None
+            )
+            return 0.0
+        client_event_id = (
+            message.get("event_id") if isinstance(message.get("event_id"), str) else None
+        )
+        try:
+            return await self._dispatch(message)
+        except RealtimeEventError as exc:
+            await self._refuse(exc, client_event_id)
+            return 0.0
+
+    async def _refuse(self, exc: RealtimeEventError, client_event_id: str | None) -> None:
+        await self.send(error_event(exc, client_event_id))
+
+    async def _dispatch(self, message: dict[str, Any]) -> float:
+        kind = message.get("type")
+        if kind in SESSION_UPDATES:
+            await self._update(message.get("session"), SESSION_UPDATES[kind])
+        elif kind == "input_audio_buffer.append":
+            return await self._append(message.get("audio"))
+        elif kind == "input_audio_buffer.commit":
+            await self._commit_by_client()
+        elif kind == "input_audio_buffer.clear":
+            await self._clear()
+        else:
+            raise RealtimeEventError(
+                f"Invalid value for 'type': {kind!r} is not an event of a transcription session "
+                "(session.update, input_audio_buffer.append, .commit or .clear).",
+                "invalid_value",
+                "type",
+            )
+        return 0.0
+
+    async def _update(self, session: Any, beta: bool) -> None:
+        config = self.config.updated(session, beta)
+        if self.audio_seen and (config.format, config.sample_rate) != (
+            self.config.format,
+            self.config.sample_rate,
+        ):
+            raise RealtimeEventError(
+                "The audio format cannot change once audio has been sent.",
+                "invalid_value",
+                "session.audio.input.format",
+            )
+        self.config, self.beta = config, beta
+        if not self.audio_seen:
+            self.decoder = FrameDecoder(config.stream_config())
+            self.turn = self._new_turn(0.0)
+        # transcription and turn settings apply from the next turn on
+        name = "transcription_session.updated" if beta else "session.updated"
+        await self.send(event(name, session=self._describe()))
+
+    async def _append(self, audio: Any) -> float:
+        if not isinstance(audio, str):
+            raise RealtimeEventError(
+                "Missing required parameter: 'audio' (base64-encoded audio).",
+                "missing_required_parameter",
+                "audio",
+            )
+        try:
+            data = base64.b64decode(audio, validate=True)
+            samples = self.decoder.decode(data)
+        except binascii.Error:
+            raise RealtimeEventError(
+                "Invalid value for 'audio': not base64.", "invalid_value", "audio"
+            ) from None
+        except StreamProtocolError as exc:
+            raise RealtimeEventError(str(exc), "invalid_value", "audio") from None
+        self.audio_seen = True
+        self.turn.session.append(samples)
+        await self._detect_turns()
+        return samples.size / SAMPLE_RATE
+
+    async def _detect_turns(self) -> None:
+        """Speech started and stopped in the current turn; at a stop, the turn is committed
+        there and what came after it begins the next (several at once when a client sends
+        faster than real time)."""
+        while (turn := self.turn).detector is not None:
+            if turn.seconds - turn.detected_at < DETECT_EVERY_SECONDS:
+                return
+            turn.detected_at = turn.seconds
+            for change in turn.detector.update(turn.session.audio):
+                if isinstance(change, SpeechStarted):
+                    await self.send(
+                        event(
+                            "input_audio_buffer.speech_started",
+                            audio_start_ms=turn.ms(change.at),
+                            item_id=turn.item_id,
+                        )
+                    )
+                    continue
+                await self.send(
+                    event(
+                        "input_audio_buffer.speech_stopped",
+                        audio_end_ms=turn.ms(change.at),
+                        item_id=turn.item_id,
+                    )
+                )
+                rest = turn.session.audio.split_off(change.at)
+                await self._commit()
+                self.turn.session.append(rest)
+                break  # look at the next turn, with the rest
+            else:
+                return
+
+    def _take_resampler_tail(self) -> None:
+        """The client ends the turn here: the samples the resampler still holds are its
+        last (a fresh resampler starts the next turn)."""
+        self.turn.session.append(self.decoder.flush())
+        self.decoder = FrameDecoder(self.config.stream_config())
+
+    async def _commit_by_client(self) -> None:
+        self._take_resampler_tail()
+        if self.turn.seconds < MIN_COMMIT_SECONDS:
+            raise RealtimeEventError(
+                f"Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_SECONDS * 1000:.0f}ms of audio, but buffer only has "
+                f"{self.turn.seconds * 1000:.2f}ms of audio.",
+                "input_audio_buffer_commit_empty",
+            )
+        await self._commit()
+
+    async def _commit(self) -> None:
+        """End the current turn: its item is committed and will be completed; a new turn
+        begins where it ends."""
+        turn = self.turn
+        await self.send(
+            event(
+                "input_audio_buffer.committed",
+                item_id=turn.item_id,
+                previous_item_id=self.previous_item_id,
+            )
+        )
+        self.previous_item_id = turn.item_id
+        self.committed.append(turn)
+        self.turn = self._new_turn(turn.base_s + turn.seconds)
+        self.wake.set()
+
+    async def _clear(self) -> None:
+        """Drop the audio not yet committed. Words of it already sent as deltas were final:
+        their item is committed and completed with them, and nothing more is read."""
+        turn = self.turn
+        self.decoder = FrameDecoder(self.config.stream_config())  # what it held goes too
+        if turn.transcript:
+            turn.cleared = True
+            await self._commit()
+        else:
+            self.turn = self._new_turn(turn.base_s + turn.seconds)
+        await self.send(event("input_audio_buffer.cleared"))
+
+    # -- the session's steps --------------------------------------------------------------
+
+    @property
+    def buffered_seconds(self) -> float:
+        return self.turn.session.buffered_seconds
+
+    async def drop_backlog(self) -> None:
+        await self._deliver(self.turn, self.turn.session.drop_backlog("overload"))
+
+    async def _run(self) -> None:
+        """Complete committed turns in order; on every beat, step the current turn."""
+        while not self.stopping.is_set():
+            await self._beat_or_wake()
+            while self.committed:
+                await self._complete(self.committed.popleft())
+            turn = self.turn
+            if self.stopping.is_set() or not turn.session.step_due:
+                continue
+            reason = "model_unavailable" if self.model_unavailable else "overload"
+            await self._deliver(turn, turn.session.drop_backlog(reason))
+            await self._deliver(turn, await self._guarded(turn.session.step()))
+
+    async def _beat_or_wake(self) -> None:
+        waiters = [
+            asyncio.ensure_future(self.clock.beat()),
+            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(self.stopping.wait()),
+        ]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        self.wake.clear()
+
+    async def _guarded(self, step: Any) -> list[dict[str, Any]]:
+        """A step's messages; a model that cannot be reached is reported once, and the
+        session goes on (the next steps try again)."""
+        try:
+            messages = await step
+        except AsrUnavailable as exc:
+            if not self.model_unavailable:
+                await self.error(f"{exc}; the session stays open", "model_unavailable")
+            self.model_unavailable = True
+            return []
+        except AsrRejected as exc:
+            await self.error(str(exc), "rejected")
+            return []
+        except AsrFailed as exc:
+            logger.error("the model failed on a realtime step: %s", exc)  # internals: log only
+            await self.error(
+                "the speech model failed on this audio; the session goes on", "model_error"
+            )
+            return []
+        self.model_unavailable = False
+        return messages
+
+    async def _deliver(self, turn: _Turn, messages: list[dict[str, Any]]) -> None:
+        """A stream's messages as Realtime events: finals become deltas of the turn's item;
+        audio never heard is said at once (an `error` naming the stretch) and again when the
+        item completes or fails."""
+        for message in messages:
+            if message["type"] == "final":
+                delta = message["text"] if turn.transcript else message["text"].lstrip()
+                if not delta:
+                    continue
+                turn.transcript += delta
+                await self.send(
+                    event(
+                        "conversation.item.input_audio_transcription.delta",
+                        item_id=turn.item_id,
+                        content_index=0,
+                        delta=delta,
+                    )
+                )
+            elif message["type"] == "skipped":
+                turn.skipped.append(message)
+                await self.error(
+                    f"audio from {turn.ms(message['start'])} ms to {turn.ms(message['end'])} ms "
+                    f"was not transcribed ({message['reason']})",
+                    "audio_skipped",
+                )
+
+    async def _complete(self, turn: _Turn) -> None:
+        """Read the rest of a committed turn; `completed` with its transcript, or `failed`
+        when the model heard none of it."""
+        if not turn.cleared:
+            rest = turn.session.finish(np.zeros(0, np.float32))
+            await self._deliver(turn, await self._guarded(rest))
+        failures = [s for s in turn.skipped if s["reason"] != "overload"]
+        if failures and not turn.transcript:
+            await self.send(
+                event(
+                    "conversation.item.input_audio_transcription.failed",
+                    item_id=turn.item_id,
+                    content_index=0,
+                    error={
+                        "type": "server_error",
+                        "code": failures[-1]["reason"],
+                        "message": "the speech model could not transcribe this audio",
+                        "param": None,
+                    },
+                )
+            )
+            return
+        await self.send(
+            event(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=turn.item_id,
+                content_index=0,
+                transcript=turn.transcript,
+                usage={"type": "duration", "seconds": round(turn.seconds, 3)},
+            )
+        )
+
+    async def finish(self) -> None:
+        """The server drains: the current turn is committed if it holds anything, and every
+        committed turn completed."""
+        self._take_resampler_tail()
+        if self.turn.seconds >= MIN_COMMIT_SECONDS and self.turn.session.audio.speech_regions():
+            await self._commit()
+        self.stopping.set()
+        await self.worker
+        while self.committed:
+            await self._complete(self.committed.popleft())
+
+    async def cancel(self) -> None:
+        self.worker.cancel()
+        await asyncio.gather(self.worker, return_exceptions=True)
+
+
+async def realtime(request: web.Request) -> web.WebSocketResponse:
+    """Only transcription sessions: a conversation (a voice agent) needs a language model."""
+    if request.query.get("intent") != "transcription":
+        raise ApiError(
+            400,
+            "hermes serves Realtime transcription sessions: connect with ?intent=transcription",
+            "invalid_intent",
+            param="intent",
+        )
+    return await serve_live(request, lambda ws: _RealtimeConnection(request, ws))

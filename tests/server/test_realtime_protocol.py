@@ -1,0 +1,392 @@
+"""The Realtime API's transcription sessions (`/v1/realtime?intent=transcription`,
+docs/realtime.md) event by event, against a scripted backend and the real voice detector:
+the session's settings, turns ended by the client and by the detector's pause, deltas that
+concatenate to the completed transcript, and every refused event."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import aiohttp
+import numpy as np
+import pytest
+import soxr
+from aiohttp import WSMsgType
+
+from gateway.core.contract import AsrFailed, Priority
+from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.g711 import MULAW
+from testsupport.scripted_backend import hear
+from testsupport.streams import pcm16
+
+PATH = "/v1/realtime?intent=transcription"
+MANUAL = {
+    "type": "session.update",
+    "session": {"type": "transcription", "audio": {"input": {"turn_detection": None}}},
+}
+
+
+def at_24k(audio: np.ndarray) -> np.ndarray:
+    return soxr.resample(audio, SAMPLE_RATE, 24_000).astype(np.float32)
+
+
+def append(audio_bytes: bytes) -> dict:
+    return {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio_bytes).decode()}
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> dict:
+    message = await ws.receive(timeout=timeout)
+    assert message.type == WSMsgType.TEXT, message
+    event = json.loads(message.data)
+    assert event["event_id"].startswith("event_")
+    return event
+
+
+async def until(ws, kind: str, timeout: float = 10.0) -> list[dict]:
+    """Every event up to and including the first of type `kind`."""
+    events = [await receive(ws, timeout)]
+    while events[-1]["type"] != kind:
+        events.append(await receive(ws, timeout))
+    return events
+
+
+def of_type(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e["type"] == kind]
+
+
+async def send_in_chunks(ws, audio_24k: np.ndarray, chunk_s: float = 0.1) -> None:
+    step = int(chunk_s * 24_000)
+    for start in range(0, audio_24k.size, step):
+        await ws.send_json(append(pcm16(audio_24k[start : start + step])))
+
+
+async def opened(ws) -> dict:
+    created = await receive(ws)
+    assert created["type"] == "session.created"
+    return created["session"]
+
+
+# --- the session ---------------------------------------------------------------------------
+
+
+async def test_a_session_opens_with_openais_defaults_and_takes_updates(client) -> None:
+    async with client.ws_connect(PATH) as ws:
+        session = await opened(ws)
+        assert session["type"] == "transcription" and session["id"].startswith("sess_")
+        assert session["object"] == "realtime.transcription_session"
+        assert session["audio"]["input"] == {
+            "format": {"type": "audio/pcm", "rate": 24000},
+            "transcription": {"model": "whisper-1", "language": None, "prompt": ""},
+            "turn_detection": {
+                "type": "server_vad",
+                "threshold": 0.5,
+                "prefix_padding_ms": 300,
+                "silence_duration_ms": 500,
+            },
+            "noise_reduction": None,
+        }
+        await ws.send_json(
+            {
+                "type": "session.update",
+                "event_id": "mine",
+                "session": {
+                    "type": "transcription",
+                    "audio": {
+                        "input": {
+                            "format": {"type": "audio/pcmu"},
+                            "transcription": {
+                                "model": "whisper-1",
+                                "language": "en",
+                                "prompt": "Triton",
+                            },
+                            "turn_detection": {"type": "server_vad", "silence_duration_ms": 800},
+                            "noise_reduction": {"type": "near_field"},
+                        }
+                    },
+                    "include": ["item.input_audio_transcription.logprobs"],
+                },
+            }
+        )
+        updated = await receive(ws)
+        assert updated["type"] == "session.updated"
+        given = updated["session"]["audio"]["input"]
+        assert given["format"] == {"type": "audio/pcmu"}
+        assert given["transcription"] == {
+            "model": "whisper-1",
+            "language": "en",
+            "prompt": "Triton",
+        }
+        assert given["turn_detection"]["silence_duration_ms"] == 800
+        assert given["turn_detection"]["threshold"] == 0.5  # the rest kept
+        assert given["noise_reduction"] == {"type": "near_field"}
+        assert updated["session"]["include"] == ["item.input_audio_transcription.logprobs"]
+
+
+async def test_the_older_transcription_session_shape_is_answered_in_kind(client) -> None:
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(
+            {
+                "type": "transcription_session.update",
+                "session": {
+                    "input_audio_format": "g711_alaw",
+                    "input_audio_transcription": {"model": "whisper-1", "language": "en"},
+                    "turn_detection": None,
+                },
+            }
+        )
+        updated = await receive(ws)
+        assert updated["type"] == "transcription_session.updated"
+        assert updated["session"]["input_audio_format"] == "g711_alaw"
+        assert updated["session"]["turn_detection"] is None
+        assert updated["session"]["input_audio_transcription"]["language"] == "en"
+
+
+async def test_without_the_transcription_intent_the_upgrade_is_refused(client) -> None:
+    response = await client.get(
+        "/v1/realtime", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
+    )
+    assert response.status == 400
+    body = await response.json()
+    assert body["error"]["code"] == "invalid_intent" and body["error"]["param"] == "intent"
+
+
+# --- turns ---------------------------------------------------------------------------------
+
+
+async def test_a_committed_turn_streams_deltas_that_make_its_transcript(
+    client, backend, jfk_audio
+) -> None:
+    audio = at_24k(jfk_audio)
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(MANUAL)
+        assert (await receive(ws))["type"] == "session.updated"
+        await send_in_chunks(ws, audio, chunk_s=1.0)
+        await asyncio.sleep(0.6)  # a couple of beats: steps run while the turn is open
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+    (committed,) = of_type(events, "input_audio_buffer.committed")
+    assert committed["previous_item_id"] is None and committed["item_id"].startswith("item_")
+    deltas = of_type(events, "conversation.item.input_audio_transcription.delta")
+    completed = events[-1]
+    assert {d["item_id"] for d in deltas} == {completed["item_id"]} == {committed["item_id"]}
+    assert all(d["content_index"] == 0 for d in deltas) and completed["content_index"] == 0
+    assert "".join(d["delta"] for d in deltas) == completed["transcript"]
+    # what the model hears in the whole turn, read to its end as a file is
+    received = soxr.resample(
+        np.frombuffer(pcm16(audio), "<i2").astype(np.float32) / 32768, 24_000, SAMPLE_RATE
+    )
+    expected = "".join(s.text for s in hear(received, backend.calls[-1].options)).strip()
+    assert completed["transcript"] == expected and len(expected.split()) > 10
+    assert completed["usage"] == {"type": "duration", "seconds": pytest.approx(11.0, abs=0.05)}
+    assert {call.priority for call in backend.calls} == {Priority.STREAM}
+
+
+async def test_server_vad_ends_each_turn_at_the_pause(client, backend, jfk_audio) -> None:
+    """Two utterances with a second of silence between: two items, each started, stopped,
+    committed and completed, the second after the first."""
+    speech = jfk_audio[: int(2.5 * SAMPLE_RATE)]
+    quiet = np.zeros(SAMPLE_RATE, np.float32)
+    audio = at_24k(np.concatenate([speech, quiet, speech, quiet]))
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await send_in_chunks(ws, audio, chunk_s=0.1)
+        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+        events += await until(ws, "conversation.item.input_audio_transcription.completed")
+    started = of_type(events, "input_audio_buffer.speech_started")
+    stopped = of_type(events, "input_audio_buffer.speech_stopped")
+    committed = of_type(events, "input_audio_buffer.committed")
+    completed = of_type(events, "conversation.item.input_audio_transcription.completed")
+    items = [c["item_id"] for c in committed]
+    assert len(set(items)) == 2
+    assert [e["item_id"] for e in started] == [e["item_id"] for e in stopped] == items
+    assert [c["item_id"] for c in completed] == items  # in order
+    assert committed[1]["previous_item_id"] == items[0]
+    # JFK speaks from about 0.35 s, the second time 3.5 s later: each start is 300 ms of
+    # prefix padding earlier; each stops 500 ms after its speech (cut off at 2.5 s)
+    assert started[0]["audio_start_ms"] == pytest.approx(350 - 300, abs=150)
+    assert started[1]["audio_start_ms"] == pytest.approx(3850 - 300, abs=150)
+    assert stopped[0]["audio_end_ms"] == pytest.approx(2500 + 500, abs=300)
+    assert stopped[1]["audio_end_ms"] == pytest.approx(6000 + 500, abs=300)
+    for item in items:
+        deltas = [e for e in events if e["type"].endswith(".delta") and e["item_id"] == item]
+        (done,) = [c for c in completed if c["item_id"] == item]
+        assert "".join(d["delta"] for d in deltas) == done["transcript"] != ""
+
+
+async def test_telephone_audio_in_mulaw_is_transcribed(client, backend, jfk_audio) -> None:
+    at_8k = soxr.resample(jfk_audio[: 4 * SAMPLE_RATE], SAMPLE_RATE, 8_000)
+    # μ-law encode: the nearest of the 256 levels the table decodes to
+    mulaw = np.abs(at_8k[:, None] - MULAW[None, :]).argmin(axis=1).astype(np.uint8).tobytes()
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "transcription",
+                    "audio": {"input": {"format": {"type": "audio/pcmu"}, "turn_detection": None}},
+                },
+            }
+        )
+        await receive(ws)
+        await ws.send_json(append(mulaw))
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+    assert len(events[-1]["transcript"].split()) >= 4
+    assert events[-1]["usage"]["seconds"] == pytest.approx(4.0, abs=0.05)
+
+
+async def test_a_turn_the_model_fails_on_is_reported_failed(client, backend, jfk_audio) -> None:
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(MANUAL)
+        await receive(ws)
+        backend.failure = AsrFailed("decoding failed: out of memory")
+        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 3 * SAMPLE_RATE]))))
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        events = await until(ws, "conversation.item.input_audio_transcription.failed")
+    failed = events[-1]
+    assert failed["error"]["code"] == "model_error"
+    assert failed["item_id"] == of_type(events, "input_audio_buffer.committed")[0]["item_id"]
+    assert "out of memory" not in json.dumps(events)  # internals stay in the log
+
+
+async def test_clear_drops_the_audio_not_yet_committed(client, backend, jfk_audio) -> None:
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(MANUAL)
+        await receive(ws)
+        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 2 * SAMPLE_RATE]))))
+        await ws.send_json({"type": "input_audio_buffer.clear"})
+        assert (await receive(ws))["type"] == "input_audio_buffer.cleared"
+        await ws.send_json({"type": "input_audio_buffer.commit", "event_id": "c1"})
+        error = await receive(ws)
+    assert error["type"] == "error"
+    assert error["error"]["code"] == "input_audio_buffer_commit_empty"
+    assert error["error"]["event_id"] == "c1"
+    assert "buffer only has 0.00ms of audio" in error["error"]["message"]
+
+
+# --- refused events ------------------------------------------------------------------------
+
+BAD_EVENTS = {
+    "not JSON": ("{", "invalid_json", None),
+    "not an object": ("[1]", "invalid_event", None),
+    "an unknown type": ('{"type": "response.create"}', "invalid_value", "type"),
+    "audio not base64": (
+        '{"type": "input_audio_buffer.append", "audio": "***"}',
+        "invalid_value",
+        "audio",
+    ),
+    "no audio": ('{"type": "input_audio_buffer.append"}', "missing_required_parameter", "audio"),
+    "half a sample": (
+        json.dumps(
+            {"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x01").decode()}
+        ),
+        "invalid_value",
+        "audio",
+    ),
+    "semantic VAD": (
+        json.dumps(
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}},
+            }
+        ),
+        "invalid_value",
+        "session.audio.input.turn_detection.type",
+    ),
+    "an unknown field": (
+        json.dumps({"type": "session.update", "session": {"voice": "alloy"}}),
+        "unknown_parameter",
+        "session.voice",
+    ),
+    "a conversation session": (
+        json.dumps({"type": "session.update", "session": {"type": "realtime"}}),
+        "invalid_value",
+        "session.type",
+    ),
+    "a threshold above 1": (
+        json.dumps(
+            {
+                "type": "session.update",
+                "session": {
+                    "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2}}}
+                },
+            }
+        ),
+        "invalid_value",
+        "session.audio.input.turn_detection.threshold",
+    ),
+    "an 8 kHz format at 16 kHz": (
+        json.dumps(
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"format": {"type": "audio/pcma", "rate": 16000}}}},
+            }
+        ),
+        "invalid_value",
+        "session.audio.input.format",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BAD_EVENTS)
+async def test_a_bad_event_gets_an_error_and_the_session_goes_on(
+    client, backend, jfk_audio, name
+) -> None:
+    data, code, param = BAD_EVENTS[name]
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_str(data)
+        error = await receive(ws)
+        assert error["type"] == "error"
+        assert (error["error"]["type"], error["error"]["code"], error["error"]["param"]) == (
+            "invalid_request_error",
+            code,
+            param,
+        )
+        assert error["error"]["message"]
+        # still a session: a turn is transcribed after it
+        await ws.send_json(MANUAL)
+        assert (await receive(ws))["type"] == "session.updated"
+        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 2 * SAMPLE_RATE]))))
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+    assert events[-1]["transcript"]
+
+
+async def test_binary_messages_are_refused_with_a_hint(client) -> None:
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_bytes(b"\x00\x00" * 100)
+        error = await receive(ws)
+    assert error["error"]["code"] == "invalid_message"
+    assert "input_audio_buffer.append" in error["error"]["message"]
+
+
+async def test_the_format_is_fixed_once_audio_has_come(client, jfk_audio) -> None:
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(append(pcm16(at_24k(jfk_audio[:2400]))))
+        await ws.send_json(
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"format": {"type": "audio/pcmu"}}}},
+            }
+        )
+        error = await receive(ws)
+    assert error["error"]["param"] == "session.audio.input.format"
+
+
+async def test_realtime_sessions_count_against_the_stream_limits(make_client) -> None:
+    client = await make_client(max_streams=1)
+    async with client.ws_connect(PATH) as first:
+        await opened(first)
+        async with client.ws_connect("/stream-audio") as second:
+            message = await second.receive(timeout=5)
+    assert message.type == WSMsgType.CLOSE and message.data == 1013
