@@ -29,6 +29,7 @@ import aiohttp
 import numpy as np
 
 from gateway.modes.audio import SAMPLE_RATE, AudioDecodeError, decode_audio
+from gateway.tools import api_key
 
 DEFAULT_URL = "ws://127.0.0.1:8080/stream-audio"
 DEFAULT_FRAME_MS = 100
@@ -257,8 +258,10 @@ async def stream(
     samples_per_frame: int,
     realtime: bool = True,
     interrupted: asyncio.Event | None = None,
+    key: str | None = None,
 ) -> bool:
     """One streaming session: True once the gateway said `done`, False if interrupted first.
+    `key`: the API key, sent on the handshake as `Authorization: Bearer`.
 
     Raises GatewayClosed when the gateway closes the socket before `done`, and aiohttp's
     errors when it cannot be reached or refuses the WebSocket handshake.
@@ -267,7 +270,11 @@ async def stream(
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_SECONDS)) as ws,
+        session.ws_connect(
+            url,
+            timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_SECONDS),
+            headers=api_key.headers(key),
+        ) as ws,
     ):
         reader = asyncio.create_task(receive_messages(ws, printer))
         sender: asyncio.Task[None] | None = None
@@ -387,7 +394,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json", action="store_true", help="print every gateway message as a JSON line"
     )
-    return parser.parse_args(argv)
+    api_key.add_argument(parser)
+    args = parser.parse_args(argv)
+    api_key.resolve(parser, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -427,14 +437,16 @@ async def run(args: argparse.Namespace) -> int:
                 samples_per_frame=frame_samples(args.frame_ms),
                 realtime=not args.fast,
                 interrupted=interrupted,
+                key=args.api_key,
             )
     except aiohttp.ClientConnectorError as exc:
         print(f"error: cannot reach the gateway at {args.url}: {exc.os_error}", file=sys.stderr)
         return 1
     except aiohttp.WSServerHandshakeError as exc:
+        hint = f"; {api_key.HINT}" if exc.status == 401 else ""
         print(
             f"error: the gateway at {args.url} refused the stream "
-            f"(HTTP {exc.status}: {exc.message})",
+            f"(HTTP {exc.status}: {exc.message}){hint}",
             file=sys.stderr,
         )
         return 1

@@ -19,6 +19,7 @@ import aiohttp
 
 from gateway.core.transcript import Transcript
 from gateway.server import formats
+from gateway.tools import api_key
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 BAR_WIDTH = 20
@@ -121,7 +122,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="give up after this many seconds (default: no limit)",
     )
-    return parser.parse_args(argv)
+    api_key.add_argument(parser)
+    args = parser.parse_args(argv)
+    api_key.resolve(parser, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,7 +142,9 @@ async def run(args: argparse.Namespace) -> int:
     url = f"{args.url.rstrip('/')}/transcribe"
     try:
         with audio:
-            transcript = await request_transcript(url, _form(args, audio), args.timeout, progress)
+            transcript = await request_transcript(
+                url, _form(args, audio), args.timeout, progress, key=args.api_key
+            )
     except aiohttp.ClientConnectorError as exc:
         return _fail(progress, f"cannot reach the gateway at {args.url}: {exc.os_error}")
     except TimeoutError:
@@ -164,16 +170,23 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def request_transcript(
-    url: str, form: aiohttp.FormData, timeout: float | None, progress: ProgressBar
+    url: str,
+    form: aiohttp.FormData,
+    timeout: float | None,
+    progress: ProgressBar,
+    *,
+    key: str | None = None,
 ) -> Transcript:
-    """POST `form` to the gateway's streaming `/transcribe` and follow its events to the end."""
-    headers = {"Accept": "text/event-stream"}
+    """POST `form` to the gateway's streaming `/transcribe` and follow its events to the end,
+    with the API key `key` if there is one."""
+    headers = {"Accept": "text/event-stream", **api_key.headers(key)}
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
         session.post(url, data=form, headers=headers) as response,
     ):
         if not response.ok:
-            raise GatewayError(f"{await _error_message(response)} (HTTP {response.status})")
+            hint = f"; {api_key.HINT}" if response.status == 401 else ""
+            raise GatewayError(f"{await _error_message(response)} (HTTP {response.status}){hint}")
         if response.content_type != "text/event-stream":
             raise GatewayError(f"the gateway answered {response.content_type}, not an event stream")
         async for event in iter_sse_events(response.content.iter_any()):
