@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gateway.backend.endpoints import Endpoint
+from gateway.server.app import PUBLIC_RESOURCES
 from gateway.server.settings import Settings
 from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
 from testsupport.deploy import (
@@ -328,3 +329,61 @@ def test_images_are_tagged(rendered):
         + d["spec"]["template"]["spec"]["containers"]
     }
     assert images == {"hermes-gateway:0.1.0", "hermes-triton:0.1.0"}
+
+
+def test_only_the_ingress_controller_and_monitoring_reach_the_gateway(rendered):
+    policy = find(rendered["gpu"], "NetworkPolicy", "gateway")["spec"]
+    assert selects(policy["podSelector"]["matchLabels"], pod_labels(rendered["gpu"], "gateway"))
+    assert policy["policyTypes"] == ["Ingress"]
+    sources = {}
+    for rule in policy["ingress"]:
+        (source,) = rule["from"]
+        assert set(source) == {"namespaceSelector"}  # whole namespaces, named
+        sources[source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]] = rule[
+            "ports"
+        ]
+    # the API's port, where GET /metrics is too (behind the same keys)
+    assert sources == {"ingress-nginx": [{"port": "http"}], "monitoring": [{"port": "http"}]}
+    gateway = container(pod_spec(rendered["gpu"], "gateway"), "gateway")
+    assert [port["name"] for port in gateway["ports"]] == ["http"]
+
+
+def test_prometheus_scrapes_the_gateway_with_the_metrics_key_of_the_secret(rendered):
+    """/metrics asks for an API key like the API: the PodMonitor and the plain scrape job
+    present `metrics-key` of hermes-api-keys, which the README puts in `api-keys` too."""
+    spec = pod_spec(rendered["gpu"], "gateway")
+    (keys,) = [volume for volume in spec["volumes"] if volume["name"] == "api-keys"]
+    assert "/metrics" not in PUBLIC_RESOURCES
+
+    monitor = yaml.safe_load((K8S_DIR / "gateway-podmonitor.yaml").read_text())
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert monitor["metadata"]["namespace"] == "hermes"  # where the Secret is
+    assert selects(
+        monitor["spec"]["selector"]["matchLabels"], pod_labels(rendered["gpu"], "gateway")
+    )
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    secret = keys["secret"]["secretName"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": secret, "key": "metrics-key"},
+    }
+
+    (job,) = yaml.safe_load((K8S_DIR / "gateway-scrape-config.yaml").read_text())["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"]["type"] == "Bearer"
+    assert job["authorization"]["credentials_file"].endswith("/metrics-key")
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["hermes"]}}]
+    kept = {
+        rule["source_labels"][0]: rule["regex"]
+        for rule in job["relabel_configs"]
+        if rule.get("action") == "keep"
+    }
+    assert kept == {
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": "gateway",
+        "__meta_kubernetes_pod_container_port_name": "http",
+    }
+
+    readme = (K8S_DIR.parent / "README.md").read_text()
+    assert f"create secret generic {secret} --from-file=api-keys=./api-keys" in readme
+    assert '--from-literal=metrics-key="$metrics_key"' in readme
