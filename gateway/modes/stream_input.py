@@ -55,6 +55,7 @@ class StreamConfig:
     encoding: str = "pcm_s16le"
     channels: int = 1
     hotwords: tuple[str, ...] = ()  # names and terms the model should expect
+    speech_events: bool = False  # send speech_started / speech_stopped (opt-in: new types)
 
     @property
     def model_prompt(self) -> str | None:
@@ -73,6 +74,7 @@ class StreamConfig:
             "encoding",
             "channels",
             "hotwords",
+            "speech_events",
         }
         if unknown:
             raise StreamProtocolError(f"unknown config fields: {', '.join(sorted(unknown))}")
@@ -83,6 +85,7 @@ class StreamConfig:
             encoding=message.get("encoding", "pcm_s16le"),
             channels=message.get("channels", 1),
             hotwords=_hotwords(message.get("hotwords", [])),
+            speech_events=message.get("speech_events", False),
         )
         for name in ("language", "prompt"):
             if getattr(config, name) is not None and not isinstance(getattr(config, name), str):
@@ -96,6 +99,8 @@ class StreamConfig:
             )
         if not isinstance(config.encoding, str) or config.encoding not in ENCODINGS:
             raise StreamProtocolError(f"encoding must be one of {', '.join(ENCODINGS)}")
+        if not isinstance(config.speech_events, bool):
+            raise StreamProtocolError("speech_events must be true or false")
         if not isinstance(config.channels, int) or not 1 <= config.channels <= MAX_CHANNELS:
             raise StreamProtocolError(f"channels must be an integer from 1 to {MAX_CHANNELS}")
         return config

@@ -16,6 +16,9 @@ from gateway.modes.vad import VadConfig
 # Silero's own convention: a frame is released from speech below the threshold minus this
 RELEASE_BELOW_THRESHOLD = 0.15
 MIN_RELEASE = 0.01
+# How much new audio (stream time) makes a new look worth its cost: a client sending tiny
+# frames must not make every frame re-read the buffer's speech regions.
+LOOK_EVERY_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,14 @@ class TurnDetector:
         self.config = config
         self.speaking = False
         self.after = 0.0  # stream time the next turn may start from (the last stop)
+        self.looked_at = 0.0  # `received` at the last look
 
     def update(self, buffer: StreamBuffer) -> list[TurnEvent]:
         """The starts and stops in the audio received since the last stop, in order (a
         client sending faster than real time may finish several turns at once)."""
+        if buffer.received - self.looked_at < LOOK_EVERY_SECONDS:
+            return []
+        self.looked_at = buffer.received
         config = self.config
         regions = [r for r in buffer.speech_regions(config=config.vad) if r[1] > self.after]
         events: list[TurnEvent] = []

@@ -18,7 +18,7 @@ from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import AsrBackend
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
-from gateway.server import access, http_files, metrics, realtime, ws_stream
+from gateway.server import access, http_files, http_models, live, metrics, realtime, ws_stream
 from gateway.server.admission import AudioBudget, UploadAdmission
 from gateway.server.cors import Cors
 from gateway.server.errors import RETRY_AFTER_S, ApiError, error_middleware
@@ -126,6 +126,7 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
     app.on_response_prepare.extend([add_request_id_header, cors.add_headers, metrics.note_status])
     app[SETTINGS] = settings
     app[STREAMS] = streams = weakref.WeakSet()
+    app[http_models.FIRST_SEEN] = {}
     app[metrics.METRICS] = counters
     counters.count_streams(lambda: len(streams))
     counters.watch_backend(lambda: app[ASR].describe() if ASR in app else {})
@@ -135,7 +136,7 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
     app[DRAINING] = asyncio.Event()
     app[STEP_CLOCK] = StepClock(settings.stream_min_step_seconds, settings.stream_step_seconds)
     app[STREAM_VAD] = StreamScorer()
-    app.on_shutdown.append(ws_stream.drain_streams)
+    app.on_shutdown.append(live.drain_streams)
     uploads = UploadAdmission(
         settings.max_uploads_running,
         settings.max_uploads_waiting,
@@ -157,6 +158,9 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
             web.post("/transcribe", uploads.guard(http_files.transcribe)),
             web.post("/upload", uploads.guard(http_files.transcribe)),
             web.post("/v1/audio/transcriptions", uploads.guard(http_files.openai_transcriptions)),
+            web.post("/v1/audio/translations", uploads.guard(http_files.openai_translations)),
+            web.get("/v1/models", http_models.list_models),
+            web.get("/v1/models/{model}", http_models.retrieve_model),
         ]
     )
     return app

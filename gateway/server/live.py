@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from gateway.server.access import client_of
 from gateway.server.keys import DRAINING, SETTINGS, STREAMS
+from gateway.server.metrics import METRICS
 from gateway.server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ async def serve_live(
     client = client_of(request)
     if (refusal := stream_refusal(streams, client, settings)) is not None:
         logger.info("stream refused for %s: %s", client, refusal)
+        request.app[METRICS].refuse_stream(
+            "streams_limit" if len(streams) >= settings.max_streams else "client_limit"
+        )
         await ws.close(code=CLOSE_BUSY, message=refusal.encode())
         return ws
     ws[STREAM_CLIENT] = client

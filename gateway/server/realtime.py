@@ -43,7 +43,6 @@ from gateway.server.realtime_events import (
 logger = logging.getLogger(__name__)
 
 MIN_COMMIT_SECONDS = 0.1  # OpenAI refuses to commit less audio than this
-DETECT_EVERY_SECONDS = 0.1  # how often (in audio) turns are looked for
 SESSION_UPDATES = {"session.update": False, "transcription_session.update": True}  # → beta
 
 
@@ -55,7 +54,6 @@ class _Turn:
         self.base_s = base_s  # where the turn starts in the session's audio
         self.session = session
         self.detector = None if config.turn is None else TurnDetector(config.turn)
-        self.detected_at = 0.0  # turn time of the last look for a pause
         self.transcript = ""  # the deltas sent, concatenated
         self.cleared = False  # the client dropped the rest of its audio: nothing more to read
         self.skipped: list[dict[str, Any]] = []  # audio of the turn the model never heard
@@ -214,9 +212,6 @@ class _RealtimeConnection:
         there and what came after it begins the next (several at once when a client sends
         faster than real time)."""
         while (turn := self.turn).detector is not None:
-            if turn.seconds - turn.detected_at < DETECT_EVERY_SECONDS:
-                return
-            turn.detected_at = turn.seconds
             for change in turn.detector.update(turn.session.audio):
                 if isinstance(change, SpeechStarted):
                     await self.send(

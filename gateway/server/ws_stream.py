@@ -10,30 +10,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import weakref
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp import web
 
 from gateway.core.contract import AsrFailed, AsrRejected, AsrUnavailable
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
-from gateway.modes.streaming import StreamSession
-from gateway.modes.vad import StreamingVad
-from gateway.server.access import client_of
-from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
+from gateway.modes.streaming import PAUSE_SECONDS, StreamSession
+from gateway.modes.turns import SpeechStarted, TurnConfig, TurnDetector
+from gateway.modes.vad import StreamingVad, VadConfig
+from gateway.server.keys import ASR, STEP_CLOCK, STREAM_VAD
+from gateway.server.live import serve_live
 from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.request_context import current_request_id
-from gateway.server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008: idle, or the session too long
-# A frame shorter than this is not audio to the idle timeout: a sample every 29 s must not
-# keep a stream open for nothing
-MIN_AUDIO_FRAME_SECONDS = 0.01
-CLOSE_BUSY = WSCloseCode.TRY_AGAIN_LATER  # 1013
-STREAM_CLIENT = web.ResponseKey("client", str)  # who opened the stream: max_streams_per_client
+# `speech_started` / `speech_stopped`: the stream's own detector threshold, and the pause
+# after which the words before it become final
+SPEECH_TURNS = TurnConfig(
+    threshold=VadConfig.threshold, prefix_padding_s=0.0, silence_s=PAUSE_SECONDS
+)
 
 
 class _Connection:
@@ -51,6 +49,7 @@ class _Connection:
         self.worker: asyncio.Task[None] | None = None
         self.model_unavailable = False  # the last step could not reach the model
         self.watch = StreamWatch(request.app[METRICS])  # finals' latency, skipped audio
+        self.turns = TurnDetector(SPEECH_TURNS)
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -65,12 +64,15 @@ class _Connection:
             {"type": "error", "message": message, "request_id": current_request_id.get()}
         )
 
-    async def on_text(self, data: str) -> None:
+    async def start(self) -> None:
+        """The protocol says nothing until audio comes."""
+
+    async def on_text(self, data: str) -> float:
         try:
             message = json.loads(data)
         except (json.JSONDecodeError, RecursionError):  # not JSON, or nested beyond Python's stack
             await self.error("a text message must be JSON: config or stop")
-            return
+            return 0.0
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "config":
             await self._configure(message)
@@ -78,6 +80,7 @@ class _Connection:
             self.stopping.set()
         else:
             await self.error(f"unknown message type {kind!r}: expected config or stop")
+        return 0.0
 
     async def _configure(self, message: dict[str, Any]) -> None:
         if self.session is not None:
@@ -100,7 +103,7 @@ class _Connection:
             for message in self.session.drop_backlog("overload"):
                 await self.send(message)
 
-    async def on_audio(self, data: bytes) -> float:
+    async def on_binary(self, data: bytes) -> float:
         """Take one frame; how many seconds of audio it held (0 for a bad one)."""
         try:
             samples = self.decoder.decode(data)
@@ -118,6 +121,12 @@ class _Connection:
             self.worker = asyncio.create_task(self._run_steps())
         self.session.append(samples)
         self.watch.received(samples.size / SAMPLE_RATE)
+        changes = self.turns.update(self.session.audio) if self.config.speech_events else []
+        for change in changes:
+            if isinstance(change, SpeechStarted):
+                await self.send({"type": "speech_started", "start": round(change.at, 3)})
+            else:
+                await self.send({"type": "speech_stopped", "end": round(change.at, 3)})
         return samples.size / SAMPLE_RATE
 
     def _model_seconds(self, seconds: float) -> None:
@@ -183,104 +192,4 @@ class _Connection:
 
 
 async def stream_audio(request: web.Request) -> web.WebSocketResponse:
-    settings = request.app[SETTINGS]
-    streams = request.app[STREAMS]
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.stream_max_frame_bytes)
-    await ws.prepare(request)
-    client = client_of(request)
-    if (refusal := _refusal(streams, client, settings)) is not None:
-        logger.info("stream refused for %s: %s", client, refusal)
-        request.app[METRICS].refuse_stream(
-            "streams_limit" if len(streams) >= settings.max_streams else "client_limit"
-        )
-        await ws.close(code=CLOSE_BUSY, message=refusal.encode())
-        return ws
-    ws[STREAM_CLIENT] = client
-    streams.add(ws)
-    connection = _Connection(request, ws)
-    try:
-        await _receive(connection, settings, request.app[DRAINING])
-    finally:
-        # aiohttp may cancel this handler when the client goes: release before awaiting
-        streams.discard(ws)
-        await connection.cancel()
-    return ws
-
-
-def _refusal(
-    streams: weakref.WeakSet[web.WebSocketResponse], client: str, settings: Settings
-) -> str | None:
-    """Why a new stream of `client` may not open now (closed with 1013), or None."""
-    if len(streams) >= settings.max_streams:
-        return f"too many streams: the limit is {settings.max_streams}; try again later"
-    if sum(ws.get(STREAM_CLIENT) == client for ws in streams) >= settings.max_streams_per_client:
-        return (
-            f"too many streams from this client: the limit is {settings.max_streams_per_client}; "
-            "try again later"
-        )
-    return None
-
-
-async def _next_message(
-    ws: web.WebSocketResponse, timeout: float, draining: asyncio.Event
-) -> WSMessage | None:
-    """The client's next message, or None once the server starts shutting down."""
-    receive = asyncio.ensure_future(ws.receive(timeout=max(timeout, 0.001)))
-    drain = asyncio.ensure_future(draining.wait())
-    await asyncio.wait((receive, drain), return_when=asyncio.FIRST_COMPLETED)
-    drain.cancel()
-    if receive.done():
-        return receive.result()
-    receive.cancel()
-    await asyncio.gather(receive, return_exceptions=True)
-    return None
-
-
-async def _receive(connection: _Connection, settings: Settings, draining: asyncio.Event) -> None:
-    ws = connection.ws
-    loop = asyncio.get_running_loop()
-    idle_s, longest_s = settings.stream_idle_timeout_s, settings.stream_max_session_s
-    opened = heard_from = loop.time()  # heard_from: the last audio or message from the client
-    while not connection.stopping.is_set():
-        if loop.time() - opened >= longest_s:
-            await connection.error(f"the stream reached the longest session, {longest_s:g} s")
-            await connection.finish()  # what was heard, then done
-            await ws.close(code=CLOSE_POLICY, message=b"session too long")
-            return
-        try:
-            deadline = min(heard_from + idle_s, opened + longest_s)
-            message = await _next_message(ws, deadline - loop.time(), draining)
-        except TimeoutError:
-            if loop.time() - heard_from < idle_s:
-                continue  # the session's end, handled above
-            await connection.error(f"no audio or message for {idle_s:g} s; closing")
-            await ws.close(code=CLOSE_POLICY, message=b"idle timeout")
-            return
-        if message is None:  # shutting down: flush what was heard, then say goodbye
-            await connection.finish()
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-            return
-        if message.type == WSMsgType.BINARY:
-            if await connection.on_audio(message.data) >= MIN_AUDIO_FRAME_SECONDS:
-                heard_from = loop.time()
-            if connection.buffered_seconds > settings.stream_max_buffer_seconds:
-                await connection.drop_backlog()  # faster than real time: keep the newest
-        elif message.type == WSMsgType.TEXT:
-            heard_from = loop.time()
-            await connection.on_text(message.data)
-        else:  # closed by the client, or a broken connection: nothing to flush to
-            logger.info("stream closed by the client (%s)", message.type.name)
-            return
-    await connection.finish()
-    await ws.close()
-
-
-async def drain_streams(app: web.Application) -> None:
-    """On shutdown: every stream flushes its text (`final`, `done`) and closes with 1001;
-    those still open after `shutdown_timeout_s` are closed as they are."""
-    app[DRAINING].set()
-    deadline = asyncio.get_running_loop().time() + app[SETTINGS].shutdown_timeout_s
-    while app[STREAMS] and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.1)
-    for ws in list(app[STREAMS]):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    return await serve_live(request, lambda ws: _Connection(request, ws))

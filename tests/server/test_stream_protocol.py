@@ -589,3 +589,45 @@ async def test_shutdown_flushes_every_stream_then_closes_with_1001(client, jfk_a
         message = await closing(ws)
         assert (message.data, message.extra) == (1001, "server shutting down")
         await shutdown
+
+
+# --- speech events and hotwords ------------------------------------------------------------
+
+
+async def test_speech_events_mark_each_utterance_when_asked(client, backend, jfk_audio) -> None:
+    """JFK's first 2.5 s, a second of silence, and again: speech_started and speech_stopped
+    around each (the detector's own times, the stop half a second after the speech), and the
+    hotwords reach the model before the prompt."""
+    speech, quiet = seconds(jfk_audio, 0, 2.5), np.zeros(SAMPLE_RATE, np.float32)
+    audio = np.concatenate([speech, quiet, speech, quiet])
+    frame = int(0.1 * SAMPLE_RATE)
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_json(
+            {
+                "type": "config",
+                "speech_events": True,
+                "hotwords": ["Kennedy", "Americans"],
+                "prompt": "A speech.",
+            }
+        )
+        for start in range(0, audio.size, frame):
+            await ws.send_bytes(pcm16(audio[start : start + frame]))
+        await ws.send_json({"type": "stop"})
+        messages = await until(ws, "done")
+    events = [m for m in messages if m["type"].startswith("speech_")]
+    assert [m["type"] for m in events] == ["speech_started", "speech_stopped"] * 2
+    starts = [m["start"] for m in events[::2]]
+    stops = [m["end"] for m in events[1::2]]
+    # JFK speaks from about 0.35 s (at stream start the detector may open a little early)
+    assert starts[0] == pytest.approx(0.2, abs=0.2)
+    assert starts[1] == pytest.approx(3.85, abs=0.15)
+    assert stops == pytest.approx([3.0, 6.5], abs=0.3)
+    assert {call.options.prompt for call in backend.calls} == {"Kennedy, Americans A speech."}
+
+
+async def test_without_speech_events_none_are_sent(client, backend, jfk_audio) -> None:
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_bytes(pcm16(jfk_audio))
+        await ws.send_json({"type": "stop"})
+        messages = await until(ws, "done")
+    assert {m["type"] for m in messages} <= {"partial", "final", "done"}
