@@ -15,7 +15,8 @@ it. Words are given, as Whisper's, with a leading space, and only when the call 
 timestamps; each word is one token, whose log-probability (`TOKEN_LOGPROB`) comes when the call
 asks for logprobs. Every call is recorded (`calls`); `ready = False` makes `/readyz` answer 503;
 `failure` (any `AsrError`) is raised by every call until cleared;
-`languages` refuses others as the real model refuses a language it does not know; `hold()`
+`languages` refuses others as the real model refuses a language it does not know, and
+`weights` named `*.en` refuse to translate, as English-only weights do; `hold()`
 keeps calls waiting until `release()` (admission, overload and shutdown tests).
 """
 
@@ -31,9 +32,12 @@ import numpy as np
 from gateway.core.contract import (
     AsrError,
     AsrRejected,
+    AsrUnavailable,
     Priority,
+    ServedModel,
     TranscribeOptions,
     WindowResult,
+    is_multilingual,
 )
 from gateway.core.transcript import Segment, TokenLogprob, Word
 from gateway.modes.audio import SAMPLE_RATE
@@ -133,11 +137,13 @@ class ScriptedBackend:
         language: str = "en",
         languages: Collection[str] | None = None,
         model: str = "scripted",
+        weights: str = "scripted",
     ) -> None:
         self.script = list(script)  # empty: heard mode
         self.language = language  # what it "detects" when the call names none
         self.languages = None if languages is None else frozenset(languages)
         self.model = model
+        self.weights = weights  # what it says it serves: "*.en" for English-only weights
         self.ready = True
         self.failure: AsrError | None = None
         self.calls: list[Call] = []
@@ -158,6 +164,10 @@ class ScriptedBackend:
             raise self.failure
         if self.languages is not None and options.language not in (None, *self.languages):
             raise AsrRejected(f"unknown language {options.language!r}")
+        if options.task == "translate" and not is_multilingual(self.weights):
+            raise AsrRejected(
+                "TASK 'translate' needs a multilingual model; this one is English-only"
+            )
         if self.script:
             segments = say(self.script[min(number, len(self.script) - 1)], audio, options)
         else:
@@ -171,6 +181,11 @@ class ScriptedBackend:
 
     def describe(self) -> dict[str, object]:
         return {"model": self.model, "backend": "scripted, in process"}
+
+    async def served_model(self) -> ServedModel:
+        if not self.ready:
+            raise AsrUnavailable("the scripted model is not ready")
+        return ServedModel(self.weights, is_multilingual(self.weights))
 
     # --- what tests control -----------------------------------------------------------------
 

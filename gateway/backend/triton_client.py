@@ -23,8 +23,10 @@ from gateway.core.contract import (
     AsrRejected,
     AsrUnavailable,
     Priority,
+    ServedModel,
     TranscribeOptions,
     WindowResult,
+    is_multilingual,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,6 +104,22 @@ class TritonAsr:
         except InferenceServerException as exc:
             logger.info("Triton at %s not ready: %s", self.url, exc.message())
             return False
+
+    async def served_model(self) -> ServedModel:
+        """The weights this server's model serves: its config's `weights` parameter."""
+        try:
+            reply = await self._client.get_model_config(
+                self.model, as_json=True, client_timeout=self.ready_timeout_s
+            )
+        except InferenceServerException as exc:
+            raise AsrUnavailable(
+                f"cannot read model {self.model!r}'s config at {self.url}: {exc.message()}"
+            ) from exc
+        parameters = reply.get("config", {}).get("parameters", {})
+        weights = parameters.get("weights", {}).get("string_value")
+        if not weights:
+            raise AsrFailed(f"model {self.model!r} at {self.url} names no weights in its config")
+        return ServedModel(weights, is_multilingual(weights))
 
     async def close(self) -> None:
         await self._client.close()

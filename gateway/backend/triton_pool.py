@@ -30,6 +30,7 @@ from gateway.core.contract import (
     AsrInterrupted,
     AsrUnavailable,
     Priority,
+    ServedModel,
     TranscribeOptions,
     WindowResult,
 )
@@ -143,6 +144,17 @@ class TritonPool:
         """Probe every replica now; ready when at least one serves the model."""
         await self._probe()
         return any(replica.healthy for replica in self._replicas.values())
+
+    async def served_model(self) -> ServedModel:
+        """What the first replica that answers serves, healthy ones asked first (replicas
+        are meant to serve the same weights)."""
+        failure: AsrUnavailable | None = None
+        for replica in sorted(self._replicas.values(), key=lambda r: not r.healthy):
+            try:
+                return await replica.client.served_model()
+            except AsrUnavailable as exc:
+                failure = exc
+        raise failure or AsrUnavailable(f"no Triton replica found at {self.url}")
 
     def describe(self) -> dict[str, object]:
         return {

@@ -1,7 +1,7 @@
 """What the modes ask of a speech-to-text backend, and what they get back.
 
 File mode and live streams send one window of 16 kHz mono audio at a time with the options
-below and a priority; any class with the two methods of `AsrBackend` can serve them (the Triton
+below and a priority; any class with the methods of `AsrBackend` can serve them (the Triton
 pool in production, a scripted model in the route and protocol tests). Nothing here knows how
 the backend runs the model.
 """
@@ -48,6 +48,20 @@ class WindowResult:
     segments: tuple[Segment, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """The weights a backend serves, as its model server reports them."""
+
+    weights: str  # the export's name: "tiny.en", "base", ...
+    multilingual: bool  # hears ~99 languages and translates them to English; else English only
+
+
+def is_multilingual(weights: str) -> bool:
+    """Whisper's English-only weights are the ones named `*.en` (tiny.en ... medium.en); every
+    other name is multilingual. An export keeps the name it was made from."""
+    return not weights.endswith(".en")
+
+
 class AsrError(Exception):
     """A window the backend did not transcribe; the subclasses say whose fault it was."""
 
@@ -84,4 +98,9 @@ class AsrBackend(Protocol):
 
     def describe(self) -> dict[str, object]:
         """What `/readyz` shows: at least "model" and "backend" (where it runs)."""
+        ...
+
+    async def served_model(self) -> ServedModel:
+        """The weights served now, asked of the model server (not cached); raises
+        `AsrUnavailable` when no server can say."""
         ...

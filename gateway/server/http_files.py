@@ -1,4 +1,5 @@
-"""HTTP file transcription: `/transcribe`, `/upload` and OpenAI's `/v1/audio/transcriptions`.
+"""HTTP file transcription: `/transcribe`, `/upload` and OpenAI's `/v1/audio/transcriptions` and
+`/v1/audio/translations`.
 
 Both flavours share one pipeline (read the upload, decode it, transcribe it window by window)
 and differ only in their options and in how the result is written: the gateway's own JSON
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from gateway.modes.vad import VadConfig
 from gateway.server.admission import take_turn, watch_decoded_audio
 from gateway.server.errors import RETRY_AFTER_S, ApiError
 from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render, usage
+from gateway.server.http_models import check_model
 from gateway.server.keys import ASR, SETTINGS
 from gateway.server.metrics import METRICS
 from gateway.server.openai_options import chunking_strategy, includes
@@ -53,6 +55,7 @@ class FileRequest:
     response_format: str = "json"  # OpenAI route only
     granularities: frozenset[str] = frozenset({"segment"})  # OpenAI route only
     vad: VadConfig = VadConfig()  # how windows are cut: OpenAI's chunking_strategy
+    model: str | None = None  # OpenAI routes: the `model` field, which must be served
 
 
 def _flag(fields: MultiDictProxy[str], name: str) -> bool:
@@ -143,7 +146,15 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
         response_format=response_format,
         granularities=granularities,
         vad=chunking_strategy(fields),
+        model=fields.get("model") or None,
     )
+
+
+def translation_request(fields: MultiDictProxy[str]) -> FileRequest:
+    """OpenAI's translation form (`file`, `model`, `prompt`, `response_format`,
+    `temperature`): the transcription form, answered in English."""
+    file_request = openai_request(fields)
+    return replace(file_request, options=replace(file_request.options, task="translate"))
 
 
 async def _decode(request: web.Request, data: bytes, channel: int | None) -> np.ndarray:
@@ -188,6 +199,7 @@ async def _run(
     settings = request.app[SETTINGS]
     upload = await read_upload(request, settings.max_upload_bytes, settings.upload_read_timeout_s)
     file_request = parse(upload.fields)
+    await check_model(request, file_request.model, file_request.options.task)
     await take_turn(request)  # a running slot, now that the body is in
     audio = await _decode(request, upload.data, file_request.channel)
     logger.info(
@@ -295,9 +307,21 @@ def _done_event(transcript: Transcript, logprobs: bool) -> dict[str, Any]:
 
 
 async def openai_transcriptions(request: web.Request) -> web.StreamResponse:
-    """`POST /v1/audio/transcriptions`, as OpenAI's API (the `model` field is accepted, not used:
-    the gateway serves the weights Triton was configured with)."""
-    file_request, progress, duration = await _run(request, openai_request)
+    """`POST /v1/audio/transcriptions`, as OpenAI's API (`model`, when given, must name the
+    weights Triton serves or `whisper-1`)."""
+    return await _openai(request, openai_request)
+
+
+async def openai_translations(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/audio/translations`, as OpenAI's API: the audio's speech in English, by the
+    model's translate task (multilingual weights only)."""
+    return await _openai(request, translation_request)
+
+
+async def _openai(
+    request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
+) -> web.StreamResponse:
+    file_request, progress, duration = await _run(request, parse)
     logprobs = file_request.options.logprobs
     if file_request.stream:
         return await _send_events(
@@ -311,6 +335,7 @@ async def openai_transcriptions(request: web.Request) -> web.StreamResponse:
         transcript,
         file_request.response_format,
         granularities=file_request.granularities,
+        task=file_request.options.task,
         logprobs=logprobs,
     )
     return web.Response(body=body.encode("utf-8"), headers={"Content-Type": content_type})
