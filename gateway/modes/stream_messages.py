@@ -4,17 +4,33 @@ never go back, `partial` text only when it changed, and `skipped` audio the mode
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gateway.core.transcript import Word
 
 Message = dict[str, Any]
+MIN_PROBABILITY = 1e-10  # a word Whisper gave no chance still gets a finite logprob
+
+
+def word_logprobs(words: list[Word]) -> list[dict[str, Any]]:
+    """One OpenAI `logprobs` entry per word: its text, and the log of Whisper's probability
+    for it (the mean of its tokens' probabilities, from word timing)."""
+    return [
+        {
+            "token": word.word,
+            "logprob": round(math.log(max(word.probability, MIN_PROBABILITY)), 6),
+            "bytes": list(word.word.encode()),
+        }
+        for word in words
+    ]
 
 
 class StreamMessages:
-    def __init__(self) -> None:
+    def __init__(self, logprobs: bool = False) -> None:
         self.final_end = 0.0  # end time of the last final (or skipped) message sent
         self.partial = ""  # the text of the last partial message sent
+        self.logprobs = logprobs  # finals carry their words' logprobs (the Realtime API)
 
     def finals(self, words: list[Word]) -> list[Message]:
         """Committed words as one message; its start is never before the previous end (word
@@ -28,6 +44,8 @@ class StreamMessages:
             "start": round(start, 3),
             "end": round(max(words[-1].end, start), 3),
         }
+        if self.logprobs:
+            message["logprobs"] = word_logprobs(words)
         self.final_end = message["end"]
         return [message]
 

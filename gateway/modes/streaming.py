@@ -86,6 +86,7 @@ class StreamSession:
         min_new_audio_s: float,
         vad: StreamingVad | None = None,
         on_model_seconds: Callable[[float], None] | None = None,
+        logprobs: bool = False,
     ) -> None:
         self.backend = backend
         self.config = config
@@ -93,7 +94,7 @@ class StreamSession:
         self.on_model_seconds = on_model_seconds  # told how long each step's model call took
         self.audio = StreamBuffer(vad or StreamingVad())
         self.agreement = LocalAgreement()
-        self.messages = StreamMessages()
+        self.messages = StreamMessages(logprobs)  # finals with their words' logprobs
         self.stepped_at = 0.0  # `audio.received` at the last step
         self.segments: list[Segment] = []  # the last hypothesis, in stream time
         self.heard_until = 0.0  # end of the audio the model has transcribed so far

@@ -32,6 +32,7 @@ from gateway.modes.vad import StreamingVad
 from gateway.server.errors import ApiError
 from gateway.server.keys import ASR, STEP_CLOCK, STREAM_VAD
 from gateway.server.live import serve_live
+from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.realtime_events import (
     RealtimeConfig,
     RealtimeEventError,
@@ -49,8 +50,16 @@ SESSION_UPDATES = {"session.update": False, "transcription_session.update": True
 class _Turn:
     """One conversation item: the audio since the last commit, and the text sent for it."""
 
-    def __init__(self, item_id: str, base_s: float, session: StreamSession, config: RealtimeConfig):
+    def __init__(
+        self,
+        item_id: str,
+        base_s: float,
+        session: StreamSession,
+        config: RealtimeConfig,
+        watch: StreamWatch,
+    ):
         self.item_id = item_id
+        self.watch = watch  # finals' latency, skipped audio, audio seconds (gateway metrics)
         self.base_s = base_s  # where the turn starts in the session's audio
         self.session = session
         self.detector = None if config.turn is None else TurnDetector(config.turn)
@@ -72,6 +81,7 @@ class _RealtimeConnection:
         self.backend = request.app[ASR]
         self.clock = request.app[STEP_CLOCK]
         self.vad_scorer = request.app[STREAM_VAD]
+        self.metrics = request.app[METRICS]
         self.session_id = new_id("sess")
         self.config = RealtimeConfig()
         self.beta = False  # the client speaks the older transcription_session.* events
@@ -87,14 +97,21 @@ class _RealtimeConnection:
         self._send_lock = asyncio.Lock()
 
     def _new_turn(self, base_s: float) -> _Turn:
+        watch = StreamWatch(self.metrics)
+
+        def model_seconds(seconds: float) -> None:
+            self.clock.record(seconds)
+            watch.model_seconds(seconds)
+
         session = StreamSession(
             self.backend,
             self.config.stream_config(),
             min_new_audio_s=self.clock.min_period_s / 2,
             vad=StreamingVad(scorer=self.vad_scorer),
-            on_model_seconds=self.clock.record,
+            on_model_seconds=model_seconds,
+            logprobs=self.config.logprobs,
         )
-        return _Turn(new_id("item"), base_s, session, self.config)
+        return _Turn(new_id("item"), base_s, session, self.config, watch)
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.ws.closed:
@@ -204,6 +221,7 @@ class _RealtimeConnection:
             raise RealtimeEventError(str(exc), "invalid_value", "audio") from None
         self.audio_seen = True
         self.turn.session.append(samples)
+        self.turn.watch.received(samples.size / SAMPLE_RATE)
         await self._detect_turns()
         return samples.size / SAMPLE_RATE
 
@@ -342,17 +360,22 @@ class _RealtimeConnection:
         audio never heard is said at once (an `error` naming the stretch) and again when the
         item completes or fails."""
         for message in messages:
+            turn.watch.sent(message)
             if message["type"] == "final":
                 delta = message["text"] if turn.transcript else message["text"].lstrip()
                 if not delta:
                     continue
                 turn.transcript += delta
+                extra = {}
+                if "logprobs" in message:  # as the delta's text: the item's first word unspaced
+                    extra["logprobs"] = _starting_at(message["logprobs"], message["text"], delta)
                 await self.send(
                     event(
                         "conversation.item.input_audio_transcription.delta",
                         item_id=turn.item_id,
                         content_index=0,
                         delta=delta,
+                        **extra,
                     )
                 )
             elif message["type"] == "skipped":
@@ -409,6 +432,16 @@ class _RealtimeConnection:
     async def cancel(self) -> None:
         self.worker.cancel()
         await asyncio.gather(self.worker, return_exceptions=True)
+
+
+def _starting_at(logprobs: list[dict[str, Any]], text: str, delta: str) -> list[dict[str, Any]]:
+    """The words' logprobs of a final's `text` for the `delta` sent for it (the same text,
+    or with its leading whitespace removed): the first token loses that whitespace too."""
+    cut = len(text) - len(delta)
+    if not cut or not logprobs:
+        return logprobs
+    first = logprobs[0]["token"][cut:]
+    return [{**logprobs[0], "token": first, "bytes": list(first.encode())}, *logprobs[1:]]
 
 
 async def realtime(request: web.Request) -> web.WebSocketResponse:

@@ -390,3 +390,43 @@ async def test_realtime_sessions_count_against_the_stream_limits(make_client) ->
         async with client.ws_connect("/stream-audio") as second:
             message = await second.receive(timeout=5)
     assert message.type == WSMsgType.CLOSE and message.data == 1013
+
+
+async def test_logprobs_when_asked_one_per_word_spelling_the_delta(
+    client, backend, jfk_audio
+) -> None:
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "transcription",
+                    "audio": {"input": {"turn_detection": None}},
+                    "include": ["item.input_audio_transcription.logprobs"],
+                },
+            }
+        )
+        await receive(ws)
+        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 4 * SAMPLE_RATE]))))
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+    deltas = of_type(events, "conversation.item.input_audio_transcription.delta")
+    assert deltas
+    for delta in deltas:
+        tokens = delta["logprobs"]
+        assert "".join(t["token"] for t in tokens) == delta["delta"]
+        assert all(bytes(t["bytes"]) == t["token"].encode() for t in tokens)
+        # the scripted words' probability is 0.9
+        assert all(t["logprob"] == pytest.approx(-0.105361, abs=1e-6) for t in tokens)
+
+
+async def test_no_logprobs_unless_asked(client, backend, jfk_audio) -> None:
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(MANUAL)
+        await receive(ws)
+        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 4 * SAMPLE_RATE]))))
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+    assert not any("logprobs" in e for e in events)
