@@ -92,10 +92,11 @@ async def serve_live(
 
 
 def max_message_bytes(request: web.Request) -> int:
-    """The largest message a live socket takes: a frame of audio, or that frame in base64
-    inside a JSON event (the Realtime API) with room for the event around it."""
+    """aiohttp's `max_msg_size` for a live socket: one more than the largest message it takes
+    (aiohttp refuses a plain message of `max_msg_size` bytes), a frame of audio, or that frame
+    in base64 inside a JSON event (the Realtime API) with room for the event around it."""
     frame = request.app[SETTINGS].stream_max_frame_bytes
-    return frame if request.path == "/stream-audio" else -(-frame // 3) * 4 + 4096
+    return 1 + (frame if request.path == "/stream-audio" else -(-frame // 3) * 4 + 4096)
 
 
 def stream_refusal(

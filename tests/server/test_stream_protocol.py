@@ -573,6 +573,18 @@ async def test_a_frame_over_the_size_limit_closes_with_1009(make_client, backend
     assert backend.calls == []
 
 
+@pytest.mark.parametrize("compress", [0, 15], ids=["plain", "deflate"])
+async def test_a_frame_of_exactly_the_size_limit_is_taken(make_client, backend, compress) -> None:
+    """The limit is the largest frame taken, not the smallest refused (aiohttp refuses a plain
+    message of `max_msg_size` bytes, a compressed one only beyond)."""
+    client = await make_client(stream_max_frame_bytes=4096)
+    async with client.ws_connect("/stream-audio", compress=compress) as ws:
+        await ws.send_bytes(b"\x00" * 4096)
+        await ws.send_json({"type": "stop"})
+        assert await receive(ws) == {"type": "done"}
+    assert backend.calls == []
+
+
 async def test_shutdown_flushes_every_stream_then_closes_with_1001(client, jfk_audio) -> None:
     async with client.ws_connect("/stream-audio") as ws:
         await ws.send_bytes(pcm16(seconds(jfk_audio, 0, 2.3)))
