@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.server import test_realtime_protocol as realtime
 from tests.server.test_http_routes import JFK, KEY, api_error, upload, wav
 from tests.server.test_stream_protocol import closing, receive, seconds, until
 from testsupport.scripted_backend import ScriptedBackend
@@ -239,3 +240,25 @@ async def test_each_app_counts_apart(make_client) -> None:
     await one.get("/healthz")
     assert requests(await scrape(one), "/healthz", "200", "GET") == 1
     assert requests(await scrape(other), "/healthz", "200", "GET") == 0
+
+
+async def test_a_realtime_sessions_deltas_steps_and_audio(client, backend, jfk_audio) -> None:
+    """A Realtime turn is a live stream like /stream-audio's: its deltas are finals."""
+    async with client.ws_connect(realtime.PATH) as ws:
+        await realtime.opened(ws)
+        await ws.send_json(realtime.MANUAL)
+        assert (await realtime.receive(ws))["type"] == "session.updated"
+        await realtime.send_in_chunks(ws, realtime.at_24k(jfk_audio), chunk_s=1.0)
+        await asyncio.sleep(0.6)  # a couple of beats: steps run while the turn is open
+        assert value(await scrape(client), "hermes_streams_active") == 1
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        events = await realtime.until(ws, "conversation.item.input_audio_transcription.completed")
+    deltas = realtime.of_type(events, "conversation.item.input_audio_transcription.delta")
+    samples = await scrape(client)
+    assert deltas
+    assert value(samples, "hermes_stream_final_latency_seconds_count") == len(deltas)
+    assert 0 < value(samples, "hermes_stream_final_latency_seconds_sum") < 10 * len(deltas)
+    steps = sum(call.options.low_latency for call in backend.calls)
+    assert steps >= 1
+    assert value(samples, "hermes_stream_step_duration_seconds_count") == steps
+    assert value(samples, "hermes_audio_seconds_total", mode="stream") == pytest.approx(11.0, 0.01)
