@@ -259,6 +259,16 @@ class StreamWatch:
         """A step's model call took `seconds`."""
         self._metrics.step_duration.observe(seconds)
 
+    def split_off(self, at: float) -> StreamWatch:
+        """The watch of a stream that goes on from stream time `at` (a Realtime turn ended
+        there, and the audio after it begins the next): the arrivals of that audio, in the new
+        stream's time. Its audio was counted already."""
+        after = StreamWatch(self._metrics, self._clock)
+        after._received = max(self._received - at, 0.0)
+        after._noted_from = max(self._noted_from - at, 0.0)
+        after._arrivals.extend((total - at, when) for total, when in self._arrivals if total > at)
+        return after
+
     def sent(self, message: dict[str, Any]) -> None:
         """A `/stream-audio` message is being sent: finals and skipped audio are counted."""
         kind = message.get("type")

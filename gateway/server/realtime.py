@@ -250,6 +250,7 @@ class _RealtimeConnection:
                 rest = turn.session.audio.split_off(change.at)
                 await self._commit()
                 self.turn.session.append(rest)
+                self.turn.watch = turn.watch.split_off(change.at)  # when `rest` came
                 break  # look at the next turn, with the rest
             else:
                 return

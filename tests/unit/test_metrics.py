@@ -63,6 +63,24 @@ def test_a_final_past_the_audio_received_counts_from_the_last_frame() -> None:
     assert latencies(metrics) == (1, pytest.approx(2.0))
 
 
+def test_a_stream_split_keeps_the_arrivals_of_the_audio_after_the_split() -> None:
+    """A Realtime turn ends at 1.05 s of a 1.5 s buffer: the next turn begins with the rest,
+    whose finals count from when it came, not from the next frame."""
+    metrics, clock = GatewayMetrics(), Clock()
+    watch = StreamWatch(metrics, clock)
+    for _ in range(15):
+        watch.received(0.1)
+        clock.now += 0.1
+    after = watch.split_off(1.05)
+    after.received(0.1)  # at 101.5, the next turn's 0.45-0.55 s
+    clock.now = 102.0
+    after.final(0.2)  # 1.25 s of the first turn: the frame that came at 101.2
+    after.final(0.5)  # the frame after the split
+    assert latencies(metrics) == (2, pytest.approx(0.8 + 0.5))
+    stream = metrics.registry.get_sample_value("hermes_audio_seconds_total", {"mode": "stream"})
+    assert stream == pytest.approx(1.6)  # the rest is not counted twice
+
+
 def test_skipped_messages_count_their_seconds_by_reason() -> None:
     metrics = GatewayMetrics()
     watch = StreamWatch(metrics)
