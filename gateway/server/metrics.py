@@ -12,9 +12,9 @@ metrics; they report through the callbacks they already have):
 - audio transcribed, by mode: uploads as their windows are done (`count_file_audio`), live
   streams as their audio arrives (`StreamWatch.received`);
 - uploads' wait for a running slot and their refusals: `gateway.server.admission`;
-- live streams: how many are open (the app's `STREAMS`, read at scrape time), and per stream
-  (`StreamWatch`) the latency of each final, the model time of each step and the audio
-  skipped;
+- live streams (`/stream-audio` and the Realtime route): how many are open (the app's
+  `STREAMS`, read at scrape time), and per stream (`StreamWatch`; one per Realtime turn) the
+  latency of each final, the model time of each step and the audio skipped;
 - Triton replicas: their health and outstanding requests, read from the backend's
   `describe()` at scrape time (`ReplicaCollector`).
 """
