@@ -39,6 +39,10 @@ class LiveConnection(Protocol):
     def buffered_seconds(self) -> float:
         """Audio held that the model has not read yet."""
 
+    @property
+    def busy(self) -> bool:
+        """Work the client is waiting for is still under way: a quiet client is not idle."""
+
     async def start(self) -> None:
         """The session is open: say so, if the protocol does."""
 
@@ -145,6 +149,9 @@ async def _receive(connection: LiveConnection, settings: Settings, draining: asy
         except TimeoutError:
             if loop.time() - heard_from < idle_s:
                 continue  # the session's end, handled above
+            if connection.busy:
+                heard_from = loop.time()  # waiting for its transcripts, not idle
+                continue
             await connection.error(f"no audio or message for {idle_s:g} s; closing")
             await ws.close(code=CLOSE_POLICY, message=b"idle timeout")
             return

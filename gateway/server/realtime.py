@@ -90,6 +90,7 @@ class _RealtimeConnection:
         self.turn = self._new_turn(0.0)
         self.previous_item_id: str | None = None
         self.committed: deque[_Turn] = deque()  # ended, waiting to be completed in order
+        self.completing = False  # a committed turn is being read to its end
         self.stopping = asyncio.Event()  # the server drains (a client just hangs up)
         self.wake = asyncio.Event()  # a turn was committed
         self.model_unavailable = False
@@ -306,6 +307,11 @@ class _RealtimeConnection:
     def buffered_seconds(self) -> float:
         return self.turn.session.buffered_seconds
 
+    @property
+    def busy(self) -> bool:
+        """Committed turns not yet completed: the client waits for their transcripts."""
+        return bool(self.committed) or self.completing
+
     async def drop_backlog(self) -> None:
         await self._deliver(self.turn, self.turn.session.drop_backlog("overload"))
 
@@ -314,7 +320,11 @@ class _RealtimeConnection:
         while not self.stopping.is_set():
             await self._beat_or_wake()
             while self.committed:
-                await self._complete(self.committed.popleft())
+                self.completing = True
+                try:
+                    await self._complete(self.committed.popleft())
+                finally:
+                    self.completing = False
             turn = self.turn
             if self.stopping.is_set() or not turn.session.step_due:
                 continue

@@ -94,6 +94,10 @@ class _Connection:
         self.decoder = FrameDecoder(self.config)
 
     @property
+    def busy(self) -> bool:
+        return False  # until `stop`, the client is expected to send; after it, the flush is
+
+    @property
     def buffered_seconds(self) -> float:
         return 0.0 if self.session is None else self.session.buffered_seconds
 

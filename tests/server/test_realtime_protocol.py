@@ -430,3 +430,25 @@ async def test_no_logprobs_unless_asked(client, backend, jfk_audio) -> None:
         await ws.send_json({"type": "input_audio_buffer.commit"})
         events = await until(ws, "conversation.item.input_audio_transcription.completed")
     assert not any("logprobs" in e for e in events)
+
+
+async def test_a_client_waiting_for_its_transcript_is_not_idle(
+    make_client, backend, jfk_audio
+) -> None:
+    """The idle timeout (1 s here) does not close a session whose committed turn the model is
+    still reading: the client is waiting for it."""
+    client = await make_client(stream_idle_timeout_s=1)
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await ws.send_json(MANUAL)
+        await receive(ws)
+        backend.hold()
+        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 3 * SAMPLE_RATE]))))
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        assert (await receive(ws))["type"] == "input_audio_buffer.committed"
+        await asyncio.sleep(2.5)  # the model holds the turn past the idle timeout
+        backend.release()
+        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+        assert events[-1]["transcript"]
+        error = await receive(ws, timeout=5)  # then idle: no audio, nothing pending
+    assert error["type"] == "error" and "no audio or message for 1 s" in error["error"]["message"]
