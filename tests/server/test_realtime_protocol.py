@@ -452,3 +452,30 @@ async def test_a_client_waiting_for_its_transcript_is_not_idle(
         assert events[-1]["transcript"]
         error = await receive(ws, timeout=5)  # then idle: no audio, nothing pending
     assert error["type"] == "error" and "no audio or message for 1 s" in error["error"]["message"]
+
+
+KEY = "hk-realtime-test-1"
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "status"),
+    [
+        ("", {}, 401),
+        ("&token=wrong", {}, 401),
+        ("", {"Authorization": f"Bearer {KEY}"}, None),
+        (f"&token={KEY}", {}, None),
+        ("", {"Authorization": f"Bearer {KEY}", "Origin": "https://elsewhere.example"}, 403),
+    ],
+    ids=["no key", "a wrong token", "bearer", "token", "a foreign page"],
+)
+async def test_keys_and_origins_as_for_every_live_stream(
+    make_client, query, headers, status
+) -> None:
+    client = await make_client(api_keys=KEY)
+    if status is not None:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect(PATH + query, headers=headers)
+        assert refused.value.status == status
+        return
+    async with client.ws_connect(PATH + query, headers=headers) as ws:
+        assert (await opened(ws))["type"] == "transcription"
