@@ -62,6 +62,22 @@ async def send_in_chunks(ws, audio_24k: np.ndarray, chunk_s: float = 0.1) -> Non
         await ws.send_json(append(pcm16(audio_24k[start : start + step])))
 
 
+COMPLETED = "conversation.item.input_audio_transcription.completed"
+
+
+async def manual_commits(ws) -> None:
+    """Turn server VAD off: the client ends each turn."""
+    await ws.send_json(MANUAL)
+    assert (await receive(ws))["type"] == "session.updated"
+
+
+async def one_turn(ws, audio: np.ndarray, last: str = COMPLETED) -> list[dict]:
+    """16 kHz `audio` sent as one append at 24 kHz and committed; the events to `last`."""
+    await ws.send_json(append(pcm16(at_24k(audio))))
+    await ws.send_json({"type": "input_audio_buffer.commit"})
+    return await until(ws, last)
+
+
 async def opened(ws) -> dict:
     created = await receive(ws)
     assert created["type"] == "session.created"
@@ -162,12 +178,11 @@ async def test_a_committed_turn_streams_deltas_that_make_its_transcript(
     audio = at_24k(jfk_audio)
     async with client.ws_connect(PATH) as ws:
         await opened(ws)
-        await ws.send_json(MANUAL)
-        assert (await receive(ws))["type"] == "session.updated"
+        await manual_commits(ws)
         await send_in_chunks(ws, audio, chunk_s=1.0)
         await asyncio.sleep(0.6)  # a couple of beats: steps run while the turn is open
         await ws.send_json({"type": "input_audio_buffer.commit"})
-        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+        events = await until(ws, COMPLETED)
     (committed,) = of_type(events, "input_audio_buffer.committed")
     assert committed["previous_item_id"] is None and committed["item_id"].startswith("item_")
     deltas = of_type(events, "conversation.item.input_audio_transcription.delta")
@@ -194,12 +209,12 @@ async def test_server_vad_ends_each_turn_at_the_pause(client, backend, jfk_audio
     async with client.ws_connect(PATH) as ws:
         await opened(ws)
         await send_in_chunks(ws, audio, chunk_s=0.1)
-        events = await until(ws, "conversation.item.input_audio_transcription.completed")
-        events += await until(ws, "conversation.item.input_audio_transcription.completed")
+        events = await until(ws, COMPLETED)
+        events += await until(ws, COMPLETED)
     started = of_type(events, "input_audio_buffer.speech_started")
     stopped = of_type(events, "input_audio_buffer.speech_stopped")
     committed = of_type(events, "input_audio_buffer.committed")
-    completed = of_type(events, "conversation.item.input_audio_transcription.completed")
+    completed = of_type(events, COMPLETED)
     items = [c["item_id"] for c in committed]
     assert len(set(items)) == 2
     assert [e["item_id"] for e in started] == [e["item_id"] for e in stopped] == items
@@ -235,7 +250,7 @@ async def test_telephone_audio_in_mulaw_is_transcribed(client, backend, jfk_audi
         await receive(ws)
         await ws.send_json(append(mulaw))
         await ws.send_json({"type": "input_audio_buffer.commit"})
-        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+        events = await until(ws, COMPLETED)
     assert len(events[-1]["transcript"].split()) >= 4
     assert events[-1]["usage"]["seconds"] == pytest.approx(4.0, abs=0.05)
 
@@ -243,12 +258,11 @@ async def test_telephone_audio_in_mulaw_is_transcribed(client, backend, jfk_audi
 async def test_a_turn_the_model_fails_on_is_reported_failed(client, backend, jfk_audio) -> None:
     async with client.ws_connect(PATH) as ws:
         await opened(ws)
-        await ws.send_json(MANUAL)
-        await receive(ws)
+        await manual_commits(ws)
         backend.failure = AsrFailed("decoding failed: out of memory")
-        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 3 * SAMPLE_RATE]))))
-        await ws.send_json({"type": "input_audio_buffer.commit"})
-        events = await until(ws, "conversation.item.input_audio_transcription.failed")
+        events = await one_turn(
+            ws, jfk_audio[: 3 * SAMPLE_RATE], "conversation.item.input_audio_transcription.failed"
+        )
     failed = events[-1]
     assert failed["error"]["code"] == "model_error"
     assert failed["item_id"] == of_type(events, "input_audio_buffer.committed")[0]["item_id"]
@@ -258,8 +272,7 @@ async def test_a_turn_the_model_fails_on_is_reported_failed(client, backend, jfk
 async def test_clear_drops_the_audio_not_yet_committed(client, backend, jfk_audio) -> None:
     async with client.ws_connect(PATH) as ws:
         await opened(ws)
-        await ws.send_json(MANUAL)
-        await receive(ws)
+        await manual_commits(ws)
         await ws.send_json(append(pcm16(at_24k(jfk_audio[: 2 * SAMPLE_RATE]))))
         await ws.send_json({"type": "input_audio_buffer.clear"})
         assert (await receive(ws))["type"] == "input_audio_buffer.cleared"
@@ -352,11 +365,8 @@ async def test_a_bad_event_gets_an_error_and_the_session_goes_on(
         )
         assert error["error"]["message"]
         # still a session: a turn is transcribed after it
-        await ws.send_json(MANUAL)
-        assert (await receive(ws))["type"] == "session.updated"
-        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 2 * SAMPLE_RATE]))))
-        await ws.send_json({"type": "input_audio_buffer.commit"})
-        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+        await manual_commits(ws)
+        events = await one_turn(ws, jfk_audio[: 2 * SAMPLE_RATE])
     assert events[-1]["transcript"]
 
 
@@ -408,9 +418,7 @@ async def test_logprobs_when_asked_one_per_word_spelling_the_delta(
             }
         )
         await receive(ws)
-        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 4 * SAMPLE_RATE]))))
-        await ws.send_json({"type": "input_audio_buffer.commit"})
-        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+        events = await one_turn(ws, jfk_audio[: 4 * SAMPLE_RATE])
     deltas = of_type(events, "conversation.item.input_audio_transcription.delta")
     assert deltas
     for delta in deltas:
@@ -424,11 +432,8 @@ async def test_logprobs_when_asked_one_per_word_spelling_the_delta(
 async def test_no_logprobs_unless_asked(client, backend, jfk_audio) -> None:
     async with client.ws_connect(PATH) as ws:
         await opened(ws)
-        await ws.send_json(MANUAL)
-        await receive(ws)
-        await ws.send_json(append(pcm16(at_24k(jfk_audio[: 4 * SAMPLE_RATE]))))
-        await ws.send_json({"type": "input_audio_buffer.commit"})
-        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+        await manual_commits(ws)
+        events = await one_turn(ws, jfk_audio[: 4 * SAMPLE_RATE])
     assert not any("logprobs" in e for e in events)
 
 
@@ -440,15 +445,14 @@ async def test_a_client_waiting_for_its_transcript_is_not_idle(
     client = await make_client(stream_idle_timeout_s=1)
     async with client.ws_connect(PATH) as ws:
         await opened(ws)
-        await ws.send_json(MANUAL)
-        await receive(ws)
+        await manual_commits(ws)
         backend.hold()
         await ws.send_json(append(pcm16(at_24k(jfk_audio[: 3 * SAMPLE_RATE]))))
         await ws.send_json({"type": "input_audio_buffer.commit"})
         assert (await receive(ws))["type"] == "input_audio_buffer.committed"
         await asyncio.sleep(2.5)  # the model holds the turn past the idle timeout
         backend.release()
-        events = await until(ws, "conversation.item.input_audio_transcription.completed")
+        events = await until(ws, COMPLETED)
         assert events[-1]["transcript"]
         error = await receive(ws, timeout=5)  # then idle: no audio, nothing pending
     assert error["type"] == "error" and "no audio or message for 1 s" in error["error"]["message"]
