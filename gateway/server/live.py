@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from gateway.core.contract import AsrFailed, AsrRejected, AsrUnavailable
 from gateway.server.access import client_of
 from gateway.server.keys import DRAINING, SETTINGS, STREAMS
 from gateway.server.metrics import METRICS
@@ -63,6 +64,58 @@ class LiveConnection(Protocol):
 
     async def cancel(self) -> None:
         """The client is gone: stop the session's work without flushing."""
+
+
+Report = Callable[[str, str], Awaitable[None]]  # (message, code) → the client is told
+
+
+class ModelCalls:
+    """A live session's calls to the model, and how their failures reach the client: a model
+    that cannot be reached is said once, and the session goes on (its next steps try again,
+    so it resumes when the model is back); a refusal each time; a fault of the model as a
+    plain message, its details in the log only."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.unavailable = False  # the last call could not reach the model
+
+    @property
+    def skip_reason(self) -> str:
+        """Why audio dropped before a step now goes unheard (a `skipped` reason)."""
+        return "model_unavailable" if self.unavailable else "overload"
+
+    async def guarded(self, call: Awaitable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The call's messages; none when it failed (and the client was told)."""
+        try:
+            messages = await call
+        except AsrUnavailable as exc:
+            if not self.unavailable:
+                await self.report(
+                    f"{exc}; the stream stays open and resumes when it is back",
+                    "model_unavailable",
+                )
+            self.unavailable = True
+            return []
+        except AsrRejected as exc:
+            await self.report(str(exc), "rejected")
+            return []
+        except AsrFailed as exc:
+            logger.error("the model failed on a live stream: %s", exc)  # internals: log only
+            await self.report(
+                "the speech model failed on this audio; the stream goes on", "model_error"
+            )
+            return []
+        self.unavailable = False
+        return messages
+
+
+async def first_of(*waits: Awaitable[Any]) -> None:
+    """Wait until any of `waits` is done; the others are cancelled."""
+    waiters = [asyncio.ensure_future(wait) for wait in waits]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def serve_live(

@@ -16,14 +16,12 @@ import asyncio
 import base64
 import binascii
 import json
-import logging
 from collections import deque
 from typing import Any
 
 import numpy as np
 from aiohttp import web
 
-from gateway.core.contract import AsrFailed, AsrRejected, AsrUnavailable
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamProtocolError
 from gateway.modes.streaming import StreamSession
@@ -31,7 +29,7 @@ from gateway.modes.turns import SpeechStarted, TurnDetector
 from gateway.modes.vad import StreamingVad
 from gateway.server.errors import ApiError
 from gateway.server.keys import ASR, STEP_CLOCK, STREAM_VAD
-from gateway.server.live import serve_live
+from gateway.server.live import ModelCalls, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.realtime_events import (
     RealtimeConfig,
@@ -40,8 +38,6 @@ from gateway.server.realtime_events import (
     event,
     new_id,
 )
-
-logger = logging.getLogger(__name__)
 
 MIN_COMMIT_SECONDS = 0.1  # OpenAI refuses to commit less audio than this
 SESSION_UPDATES = {"session.update": False, "transcription_session.update": True}  # → beta
@@ -93,7 +89,7 @@ class _RealtimeConnection:
         self.completing = False  # a committed turn is being read to its end
         self.stopping = asyncio.Event()  # the server drains (a client just hangs up)
         self.wake = asyncio.Event()  # a turn was committed
-        self.model_unavailable = False
+        self.calls = ModelCalls(self.error)
         self.worker = asyncio.create_task(self._run())
         self._send_lock = asyncio.Lock()
 
@@ -318,7 +314,8 @@ class _RealtimeConnection:
     async def _run(self) -> None:
         """Complete committed turns in order; on every beat, step the current turn."""
         while not self.stopping.is_set():
-            await self._beat_or_wake()
+            await first_of(self.clock.beat(), self.wake.wait(), self.stopping.wait())
+            self.wake.clear()
             while self.committed:
                 self.completing = True
                 try:
@@ -328,43 +325,8 @@ class _RealtimeConnection:
             turn = self.turn
             if self.stopping.is_set() or not turn.session.step_due:
                 continue
-            reason = "model_unavailable" if self.model_unavailable else "overload"
-            await self._deliver(turn, turn.session.drop_backlog(reason))
-            await self._deliver(turn, await self._guarded(turn.session.step()))
-
-    async def _beat_or_wake(self) -> None:
-        waiters = [
-            asyncio.ensure_future(self.clock.beat()),
-            asyncio.ensure_future(self.wake.wait()),
-            asyncio.ensure_future(self.stopping.wait()),
-        ]
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-        self.wake.clear()
-
-    async def _guarded(self, step: Any) -> list[dict[str, Any]]:
-        """A step's messages; a model that cannot be reached is reported once, and the
-        session goes on (the next steps try again)."""
-        try:
-            messages = await step
-        except AsrUnavailable as exc:
-            if not self.model_unavailable:
-                await self.error(f"{exc}; the session stays open", "model_unavailable")
-            self.model_unavailable = True
-            return []
-        except AsrRejected as exc:
-            await self.error(str(exc), "rejected")
-            return []
-        except AsrFailed as exc:
-            logger.error("the model failed on a realtime step: %s", exc)  # internals: log only
-            await self.error(
-                "the speech model failed on this audio; the session goes on", "model_error"
-            )
-            return []
-        self.model_unavailable = False
-        return messages
+            await self._deliver(turn, turn.session.drop_backlog(self.calls.skip_reason))
+            await self._deliver(turn, await self.calls.guarded(turn.session.step()))
 
     async def _deliver(self, turn: _Turn, messages: list[dict[str, Any]]) -> None:
         """A stream's messages as Realtime events: finals become deltas of the turn's item;
@@ -402,7 +364,7 @@ class _RealtimeConnection:
         when the model heard none of it."""
         if not turn.cleared:
             rest = turn.session.finish(np.zeros(0, np.float32))
-            await self._deliver(turn, await self._guarded(rest))
+            await self._deliver(turn, await self.calls.guarded(rest))
         failures = [s for s in turn.skipped if s["reason"] != "overload"]
         if failures and not turn.transcript:
             await self.send(

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any
 
 from aiohttp import web
 
-from gateway.core.contract import AsrFailed, AsrRejected, AsrUnavailable
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
 from gateway.modes.streaming import PAUSE_SECONDS, StreamSession
 from gateway.modes.turns import SpeechStarted, TurnConfig, TurnDetector
 from gateway.modes.vad import StreamingVad, VadConfig
 from gateway.server.keys import ASR, STEP_CLOCK, STREAM_VAD
-from gateway.server.live import serve_live
+from gateway.server.live import ModelCalls, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.request_context import current_request_id
-
-logger = logging.getLogger(__name__)
 
 # `speech_started` / `speech_stopped`: the stream's own detector threshold, and the pause
 # after which the words before it become final
@@ -47,7 +43,7 @@ class _Connection:
         self.session: StreamSession | None = None
         self.stopping = asyncio.Event()  # `stop` came, the client went, or the server drains
         self.worker: asyncio.Task[None] | None = None
-        self.model_unavailable = False  # the last step could not reach the model
+        self.calls = ModelCalls(lambda message, _code: self.error(message))
         self.watch = StreamWatch(request.app[METRICS])  # finals' latency, skipped audio
         self.turns = TurnDetector(SPEECH_TURNS)
         self._send_lock = asyncio.Lock()
@@ -143,41 +139,15 @@ class _Connection:
         while not await self._beat_or_stop():
             if not self.session.step_due:
                 continue
-            reason = "model_unavailable" if self.model_unavailable else "overload"
-            for message in self.session.drop_backlog(reason):
+            for message in self.session.drop_backlog(self.calls.skip_reason):
                 await self.send(message)
-            for message in await self._guarded(self.session.step()):
+            for message in await self.calls.guarded(self.session.step()):
                 await self.send(message)
 
     async def _beat_or_stop(self) -> bool:
         """Wait for the clock's next beat; True when the stream is stopping instead."""
-        beat = asyncio.ensure_future(self.clock.beat())
-        stop = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait((beat, stop), return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (beat, stop):
-            waiter.cancel()
-        await asyncio.gather(beat, stop, return_exceptions=True)
+        await first_of(self.clock.beat(), self.stopping.wait())
         return self.stopping.is_set()
-
-    async def _guarded(self, step: Any) -> list[dict[str, Any]]:
-        """A step's messages; a model that cannot be reached is reported once, and the
-        stream goes on: the next steps try again, so it resumes when the model is back."""
-        try:
-            messages = await step
-        except AsrUnavailable as exc:
-            if not self.model_unavailable:
-                await self.error(f"{exc}; the stream stays open and resumes when it is back")
-            self.model_unavailable = True
-            return []
-        except AsrRejected as exc:
-            await self.error(str(exc))
-            return []
-        except AsrFailed as exc:
-            logger.error("the model failed on a stream's step: %s", exc)  # internals: log only
-            await self.error("the speech model failed on this audio; the stream goes on")
-            return []
-        self.model_unavailable = False
-        return messages
 
     async def finish(self) -> None:
         """Flush what is left as final, then `done`."""
@@ -185,7 +155,7 @@ class _Connection:
         if self.worker is not None:
             await self.worker
         if self.session is not None:
-            for message in await self._guarded(self.session.finish(self.decoder.flush())):
+            for message in await self.calls.guarded(self.session.finish(self.decoder.flush())):
                 await self.send(message)
         await self.send({"type": "done"})
 
