@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from gateway.core.contract import AsrError
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamProtocolError
 from gateway.modes.streaming import StreamSession
 from gateway.modes.turns import SpeechStarted, TurnDetector
 from gateway.modes.vad import StreamingVad
 from gateway.server.errors import ApiError
+from gateway.server.http_models import ALIAS, check_model, model_not_found
 from gateway.server.keys import ASR, STEP_CLOCK, STREAM_VAD
 from gateway.server.live import ModelCalls, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
@@ -192,6 +194,8 @@ class _RealtimeConnection:
                 "invalid_value",
                 "session.audio.input.format",
             )
+        if config.model != self.config.model:
+            await self._check_model(config.model, beta)
         self.config, self.beta = config, beta
         if not self.audio_seen:
             self.decoder = FrameDecoder(config.stream_config())
@@ -199,6 +203,18 @@ class _RealtimeConnection:
         # transcription and turn settings apply from the next turn on
         name = "transcription_session.updated" if beta else "session.updated"
         await self.send(event(name, session=self._describe()))
+
+    async def _check_model(self, name: str, beta: bool) -> None:
+        """A transcription model the server does not serve is refused, as the HTTP routes
+        refuse it; when the backend cannot say what it serves, the name is taken."""
+        try:
+            served = await self.backend.served_model()
+        except AsrError:
+            return
+        if name not in (served.weights, ALIAS):
+            param = "input_audio_transcription" if beta else "audio.input.transcription"
+            refusal = model_not_found(name, served)
+            raise RealtimeEventError(refusal.message, refusal.code, f"session.{param}.model")
 
     async def _append(self, audio: Any) -> float:
         if not isinstance(audio, str):
@@ -426,4 +442,6 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
             "invalid_intent",
             param="intent",
         )
+    if (name := request.query.get("model")) is not None:  # the SDK always names one
+        await check_model(request, name, "transcribe")
     return await serve_live(request, lambda ws: _RealtimeConnection(request, ws))

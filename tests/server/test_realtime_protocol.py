@@ -483,3 +483,38 @@ async def test_keys_and_origins_as_for_every_live_stream(
         return
     async with client.ws_connect(PATH + query, headers=headers) as ws:
         assert (await opened(ws))["type"] == "transcription"
+
+
+async def test_a_model_not_served_is_refused_like_the_http_routes_refuse_it(
+    client, backend
+) -> None:
+    response = await client.get(
+        "/v1/realtime?intent=transcription&model=gpt-4o-transcribe",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "model_not_found"
+    async with client.ws_connect(PATH + f"&model={backend.weights}") as ws:
+        await opened(ws)
+        transcription = {"model": "gpt-4o-transcribe"}
+        await ws.send_json(
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"transcription": transcription}}},
+            }
+        )
+        error = (await receive(ws))["error"]
+        assert (error["code"], error["param"]) == (
+            "model_not_found",
+            "session.audio.input.transcription.model",
+        )
+        assert f"This server serves `{backend.weights}` (also as `whisper-1`)" in error["message"]
+        transcription["model"] = backend.weights
+        await ws.send_json(
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"transcription": transcription}}},
+            }
+        )
+        updated = await receive(ws)
+    assert updated["session"]["audio"]["input"]["transcription"]["model"] == backend.weights
