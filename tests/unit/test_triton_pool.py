@@ -18,8 +18,10 @@ from gateway.core.contract import (
     AsrInterrupted,
     AsrRejected,
     AsrUnavailable,
+    ServedModel,
     TranscribeOptions,
     WindowResult,
+    is_multilingual,
 )
 
 
@@ -73,9 +75,16 @@ async def test_membership_follows_resolution_and_survives_a_failed_lookup() -> N
 class FakeReplicaClient:
     """Stands in for one replica's TritonAsr: fails with `error`, or answers."""
 
-    def __init__(self, error: Exception | None) -> None:
+    def __init__(self, error: Exception | None, weights: str = "tiny.en") -> None:
         self.error = error
+        self.weights = weights
         self.calls = 0
+
+    async def served_model(self) -> ServedModel:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return ServedModel(self.weights, is_multilingual(self.weights))
 
     async def transcribe(self, audio, options, *, priority):
         self.calls += 1
@@ -121,6 +130,30 @@ async def test_a_call_that_may_have_run_is_not_sent_again() -> None:
         assert [r.healthy for r in pool.replicas] == [True, True]  # busy is not down
     finally:
         await pool.close()
+
+
+async def test_the_served_model_comes_from_a_replica_that_answers() -> None:
+    pool, (first, second) = await two_replica_pool(AsrUnavailable("connection refused"))
+    try:
+        assert await pool.served_model() == ServedModel("tiny.en", multilingual=False)
+        assert (first.calls, second.calls) == (1, 1)
+        pool.replicas[0].healthy = False  # a replica known to be down is asked last
+        await pool.served_model()
+        assert (first.calls, second.calls) == (1, 2)
+        second.error = AsrUnavailable("gone too")
+        with pytest.raises(AsrUnavailable):  # no replica can say
+            await pool.served_model()
+        assert (first.calls, second.calls) == (2, 3)
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("weights", "multilingual"),
+    [("tiny.en", False), ("medium.en", False), ("base", True), ("large-v3-turbo", True)],
+)
+def test_english_only_weights_are_the_ones_named_en(weights, multilingual) -> None:
+    assert is_multilingual(weights) is multilingual
 
 
 @pytest.mark.parametrize(
