@@ -251,7 +251,10 @@ async def _run_ffmpeg(
     finally:
         if process.returncode is None:
             process.kill()
-            await process.wait()
+            # asyncio's `wait()` returns only once ffmpeg's pipes are closed, and a pipe left
+            # unread (the watcher stopped the decoding) pauses when full and never sees its
+            # end: read both to the end (what ffmpeg wrote before it was killed, little)
+            await process.communicate()
     return stdout, stderr, process.returncode or 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
@@ -225,3 +226,28 @@ async def test_the_watcher_sees_the_output_grow_and_can_stop_it(tmp_path: Path) 
     with pytest.raises(RuntimeError, match="over budget"):
         await decode_audio(ten_minutes_of_quiet(tmp_path), timeout=60, watch=watch)
     assert 2**20 < sum(seen) <= 2 * 2**20
+
+
+async def test_decodings_stopped_by_a_shared_budget_end_with_ffmpeg_still_writing() -> None:
+    """Four decodings of hours at once against one budget (as uploads share
+    max_decoded_audio_mb): those stopped while ffmpeg still has hours to write must end at
+    once. A pipe nobody reads any more fills and pauses, and asyncio's `wait()` returns only
+    once the pipes are closed: it used to wait forever, and so did the upload, holding its
+    share of the budget."""
+    hours = (DATA_DIR / "hostile" / "decodes-to-hours.flac").read_bytes()
+    held = 0
+
+    def watch(size: int) -> None:
+        nonlocal held
+        if held + size > 768 << 20:
+            raise RuntimeError("over budget")
+        held += size
+
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            *(decode_audio(hours, max_seconds=3 * 3600, timeout=60, watch=watch) for _ in range(4)),
+            return_exceptions=True,
+        ),
+        60,
+    )
+    assert sum(isinstance(o, RuntimeError) for o in outcomes) >= 3, outcomes
