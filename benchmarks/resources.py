@@ -117,3 +117,26 @@ def cpu_seconds(root: int) -> float:
         if index == 0:
             total += sum(int(x) for x in fields[13:15])
     return total / ticks
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) in MiB since it started or since
+    `reset_peak_rss`; 0 for a process that is gone."""
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == "VmHWM":
+                return int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Set the process's VmHWM to its resident memory now (Linux ≥ 4.0, a process of this
+    user); whether that worked."""
+    try:
+        (PROC / str(pid) / "clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True

@@ -88,15 +88,26 @@ def describe(exc: BaseException) -> str:
 
 @dataclass
 class Ledger:
-    """What the clients met, judged as it comes: unexpected errors and expected refusals."""
+    """What the clients met, judged as it comes: unexpected errors and expected refusals.
+    `lost` are the errors where work vanished without a documented answer: an upload with no
+    reply or a reply not in OpenAI's error shape, a transcript short of its words without a
+    `skipped`. `faults` are the error codes and skip reasons that count as errors, not as
+    refusals (the hostile soak's Triton restart expects them)."""
 
     baselines: dict[str, float]  # file-mode WER of each item, from the warm-up
     errors: list[str] = field(default_factory=list)
     refusals: Counter[str] = field(default_factory=Counter)
+    lost: list[str] = field(default_factory=list)
+    faults: tuple[str, ...] = FAULTS
 
     def error(self, where: str, what: str) -> None:
         self.errors.append(f"{where}: {what}")
         log(f"unexpected: {where}: {what}")
+
+    def lose(self, where: str, what: str) -> None:
+        """An error that also lost work without saying so."""
+        self.error(where, what)
+        self.lost.append(f"{where}: {what}")
 
     def refused(self, kind: str) -> None:
         self.refusals[kind] += 1
@@ -105,7 +116,7 @@ class Ledger:
         wer = word_error_rate(item.text, text)
         baseline = self.baselines[item.name]
         if wer > baseline + WER_MARGIN:
-            self.error(where, f"WER {100 * wer:.1f} % against {100 * baseline:.1f} % in file mode")
+            self.lose(where, f"WER {100 * wer:.1f} % against {100 * baseline:.1f} % in file mode")
         return wer
 
 
@@ -119,7 +130,7 @@ def judge_stream(run: StreamRun, item: Item, ledger: Ledger, where: str) -> None
             ledger.error(where, f"error message {message.get('message')!r}")
     for message in skipped:
         reason = message.get("reason", "?")
-        if reason in FAULTS:
+        if reason in ledger.faults:
             ledger.error(where, f"skipped {message.get('start')}–{message.get('end')} s: {reason}")
         else:
             ledger.refused(f"stream skipped audio ({reason})")
@@ -139,7 +150,7 @@ async def guarded_stream(
     try:
         run = await service.stream(client, item, delay=delay)
     except Exception as exc:
-        ledger.error(where, describe(exc))
+        ledger.lose(where, describe(exc))
         await asyncio.sleep(RETRY_PAUSE_S)
         return None
     judge_stream(run, item, ledger, where)
@@ -165,11 +176,11 @@ def error_code(reply: service.UploadReply) -> str:
     return str(error.get("code", "?")) if isinstance(error, dict) else "?"
 
 
-def is_overload_refusal(reply: service.UploadReply) -> bool:
+def is_overload_refusal(reply: service.UploadReply, faults: tuple[str, ...] = FAULTS) -> bool:
     return (
         reply.status in OVERLOAD_STATUSES
         and reply.retry_after is not None
-        and error_code(reply) not in FAULTS
+        and error_code(reply) not in faults
     )
 
 
@@ -187,15 +198,18 @@ async def upload_once(
     try:
         reply = await service.post_upload(client, item)
     except Exception as exc:
-        ledger.error(where, describe(exc))
+        ledger.lose(where, describe(exc))
         return None, RETRY_PAUSE_S
     if reply.status == 200:
         wer = ledger.check_wer(where, item, str(reply.body.get("text", "")))
         return {"item": item.name, "wall_s": reply.wall_s, "wer": wer}, 0.0
-    if is_overload_refusal(reply):
+    if is_overload_refusal(reply, ledger.faults):
         ledger.refused(f"upload {reply.status} {error_code(reply)}")
         return None, retry_pause(reply.retry_after or "")
-    ledger.error(where, f"HTTP {reply.status} {reply.body}")
+    if error_code(reply) == "?":  # no documented error: whatever happened went unsaid
+        ledger.lose(where, f"HTTP {reply.status} {reply.body}")
+    else:
+        ledger.error(where, f"HTTP {reply.status} {reply.body}")
     return None, RETRY_PAUSE_S
 
 
@@ -290,13 +304,15 @@ class Monitor:
     and on demand, each sample labelled with the phase."""
 
     def __init__(self, stack: Stack) -> None:
-        self.gateway_pid, self.triton_pid = stack.gateway_pid, stack.triton_pid
+        self.stack = stack
         self.started = time.monotonic()
         self.phase = "start-up"
         self.samples: list[dict[str, Any]] = []
 
     async def sample(self, label: str | None = None) -> dict[str, Any]:
-        snapshot = await asyncio.to_thread(resources.snapshot, self.gateway_pid, self.triton_pid)
+        snapshot = await asyncio.to_thread(
+            resources.snapshot, self.stack.gateway_pid, self.stack.current_triton_pid()
+        )
         record = {
             "t_s": round(time.monotonic() - self.started, 1),
             "phase": label or self.phase,

@@ -23,6 +23,7 @@ from gateway.backend.triton_pool import TritonPool
 from gateway.server.app import SERVER_OPTIONS, create_app
 from gateway.server.settings import ENV_PREFIX, Settings
 from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonPorts
+from gateway.tools.supervisor import TritonSupervisor
 
 GATEWAY_START_TIMEOUT_S = 60.0
 GATEWAY_STOP_TIMEOUT_S = 60.0  # SIGTERM, then SIGKILL after this long
@@ -42,6 +43,14 @@ class Stack:
     session: aiohttp.ClientSession
     gateway_pid: int  # this process when the gateway runs in it
     triton_pid: int  # the tritonserver process; its Python backend stubs are its children
+    triton: LocalTriton | None = None  # the server itself, when a supervisor may restart it
+    supervisor: TritonSupervisor | None = None
+
+    def current_triton_pid(self) -> int:
+        """The tritonserver process now: after a restart by the supervisor, the new one."""
+        if self.triton is not None and (process := self.triton.process) is not None:
+            return process.pid
+        return self.triton_pid
 
     async def triton_json(self, path: str) -> dict:
         async with self.session.get(f"{self.triton_http_url}{path}") as reply:
@@ -211,12 +220,15 @@ async def running_stack(
     log_dir: Path,
     *,
     separate_gateway: bool = False,
+    supervised: bool = False,
     model_repository: Path = DEFAULT_MODEL_REPOSITORY,
     **overrides: object,
 ) -> AsyncIterator[Stack]:
     """Triton (its log in `log_dir/triton.log`) serving `model_repository`, and the gateway:
     in this process, or with `separate_gateway` as a child process (its log in
-    `log_dir/gateway.log`); `overrides` are gateway settings that differ from the benchmark's."""
+    `log_dir/gateway.log`); `overrides` are gateway settings that differ from the benchmark's.
+    With `supervised`, a `TritonSupervisor` restarts Triton when it dies, as `hermes up` does
+    (`Stack.triton` and `Stack.supervisor` are then set)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     async with local_triton(log_dir / "triton.log", model_repository) as triton:
         settings = Settings(
@@ -236,13 +248,22 @@ async def running_stack(
             else gateway_in_process(settings)
         )
         timeout = aiohttp.ClientTimeout(total=1800)
-        async with gateway as gateway_pid, aiohttp.ClientSession(timeout=timeout) as session:
-            assert triton.process is not None  # started: LocalTriton waited for the model
-            yield Stack(
-                gateway_url=f"http://{settings.host}:{settings.port}",
-                triton_http_url=triton.http_url,
-                settings=settings,
-                session=session,
-                gateway_pid=gateway_pid,
-                triton_pid=triton.process.pid,
-            )
+        supervisor = TritonSupervisor(triton) if supervised else None
+        if supervisor is not None:
+            supervisor.start()
+        try:
+            async with gateway as gateway_pid, aiohttp.ClientSession(timeout=timeout) as session:
+                assert triton.process is not None  # started: LocalTriton waited for the model
+                yield Stack(
+                    gateway_url=f"http://{settings.host}:{settings.port}",
+                    triton_http_url=triton.http_url,
+                    settings=settings,
+                    session=session,
+                    gateway_pid=gateway_pid,
+                    triton_pid=triton.process.pid,
+                    triton=triton if supervised else None,
+                    supervisor=supervisor,
+                )
+        finally:
+            if supervisor is not None:
+                await asyncio.to_thread(supervisor.stop)
