@@ -5,6 +5,7 @@
 #   make lint   ruff's checks and formatting, as CI runs them before the suite
 #   make bench  set everything up and benchmark the service against its peers
 #   make soak   set everything up and hold the service under mixed load for minutes
+#   make soak-hostile  the same, with attacks beside honest clients, one after another
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -21,7 +22,8 @@ MANIFEST := $(WEIGHTS_DIR)/$(WEIGHTS).json
 TEST_MANIFESTS := $(WEIGHTS_DIR)/tiny.en.json $(WEIGHTS_DIR)/base.json
 STAMP := $(VENV)/.installed
 
-.PHONY: install export browser deploy-tools speech-tools triton run test unit lint bench soak clean
+.PHONY: install export browser deploy-tools speech-tools triton run test unit lint bench soak \
+	soak-hostile clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +89,14 @@ bench: export speech-tools
 # e.g. make soak SOAK_ARGS="--minutes 2"
 soak: export
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
+
+# Honest streams and uploads alone, then beside each attack in turn (WebSocket and multipart
+# floods, slow bodies, over-long files, hang-ups, a poisoned batch, a Triton restart): what each
+# attack got and cost, the honest clients' WER and latency against the baseline, a verdict
+# (benchmarks/README.md, "Hostile soak"); ~11 min by default; e.g. make soak-hostile
+# HOSTILE_ARGS="--seconds 60" or HOSTILE_ARGS="--attacks ws-flood,poison"
+soak-hostile: export
+	$(BIN)/python -m benchmarks.hostile $(HOSTILE_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache tests/artifacts model_repository/whisper/1/weights
