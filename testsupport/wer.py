@@ -1,14 +1,16 @@
-"""Word error rate after Whisper's English text normalisation (numbers, spelling, punctuation)."""
+"""Word error rate after Whisper's English text normalisation (numbers, spelling, punctuation),
+or its basic one (case, punctuation) for other languages."""
 
 from __future__ import annotations
 
-from whisper.normalizers import EnglishTextNormalizer
+from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer
 
 _normalize = EnglishTextNormalizer()
+_basic = BasicTextNormalizer()
 
 
-def normalized_words(text: str) -> list[str]:
-    return _normalize(text).split()
+def normalized_words(text: str, *, english: bool = True) -> list[str]:
+    return (_normalize if english else _basic)(text).split()
 
 
 def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
@@ -23,8 +25,10 @@ def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
     return previous[-1]
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalized_words(reference), normalized_words(hypothesis)
+def word_error_rate(reference: str, hypothesis: str, *, english: bool = True) -> float:
+    """`english=False` for a reference in another language."""
+    ref = normalized_words(reference, english=english)
+    hyp = normalized_words(hypothesis, english=english)
     if not ref:
         return float(bool(hyp))
     return edit_distance(ref, hyp) / len(ref)
