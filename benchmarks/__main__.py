@@ -17,8 +17,8 @@ from typing import Any
 from benchmarks import accuracy, composite, peers, plot, report, service, whisperlive
 from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
-from benchmarks.stack import Stack, model_repository_with, running_stack
-from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY
+from benchmarks.stack import Stack, running_stack
+from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, model_repository_with
 from testsupport.wer import word_error_rate
 
 SERVICE = "hermes service"

@@ -43,11 +43,12 @@ from benchmarks.__main__ import SERVICE, file_mode_rows, streaming
 from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
 from benchmarks.report import TMP_DIR, log
 from benchmarks.resources import cpu_seconds
-from benchmarks.stack import Stack, model_repository_with, running_stack
+from benchmarks.stack import Stack, running_stack
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import TranscribeOptions
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.files import collect, transcribe_audio
+from gateway.tools.local_triton import model_repository_with
 from testsupport.wer import word_error_rate
 
 ITEMS = ("jfk", "harvard", "stream-63s")

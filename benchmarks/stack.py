@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -90,37 +89,6 @@ class Stack:
         stats = await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
         model = stats["model_stats"][0]
         return int(model["inference_count"]), int(model["execution_count"])
-
-
-def model_repository_with(
-    directory: Path, parameters: Mapping[str, str], max_batch_size: int | None = None
-) -> Path:
-    """A model repository in `directory` serving the project's model with some of its
-    config's `parameters` (and `max_batch_size`) set otherwise: the version directory linked,
-    the config copied with those values changed."""
-    source = DEFAULT_MODEL_REPOSITORY / "whisper"
-    config = (source / "config.pbtxt").read_text()
-    changes = [
-        (
-            f"parameter {key!r}",
-            rf'(key: "{re.escape(key)}".*\n\s*value: {{ string_value: ")[^"]*(")',
-            value,
-        )
-        for key, value in parameters.items()
-    ]
-    if max_batch_size is not None:
-        changes.append(("max_batch_size", r"(\nmax_batch_size: )\d+()", str(max_batch_size)))
-    for name, pattern, value in changes:
-        config, count = re.subn(pattern, lambda m, v=value: f"{m[1]}{v}{m[2]}", config)
-        if count != 1:
-            raise ValueError(f"the model's config.pbtxt has no {name} to set")
-    model = directory / "whisper"
-    model.mkdir(parents=True, exist_ok=True)
-    (model / "config.pbtxt").write_text(config)
-    version = model / "1"
-    if not version.exists():
-        version.symlink_to((source / "1").resolve(), target_is_directory=True)
-    return directory
 
 
 @asynccontextmanager

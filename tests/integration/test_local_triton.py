@@ -12,7 +12,6 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.stack import model_repository_with
 from gateway.backend.triton_client import TritonAsr
 from gateway.core.contract import Priority, TranscribeOptions
 from gateway.tools.local_triton import (
@@ -20,6 +19,7 @@ from gateway.tools.local_triton import (
     LocalTriton,
     TritonLaunchError,
     TritonPorts,
+    model_repository_with,
 )
 from testsupport.net import free_port
 from testsupport.wer import word_error_rate

@@ -10,9 +10,9 @@ import pytest
 from benchmarks import accuracy
 from benchmarks.__main__ import model_repository, parse_args
 from benchmarks.gpu import parse_args as gpu_parse_args
-from benchmarks.stack import model_repository_with, settings_flags
+from benchmarks.stack import settings_flags
 from gateway.server import settings as gateway_settings
-from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY
+from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, model_repository_with
 
 
 def parameter(config: str, key: str) -> str:
