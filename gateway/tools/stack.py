@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     serves; every other flag is the gateway's (as `hermes serve` takes them)."""
     parser = argparse.ArgumentParser(prog="hermes up", add_help=False, allow_abbrev=False)
     add_weights_argument(parser)
-    own, gateway_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(args):
+        print(parser.format_help())  # then the gateway's flags, as `hermes serve` lists them
+    own, gateway_args = parser.parse_known_args(args)
     if (settings := startup(gateway_args)) is None:
         return 2
     try:
