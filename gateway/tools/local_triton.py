@@ -3,8 +3,9 @@
 The wheel ships the server binary, the Python backend and one backend stub per Python
 version. We assemble a backend directory (backend + the stub for this interpreter), start
 the server on the model repository with the wheel's libraries on `LD_LIBRARY_PATH` and this
-environment's `bin/` first on `PATH` (the stub runs the first `python` it finds, so the model
-imports torch and whisper from our virtual environment), wait until the model is ready, and
+environment's `bin/` first on `PATH` (the stub runs the first `python` it finds, so the models
+import torch and whisper from our virtual environment), wait until its models (whisper and
+speaker) are ready, and
 stop the whole process group on exit so no orphan stub survives.
 """
 
@@ -160,13 +161,24 @@ def model_repository_with(
     model = directory / "whisper"
     model.mkdir(parents=True, exist_ok=True)
     (model / "config.pbtxt").write_text(config)
-    version = model / "1"
-    if not version.exists():
+    _link(model / "1", model_dir / "1")
+    for other in served_models(source):  # the models beside Whisper (speaker), as they are
+        if other != "whisper":
+            _link(directory / other, source / other)
+    return directory
+
+
+def _link(link: Path, target: Path) -> None:
+    if not link.exists():
         try:
-            version.symlink_to((model_dir / "1").resolve(), target_is_directory=True)
+            link.symlink_to(target.resolve(), target_is_directory=True)
         except FileExistsError:  # another launcher made it at the same moment
             pass
-    return directory
+
+
+def served_models(model_repository: Path) -> list[str]:
+    """The models of a repository (its folders with a config.pbtxt): whisper, speaker."""
+    return sorted(path.parent.name for path in model_repository.glob("*/config.pbtxt"))
 
 
 def configured_weights(model_repository: Path = DEFAULT_MODEL_REPOSITORY) -> str:
@@ -215,6 +227,14 @@ class LocalTriton:
         """`weights`: the export to serve instead of the one the repository's config names
         (None: that one)."""
         self.model_repository = repository_serving(weights, model_repository, work_dir)
+        speaker = self.model_repository / "speaker"
+        if (speaker / "config.pbtxt").is_file() and not any(
+            (speaker / "1" / "weights").glob("*.json")
+        ):
+            raise TritonLaunchError(
+                f"no speaker weights in {speaker}/1/weights (make export, or python -m "
+                "export.speaker, writes them)"
+            )
         self.weights = weights or configured_weights(model_repository)
         self.ports = ports
         self.host = host
@@ -318,7 +338,8 @@ class LocalTriton:
     def __enter__(self) -> LocalTriton:
         self.start()
         try:
-            self.wait_ready()
+            for model in served_models(self.model_repository) or ["whisper"]:
+                self.wait_ready(model=model)
         except BaseException:
             self.stop()
             raise

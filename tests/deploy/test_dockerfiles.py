@@ -167,6 +167,7 @@ def test_build_context_holds_what_the_images_copy(path):
         ".git/config",
         ".env",
         "model_repository/whisper/1/weights/tiny.en.pt",
+        "model_repository/speaker/1/weights/resemblyzer.pt",
         "gateway/__pycache__/app.cpython-311.pyc",
         "tests/artifacts/triton.log",
         "benchmarks/results/tmp/run.json",
