@@ -212,10 +212,17 @@ async def _read_samples(stream: asyncio.StreamReader, watch: OutputWatcher | Non
     """ffmpeg's output in one growing buffer: a large bytearray grows in place (realloc),
     so the samples are never held twice while they arrive."""
     output = bytearray()
-    while chunk := await stream.read(1 << 20):
-        if watch is not None:
-            watch(len(chunk))
-        output += chunk
+    try:
+        while chunk := await stream.read(1 << 20):
+            if watch is not None:
+                watch(len(chunk))
+            output += chunk
+    except BaseException:
+        # the error keeps this frame alive, in a cycle through the task that ran it, until the
+        # cyclic collector comes by (minutes, when little else is allocated): free the samples
+        # now, not then, or refused uploads hold memory the decoded-audio budget gave back
+        output.clear()
+        raise
     return output
 
 

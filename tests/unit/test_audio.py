@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import subprocess
@@ -251,3 +252,27 @@ async def test_decodings_stopped_by_a_shared_budget_end_with_ffmpeg_still_writin
         60,
     )
     assert sum(isinstance(o, RuntimeError) for o in outcomes) >= 3, outcomes
+
+
+async def test_the_samples_of_a_stopped_decoding_are_freed_at_once() -> None:
+    """The error that stops a decoding keeps its frames alive (in a cycle through the task
+    that ran them) until the cyclic collector comes by, minutes later when little else is
+    allocated: the samples read so far must not wait for it (four over-long uploads refused
+    at once left the gateway hundreds of MB above its decoded-audio budget)."""
+    hours = (DATA_DIR / "hostile" / "decodes-to-hours.flac").read_bytes()
+
+    def watch(size: int, seen: list[int] = [0]) -> None:  # noqa: B006 (a counter of its own)
+        seen[0] += size
+        if seen[0] > 64 << 20:
+            raise RuntimeError("over budget")
+
+    gc.disable()
+    tracemalloc.start()
+    try:
+        with pytest.raises(RuntimeError, match="over budget"):
+            await decode_audio(hours, max_seconds=3600, timeout=60, watch=watch)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert held < 8 << 20, held >> 20
