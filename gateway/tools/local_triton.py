@@ -197,7 +197,8 @@ def repository_serving(
 ) -> Path:
     """The model repository to start Triton on so that it serves the export `weights`: the
     repository itself when its config names them (or `weights` is None), else a copy of it
-    under `work_dir` whose config names them. The export must exist."""
+    under `work_dir` whose whisper config names them (its other models linked as they are).
+    The export must exist."""
     if weights is None or weights == configured_weights(model_repository):
         return model_repository
     if not (model_repository / "whisper" / "1" / "weights" / f"{weights}.json").is_file():
@@ -205,9 +206,17 @@ def repository_serving(
             f"no export named {weights!r} in {model_repository}/whisper/1/weights "
             f"(make export WEIGHTS={weights}, or python -m export {weights}, writes it)"
         )
-    return model_repository_with(
+    directory = model_repository_with(
         work_dir / f"repository-{weights}", {"weights": weights}, source=model_repository
     )
+    for model in model_repository.iterdir():  # the repository's other models, as they are
+        link = directory / model.name
+        if model.name != "whisper" and (model / "config.pbtxt").is_file() and not link.exists():
+            try:
+                link.symlink_to(model.resolve(), target_is_directory=True)
+            except FileExistsError:  # another launcher made it at the same moment
+                pass
+    return directory
 
 
 class LocalTriton:

@@ -27,6 +27,9 @@ def repository(tmp_path: Path) -> Path:
     shutil.copy(DEFAULT_MODEL_REPOSITORY / "whisper" / "config.pbtxt", model / "config.pbtxt")
     for name in ("tiny.en", "base"):
         (model / "1" / "weights" / f"{name}.json").write_text("{}")
+    other = tmp_path / "repository" / "speaker"  # another model beside whisper
+    other.mkdir()
+    (other / "config.pbtxt").write_text('name: "speaker"\n')
     return tmp_path / "repository"
 
 
@@ -48,6 +51,7 @@ def test_other_weights_serve_from_a_copy_whose_config_names_them(repository, tmp
     original = (repository / "whisper" / "config.pbtxt").read_text()
     assert config == original.replace('string_value: "tiny.en"', 'string_value: "base"')
     assert (served / "whisper" / "1").resolve() == (repository / "whisper" / "1").resolve()
+    assert (served / "speaker").resolve() == (repository / "speaker").resolve()  # as it is
     # asked again (a restart), the same copy
     assert repository_serving("base", repository, tmp_path / "work") == served
     assert configured_weights(repository) == "tiny.en"  # the original untouched
