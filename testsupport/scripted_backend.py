@@ -18,6 +18,11 @@ asks for logprobs. Every call is recorded (`calls`); `ready = False` makes `/rea
 `languages` refuses others as the real model refuses a language it does not know, and
 `weights` named `*.en` refuse to translate, as English-only weights do; `hold()`
 keeps calls waiting until `release()` (admission, overload and shutdown tests).
+
+Its speaker embeddings (`embed_speakers`, as the model `speaker` answers: windows of 1.6 s
+every 0.77 s) tell two voices apart by bandwidth: a window with at least `HIGH_BAND_SHARE` of
+its energy above `HIGH_BAND_HZ` is one voice (full-band speech, as jfk.flac), any other window
+the second (speech low-passed below 1 kHz, as over an old telephone line).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from gateway.core.contract import (
     AsrUnavailable,
     Priority,
     ServedModel,
+    SpeakerEmbeddings,
     TranscribeOptions,
     WindowResult,
     is_multilingual,
@@ -50,6 +56,8 @@ AVG_LOGPROB = -0.2  # confident: the gateway's checks never doubt the text for i
 COMPRESSION_RATIO = 1.2
 NO_SPEECH_PROB = 0.01
 TOKEN_LOGPROB = -0.25  # each word is one token, with this log-probability
+HIGH_BAND_HZ, HIGH_BAND_SHARE = 1500, 0.01  # embed_speakers: what makes a full-band voice
+SPEAKER_WINDOW_S, SPEAKER_STEP_S = 1.6, 0.77  # as the model `speaker` serves them
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ class ScriptedBackend:
         self.ready = True
         self.failure: AsrError | None = None
         self.calls: list[Call] = []
+        self.speaker_calls: list[float] = []  # seconds of audio of each embed_speakers call
         self._open = asyncio.Event()
         self._open.set()
         self._waiting = 0
@@ -175,6 +184,28 @@ class ScriptedBackend:
         text = "".join(segment.text for segment in segments)
         self.calls[number] = Call(audio.size / SAMPLE_RATE, options, priority, text)
         return WindowResult(text, options.language or self.language, segments)
+
+    async def embed_speakers(self, audio: np.ndarray) -> SpeakerEmbeddings:
+        """A window every 0.77 s (the last at least half audio), each embedded as one of two
+        voices: full-band or low-passed (see the module's docstring)."""
+        self.speaker_calls.append(audio.size / SAMPLE_RATE)
+        await self._pass_gate()
+        if self.failure is not None:
+            raise self.failure
+        duration = audio.size / SAMPLE_RATE
+        starts = [0.0]
+        while starts[-1] + SPEAKER_STEP_S + SPEAKER_WINDOW_S / 2 <= duration:
+            starts.append(round(starts[-1] + SPEAKER_STEP_S, 3))
+        embeddings = np.zeros((len(starts), 256), np.float32)
+        for row, start in enumerate(starts):
+            first = int(start * SAMPLE_RATE)
+            piece = audio[first : first + int(SPEAKER_WINDOW_S * SAMPLE_RATE)].astype(np.float64)
+            power = np.abs(np.fft.rfft(piece)) ** 2
+            hertz = np.fft.rfftfreq(piece.size, 1 / SAMPLE_RATE)
+            total = float(power.sum())
+            full_band = total > 0 and power[hertz > HIGH_BAND_HZ].sum() / total >= HIGH_BAND_SHARE
+            embeddings[row, 0 if full_band else 1] = 1.0
+        return SpeakerEmbeddings(embeddings, np.array(starts, np.float32), SPEAKER_WINDOW_S)
 
     async def is_ready(self) -> bool:
         return self.ready

@@ -24,6 +24,7 @@ from gateway.core.contract import (
     AsrUnavailable,
     Priority,
     ServedModel,
+    SpeakerEmbeddings,
     TranscribeOptions,
     WindowResult,
     is_multilingual,
@@ -37,6 +38,7 @@ _NOT_RUN = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
 # ... and of a call that may have run before it failed: not to be sent again
 _MAY_HAVE_RUN = {"StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.UNKNOWN"}
 _REFUSED = {"StatusCode.INVALID_ARGUMENT"}  # the model's own verdict on the input
+SPEAKER_MODEL = "speaker"  # the speaker-embedding model beside Whisper
 
 
 def _error_of(exc: InferenceServerException) -> AsrError:
@@ -95,6 +97,30 @@ class TritonAsr:
                 raise asyncio.CancelledError() from exc
             raise _error_of(exc) from exc
         return parse_outputs(result)
+
+    async def embed_speakers(self, audio: np.ndarray) -> SpeakerEmbeddings:
+        """The `speaker` model's window embeddings of `audio` (file priority: no stream
+        waits on them)."""
+        samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
+        tensor = grpcaio.InferInput("AUDIO", list(samples.shape), "FP32")
+        tensor.set_data_from_numpy(samples)
+        try:
+            result = await self._client.infer(
+                SPEAKER_MODEL,
+                [tensor],
+                outputs=[
+                    grpcclient.InferRequestedOutput(n) for n in ("EMBEDDINGS", "WINDOW_STARTS")
+                ],
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError() from exc
+            raise _error_of(exc) from exc
+        return SpeakerEmbeddings(
+            result.as_numpy("EMBEDDINGS")[0], result.as_numpy("WINDOW_STARTS")[0]
+        )
 
     async def is_ready(self) -> bool:
         try:

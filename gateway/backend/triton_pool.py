@@ -21,6 +21,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from gateway.core.contract import (
     AsrUnavailable,
     Priority,
     ServedModel,
+    SpeakerEmbeddings,
     TranscribeOptions,
     WindowResult,
 )
@@ -122,6 +124,13 @@ class TritonPool:
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority = Priority.FILE
     ) -> WindowResult:
+        return await self._call(lambda client: client.transcribe(audio, options, priority=priority))
+
+    async def embed_speakers(self, audio: np.ndarray) -> SpeakerEmbeddings:
+        """The speaker model's embeddings, from a replica picked as for a transcription."""
+        return await self._call(lambda client: client.embed_speakers(audio))
+
+    async def _call(self, call: Callable[[TritonAsr], Awaitable[Any]]) -> Any:
         tried: set[str] = set()
         failure: AsrUnavailable | None = None
         while (replica := self._pick(tried)) is not None:
@@ -130,7 +139,7 @@ class TritonPool:
             replica.dispatched += 1
             replica.last_pick = next(self._picks)
             try:
-                return await replica.client.transcribe(audio, options, priority=priority)
+                return await call(replica.client)
             except AsrInterrupted:
                 raise  # it may have run there: sent again, it could run twice
             except AsrUnavailable as exc:

@@ -85,6 +85,26 @@ class AsrFailed(AsrError):
     message is for the log; clients get a generic one."""
 
 
+@dataclass(frozen=True)
+class SpeakerEmbeddings:
+    """The speaker model's answer for one piece of audio: an L2-normalised embedding per
+    window of `window_seconds`, each starting at its entry of `starts` (seconds from the
+    piece's first sample)."""
+
+    embeddings: np.ndarray  # [windows, 256] float32
+    starts: np.ndarray  # [windows] float32
+    window_seconds: float = 1.6
+
+
+class SpeakerBackend(Protocol):
+    """What diarization asks of a backend (the Triton model `speaker`)."""
+
+    async def embed_speakers(self, audio: np.ndarray) -> SpeakerEmbeddings:
+        """Speaker embeddings of float32 16 kHz samples (at most 600 s); raises an
+        `AsrError`, as `AsrBackend.transcribe` does."""
+        ...
+
+
 class AsrBackend(Protocol):
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority

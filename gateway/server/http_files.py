@@ -24,6 +24,7 @@ from gateway.core.contract import (
     AsrUnavailable,
     TranscribeOptions,
 )
+from gateway.core.diarization import MAX_SPEAKERS, SpeakerSegment
 from gateway.core.transcript import Transcript
 from gateway.modes.audio import (
     SAMPLE_RATE,
@@ -33,6 +34,7 @@ from gateway.modes.audio import (
     NotAudioError,
     decode_audio,
 )
+from gateway.modes.diarize import SpeakerCount, diarize
 from gateway.modes.files import FileProgress, assemble, collect, transcribe_audio
 from gateway.modes.vad import VadConfig
 from gateway.server.admission import take_turn, watch_decoded_audio
@@ -46,6 +48,8 @@ from gateway.server.uploads import read_upload
 
 logger = logging.getLogger(__name__)
 
+DIARIZED_JSON = "diarized_json"  # OpenAI's response_format with speakers
+
 
 @dataclass(frozen=True)
 class FileRequest:
@@ -56,6 +60,8 @@ class FileRequest:
     granularities: frozenset[str] = frozenset({"segment"})  # OpenAI route only
     vad: VadConfig = VadConfig()  # how windows are cut: OpenAI's chunking_strategy
     model: str | None = None  # OpenAI routes: the `model` field, which must be served
+    speakers: SpeakerCount | None = None  # diarize: who spoke when (None: not asked)
+    word_timestamps: bool = False  # words in the answer (options may ask them for diarization)
 
 
 def _flag(fields: MultiDictProxy[str], name: str) -> bool:
@@ -89,6 +95,57 @@ def _channel(fields: MultiDictProxy[str]) -> int | None:
     return int(raw)
 
 
+def _speaker_bound(fields: MultiDictProxy[str], name: str, default: int) -> int:
+    raw = fields.get(name)
+    if raw in (None, ""):
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_SPEAKERS:
+        raise ApiError(
+            400,
+            f"{name} must be a whole number from 1 to {MAX_SPEAKERS}, got {raw!r}",
+            "invalid_value",
+            param=name,
+        )
+    return int(raw)
+
+
+def _speaker_count(fields: MultiDictProxy[str]) -> SpeakerCount:
+    count = SpeakerCount(
+        _speaker_bound(fields, "min_speakers", 1),
+        _speaker_bound(fields, "max_speakers", MAX_SPEAKERS),
+    )
+    if count.min_speakers > count.max_speakers:
+        raise ApiError(
+            400,
+            f"min_speakers ({count.min_speakers}) is more than max_speakers ({count.max_speakers})",
+            "invalid_value",
+            param="min_speakers",
+        )
+    return count
+
+
+def _diarization(fields: MultiDictProxy[str], asked: bool, stream: bool) -> SpeakerCount | None:
+    """The speaker count to diarize with, None when not asked; refused with a stream (the
+    speakers are known only once the whole file is read)."""
+    if not asked:
+        return None
+    if stream:
+        raise ApiError(
+            400,
+            "diarization is not available with stream=true yet",
+            "invalid_value",
+            param="stream",
+        )
+    if fields.getall("known_speaker_names[]", []) or fields.getall("known_speaker_names", []):
+        raise ApiError(
+            400,
+            "known_speaker_names is not supported yet: speakers are named A, B, ...",
+            "invalid_value",
+            param="known_speaker_names",
+        )
+    return _speaker_count(fields)
+
+
 def _options(
     fields: MultiDictProxy[str], word_timestamps: bool, logprobs: bool = False
 ) -> TranscribeOptions:
@@ -102,19 +159,23 @@ def _options(
 
 
 def native_request(fields: MultiDictProxy[str]) -> FileRequest:
+    stream, words = _flag(fields, "stream"), _flag(fields, "word_timestamps")
+    speakers = _diarization(fields, _flag(fields, "diarize"), stream)
     return FileRequest(
-        _options(fields, _flag(fields, "word_timestamps")),
+        _options(fields, words or speakers is not None),  # diarization places every word
         _channel(fields),
-        _flag(fields, "stream"),
+        stream,
+        speakers=speakers,
+        word_timestamps=words,
     )
 
 
 def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
     response_format = fields.get("response_format", "json")
-    if response_format not in RESPONSE_FORMATS:
+    if response_format not in (*RESPONSE_FORMATS, DIARIZED_JSON):
         raise ApiError(
             400,
-            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, "
+            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, {DIARIZED_JSON}, "
             f"got {response_format!r}",
             "invalid_value",
         )
@@ -139,20 +200,30 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
             "invalid_value",
             param="include",
         )
+    speakers = _diarization(fields, response_format == DIARIZED_JSON, stream)
     return FileRequest(
-        _options(fields, "word" in granularities, logprobs),
+        _options(fields, "word" in granularities or speakers is not None, logprobs),
         channel=None,
         stream=stream,
         response_format=response_format,
         granularities=granularities,
         vad=chunking_strategy(fields),
         model=fields.get("model") or None,
+        speakers=speakers,
+        word_timestamps="word" in granularities,
     )
 
 
 def translation_request(fields: MultiDictProxy[str]) -> FileRequest:
     """OpenAI's translation form (`file`, `model`, `prompt`, `response_format`,
     `temperature`): the transcription form, answered in English."""
+    if fields.get("response_format") == DIARIZED_JSON:
+        raise ApiError(
+            400,
+            "diarized_json is a transcription format",
+            "invalid_value",
+            param="response_format",
+        )
     file_request = openai_request(fields)
     return replace(file_request, options=replace(file_request.options, task="translate"))
 
@@ -195,7 +266,7 @@ def _asr_error(exc: AsrError) -> ApiError:
 
 async def _run(
     request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
-) -> tuple[FileRequest, AsyncIterator[FileProgress], float]:
+) -> tuple[FileRequest, AsyncIterator[FileProgress], np.ndarray]:
     settings = request.app[SETTINGS]
     upload = await read_upload(request, settings.max_upload_bytes, settings.upload_read_timeout_s)
     file_request = parse(upload.fields)
@@ -218,7 +289,7 @@ async def _run(
         vad=file_request.vad,
     )
     progress = request.app[METRICS].count_file_audio(progress)
-    return file_request, progress, audio.size / SAMPLE_RATE
+    return file_request, progress, audio
 
 
 async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Transcript:
@@ -226,6 +297,23 @@ async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Tr
         return await collect(progress, duration)
     except AsrError as exc:
         raise _asr_error(exc) from exc
+
+
+async def _speakers(
+    request: web.Request, file_request: FileRequest, audio: np.ndarray, transcript: Transcript
+) -> list[SpeakerSegment]:
+    """The transcript's segments with their speakers (the speaker model, then clustering)."""
+    assert file_request.speakers is not None
+    try:
+        return await diarize(request.app[ASR], audio, transcript.segments, file_request.speakers)
+    except AsrError as exc:
+        raise _asr_error(exc) from exc
+
+
+def _without_words(item: dict[str, Any], word_timestamps: bool) -> dict[str, Any]:
+    if not word_timestamps:
+        del item["words"]
+    return item
 
 
 async def _send_events(
@@ -265,8 +353,10 @@ def _native_json(transcript: Transcript, word_timestamps: bool) -> dict[str, Any
 
 
 async def transcribe(request: web.Request) -> web.StreamResponse:
-    """`POST /transcribe` and `POST /upload`: the gateway's own JSON (or progress events)."""
-    file_request, progress, duration = await _run(request, native_request)
+    """`POST /transcribe` and `POST /upload`: the gateway's own JSON (or progress events);
+    with `diarize`, each segment names its speaker and `speakers` lists them."""
+    file_request, progress, audio = await _run(request, native_request)
+    duration = audio.size / SAMPLE_RATE
     if file_request.stream:
         return await _send_events(
             request,
@@ -285,7 +375,37 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
             },
         )
     transcript = await _collect(progress, duration)
-    return web.json_response(_native_json(transcript, file_request.options.word_timestamps))
+    if file_request.speakers is None:
+        return web.json_response(_native_json(transcript, file_request.options.word_timestamps))
+    labelled = await _speakers(request, file_request, audio, transcript)
+    body = _native_json(transcript, True)
+    body["segments"] = [
+        _without_words(item.to_json(index), file_request.word_timestamps)
+        for index, item in enumerate(labelled)
+    ]
+    body["speakers"] = sorted({item.speaker for item in labelled})
+    return web.json_response(body)
+
+
+def diarized_json(transcript: Transcript, labelled: list[SpeakerSegment]) -> dict[str, Any]:
+    """OpenAI's `diarized_json`: the text, and segments each with its speaker."""
+    return {
+        "task": "transcribe",
+        "duration": round(transcript.duration, 3),
+        "text": transcript.text,
+        "segments": [
+            {
+                "type": "transcript.text.segment",
+                "id": f"seg_{index}",
+                "start": item.segment.start,
+                "end": item.segment.end,
+                "text": item.segment.text.strip(),
+                "speaker": item.speaker,
+            }
+            for index, item in enumerate(labelled)
+        ],
+        "usage": usage(transcript.duration),
+    }
 
 
 def _delta_event(report: FileProgress, logprobs: bool) -> dict[str, Any] | None:
@@ -321,7 +441,8 @@ async def openai_translations(request: web.Request) -> web.StreamResponse:
 async def _openai(
     request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
 ) -> web.StreamResponse:
-    file_request, progress, duration = await _run(request, parse)
+    file_request, progress, audio = await _run(request, parse)
+    duration = audio.size / SAMPLE_RATE
     logprobs = file_request.options.logprobs
     if file_request.stream:
         return await _send_events(
@@ -331,6 +452,9 @@ async def _openai(
             lambda reports: _done_event(assemble(reports, duration), logprobs),
         )
     transcript = await _collect(progress, duration)
+    if file_request.speakers is not None:
+        labelled = await _speakers(request, file_request, audio, transcript)
+        return web.json_response(diarized_json(transcript, labelled))
     body, content_type = render(
         transcript,
         file_request.response_format,

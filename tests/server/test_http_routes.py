@@ -363,7 +363,8 @@ async def test_an_empty_raw_body(client) -> None:
     [
         pytest.param(
             {"response_format": "xml"},
-            "response_format must be one of json, text, srt, vtt, verbose_json, got 'xml'",
+            "response_format must be one of json, text, srt, vtt, verbose_json, diarized_json, "
+            "got 'xml'",
             id="response_format",
         ),
         pytest.param(

@@ -1,0 +1,143 @@
+"""Who spoke when on the file routes, against the scripted backend: `diarize=true` on
+/transcribe and /upload, `response_format=diarized_json` on /v1/audio/transcriptions.
+
+The scripted backend's speaker embeddings tell full-band speech from speech low-passed below
+1 kHz (testsupport/scripted_backend.py): jfk.flac, a second of silence and jfk.flac low-passed
+are two speakers, one after the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from aiohttp import FormData
+
+from gateway.modes.audio import SAMPLE_RATE
+from testsupport.scripted_backend import ScriptedBackend
+
+ROUTE = "/v1/audio/transcriptions"
+
+
+def low_passed(audio: np.ndarray, hertz: float = 1000.0) -> np.ndarray:
+    spectrum = np.fft.rfft(audio)
+    spectrum[np.fft.rfftfreq(audio.size, 1 / SAMPLE_RATE) > hertz] = 0
+    return np.fft.irfft(spectrum, audio.size).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def two_voices(jfk_audio: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    audio = np.concatenate([jfk_audio, np.zeros(SAMPLE_RATE, np.float32), low_passed(jfk_audio)])
+    path = tmp_path_factory.mktemp("voices") / "two_voices.wav"
+    soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def form(path: Path, **fields: str | list[str]) -> FormData:
+    data = FormData(default_to_multipart=True)
+    data.add_field("file", path.read_bytes(), filename=path.name)
+    for name, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            data.add_field(name, item)
+    return data
+
+
+@pytest.mark.parametrize("route", ["/transcribe", "/upload"])
+async def test_diarize_labels_each_segment_and_keeps_the_text(client, two_voices, route) -> None:
+    plain = await (await client.post(route, data=form(two_voices))).json()
+    response = await client.post(route, data=form(two_voices, diarize="true"))
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["text"] == plain["text"]  # diarization never changes the text
+    assert body["speakers"] == ["A", "B"]
+    segments = body["segments"]
+    assert all("words" not in item for item in segments)  # not asked for
+    first_voice = [item["speaker"] for item in segments if item["end"] <= 11.0]
+    second_voice = [item["speaker"] for item in segments if item["start"] >= 12.0]
+    assert first_voice and set(first_voice) == {"A"}
+    assert second_voice and set(second_voice) == {"B"}
+    assert "".join(item["text"] for item in segments).strip() == body["text"]
+
+
+async def test_diarize_with_words_keeps_their_timestamps(client, two_voices) -> None:
+    plain = await (
+        await client.post("/transcribe", data=form(two_voices, word_timestamps="true"))
+    ).json()
+    body = await (
+        await client.post(
+            "/transcribe", data=form(two_voices, word_timestamps="true", diarize="true")
+        )
+    ).json()
+    words = [word for item in body["segments"] for word in item["words"]]
+    assert words == [word for item in plain["segments"] for word in item["words"]]
+
+
+async def test_max_speakers_one_is_one_speaker(client, two_voices) -> None:
+    body = await (
+        await client.post("/transcribe", data=form(two_voices, diarize="true", max_speakers="1"))
+    ).json()
+    assert body["speakers"] == ["A"]
+
+
+async def test_diarized_json_in_openais_shape(client, two_voices) -> None:
+    response = await client.post(ROUTE, data=form(two_voices, response_format="diarized_json"))
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert set(body) == {"task", "duration", "text", "segments", "usage"}
+    assert body["task"] == "transcribe" and body["duration"] == 23.0
+    assert body["usage"] == {"type": "duration", "seconds": 23}
+    segments = body["segments"]
+    for index, item in enumerate(segments):
+        assert set(item) == {"type", "id", "start", "end", "text", "speaker"}
+        assert item["type"] == "transcript.text.segment" and item["id"] == f"seg_{index}"
+    assert [item["speaker"] for item in segments][0] == "A"
+    assert [item["speaker"] for item in segments][-1] == "B"
+    assert " ".join(item["text"] for item in segments) == body["text"]
+
+
+async def test_the_speaker_model_is_called_on_the_speech_only(two_voices, make_client) -> None:
+    backend = ScriptedBackend()
+    client = await make_client(backend)
+    await client.post("/transcribe", data=form(two_voices))
+    assert backend.speaker_calls == []  # not asked for
+    await client.post("/transcribe", data=form(two_voices, diarize="true"))
+    # the voice detector's speech regions, not the silence between the voices
+    assert len(backend.speaker_calls) >= 2 and sum(backend.speaker_calls) < 23.0
+
+
+@pytest.mark.parametrize(
+    ("route", "fields", "param", "message"),
+    [
+        ("/transcribe", {"diarize": "true", "stream": "true"}, "stream", "stream=true"),
+        ("/transcribe", {"diarize": "true", "max_speakers": "0"}, "max_speakers", "1 to 26"),
+        ("/transcribe", {"diarize": "true", "min_speakers": "x"}, "min_speakers", "1 to 26"),
+        (
+            "/transcribe",
+            {"diarize": "true", "min_speakers": "3", "max_speakers": "2"},
+            "min_speakers",
+            "more than max_speakers",
+        ),
+        (ROUTE, {"response_format": "diarized_json", "stream": "true"}, "stream", "stream"),
+        (
+            ROUTE,
+            {"response_format": "diarized_json", "known_speaker_names[]": "Ann"},
+            "known_speaker_names",
+            "not supported yet",
+        ),
+        (
+            "/v1/audio/translations",
+            {"response_format": "diarized_json"},
+            "response_format",
+            "transcription format",
+        ),
+    ],
+)
+async def test_bad_diarization_requests_are_refused(
+    client, two_voices, route, fields, param, message
+) -> None:
+    response = await client.post(route, data=form(two_voices, **fields))
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert error["param"] == param and message in error["message"]
