@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -124,18 +124,10 @@ def _speaker_count(fields: MultiDictProxy[str]) -> SpeakerCount:
     return count
 
 
-def _diarization(fields: MultiDictProxy[str], asked: bool, stream: bool) -> SpeakerCount | None:
-    """The speaker count to diarize with, None when not asked; refused with a stream (the
-    speakers are known only once the whole file is read)."""
+def _diarization(fields: MultiDictProxy[str], asked: bool) -> SpeakerCount | None:
+    """The speaker count to diarize with, None when not asked."""
     if not asked:
         return None
-    if stream:
-        raise ApiError(
-            400,
-            "diarization is not available with stream=true yet",
-            "invalid_value",
-            param="stream",
-        )
     if fields.getall("known_speaker_names[]", []) or fields.getall("known_speaker_names", []):
         raise ApiError(
             400,
@@ -160,7 +152,7 @@ def _options(
 
 def native_request(fields: MultiDictProxy[str]) -> FileRequest:
     stream, words = _flag(fields, "stream"), _flag(fields, "word_timestamps")
-    speakers = _diarization(fields, _flag(fields, "diarize"), stream)
+    speakers = _diarization(fields, _flag(fields, "diarize"))
     return FileRequest(
         _options(fields, words or speakers is not None),  # diarization places every word
         _channel(fields),
@@ -200,7 +192,7 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
             "invalid_value",
             param="include",
         )
-    speakers = _diarization(fields, response_format == DIARIZED_JSON, stream)
+    speakers = _diarization(fields, response_format == DIARIZED_JSON)
     return FileRequest(
         _options(fields, "word" in granularities or speakers is not None, logprobs),
         channel=None,
@@ -302,12 +294,10 @@ async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Tr
 async def _speakers(
     request: web.Request, file_request: FileRequest, audio: np.ndarray, transcript: Transcript
 ) -> list[SpeakerSegment]:
-    """The transcript's segments with their speakers (the speaker model, then clustering)."""
+    """The transcript's segments with their speakers (the speaker model, then clustering);
+    raises an `AsrError`."""
     assert file_request.speakers is not None
-    try:
-        return await diarize(request.app[ASR], audio, transcript.segments, file_request.speakers)
-    except AsrError as exc:
-        raise _asr_error(exc) from exc
+    return await diarize(request.app[ASR], audio, transcript.segments, file_request.speakers)
 
 
 def _without_words(item: dict[str, Any], word_timestamps: bool) -> dict[str, Any]:
@@ -320,9 +310,10 @@ async def _send_events(
     request: web.Request,
     progress: AsyncIterator[FileProgress],
     to_event: Callable[[FileProgress], dict[str, Any] | None],
-    last_event: Callable[[list[FileProgress]], dict[str, Any]],
+    last_events: Callable[[list[FileProgress]], Awaitable[list[dict[str, Any]]]],
 ) -> web.StreamResponse:
-    """Server-sent events: one per progress report, then a last one; errors as an event."""
+    """Server-sent events: one per progress report, then the last ones (once every report is
+    in: the speakers, the whole text); errors as an event."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -337,7 +328,8 @@ async def _send_events(
             reports.append(report)
             if (event := to_event(report)) is not None:
                 await send(event)
-        await send(last_event(reports))
+        for event in await last_events(reports):
+            await send(event)
     except AsrError as exc:
         await send({"type": "error", **_asr_error(exc).body()})
     await response.write_eof()
@@ -357,6 +349,22 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
     with `diarize`, each segment names its speaker and `speakers` lists them."""
     file_request, progress, audio = await _run(request, native_request)
     duration = audio.size / SAMPLE_RATE
+
+    async def body(transcript: Transcript) -> dict[str, Any]:
+        if file_request.speakers is None:
+            return _native_json(transcript, file_request.options.word_timestamps)
+        labelled = await _speakers(request, file_request, audio, transcript)
+        answer = _native_json(transcript, True)
+        answer["segments"] = [
+            _without_words(item.to_json(index), file_request.word_timestamps)
+            for index, item in enumerate(labelled)
+        ]
+        answer["speakers"] = sorted({item.speaker for item in labelled})
+        return answer
+
+    async def done(reports: list[FileProgress]) -> list[dict[str, Any]]:
+        return [{"type": "done", "transcript": await body(assemble(reports, duration))}]
+
     if file_request.stream:
         return await _send_events(
             request,
@@ -367,24 +375,13 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
                 "duration": round(report.duration, 3),
                 "delta": report.delta,
             },
-            lambda reports: {
-                "type": "done",
-                "transcript": _native_json(
-                    assemble(reports, duration), file_request.options.word_timestamps
-                ),
-            },
+            done,
         )
     transcript = await _collect(progress, duration)
-    if file_request.speakers is None:
-        return web.json_response(_native_json(transcript, file_request.options.word_timestamps))
-    labelled = await _speakers(request, file_request, audio, transcript)
-    body = _native_json(transcript, True)
-    body["segments"] = [
-        _without_words(item.to_json(index), file_request.word_timestamps)
-        for index, item in enumerate(labelled)
-    ]
-    body["speakers"] = sorted({item.speaker for item in labelled})
-    return web.json_response(body)
+    try:
+        return web.json_response(await body(transcript))
+    except AsrError as exc:
+        raise _asr_error(exc) from exc
 
 
 def diarized_json(transcript: Transcript, labelled: list[SpeakerSegment]) -> dict[str, Any]:
@@ -444,16 +441,27 @@ async def _openai(
     file_request, progress, audio = await _run(request, parse)
     duration = audio.size / SAMPLE_RATE
     logprobs = file_request.options.logprobs
+
+    async def last(reports: list[FileProgress]) -> list[dict[str, Any]]:
+        """With diarized_json, a `transcript.text.segment` event per segment (the speakers
+        are known once the whole file is read), then `transcript.text.done`."""
+        transcript = assemble(reports, duration)
+        segments: list[dict[str, Any]] = []
+        if file_request.speakers is not None:
+            labelled = await _speakers(request, file_request, audio, transcript)
+            segments = diarized_json(transcript, labelled)["segments"]
+        return [*segments, _done_event(transcript, logprobs)]
+
     if file_request.stream:
         return await _send_events(
-            request,
-            progress,
-            lambda report: _delta_event(report, logprobs),
-            lambda reports: _done_event(assemble(reports, duration), logprobs),
+            request, progress, lambda report: _delta_event(report, logprobs), last
         )
     transcript = await _collect(progress, duration)
     if file_request.speakers is not None:
-        labelled = await _speakers(request, file_request, audio, transcript)
+        try:
+            labelled = await _speakers(request, file_request, audio, transcript)
+        except AsrError as exc:
+            raise _asr_error(exc) from exc
         return web.json_response(diarized_json(transcript, labelled))
     body, content_type = render(
         transcript,

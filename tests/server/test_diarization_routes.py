@@ -8,6 +8,7 @@ are two speakers, one after the other.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import soundfile
 from aiohttp import FormData
 
+from gateway.core.contract import AsrUnavailable
 from gateway.modes.audio import SAMPLE_RATE
 from testsupport.scripted_backend import ScriptedBackend
 
@@ -97,6 +99,59 @@ async def test_diarized_json_in_openais_shape(client, two_voices) -> None:
     assert " ".join(item["text"] for item in segments) == body["text"]
 
 
+def events(body: str) -> list[dict]:
+    chunks = [chunk for chunk in body.split("\n\n") if chunk]
+    return [json.loads(chunk.removeprefix("data: ")) for chunk in chunks]
+
+
+async def test_diarized_json_streams_segment_events_before_done(client, two_voices) -> None:
+    plain = await (
+        await client.post(ROUTE, data=form(two_voices, response_format="diarized_json"))
+    ).json()
+    response = await client.post(
+        ROUTE, data=form(two_voices, response_format="diarized_json", stream="true")
+    )
+    assert response.headers["Content-Type"] == "text/event-stream"
+    sent = events(await response.text())
+    types = [event["type"] for event in sent]
+    deltas = types.count("transcript.text.delta")
+    assert deltas >= 1 and types[:deltas] == ["transcript.text.delta"] * deltas
+    assert types[deltas:] == ["transcript.text.segment"] * len(plain["segments"]) + [
+        "transcript.text.done"
+    ]
+    assert sent[deltas:-1] == plain["segments"]
+    assert sent[-1]["text"] == plain["text"]
+    assert "".join(event["delta"] for event in sent[:deltas]) == plain["text"]
+
+
+async def test_the_native_stream_ends_with_the_speakers(client, two_voices) -> None:
+    plain = await (await client.post("/transcribe", data=form(two_voices, diarize="true"))).json()
+    response = await client.post(
+        "/transcribe", data=form(two_voices, diarize="true", stream="true")
+    )
+    sent = events(await response.text())
+    assert sent[-1] == {"type": "done", "transcript": plain}
+
+
+async def test_a_failure_of_the_speaker_model_is_the_streams_last_event(
+    two_voices, make_client
+) -> None:
+    backend = ScriptedBackend()
+    client = await make_client(backend)
+
+    async def unavailable(audio):
+        raise AsrUnavailable("speaker model unavailable: not ready")
+
+    backend.embed_speakers = unavailable
+    response = await client.post(
+        ROUTE, data=form(two_voices, response_format="diarized_json", stream="true")
+    )
+    last = events(await response.text())[-1]
+    assert last["type"] == "error" and last["error"]["code"] == "model_unavailable"
+    response = await client.post("/transcribe", data=form(two_voices, diarize="true"))
+    assert response.status == 503
+
+
 async def test_the_speaker_model_is_called_on_the_speech_only(two_voices, make_client) -> None:
     backend = ScriptedBackend()
     client = await make_client(backend)
@@ -110,7 +165,6 @@ async def test_the_speaker_model_is_called_on_the_speech_only(two_voices, make_c
 @pytest.mark.parametrize(
     ("route", "fields", "param", "message"),
     [
-        ("/transcribe", {"diarize": "true", "stream": "true"}, "stream", "stream=true"),
         ("/transcribe", {"diarize": "true", "max_speakers": "0"}, "max_speakers", "1 to 26"),
         ("/transcribe", {"diarize": "true", "min_speakers": "x"}, "min_speakers", "1 to 26"),
         (
@@ -119,7 +173,6 @@ async def test_the_speaker_model_is_called_on_the_speech_only(two_voices, make_c
             "min_speakers",
             "more than max_speakers",
         ),
-        (ROUTE, {"response_format": "diarized_json", "stream": "true"}, "stream", "stream"),
         (
             ROUTE,
             {"response_format": "diarized_json", "known_speaker_names[]": "Ann"},
