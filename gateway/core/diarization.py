@@ -98,6 +98,38 @@ def speaker_name(index: int) -> str:
     return string.ascii_uppercase[index]
 
 
+def mean_direction(embeddings: np.ndarray) -> np.ndarray:
+    """The L2-normalised mean of L2-normalised embeddings: a voice's centroid."""
+    mean = np.asarray(embeddings, dtype=np.float64).mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def speaker_names(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    known: Sequence[tuple[str, np.ndarray]] = (),
+    *,
+    threshold: float = SAME_SPEAKER_SIMILARITY,
+) -> list[str]:
+    """A name per cluster: a known speaker's (name, reference embedding) where the cluster's
+    centroid is at least `threshold` alike to it, each name given once, most alike pairs
+    first; the other clusters `A`, `B`, ... in order of first appearance."""
+    count = int(labels.max()) + 1 if labels.size else 0
+    names: list[str | None] = [None] * count
+    if known and count:
+        centroids = np.array([mean_direction(embeddings[labels == k]) for k in range(count)])
+        similarity = centroids @ np.array([reference for _, reference in known]).T
+        for flat in np.argsort(similarity, axis=None)[::-1]:
+            cluster_index, reference_index = np.unravel_index(int(flat), similarity.shape)
+            name = known[reference_index][0]
+            if similarity[cluster_index, reference_index] < threshold:
+                break
+            if names[cluster_index] is None and name not in names:
+                names[cluster_index] = name
+    letters = iter(string.ascii_uppercase)
+    return [name if name is not None else next(letters) for name in names]
+
+
 def _speaker_at(time: float, windows: Sequence[SpeakerWindow], labels: np.ndarray) -> int:
     """The label of the window whose middle is nearest to `time`."""
     middles = np.array([(window.start + window.end) / 2 for window in windows])
@@ -105,19 +137,29 @@ def _speaker_at(time: float, windows: Sequence[SpeakerWindow], labels: np.ndarra
 
 
 def label_segments(
-    segments: Sequence[Segment], windows: Sequence[SpeakerWindow], labels: np.ndarray
+    segments: Sequence[Segment],
+    windows: Sequence[SpeakerWindow],
+    labels: np.ndarray,
+    names: Sequence[str] | None = None,
 ) -> list[SpeakerSegment]:
-    """Each segment with its speaker, split between words where the speaker changes (the
-    words' own timestamps kept); a segment without words, or whose words do not spell its
-    text, keeps its speaker at its middle, unsplit."""
+    """Each segment with its speaker (cluster k named `names[k]`; default `A`, `B`, ...),
+    split between words where the speaker changes (the words' own timestamps kept); a segment
+    without words, or whose words do not spell its text, keeps its speaker at its middle,
+    unsplit."""
+    if names is None:
+        names = [
+            speaker_name(index) for index in range(int(labels.max()) + 1 if labels.size else 0)
+        ]
     if not windows:
-        return [SpeakerSegment(speaker_name(0), segment) for segment in segments]
+        return [
+            SpeakerSegment(names[0] if names else speaker_name(0), segment) for segment in segments
+        ]
     labelled: list[SpeakerSegment] = []
     for segment in segments:
         words = segment.words
         if not words or "".join(word.word for word in words) != segment.text:
             speaker = _speaker_at((segment.start + segment.end) / 2, windows, labels)
-            labelled.append(SpeakerSegment(speaker_name(speaker), segment))
+            labelled.append(SpeakerSegment(names[speaker], segment))
             continue
         runs: list[tuple[int, list[Word]]] = []
         for word in words:
@@ -127,7 +169,7 @@ def label_segments(
             else:
                 runs.append((speaker, [word]))
         if len(runs) == 1:
-            labelled.append(SpeakerSegment(speaker_name(runs[0][0]), segment))
+            labelled.append(SpeakerSegment(names[runs[0][0]], segment))
             continue
         for index, (speaker, run) in enumerate(runs):
             start = segment.start if index == 0 else run[0].start
@@ -142,5 +184,5 @@ def label_segments(
                 temperature=segment.temperature,
                 words=tuple(run),
             )
-            labelled.append(SpeakerSegment(speaker_name(speaker), piece))
+            labelled.append(SpeakerSegment(names[speaker], piece))
     return labelled

@@ -23,6 +23,8 @@ from gateway.core.diarization import (
     SpeakerWindow,
     cluster,
     label_segments,
+    mean_direction,
+    speaker_names,
 )
 from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
@@ -80,14 +82,28 @@ async def diarize(
     audio: np.ndarray,
     segments: Sequence[Segment],
     count: SpeakerCount = SpeakerCount(),
+    known: Sequence[tuple[str, np.ndarray]] = (),
 ) -> list[SpeakerSegment]:
-    """`segments` (file time, with words) labelled with speakers A, B, ... in order of first
-    appearance, split where the speaker changes."""
-    windows = await speaker_windows(backend, audio)
+    """`segments` (file time, with words) labelled with speakers, split where the speaker
+    changes: a speaker whose voice matches one of the `known` (name, reference audio) has its
+    name, the others are A, B, ... in order of first appearance."""
+    windows, references = await asyncio.gather(
+        speaker_windows(backend, audio),
+        asyncio.gather(*(backend.embed_speakers(reference) for _, reference in known)),
+    )
     labels = await asyncio.to_thread(  # 0.2-0.3 s for the ~800 windows of 10 minutes
         cluster,
         np.array([window.embedding for window in windows]).reshape(len(windows), -1),
         min_speakers=min(count.min_speakers, max(len(windows), 1)),
         max_speakers=count.max_speakers,
     )
-    return label_segments(segments, windows, labels)
+    embeddings = np.array([window.embedding for window in windows]).reshape(len(windows), -1)
+    names = speaker_names(
+        embeddings,
+        labels,
+        [
+            (name, mean_direction(result.embeddings))
+            for (name, _), result in zip(known, references, strict=True)
+        ],
+    )
+    return label_segments(segments, windows, labels, names)

@@ -8,8 +8,11 @@ and differ only in their options and in how the result is written: the gateway's
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -48,6 +51,11 @@ from gateway.server.uploads import read_upload
 
 logger = logging.getLogger(__name__)
 
+MAX_KNOWN_SPEAKERS = 4  # as OpenAI: up to 4 known_speaker_names[] with their references
+MAX_NAME_CHARS = 64
+MAX_REFERENCE_SECONDS = 30.0  # OpenAI asks for 2-10 s of each known speaker
+DATA_URL = re.compile(r"data:(?:[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[\w.+-]+)*;base64,(.*)", re.S)
+
 DIARIZED_JSON = "diarized_json"  # OpenAI's response_format with speakers
 
 
@@ -61,6 +69,8 @@ class FileRequest:
     vad: VadConfig = VadConfig()  # how windows are cut: OpenAI's chunking_strategy
     model: str | None = None  # OpenAI routes: the `model` field, which must be served
     speakers: SpeakerCount | None = None  # diarize: who spoke when (None: not asked)
+    # diarize: (name, audio file bytes) of each known speaker (OpenAI's known_speaker_*[])
+    known_speakers: tuple[tuple[str, bytes], ...] = ()
     word_timestamps: bool = False  # words in the answer (options may ask them for diarization)
 
 
@@ -126,16 +136,60 @@ def _speaker_count(fields: MultiDictProxy[str]) -> SpeakerCount:
 
 def _diarization(fields: MultiDictProxy[str], asked: bool) -> SpeakerCount | None:
     """The speaker count to diarize with, None when not asked."""
-    if not asked:
-        return None
-    if fields.getall("known_speaker_names[]", []) or fields.getall("known_speaker_names", []):
+    return _speaker_count(fields) if asked else None
+
+
+def _listed(fields: MultiDictProxy[str], name: str) -> list[str]:
+    return fields.getall(f"{name}[]", []) + fields.getall(name, [])
+
+
+def _reference(value: str) -> bytes:
+    """The audio file in a data URL (`data:audio/wav;base64,...`)."""
+    match = DATA_URL.fullmatch(value.strip())
+    try:
+        data = base64.b64decode(match[1], validate=True) if match else b""
+    except (binascii.Error, ValueError):
+        data = b""
+    if not data:
         raise ApiError(
             400,
-            "known_speaker_names is not supported yet: speakers are named A, B, ...",
+            "each known_speaker_references[] must be a data URL of audio, "
+            "e.g. data:audio/wav;base64,...",
             "invalid_value",
-            param="known_speaker_names",
+            param="known_speaker_references",
         )
-    return _speaker_count(fields)
+    return data
+
+
+def _known_speakers(fields: MultiDictProxy[str], diarize: bool) -> tuple[tuple[str, bytes], ...]:
+    """OpenAI's `known_speaker_names[]` with `known_speaker_references[]`, checked."""
+    names = _listed(fields, "known_speaker_names")
+    references = _listed(fields, "known_speaker_references")
+    if not names and not references:
+        return ()
+
+    def refuse(message: str, param: str) -> ApiError:
+        return ApiError(400, message, "invalid_value", param=param)
+
+    if not diarize:
+        raise refuse("known speakers come with diarization", "known_speaker_names")
+    if len(names) != len(references):
+        raise refuse(
+            f"{len(names)} known_speaker_names[] for {len(references)} "
+            "known_speaker_references[]: one reference per name",
+            "known_speaker_references",
+        )
+    if len(names) > MAX_KNOWN_SPEAKERS:
+        raise refuse(f"at most {MAX_KNOWN_SPEAKERS} known speakers", "known_speaker_names")
+    for name in names:
+        if not name.strip() or len(name) > MAX_NAME_CHARS:
+            raise refuse(
+                f"each known_speaker_names[] must be 1 to {MAX_NAME_CHARS} characters",
+                "known_speaker_names",
+            )
+    if len(set(names)) != len(names):
+        raise refuse("known_speaker_names[] must differ", "known_speaker_names")
+    return tuple((name, _reference(value)) for name, value in zip(names, references, strict=True))
 
 
 def _options(
@@ -158,6 +212,7 @@ def native_request(fields: MultiDictProxy[str]) -> FileRequest:
         _channel(fields),
         stream,
         speakers=speakers,
+        known_speakers=_known_speakers(fields, speakers is not None),
         word_timestamps=words,
     )
 
@@ -202,6 +257,7 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
         vad=chunking_strategy(fields),
         model=fields.get("model") or None,
         speakers=speakers,
+        known_speakers=_known_speakers(fields, speakers is not None),
         word_timestamps="word" in granularities,
     )
 
@@ -256,15 +312,56 @@ def _asr_error(exc: AsrError) -> ApiError:
     )
 
 
+async def _decode_references(
+    request: web.Request, known: tuple[tuple[str, bytes], ...]
+) -> list[tuple[str, np.ndarray]]:
+    """Each known speaker's reference audio, decoded as uploads are; a bad one is a 400
+    naming `known_speaker_references`."""
+    settings = request.app[SETTINGS]
+    decoded = []
+    for name, data in known:
+        try:
+            audio = await decode_audio(
+                data,
+                max_seconds=min(MAX_REFERENCE_SECONDS, settings.max_audio_seconds),
+                timeout=settings.decode_timeout_s,
+                watch=watch_decoded_audio(request),
+            )
+        except AudioTooLongError as exc:
+            raise ApiError(
+                400,
+                f"the reference of {name!r} is longer than {MAX_REFERENCE_SECONDS:g} s",
+                "invalid_value",
+                param="known_speaker_references",
+            ) from exc
+        except AudioDecodeError as exc:  # not audio at all, too
+            raise ApiError(
+                400,
+                f"the reference of {name!r} is not audio that can be decoded: {exc}",
+                "invalid_value",
+                param="known_speaker_references",
+            ) from exc
+        if audio.size == 0:
+            raise ApiError(
+                400,
+                f"the reference of {name!r} holds no audio",
+                "invalid_value",
+                param="known_speaker_references",
+            )
+        decoded.append((name, audio))
+    return decoded
+
+
 async def _run(
     request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
-) -> tuple[FileRequest, AsyncIterator[FileProgress], np.ndarray]:
+) -> tuple[FileRequest, AsyncIterator[FileProgress], np.ndarray, list[tuple[str, np.ndarray]]]:
     settings = request.app[SETTINGS]
     upload = await read_upload(request, settings.max_upload_bytes, settings.upload_read_timeout_s)
     file_request = parse(upload.fields)
     await check_model(request, file_request.model, file_request.options.task)
     await take_turn(request)  # a running slot, now that the body is in
     audio = await _decode(request, upload.data, file_request.channel)
+    known = await _decode_references(request, file_request.known_speakers)
     logger.info(
         "%s: %s (%d bytes, %.1f s of audio)",
         request.path,
@@ -281,7 +378,7 @@ async def _run(
         vad=file_request.vad,
     )
     progress = request.app[METRICS].count_file_audio(progress)
-    return file_request, progress, audio
+    return file_request, progress, audio, known
 
 
 async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Transcript:
@@ -292,12 +389,16 @@ async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Tr
 
 
 async def _speakers(
-    request: web.Request, file_request: FileRequest, audio: np.ndarray, transcript: Transcript
+    request: web.Request,
+    file_request: FileRequest,
+    audio: np.ndarray,
+    transcript: Transcript,
+    known: list[tuple[str, np.ndarray]],
 ) -> list[SpeakerSegment]:
-    """The transcript's segments with their speakers (the speaker model, then clustering);
-    raises an `AsrError`."""
+    """The transcript's segments with their speakers (the speaker model, then clustering,
+    named after the known speakers they match); raises an `AsrError`."""
     assert file_request.speakers is not None
-    return await diarize(request.app[ASR], audio, transcript.segments, file_request.speakers)
+    return await diarize(request.app[ASR], audio, transcript.segments, file_request.speakers, known)
 
 
 def _without_words(item: dict[str, Any], word_timestamps: bool) -> dict[str, Any]:
@@ -347,13 +448,13 @@ def _native_json(transcript: Transcript, word_timestamps: bool) -> dict[str, Any
 async def transcribe(request: web.Request) -> web.StreamResponse:
     """`POST /transcribe` and `POST /upload`: the gateway's own JSON (or progress events);
     with `diarize`, each segment names its speaker and `speakers` lists them."""
-    file_request, progress, audio = await _run(request, native_request)
+    file_request, progress, audio, known = await _run(request, native_request)
     duration = audio.size / SAMPLE_RATE
 
     async def body(transcript: Transcript) -> dict[str, Any]:
         if file_request.speakers is None:
             return _native_json(transcript, file_request.options.word_timestamps)
-        labelled = await _speakers(request, file_request, audio, transcript)
+        labelled = await _speakers(request, file_request, audio, transcript, known)
         answer = _native_json(transcript, True)
         answer["segments"] = [
             _without_words(item.to_json(index), file_request.word_timestamps)
@@ -438,7 +539,7 @@ async def openai_translations(request: web.Request) -> web.StreamResponse:
 async def _openai(
     request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
 ) -> web.StreamResponse:
-    file_request, progress, audio = await _run(request, parse)
+    file_request, progress, audio, known = await _run(request, parse)
     duration = audio.size / SAMPLE_RATE
     logprobs = file_request.options.logprobs
 
@@ -448,7 +549,7 @@ async def _openai(
         transcript = assemble(reports, duration)
         segments: list[dict[str, Any]] = []
         if file_request.speakers is not None:
-            labelled = await _speakers(request, file_request, audio, transcript)
+            labelled = await _speakers(request, file_request, audio, transcript, known)
             segments = diarized_json(transcript, labelled)["segments"]
         return [*segments, _done_event(transcript, logprobs)]
 
@@ -459,7 +560,7 @@ async def _openai(
     transcript = await _collect(progress, duration)
     if file_request.speakers is not None:
         try:
-            labelled = await _speakers(request, file_request, audio, transcript)
+            labelled = await _speakers(request, file_request, audio, transcript, known)
         except AsrError as exc:
             raise _asr_error(exc) from exc
         return web.json_response(diarized_json(transcript, labelled))

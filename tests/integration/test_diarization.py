@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
 import soundfile
@@ -53,3 +56,27 @@ async def test_one_person_is_one_speaker(gateway, clips) -> None:
     )
     body = await response.json()
     assert body["speakers"] == ["A"], body["segments"]
+
+
+async def test_a_known_speaker_is_named(gateway, two_people, clips) -> None:
+    """A reference of the Harvard reader (other sentences than the file's) names the reader;
+    JFK, matched by no reference, is A."""
+    path, change = two_people
+    reader = clips["OSR_us_000_0034_8k.wav"].audio[20 * SAMPLE_RATE : 26 * SAMPLE_RATE]
+    buffer = io.BytesIO()
+    soundfile.write(buffer, reader, SAMPLE_RATE, format="OGG", subtype="VORBIS")
+    reference = "data:audio/ogg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    data = form(path, response_format="diarized_json")
+    data.add_field("known_speaker_names[]", "Reader")
+    data.add_field("known_speaker_references[]", reference)
+    response = await gateway.post("/v1/audio/transcriptions", data=data)
+    assert response.status == 200, await response.text()
+    speakers = [
+        (item["speaker"], item["start"], item["end"])
+        for item in (await response.json())["segments"]
+    ]
+    assert {speaker for speaker, _, _ in speakers} == {"A", "Reader"}, speakers
+    assert all(speaker == "A" for speaker, _, end in speakers if end <= change), speakers
+    assert all(speaker == "Reader" for speaker, start, _ in speakers if start >= change + 1), (
+        speakers
+    )

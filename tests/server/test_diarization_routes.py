@@ -8,6 +8,8 @@ are two speakers, one after the other.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
@@ -35,6 +37,13 @@ def two_voices(jfk_audio: np.ndarray, tmp_path_factory: pytest.TempPathFactory) 
     path = tmp_path_factory.mktemp("voices") / "two_voices.wav"
     soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
     return path
+
+
+def data_url(audio: np.ndarray) -> str:
+    """Ogg Vorbis, as a client sends a reference: small enough for a form field (64 KB)."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, SAMPLE_RATE, format="OGG", subtype="VORBIS")
+    return "data:audio/ogg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def form(path: Path, **fields: str | list[str]) -> FormData:
@@ -162,6 +171,115 @@ async def test_the_speaker_model_is_called_on_the_speech_only(two_voices, make_c
     assert len(backend.speaker_calls) >= 2 and sum(backend.speaker_calls) < 23.0
 
 
+async def test_known_speakers_name_the_voices_they_match(client, two_voices, jfk_audio) -> None:
+    """A reference of the low-passed voice names the second speaker; the first, matched by
+    no reference, is A."""
+    bob = data_url(low_passed(jfk_audio[: 5 * SAMPLE_RATE]))
+    body = await (
+        await client.post(
+            ROUTE,
+            data=form(
+                two_voices,
+                response_format="diarized_json",
+                **{"known_speaker_names[]": "Bob", "known_speaker_references[]": bob},
+            ),
+        )
+    ).json()
+    speakers = [item["speaker"] for item in body["segments"]]
+    assert speakers[0] == "A" and speakers[-1] == "Bob" and set(speakers) == {"A", "Bob"}
+    ann = data_url(jfk_audio[5 * SAMPLE_RATE :])
+    body = await (
+        await client.post(
+            "/transcribe",
+            data=form(
+                two_voices,
+                diarize="true",
+                **{"known_speaker_names": ["Ann", "Bob"], "known_speaker_references": [ann, bob]},
+            ),
+        )
+    ).json()
+    assert body["speakers"] == ["Ann", "Bob"]
+    assert body["segments"][0]["speaker"] == "Ann" and body["segments"][-1]["speaker"] == "Bob"
+
+
+REFERENCE = "data:audio/wav;base64,"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        (
+            {"known_speaker_names[]": ["Ann", "Bob"], "known_speaker_references[]": "REF"},
+            "known_speaker_references",
+            "one reference per name",
+        ),
+        (
+            {"known_speaker_names[]": "Ann", "known_speaker_references[]": "https://x/a.wav"},
+            "known_speaker_references",
+            "must be a data URL of audio",
+        ),
+        (
+            {"known_speaker_names[]": "Ann", "known_speaker_references[]": REFERENCE + "!!"},
+            "known_speaker_references",
+            "must be a data URL of audio",
+        ),
+        (
+            {
+                "known_speaker_names[]": "Ann",
+                "known_speaker_references[]": REFERENCE
+                + base64.b64encode(b"plain text, not audio " * 20).decode(),
+            },
+            "known_speaker_references",
+            "not audio",
+        ),
+        (
+            {
+                "known_speaker_names[]": [f"P{i}" for i in range(5)],
+                "known_speaker_references[]": ["REF"] * 5,
+            },
+            "known_speaker_names",
+            "at most 4",
+        ),
+        (
+            {"known_speaker_names[]": ["Ann", "Ann"], "known_speaker_references[]": ["REF"] * 2},
+            "known_speaker_names",
+            "must differ",
+        ),
+        (
+            {"known_speaker_names[]": "", "known_speaker_references[]": "REF"},
+            "known_speaker_names",
+            "1 to 64 characters",
+        ),
+    ],
+)
+async def test_bad_known_speakers_are_refused(
+    client, two_voices, jfk_audio, fields, param, message
+) -> None:
+    good = data_url(jfk_audio[: 3 * SAMPLE_RATE])
+    fields = {
+        name: [good if item == "REF" else item for item in value]
+        if isinstance(value, list)
+        else (good if value == "REF" else value)
+        for name, value in fields.items()
+    }
+    response = await client.post(
+        ROUTE, data=form(two_voices, response_format="diarized_json", **fields)
+    )
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert error["param"] == param and message in error["message"], error
+
+
+async def test_known_speakers_without_diarization_are_refused(
+    client, two_voices, jfk_audio
+) -> None:
+    reference = data_url(jfk_audio[: 3 * SAMPLE_RATE])
+    fields = {"known_speaker_names[]": "Ann", "known_speaker_references[]": reference}
+    response = await client.post("/transcribe", data=form(two_voices, **fields))
+    assert response.status == 400
+    assert (await response.json())["error"]["param"] == "known_speaker_names"
+
+
 @pytest.mark.parametrize(
     ("route", "fields", "param", "message"),
     [
@@ -172,12 +290,6 @@ async def test_the_speaker_model_is_called_on_the_speech_only(two_voices, make_c
             {"diarize": "true", "min_speakers": "3", "max_speakers": "2"},
             "min_speakers",
             "more than max_speakers",
-        ),
-        (
-            ROUTE,
-            {"response_format": "diarized_json", "known_speaker_names[]": "Ann"},
-            "known_speaker_names",
-            "not supported yet",
         ),
         (
             "/v1/audio/translations",
