@@ -17,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from gateway.backend.triton_tensors import OUTPUTS, build_inputs, parse_outputs
 from gateway.core.contract import (
+    AsrBusy,
     AsrError,
     AsrFailed,
     AsrInterrupted,
@@ -38,11 +39,18 @@ _NOT_RUN = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
 # ... and of a call that may have run before it failed: not to be sent again
 _MAY_HAVE_RUN = {"StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.UNKNOWN"}
 _REFUSED = {"StatusCode.INVALID_ARGUMENT"}  # the model's own verdict on the input
+# What Triton's dynamic batcher says (as UNAVAILABLE) of a request its bounded queue turned
+# away (config.pbtxt's priority_queue_policy): overload, not an outage
+_QUEUE_REFUSALS = ("request timeout expired", "exceeds maximum queue size")
 SPEAKER_MODEL = "speaker"  # the speaker-embedding model beside Whisper
 
 
 def _error_of(exc: InferenceServerException) -> AsrError:
     status, message = exc.status(), exc.message()
+    if status == "StatusCode.UNAVAILABLE" and any(
+        refusal in (message or "").lower() for refusal in _QUEUE_REFUSALS
+    ):
+        return AsrBusy(f"speech model busy: {message}")
     if status is None or status in _NOT_RUN:
         return AsrUnavailable(f"speech model unavailable: {message}")
     if status in _MAY_HAVE_RUN:

@@ -28,6 +28,7 @@ import numpy as np
 from gateway.backend.endpoints import Endpoint, format_address
 from gateway.backend.triton_client import TritonAsr
 from gateway.core.contract import (
+    AsrBusy,
     AsrInterrupted,
     AsrUnavailable,
     Priority,
@@ -142,6 +143,8 @@ class TritonPool:
                 return await call(replica.client)
             except AsrInterrupted:
                 raise  # it may have run there: sent again, it could run twice
+            except AsrBusy as exc:
+                failure = exc  # busy, not down: another replica may have room
             except AsrUnavailable as exc:
                 failure = exc
                 self._mark_down(replica, exc)

@@ -71,6 +71,11 @@ class AsrUnavailable(AsrError):
     not run, so another replica may take it, and the caller may try again later."""
 
 
+class AsrBusy(AsrUnavailable):
+    """The backend is up but overloaded: its queue for the model is full, or the window
+    waited there longer than the queue allows. It did not run; the replica is not down."""
+
+
 class AsrInterrupted(AsrUnavailable):
     """The call failed after it may have reached the model (a deadline, a connection lost
     mid-call): not sent again elsewhere, which could double the work under overload."""

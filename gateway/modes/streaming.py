@@ -21,6 +21,7 @@ import numpy as np
 
 from gateway.core.contract import (
     AsrBackend,
+    AsrBusy,
     AsrError,
     AsrFailed,
     AsrRejected,
@@ -61,7 +62,11 @@ CUT_OFF_SPEECH_SECONDS = 2.0
 
 
 # The `reason` of a `skipped` message for the audio a failed read left unheard
-FAILURE_REASONS: dict[type[AsrError], str] = {AsrFailed: "model_error", AsrRejected: "rejected"}
+FAILURE_REASONS: dict[type[AsrError], str] = {
+    AsrFailed: "model_error",
+    AsrRejected: "rejected",
+    AsrBusy: "overload",
+}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from gateway.core.contract import AsrFailed, AsrRejected, AsrUnavailable
+from gateway.core.contract import AsrBusy, AsrFailed, AsrRejected, AsrUnavailable
 from gateway.server.access import client_of
 from gateway.server.keys import DRAINING, SETTINGS, STREAMS
 from gateway.server.metrics import METRICS
@@ -73,7 +73,8 @@ class ModelCalls:
     """A live session's calls to the model, and how their failures reach the client: a model
     that cannot be reached is said once, and the session goes on (its next steps try again,
     so it resumes when the model is back); a refusal each time; a fault of the model as a
-    plain message, its details in the log only."""
+    plain message, its details in the log only. A busy model (its queue full) is load,
+    not a failure: nothing is said."""
 
     def __init__(self, report: Report) -> None:
         self.report = report
@@ -88,6 +89,11 @@ class ModelCalls:
         """The call's messages; none when it failed (and the client was told)."""
         try:
             messages = await call
+        except AsrBusy:
+            # up but overloaded: nothing to say; the audio waits for the next step, or goes
+            # as `overload` when the stream falls too far behind
+            self.unavailable = False
+            return []
         except AsrUnavailable as exc:
             if not self.unavailable:
                 await self.report(

@@ -16,7 +16,13 @@ import pytest
 import soxr
 from aiohttp import WSMsgType
 
-from gateway.core.contract import AsrFailed, AsrUnavailable, Priority, TranscribeOptions
+from gateway.core.contract import (
+    AsrBusy,
+    AsrFailed,
+    AsrUnavailable,
+    Priority,
+    TranscribeOptions,
+)
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.keys import STREAMS
 from testsupport.scripted_backend import ScriptedBackend, hear, sounds
@@ -315,6 +321,26 @@ async def test_the_model_down_mid_stream_is_said_once_and_the_stream_resumes(
         assert (final["type"], final["text"]) == ("final", " one two")
         assert await receive(ws) == {"type": "partial", "text": " three four"}
     assert backend.texts() == [" one two", "", "", " one two three four"]
+
+
+async def test_a_busy_model_is_load_not_an_outage(make_client, jfk_audio) -> None:
+    """Triton's queue turns steps away (full, or waited too long): nothing is said, the stream
+    catches up when there is room, and what `stop` could not read is skipped as overload."""
+    backend = ScriptedBackend(["one two", "one two three"])
+    client = await make_client(backend)
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 0, 2.3)))
+        assert await receive(ws) == {"type": "partial", "text": " one two"}
+        backend.failure = AsrBusy("speech model busy: Request timeout expired")
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 2.3, 4.6)))
+        await calls_reach(backend, 2)
+        await nothing_for(ws, 0.5)  # no error: a busy model is not down
+        await ws.send_json({"type": "stop"})
+        final, skipped, partial, done = await until(ws)
+    assert (final["type"], final["text"]) == ("final", " one two")
+    assert skipped["type"] == "skipped" and skipped["reason"] == "overload"
+    assert skipped["end"] == 4.6
+    assert (partial, done) == ({"type": "partial", "text": ""}, {"type": "done"})
 
 
 async def test_a_step_the_model_refuses_is_an_error_each_time(make_client, jfk_audio) -> None:

@@ -14,6 +14,7 @@ from gateway.backend import triton_client
 from gateway.backend.endpoints import Endpoint, parse_endpoints
 from gateway.backend.triton_pool import TritonPool, resolve_with_dns
 from gateway.core.contract import (
+    AsrBusy,
     AsrFailed,
     AsrInterrupted,
     AsrRejected,
@@ -121,6 +122,17 @@ async def test_a_call_that_certainly_did_not_run_goes_to_another_replica() -> No
         await pool.close()
 
 
+async def test_a_busy_replica_is_not_taken_out_and_another_may_take_the_call() -> None:
+    pool, (first, second) = await two_replica_pool(AsrBusy("Request timeout expired"))
+    try:
+        result = await pool.transcribe(np.zeros(16000, np.float32), TranscribeOptions())
+        assert result.text == "hello" and (first.calls, second.calls) == (1, 1)
+        assert [r.healthy for r in pool.replicas] == [True, True]
+        assert [r.failures for r in pool.replicas] == [0, 0]
+    finally:
+        await pool.close()
+
+
 async def test_a_call_that_may_have_run_is_not_sent_again() -> None:
     pool, (first, second) = await two_replica_pool(AsrInterrupted("deadline exceeded"))
     try:
@@ -171,3 +183,11 @@ def test_english_only_weights_are_the_ones_named_en(weights, multilingual) -> No
 def test_tritons_statuses_say_whose_fault_and_whether_it_ran(status, kind) -> None:
     error = triton_client._error_of(InferenceServerException("boom", status=status))
     assert type(error) is kind
+
+
+@pytest.mark.parametrize("message", ["Request timeout expired", "Exceeds maximum queue size"])
+def test_a_request_tritons_bounded_queue_turned_away_is_busy_not_down(message) -> None:
+    error = triton_client._error_of(
+        InferenceServerException(message, status="StatusCode.UNAVAILABLE")
+    )
+    assert type(error) is AsrBusy and str(error) == f"speech model busy: {message}"
