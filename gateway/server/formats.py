@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from importlib import resources
 from typing import Any
@@ -35,11 +36,14 @@ def render(
     granularities: AbstractSet[str] = frozenset({"segment"}),
     task: str = "transcribe",
     logprobs: bool = False,
+    speakers: Sequence[str] | None = None,
 ) -> tuple[str, str]:
     """(body, Content-Type header value) of `transcript` in `response_format`.
 
     `granularities` (OpenAI's `timestamp_granularities`) and `task` only shape `verbose_json`,
     `logprobs` (OpenAI's `include[]=logprobs`) only `json`. Both JSON formats carry `usage`.
+    `speakers` (one per segment, diarization) only `srt` and `vtt`: a cue's speaker as
+    `[A] ...` in SubRip, which has no voice tag, and WebVTT's voice tag `<v A>...`.
     """
     unknown = set(granularities) - set(TIMESTAMP_GRANULARITIES)
     if unknown:
@@ -57,9 +61,9 @@ def render(
         case "text":
             return transcript.text + "\n", PLAIN
         case "srt":
-            return srt(transcript), PLAIN
+            return srt(transcript, speakers), PLAIN
         case "vtt":
-            return vtt(transcript), VTT
+            return vtt(transcript, speakers), VTT
         case "verbose_json":
             return _dumps(verbose_json(transcript, granularities, task)), JSON
     raise ValueError(
@@ -89,15 +93,20 @@ def timestamp(seconds: float, decimal_marker: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{milliseconds:03d}"
 
 
-def srt(transcript: Transcript) -> str:
+def srt(transcript: Transcript, speakers: Sequence[str] | None = None) -> str:
+    tags = [f"[{speaker}] " for speaker in speakers] if speakers else None
     return "".join(
-        f"{number}\n{_cue(segment, ',')}"
+        f"{number}\n{_cue(segment, ',', tags[number - 1] if tags else '')}"
         for number, segment in enumerate(transcript.segments, start=1)
     )
 
 
-def vtt(transcript: Transcript) -> str:
-    return "WEBVTT\n\n" + "".join(_cue(segment, ".") for segment in transcript.segments)
+def vtt(transcript: Transcript, speakers: Sequence[str] | None = None) -> str:
+    tags = [f"<v {speaker}>" for speaker in speakers] if speakers else None
+    return "WEBVTT\n\n" + "".join(
+        _cue(segment, ".", tags[index] if tags else "")
+        for index, segment in enumerate(transcript.segments)
+    )
 
 
 def verbose_json(
@@ -139,9 +148,9 @@ def verbose_json(
     return body
 
 
-def _cue(segment: Segment, decimal_marker: str) -> str:
+def _cue(segment: Segment, decimal_marker: str, tag: str = "") -> str:
     start, end = timestamp(segment.start, decimal_marker), timestamp(segment.end, decimal_marker)
-    return f"{start} --> {end}\n{segment.text.strip()}\n\n"
+    return f"{start} --> {end}\n{tag}{segment.text.strip()}\n\n"
 
 
 def _dumps(body: dict[str, Any]) -> str:

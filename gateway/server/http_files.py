@@ -247,7 +247,16 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
             "invalid_value",
             param="include",
         )
-    speakers = _diarization(fields, response_format == DIARIZED_JSON)
+    diarize = _flag(fields, "diarize")  # the gateway's own: speakers as srt/vtt voice tags
+    if diarize and response_format not in ("srt", "vtt", DIARIZED_JSON):
+        raise ApiError(
+            400,
+            f"diarize=true comes with response_format srt or vtt (speakers as voice tags); "
+            f"{DIARIZED_JSON} names the speakers in JSON, not {response_format}",
+            "invalid_value",
+            param="diarize",
+        )
+    speakers = _diarization(fields, response_format == DIARIZED_JSON or diarize)
     return FileRequest(
         _options(fields, "word" in granularities or speakers is not None, logprobs),
         channel=None,
@@ -558,17 +567,22 @@ async def _openai(
             request, progress, lambda report: _delta_event(report, logprobs), last
         )
     transcript = await _collect(progress, duration)
+    speakers = None
     if file_request.speakers is not None:
         try:
             labelled = await _speakers(request, file_request, audio, transcript, known)
         except AsrError as exc:
             raise _asr_error(exc) from exc
-        return web.json_response(diarized_json(transcript, labelled))
+        if file_request.response_format == DIARIZED_JSON:
+            return web.json_response(diarized_json(transcript, labelled))
+        transcript = replace(transcript, segments=tuple(item.segment for item in labelled))
+        speakers = [item.speaker for item in labelled]
     body, content_type = render(
         transcript,
         file_request.response_format,
         granularities=file_request.granularities,
         task=file_request.options.task,
         logprobs=logprobs,
+        speakers=speakers,
     )
     return web.Response(body=body.encode("utf-8"), headers={"Content-Type": content_type})

@@ -108,6 +108,25 @@ async def test_diarized_json_in_openais_shape(client, two_voices) -> None:
     assert " ".join(item["text"] for item in segments) == body["text"]
 
 
+async def test_srt_and_vtt_carry_the_speakers_as_voice_tags(client, two_voices) -> None:
+    diarized = await (
+        await client.post(ROUTE, data=form(two_voices, response_format="diarized_json"))
+    ).json()
+    expected = [(item["speaker"], item["text"]) for item in diarized["segments"]]
+    vtt = await (
+        await client.post(ROUTE, data=form(two_voices, response_format="vtt", diarize="true"))
+    ).text()
+    cues = [block.splitlines() for block in vtt.split("\n\n")[1:] if block]
+    assert [cue[1] for cue in cues] == [f"<v {speaker}>{text}" for speaker, text in expected]
+    srt = await (
+        await client.post(ROUTE, data=form(two_voices, response_format="srt", diarize="true"))
+    ).text()
+    cues = [block.splitlines() for block in srt.split("\n\n") if block]
+    assert [cue[2] for cue in cues] == [f"[{speaker}] {text}" for speaker, text in expected]
+    plain = await (await client.post(ROUTE, data=form(two_voices, response_format="vtt"))).text()
+    assert "<v " not in plain
+
+
 def events(body: str) -> list[dict]:
     chunks = [chunk for chunk in body.split("\n\n") if chunk]
     return [json.loads(chunk.removeprefix("data: ")) for chunk in chunks]
@@ -291,6 +310,8 @@ async def test_known_speakers_without_diarization_are_refused(
             "min_speakers",
             "more than max_speakers",
         ),
+        (ROUTE, {"diarize": "true"}, "diarize", "srt or vtt"),
+        (ROUTE, {"diarize": "true", "response_format": "verbose_json"}, "diarize", "srt or vtt"),
         (
             "/v1/audio/translations",
             {"response_format": "diarized_json"},
