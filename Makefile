@@ -83,11 +83,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The voice detectors under noise (half a minute), then the service against openai-whisper and
-# faster-whisper on this machine (benchmarks/README.md), under 30 min on 2 cores; e.g. make bench
-# BENCH_ARGS=--quick (a smoke run) or BENCH_ARGS=--full (the full grid, ~75 min).
+# The voice detectors under noise (half a minute), who spoke when on composites (a minute), then
+# the service against openai-whisper and faster-whisper on this machine (benchmarks/README.md),
+# under 30 min on 2 cores; e.g. make bench BENCH_ARGS=--quick (a smoke run) or
+# BENCH_ARGS=--full (the full grid, ~75 min).
 bench: export speech-tools
 	$(BIN)/python -m benchmarks.vad --output benchmarks/results/tmp
+	$(BIN)/python -m benchmarks.diarization --output benchmarks/results/tmp
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Live streams and long uploads together on loopback, then a pass/fail verdict on errors,
