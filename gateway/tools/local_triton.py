@@ -236,14 +236,6 @@ class LocalTriton:
         """`weights`: the export to serve instead of the one the repository's config names
         (None: that one)."""
         self.model_repository = repository_serving(weights, model_repository, work_dir)
-        speaker = self.model_repository / "speaker"
-        if (speaker / "config.pbtxt").is_file() and not any(
-            (speaker / "1" / "weights").glob("*.json")
-        ):
-            raise TritonLaunchError(
-                f"no speaker weights in {speaker}/1/weights (make export, or python -m "
-                "export.speaker, writes them)"
-            )
         self.weights = weights or configured_weights(model_repository)
         self.ports = ports
         self.host = host
@@ -286,6 +278,14 @@ class LocalTriton:
     def start(self) -> None:
         if self.process is not None:
             raise TritonLaunchError("this tritonserver is already started")
+        speaker = self.model_repository / "speaker"
+        if (speaker / "config.pbtxt").is_file() and not any(
+            (speaker / "1" / "weights").glob("*.json")
+        ):  # Triton would exit on the model it cannot load; say which command writes them
+            raise TritonLaunchError(
+                f"no speaker weights in {speaker}/1/weights (make export, or python -m "
+                "export.speaker, writes them)"
+            )
         command = self.command()
         logger.info("starting %s", " ".join(command))
         output = self.log_path.open("ab") if self.log_path else None

@@ -24,6 +24,7 @@ import torch
 
 from export.errors import ExportError
 from export.speaker import PRETRAINED_SHA256, export_speaker
+from gateway.tools.local_triton import LocalTriton, TritonLaunchError
 
 PROJECT = Path(__file__).resolve().parents[2]
 MODEL_DIR = PROJECT / "model_repository" / "speaker" / "1"
@@ -245,3 +246,16 @@ def test_the_export_writes_a_manifest_naming_its_source(speaker_weights: Path) -
     assert manifest["source"]["file_sha256"] == PRETRAINED_SHA256
     assert manifest["source"]["version"] == "0.1.4"
     assert manifest["licence"] == "Apache-2.0"
+
+
+def test_the_local_launcher_refuses_to_start_without_the_speaker_weights(tmp_path: Path) -> None:
+    """Triton would exit on the model it cannot load (--exit-on-error); the launcher says
+    which command writes the weights instead, before it starts anything."""
+    repository = tmp_path / "repository"
+    for model in ("whisper", "speaker"):
+        (repository / model / "1").mkdir(parents=True)
+        shutil.copy(MODEL_DIR.parents[1] / model / "config.pbtxt", repository / model)
+    server = LocalTriton(model_repository=repository, work_dir=tmp_path / "work")
+    with pytest.raises(TritonLaunchError, match="python -m export.speaker"):
+        server.start()
+    assert server.process is None
