@@ -154,3 +154,18 @@ def test_a_request_cancelled_while_queued_is_not_decoded(model_module) -> None:
     (answer,) = whisper_model.execute([queued])
     assert answer.error.code == TritonError.CANCELLED
     assert transcriber.batches == [0]
+
+
+class RecordingTranscriber(PoisonedTranscriber):
+    def transcribe(self, requests):
+        self.requests = list(requests)
+        return super().transcribe(requests)
+
+
+def test_logprobs_are_asked_for_per_request(model_module) -> None:
+    asking = request("with")
+    asking.inputs["LOGPROBS"] = np.array([[True]])
+    transcriber = RecordingTranscriber(model_module)
+    whisper_model = scripted_model(model_module, transcriber)
+    whisper_model.execute([asking, request("without")])
+    assert [item.logprobs for item in transcriber.requests] == [True, False]

@@ -61,6 +61,8 @@ class Decoded:
     no_speech_prob: float
     temperature: float
     compression_ratio: float
+    # each of `tokens`' log-probability, when the decode was asked to keep them
+    token_logprobs: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -514,13 +516,16 @@ class WhisperDecoder:
         prompt: DecodePrompt,
         seeds: Sequence[int] = (),
         cancelled: Sequence[Callable[[], bool]] = (),
+        token_logprobs: bool = False,
     ) -> list[Decoded]:
         """Decode each row's audio (`audio_contexts`; rows may differ in length, each
         attends to its own), as `whisper.decoding.DecodingTask.run` does with one candidate
         per row (`_main_loop` stepping, `GreedyDecoder` choosing). `seeds`: one per row when
         sampling (temperature above 0), so a row's sample depends only on its own seed.
         `cancelled`: one per row, asked every `CANCEL_CHECK_SECONDS`; a row whose request
-        was cancelled stops decoding there (its result is cut short: nobody wants it)."""
+        was cancelled stops decoding there (its result is cut short: nobody wants it).
+        `token_logprobs`: keep each sampled token's log-probability (one more tensor write a
+        step; none when not asked)."""
         tokenizer, rules = prompt.tokenizer, self._rules_for(prompt.tokenizer)
         rows = len(contexts)
         lengths = [context.shape[3] for context in contexts]
@@ -549,12 +554,16 @@ class WhisperDecoder:
             (rows, self.text_ctx), tokenizer.eot, dtype=torch.long, device=self.device
         )
         sum_logprobs = torch.zeros(rows, device=self.device)
+        kept = torch.zeros(rows, self.text_ctx, device=self.device) if token_logprobs else None
         max_new = min(self.text_ctx // 2, self.text_ctx - begin + 1)
         for step in range(max_new):
             rules.apply(logits, state)
             next_tokens = sampler.choose(logits, active) if sampler else logits.argmax(dim=-1)
             logprobs = F.log_softmax(logits.float(), dim=-1)
-            sum_logprobs.index_add_(0, active, logprobs.gather(1, next_tokens[:, None])[:, 0])
+            chosen = logprobs.gather(1, next_tokens[:, None])[:, 0]
+            sum_logprobs.index_add_(0, active, chosen)
+            if kept is not None:
+                kept[active, step] = chosen
             sampled[active, step] = next_tokens
             finished = next_tokens == tokenizer.eot
             if watch.due():
@@ -576,7 +585,13 @@ class WhisperDecoder:
             state.advance(next_tokens, rules.timestamp_begin)
             logits = self._step(next_tokens, position, cache, cross_mask, mask_positions)
 
-        return self._results(sampled.tolist(), sum_logprobs.tolist(), no_speech, prompt)
+        return self._results(
+            sampled.tolist(),
+            sum_logprobs.tolist(),
+            no_speech,
+            prompt,
+            None if kept is None else kept.tolist(),
+        )
 
     def _step(
         self,
@@ -609,6 +624,7 @@ class WhisperDecoder:
         sum_logprobs: list[float],
         no_speech: list[float],
         prompt: DecodePrompt,
+        token_logprobs: list[list[float]] | None = None,
     ) -> list[Decoded]:
         tokenizer = prompt.tokenizer
         results = []
@@ -624,6 +640,9 @@ class WhisperDecoder:
                     no_speech_prob=no_speech[row],
                     temperature=prompt.temperature,
                     compression_ratio=compression_ratio(text),
+                    token_logprobs=(
+                        None if token_logprobs is None else token_logprobs[row][: len(tokens)]
+                    ),
                 )
             )
         return results

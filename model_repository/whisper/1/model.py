@@ -163,6 +163,7 @@ class TritonPythonModel:
         }
         temperatures = _rows(request, "TEMPERATURE", count) or [None] * count
         word_timestamps = _rows(request, "WORD_TIMESTAMPS", count) or [False] * count
+        logprobs = _rows(request, "LOGPROBS", count) or [False] * count
         low_latency = _rows(request, "LOW_LATENCY", count) or [False] * count
         cancelled = request.is_cancelled  # one check shared by the request's rows
         return [
@@ -174,6 +175,7 @@ class TritonPythonModel:
                 prompt=strings["PROMPT"][row],
                 temperature=temperatures[row],
                 word_timestamps=bool(word_timestamps[row]),
+                logprobs=bool(logprobs[row]),
                 low_latency=bool(low_latency[row]),
                 cancelled=cancelled,
             )

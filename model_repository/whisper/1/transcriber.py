@@ -91,6 +91,7 @@ class TranscriptionRequest:
     prompt: str | None = None  # previous text, names, jargon
     temperature: float = 0.0  # first temperature of the fallback schedule
     word_timestamps: bool = False
+    logprobs: bool = False  # each text token's log-probability in the segments
     low_latency: bool = False  # shorter context, decoded once (see the module docstring)
     # whether the client gave up on it; a decode stops its row when it becomes true
     cancelled: Callable[[], bool] = field(default=never_cancelled, compare=False, repr=False)
@@ -156,6 +157,7 @@ def make_request(
     prompt: str | None = None,
     temperature: float | None = None,
     word_timestamps: bool = False,
+    logprobs: bool = False,
     low_latency: bool = False,
     cancelled: Callable[[], bool] = never_cancelled,
 ) -> TranscriptionRequest:
@@ -177,6 +179,7 @@ def make_request(
         prompt=(prompt or "").strip() or None,
         temperature=temperature,
         word_timestamps=bool(word_timestamps),
+        logprobs=bool(logprobs),
         low_latency=bool(low_latency),
         cancelled=cancelled,
     )
@@ -297,6 +300,7 @@ class BatchTranscriber:
                     self.tokenizer(result.language, request.task),
                     request.audio.size / SAMPLE_RATE,
                     self.thresholds,
+                    logprobs=request.logprobs,
                 )
                 for request, result in zip(requests, decoded, strict=True)
             ]
@@ -378,6 +382,8 @@ class BatchTranscriber:
                 temperatures=temperatures,
                 thresholds=self.thresholds,
                 cancelled=[requests[index].cancelled for index in indices],
+                # kept for the whole group when one of its requests asks (no second decode)
+                token_logprobs=any(requests[index].logprobs for index in indices),
             )
             for index, result in zip(indices, results, strict=True):
                 decoded[index] = result

@@ -136,6 +136,7 @@ def decode_with_fallback(
     temperatures: Sequence[float],
     thresholds: DecodeThresholds,
     cancelled: Sequence[Callable[[], bool]] = (),
+    token_logprobs: bool = False,
 ) -> list[Decoded]:
     """Replaces `decode_with_fallback`, the closure inside `whisper.transcribe.transcribe`,
     for a group of windows that share their decoder prompt (`contexts`: their audio, from
@@ -146,7 +147,7 @@ def decode_with_fallback(
     window gets the same text on every run and in every batch (openai-whisper samples from
     torch's global generator), and when every temperature fails the kept decode is
     `best_decode`'s, not the last. A window whose request was cancelled (`cancelled`, one
-    per window) is not retried."""
+    per window) is not retried. `token_logprobs`: keep each token's log-probability."""
     tried: list[list[Decoded]] = [[] for _ in contexts]
     pending = list(range(len(contexts)))
     for temperature in temperatures:
@@ -156,6 +157,7 @@ def decode_with_fallback(
             decode_prompt,
             [audio_seed(audios[i]) for i in pending] if temperature > 0 else [],
             [cancelled[i] for i in pending] if cancelled else (),
+            token_logprobs=token_logprobs,
         )
         for index, result in zip(pending, decoded, strict=True):
             tried[index].append(result)
@@ -181,9 +183,15 @@ class TimedText(NamedTuple):
     end: float
     tokens: list[int]
     complete: bool  # closed by a timestamp; False: the decode stopped inside it
+    logprobs: list[float] | None = None  # each of `tokens`' log-probability, when known
 
 
-def split_segments(tokens: Sequence[int], tokenizer: Tokenizer, duration: float) -> list[TimedText]:
+def split_segments(
+    tokens: Sequence[int],
+    tokenizer: Tokenizer,
+    duration: float,
+    logprobs: Sequence[float] | None = None,
+) -> list[TimedText]:
     """Replaces the slicing of a decode at its timestamp tokens in
     `whisper.transcribe.transcribe`: cut a decoded token sequence into timed text.
 
@@ -191,36 +199,66 @@ def split_segments(tokens: Sequence[int], tokenizer: Tokenizer, duration: float)
     that ends with the audio, marked incomplete, instead of being dropped as `transcribe`
     does before seeking to that timestamp: there is no next window to seek to here, so the
     caller decides whether to read it again. Timestamps beyond the audio are clamped to its
-    end.
+    end. `logprobs` (one per token) are cut along with the text tokens.
     """
     time_per_token = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s: one encoder frame
     segments: list[TimedText] = []
-    start, text_tokens = 0.0, []
-    for token in tokens:
+    start, text_tokens, text_logprobs = 0.0, [], []
+    kept = None if logprobs is None else text_logprobs
+    for index, token in enumerate(tokens):
         if token >= tokenizer.timestamp_begin:
             time = min((token - tokenizer.timestamp_begin) * time_per_token, duration)
             if text_tokens:
-                segments.append(TimedText(start, max(time, start), text_tokens, True))
-                text_tokens = []
+                segments.append(TimedText(start, max(time, start), text_tokens, True, kept))
+                text_tokens, text_logprobs = [], []
+                kept = None if logprobs is None else text_logprobs
             start = time
         elif token < tokenizer.eot:
             text_tokens.append(token)
+            if logprobs is not None:
+                text_logprobs.append(logprobs[index])
     if text_tokens:
-        segments.append(TimedText(start, max(duration, start), text_tokens, False))
+        segments.append(TimedText(start, max(duration, start), text_tokens, False, kept))
     return segments
 
 
+def token_logprobs(
+    tokens: Sequence[int], logprobs: Sequence[float], tokenizer: Tokenizer
+) -> list[dict[str, Any]]:
+    """Each text token as OpenAI's `logprobs` items give it: its text, its log-probability
+    and its UTF-8 bytes (a character split across tokens is whole only in the bytes)."""
+    items = []
+    for token, logprob in zip(tokens, logprobs, strict=True):
+        raw = tokenizer.encoding.decode_single_token_bytes(token)
+        items.append(
+            {
+                "token": raw.decode("utf-8", errors="replace"),
+                "logprob": min(logprob, 0.0),
+                "bytes": list(raw),
+            }
+        )
+    return items
+
+
 def window_segments(
-    decoded: Decoded, tokenizer: Tokenizer, duration: float, thresholds: DecodeThresholds
+    decoded: Decoded,
+    tokenizer: Tokenizer,
+    duration: float,
+    thresholds: DecodeThresholds,
+    logprobs: bool = False,
 ) -> list[dict[str, Any]]:
     """A window's segments as `new_segment` inside `whisper.transcribe.transcribe` builds
     them (plus `id` and `complete`; `tokens` without the timestamps), cut by
     `split_segments`; none when the window is silence (`is_silence`). Each has `seek` 0,
     which `add_word_timestamps` reads (the window starts at the audio's start); the caller
-    drops it afterwards."""
+    drops it afterwards. With `logprobs` (and a decode that kept them), each also has
+    `logprobs`: its tokens as `token_logprobs` gives them."""
     if is_silence(decoded, thresholds):
         return []
-    return [
+    timed_texts = split_segments(
+        decoded.tokens, tokenizer, duration, decoded.token_logprobs if logprobs else None
+    )
+    segments = [
         {
             "id": index,
             "seek": 0,
@@ -234,8 +272,12 @@ def window_segments(
             "no_speech_prob": decoded.no_speech_prob,
             "complete": timed.complete,
         }
-        for index, timed in enumerate(split_segments(decoded.tokens, tokenizer, duration))
+        for index, timed in enumerate(timed_texts)
     ]
+    for segment, timed in zip(segments, timed_texts, strict=True):
+        if timed.logprobs is not None:
+            segment["logprobs"] = token_logprobs(timed.tokens, timed.logprobs, tokenizer)
+    return segments
 
 
 def add_word_timestamps_together(
