@@ -22,6 +22,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from gateway.core.contract import (
+    AsrBusy,
     AsrError,
     AsrRejected,
     AsrUnavailable,
@@ -306,8 +307,10 @@ async def _decode(request: web.Request, data: bytes, channel: int | None) -> np.
 
 
 def _asr_error(exc: AsrError) -> ApiError:
-    """Unavailable: retry later; rejected: the client's request; anything else (`AsrFailed`):
-    the model's fault."""
+    """Busy (Triton's queue full) and unavailable: retry later; rejected: the client's
+    request; anything else (`AsrFailed`): the model's fault."""
+    if isinstance(exc, AsrBusy):
+        return ApiError(503, str(exc), "server_busy", retry_after=RETRY_AFTER_S)
     if isinstance(exc, AsrUnavailable):
         return ApiError(503, str(exc), "model_unavailable", retry_after=RETRY_AFTER_S)
     if isinstance(exc, AsrRejected):

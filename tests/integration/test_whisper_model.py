@@ -87,7 +87,7 @@ def test_both_queues_are_bounded_in_length_and_time(triton) -> None:
         )
         for level, policy in policies.items()
     }
-    assert bounds == {1: (256, 10.0, "REJECT"), 2: (128, 240.0, "REJECT")}
+    assert bounds == {1: (256, 60.0, "REJECT"), 2: (128, 240.0, "REJECT")}
 
 
 def test_jfk_word_for_word(triton_client, jfk) -> None:

@@ -17,7 +17,7 @@ import srt
 import webvtt
 from aiohttp import ClientResponse, FormData, WSServerHandshakeError
 
-from gateway.core.contract import AsrFailed, AsrUnavailable, Priority, TranscribeOptions
+from gateway.core.contract import AsrBusy, AsrFailed, AsrUnavailable, Priority, TranscribeOptions
 from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
 from testsupport.clips import DATA_DIR
@@ -566,6 +566,15 @@ async def test_model_unavailable_is_503_with_retry_after(client, backend, route)
     assert reply.headers["Retry-After"] == "5"
     backend.failure = None
     assert (await client.post(route, data=upload())).status == 200
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+async def test_a_model_too_busy_to_queue_the_window_is_server_busy(client, backend, route) -> None:
+    backend.failure = AsrBusy("speech model busy: Request timeout expired")
+    reply = await client.post(route, data=upload())
+    message = await api_error(reply, 503, "server_busy")
+    assert message == "speech model busy: Request timeout expired"
+    assert reply.headers["Retry-After"] == "5"
 
 
 @pytest.mark.parametrize("route", UPLOAD_ROUTES)
