@@ -70,8 +70,8 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
     runs: list[tuple[float, list[float]]] = []  # (temperature, avg_logprob of each row)
     decode = WhisperDecoder.decode
 
-    def counted(decoder, contexts, prompt, seeds=()):
-        results = decode(decoder, contexts, prompt, seeds)
+    def counted(decoder, contexts, prompt, *args, **options):
+        results = decode(decoder, contexts, prompt, *args, **options)
         runs.append((prompt.temperature, [r.avg_logprob for r in results]))
         return results
 
