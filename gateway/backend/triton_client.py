@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -90,20 +91,12 @@ class TritonAsr:
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority = Priority.FILE
     ) -> WindowResult:
-        try:
-            result = await self._client.infer(
-                self.model,
-                build_inputs(audio, options, grpcaio.InferInput),
-                outputs=self._outputs,
-                priority=int(priority),  # the model's two priority levels: 1 first
-                client_timeout=self.timeout_s,
-            )
-        except InferenceServerException as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # grpc reports our own cancellation as a CANCELLED call: let it propagate
-                raise asyncio.CancelledError() from exc
-            raise _error_of(exc) from exc
+        result = await self._infer(
+            self.model,
+            build_inputs(audio, options, grpcaio.InferInput),
+            self._outputs,
+            priority=int(priority),  # the model's two priority levels: 1 first
+        )
         return parse_outputs(result)
 
     async def embed_speakers(self, audio: np.ndarray) -> SpeakerEmbeddings:
@@ -112,23 +105,34 @@ class TritonAsr:
         samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
         tensor = grpcaio.InferInput("AUDIO", list(samples.shape), "FP32")
         tensor.set_data_from_numpy(samples)
+        result = await self._infer(
+            SPEAKER_MODEL,
+            [tensor],
+            [grpcclient.InferRequestedOutput(n) for n in ("EMBEDDINGS", "WINDOW_STARTS")],
+        )
+        return SpeakerEmbeddings(
+            result.as_numpy("EMBEDDINGS")[0], result.as_numpy("WINDOW_STARTS")[0]
+        )
+
+    async def _infer(
+        self, model: str, inputs: list[Any], outputs: list[Any], priority: int = 0
+    ) -> Any:
+        """One inference on this server (priority 0: the model's default level), its
+        failure as the `AsrError` that says whose fault it was."""
         try:
-            result = await self._client.infer(
-                SPEAKER_MODEL,
-                [tensor],
-                outputs=[
-                    grpcclient.InferRequestedOutput(n) for n in ("EMBEDDINGS", "WINDOW_STARTS")
-                ],
+            return await self._client.infer(
+                model,
+                inputs,
+                outputs=outputs,
+                priority=priority,
                 client_timeout=self.timeout_s,
             )
         except InferenceServerException as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
+                # grpc reports our own cancellation as a CANCELLED call: let it propagate
                 raise asyncio.CancelledError() from exc
             raise _error_of(exc) from exc
-        return SpeakerEmbeddings(
-            result.as_numpy("EMBEDDINGS")[0], result.as_numpy("WINDOW_STARTS")[0]
-        )
 
     async def is_ready(self) -> bool:
         try:
