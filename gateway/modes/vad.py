@@ -271,7 +271,24 @@ class StreamingVad:
         ]
 
     def forget_before(self, sample: int) -> None:
-        """Drop the scores of frames that end before stream sample `sample`."""
-        drop = min(max(sample // FRAME_SAMPLES - self._first_frame, 0), self._scores.size)
+        """Drop the frames that end before stream sample `sample`, scored or not.
+
+        Frames still waiting go unscored: a client flooding faster than real time has its
+        backlog cut before the next beat, and scoring (and holding) 30 minutes of frames
+        that nothing will ask about cost the gateway 0.5 GB and seconds of CPU per stream.
+        The detector's recurrent state restarts at the gap, as at a stream's start."""
+        frame = sample // FRAME_SAMPLES
+        drop = min(max(frame - self._first_frame, 0), self._scores.size)
         self._scores = self._scores[drop:]
         self._first_frame += drop
+        if self._scores.size or frame <= self._first_frame:
+            return
+        skip = frame - self._first_frame
+        while self._unscored and skip:
+            rows = self._unscored.pop(0)
+            if len(rows) > skip:
+                self._unscored.insert(0, rows[skip:])
+            dropped = min(skip, len(rows))
+            self._first_frame += dropped
+            skip -= dropped
+            self.state = np.zeros(STATE_SHAPE, np.float32)

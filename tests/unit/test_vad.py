@@ -146,3 +146,24 @@ def test_streams_sharing_a_scorer_score_as_each_alone_in_one_call_per_frame(
     alone[0].accept(audio[6 * SR : 7 * SR])
     assert together[0].regions(0, 7 * SR) == alone[0].regions(0, 7 * SR)
     np.testing.assert_allclose(together[0]._scores, alone[0]._scores, atol=1e-5)
+
+
+def test_forgetting_drops_frames_not_yet_scored_and_scores_what_follows(
+    jfk_between_silences,
+) -> None:
+    """A stream that sent far more than the session keeps (a client flooding faster than
+    real time): the frames cut away are never scored, and the detector answers for the rest
+    as a stream that began there."""
+    audio = jfk_between_silences
+    scorer = CountingScorer()
+    live = StreamingVad(scorer=scorer)
+    live.accept(np.zeros(20 * SR, np.float32))  # a minute-long flood, in miniature
+    live.accept(audio)
+    start = 20 * SR
+    live.forget_before(start)
+    assert sum(scorer.batches) == 0  # nothing was scored to forget it
+    regions = in_seconds(live.regions(start, start + audio.size))
+    fresh = StreamingVad()
+    fresh.accept(audio)
+    assert sum(scorer.batches) == audio.size // FRAME_SAMPLES  # only the kept frames
+    assert regions == in_seconds(fresh.regions(0, audio.size))
