@@ -91,6 +91,8 @@ MULTIPART_LARGE_FIELD = 60_000  # 2,000 of these: the issue's 500 after 0.7 s
 SLOW_CONNECTIONS = 12  # more than max_uploads_per_client (8): the rest are refused at once
 SLOW_BYTES_PER_S = 1.0
 OVERLONG_UPLOADS = 4
+# half say how long they are (refused on that), half do not (decoded up to a limit)
+OVERLONG_FILES = ("decodes-to-hours.flac", "decodes-to-hours-undeclared.flac")
 HANGUP_UPLOADS = 4
 HANGUP_AFTER_S = (1.0, 1.33, 1.67, 2.0)
 HANGUP_WAVE_PAUSE_S = 3.0
@@ -121,8 +123,8 @@ DESCRIPTIONS = {
         f"{SLOW_CONNECTIONS} uploads at once trickling their body at 1 byte/s, wave after wave"
     ),
     "overlong-files": (
-        f"{OVERLONG_UPLOADS} concurrent uploads of a 16 KB FLAC that decodes to 10 h, "
-        "wave after wave"
+        f"{OVERLONG_UPLOADS} concurrent uploads of a 16 KB FLAC that decodes to 10 h (half "
+        "of them with that length erased from the header), wave after wave"
     ),
     "hang-ups": (
         f"{HANGUP_UPLOADS} uploads of the 404.8 s composite whose client hangs up 1-2 s after "
@@ -445,10 +447,10 @@ async def slow_bodies(arena: Arena, attack: AttackLog, deadline: float) -> None:
 
 
 async def overlong_files(arena: Arena, attack: AttackLog, deadline: float) -> None:
-    data = (HOSTILE_DIR / "decodes-to-hours.flac").read_bytes()
+    files = [(HOSTILE_DIR / name).read_bytes() for name in OVERLONG_FILES]
     seconds: list[float] = []
 
-    async def one() -> None:
+    async def one(data: bytes) -> None:
         form = aiohttp.FormData()
         form.add_field("file", data, filename="hours.flac")
         started = time.monotonic()
@@ -463,7 +465,7 @@ async def overlong_files(arena: Arena, attack: AttackLog, deadline: float) -> No
         attack.record(reply.label(), expected_upload_refusal(reply, ("audio_too_long",)))
 
     while time.monotonic() < deadline:
-        await asyncio.gather(*(one() for _ in range(OVERLONG_UPLOADS)))
+        await asyncio.gather(*(one(files[i % len(files)]) for i in range(OVERLONG_UPLOADS)))
     attack.notes["answered after s, max"] = round(max(seconds, default=math.nan), 1)
 
 

@@ -288,6 +288,16 @@ def hours_of_silence() -> bytes:
     )
 
 
+def hours_of_silence_undeclared() -> bytes:
+    """The same ten hours, their length erased from STREAMINFO ("unknown", as the FLAC format
+    allows): only decoding finds out how long they are."""
+    data = bytearray(hours_of_silence())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO comes first
+    fields = int.from_bytes(data[18:26], "big")  # rate, channels, bits, then 36 bits of length
+    data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
+    return bytes(data)
+
+
 def tone_flac(rate: int, seconds: float) -> bytes:
     with tempfile.TemporaryDirectory() as directory:
         source = Path(directory) / "tone.wav"
@@ -508,6 +518,7 @@ CORPUS: dict[str, Callable[[], bytes | str]] = {
         jfk(JFK_OPENING_SECONDS, 8000).tobytes(), 8000, data_size=0xFFFFFFF0
     ),
     "decodes-to-hours.flac": hours_of_silence,
+    "decodes-to-hours-undeclared.flac": hours_of_silence_undeclared,
     "rate-1hz.wav": lambda: wav(quiet_tone(40, 1).tobytes(), 1),
     "rate-384khz.flac": lambda: tone_flac(384_000, 0.5),
     "rate-zero.wav": lambda: wav(quiet_tone(0.1, 16_000).tobytes(), 0),

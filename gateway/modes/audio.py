@@ -79,6 +79,9 @@ _NO_SUCH_CHANNEL = "not available from input layout"  # channelmap, for a channe
 # up to the pan filter's 64.
 _NO_DOWNMIX = b"Rematrix is needed between"
 _AVERAGE_CHANNELS = "pan=mono|c0<" + "+".join(f"c{index}" for index in range(64))
+_DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_ESTIMATED_DURATION = b"Estimating duration from bitrate"
+_PROBE_TIMEOUT_S = 10.0
 _LOG_PREFIX = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )+")  # "[in#0 @ 0x55d1c0a4] "
 
 
@@ -107,6 +110,29 @@ def ffmpeg_executable() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def _source(source_path: Path) -> ffmpeg.nodes.FilterableStream:
+    """The upload as ffmpeg may read it: that one local file, through SAFE_DEMUXERS only."""
+    return ffmpeg.input(
+        str(source_path), protocol_whitelist="file", format_whitelist=SAFE_DEMUXERS, threads=1
+    )
+
+
+def probe_command(source_path: Path) -> list[str]:
+    """argv that opens the file as decoding does and decodes nothing: its log says how long
+    the container declares the audio to be."""
+    stream = _source(source_path).output("-", format="null", t=0)
+    return stream.global_args("-nostdin", "-hide_banner").compile(cmd=ffmpeg_executable())
+
+
+def declared_seconds(log: bytes) -> float | None:
+    """The duration in a probe's log, if the container states it (not a guess from the
+    bitrate and the file's size, which a broken header makes wrong)."""
+    if _ESTIMATED_DURATION in log or (match := _DURATION.search(log)) is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def ffmpeg_command(
     source_path: Path,
     *,
@@ -121,9 +147,7 @@ def ffmpeg_command(
     `max_seconds` stops decoding just past the limit, so a tiny file that declares hours of
     audio costs no more than the limit to find out.
     """
-    source = ffmpeg.input(
-        str(source_path), protocol_whitelist="file", format_whitelist=SAFE_DEMUXERS, threads=1
-    )
+    source = _source(source_path)
     output_options: dict[str, object] = {
         "format": "f32le",
         "acodec": "pcm_f32le",
@@ -164,6 +188,8 @@ async def decode_audio(
     with tempfile.TemporaryDirectory(prefix="hermes-upload-") as directory:
         source = Path(directory) / "upload"  # no extension: nothing for ffmpeg to guess from
         await asyncio.to_thread(source.write_bytes, data)
+        if max_seconds is not None:
+            await _refuse_declared_too_long(source, max_seconds, min(timeout, _PROBE_TIMEOUT_S))
         stdout, stderr, returncode = await _run_ffmpeg(
             ffmpeg_command(source, channel=channel, max_seconds=max_seconds), timeout, watch
         )
@@ -179,6 +205,19 @@ async def decode_audio(
             f"the file has no channel {channel} (channels are numbered from 0)"
         )
     return _samples(stdout, stderr, returncode, max_seconds)
+
+
+async def _refuse_declared_too_long(source: Path, max_seconds: float, timeout: float) -> None:
+    """AudioTooLongError when the container says its audio is over the limit: refused in
+    ~20 ms instead of decoding (and holding) up to the limit first. Files that do not say, or
+    say less than they hold, are still stopped by the decoding itself."""
+    _, log, _ = await _run_ffmpeg(probe_command(source), timeout)
+    declared = declared_seconds(log)
+    if declared is not None and declared > max_seconds:
+        raise AudioTooLongError(
+            f"the audio is longer than the limit of {max_seconds:g} s "
+            f"(the file declares {declared:g} s)"
+        )
 
 
 def _limit(pid: int, timeout: float) -> None:

@@ -144,6 +144,33 @@ async def test_stops_at_the_duration_limit() -> None:
     assert (await decode_audio(data, max_seconds=40)).size > 35 * SAMPLE_RATE
 
 
+async def test_a_file_that_declares_too_long_is_refused_without_decoding() -> None:
+    """16 KB of FLAC whose header says 10 hours: refused on what it declares, before a
+    sample is decoded. The same file with its length erased is decoded up to the limit."""
+    hostile = DATA_DIR / "hostile"
+    seen: list[int] = []
+    with pytest.raises(AudioTooLongError, match=r"limit of 600 s \(the file declares 36000 s\)"):
+        await decode_audio(
+            (hostile / "decodes-to-hours.flac").read_bytes(), max_seconds=600, watch=seen.append
+        )
+    assert seen == []
+    with pytest.raises(AudioTooLongError, match="longer than the limit of 600 s$"):
+        await decode_audio(
+            (hostile / "decodes-to-hours-undeclared.flac").read_bytes(),
+            max_seconds=600,
+            watch=seen.append,
+        )
+    assert sum(seen) >= 600 * SAMPLE_RATE * 4
+
+
+def test_a_duration_guessed_from_the_bitrate_is_not_taken_as_declared() -> None:
+    declared = b"  Duration: 10:00:00.50, start: 0.000000, bitrate: 0 kb/s"
+    assert audio.declared_seconds(declared) == 36000.5
+    guessed = b"Estimating duration from bitrate, this may be inaccurate\n" + declared
+    assert audio.declared_seconds(guessed) is None
+    assert audio.declared_seconds(b"  Duration: N/A, start: 0.000000, bitrate: N/A") is None
+
+
 async def test_a_playlist_cannot_make_ffmpeg_read_another_file(tmp_path: Path) -> None:
     canary = tmp_path / "canary.wav"
     soundfile.write(canary, np.full(SAMPLE_RATE, 0.5, np.float32), SAMPLE_RATE)
@@ -235,7 +262,7 @@ async def test_decodings_stopped_by_a_shared_budget_end_with_ffmpeg_still_writin
     once. A pipe nobody reads any more fills and pauses, and asyncio's `wait()` returns only
     once the pipes are closed: it used to wait forever, and so did the upload, holding its
     share of the budget."""
-    hours = (DATA_DIR / "hostile" / "decodes-to-hours.flac").read_bytes()
+    hours = (DATA_DIR / "hostile" / "decodes-to-hours-undeclared.flac").read_bytes()
     held = 0
 
     def watch(size: int) -> None:
@@ -259,7 +286,7 @@ async def test_the_samples_of_a_stopped_decoding_are_freed_at_once() -> None:
     that ran them) until the cyclic collector comes by, minutes later when little else is
     allocated: the samples read so far must not wait for it (four over-long uploads refused
     at once left the gateway hundreds of MB above its decoded-audio budget)."""
-    hours = (DATA_DIR / "hostile" / "decodes-to-hours.flac").read_bytes()
+    hours = (DATA_DIR / "hostile" / "decodes-to-hours-undeclared.flac").read_bytes()
 
     def watch(size: int, seen: list[int] = [0]) -> None:  # noqa: B006 (a counter of its own)
         seen[0] += size
