@@ -4,7 +4,8 @@ becomes final. Its audio is a `StreamBuffer`, its words go out as `StreamMessage
 Audio frames come in at the client's rate and encoding and are converted to 16 kHz mono
 float32 (`gateway.modes.stream_input`). On every beat of the shared `StepClock` with new
 audio, the session transcribes its uncommitted buffer (at most 30 s) at the stream priority
-with the model's low-latency context, and LocalAgreement-2 decides what is final, except that
+(the file priority for audio sent far faster than real time) with the model's low-latency
+context, and LocalAgreement-2 decides what is final, except that
 words followed by a pause are final at once (when the hypothesis passed Whisper's checks: a
 step's decode is not retried at a higher temperature). The buffer is trimmed at the end of
 committed segments, keeping a second of lead-in. Silence, and speech already committed, are
@@ -59,6 +60,10 @@ PAUSE_HEARD_SECONDS = 1.0  # how much of that pause the window keeps after the s
 # for, is kept for the next step: Whisper leaves out a word cut off at a window's end. Heard
 # longer without words, it is a hum the detector took for speech, and goes.
 CUT_OFF_SPEECH_SECONDS = 2.0
+# A stream whose audio has come this far ahead of the wall clock is a recording sent as fast
+# as it goes, not a person speaking: its reads go at the file priority, behind the streams
+# someone is waiting on (a WebSocket flood otherwise doubled the live finals' latency).
+AHEAD_OF_REAL_TIME_SECONDS = WINDOW_SECONDS
 
 
 # The `reason` of a `skipped` message for the audio a failed read left unheard
@@ -92,8 +97,11 @@ class StreamSession:
         vad: StreamingVad | None = None,
         on_model_seconds: Callable[[float], None] | None = None,
         logprobs: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
+        self.clock = clock
+        self.began: float | None = None  # `clock()` at the first audio
         self.config = config
         self.min_new_audio_s = min_new_audio_s  # a step with less new audio waits a beat
         self.on_model_seconds = on_model_seconds  # told how long each step's model call took
@@ -106,7 +114,17 @@ class StreamSession:
         self.speech_end = 0.0  # stream time where the last step's new speech ends
 
     def append(self, samples: np.ndarray) -> None:
+        if self.began is None:
+            self.began = self.clock()
         self.audio.append(samples)
+
+    @property
+    def priority(self) -> Priority:
+        """The stream priority while audio comes about as fast as it is spoken; the file
+        priority once it is more than AHEAD_OF_REAL_TIME_SECONDS ahead."""
+        elapsed = 0.0 if self.began is None else self.clock() - self.began
+        live = self.audio.received - elapsed <= AHEAD_OF_REAL_TIME_SECONDS
+        return Priority.STREAM if live else Priority.FILE
 
     @property
     def buffered_seconds(self) -> float:
@@ -222,7 +240,7 @@ class StreamSession:
         window = buffer[start:end]
         offset = self.audio.start + start / SAMPLE_RATE
         started = time.monotonic()
-        result = await self.backend.transcribe(window, self._options(), priority=Priority.STREAM)
+        result = await self.backend.transcribe(window, self._options(), priority=self.priority)
         if self.on_model_seconds is not None:
             self.on_model_seconds(time.monotonic() - started)
         self.heard_until = offset + window.size / SAMPLE_RATE
@@ -242,7 +260,7 @@ class StreamSession:
             replace(self._options(), low_latency=False),
             window_seconds=WINDOW_SECONDS,
             in_flight=2,
-            priority=Priority.STREAM,
+            priority=self.priority,
         )
         reports: list[FileProgress] = []
         failure = None

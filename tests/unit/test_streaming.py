@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.core.contract import AsrUnavailable, WindowResult
+from gateway.core.contract import AsrUnavailable, Priority, WindowResult
 from gateway.core.transcript import Segment, Word
 from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
 from gateway.modes.stream_messages import StreamMessages
@@ -146,10 +146,12 @@ class ScriptedModel:
         self.avg_logprob = -0.1  # below -1: the hypothesis fails Whisper's checks
         self.leaves_out_cut_off = False  # as Whisper does: no words of speech cut off at the end
         self.heard: list[tuple[float, float]] = []  # stream time of each call's audio
+        self.priorities: list[Priority] = []
 
     async def transcribe(self, audio, options, *, priority):
         assert options.low_latency and options.word_timestamps
         self.calls += 1
+        self.priorities.append(priority)
         for frames in self.arriving:
             self.session.append(frames)
         self.arriving = []
@@ -196,6 +198,25 @@ def scripted_session(speech: list[tuple[float, float]]) -> tuple[StreamSession, 
 
 def finals(messages: list[dict]) -> str:
     return "".join(m["text"] for m in messages if m["type"] == "final")
+
+
+async def test_a_stream_far_ahead_of_real_time_is_read_at_the_file_priority() -> None:
+    """Audio sent as fast as it is spoken is read at the stream priority; a recording sent
+    faster than real time, once more than a window ahead of the wall clock, at the file
+    priority, behind the streams people are waiting on."""
+    now = [100.0]
+    session, model = scripted_session([(0.0, 7.0), (30.0, 37.0)])
+    session.clock = lambda: now[0]
+    session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
+    now[0] += 8.5
+    await session.step()
+    session.append(sound(21.5, False))
+    assert session.priority == Priority.STREAM  # 30 s in 8.5 s: ahead by at most a window
+    session.append(np.concatenate([sound(7.0, True), sound(2.5, False)]))
+    await session.step()  # 39.5 s of audio in 8.5 s: 31 s ahead
+    now[0] += 30.0
+    assert session.priority == Priority.STREAM  # the wall clock caught up
+    assert model.priorities == [Priority.STREAM, Priority.FILE]
 
 
 async def test_words_before_a_pause_are_final_at_once() -> None:
