@@ -26,7 +26,7 @@ from gateway.core.transcript import (
     strip_leading_space,
 )
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.vad import VadConfig, speech_probabilities, speech_regions
+from gateway.modes.vad import VadConfig, score_speech, speech_regions
 from gateway.modes.windows import (
     Window,
     plan_windows,
@@ -67,12 +67,17 @@ class SpeechMap:
     speech: list[tuple[int, int]]  # unpadded: what the checks compare the text with
 
     @classmethod
-    def of(cls, audio: np.ndarray, config: VadConfig = DEFAULT_VAD) -> SpeechMap:
-        scores = speech_probabilities(audio)
+    async def of(cls, audio: np.ndarray, config: VadConfig = DEFAULT_VAD) -> SpeechMap:
+        """Found off the event loop (hours of audio take the detector seconds)."""
+        scores = await score_speech(audio)
+        return await asyncio.to_thread(cls._from_scores, scores, audio.size, config)
+
+    @classmethod
+    def _from_scores(cls, scores: np.ndarray, total: int, config: VadConfig) -> SpeechMap:
         return cls(
             scores,
-            speech_regions(scores, audio.size, config),
-            speech_regions(scores, audio.size, replace(config, pad_seconds=0.0)),
+            speech_regions(scores, total, config),
+            speech_regions(scores, total, replace(config, pad_seconds=0.0)),
         )
 
 
@@ -148,7 +153,7 @@ async def transcribe_audio(
     joined, are the text. `vad`: how the detector's scores become the speech that windows
     are cut around (OpenAI's `chunking_strategy`)."""
     duration = audio.size / SAMPLE_RATE
-    found = await asyncio.to_thread(SpeechMap.of, audio, vad)
+    found = await SpeechMap.of(audio, vad)
     windows = plan_windows(
         found.regions,
         found.speech,

@@ -3,9 +3,12 @@ live detector agreeing with the whole-file one."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
+from gateway.modes import vad
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import (
     FRAME_SAMPLES,
@@ -13,6 +16,7 @@ from gateway.modes.vad import (
     StreamScorer,
     VadConfig,
     detect_speech,
+    score_speech,
     speech_probabilities,
     speech_regions,
 )
@@ -167,3 +171,32 @@ def test_forgetting_drops_frames_not_yet_scored_and_scores_what_follows(
     fresh.accept(audio)
     assert sum(scorer.batches) == audio.size // FRAME_SAMPLES  # only the kept frames
     assert regions == in_seconds(fresh.regions(0, audio.size))
+
+
+async def test_scoring_off_the_loop_gives_the_same_scores(jfk_between_silences) -> None:
+    audio = np.tile(jfk_between_silences, 8)  # a few blocks
+    scores = await score_speech(audio)
+    assert np.array_equal(scores, speech_probabilities(audio))
+
+
+async def test_cancelled_scoring_stops_within_a_block(monkeypatch) -> None:
+    """The client of a long upload hangs up while the detector runs: the blocks after the one
+    in progress are never scored."""
+    calls = []
+    score = vad._score
+
+    def counting(inputs, state):
+        calls.append(len(inputs))
+        return score(inputs, state)
+
+    monkeypatch.setattr(vad, "_score", counting)
+    hour = np.zeros(3600 * SR, np.float32)  # 23 blocks
+    task = asyncio.create_task(score_speech(hour))
+    while not calls:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.5)  # the block in progress finishes in its thread
+    steps_per_block = vad.WARM_UP_FRAMES + vad.PIECE_FRAMES
+    assert len(calls) <= 2 * steps_per_block
