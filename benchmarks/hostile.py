@@ -17,12 +17,14 @@ import difflib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import statistics
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,14 +235,14 @@ async def read_reply(reader: asyncio.StreamReader) -> tuple[int, dict[str, str],
     return status, headers, body
 
 
-def gateway_address(stack: Stack) -> tuple[str, int]:
-    parts = urlsplit(stack.gateway_url)
+def gateway_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None
     return parts.hostname, parts.port
 
 
 async def raw_request(
-    stack: Stack,
+    url: str,
     head: bytes,
     body: Callable[[asyncio.StreamWriter], Awaitable[None]],
     *,
@@ -250,7 +252,7 @@ async def raw_request(
     """One request on a connection of its own from the attacker's address: `head`, then
     `body(writer)` while the reply is read; the body stops when the reply comes. With
     `hang_up_after`, the client closes the connection that long after its body is sent."""
-    host, port = gateway_address(stack)
+    host, port = gateway_address(url)
     reader, writer = await asyncio.open_connection(host, port, local_addr=(ATTACKER_HOST, 0))
     started = time.monotonic()
 
@@ -293,22 +295,23 @@ def post_head(path: str, content_type: str, length: int | None = None) -> bytes:
     ).encode()
 
 
-@dataclass
-class Arena:
-    """What the attacks need: the stack, the attacker's HTTP session (its own address), the
-    honest clips and the settings the gateway runs with."""
+@dataclass(frozen=True)
+class Target:
+    """What the attacks need to know, sent to the attacker's process: the gateway's address,
+    the settings it runs with and the honest clips."""
 
-    stack: Stack
-    session: aiohttp.ClientSession
+    url: str
     settings: Settings
     jfk: Item
     harvard: Item
     composite: Item
-    composite_windows: int = 0  # model windows one whole composite upload takes
 
-    @property
-    def url(self) -> str:
-        return self.stack.gateway_url
+
+@dataclass(frozen=True)
+class Arena(Target):
+    """A target and the attacker's HTTP session (its own address)."""
+
+    session: aiohttp.ClientSession
 
 
 def expected_upload_refusal(reply: Reply, codes: tuple[str, ...]) -> bool:
@@ -415,7 +418,7 @@ async def multipart_flood(arena: Arena, attack: AttackLog, deadline: float) -> N
 
         while time.monotonic() < deadline:
             reply = await raw_request(
-                arena.stack, post_head("/v1/audio/transcriptions", content_type), body
+                arena.url, post_head("/v1/audio/transcriptions", content_type), body
             )
             wanted = ("fields_too_large",) if large else ("too_many_fields",)
             kind = f"{MULTIPART_LARGE_FIELD // 1000} KB" if large else "16 B"
@@ -437,7 +440,7 @@ async def slow_bodies(arena: Arena, attack: AttackLog, deadline: float) -> None:
     waits: list[float] = []
     while time.monotonic() < deadline:
         replies = await asyncio.gather(
-            *(raw_request(arena.stack, head, body) for _ in range(SLOW_CONNECTIONS))
+            *(raw_request(arena.url, head, body) for _ in range(SLOW_CONNECTIONS))
         )
         for reply in replies:
             attack.record(reply.label(), expected_upload_refusal(reply, ("upload_timeout",)))
@@ -493,7 +496,7 @@ async def hang_ups(arena: Arena, attack: AttackLog, deadline: float) -> None:
     hung_up = 0
     while time.monotonic() < deadline:
         replies = await asyncio.gather(
-            *(raw_request(arena.stack, head, body, hang_up_after=s) for s in HANGUP_AFTER_S)
+            *(raw_request(arena.url, head, body, hang_up_after=s) for s in HANGUP_AFTER_S)
         )
         for reply in replies:
             attack.record(reply.label(), reply.why == "hung up")
@@ -543,8 +546,7 @@ async def poison(arena: Arena, attack: AttackLog, deadline: float) -> None:
         await client.close()
 
 
-async def triton_restart(arena: Arena, attack: AttackLog, deadline: float) -> None:
-    stack = arena.stack
+async def triton_restart(stack: Stack, attack: AttackLog) -> None:
     assert stack.triton is not None and stack.supervisor is not None  # supervised stack
     restarts = stack.supervisor.restarts
     await asyncio.sleep(RESTART_AFTER_S)
@@ -552,15 +554,16 @@ async def triton_restart(arena: Arena, attack: AttackLog, deadline: float) -> No
     killed = time.monotonic()
     log("killed tritonserver; waiting for the supervisor to bring it back")
     ready_after = None
-    while time.monotonic() - killed < RESTART_READY_TIMEOUT_S:
-        await asyncio.sleep(0.5)
-        try:
-            async with arena.session.get(f"{stack.triton_http_url}/v2/health/ready") as reply:
-                if reply.status == 200 and stack.supervisor.restarts > restarts:
-                    ready_after = time.monotonic() - killed
-                    break
-        except aiohttp.ClientError:
-            continue
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() - killed < RESTART_READY_TIMEOUT_S:
+            await asyncio.sleep(0.5)
+            try:
+                async with session.get(f"{stack.triton_http_url}/v2/health/ready") as reply:
+                    if reply.status == 200 and stack.supervisor.restarts > restarts:
+                        ready_after = time.monotonic() - killed
+                        break
+            except aiohttp.ClientError:
+                continue
     restarted = stack.supervisor.restarts - restarts
     if ready_after is None:
         attack.record(f"not ready {RESTART_READY_TIMEOUT_S:g} s after the kill", False)
@@ -576,8 +579,40 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Arena, AttackLog, float], Awaitable[None]]
     "overlong-files": overlong_files,
     "hang-ups": hang_ups,
     "poison": poison,
-    RESTART: triton_restart,
 }
+
+
+def attack_from_elsewhere(name: str, target: Target, deadline: float) -> dict[str, Any]:
+    """Run the attack `name` until `deadline` (time.monotonic, the same clock in every process)
+    in a process of its own, as attackers are not the honest clients: sharing their event
+    loop, a flood's sending delayed the honest streams' own frames and inflated the latency
+    they measured. The attack's AttackLog summary."""
+
+    async def run() -> dict[str, Any]:
+        connector = aiohttp.TCPConnector(local_addr=(ATTACKER_HOST, 0), force_close=True)
+        timeout = aiohttp.ClientTimeout(total=ATTACK_REPLY_TIMEOUT_S)
+        attack = AttackLog()
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            arena = Arena(**vars(target), session=session)
+            await ATTACK_FUNCTIONS[name](arena, attack, deadline)
+        return attack.summary()
+
+    return asyncio.run(run())
+
+
+async def attack_in_own_process(
+    name: str, target: Target, attack: AttackLog, deadline: float
+) -> None:
+    """`attack_from_elsewhere` in a fresh process; what it got is added to `attack`."""
+    loop = asyncio.get_running_loop()
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as attacker:
+        summary = await loop.run_in_executor(
+            attacker, attack_from_elsewhere, name, target, deadline
+        )
+    attack.got.update(summary["got"])
+    attack.unexpected.update(summary["unexpected"])
+    attack.notes.update(summary["notes"])
 
 
 # ---- what it cost ----------------------------------------------------------------------------
@@ -948,7 +983,7 @@ async def honest_round(
 
 async def run_phase(
     name: str,
-    arena: Arena | None,
+    target: Target,
     stack: Stack,
     monitor: Monitor,
     items: dict[str, Any],
@@ -969,8 +1004,12 @@ async def run_phase(
     meter = CostMeter(stack)
     async with meter.measuring():
         work: list[Awaitable[Any]] = [honest_round(stack, items, args, args.seconds, ledger, name)]
-        if arena is not None and name != "baseline":
-            work.append(ATTACK_FUNCTIONS[name](arena, attack, deadline))
+        if name != "baseline":
+            work.append(
+                triton_restart(stack, attack)
+                if name == RESTART
+                else attack_in_own_process(name, target, attack, deadline)
+            )
         (runs, uploads), *_ = await asyncio.gather(*work)
         after = None
         if name == RESTART:
@@ -1036,13 +1075,10 @@ async def phases(stack: Stack, monitor: Monitor, args: argparse.Namespace) -> di
     log(f"one whole composite upload: {windows} model requests")
     log("warm-up: every honest client once")
     await honest_round(stack, items, args, 0.0, Ledger(items["baselines"]), "warm-up")
-    connector = aiohttp.TCPConnector(local_addr=(ATTACKER_HOST, 0), force_close=True)
-    timeout = aiohttp.ClientTimeout(total=ATTACK_REPLY_TIMEOUT_S)
+    target = Target(stack.gateway_url, stack.settings, jfk, harvard, composite_item)
     results = []
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        arena = Arena(stack, session, stack.settings, jfk, harvard, composite_item, windows)
-        for name in ["baseline", *args.attacks]:
-            results.append(await run_phase(name, arena, stack, monitor, items, args))
+    for name in ["baseline", *args.attacks]:
+        results.append(await run_phase(name, target, stack, monitor, items, args))
     end = await monitor.settled_sample("end")
     hang_up_work_check(results, windows)
     return {
