@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, Locator, Page, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -51,3 +51,11 @@ async def chromium(profile: Path, extra_args: list[str] = ()) -> AsyncIterator[B
 
 async def first_page(context: BrowserContext) -> Page:
     return context.pages[0] if context.pages else await context.new_page()
+
+
+async def download_of(page: Page, button: Locator) -> tuple[str, str]:
+    """Click `button` and read the file the page offers: (its suggested name, its text)."""
+    async with page.expect_download() as info:
+        await button.click()
+    download = await info.value
+    return download.suggested_filename, Path(await download.path()).read_text(encoding="utf-8")

@@ -1,9 +1,11 @@
-"""The live page at `GET /` in a real Chromium, against the real gateway and Triton.
+"""The live tab of the page at `GET /` in a real Chromium, against the real gateway and Triton.
 
 Chromium's fake microphone plays jfk.flac (as a 48 kHz WAV, then silence); the page captures
 it through its AudioWorklet, streams 16 kHz PCM16 over `/stream-audio`, and the test reads
-the transcript off the page. Playwright only drives Debian's /usr/bin/chromium (installed by
-`.ci/install-browser`); it never downloads a browser. The resampler of `pcm-worklet.js` is
+the transcript off the page: a line per final with its start time, the level meter moving
+while the clip plays, and the text and SubRip downloads once the stream has ended.
+Playwright only drives Debian's /usr/bin/chromium (installed by `.ci/install-browser`); it
+never downloads a browser. The resampler of `pcm-worklet.js` is
 also checked on its own, in the same browser, without Triton.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import srt
 from aiohttp import web
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, expect
@@ -27,7 +30,7 @@ from gateway.modes.audio import ffmpeg_executable
 from gateway.server.app import STATIC_DIR, create_app
 from gateway.server.settings import Settings
 from gateway.tools.local_triton import LocalTriton
-from testsupport.browser import chromium, first_page, requires_chromium
+from testsupport.browser import chromium, download_of, first_page, requires_chromium
 from testsupport.clips import ARTIFACTS_DIR, Clip
 from testsupport.net import free_port, serve
 from testsupport.wer import word_error_rate
@@ -125,11 +128,12 @@ async def test_live_page_transcribes_the_microphone(
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: console.append(f"page error: {error}"))
         page.on("websocket", on_websocket)
-        status, final, partial = (
+        status, partial, level = (
             page.locator("#status"),
-            page.locator("#final"),
             page.locator("#partial"),
+            page.locator("#level"),
         )
+        lines = page.locator("#live-lines li.final .text")
         try:
             await page.goto(f"{live_gateway}/")
             await expect(status).to_have_attribute("data-state", "idle")
@@ -143,21 +147,23 @@ async def test_live_page_transcribes_the_microphone(
             # The fake microphone plays the clip in real time, then silence. Like a user, stop
             # once it has played and the finals have caught up, or after STOP_BY_S anyway.
             first_final_at = None
+            loudest = 0.0  # the level meter, at its highest
             while (elapsed := time.monotonic() - listening_at) < STOP_BY_S:
-                text = await final.text_content() or ""
+                text = " ".join(await lines.all_text_contents())
+                loudest = max(loudest, await level.evaluate("meter => meter.value"))
                 if text and first_final_at is None:
                     first_final_at = round(elapsed, 1)
                 if elapsed > audio_seconds and word_error_rate(reference, text) == 0:
                     break
                 await asyncio.sleep(0.25)
-            before_stop = await final.text_content() or ""
+            before_stop = " ".join(await lines.all_text_contents())
             stop_at = time.monotonic()
 
             await page.get_by_role("button", name="Stop").click()
             await expect(status).to_have_attribute("data-state", "closed", timeout=60_000)
             closed_after = time.monotonic() - stop_at
 
-            transcript = await final.text_content() or ""
+            transcript = " ".join(await lines.all_text_contents())
             print(
                 f"\nlive page: first final {first_final_at}s after listening; stop clicked at "
                 f"{stop_at - listening_at:.1f}s (speech {speech_seconds:.1f}s); "
@@ -174,15 +180,29 @@ async def test_live_page_transcribes_the_microphone(
             }
             assert sent_text[-1] == {"type": "stop"}, report()
             assert {len(frame) for frame in sent_audio[:-1]} == {3200}, report()
-            # ...showed exactly the finals it was sent...
-            finals = "".join(m["text"] for m in messages if m["type"] == "final")
-            assert transcript == finals.lstrip(), report()
+            # ...showed exactly the finals it was sent, each on a line with its start time...
+            finals = [m for m in messages if m["type"] == "final"]
+            assert await lines.all_text_contents() == [m["text"].strip() for m in finals]
+            shown_at = await page.locator("#live-lines li.final time").evaluate_all(
+                "times => times.map((time) => time.dateTime)"
+            )
+            assert shown_at == [f"PT{m['start']:.3f}S" for m in finals], report()
             # ...and they are what JFK said.
             assert word_error_rate(reference, transcript) == 0, f"{transcript!r}{report()}"
             assert await partial.text_content() == "", report()
             assert await status.text_content() == "closed", report()
-            assert await page.locator("#errors li").count() == 0, report()
+            assert await page.locator("#live-lines li:not(.final)").count() == 0, report()
             assert messages[-1] == {"type": "done"}, report()
+            # The meter showed the microphone was heard (speech at -20 dBFS fills 2/3 of it)
+            assert loudest > 0.5, loudest
+            # The stream has ended: its transcript can be taken away
+            _, text = await download_of(page, page.get_by_role("button", name="Download .txt"))
+            assert text == "".join(m["text"] for m in finals).strip() + "\n"
+            _, subtitles = await download_of(page, page.get_by_role("button", name="Download .srt"))
+            cues = list(srt.parse(subtitles))
+            assert [(c.start.total_seconds(), c.end.total_seconds(), c.content) for c in cues] == [
+                (m["start"], m["end"], m["text"].strip()) for m in finals
+            ]
         finally:
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             pcm = np.frombuffer(b"".join(sent_audio), "<i2")
