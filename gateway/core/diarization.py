@@ -1,17 +1,20 @@
-"""Who spoke when, from speaker embeddings: clustering, and speaker labels on a transcript.
+"""Who spoke when, from speaker embeddings: clustering, speaker turns, labels on a transcript.
 
 The speaker model (Triton's `speaker`) gives one embedding per window of speech (1.6 s, one
 every 0.77 s); `cluster` groups them by voice without being told how many voices there are,
-and `label_segments` gives each word the speaker of the window nearest to it and splits a
-segment where the speaker changes. Words keep their timestamps and the text is never changed:
-a segment is the concatenation of its words' text, or it is not split. numpy only.
+and `merge_small_clusters` folds a few stray windows back into the voice they resemble.
+`speaker_turns` cuts the voice detector's speech regions where the windows' speaker changes,
+and `label_segments` gives each word the turn it lies in and splits a segment between turns,
+so each piece spans one speaker's speech, not the pauses Whisper's segments run across. Words
+keep their timestamps and the text is never changed: a segment is the concatenation of its
+words' text, or it is not split. numpy only.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,6 +26,12 @@ from gateway.core.transcript import Segment, Word
 # from 0.60 to 0.65 down (JFK, the Harvard reader), two people split from 0.50 (JFK and the
 # reader) or only from 0.60 (the stereo clip's two, whose whole utterances are 0.68 alike).
 SAME_SPEAKER_SIMILARITY = 0.6
+# A cluster of fewer windows than this (about 3 s of speech) is a few stray windows more
+# often than a person (the end of JFK's clip, "... for your country", clustered apart); it
+# joins the cluster whose centroid it is this alike to. The stereo clip's second person, 2
+# windows, is 0.65 alike to the first's centroid; JFK's stray windows 0.73 to his.
+SMALL_CLUSTER_WINDOWS = 4
+SMALL_CLUSTER_SIMILARITY = 0.7
 MAX_SPEAKERS = 26  # the labels are letters, as OpenAI's: A, B, ...
 
 
@@ -33,6 +42,15 @@ class SpeakerWindow:
     start: float
     end: float
     embedding: np.ndarray  # L2-normalised
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """A stretch of speech (file time) without a pause, spoken by cluster `speaker`."""
+
+    speaker: int
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)
@@ -89,9 +107,65 @@ def cluster(
         row[~alive] = -np.inf
         row[first] = -np.inf
         average[first, :] = average[:, first] = row
-    _, first_seen, labels = np.unique(members, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first_seen))  # cluster numbers by first appearance
-    return order[labels]
+    return _by_first_appearance(members)
+
+
+def _by_first_appearance(labels: np.ndarray) -> np.ndarray:
+    _, first_seen, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first_seen))[inverse]
+
+
+def merge_small_clusters(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    min_windows: int = SMALL_CLUSTER_WINDOWS,
+    similarity: float = SMALL_CLUSTER_SIMILARITY,
+    min_speakers: int = 1,
+) -> np.ndarray:
+    """`labels` with each cluster of fewer than `min_windows` windows merged into the cluster
+    whose centroid is most alike to its own, when at least `similarity` alike (the most alike
+    pair first), never below `min_speakers`; renumbered by first appearance."""
+    labels = labels.copy()
+    while len(clusters := np.unique(labels)) > min_speakers:
+        centroids = np.array([mean_direction(embeddings[labels == k]) for k in clusters])
+        alike = centroids @ centroids.T
+        np.fill_diagonal(alike, -np.inf)
+        small = np.bincount(labels)[clusters] < min_windows
+        alike[~small, :] = -np.inf  # only a small cluster (a row) is merged away
+        row, column = np.unravel_index(int(np.argmax(alike)), alike.shape)
+        if alike[row, column] < similarity:
+            break
+        labels[labels == clusters[row]] = clusters[column]
+    return _by_first_appearance(labels)
+
+
+def speaker_turns(
+    regions: Sequence[tuple[float, float]],
+    windows: Sequence[SpeakerWindow],
+    labels: np.ndarray,
+) -> list[SpeakerTurn]:
+    """The speech `regions` (file time, sorted) cut where the speaker changes: between two
+    windows of different speakers whose middles lie in one region, halfway between those
+    middles. A region with no window's middle in it takes the speaker of the nearest window."""
+    if not windows:
+        return []
+    middles = np.array([(window.start + window.end) / 2 for window in windows])
+    turns: list[SpeakerTurn] = []
+    for start, end in regions:
+        inside = np.flatnonzero((middles >= start) & (middles <= end))
+        if inside.size == 0:
+            nearest = int(np.argmin(np.abs(middles - (start + end) / 2)))
+            turns.append(SpeakerTurn(int(labels[nearest]), start, end))
+            continue
+        begin = start
+        for before, after in zip(inside, inside[1:], strict=False):
+            if labels[before] != labels[after]:
+                cut = float(middles[before] + middles[after]) / 2
+                turns.append(SpeakerTurn(int(labels[before]), begin, cut))
+                begin = cut
+        turns.append(SpeakerTurn(int(labels[inside[-1]]), begin, end))
+    return turns
 
 
 def speaker_name(index: int) -> str:
@@ -130,59 +204,67 @@ def speaker_names(
     return [name if name is not None else next(letters) for name in names]
 
 
-def _speaker_at(time: float, windows: Sequence[SpeakerWindow], labels: np.ndarray) -> int:
-    """The label of the window whose middle is nearest to `time`."""
-    middles = np.array([(window.start + window.end) / 2 for window in windows])
-    return int(labels[int(np.argmin(np.abs(middles - time)))])
+def _turn_at(start: float, end: float, turns: Sequence[SpeakerTurn]) -> int:
+    """The index of the turn overlapping `start`-`end` the most; if none does, the nearest."""
+    overlap = [min(end, turn.end) - max(start, turn.start) for turn in turns]
+    best = int(np.argmax(overlap))
+    if overlap[best] > 0:
+        return best
+    return int(np.argmin([max(turn.start - end, start - turn.end) for turn in turns]))
+
+
+def _within(segment: Segment, turn: SpeakerTurn) -> Segment:
+    """`segment` with its span cut to `turn`'s speech where they overlap (words untouched)."""
+    start = min(max(segment.start, turn.start), segment.end)
+    return replace(segment, start=start, end=max(min(segment.end, turn.end), start))
+
+
+def _piece(segment: Segment, words: list[Word]) -> Segment:
+    """The part of `segment` its `words` speak (its tokens are not split: left out)."""
+    return Segment(
+        start=words[0].start,
+        end=words[-1].end,
+        text="".join(word.word for word in words),
+        avg_logprob=segment.avg_logprob,
+        no_speech_prob=segment.no_speech_prob,
+        compression_ratio=segment.compression_ratio,
+        temperature=segment.temperature,
+        words=tuple(words),
+    )
 
 
 def label_segments(
     segments: Sequence[Segment],
-    windows: Sequence[SpeakerWindow],
-    labels: np.ndarray,
+    turns: Sequence[SpeakerTurn],
     names: Sequence[str] | None = None,
 ) -> list[SpeakerSegment]:
     """Each segment with its speaker (cluster k named `names[k]`; default `A`, `B`, ...),
-    split between words where the speaker changes (the words' own timestamps kept); a segment
-    without words, or whose words do not spell its text, keeps its speaker at its middle,
-    unsplit."""
+    split between words that lie in different turns, each piece spanning its words within
+    their turn (the words' own timestamps kept); a segment without words, or whose words do
+    not spell its text, takes the speaker of the turn nearest its middle, unsplit."""
     if names is None:
         names = [
-            speaker_name(index) for index in range(int(labels.max()) + 1 if labels.size else 0)
+            speaker_name(index) for index in range(max((t.speaker for t in turns), default=0) + 1)
         ]
-    if not windows:
-        return [
-            SpeakerSegment(names[0] if names else speaker_name(0), segment) for segment in segments
-        ]
+    if not turns:
+        return [SpeakerSegment(speaker_name(0), segment) for segment in segments]
     labelled: list[SpeakerSegment] = []
     for segment in segments:
         words = segment.words
         if not words or "".join(word.word for word in words) != segment.text:
-            speaker = _speaker_at((segment.start + segment.end) / 2, windows, labels)
-            labelled.append(SpeakerSegment(names[speaker], segment))
+            middle = (segment.start + segment.end) / 2
+            turn = turns[_turn_at(middle, middle, turns)]
+            labelled.append(SpeakerSegment(names[turn.speaker], segment))
             continue
         runs: list[tuple[int, list[Word]]] = []
         for word in words:
-            speaker = _speaker_at((word.start + word.end) / 2, windows, labels)
-            if runs and runs[-1][0] == speaker:
+            index = _turn_at(word.start, word.end, turns)
+            if runs and runs[-1][0] == index:
                 runs[-1][1].append(word)
             else:
-                runs.append((speaker, [word]))
-        if len(runs) == 1:
-            labelled.append(SpeakerSegment(names[runs[0][0]], segment))
-            continue
-        for index, (speaker, run) in enumerate(runs):
-            start = segment.start if index == 0 else run[0].start
-            end = segment.end if index == len(runs) - 1 else run[-1].end
-            piece = Segment(
-                start=start,
-                end=end,
-                text="".join(word.word for word in run),
-                avg_logprob=segment.avg_logprob,
-                no_speech_prob=segment.no_speech_prob,
-                compression_ratio=segment.compression_ratio,
-                temperature=segment.temperature,
-                words=tuple(run),
-            )
-            labelled.append(SpeakerSegment(names[speaker], piece))
+                runs.append((index, [word]))
+        for index, run in runs:
+            piece = segment if len(runs) == 1 else _piece(segment, run)
+            turn = turns[index]
+            labelled.append(SpeakerSegment(names[turn.speaker], _within(piece, turn)))
     return labelled

@@ -1,11 +1,12 @@
 """Diarization of a file: speaker embeddings of its speech, clustered, as labels on its segments.
 
 The voice detector's speech regions of the file (the same detector file mode cuts windows
-with) go to the speaker model, each as one request (at most `REGION_SECONDS`, longer regions
-in pieces), concurrently, so Triton batches them; its windows of 1.6 s every 0.77 s find the
-changes of speaker inside a long region too. Every window of the file is then clustered
-without a known count of speakers (`gateway.core.diarization.cluster`), and each word gets
-the speaker of the window nearest to it.
+with, unpadded) go to the speaker model, each as one request (at most `REGION_SECONDS`,
+longer regions in pieces), concurrently, so Triton batches them; its windows of 1.6 s every
+0.77 s find the changes of speaker inside a long region too. Every window of the file is then
+clustered without a known count of speakers (`gateway.core.diarization.cluster`, then
+`merge_small_clusters`), the regions are cut into speaker turns where the windows' speaker
+changes, and each word gets the turn it lies in.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from gateway.core.diarization import (
     cluster,
     label_segments,
     mean_direction,
+    merge_small_clusters,
     speaker_names,
+    speaker_turns,
 )
 from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
@@ -52,10 +55,16 @@ def _pieces(regions: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return pieces
 
 
-async def speaker_windows(
-    backend: SpeakerBackend, audio: np.ndarray, *, in_flight: int = 4
-) -> list[SpeakerWindow]:
-    """The speaker model's windows over the speech of `audio`, in file time."""
+@dataclass(frozen=True)
+class Speech:
+    """Where `audio` holds speech (seconds, unpadded) and the speaker model's windows over it."""
+
+    regions: list[tuple[float, float]]
+    windows: list[SpeakerWindow]
+
+
+async def embed_speech(backend: SpeakerBackend, audio: np.ndarray, *, in_flight: int = 4) -> Speech:
+    """The speech regions of `audio` and the speaker model's windows over them, in file time."""
     scores = await asyncio.to_thread(speech_probabilities, audio)
     regions = speech_regions(scores, audio.size, replace(VadConfig(), pad_seconds=0.0))
     slots = asyncio.Semaphore(in_flight)
@@ -74,7 +83,10 @@ async def speaker_windows(
         ]
 
     found = await asyncio.gather(*(embed(start, end) for start, end in _pieces(regions)))
-    return [window for windows in found for window in windows]
+    return Speech(
+        [(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in regions],
+        [window for windows in found for window in windows],
+    )
 
 
 async def diarize(
@@ -87,17 +99,17 @@ async def diarize(
     """`segments` (file time, with words) labelled with speakers, split where the speaker
     changes: a speaker whose voice matches one of the `known` (name, reference audio) has its
     name, the others are A, B, ... in order of first appearance."""
-    windows, references = await asyncio.gather(
-        speaker_windows(backend, audio),
+    speech, references = await asyncio.gather(
+        embed_speech(backend, audio),
         asyncio.gather(*(backend.embed_speakers(reference) for _, reference in known)),
     )
-    labels = await asyncio.to_thread(  # 0.2-0.3 s for the ~800 windows of 10 minutes
-        cluster,
-        np.array([window.embedding for window in windows]).reshape(len(windows), -1),
-        min_speakers=min(count.min_speakers, max(len(windows), 1)),
-        max_speakers=count.max_speakers,
-    )
+    windows = speech.windows
     embeddings = np.array([window.embedding for window in windows]).reshape(len(windows), -1)
+    min_speakers = min(count.min_speakers, max(len(windows), 1))
+    labels = await asyncio.to_thread(  # 0.2-0.3 s for the ~800 windows of 10 minutes
+        cluster, embeddings, min_speakers=min_speakers, max_speakers=count.max_speakers
+    )
+    labels = merge_small_clusters(embeddings, labels, min_speakers=min_speakers)
     names = speaker_names(
         embeddings,
         labels,
@@ -106,4 +118,4 @@ async def diarize(
             for (name, _), result in zip(known, references, strict=True)
         ],
     )
-    return label_segments(segments, windows, labels, names)
+    return label_segments(segments, speaker_turns(speech.regions, windows, labels), names)

@@ -1,11 +1,19 @@
-"""Clustering speaker embeddings without a known count, and speaker labels on segments."""
+"""Clustering speaker embeddings without a known count, speaker turns, and speaker labels on
+segments."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gateway.core.diarization import SpeakerWindow, cluster, label_segments
+from gateway.core.diarization import (
+    SpeakerTurn,
+    SpeakerWindow,
+    cluster,
+    label_segments,
+    merge_small_clusters,
+    speaker_turns,
+)
 from gateway.core.transcript import Segment, Word
 
 
@@ -64,15 +72,48 @@ def segment(spoken: tuple[Word, ...], text: str | None = None) -> Segment:
     )
 
 
+def test_a_few_stray_windows_join_the_voice_they_resemble() -> None:
+    embeddings = voices(8, 8)
+    stray = embeddings[:2] * 0.9 + embeddings[8:10] * 0.3  # mostly the first voice
+    stray /= np.linalg.norm(stray, axis=1, keepdims=True)
+    both = np.concatenate([embeddings, stray])
+    labels = np.array([0] * 8 + [1] * 8 + [2, 2])
+    assert merge_small_clusters(both, labels).tolist() == [0] * 8 + [1] * 8 + [0, 0]
+
+
+def test_a_small_cluster_of_a_different_voice_stays() -> None:
+    embeddings = voices(8, 2)
+    labels = np.array([0] * 8 + [1] * 2)
+    assert merge_small_clusters(embeddings, labels).tolist() == labels.tolist()
+    assert merge_small_clusters(embeddings, labels, similarity=-1.0).tolist() == [0] * 10
+    assert merge_small_clusters(embeddings, labels, similarity=-1.0, min_speakers=2).tolist() == (
+        labels.tolist()
+    )
+
+
 WINDOWS = [SpeakerWindow(start, start + 1.6, np.zeros(2)) for start in (0.0, 0.77, 1.54, 2.31)]
 LABELS = np.array([0, 0, 1, 1])  # A until about 2 s, then B
+
+
+def test_turns_are_speech_regions_cut_where_the_speaker_changes() -> None:
+    # window middles 0.8, 1.57, 2.34, 3.11: the change is halfway between 1.57 and 2.34
+    turns = speaker_turns([(0.1, 3.6), (5.0, 5.3)], WINDOWS, LABELS)
+    assert turns == [
+        SpeakerTurn(0, 0.1, 1.955),
+        SpeakerTurn(1, 1.955, 3.6),
+        SpeakerTurn(1, 5.0, 5.3),  # no window in it: the nearest window's speaker
+    ]
+    assert speaker_turns([(0.0, 1.0)], [], np.zeros(0, dtype=np.int64)) == []
+
+
+TURNS = [SpeakerTurn(0, 0.1, 1.2), SpeakerTurn(0, 1.6, 2.0), SpeakerTurn(1, 2.8, 3.6)]
 
 
 def test_a_segment_is_split_where_the_speaker_changes_and_words_keep_their_times() -> None:
     spoken = words(
         (" Hello", 0.1, 0.5), (" there.", 0.6, 1.0), (" Hi", 2.9, 3.2), (" you.", 3.3, 3.6)
     )
-    labelled = label_segments([segment(spoken)], WINDOWS, LABELS)
+    labelled = label_segments([segment(spoken)], TURNS)
     assert [(item.speaker, item.segment.text) for item in labelled] == [
         ("A", " Hello there."),
         ("B", " Hi you."),
@@ -82,20 +123,33 @@ def test_a_segment_is_split_where_the_speaker_changes_and_words_keep_their_times
     assert "".join(item.segment.text for item in labelled) == segment(spoken).text
 
 
+def test_a_segment_is_split_at_a_pause_its_pieces_span_only_speech() -> None:
+    """Whisper stretches a word over the pause after it (" said" to 1.9 s); the piece ends
+    where the speech does."""
+    spoken = words((" He", 0.1, 0.4), (" said", 0.5, 1.9), (" so.", 1.9, 2.0))
+    labelled = label_segments([segment(spoken)], TURNS)
+    assert [(item.speaker, item.segment.text) for item in labelled] == [
+        ("A", " He said"),
+        ("A", " so."),
+    ]
+    assert [(item.segment.start, item.segment.end) for item in labelled] == [(0.1, 1.2), (1.9, 2.0)]
+    assert labelled[0].segment.words == spoken[:2]
+
+
 def test_a_segment_of_one_speaker_stays_whole() -> None:
     spoken = words((" One", 2.9, 3.1), (" voice.", 3.2, 3.6))
-    (item,) = label_segments([segment(spoken)], WINDOWS, LABELS)
+    (item,) = label_segments([segment(spoken)], TURNS)
     assert item.speaker == "B" and item.segment == segment(spoken)
 
 
 def test_a_segment_whose_words_do_not_spell_it_is_not_split() -> None:
     spoken = words((" Hello", 0.1, 0.5), (" you.", 3.3, 3.6))
-    (item,) = label_segments([segment(spoken, " Hello, you.")], WINDOWS, LABELS)
+    (item,) = label_segments([segment(spoken, " Hello, you.")], TURNS)
     assert item.segment.text == " Hello, you."
-    assert item.speaker == "A"  # its middle, 1.85 s, is nearest the second window's (1.57 s)
+    assert item.speaker == "A"  # its middle, 1.85 s, lies in the second turn
 
 
-def test_without_windows_everyone_is_one_speaker() -> None:
+def test_without_turns_everyone_is_one_speaker() -> None:
     spoken = words((" Hello", 0.1, 0.5))
-    (item,) = label_segments([segment(spoken)], [], np.zeros(0, dtype=np.int64))
+    (item,) = label_segments([segment(spoken)], [])
     assert item.speaker == "A"
