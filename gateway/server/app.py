@@ -18,7 +18,16 @@ from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import AsrBackend
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
-from gateway.server import access, http_files, http_models, live, metrics, realtime, ws_stream
+from gateway.server import (
+    access,
+    api_docs,
+    http_files,
+    http_models,
+    live,
+    metrics,
+    realtime,
+    ws_stream,
+)
 from gateway.server.admission import AudioBudget, UploadAdmission
 from gateway.server.cors import Cors
 from gateway.server.errors import RETRY_AFTER_S, ApiError, error_middleware
@@ -34,9 +43,9 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The live page's files, by name: a flat directory, so no path from a URL ever reaches the disk
 STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file()}
-# Open without an API key: the probes, and the live page (which hands the key it was opened
-# with, `/?token=...`, on to /stream-audio)
-PUBLIC_RESOURCES = frozenset({"/", "/static/{name}", "/healthz", "/readyz"})
+# Open without an API key: the probes, the live page (which hands the key it was opened
+# with, `/?token=...`, on to /stream-audio), and the API's documents and docs page
+PUBLIC_RESOURCES = frozenset({"/", "/static/{name}", "/healthz", "/readyz"}) | api_docs.PUBLIC
 # where an API key may come as ?token= (a browser cannot set a WebSocket's headers)
 WEBSOCKET_RESOURCES = frozenset({"/stream-audio", "/v1/realtime"})
 # How the server runs the app (`serve`, `benchmarks.stack`, the tests): a handler whose client
@@ -163,6 +172,7 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
             web.get("/v1/models/{model}", http_models.retrieve_model),
         ]
     )
+    api_docs.install(app, PUBLIC_RESOURCES)
     return app
 
 
