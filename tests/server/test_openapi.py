@@ -1,0 +1,214 @@
+"""The API's documents against the code, with the scripted backend: `/openapi.json` is valid
+OpenAPI 3.1, names every HTTP route of the router and nothing else (the WebSockets are in
+`/asyncapi.json`), the form fields the parsers read, and every documented example sent to the
+gateway gets the documented status, content type and a body its schema describes; `/docs`
+serves Swagger UI from its package, with keys on too."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from jsonschema import Draft202012Validator
+from multidict import MultiDict
+from openapi_spec_validator import validate
+
+from gateway.server import asyncapi, openapi
+from gateway.server.app import PUBLIC_RESOURCES, WEBSOCKET_RESOURCES, create_app
+from gateway.server.http_files import (
+    FileRequest,
+    native_request,
+    openai_request,
+    translation_request,
+)
+from testsupport.clips import DATA_DIR, load_audio
+from testsupport.openapi import check_answer, check_body, examples, mime, send, server_sent_events
+from testsupport.scripted_backend import ScriptedBackend
+
+from .conftest import SETTINGS
+
+KEY = "hk-docs-test-1"
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return openapi.document(PUBLIC_RESOURCES)
+
+
+def routes(app: web.Application) -> dict[str, set[str]]:
+    """The router's routes: canonical path -> methods (HEAD comes with every GET)."""
+    table: dict[str, set[str]] = {}
+    for route in app.router.routes():
+        if route.method != "HEAD":
+            table.setdefault(route.resource.canonical, set()).add(route.method.lower())
+    return table
+
+
+async def test_the_served_document_is_valid_openapi_3_1(client, document) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status == 200 and response.content_type == "application/json"
+    served = await response.json()
+    validate(served)
+    assert served["openapi"] == "3.1.0"
+    assert served == json.loads(json.dumps(document))
+
+
+def test_every_route_is_documented_and_nothing_else(document) -> None:
+    app = create_app(SETTINGS, backend=ScriptedBackend())
+    table = routes(app)
+    websockets = {path: table.pop(path) for path in WEBSOCKET_RESOURCES}
+    assert table == {path: set(operations) for path, operations in document["paths"].items()}
+    assert websockets == {path: {"get"} for path in WEBSOCKET_RESOURCES}
+    addresses = {channel["address"] for channel in asyncapi.document()["channels"].values()}
+    assert addresses == WEBSOCKET_RESOURCES
+
+
+def test_security_says_which_routes_need_a_key(document) -> None:
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            optional = {} in operation["security"]
+            assert optional == (path in PUBLIC_RESOURCES), path
+            assert {openapi.SECURITY_SCHEME: []} in operation["security"], path
+
+
+class ReadFields:
+    """Form fields that remember which names a parser asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = MultiDict(values)
+        self.asked: set[str] = set()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.asked.add(name)
+        return self.values.get(name, default)
+
+    def getall(self, name: str, default: Any = ()) -> Any:
+        self.asked.add(name)
+        return self.values.getall(name, default)
+
+    def items(self) -> Any:
+        return self.values.items()
+
+
+def asked_by(parse: Callable[[Any], FileRequest], *variants: dict[str, str]) -> set[str]:
+    """Every field `parse` reads, over forms that take each of its branches."""
+    asked: set[str] = set()
+    for values in variants:
+        fields = ReadFields(values)
+        parse(fields)
+        asked |= fields.asked
+    return asked
+
+
+def documented_form(document: dict[str, Any], path: str) -> set[str]:
+    """The documented fields but `file`, each `name[]` also as `name` (both are read)."""
+    content = document["paths"][path]["post"]["requestBody"]["content"]
+    names = set(content["multipart/form-data"]["schema"]["properties"]) - {"file"}
+    return names | {name.removesuffix("[]") for name in names}
+
+
+@pytest.mark.parametrize(
+    ("path", "parse", "variants"),
+    [
+        (
+            "/v1/audio/transcriptions",
+            openai_request,
+            [{}, {"response_format": "diarized_json"}, {"response_format": "srt", "diarize": "1"}],
+        ),
+        (
+            "/v1/audio/translations",
+            translation_request,
+            [{}, {"response_format": "vtt", "diarize": "true"}],
+        ),
+        ("/transcribe", native_request, [{}, {"diarize": "true"}]),
+        ("/upload", native_request, [{}, {"diarize": "true"}]),
+    ],
+)
+def test_the_form_fields_are_those_the_parser_reads(document, path, parse, variants) -> None:
+    assert asked_by(parse, *variants) == documented_form(document, path)
+
+
+def test_native_query_parameters_are_its_form_fields(document) -> None:
+    for path in ("/transcribe", "/upload"):
+        operation = document["paths"][path]["post"]
+        form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert {p["name"] for p in operation["parameters"]} == set(form["properties"]) - {"file"}
+
+
+def test_every_documented_response_example_fits_its_schema(document) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                for media_type, media in response.get("content", {}).items():
+                    for name, item in media.get("examples", {}).items():
+                        value = item["value"]
+                        body = value.encode() if isinstance(value, str) else json.dumps(value)
+                        try:
+                            check_body(document, media["schema"], media_type, body)
+                        except Exception as exc:
+                            raise AssertionError(f"{method} {path} {status} {name}") from exc
+
+
+@pytest.mark.parametrize("example", list(examples(openapi.document(PUBLIC_RESOURCES))), ids=str)
+async def test_every_example_gets_the_documented_answer(make_client, document, example) -> None:
+    # multilingual weights, so that translations translate
+    client = await make_client(ScriptedBackend(weights="base"))
+    await check_answer(document, example, await send(client, example))
+
+
+async def test_docs_page_and_documents_are_public_with_keys_on(make_client) -> None:
+    client = await make_client(api_keys=KEY)
+    for path in ("/docs", "/docs/swagger-ui-bundle.js", "/docs/docs.js", "/openapi.json"):
+        response = await client.get(path)
+        assert response.status == 200, path
+    page = await (await client.get("/docs")).text()
+    assert 'src="docs/swagger-ui-bundle.js"' in page and "http" not in page.replace(
+        "http-equiv", ""
+    )
+    assert (await client.get("/v1/models")).status == 401
+    authorized = await client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert authorized.status == 200
+    for name in ("index.j2", "..%2Fswagger-ui.css", "docs.html"):
+        response = await client.get(f"/docs/{name}")
+        assert response.status == 404 and mime(response.headers["Content-Type"]) == (
+            "application/json"
+        )
+
+
+async def test_the_stream_answers_as_the_asyncapi_document_says(client) -> None:
+    """A /stream-audio session's messages, both ways, each fit the documented payload of its
+    type."""
+    document = asyncapi.document()
+    messages = document["components"]["messages"]
+
+    def check(direction: str, message: dict[str, Any]) -> None:
+        payload = messages[f"streamAudio.{direction}.{message['type']}"]["payload"]
+        Draft202012Validator(payload).validate(message)
+
+    config = {"type": "config", "sample_rate": 16000, "speech_events": True}
+    check("client", config)
+    check("client", {"type": "stop"})
+    audio = (load_audio(DATA_DIR / "jfk.flac") * 32767).astype("<i2").tobytes()
+    received = []
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_json(config)
+        await ws.send_json({"type": "bogus"})  # an error, and the session goes on
+        for start in range(0, len(audio), 32000):
+            await ws.send_bytes(audio[start : start + 32000])
+            await asyncio.sleep(0.01)
+        await ws.send_json({"type": "stop"})
+        async for message in ws:
+            received.append(json.loads(message.data))
+    for message in received:
+        check("server", message)
+    assert {"error", "final", "speech_started", "done"} <= {m["type"] for m in received}
+
+
+def test_event_stream_examples_are_events(document) -> None:
+    content = document["paths"]["/transcribe"]["post"]["responses"]["200"]["content"]
+    events = server_sent_events(content["text/event-stream"]["examples"]["jfk_progress"]["value"])
+    assert [event["type"] for event in events][-1] == "done"
