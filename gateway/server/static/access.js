@@ -50,6 +50,9 @@ const HEADLINES = {
   fields_too_large: "The prompt is too long.",
 };
 
+// Errors that pass: worth another try later
+const RETRYABLE = new Set(["server_busy", "model_unavailable", "model_error"]);
+
 /** An error of the API: its code, a headline, the server's own words and when to retry. */
 export class ApiError extends Error {
   constructor({ status = 0, code = "", message = "", requestId = "", retryAfter = null, headline = "" }) {
@@ -59,6 +62,12 @@ export class ApiError extends Error {
     this.requestId = requestId;
     this.retryAfter = retryAfter;
     this.headline = headline || HEADLINES[code] || (status ? `The gateway answered ${status}.` : "");
+  }
+
+  /** When to try again, in words ("" when another try would fail the same way). */
+  get advice() {
+    if (this.retryAfter !== null) return `Try again in ${this.retryAfter} s.`;
+    return RETRYABLE.has(this.code) ? "Try again in a moment." : "";
   }
 
   /** From an error body (`{"error": {...}}`) and, for a whole response, its status and

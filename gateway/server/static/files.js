@@ -9,7 +9,7 @@
 
 import { ApiError, authHeaders } from "./access.js";
 import { events } from "./sse.js";
-import { FORMATS, clock, copy, download, timeElement } from "./transcript.js";
+import { FORMATS, clock, copy, download, lineParts } from "./transcript.js";
 
 const TICK_MS = 500; // how often the elapsed time and the estimate are redrawn
 
@@ -64,9 +64,7 @@ export function setupFiles(access) {
     headline.textContent = error.headline || "Something went wrong.";
     const parts = [headline];
     if (error.message) parts.push(" ", sentence(error.message));
-    if (error.retryAfter !== null && error.retryAfter !== undefined) {
-      parts.push(` Try again in ${error.retryAfter} s.`);
-    }
+    if (error.advice) parts.push(` ${error.advice}`);
     if (error.requestId) {
       const id = document.createElement("small");
       id.textContent = ` (request ${error.requestId})`;
@@ -240,17 +238,7 @@ export function setupFiles(access) {
         const button = document.createElement("button");
         button.type = "button";
         button.className = "segment";
-        button.append(timeElement(segment.start), " ");
-        if (segment.speaker) {
-          const speaker = document.createElement("span");
-          speaker.className = "speaker";
-          speaker.textContent = segment.speaker;
-          button.append(speaker, " ");
-        }
-        const text = document.createElement("span");
-        text.className = "text";
-        text.textContent = segment.text.trim();
-        button.append(text);
+        button.append(...lineParts(segment.start, segment.text.trim(), segment.speaker));
         button.addEventListener("click", () => play(segment, button));
         const item = document.createElement("li");
         item.append(button);

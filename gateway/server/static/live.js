@@ -8,7 +8,7 @@
 // and downloaded as text or SubRip.
 
 import { apiKey } from "./access.js";
-import { FORMATS, copy, download, timeElement } from "./transcript.js";
+import { FORMATS, copy, download, lineParts } from "./transcript.js";
 
 const TARGET_RATE = 16000; // what the page sends: PCM16 mono at 16 kHz
 const FRAME_SAMPLES = TARGET_RATE / 10; // 100 ms per WebSocket frame (3200 bytes)
@@ -62,14 +62,10 @@ export function setupLive(access) {
   }
 
   /** A line of the transcript: a final's text, skipped audio or an error, where it happened. */
-  function addLine(kind, start, text) {
+  function addLine(kind, start, text, speaker) {
     const item = document.createElement("li");
     item.className = kind;
-    if (start !== null) item.append(timeElement(start), " ");
-    const body = document.createElement("span");
-    body.className = "text";
-    body.textContent = text;
-    item.append(body);
+    item.append(...lineParts(start, text, speaker));
     ui.lines.append(item);
   }
 
@@ -231,8 +227,9 @@ export function setupLive(access) {
           // No clearing of the partial here: the server follows a final with the new
           // partial whenever the uncommitted tail changed.
           const final = { start: message.start, end: message.end, text: message.text || "" };
+          if (message.speaker) final.speaker = message.speaker; // when the stream tells them apart
           finals.push(final);
-          addLine("final", final.start, final.text.trim());
+          addLine("final", final.start, final.text.trim(), final.speaker);
           break;
         }
         case "skipped": {

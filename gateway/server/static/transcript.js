@@ -15,11 +15,29 @@ export function clock(seconds) {
 }
 
 /** A `<time>` element showing `clock(seconds)`, the exact time in its machine-readable value. */
-export function timeElement(seconds) {
+function timeElement(seconds) {
   const element = document.createElement("time");
   element.dateTime = `PT${Math.max(0, seconds).toFixed(3)}S`;
   element.textContent = clock(seconds);
   return element;
+}
+
+/** What a line of a transcript shows: its start time, its speaker when known, its text
+ * (in `.text`). `start` null: no time (an error). */
+export function lineParts(start, text, speaker) {
+  const parts = [];
+  if (start !== null) parts.push(timeElement(start), " ");
+  if (speaker) {
+    const badge = document.createElement("span");
+    badge.className = "speaker";
+    badge.textContent = speaker;
+    parts.push(badge, " ");
+  }
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  parts.push(body);
+  return parts;
 }
 
 /** `HH:MM:SS<marker>mmm`, as SubRip (`,`) and WebVTT (`.`) want it. */
