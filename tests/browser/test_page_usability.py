@@ -1,0 +1,139 @@
+"""The page at `/` in a real Chromium against the gateway with a scripted model (no Triton):
+what only an overloaded or broken model shows (busy with its retry time, the model
+unavailable), and what every visitor needs: the keyboard reaches every control with a visible
+focus, and at 200 % zoom nothing runs off the side."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession, FormData
+from playwright.async_api import Page, expect
+
+from gateway.core.contract import AsrUnavailable
+from gateway.server.app import create_app
+from gateway.server.settings import Settings
+from testsupport.browser import chromium, first_page, requires_chromium
+from testsupport.clips import Clip
+from testsupport.net import serve
+from testsupport.scripted_backend import ScriptedBackend
+
+pytestmark = requires_chromium
+
+ZOOMED = {"width": 640, "height": 720}  # a 1280 x 1440 window at 200 %
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend()
+
+
+@pytest.fixture
+async def page_at(backend: ScriptedBackend, tmp_path: Path) -> AsyncIterator[tuple[Page, str]]:
+    """A Chromium tab and the gateway's URL; one upload at a time, none waiting."""
+    settings = Settings(max_uploads_running=1, max_uploads_waiting=0)
+    async with serve(create_app(settings, backend=backend)) as url:
+        async with chromium(tmp_path / "profile") as context:
+            yield await first_page(context), url
+
+
+async def test_busy_and_unavailable_are_said_with_when_to_retry(
+    page_at: tuple[Page, str], backend: ScriptedBackend, clips: dict[str, Clip]
+) -> None:
+    page, url = page_at
+    error = page.locator("#file-error")
+    await page.goto(f"{url}/#files")
+    await page.get_by_label("Audio or video file").set_input_files(clips["hotwords.mp3"].path)
+
+    backend.hold()  # another client's upload takes the one running slot
+    async with ClientSession() as session:
+        form = FormData()
+        form.add_field("file", clips["jfk.flac"].path.read_bytes(), filename="jfk.flac")
+        other = asyncio.create_task(session.post(f"{url}/transcribe", data=form))
+        await backend.until_waiting()
+        await page.get_by_role("button", name="Transcribe").click()
+        await expect(error).to_contain_text("The server is busy.")
+        await expect(error).to_contain_text("Try again in 5 s.")
+        backend.release()
+        (await other).release()
+
+    backend.failure = AsrUnavailable("no replica")  # after the events began
+    await page.get_by_role("button", name="Transcribe").click()
+    await expect(error).to_contain_text("The speech model is unavailable right now.")
+    await expect(error).to_contain_text("Try again in a moment.")
+    await expect(page.locator("#file-status")).to_have_text("error: model_unavailable")
+
+
+async def tab_through(page: Page, presses: int) -> dict[str, str]:
+    """Press Tab `presses` times: each element reached (its id, or its tag and text) with the
+    outline it showed, in the order reached (past the last one, focus leaves the page)."""
+    reached: dict[str, str] = {}
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        name, outline = await page.evaluate(
+            """() => {
+              const element = document.activeElement;
+              if (element === document.body) return ["body", ""];
+              const style = getComputedStyle(element);
+              const name = element.id || `${element.localName}:${element.textContent.trim()}`;
+              return [name, `${style.outlineStyle} ${style.outlineWidth}`];
+            }"""
+        )
+        if name != "body":
+            reached.setdefault(name, outline)
+    return reached
+
+
+async def test_the_keyboard_reaches_every_control_with_a_visible_focus(
+    page_at: tuple[Page, str], clips: dict[str, Clip]
+) -> None:
+    page, url = page_at
+    await page.goto(f"{url}/#files")
+    await page.get_by_label("Audio or video file").set_input_files(clips["jfk.flac"].path)
+    await page.get_by_role("button", name="Transcribe").click()
+    await expect(page.locator("#file-status")).to_have_text("done")
+
+    await page.locator(".brand").click()  # Tab goes on from the top of the page
+    reached = await tab_through(page, 30)
+    controls = [
+        "a:Live microphone",
+        "a:Files",
+        "file-input",
+        "file-language",
+        "file-prompt",
+        "file-format",
+        "file-diarize",
+        "transcribe",
+        "file-copy",
+        "file-download",
+    ]
+    assert [name for name in reached if name in controls] == controls, reached
+    assert any(name.startswith("button:0:0") for name in reached), reached  # the segments
+    assert set(reached.values()) == {"solid 3px"}, reached
+
+    # Enter on a segment plays it, as a click does
+    segment = page.locator("#segments .segment").first
+    await segment.focus()
+    await page.keyboard.press("Enter")
+    await expect(segment).to_have_attribute("aria-current", "true")
+
+
+@pytest.mark.parametrize("tab", ["live", "files"])
+async def test_nothing_runs_off_the_side_at_200_percent(
+    page_at: tuple[Page, str], clips: dict[str, Clip], tab: str
+) -> None:
+    page, url = page_at
+    await page.set_viewport_size(ZOOMED)
+    await page.goto(f"{url}/#{tab}")
+    await expect(page.locator(f"#{tab}-heading")).to_be_visible()
+    if tab == "files":
+        await page.get_by_label("Audio or video file").set_input_files(clips["jfk.flac"].path)
+        await page.get_by_role("button", name="Transcribe").click()
+        await expect(page.locator("#file-status")).to_have_text("done")
+    overflow = await page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
