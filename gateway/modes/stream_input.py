@@ -56,6 +56,7 @@ class StreamConfig:
     channels: int = 1
     hotwords: tuple[str, ...] = ()  # names and terms the model should expect
     speech_events: bool = False  # send speech_started / speech_stopped (opt-in: new types)
+    diarize: bool = False  # a `speaker` on each final (the speaker model, online clustering)
 
     @property
     def model_prompt(self) -> str | None:
@@ -75,6 +76,7 @@ class StreamConfig:
             "channels",
             "hotwords",
             "speech_events",
+            "diarize",
         }
         if unknown:
             raise StreamProtocolError(f"unknown config fields: {', '.join(sorted(unknown))}")
@@ -86,6 +88,7 @@ class StreamConfig:
             channels=message.get("channels", 1),
             hotwords=_hotwords(message.get("hotwords", [])),
             speech_events=message.get("speech_events", False),
+            diarize=message.get("diarize", False),
         )
         for name in ("language", "prompt"):
             if getattr(config, name) is not None and not isinstance(getattr(config, name), str):
@@ -99,8 +102,9 @@ class StreamConfig:
             )
         if not isinstance(config.encoding, str) or config.encoding not in ENCODINGS:
             raise StreamProtocolError(f"encoding must be one of {', '.join(ENCODINGS)}")
-        if not isinstance(config.speech_events, bool):
-            raise StreamProtocolError("speech_events must be true or false")
+        for name in ("speech_events", "diarize"):
+            if not isinstance(getattr(config, name), bool):
+                raise StreamProtocolError(f"{name} must be true or false")
         if not isinstance(config.channels, int) or not 1 <= config.channels <= MAX_CHANNELS:
             raise StreamProtocolError(f"channels must be an integer from 1 to {MAX_CHANNELS}")
         return config

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamConfig, StreamProtocolError
+from gateway.modes.stream_speakers import StreamSpeakers
 from gateway.modes.streaming import PAUSE_SECONDS, StreamSession
 from gateway.modes.turns import SpeechStarted, TurnConfig, TurnDetector
 from gateway.modes.vad import StreamingVad, VadConfig
@@ -41,6 +42,7 @@ class _Connection:
         self.config = StreamConfig()
         self.decoder = FrameDecoder(self.config)
         self.session: StreamSession | None = None
+        self.speakers: StreamSpeakers | None = None  # with `diarize`: who speaks each final
         self.stopping = asyncio.Event()  # `stop` came, the client went, or the server drains
         self.worker: asyncio.Task[None] | None = None
         self.calls = ModelCalls(lambda message, _code: self.error(message))
@@ -54,6 +56,13 @@ class _Connection:
         self.watch.sent(message)
         async with self._send_lock:
             await self.ws.send_json(message)
+
+    async def deliver(self, messages: list[dict[str, Any]]) -> None:
+        """Send a step's messages, each final with its speaker when the stream diarizes."""
+        if self.speakers is not None:
+            messages = await self.speakers.label(messages)
+        for message in messages:
+            await self.send(message)
 
     async def error(self, message: str) -> None:
         await self.send(
@@ -100,8 +109,7 @@ class _Connection:
     async def drop_backlog(self) -> None:
         """Keep only the newest window of audio, saying what went (`skipped`)."""
         if self.session is not None:
-            for message in self.session.drop_backlog("overload"):
-                await self.send(message)
+            await self.deliver(self.session.drop_backlog("overload"))
 
     async def on_binary(self, data: bytes) -> float:
         """Take one frame; how many seconds of audio it held (0 for a bad one)."""
@@ -118,8 +126,12 @@ class _Connection:
                 vad=StreamingVad(scorer=self.vad_scorer),
                 on_model_seconds=self._model_seconds,
             )
+            if self.config.diarize:
+                self.speakers = StreamSpeakers(self.backend)
             self.worker = asyncio.create_task(self._run_steps())
         self.session.append(samples)
+        if self.speakers is not None:
+            self.speakers.append(samples)
         self.watch.received(samples.size / SAMPLE_RATE)
         changes = self.turns.update(self.session.audio) if self.config.speech_events else []
         for change in changes:
@@ -139,10 +151,8 @@ class _Connection:
         while not await self._beat_or_stop():
             if not self.session.step_due:
                 continue
-            for message in self.session.drop_backlog(self.calls.skip_reason):
-                await self.send(message)
-            for message in await self.calls.guarded(self.session.step()):
-                await self.send(message)
+            await self.deliver(self.session.drop_backlog(self.calls.skip_reason))
+            await self.deliver(await self.calls.guarded(self.session.step()))
 
     async def _beat_or_stop(self) -> bool:
         """Wait for the clock's next beat; True when the stream is stopping instead."""
@@ -155,8 +165,10 @@ class _Connection:
         if self.worker is not None:
             await self.worker
         if self.session is not None:
-            for message in await self.calls.guarded(self.session.finish(self.decoder.flush())):
-                await self.send(message)
+            rest = self.decoder.flush()
+            if self.speakers is not None:
+                self.speakers.append(rest)
+            await self.deliver(await self.calls.guarded(self.session.finish(rest)))
         await self.send({"type": "done"})
 
     async def cancel(self) -> None:

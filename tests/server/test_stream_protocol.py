@@ -669,3 +669,42 @@ async def test_without_speech_events_none_are_sent(client, backend, jfk_audio) -
         await ws.send_json({"type": "stop"})
         messages = await until(ws, "done")
     assert {m["type"] for m in messages} <= {"partial", "final", "done"}
+
+
+def low_passed(audio: np.ndarray, hertz: float = 1000.0) -> np.ndarray:
+    """The scripted backend's second voice: speech low-passed below 1 kHz."""
+    spectrum = np.fft.rfft(audio)
+    spectrum[np.fft.rfftfreq(audio.size, 1 / SAMPLE_RATE) > hertz] = 0
+    return np.fft.irfft(spectrum, audio.size).astype(np.float32)
+
+
+async def test_diarize_puts_a_stable_speaker_on_each_final(client, backend, jfk_audio) -> None:
+    """JFK, JFK low-passed (the scripted backend's second voice), JFK again, each followed by
+    a second of silence so that each becomes a final of its own: A, B, A."""
+    quiet = np.zeros(SAMPLE_RATE, np.float32)
+    turns = [jfk_audio, low_passed(jfk_audio), jfk_audio]
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_json({"type": "config", "diarize": True})
+        finals = []
+        for turn in turns:
+            await ws.send_bytes(pcm16(np.concatenate([turn, quiet])))
+            finals.append(next(m for m in await until(ws, "final") if m["type"] == "final"))
+        await ws.send_json({"type": "stop"})
+        finals += [m for m in await until(ws, "done") if m["type"] == "final"]
+    assert [final["speaker"] for final in finals] == ["A", "B", "A"]
+    # each final's own audio went to the speaker model
+    assert backend.speaker_calls == pytest.approx(
+        [final["end"] - final["start"] for final in finals], abs=0.01
+    )
+
+
+async def test_diarize_must_be_true_or_false(client, backend, jfk_audio) -> None:
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_json({"type": "config", "diarize": "yes"})
+        error = await receive(ws)
+        assert error["type"] == "error" and "diarize must be true or false" in error["message"]
+        await ws.send_bytes(pcm16(jfk_audio))
+        await ws.send_json({"type": "stop"})
+        finals = [m for m in await until(ws, "done") if m["type"] == "final"]
+    assert finals and all("speaker" not in final for final in finals)
+    assert backend.speaker_calls == []
