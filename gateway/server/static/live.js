@@ -39,6 +39,7 @@ export function setupLive(access) {
     language: $("language"),
     prompt: $("prompt"),
     noiseSuppression: $("noise-suppression"),
+    diarize: $("live-diarize"),
     copy: $("live-copy"),
     downloads: [...document.querySelectorAll("#live-actions [data-format]")],
     copied: $("live-copied"),
@@ -56,6 +57,7 @@ export function setupLive(access) {
     ui.language.disabled = active;
     ui.prompt.disabled = active;
     ui.noiseSuppression.disabled = active;
+    ui.diarize.disabled = active;
     const takeAway = !active && finals.length > 0;
     ui.copy.disabled = !takeAway;
     ui.downloads.forEach((button) => (button.disabled = !takeAway));
@@ -145,6 +147,7 @@ export function setupLive(access) {
       const prompt = ui.prompt.value.trim();
       if (language) config.language = language;
       if (prompt) config.prompt = prompt;
+      if (ui.diarize.checked) config.diarize = true;
       return config;
     }
 
@@ -227,7 +230,7 @@ export function setupLive(access) {
           // No clearing of the partial here: the server follows a final with the new
           // partial whenever the uncommitted tail changed.
           const final = { start: message.start, end: message.end, text: message.text || "" };
-          if (message.speaker) final.speaker = message.speaker; // when the stream tells them apart
+          if (message.speaker) final.speaker = message.speaker; // with diarize in the config
           finals.push(final);
           addLine("final", final.start, final.text.trim(), final.speaker);
           break;
