@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,51 +25,28 @@ from aiohttp import web
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, expect
 
-from gateway.modes.audio import ffmpeg_executable
 from gateway.server.app import STATIC_DIR, create_app
 from gateway.server.settings import Settings
 from gateway.tools.local_triton import LocalTriton
-from testsupport.browser import chromium, download_of, first_page, requires_chromium
+from testsupport.browser import (
+    SILENCE_AFTER_SPEECH_S,
+    chromium,
+    download_of,
+    first_page,
+    requires_chromium,
+)
 from testsupport.clips import ARTIFACTS_DIR, Clip
 from testsupport.net import free_port, serve
 from testsupport.wer import word_error_rate
 
 SCREENSHOT = ARTIFACTS_DIR / "live_page.png"
 SENT_AUDIO = ARTIFACTS_DIR / "live_page_sent.wav"  # what the page streamed, for debugging
-SILENCE_AFTER_SPEECH_S = 3.0
 # Stop at the latest this long after "listening", finals complete or not (stop flushes them).
 # The server reads at most the last 30 s of audio it holds, and drops older audio nothing was
 # committed from: on a slow machine, streaming silence past 30 s could lose words before stop.
 STOP_BY_S = 25.0
 
 pytestmark = requires_chromium
-
-
-@pytest.fixture(scope="session")
-def fake_microphone_wav(clips: dict[str, Clip], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """jfk.flac as Chromium's fake capture device likes it: 48 kHz mono PCM16, silence after."""
-    path = tmp_path_factory.mktemp("microphone") / "jfk.wav"
-    subprocess.run(
-        [
-            ffmpeg_executable(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            str(clips["jfk.flac"].path),
-            "-af",
-            f"apad=pad_dur={SILENCE_AFTER_SPEECH_S}",
-            "-ac",
-            "1",
-            "-ar",
-            "48000",
-            "-c:a",
-            "pcm_s16le",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
 
 
 @pytest.fixture
@@ -83,10 +59,14 @@ async def live_gateway(triton: LocalTriton) -> AsyncIterator[str]:
 
 @pytest.mark.integration
 async def test_live_page_transcribes_the_microphone(
-    live_gateway: str, fake_microphone_wav: Path, clips: dict[str, Clip], tmp_path: Path
+    live_gateway: str,
+    jfk_microphone: tuple[Path, list[str]],
+    clips: dict[str, Clip],
+    tmp_path: Path,
 ) -> None:
     reference = clips["jfk.flac"].text
-    audio_seconds = soundfile.info(fake_microphone_wav).duration
+    wav, microphone = jfk_microphone
+    audio_seconds = soundfile.info(wav).duration
     speech_seconds = audio_seconds - SILENCE_AFTER_SPEECH_S
     received: list[str] = []  # what went over the socket, in order, with its time
     messages: list[dict] = []  # the server's messages, parsed
@@ -122,8 +102,7 @@ async def test_live_page_transcribes_the_microphone(
             + f"\nscreenshot: {SCREENSHOT}, audio sent: {SENT_AUDIO}"
         )
 
-    capture = f"--use-file-for-fake-audio-capture={fake_microphone_wav}%noloop"
-    async with chromium(tmp_path / "profile", [capture]) as context:
+    async with chromium(tmp_path / "profile", microphone) as context:
         page = await first_page(context)
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: console.append(f"page error: {error}"))

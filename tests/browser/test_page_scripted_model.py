@@ -1,7 +1,8 @@
 """The page at `/` in a real Chromium against the gateway with a scripted model (no Triton):
 what only an overloaded or broken model shows (busy with its retry time, the model
-unavailable), and what every visitor needs: the keyboard reaches every control with a visible
-focus, and at 200 % zoom nothing runs off the side."""
+unavailable, audio the live stream could not transcribe), and what every visitor needs: the
+keyboard reaches every control with a visible focus, and at 200 % zoom nothing runs off the
+side."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import srt
 from aiohttp import ClientSession, FormData
 from playwright.async_api import Page, expect
 
 from gateway.core.contract import AsrUnavailable
 from gateway.server.app import create_app
 from gateway.server.settings import Settings
-from testsupport.browser import chromium, first_page, requires_chromium
+from testsupport.browser import chromium, download_of, first_page, requires_chromium
 from testsupport.clips import Clip
 from testsupport.net import serve
 from testsupport.scripted_backend import ScriptedBackend
@@ -32,11 +34,14 @@ def backend() -> ScriptedBackend:
 
 
 @pytest.fixture
-async def page_at(backend: ScriptedBackend, tmp_path: Path) -> AsyncIterator[tuple[Page, str]]:
-    """A Chromium tab and the gateway's URL; one upload at a time, none waiting."""
+async def page_at(
+    backend: ScriptedBackend, tmp_path: Path, jfk_microphone: tuple[Path, list[str]]
+) -> AsyncIterator[tuple[Page, str]]:
+    """A Chromium tab (its microphone plays jfk.flac) and the gateway's URL; one upload at a
+    time, none waiting."""
     settings = Settings(max_uploads_running=1, max_uploads_waiting=0)
     async with serve(create_app(settings, backend=backend)) as url:
-        async with chromium(tmp_path / "profile") as context:
+        async with chromium(tmp_path / "profile", jfk_microphone[1]) as context:
             yield await first_page(context), url
 
 
@@ -65,6 +70,40 @@ async def test_busy_and_unavailable_are_said_with_when_to_retry(
     await expect(error).to_contain_text("The speech model is unavailable right now.")
     await expect(error).to_contain_text("Try again in a moment.")
     await expect(page.locator("#file-status")).to_have_text("error: model_unavailable")
+
+
+async def test_live_errors_and_skipped_audio_are_lines_of_the_transcript(
+    page_at: tuple[Page, str], backend: ScriptedBackend
+) -> None:
+    page, url = page_at
+    backend.failure = AsrUnavailable("the model is away")
+    await page.goto(f"{url}/")
+    await page.get_by_role("button", name="Start").click()
+    error = page.locator("#live-lines li.error")
+    await expect(error).to_contain_text("the model is away; the stream stays open", timeout=20_000)
+    await page.get_by_role("button", name="Stop").click()
+    await expect(page.locator("#status")).to_have_attribute("data-state", "closed")
+    skipped = page.locator("#live-lines li.skipped")
+    await expect(skipped.first).to_contain_text("not transcribed: the speech model was unavailable")
+    assert await skipped.first.locator("time").text_content() == "0:00"
+    assert await page.locator("#live-lines li.final").count() == 0
+    await expect(page.get_by_role("button", name="Download .srt")).to_be_disabled()
+
+
+async def test_live_speakers_are_shown_and_kept_in_the_subtitles(
+    page_at: tuple[Page, str],
+) -> None:
+    page, url = page_at
+    await page.goto(f"{url}/")
+    await page.get_by_role("checkbox", name="Who spoke when").check()  # the visible tab's
+    await page.get_by_role("button", name="Start").click()
+    first = page.locator("#live-lines li.final").first
+    await expect(first.locator(".speaker")).to_have_text("A", timeout=20_000)
+    await page.get_by_role("button", name="Stop").click()
+    await expect(page.locator("#status")).to_have_attribute("data-state", "closed")
+    _, subtitles = await download_of(page, page.get_by_role("button", name="Download .srt"))
+    cues = list(srt.parse(subtitles))
+    assert cues and all(cue.content.startswith("[A] ") for cue in cues), subtitles
 
 
 async def tab_through(page: Page, presses: int) -> dict[str, str]:
