@@ -91,6 +91,12 @@ def test_a_small_cluster_of_a_different_voice_stays() -> None:
     )
 
 
+def test_a_single_window_is_never_a_speaker_of_its_own() -> None:
+    embeddings = voices(8, 1)  # the second voice only 1.6 s long: too little to tell
+    labels = np.array([0] * 8 + [1])
+    assert merge_small_clusters(embeddings, labels).tolist() == [0] * 9
+
+
 WINDOWS = [SpeakerWindow(start, start + 1.6, np.zeros(2)) for start in (0.0, 0.77, 1.54, 2.31)]
 LABELS = np.array([0, 0, 1, 1])  # A until about 2 s, then B
 
