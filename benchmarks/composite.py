@@ -7,19 +7,27 @@ by silences of 0.8 s to 32 s (one longer than a Whisper window), about 6.7 min i
 for live streams, is JFK, the Harvard list and JFK again with pauses of 2 s and 4 s: 63.5 s.
 Silences are filled with faint seeded noise. The reference text is the clips' reference texts in
 the same order.
+
+For diarization, `speaker_composite` joins turns of known speakers (a second of silence after
+each) and says who speaks when: the voice detector's unpadded speech regions of each turn.
+`espeak` reads a text in one of espeak-ng's voices, for turns of synthetic speakers.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
 from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.vad import VadConfig, speech_probabilities, speech_regions
 
 NOISE_RMS = 3e-4  # about -70 dBFS: a quiet room, not digital zero
 SEED = 5
@@ -73,6 +81,37 @@ def build(path: Path, plan: Plan = LONG) -> Composite:
         speech_seconds=speech,
         duration=audio.size / SAMPLE_RATE,
     )
+
+
+def speaker_composite(
+    turns: list[tuple[str, np.ndarray]], pause_seconds: float = 1.0
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """The turns (speaker, 16 kHz audio) one after the other, `pause_seconds` of silence after
+    each; and (speaker, start, end) of the speech in it, as the voice detector (unpadded)
+    finds it in each turn."""
+    pieces, reference, cursor = [], [], 0
+    unpadded = replace(VadConfig(), pad_seconds=0.0)
+    pause = np.zeros(int(pause_seconds * SAMPLE_RATE), np.float32)
+    for speaker, audio in turns:
+        for start, end in speech_regions(speech_probabilities(audio), audio.size, unpadded):
+            reference.append(
+                (speaker, (cursor + start) / SAMPLE_RATE, (cursor + end) / SAMPLE_RATE)
+            )
+        pieces += [audio, pause]
+        cursor += audio.size + pause.size
+    return np.concatenate(pieces), reference
+
+
+def espeak(voice: str, text: str) -> np.ndarray:
+    """`text` read by espeak-ng in `voice` (e.g. en-us+f4: a variant's pitch and formants), as
+    16 kHz mono float32."""
+    executable = shutil.which("espeak-ng")
+    if executable is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "speech.wav"
+        subprocess.run([executable, "-v", voice, "-w", str(path), text], check=True)
+        return load_audio.__wrapped__(path)  # not cached: the file goes with the directory
 
 
 def main(argv: list[str] | None = None) -> int:
