@@ -155,12 +155,12 @@ class StreamSession:
             self._drop_silence(until=self._wordless_until())
         return messages + self.messages.partials(self.agreement.tail)
 
-    def drop_backlog(self, reason: str) -> list[Message]:
-        """Keep at most one window of audio before a step. A stream whose steps fall behind
-        (overload) or fail (model unavailable) would otherwise buffer without bound: the
-        oldest audio goes, words already heard in it are committed as they are, and the
-        stretch the model never heard is reported as `skipped`."""
-        keep_from = self.audio.end - WINDOW_SECONDS
+    def drop_backlog(self, reason: str, keep_s: float = WINDOW_SECONDS) -> list[Message]:
+        """Keep at most `keep_s` of audio (one window, before a step). A stream whose steps
+        fall behind (overload) or fail (model unavailable) would otherwise buffer without
+        bound: the oldest audio goes, words already heard in it are committed as they are,
+        and the stretch the model never heard is reported as `skipped`."""
+        keep_from = self.audio.end - keep_s
         if keep_from <= self.audio.start:
             return []
         messages = self.messages.finals(self.agreement.commit_through(keep_from))

@@ -30,7 +30,7 @@ from gateway.modes.turns import SpeechStarted, TurnDetector
 from gateway.modes.vad import StreamingVad
 from gateway.server.errors import ApiError
 from gateway.server.http_models import ALIAS, check_model, model_not_found
-from gateway.server.keys import ASR, STEP_CLOCK, STREAM_VAD
+from gateway.server.keys import ASR, SETTINGS, STEP_CLOCK, STREAM_VAD
 from gateway.server.live import ModelCalls, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.realtime_events import (
@@ -80,6 +80,7 @@ class _RealtimeConnection:
         self.clock = request.app[STEP_CLOCK]
         self.vad_scorer = request.app[STREAM_VAD]
         self.metrics = request.app[METRICS]
+        self.max_buffer_s = request.app[SETTINGS].stream_max_buffer_seconds
         self.session_id = new_id("sess")
         self.config = RealtimeConfig()
         self.beta = False  # the client speaks the older transcription_session.* events
@@ -317,7 +318,11 @@ class _RealtimeConnection:
 
     @property
     def buffered_seconds(self) -> float:
-        return self.turn.session.buffered_seconds
+        """Audio held that the model has not read: the current turn's, and that of the
+        committed turns waiting to be completed (a client committing faster than they are
+        read would otherwise queue audio, and work, without bound)."""
+        waiting = sum(turn.session.buffered_seconds for turn in self.committed)
+        return self.turn.session.buffered_seconds + waiting
 
     @property
     def busy(self) -> bool:
@@ -325,7 +330,15 @@ class _RealtimeConnection:
         return bool(self.committed) or self.completing
 
     async def drop_backlog(self) -> None:
-        await self._deliver(self.turn, self.turn.session.drop_backlog("overload"))
+        """Over the bound: oldest first, the committed turns still waiting lose their audio
+        (each stretch said at once; the item completes with the words heard before) until
+        what is held fits; then the current turn keeps only its newest window."""
+        for turn in self.committed:
+            if self.buffered_seconds <= self.max_buffer_s:
+                return
+            await self._deliver(turn, turn.session.drop_backlog("overload", keep_s=0.0))
+        if self.buffered_seconds > self.max_buffer_s:
+            await self._deliver(self.turn, self.turn.session.drop_backlog("overload"))
 
     async def _run(self) -> None:
         """Complete committed turns in order; on every beat, step the current turn."""

@@ -518,3 +518,35 @@ async def test_a_model_not_served_is_refused_like_the_http_routes_refuse_it(
         )
         updated = await receive(ws)
     assert updated["session"]["audio"]["input"]["transcription"]["model"] == backend.weights
+
+
+async def test_turns_committed_faster_than_they_are_read_are_bounded(
+    make_client, backend, jfk_audio
+) -> None:
+    """A client commits twelve 5 s turns while the model holds the first: what waits is held
+    to `stream_max_buffer_seconds` (35 s here), the oldest waiting turns losing their audio,
+    each said at once (`audio_skipped`); every item still completes, in order, and the turns
+    kept are transcribed whole."""
+    client = await make_client(stream_max_buffer_seconds=35)
+    piece = jfk_audio[: 5 * SAMPLE_RATE]
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await manual_commits(ws)
+        backend.hold()
+        for _ in range(12):
+            await ws.send_json(append(pcm16(at_24k(piece))))
+            await ws.send_json({"type": "input_audio_buffer.commit"})
+        await backend.until_waiting()
+        events = [await receive(ws) for _ in range(12)]  # committed, and the errors between
+        while len(of_type(events, "input_audio_buffer.committed")) < 12:
+            events.append(await receive(ws))
+        backend.release()
+        while len(of_type(events, COMPLETED)) < 12:
+            events.append(await receive(ws))
+    items = [e["item_id"] for e in of_type(events, "input_audio_buffer.committed")]
+    skipped = [e for e in of_type(events, "error") if e["error"]["code"] == "audio_skipped"]
+    # the first is being read; of the eleven waiting (55 s), the four oldest go: 35 s left
+    assert len(skipped) == 4
+    completed = {e["item_id"]: e["transcript"] for e in of_type(events, COMPLETED)}
+    assert list(completed) == items
+    assert [bool(completed[item]) for item in items] == [True] + [False] * 4 + [True] * 7

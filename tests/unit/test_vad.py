@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from gateway.modes import vad
+from gateway.modes import vad as vad_module
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import (
     FRAME_SAMPLES,
@@ -183,13 +183,13 @@ async def test_cancelled_scoring_stops_within_a_block(monkeypatch) -> None:
     """The client of a long upload hangs up while the detector runs: the blocks after the one
     in progress are never scored."""
     calls = []
-    score = vad._score
+    score = vad_module._score
 
     def counting(inputs, state):
         calls.append(len(inputs))
         return score(inputs, state)
 
-    monkeypatch.setattr(vad, "_score", counting)
+    monkeypatch.setattr(vad_module, "_score", counting)
     hour = np.zeros(3600 * SR, np.float32)  # 23 blocks
     task = asyncio.create_task(score_speech(hour))
     while not calls:
@@ -198,5 +198,5 @@ async def test_cancelled_scoring_stops_within_a_block(monkeypatch) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.5)  # the block in progress finishes in its thread
-    steps_per_block = vad.WARM_UP_FRAMES + vad.PIECE_FRAMES
+    steps_per_block = vad_module.WARM_UP_FRAMES + vad_module.PIECE_FRAMES
     assert len(calls) <= 2 * steps_per_block
