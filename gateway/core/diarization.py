@@ -220,10 +220,14 @@ def _turn_at(start: float, end: float, turns: Sequence[SpeakerTurn]) -> int:
     return int(np.argmin([max(turn.start - end, start - turn.end) for turn in turns]))
 
 
-def _within(segment: Segment, turn: SpeakerTurn) -> Segment:
-    """`segment` with its span cut to `turn`'s speech where they overlap (words untouched)."""
-    start = min(max(segment.start, turn.start), segment.end)
-    return replace(segment, start=start, end=max(min(segment.end, turn.end), start))
+def _spanning(segment: Segment, turn: SpeakerTurn, first: bool, last: bool) -> Segment:
+    """`segment` spanning its part of `turn`'s speech: from the turn's start when it is the
+    turn's first piece, to its end when the last (Whisper's times run into the pauses around
+    speech, and leave gaps between segments inside it); otherwise its own times within the
+    turn. The words keep theirs."""
+    start = turn.start if first else min(max(segment.start, turn.start), segment.end)
+    end = turn.end if last else min(segment.end, turn.end)
+    return replace(segment, start=start, end=max(end, start))
 
 
 def _piece(segment: Segment, words: list[Word]) -> Segment:
@@ -246,22 +250,20 @@ def label_segments(
     names: Sequence[str] | None = None,
 ) -> list[SpeakerSegment]:
     """Each segment with its speaker (cluster k named `names[k]`; default `A`, `B`, ...),
-    split between words that lie in different turns, each piece spanning its words within
-    their turn (the words' own timestamps kept); a segment without words, or whose words do
-    not spell its text, takes the speaker of the turn nearest its middle, unsplit."""
+    split between words that lie in different turns, the pieces of a turn spanning its speech
+    (the words' own timestamps kept); a segment without words, or whose words do not spell
+    its text, takes the speaker of the turn nearest its middle, unsplit, its times its own."""
     if names is None:
         names = [
             speaker_name(index) for index in range(max((t.speaker for t in turns), default=0) + 1)
         ]
     if not turns:
         return [SpeakerSegment(speaker_name(0), segment) for segment in segments]
-    labelled: list[SpeakerSegment] = []
+    placed: list[tuple[int | None, Segment]] = []  # the turn of each piece (None: unsplit)
     for segment in segments:
         words = segment.words
         if not words or "".join(word.word for word in words) != segment.text:
-            middle = (segment.start + segment.end) / 2
-            turn = turns[_turn_at(middle, middle, turns)]
-            labelled.append(SpeakerSegment(names[turn.speaker], segment))
+            placed.append((None, segment))
             continue
         runs: list[tuple[int, list[Word]]] = []
         for word in words:
@@ -270,8 +272,18 @@ def label_segments(
                 runs[-1][1].append(word)
             else:
                 runs.append((index, [word]))
-        for index, run in runs:
-            piece = segment if len(runs) == 1 else _piece(segment, run)
-            turn = turns[index]
-            labelled.append(SpeakerSegment(names[turn.speaker], _within(piece, turn)))
+        placed += [
+            (index, segment if len(runs) == 1 else _piece(segment, run)) for index, run in runs
+        ]
+    labelled = []
+    for at, (index, piece) in enumerate(placed):
+        if index is None:  # it may run across turns: its own times
+            middle = (piece.start + piece.end) / 2
+            turn = turns[_turn_at(middle, middle, turns)]
+            labelled.append(SpeakerSegment(names[turn.speaker], piece))
+            continue
+        first = at == 0 or placed[at - 1][0] != index
+        last = at == len(placed) - 1 or placed[at + 1][0] != index
+        turn = turns[index]
+        labelled.append(SpeakerSegment(names[turn.speaker], _spanning(piece, turn, first, last)))
     return labelled

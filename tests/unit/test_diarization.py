@@ -3,6 +3,8 @@ segments."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -125,7 +127,8 @@ def test_a_segment_is_split_where_the_speaker_changes_and_words_keep_their_times
         ("B", " Hi you."),
     ]
     assert labelled[0].segment.words == spoken[:2] and labelled[1].segment.words == spoken[2:]
-    assert (labelled[0].segment.start, labelled[1].segment.start) == (0.1, 2.9)
+    # each piece spans its turn's speech, not Whisper's times: 0.1-1.2 and 2.8-3.6
+    assert [(item.segment.start, item.segment.end) for item in labelled] == [(0.1, 1.2), (2.8, 3.6)]
     assert "".join(item.segment.text for item in labelled) == segment(spoken).text
 
 
@@ -138,14 +141,24 @@ def test_a_segment_is_split_at_a_pause_its_pieces_span_only_speech() -> None:
         ("A", " He said"),
         ("A", " so."),
     ]
-    assert [(item.segment.start, item.segment.end) for item in labelled] == [(0.1, 1.2), (1.9, 2.0)]
+    assert [(item.segment.start, item.segment.end) for item in labelled] == [(0.1, 1.2), (1.6, 2.0)]
     assert labelled[0].segment.words == spoken[:2]
 
 
 def test_a_segment_of_one_speaker_stays_whole() -> None:
-    spoken = words((" One", 2.9, 3.1), (" voice.", 3.2, 3.6))
+    spoken = words((" One", 2.9, 3.1), (" voice.", 3.2, 3.5))
     (item,) = label_segments([segment(spoken)], TURNS)
-    assert item.speaker == "B" and item.segment == segment(spoken)
+    assert item.speaker == "B"
+    assert item.segment == replace(segment(spoken), start=2.8, end=3.6)  # the turn's speech
+
+
+def test_segments_of_one_turn_tile_its_speech() -> None:
+    """Two segments inside one turn, with a gap between them in Whisper's times: the first
+    starts with the turn's speech and ends where Whisper ends it, the second starts where
+    Whisper starts it and ends with the turn's speech."""
+    first, second = words((" One", 2.9, 3.0)), words((" two.", 3.2, 3.4))
+    labelled = label_segments([segment(first), segment(second)], TURNS)
+    assert [(item.segment.start, item.segment.end) for item in labelled] == [(2.8, 3.0), (3.2, 3.6)]
 
 
 def test_a_segment_whose_words_do_not_spell_it_is_not_split() -> None:
