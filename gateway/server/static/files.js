@@ -260,6 +260,7 @@ export function setupFiles(access) {
   }
 
   ui.copy.addEventListener("click", async () => {
+    ui.copied.textContent = "";
     try {
       await copy(output().text);
       ui.copied.textContent = "Copied.";

@@ -338,6 +338,7 @@ export function setupLive(access) {
   });
 
   ui.copy.addEventListener("click", async () => {
+    ui.copied.textContent = "";
     try {
       await copy(FORMATS.txt.write(finals));
       ui.copied.textContent = "Copied.";
