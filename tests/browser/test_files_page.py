@@ -177,16 +177,22 @@ async def test_a_dropped_file_is_transcribed_as_its_windows_finish(
 async def test_errors_are_shown_in_words(
     start_gateway: StartGateway, files_page: tuple[Page, list[str]], clips: dict[str, Clip]
 ) -> None:
-    """A file over max_upload_mb (413), and one that is not audio (415)."""
+    """A file over max_upload_mb (413), one longer than max_audio_seconds (413), and one that
+    is not audio (415)."""
     page, _ = files_page
     error, status = page.locator("#file-error"), page.locator("#file-status")
-    async with start_gateway(max_upload_mb=0.5) as url:
+    async with start_gateway(max_upload_mb=0.5, max_audio_seconds=3) as url:
         await page.goto(f"{url}/#files")
         await page.get_by_label("Audio or video file").set_input_files(clips["jfk.flac"].path)
         await page.get_by_role("button", name="Transcribe").click()
         await expect(status).to_have_attribute("data-state", "error")
         await expect(error).to_contain_text("The file is too large for this gateway.")
         await expect(error).to_contain_text("larger than the limit of 0.5 MB")
+
+        await page.get_by_label("Audio or video file").set_input_files(clips["hotwords.mp3"].path)
+        await page.get_by_role("button", name="Transcribe").click()
+        await expect(error).to_contain_text("The recording is too long for this gateway.")
+        await expect(status).to_have_text("error: audio_too_long")
 
         not_audio = Path(__file__)
         await page.get_by_label("Audio or video file").set_input_files(not_audio)

@@ -72,6 +72,27 @@ async def test_busy_and_unavailable_are_said_with_when_to_retry(
     await expect(page.locator("#file-status")).to_have_text("error: model_unavailable")
 
 
+async def test_copy_puts_the_chosen_format_on_the_clipboard(
+    page_at: tuple[Page, str], clips: dict[str, Clip]
+) -> None:
+    page, url = page_at
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    await page.goto(f"{url}/#files")
+    await page.get_by_label("Audio or video file").set_input_files(clips["jfk.flac"].path)
+    await page.get_by_role("button", name="Transcribe").click()
+    await expect(page.locator("#file-status")).to_have_text("done")
+    lines = await page.locator("#segments .segment .text").all_text_contents()
+    for name, check in [
+        ("txt", lambda text: text == " ".join(lines) + "\n"),
+        ("vtt", lambda text: text.startswith("WEBVTT\n\n00:00:00.") and lines[-1] in text),
+    ]:
+        await page.get_by_label("Output format").select_option(name)
+        await page.get_by_role("button", name="Copy").click()
+        await expect(page.locator("#file-copied")).to_have_text("Copied.")
+        copied = await page.evaluate("navigator.clipboard.readText()")
+        assert check(copied), (name, copied)
+
+
 async def test_live_errors_and_skipped_audio_are_lines_of_the_transcript(
     page_at: tuple[Page, str], backend: ScriptedBackend
 ) -> None:
