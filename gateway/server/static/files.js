@@ -26,7 +26,9 @@ export function setupFiles(access) {
     input: $("file-input"),
     dropzone: $("dropzone"),
     chosen: $("file-chosen"),
-    options: [$("file-language"), $("file-prompt"), $("file-diarize")],
+    language: $("file-language"),
+    prompt: $("file-prompt"),
+    diarize: $("file-diarize"),
     format: $("file-format"),
     transcribe: $("transcribe"),
     cancel: $("cancel"),
@@ -53,7 +55,7 @@ export function setupFiles(access) {
     ui.status.textContent = detail ? `${state}: ${detail}` : state;
     const running = state === "sending" || state === "transcribing";
     ui.input.disabled = running;
-    ui.options.forEach((control) => (control.disabled = running));
+    [ui.language, ui.prompt, ui.diarize].forEach((control) => (control.disabled = running));
     ui.transcribe.disabled = running || !file;
     ui.cancel.disabled = !running;
     ui.copy.disabled = ui.download.disabled = !transcript;
@@ -105,18 +107,14 @@ export function setupFiles(access) {
       }
     });
     media.addEventListener("error", () => {
-      ui.player.append(noteOf("This browser cannot play this file; its transcript is not affected."));
+      const note = document.createElement("p");
+      note.className = "hint";
+      note.textContent = "This browser cannot play this file; its transcript is not affected.";
+      ui.player.replaceChildren(note);
     });
     ui.player.replaceChildren(media);
     clearResult();
     setStatus("ready");
-  }
-
-  function noteOf(text) {
-    const note = document.createElement("p");
-    note.className = "hint";
-    note.textContent = text;
-    return note;
   }
 
   function play(segment, button) {
@@ -167,11 +165,11 @@ export function setupFiles(access) {
     const form = new FormData();
     form.append("file", file, file.name);
     form.append("stream", "true");
-    const language = $("file-language").value.trim();
-    const prompt = $("file-prompt").value.trim();
+    const language = ui.language.value.trim();
+    const prompt = ui.prompt.value.trim();
     if (language) form.append("language", language);
     if (prompt) form.append("prompt", prompt);
-    if ($("file-diarize").checked) form.append("diarize", "true");
+    if (ui.diarize.checked) form.append("diarize", "true");
     return form;
   }
 
