@@ -7,6 +7,7 @@ side."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from aiohttp import ClientSession, FormData
 from playwright.async_api import Page, expect
 
 from gateway.core.contract import AsrUnavailable
+from gateway.modes.audio import ffmpeg_executable
 from gateway.server.app import create_app
 from gateway.server.settings import Settings
 from testsupport.browser import chromium, download_of, first_page, requires_chromium
@@ -91,6 +93,31 @@ async def test_copy_puts_the_chosen_format_on_the_clipboard(
         await expect(page.locator("#file-copied")).to_have_text("Copied.")
         copied = await page.evaluate("navigator.clipboard.readText()")
         assert check(copied), (name, copied)
+
+
+async def test_a_video_plays_in_the_page_and_its_sound_is_transcribed(
+    page_at: tuple[Page, str], clips: dict[str, Clip], tmp_path: Path
+) -> None:
+    page, url = page_at
+    video = tmp_path / "clip.webm"  # a blue picture with hotwords.mp3 as its sound
+    subprocess.run(
+        [
+            *(ffmpeg_executable(), "-nostdin", "-loglevel", "error"),
+            *("-f", "lavfi", "-i", "color=c=navy:s=160x120:r=10:d=4"),
+            *("-i", str(clips["hotwords.mp3"].path), "-c:v", "libvpx", "-c:a", "libopus"),
+            *("-shortest", str(video)),
+        ],
+        check=True,
+    )
+    await page.goto(f"{url}/#files")
+    await page.get_by_label("Audio or video file").set_input_files(video)
+    await page.get_by_role("button", name="Transcribe").click()
+    await expect(page.locator("#file-status")).to_have_text("done")
+    await page.locator("#segments .segment").first.click()
+    await page.wait_for_function(
+        "() => { const v = document.querySelector('#player video');"
+        " return v && !v.paused && v.currentTime > 0 && v.videoWidth === 160; }"
+    )
 
 
 async def test_live_errors_and_skipped_audio_are_lines_of_the_transcript(
