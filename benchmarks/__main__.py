@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import datetime
 import logging
-import os
 import statistics
 import sys
 import time
@@ -360,10 +359,7 @@ async def streaming_section(args: argparse.Namespace, repository: Path) -> dict[
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    started, counters = time.perf_counter(), report.cpu_times()
-    noisy = report.noisy(own_tritonservers=0)
-    if noisy:
-        log("WARNING: pytest or another tritonserver is running here; timings will be noisy")
+    meter = report.RunMeter()
     repository = model_repository(args.model_parameters)  # an unknown parameter fails here
     jfk, harvard = clip(JFK), clip(HARVARD)
     items = [(jfk, args.repeat), (harvard, args.repeat)]
@@ -381,23 +377,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     log("starting tritonserver and the gateway")
     async with running_stack(TMP_DIR, model_repository=repository) as stack:
         results["machine"] = report.machine(await stack.triton_version(), args.threads)
-        log(f"stack up in {time.perf_counter() - started:.0f} s")
+        log(f"stack up in {time.perf_counter() - meter.started:.0f} s")
         if "files" in args.only:
             results["file_mode"] = await file_mode(stack, items, args.threads)
-            noisy |= report.noisy(own_tritonservers=1)
+            meter.check(own_tritonservers=1)
         if "accuracy" in args.only:
             results["accuracy"] = await accuracy.accuracy(stack, args.conditions, args.threads)
-            noisy |= report.noisy(own_tritonservers=1)
+            meter.check(own_tritonservers=1)
         if "throughput" in args.only:
             results["throughput"] = await throughput(stack, harvard, args.uploads, args.repeat)
-            noisy |= report.noisy(own_tritonservers=1)
+            meter.check(own_tritonservers=1)
     if "streaming" in args.only:
         results["streaming"] = await streaming_section(args, repository)
-        noisy |= report.noisy(own_tritonservers=0)
-    results["noisy"] = noisy
-    results["load_average_at_end"] = os.getloadavg()
-    results["total_s"] = time.perf_counter() - started
-    results["cpu"] = report.cpu_use(counters, report.cpu_times())
+        meter.check(own_tritonservers=0)
+    results.update(meter.end())
     return results
 
 

@@ -15,7 +15,6 @@ import asyncio
 import datetime
 import difflib
 import json
-import logging
 import math
 import multiprocessing
 import os
@@ -1096,10 +1095,7 @@ async def phases(stack: Stack, monitor: Monitor, args: argparse.Namespace) -> di
 
 
 async def hostile(args: argparse.Namespace) -> dict[str, Any]:
-    started, counters = time.perf_counter(), report.cpu_times()
-    noisy = report.noisy(own_tritonservers=0)
-    if noisy:
-        log("WARNING: pytest or another tritonserver is running here; latencies will be noisy")
+    meter = report.RunMeter()
     defaults = Settings()
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
@@ -1130,27 +1126,15 @@ async def hostile(args: argparse.Namespace) -> dict[str, Any]:
         monitor = Monitor(stack)
         async with monitor.running():
             results.update(await phases(stack, monitor, args))
-        noisy |= report.noisy(own_tritonservers=1)
-    results.update(
-        {
-            "noisy": noisy,
-            "load_average_at_end": os.getloadavg(),
-            "total_s": time.perf_counter() - started,
-            "cpu": report.cpu_use(counters, report.cpu_times()),
-        }
-    )
+        meter.check(own_tritonservers=1)
+    results.update(meter.end())
     results["passed"] = all(phase["passed"] for phase in results["phases"])
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    results = asyncio.run(hostile(args))
-    print(markdown(results))
-    json_path, md_path = report.write(results, args.output, prefix="hostile-", render=markdown)
-    log(f"wrote {json_path} and {md_path}; verdict: {'pass' if results['passed'] else 'FAIL'}")
-    return 0 if results["passed"] else 1
+    return report.verdict_main(lambda: hostile(args), args.output, "hostile-", markdown)
 
 
 if __name__ == "__main__":

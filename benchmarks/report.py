@@ -3,7 +3,9 @@ markdown/JSON results."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import platform
 import shutil
@@ -11,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,30 @@ def other_tritonservers() -> int:
 def noisy(own_tritonservers: int) -> bool:
     """pytest, or a tritonserver besides this run's `own_tritonservers`, runs on this machine."""
     return pytest_running() or other_tritonservers() > own_tritonservers
+
+
+class RunMeter:
+    """A run's wall time, CPU use and whether other work shared the machine: started when made
+    (saying so when pytest or another tritonserver runs already), `end()` the fields every
+    result records."""
+
+    def __init__(self) -> None:
+        self.started, self.counters = time.perf_counter(), cpu_times()
+        self.noisy = noisy(own_tritonservers=0)
+        if self.noisy:
+            log("WARNING: pytest or another tritonserver is running here; timings will be noisy")
+
+    def check(self, own_tritonservers: int) -> None:
+        """Look again, with this run's own tritonservers running."""
+        self.noisy |= noisy(own_tritonservers)
+
+    def end(self) -> dict[str, Any]:
+        return {
+            "noisy": self.noisy,
+            "load_average_at_end": os.getloadavg(),
+            "total_s": time.perf_counter() - self.started,
+            "cpu": cpu_use(self.counters, cpu_times()),
+        }
 
 
 def cpu_model() -> str:
@@ -410,6 +436,22 @@ def write(
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     md_path.write_text(render(results))
     return json_path, md_path
+
+
+def verdict_main(
+    run: Callable[[], Awaitable[dict[str, Any]]],
+    output: Path,
+    prefix: str,
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """A benchmark with a verdict (`passed` in its results): run, printed, written under
+    `output`; the exit status 1 when it failed."""
+    logging.basicConfig(level=logging.WARNING)
+    results = asyncio.run(run())
+    print(render(results))
+    json_path, md_path = write(results, output, prefix=prefix, render=render)
+    log(f"wrote {json_path} and {md_path}; verdict: {'pass' if results['passed'] else 'FAIL'}")
+    return 0 if results["passed"] else 1
 
 
 def command_line(module: str = "benchmarks") -> str:

@@ -9,9 +9,7 @@ import argparse
 import asyncio
 import datetime
 import itertools
-import logging
 import math
-import os
 import statistics
 import sys
 import time
@@ -679,10 +677,7 @@ async def phases(
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
-    started, counters = time.perf_counter(), report.cpu_times()
-    noisy = report.noisy(own_tritonservers=0)
-    if noisy:
-        log("WARNING: pytest or another tritonserver is running here; latencies will be noisy")
+    meter = report.RunMeter()
     harvard = clip(HARVARD)
     upload_items = [composite.build(TMP_DIR / "composite.wav").item, harvard]
     results: dict[str, Any] = {
@@ -703,15 +698,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         monitor = Monitor(stack)
         async with monitor.running():
             results.update(await phases(stack, monitor, harvard, upload_items, args))
-        noisy |= report.noisy(own_tritonservers=1)
-    results.update(
-        {
-            "noisy": noisy,
-            "load_average_at_end": os.getloadavg(),
-            "total_s": time.perf_counter() - started,
-            "cpu": report.cpu_use(counters, report.cpu_times()),
-        }
-    )
+        meter.check(own_tritonservers=1)
+    results.update(meter.end())
     results["rules"] = verdict_rules(results)
     results["passed"] = all(rule["passed"] for rule in results["rules"])
     return results
@@ -719,12 +707,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    results = asyncio.run(soak(args))
-    print(markdown(results))
-    json_path, md_path = report.write(results, args.output, prefix="soak-", render=markdown)
-    log(f"wrote {json_path} and {md_path}; verdict: {'pass' if results['passed'] else 'FAIL'}")
-    return 0 if results["passed"] else 1
+    return report.verdict_main(lambda: soak(args), args.output, "soak-", markdown)
 
 
 if __name__ == "__main__":
