@@ -3,6 +3,10 @@
 The export writes `weights/<name>.pt` (the network's tensors) and `weights/<name>.json`, its
 manifest (sha256, source package and version, licence); the load checks the file against the
 manifest, as the whisper model checks its weights, and refuses anything else.
+
+`resolve_device` and the checksum repeat a few lines of `whisper/1/checkpoint.py` on purpose:
+each model directory is what Triton's Python backend puts on the stub's path, and is copied
+into the image on its own; a directory shared by both would be taken by Triton for a model.
 """
 
 from __future__ import annotations
