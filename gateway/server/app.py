@@ -185,6 +185,11 @@ def startup(argv: list[str] | None) -> Settings | None:
         print(f"error: {exc}", file=sys.stderr)
         return None
     configure(settings.log_level, settings.log_format)
+    logger.info(
+        "with these settings the gateway holds at most %.0f MiB (uploads, decoded audio, "
+        "streams; README, Security and limits)",
+        settings.worst_case_memory_mb,
+    )
     return settings
 
 

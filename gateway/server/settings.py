@@ -21,6 +21,9 @@ from gateway.server.logs import LOG_FORMATS
 from gateway.server.origins import parse_origins
 
 ENV_PREFIX = "HERMES_"
+# The gateway's memory beside what clients make it hold: Python, aiohttp, ONNX Runtime and the
+# voice detector (130-180 MiB idle in the hostile soak), with room for the heap's churn
+GATEWAY_OWN_MB = 300.0
 _KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces: fits a header and a URL
 
 
@@ -97,6 +100,15 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def worst_case_memory_mb(self) -> float:
+        """The most the gateway holds with these settings (MiB): its own, every upload body
+        being read or waiting, the decoded audio of all uploads together, and every live
+        stream's buffer full. The deployments' memory limits are checked against it."""
+        bodies = (self.max_uploads_running + self.max_uploads_waiting) * self.max_upload_mb
+        streams = self.max_streams * self.stream_max_buffer_seconds * SAMPLE_RATE * 4 / 2**20
+        return GATEWAY_OWN_MB + bodies + self.max_decoded_audio_mb + streams
 
     def __post_init__(self) -> None:
         """Check every value and parse the ones that are lists; ValueError says which."""

@@ -142,6 +142,14 @@ def test_gateway_runs_read_only_without_privileges(compose_variants):
     assert gateway["security_opt"] == ["no-new-privileges:true"]
 
 
+def test_the_gateways_memory_limit_holds_its_worst_case(compose_variants):
+    """The memory limit is above the most the gateway's settings let clients make it hold:
+    with less, four over-long uploads would get it killed, with every live stream on it."""
+    gateway = service(compose_variants["gpu"], "gateway")
+    worst_mib = gateway_settings(gateway["environment"]).worst_case_memory_mb
+    assert gateway["mem_limit"] == "4g" and worst_mib < 4 * 1024
+
+
 @pytest.mark.parametrize(
     ("original", "misspelt"),
     [("    healthcheck:", "    healtcheck:"), ("    restart: unless", "    restarts: unless")],

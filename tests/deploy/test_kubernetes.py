@@ -183,6 +183,18 @@ def test_gateway_points_at_the_headless_service(rendered, tmp_path):
     assert configured.triton_resolve_interval_s < Settings().triton_resolve_interval_s
 
 
+def test_the_gateways_memory_limit_holds_its_worst_case(rendered, tmp_path):
+    """The pod's memory limit is above the most the gateway's settings let clients make it
+    hold (Settings.worst_case_memory_mb)."""
+    gateway = container(pod_spec(rendered["gpu"], "gateway"), "gateway")
+    env = {variable["name"]: variable["value"] for variable in gateway["env"]}
+    (tmp_path / "api-keys").write_text("hk-a-key-from-the-secret\n")  # the mounted Secret
+    env["HERMES_API_KEYS_FILE"] = str(tmp_path / "api-keys")
+    worst_mib = gateway_settings(env).worst_case_memory_mb
+    memory = gateway["resources"]["limits"]["memory"]
+    assert memory.endswith("Gi") and worst_mib < int(memory.removesuffix("Gi")) * 1024
+
+
 def test_only_the_gateway_reaches_triton_on_grpc_and_monitoring_its_metrics(rendered):
     policy = find(rendered["gpu"], "NetworkPolicy", "triton")["spec"]
     assert selects(policy["podSelector"]["matchLabels"], pod_labels(rendered["gpu"], "triton"))

@@ -98,3 +98,11 @@ def test_an_empty_key_file_is_refused_rather_than_turning_authentication_off(tmp
 def test_the_shortest_stream_step_cannot_exceed_the_longest() -> None:
     with pytest.raises(ValueError, match="stream_min_step_seconds must be at most"):
         load([], {"HERMES_STREAM_STEP_SECONDS": "1", "HERMES_STREAM_MIN_STEP_SECONDS": "2"})
+
+
+def test_the_worst_case_memory_adds_up_what_clients_can_make_the_gateway_hold() -> None:
+    """300 MiB of its own, 20 bodies of 100 MiB, 768 MiB of decoded audio, 16 streams of 60 s
+    of float32: the README's 3.1 GiB; halving the uploads waiting takes 8 bodies off."""
+    assert Settings().worst_case_memory_mb == pytest.approx(300 + 2000 + 768 + 58.6, abs=0.1)
+    fewer = Settings(max_uploads_waiting=8)
+    assert Settings().worst_case_memory_mb - fewer.worst_case_memory_mb == 800
