@@ -643,12 +643,16 @@ async def test_readyz_shows_the_backend_only_to_a_caller_with_a_key(make_client,
     assert message == "the speech model is not ready"
 
 
-async def test_the_live_page_and_its_scripts(client) -> None:
+@pytest.mark.parametrize(
+    ("script", "speaks"),
+    [("app.js", "setupLive"), ("live.js", "/stream-audio"), ("files.js", "/transcribe")],
+)
+async def test_the_page_and_its_scripts(client, script, speaks) -> None:
     page = await client.get("/")
     assert page.status == 200 and page.content_type == "text/html"
     assert "<title>hermes" in await page.text()
-    script = await client.get("/static/app.js")
-    assert script.status == 200 and "/stream-audio" in await script.text()
+    served = await client.get(f"/static/{script}")
+    assert served.status == 200 and speaks in await served.text()
 
 
 # --- request ids ---------------------------------------------------------------------------
