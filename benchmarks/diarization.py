@@ -25,14 +25,17 @@ answer's is the segment covering it. Reported per composite:
   the gateway adds for diarization), timed here; their ratio is the cost ratio.
 
 Targets (issue 22): DER at most 10 %, the right count, a cost ratio of at most 1.3. Writes
-`diarization.json` to `--output`.
+`diarization-<date>-<host>.md` and `.json` to `--output`, with `--note` (what else ran on the
+machine, say) under the title.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
+import platform
 import time
 from pathlib import Path
 
@@ -211,7 +214,50 @@ async def compute_seconds(session: aiohttp.ClientSession, triton_http: str) -> d
     return seconds
 
 
-async def run(output: Path) -> list[dict[str, object]]:
+COLUMNS = (  # (heading, key, scale)
+    ("s", "seconds", 1),
+    ("DER %", "der", 100),
+    ("missed %", "missed", 100),
+    ("false alarm %", "false_alarm", 100),
+    ("confusion %", "confusion", 100),
+    ("DER % no collar", "der_no_collar", 100),
+    ("SA-WER %", "sa_wer", 100),
+    ("Whisper s/audio s", "whisper_s_per_audio_s", 1),
+    ("speaker s/audio s", "speaker_s_per_audio_s", 1),
+    ("VAD s/audio s", "vad_s_per_audio_s", 1),
+    ("cost ratio", "cost_ratio", 1),
+    ("end-to-end ratio", "time_ratio", 1),
+)
+
+
+def write_report(output: Path, results: list[dict], note: str = "") -> Path:
+    """The results as `diarization-<date>-<host>.md` (a table) and `.json` in `output`."""
+    stem = output / f"diarization-{datetime.date.today().isoformat()}-{platform.node()}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        f"# Who spoke when, {datetime.date.today().isoformat()} on {platform.node()}",
+        "",
+        '`python -m benchmarks.diarization` (benchmarks/README.md, "Who spoke when"). ' + note,
+        "",
+        "| composite | speakers found | "
+        + " | ".join(h for h, _, _ in COLUMNS)
+        + " | same text | targets |",
+        "| --- " * (len(COLUMNS) + 4) + "|",
+    ]
+    for row in results:
+        cells = [f"{row[key] * scale:.4g}" for _, key, scale in COLUMNS]
+        found = f"{row['speakers_found']} of {row['speakers']}"
+        verdict = "met" if row["meets_targets"] else "not met"
+        same = "yes" if row["same_text"] else "NO"
+        lines.append(
+            f"| {row['composite']} | {found} | " + " | ".join(cells) + f" | {same} | {verdict} |"
+        )
+    path = stem.with_suffix(".md")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def run(output: Path, note: str = "") -> list[dict[str, object]]:
     output.mkdir(parents=True, exist_ok=True)
     clips = voices()
     results: list[dict[str, object]] = []
@@ -290,14 +336,16 @@ async def run(output: Path) -> list[dict[str, object]]:
                     }
                 )
                 print(json.dumps(results[-1]), flush=True)
-    (output / "diarization.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(write_report(output, results, note))
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/tmp"))
-    asyncio.run(run(parser.parse_args().output))
+    parser.add_argument("--note", default="", help="said under the title: the machine, its load")
+    args = parser.parse_args()
+    asyncio.run(run(args.output, args.note))
 
 
 if __name__ == "__main__":
