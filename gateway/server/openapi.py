@@ -78,9 +78,14 @@ FIELDS: dict[str, Schema] = {
     },
     "language": {
         "type": "string",
-        "description": "ISO code (`en`) or name (`English`); absent: detected",
+        "default": "",
+        "description": "ISO code (`en`) or name (`English`); empty: detected",
     },
-    "prompt": {"type": "string", "description": "text that conditions the decoder: names, jargon"},
+    "prompt": {
+        "type": "string",
+        "default": "",
+        "description": "text that conditions the decoder: names, jargon",
+    },
     "temperature": {
         "type": "number",
         "minimum": 0,
@@ -99,6 +104,7 @@ FIELDS: dict[str, Schema] = {
     "include[]": {
         "type": "array",
         "items": {"enum": list(INCLUDES)},
+        "default": [],
         "description": "`logprobs`: each text token's log-probability, in `json` and the "
         "stream's events (also read without the `[]`)",
     },
@@ -140,12 +146,14 @@ FIELDS: dict[str, Schema] = {
         "type": "array",
         "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
         "maxItems": MAX_KNOWN_SPEAKERS,
+        "default": [],
         "description": "with diarization: people to name, each with a reference",
     },
     "known_speaker_references[]": {
         "type": "array",
         "items": {"type": "string", "pattern": "^data:"},
         "maxItems": MAX_KNOWN_SPEAKERS,
+        "default": [],
         "description": "a short sample of each named voice as a data URL "
         "(`data:audio/ogg;base64,...`, at most 30 s)",
     },
@@ -178,8 +186,7 @@ OPENAI_FORM = (
     CHUNKING,
     *_DIARIZATION,
 )
-NATIVE_FORM = (
-    "file",
+NATIVE_OPTIONS = (
     "language",
     "prompt",
     "temperature",
@@ -448,7 +455,6 @@ def _openai_upload(operation_id: str, summary: str, description: str, task: str)
 
 
 def _native_upload(operation_id: str) -> Schema:
-    options = [name for name in NATIVE_FORM if name != "file"]
     transcript = EXAMPLE.to_json()
     for segment in transcript["segments"]:
         del segment["words"]  # without word_timestamps
@@ -459,42 +465,48 @@ def _native_upload(operation_id: str) -> Schema:
         ),
         {"type": "done", "transcript": transcript},
     )
+    # request examples: name -> (summary, query parameters); the file is jfk.flac
+    options = {
+        "jfk": ("segments with their times", {}),
+        "jfk_words": ("and words", {"word_timestamps": True}),
+        "jfk_progress": ("progress events", {"stream": True}),
+        "bad_temperature": ("a bad option", {"temperature": 2}),
+    }
+    # Swagger UI fills a parameter in with its first example unless it has a default: only
+    # parameters with defaults have examples that differ from them
+
+    def parameter(name: str) -> Schema:
+        examples = {
+            key: example(query[name], summary)
+            for key, (summary, query) in options.items()
+            if name in query
+        }
+        if name == "prompt":
+            examples["raw_body"] = example("ComfyUI", "a name the model should expect")
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": FIELDS[name],
+            **({"examples": examples} if examples else {}),
+        }
+
     return {
         "operationId": operation_id,
         "summary": "Transcribe a file: the gateway's own JSON",
         "description": "The file as multipart field `file` or as the raw body; the options as "
-        "form fields or query parameters. `/transcribe` and `/upload` are the same route.",
+        "query parameters (or, with a multipart body, as its fields). `/transcribe` and "
+        "`/upload` are the same route.",
         "tags": ["Gateway"],
-        "parameters": [
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "schema": FIELDS[name],
-                **(
-                    {"examples": {"raw_body": example("ComfyUI", "a name the model should expect")}}
-                    if name == "prompt"
-                    else {}
-                ),
-            }
-            for name in options
-        ],
+        "parameters": [parameter(name) for name in NATIVE_OPTIONS],
         "requestBody": {
             "required": True,
             "content": {
                 **_form(
-                    NATIVE_FORM,
+                    ["file"],
                     examples={
-                        "jfk": example({"file": "jfk.flac"}, "segments with their times"),
-                        "jfk_words": example(
-                            {"file": "jfk.flac", "word_timestamps": True}, "and words"
-                        ),
-                        "jfk_progress": example(
-                            {"file": "jfk.flac", "stream": True}, "progress events"
-                        ),
-                        "bad_channel": example(
-                            {"file": "jfk.flac", "channel": 7}, "a channel the file lacks"
-                        ),
+                        key: example({"file": "jfk.flac"}, summary)
+                        for key, (summary, _) in options.items()
                     },
                 ),
                 "application/octet-stream": _media(
@@ -537,9 +549,13 @@ def _native_upload(operation_id: str) -> Schema:
                 UPLOAD_ERRORS,
                 {
                     400: {
-                        "bad_channel": example(
-                            _error(400, "invalid_value", "the file has no channel 7 (it has 2)"),
-                            "a channel the file lacks",
+                        "bad_temperature": example(
+                            _error(
+                                400,
+                                "invalid_value",
+                                "temperature must be a number between 0 and 1, got '2'",
+                            ),
+                            "a bad option",
                         )
                     }
                 },

@@ -104,10 +104,13 @@ def asked_by(parse: Callable[[Any], FileRequest], *variants: dict[str, str]) -> 
     return asked
 
 
-def documented_form(document: dict[str, Any], path: str) -> set[str]:
-    """The documented fields but `file`, each `name[]` also as `name` (both are read)."""
-    content = document["paths"][path]["post"]["requestBody"]["content"]
-    names = set(content["multipart/form-data"]["schema"]["properties"]) - {"file"}
+def documented_options(document: dict[str, Any], path: str) -> set[str]:
+    """The documented form fields but `file` and query parameters, each `name[]` also as
+    `name` (both are read)."""
+    operation = document["paths"][path]["post"]
+    form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+    names = set(form["properties"]) - {"file"}
+    names |= {parameter["name"] for parameter in operation.get("parameters", [])}
     return names | {name.removesuffix("[]") for name in names}
 
 
@@ -128,15 +131,8 @@ def documented_form(document: dict[str, Any], path: str) -> set[str]:
         ("/upload", native_request, [{}, {"diarize": "true"}]),
     ],
 )
-def test_the_form_fields_are_those_the_parser_reads(document, path, parse, variants) -> None:
-    assert asked_by(parse, *variants) == documented_form(document, path)
-
-
-def test_native_query_parameters_are_its_form_fields(document) -> None:
-    for path in ("/transcribe", "/upload"):
-        operation = document["paths"][path]["post"]
-        form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
-        assert {p["name"] for p in operation["parameters"]} == set(form["properties"]) - {"file"}
+def test_the_options_are_those_the_parser_reads(document, path, parse, variants) -> None:
+    assert asked_by(parse, *variants) == documented_options(document, path)
 
 
 def test_every_documented_response_example_fits_its_schema(document) -> None:
