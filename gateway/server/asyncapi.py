@@ -76,6 +76,11 @@ def _stream_audio() -> tuple[dict[str, Schema], dict[str, Schema]]:
                         "default": 1,
                     },
                     "speech_events": {"type": "boolean", "default": False},
+                    "diarize": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "a `speaker` on each final",
+                    },
                 },
                 "language",
                 "prompt",
@@ -84,6 +89,7 @@ def _stream_audio() -> tuple[dict[str, Schema], dict[str, Schema]]:
                 "sample_rate",
                 "channels",
                 "speech_events",
+                "diarize",
             ),
         ),
         "audio": _message(
@@ -106,7 +112,15 @@ def _stream_audio() -> tuple[dict[str, Schema], dict[str, Schema]]:
         "final": _message(
             "final",
             "committed text, never revised; seconds from the stream's start",
-            closed({"type": const("final"), "text": TEXT, **stretch}),
+            closed(
+                {
+                    "type": const("final"),
+                    "text": TEXT,
+                    **stretch,
+                    "speaker": {"type": "string", "description": "with diarize: A, B, ..."},
+                },
+                "speaker",
+            ),
         ),
         "skipped": _message(
             "skipped",

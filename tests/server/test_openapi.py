@@ -7,6 +7,7 @@ serves Swagger UI from its package, with keys on too."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from jsonschema import Draft202012Validator
 from multidict import MultiDict
 from openapi_spec_validator import validate
 
+from gateway.modes.stream_input import StreamConfig
 from gateway.server import asyncapi, openapi
 from gateway.server.app import PUBLIC_RESOURCES, WEBSOCKET_RESOURCES, create_app
 from gateway.server.http_files import (
@@ -185,7 +187,7 @@ async def test_the_stream_answers_as_the_asyncapi_document_says(client) -> None:
         payload = messages[f"streamAudio.{direction}.{message['type']}"]["payload"]
         Draft202012Validator(payload).validate(message)
 
-    config = {"type": "config", "sample_rate": 16000, "speech_events": True}
+    config = {"type": "config", "sample_rate": 16000, "speech_events": True, "diarize": True}
     check("client", config)
     check("client", {"type": "stop"})
     audio = (load_audio(DATA_DIR / "jfk.flac") * 32767).astype("<i2").tobytes()
@@ -202,6 +204,13 @@ async def test_the_stream_answers_as_the_asyncapi_document_says(client) -> None:
     for message in received:
         check("server", message)
     assert {"error", "final", "speech_started", "done"} <= {m["type"] for m in received}
+    assert all("speaker" in m for m in received if m["type"] == "final")
+
+
+def test_the_stream_config_is_documented_field_by_field() -> None:
+    config = asyncapi.document()["components"]["messages"]["streamAudio.client.config"]
+    documented = set(config["payload"]["properties"]) - {"type"}
+    assert documented == {field.name for field in dataclasses.fields(StreamConfig)}
 
 
 def test_event_stream_examples_are_events(document) -> None:
