@@ -2,17 +2,21 @@
 OpenAPI 3.1, names every HTTP route of the router and nothing else (the WebSockets are in
 `/asyncapi.json`), the form fields the parsers read, and every documented example sent to the
 gateway gets the documented status, content type and a body its schema describes; `/docs`
-serves Swagger UI from its package, with keys on too."""
+serves Swagger UI from its package, with keys on too; and a session on each WebSocket speaks,
+both ways, as `/asyncapi.json` says."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
+import soxr
 from aiohttp import web
 from jsonschema import Draft202012Validator
 from multidict import MultiDict
@@ -27,13 +31,14 @@ from gateway.server.http_files import (
     openai_request,
     translation_request,
 )
-from testsupport.clips import DATA_DIR, load_audio
 from testsupport.openapi import check_answer, check_body, examples, mime, send, server_sent_events
 from testsupport.scripted_backend import ScriptedBackend
+from testsupport.streams import pcm16
 
 from .conftest import SETTINGS
 
 KEY = "hk-docs-test-1"
+COMPLETED = "conversation.item.input_audio_transcription.completed"
 
 
 @pytest.fixture(scope="module")
@@ -177,20 +182,33 @@ async def test_docs_page_and_documents_are_public_with_keys_on(make_client) -> N
         )
 
 
-async def test_the_stream_answers_as_the_asyncapi_document_says(client) -> None:
+def check_message(channel: str, direction: str, message: dict[str, Any]) -> None:
+    """`message` fits the AsyncAPI payload of its type on that channel, that way."""
+    messages = asyncapi.document()["components"]["messages"]
+    payload = messages[f"{channel}.{direction}.{message['type']}"]["payload"]
+    Draft202012Validator(payload).validate(message)
+
+
+def test_every_asyncapi_reference_resolves() -> None:
+    document = asyncapi.document()
+    for operation in document["operations"].values():
+        channel = operation["channel"]["$ref"].removeprefix("#/channels/")
+        for message in operation["messages"]:
+            key = message["$ref"].removeprefix(f"#/channels/{channel}/messages/")
+            reference = document["channels"][channel]["messages"][key]["$ref"]
+            assert (
+                reference.removeprefix("#/components/messages/")
+                in document["components"]["messages"]
+            )
+
+
+async def test_a_stream_speaks_as_the_asyncapi_document_says(client, jfk_audio) -> None:
     """A /stream-audio session's messages, both ways, each fit the documented payload of its
     type."""
-    document = asyncapi.document()
-    messages = document["components"]["messages"]
-
-    def check(direction: str, message: dict[str, Any]) -> None:
-        payload = messages[f"streamAudio.{direction}.{message['type']}"]["payload"]
-        Draft202012Validator(payload).validate(message)
-
     config = {"type": "config", "sample_rate": 16000, "speech_events": True, "diarize": True}
-    check("client", config)
-    check("client", {"type": "stop"})
-    audio = (load_audio(DATA_DIR / "jfk.flac") * 32767).astype("<i2").tobytes()
+    check_message("streamAudio", "client", config)
+    check_message("streamAudio", "client", {"type": "stop"})
+    audio = pcm16(jfk_audio)
     received = []
     async with client.ws_connect("/stream-audio") as ws:
         await ws.send_json(config)
@@ -202,9 +220,33 @@ async def test_the_stream_answers_as_the_asyncapi_document_says(client) -> None:
         async for message in ws:
             received.append(json.loads(message.data))
     for message in received:
-        check("server", message)
+        check_message("streamAudio", "server", message)
     assert {"error", "final", "speech_started", "done"} <= {m["type"] for m in received}
     assert all("speaker" in m for m in received if m["type"] == "final")
+
+
+async def test_a_realtime_session_speaks_as_the_asyncapi_document_says(client, jfk_audio) -> None:
+    """A Realtime transcription session's events, both ways, each fit the documented payload
+    of its type: one turn ended by the voice detector, and a refused event."""
+    speech = soxr.resample(np.concatenate([jfk_audio, np.zeros(24_000)]), 16_000, 24_000)
+    update = {"type": "session.update", "session": {"type": "transcription"}}
+    sent = [update, {"type": "input_audio_buffer.clear"}, {"type": "bogus.event"}]
+    sent += [
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm16(chunk)).decode()}
+        for chunk in np.array_split(speech, 50)
+    ]
+    received = []
+    async with client.ws_connect("/v1/realtime?intent=transcription") as ws:
+        for event in sent:
+            if event["type"] != "bogus.event":
+                check_message("realtime", "client", event)
+            await ws.send_json(event)
+        while not received or received[-1]["type"] != COMPLETED:
+            received.append(await ws.receive_json(timeout=30))
+    for event in received:
+        check_message("realtime", "server", event)
+    kinds = {event["type"] for event in received}
+    assert {"session.created", "session.updated", "error", "input_audio_buffer.committed"} <= kinds
 
 
 def test_the_stream_config_is_documented_field_by_field() -> None:
