@@ -12,13 +12,17 @@ name go together (`jfk_srt` asks for what `jfk_srt` answers).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from multidict import MultiDict, MultiDictProxy
+
+from gateway.core.contract import ServedModel
 from gateway.core.diarization import MAX_SPEAKERS, SpeakerSegment
 from gateway.core.transcript import Segment, Transcript, Word
 from gateway.server.api_schemas import SCHEMAS, Schema, ref
+from gateway.server.errors import ApiError
 from gateway.server.formats import (
     JSON,
     PLAIN,
@@ -34,8 +38,11 @@ from gateway.server.http_files import (
     MAX_KNOWN_SPEAKERS,
     MAX_NAME_CHARS,
     diarized_json,
+    native_request,
+    openai_request,
+    translation_request,
 )
-from gateway.server.http_models import ALIAS
+from gateway.server.http_models import ALIAS, model_not_found
 from gateway.server.openai_options import (
     CHUNKING,
     INCLUDES,
@@ -252,15 +259,17 @@ def example(value: Any, summary: str) -> Schema:
     return {"summary": summary, "value": value}
 
 
-def _error(status: int, code: str, message: str, param: str | None = None) -> Schema:
-    error = {
-        "message": message,
-        "type": "server_error" if status >= 500 else "invalid_request_error",
-        "code": code,
-    }
-    if param is not None:
-        error["param"] = param
-    return {"error": {**error, "request_id": "3f0c9a6e2b1d4c7f"}}
+def refused(parse: Callable[[MultiDictProxy[str]], object], fields: dict[str, str]) -> Schema:
+    """The error body the gateway answers a form of `fields` with (its parser's refusal)."""
+    try:
+        parse(MultiDictProxy(MultiDict(fields)))
+    except ApiError as exc:
+        return exc.body()
+    raise ValueError(f"{fields} are not refused")
+
+
+# an upload's `model` not served, when tiny.en is
+UNKNOWN_MODEL = model_not_found("whisper-2", ServedModel("tiny.en", multilingual=False)).body()
 
 
 # --- responses -----------------------------------------------------------------------------
@@ -338,6 +347,7 @@ def _form(
 
 def _openai_upload(operation_id: str, summary: str, description: str, task: str) -> Schema:
     translate = task == "translate"
+    parse = translation_request if translate else openai_request
     formats = RESPONSE_FORMATS if translate else (*RESPONSE_FORMATS, DIARIZED_JSON)
     request_examples = {
         "jfk_json": example({"file": "jfk.flac", "model": ALIAS}, "the text, as JSON"),
@@ -426,28 +436,10 @@ def _openai_upload(operation_id: str, summary: str, description: str, task: str)
                 {
                     400: {
                         "bad_format": example(
-                            _error(
-                                400,
-                                "invalid_value",
-                                "response_format must be one of json, text, srt, vtt, "
-                                "verbose_json, diarized_json, got 'docx'",
-                            ),
-                            "a bad option",
+                            refused(parse, {"response_format": "docx"}), "a bad option"
                         )
                     },
-                    404: {
-                        "unknown_model": example(
-                            _error(
-                                404,
-                                "model_not_found",
-                                "The model `whisper-2` does not exist or you do not have access "
-                                "to it. This server serves `tiny.en` (also as `whisper-1`); GET "
-                                "/v1/models lists it.",
-                                "model",
-                            ),
-                            "a model not served",
-                        )
-                    },
+                    404: {"unknown_model": example(UNKNOWN_MODEL, "a model not served")},
                 },
             ),
         },
@@ -550,12 +542,7 @@ def _native_upload(operation_id: str) -> Schema:
                 {
                     400: {
                         "bad_temperature": example(
-                            _error(
-                                400,
-                                "invalid_value",
-                                "temperature must be a number between 0 and 1, got '2'",
-                            ),
-                            "a bad option",
+                            refused(native_request, {"temperature": "2"}), "a bad option"
                         )
                     }
                 },
@@ -605,7 +592,6 @@ def _file(description: str) -> dict[str, Schema]:
 def _paths() -> dict[str, Schema]:
     model = {"id": "tiny.en", "object": "model", "created": 1796400000, "owned_by": "hermes"}
     model_errors = {401: ("invalid_api_key",), 500: ("model_error",), 503: ("model_unavailable",)}
-    native = _native_upload
     return {
         "/v1/audio/transcriptions": {
             "post": _openai_upload(
@@ -660,24 +646,11 @@ def _paths() -> dict[str, Schema]:
                         },
                     )
                 ],
-                error_examples={
-                    404: {
-                        "unknown_model": example(
-                            _error(
-                                404,
-                                "model_not_found",
-                                "The model `whisper-2` does not exist "
-                                "or you do not have access to it.",
-                                "model",
-                            ),
-                            "not served",
-                        )
-                    }
-                },
+                error_examples={404: {"unknown_model": example(UNKNOWN_MODEL, "not served")}},
             )
         },
-        "/transcribe": {"post": native("transcribe")},
-        "/upload": {"post": native("upload")},
+        "/transcribe": {"post": _native_upload("transcribe")},
+        "/upload": {"post": _native_upload("upload")},
         "/healthz": {
             "get": _get(
                 "healthz",
