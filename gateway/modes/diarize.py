@@ -31,7 +31,7 @@ from gateway.core.diarization import (
 )
 from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.vad import VadConfig, speech_probabilities, speech_regions
+from gateway.modes.vad import VadConfig, score_speech, speech_regions
 
 REGION_SECONDS = 300.0  # the longest piece sent as one request (the model takes 600 s)
 MIN_REGION_SECONDS = 0.4  # shorter speech says too little about a voice to embed alone
@@ -65,7 +65,7 @@ class Speech:
 
 async def embed_speech(backend: SpeakerBackend, audio: np.ndarray, *, in_flight: int = 4) -> Speech:
     """The speech regions of `audio` and the speaker model's windows over them, in file time."""
-    scores = await asyncio.to_thread(speech_probabilities, audio)
+    scores = await score_speech(audio)  # stops within a block when the client is gone
     regions = speech_regions(scores, audio.size, replace(VadConfig(), pad_seconds=0.0))
     slots = asyncio.Semaphore(in_flight)
 
