@@ -33,7 +33,9 @@ def closed(properties: dict[str, Schema], *optional: str, description: str = "")
 
 
 def const(value: str) -> Schema:
-    return {"type": "string", "const": value}
+    """One string: an enum of one, as OpenAI's document writes it (client generators handle
+    that better than JSON Schema's `const`)."""
+    return {"type": "string", "enum": [value]}
 
 
 def seconds(description: str) -> Schema:

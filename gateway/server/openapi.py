@@ -21,7 +21,7 @@ from multidict import MultiDict, MultiDictProxy
 from gateway.core.contract import ServedModel
 from gateway.core.diarization import MAX_SPEAKERS, SpeakerSegment
 from gateway.core.transcript import Segment, Transcript, Word
-from gateway.server.api_schemas import SCHEMAS, Schema, ref
+from gateway.server.api_schemas import SCHEMAS, Schema, const, ref
 from gateway.server.errors import ApiError
 from gateway.server.formats import (
     JSON,
@@ -63,7 +63,7 @@ ASYNCAPI_PATH = "/asyncapi.json"  # the WebSockets' document (asyncapi.py)
 FLAG = {"type": "boolean", "default": False}
 MILLISECONDS = {"type": "integer", "minimum": 0, "maximum": MAX_VAD_MILLISECONDS}
 _SERVER_VAD = {
-    "type": {"const": "server_vad"},
+    "type": const("server_vad"),
     "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.3},
     "prefix_padding_ms": {**MILLISECONDS, "default": 300},
     "silence_duration_ms": {**MILLISECONDS, "default": 300},
@@ -117,7 +117,7 @@ FIELDS: dict[str, Schema] = {
     },
     CHUNKING: {
         "anyOf": [
-            {"const": "auto"},
+            const("auto"),
             {
                 "type": "object",
                 "properties": {name: _SERVER_VAD[name] for name in SERVER_VAD_FIELDS},
@@ -409,11 +409,12 @@ def _openai_upload(operation_id: str, summary: str, description: str, task: str)
                 "the transcript in `response_format`, or events with `stream=true`",
                 {
                     JSON: _media(
+                        # the richest first: generated clients take the first that parses
                         {
                             "oneOf": [
-                                ref("TranscriptionJson"),
                                 ref("TranscriptionVerboseJson"),
                                 *([] if translate else [ref("TranscriptionDiarizedJson")]),
+                                ref("TranscriptionJson"),
                             ]
                         },
                         json_examples,
