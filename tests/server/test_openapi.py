@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import gzip
 import json
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import soxr
 from aiohttp import web
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from multidict import MultiDict
 from openapi_spec_validator import validate
 
@@ -31,6 +32,7 @@ from gateway.server.http_files import (
     openai_request,
     translation_request,
 )
+from testsupport.clips import DATA_DIR
 from testsupport.openapi import check_answer, check_body, examples, mime, send, server_sent_events
 from testsupport.scripted_backend import ScriptedBackend
 from testsupport.streams import pcm16
@@ -62,6 +64,17 @@ async def test_the_served_document_is_valid_openapi_3_1(client, document) -> Non
     validate(served)
     assert served["openapi"] == "3.1.0"
     assert served == json.loads(json.dumps(document))
+
+
+async def test_the_served_asyncapi_document_is_valid_asyncapi_3(client) -> None:
+    """Against AsyncAPI's own JSON Schema (tests/data/asyncapi/README.md)."""
+    response = await client.get("/asyncapi.json")
+    assert response.status == 200 and response.content_type == "application/json"
+    served = await response.json()
+    schema = json.loads(gzip.decompress((DATA_DIR / "asyncapi" / "3.0.0.json.gz").read_bytes()))
+    validators.validator_for(schema)(schema).validate(served)
+    assert served["asyncapi"] == "3.0.0"
+    assert served == json.loads(json.dumps(asyncapi.document()))
 
 
 def test_every_route_is_documented_and_nothing_else(document) -> None:
