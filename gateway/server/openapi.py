@@ -323,13 +323,14 @@ def errors(
     }
 
 
-def _with(codes: dict[int, tuple[str, ...]], **more: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
-    """`codes` and more codes (keyword `s404=(...)`) for a status."""
-    merged = dict(codes)
-    for key, extra in more.items():
-        status = int(key.removeprefix("s"))
-        merged[status] = (*merged.get(status, ()), *extra)
-    return merged
+def _with(
+    codes: dict[int, tuple[str, ...]], more: dict[int, tuple[str, ...]]
+) -> dict[int, tuple[str, ...]]:
+    """`codes` and `more` codes, status by status."""
+    return {
+        status: (*codes.get(status, ()), *more.get(status, ()))
+        for status in sorted(codes.keys() | more.keys())
+    }
 
 
 # --- operations ----------------------------------------------------------------------------
@@ -388,9 +389,9 @@ def _openai_upload(operation_id: str, summary: str, description: str, task: str)
         {"type": "transcript.text.delta", "delta": EXAMPLE.segments[1].text},
         {"type": "transcript.text.done", "text": JFK, "usage": usage(EXAMPLE.duration)},
     )
-    codes = _with(UPLOAD_ERRORS, s404=("model_not_found",))
+    codes = _with(UPLOAD_ERRORS, {404: ("model_not_found",)})
     if translate:
-        codes = _with(codes, s400=("model_not_multilingual",))
+        codes = _with(codes, {400: ("model_not_multilingual",)})
     return {
         "operationId": operation_id,
         "summary": summary,
@@ -636,7 +637,7 @@ def _paths() -> dict[str, Schema]:
                 "One model: the served weights or their alias",
                 "OpenAI",
                 {JSON: _media(ref("Model"), {"alias": example({**model, "id": ALIAS}, ALIAS)})},
-                _with(model_errors, s404=("model_not_found",)),
+                _with(model_errors, {404: ("model_not_found",)}),
                 parameters=[
                     _path_name(
                         "model",
