@@ -3,7 +3,10 @@
 The stream's audio is kept here as it comes, for `KEEP_SECONDS` (the session's own buffer is
 trimmed as words are committed, sometimes before their final is sent). Each final's audio,
 from its start to its end, goes to the speaker model, and the stream's `OnlineSpeakers` names
-its speaker: the label stays the same for the life of the stream. A final whose audio is
+its speaker: the label stays the same for the life of the stream. A final shorter than one
+window of the model is heard with the audio that follows it (most often the same voice going
+on), up to a window where the stream has it: a new voice's first final is often a few words
+("A gold ring will"), too short to be told apart alone. A final whose audio is
 gone, or too short to embed, keeps the previous final's speaker; where the speaker model
 fails, the final goes out without one (the transcript matters more than its speaker).
 """
@@ -16,7 +19,7 @@ from collections import deque
 import numpy as np
 
 from gateway.core.contract import AsrError, SpeakerBackend
-from gateway.core.online_speakers import OnlineSpeakers
+from gateway.core.online_speakers import MIN_NEW_SPEAKER_SECONDS, OnlineSpeakers
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_buffer import to_samples
 from gateway.modes.stream_messages import Message
@@ -62,7 +65,7 @@ class StreamSpeakers:
         return messages
 
     async def _speaker(self, start: float, end: float) -> str | None:
-        audio = self.audio(start, end)
+        audio = self.audio(start, max(end, start + MIN_NEW_SPEAKER_SECONDS))
         if audio.size < MIN_EMBED_SECONDS * SAMPLE_RATE and self._last is not None:
             return self._last
         if audio.size == 0:

@@ -11,6 +11,7 @@ import soundfile
 from aiohttp import FormData
 
 from gateway.modes.audio import SAMPLE_RATE
+from testsupport.streams import assert_protocol, pcm16, stream
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +81,32 @@ async def test_a_known_speaker_is_named(gateway, two_people, clips) -> None:
     assert all(speaker == "Reader" for speaker, start, _ in speakers if start >= change + 1), (
         speakers
     )
+
+
+async def test_a_live_stream_names_each_final_s_speaker_for_the_life_of_the_stream(
+    gateway, clips
+) -> None:
+    """JFK, the Harvard reader, then JFK again, two seconds of silence between them, streamed
+    in real time with `diarize`: every final within JFK's turns is one speaker, every final
+    within the reader's the other, and JFK is the same speaker when he comes back."""
+    jfk, harvard = clips["jfk.flac"].audio, clips["OSR_us_000_0034_8k.wav"].audio
+    quiet = np.zeros(2 * SAMPLE_RATE, np.float32)
+    turns = [("jfk", jfk), ("reader", harvard[: 15 * SAMPLE_RATE]), ("jfk", jfk[: 6 * SAMPLE_RATE])]
+    spans, cursor = [], 0.0
+    for who, audio in turns:
+        spans.append((who, cursor, cursor + audio.size / SAMPLE_RATE))
+        cursor += (audio.size + quiet.size) / SAMPLE_RATE
+    audio = np.concatenate([piece for _, turn in turns for piece in (turn, quiet)])
+    run = await stream(
+        gateway, pcm16(audio), bytes_per_second=32000, pace=1.0, config={"diarize": True}
+    )
+    assert_protocol(run)
+    finals = run.of_type("final")
+    assert all("speaker" in final for final in finals), finals
+    speaker_of: dict[str, set[str]] = {}
+    for final in finals:
+        for who, start, end in spans:
+            if start - 0.3 <= final["start"] and final["end"] <= end + 0.5:
+                speaker_of.setdefault(who, set()).add(final["speaker"])
+    heard = [(f["speaker"], f["start"], f["end"], f["text"]) for f in finals]
+    assert speaker_of == {"jfk": {"A"}, "reader": {"B"}}, heard
