@@ -26,15 +26,15 @@ from gateway.core.transcript import Segment, Word
 # from 0.60 to 0.65 down (JFK, the Harvard reader), two people split from 0.50 (JFK and the
 # reader) or only from 0.60 (the stereo clip's two, whose whole utterances are 0.68 alike).
 # On composites the benchmark does not score (`python -m benchmarks.diarization_tuning`),
-# 0.65 to 0.70 told every voice apart, but split JFK in two on the benchmark's composites of
-# his whole clip; at 0.60 two espeak-ng variants 0.6 alike there are one speaker.
+# 0.65 to 0.70 told every voice apart, but split JFK in two on composites of his whole clip
+# again and again; at 0.60 two of its espeak-ng voices (en-us+m7, en-us+david) are one.
 SAME_SPEAKER_SIMILARITY = 0.6
 # A cluster of fewer windows than this (about 4 s of speech) is a few stray windows more
 # often than a person (the end of JFK's clip, "... for your country", clustered apart); it
 # joins the cluster whose centroid it is at least this alike to (a single window joins the
 # nearest at any similarity). The stereo clip's second person, 2 windows, is 0.65 alike to the
 # first's centroid; JFK's stray windows 0.73 to his. Chosen on composites the benchmark does not
-# score (benchmarks/README.md, "Who spoke when"): 4 to 8 windows and 0.7 to 0.72 did best there.
+# score (benchmarks/README.md, "Who spoke when"): 5 to 8 windows and 0.7 to 0.72 did best there.
 SMALL_CLUSTER_WINDOWS = 5
 SMALL_CLUSTER_SIMILARITY = 0.7
 MAX_SPEAKERS = 26  # the labels are letters, as OpenAI's: A, B, ...
