@@ -275,15 +275,18 @@ def label_segments(
         placed += [
             (index, segment if len(runs) == 1 else _piece(segment, run)) for index, run in runs
         ]
-    labelled = []
+    labelled: list[SpeakerSegment] = []
     for at, (index, piece) in enumerate(placed):
         if index is None:  # it may run across turns: its own times
             middle = (piece.start + piece.end) / 2
             turn = turns[_turn_at(middle, middle, turns)]
-            labelled.append(SpeakerSegment(names[turn.speaker], piece))
-            continue
-        first = at == 0 or placed[at - 1][0] != index
-        last = at == len(placed) - 1 or placed[at + 1][0] != index
-        turn = turns[index]
-        labelled.append(SpeakerSegment(names[turn.speaker], _spanning(piece, turn, first, last)))
+        else:
+            turn = turns[index]
+            first = at == 0 or placed[at - 1][0] != index
+            last = at == len(placed) - 1 or placed[at + 1][0] != index
+            piece = _spanning(piece, turn, first, last)
+        if labelled and piece.start < (floor := labelled[-1].segment.end):
+            # beside an unsplit segment's own times: never overlap
+            piece = replace(piece, start=min(floor, piece.end))
+        labelled.append(SpeakerSegment(names[turn.speaker], piece))
     return labelled

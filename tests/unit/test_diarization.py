@@ -168,6 +168,17 @@ def test_a_segment_whose_words_do_not_spell_it_is_not_split() -> None:
     assert item.speaker == "A"  # its middle, 1.85 s, lies in the second turn
 
 
+def test_pieces_never_overlap_an_unsplit_segment() -> None:
+    """An unsplit segment (its words do not spell it) keeps its own times, 1.0-1.4 s, but not
+    where the piece before it, which ends with its turn at 1.2 s, already is."""
+    before, after = words((" Hello", 0.1, 0.5)), words((" there.", 1.6, 1.9))
+    odd = segment(words((" Hi", 1.0, 1.4)), " Hi!")
+    labelled = label_segments([segment(before), odd, segment(after)], TURNS)
+    spans = [(item.segment.start, item.segment.end) for item in labelled]
+    assert spans == [(0.1, 1.2), (1.2, 1.4), (1.6, 2.0)]
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
 def test_without_turns_everyone_is_one_speaker() -> None:
     spoken = words((" Hello", 0.1, 0.5))
     (item,) = label_segments([segment(spoken)], [])
