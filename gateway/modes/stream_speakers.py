@@ -31,9 +31,9 @@ MIN_EMBED_SECONDS = 0.2  # less audio says nothing about a voice
 
 
 class StreamSpeakers:
-    def __init__(self, backend: SpeakerBackend, speakers: OnlineSpeakers | None = None) -> None:
+    def __init__(self, backend: SpeakerBackend) -> None:
         self.backend = backend
-        self.speakers = speakers or OnlineSpeakers()
+        self.speakers = OnlineSpeakers()
         self._frames: deque[np.ndarray] = deque()
         self._start = 0  # stream sample of the first kept frame's first sample
         self._end = 0  # stream sample just past the last one received
