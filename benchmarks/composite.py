@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -112,6 +113,19 @@ def espeak(voice: str, text: str) -> np.ndarray:
         path = Path(directory) / "speech.wav"
         subprocess.run([executable, "-v", voice, "-w", str(path), text], check=True)
         return load_audio.__wrapped__(path)  # not cached: the file goes with the directory
+
+
+def espeak_turns(
+    voices: Sequence[str], sentences: Sequence[str], turns: int, first: int = 0
+) -> list[tuple[str, np.ndarray]]:
+    """`turns` turns of espeak-ng `voices` in rotation, each reading one or two (alternately)
+    of `sentences`, the turn i from sentence `first + i` on (round the end)."""
+    plan = []
+    for index in range(turns):
+        at = (index + first) % len(sentences)
+        voice = voices[index % len(voices)]
+        plan.append((voice, espeak(voice, " ".join(sentences[at : at + 1 + index % 2]))))
+    return plan
 
 
 def main(argv: list[str] | None = None) -> int:

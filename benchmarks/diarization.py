@@ -43,7 +43,7 @@ import aiohttp
 import numpy as np
 import soundfile
 
-from benchmarks.composite import espeak, speaker_composite
+from benchmarks.composite import espeak_turns, speaker_composite
 from benchmarks.stack import free_port, gateway_in_process, local_triton
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import speech_probabilities
@@ -83,16 +83,6 @@ def voices() -> dict[str, np.ndarray]:
     return {"jfk": jfk, "harvard": harvard, "left": stereo[:, 0], "right": stereo[:, 1]}
 
 
-def synthetic(count: int, turns: int) -> list[tuple[str, np.ndarray]]:
-    """`turns` turns of `count` espeak-ng voices in rotation, one or two sentences each."""
-    plan = []
-    for index in range(turns):
-        voice = ESPEAK_VOICES[index % count]
-        text = " ".join(SENTENCES[index % len(SENTENCES) : index % len(SENTENCES) + 1 + index % 2])
-        plan.append((voice, espeak(voice, text)))
-    return plan
-
-
 def plans(clips: dict[str, np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
     jfk, harvard, left, right = (clips[name] for name in ("jfk", "harvard", "left", "right"))
     second = SAMPLE_RATE
@@ -121,8 +111,8 @@ def plans(clips: dict[str, np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]
         ],
         "two speakers, whole clips": [("jfk", jfk), ("harvard", harvard), ("jfk", jfk)],
         "the stereo clip's two people": [("left", left), ("right", right), ("left", left)],
-        "espeak-ng, two voices": synthetic(2, 8),
-        "espeak-ng, three voices": synthetic(3, 9),
+        "espeak-ng, two voices": espeak_turns(ESPEAK_VOICES[:2], SENTENCES, 8),
+        "espeak-ng, three voices": espeak_turns(ESPEAK_VOICES, SENTENCES, 9),
     }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.composite import espeak, speaker_composite
+from benchmarks.composite import espeak_turns, speaker_composite
 from benchmarks.diarization import COLLAR_S, error_rate, voices
 from benchmarks.stack import local_triton
 from gateway.backend.triton_pool import TritonPool
@@ -45,15 +45,6 @@ SENTENCES = (
 THRESHOLDS = (0.55, 0.58, 0.6, 0.62, 0.65, 0.7)
 SMALL_WINDOWS = (1, 3, 4, 5, 6, 8)  # 1: no cluster is small
 SMALL_SIMILARITIES = (0.6, 0.65, 0.7, 0.72, 0.75)
-
-
-def synthetic(names: tuple[str, ...], turns: int, first: int) -> list[tuple[str, np.ndarray]]:
-    plan = []
-    for index in range(turns):
-        at = (index + first) % len(SENTENCES)
-        voice = names[index % len(names)]
-        plan.append((voice, espeak(voice, " ".join(SENTENCES[at : at + 1 + index % 2]))))
-    return plan
 
 
 def plans() -> dict[str, list[tuple[str, np.ndarray]]]:
@@ -88,13 +79,15 @@ def plans() -> dict[str, list[tuple[str, np.ndarray]]]:
             ("harvard", harvard[26 * second : 30 * second]),
             ("left", left),
         ],
-        "espeak-ng en-gb+m1, en-us+f2": synthetic(("en-gb+m1", "en-us+f2"), 8, 0),
-        "espeak-ng en+klatt, en-us+Alicia": synthetic(("en+klatt", "en-us+Alicia"), 8, 3),
-        "espeak-ng en-us+m7, en-us+steph, en-us+david": synthetic(
-            ("en-us+m7", "en-us+steph", "en-us+david"), 9, 5
+        "espeak-ng en-gb+m1, en-us+f2": espeak_turns(("en-gb+m1", "en-us+f2"), SENTENCES, 8, 0),
+        "espeak-ng en+klatt, en-us+Alicia": espeak_turns(
+            ("en+klatt", "en-us+Alicia"), SENTENCES, 8, 3
         ),
-        "espeak-ng en-us+f2, en+klatt, en-us+steph": synthetic(
-            ("en-us+f2", "en+klatt", "en-us+steph"), 9, 1
+        "espeak-ng en-us+m7, en-us+steph, en-us+david": espeak_turns(
+            ("en-us+m7", "en-us+steph", "en-us+david"), SENTENCES, 9, 5
+        ),
+        "espeak-ng en-us+f2, en+klatt, en-us+steph": espeak_turns(
+            ("en-us+f2", "en+klatt", "en-us+steph"), SENTENCES, 9, 1
         ),
     }
 
