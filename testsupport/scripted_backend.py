@@ -60,6 +60,13 @@ HIGH_BAND_HZ, HIGH_BAND_SHARE = 1500, 0.01  # embed_speakers: what makes a full-
 SPEAKER_WINDOW_S, SPEAKER_STEP_S = 1.6, 0.77  # as the model `speaker` serves them
 
 
+def low_passed(audio: np.ndarray, hertz: float = 1000.0) -> np.ndarray:
+    """`audio` as the second voice of `embed_speakers`: nothing above `hertz`."""
+    spectrum = np.fft.rfft(audio)
+    spectrum[np.fft.rfftfreq(audio.size, 1 / SAMPLE_RATE) > hertz] = 0
+    return np.fft.irfft(spectrum, audio.size).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Call:
     """One `transcribe` call as the backend got it, and what it answered."""

@@ -20,15 +20,9 @@ from aiohttp import FormData
 
 from gateway.core.contract import AsrUnavailable
 from gateway.modes.audio import SAMPLE_RATE
-from testsupport.scripted_backend import ScriptedBackend
+from testsupport.scripted_backend import ScriptedBackend, low_passed
 
 ROUTE = "/v1/audio/transcriptions"
-
-
-def low_passed(audio: np.ndarray, hertz: float = 1000.0) -> np.ndarray:
-    spectrum = np.fft.rfft(audio)
-    spectrum[np.fft.rfftfreq(audio.size, 1 / SAMPLE_RATE) > hertz] = 0
-    return np.fft.irfft(spectrum, audio.size).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

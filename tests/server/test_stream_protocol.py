@@ -25,7 +25,7 @@ from gateway.core.contract import (
 )
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.keys import STREAMS
-from testsupport.scripted_backend import ScriptedBackend, hear, sounds
+from testsupport.scripted_backend import ScriptedBackend, hear, low_passed, sounds
 from testsupport.streams import pcm16
 
 KEY, OTHER_KEY = "hk-stream-test-1", "hk-stream-test-2"
@@ -669,13 +669,6 @@ async def test_without_speech_events_none_are_sent(client, backend, jfk_audio) -
         await ws.send_json({"type": "stop"})
         messages = await until(ws, "done")
     assert {m["type"] for m in messages} <= {"partial", "final", "done"}
-
-
-def low_passed(audio: np.ndarray, hertz: float = 1000.0) -> np.ndarray:
-    """The scripted backend's second voice: speech low-passed below 1 kHz."""
-    spectrum = np.fft.rfft(audio)
-    spectrum[np.fft.rfftfreq(audio.size, 1 / SAMPLE_RATE) > hertz] = 0
-    return np.fft.irfft(spectrum, audio.size).astype(np.float32)
 
 
 async def test_diarize_puts_a_stable_speaker_on_each_final(client, backend, jfk_audio) -> None:
