@@ -43,13 +43,32 @@ class Tensor:
         return self.array
 
 
+FINAL = 1  # TRITONSERVER_RESPONSE_COMPLETE_FINAL
+ANSWERED: list[str] = []  # prompts of the requests answered, in order, across a test
+
+
+class ResponseSender:
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    def send(self, response: InferenceResponse, flags: int = 0) -> None:
+        assert flags == FINAL and self.request.response is None  # one answer, final
+        self.request.response = response
+        ANSWERED.append(self.request.prompt)
+
+
 class Request:
     def __init__(self, **inputs: np.ndarray) -> None:
         self.inputs = inputs
         self.cancelled = False
+        self.response: InferenceResponse | None = None
+        self.prompt = inputs["PROMPT"][0, 0].decode() if "PROMPT" in inputs else ""
 
     def is_cancelled(self) -> bool:
         return self.cancelled
+
+    def get_response_sender(self) -> ResponseSender:
+        return ResponseSender(self)
 
 
 def get_input_tensor_by_name(request: Request, name: str) -> Tensor | None:
@@ -65,6 +84,7 @@ def model_module():
         Tensor,
     )
     stand_in.get_input_tensor_by_name = get_input_tensor_by_name
+    stand_in.TRITONSERVER_RESPONSE_COMPLETE_FINAL = FINAL
     saved_path, saved_module = list(sys.path), sys.modules.get("triton_python_backend_utils")
     sys.modules["triton_python_backend_utils"] = stand_in
     sys.path.insert(0, str(MODEL_DIR))
@@ -99,6 +119,13 @@ def request(prompt: str) -> Request:
     )
 
 
+def answers(whisper_model, requests: list[Request]) -> list[InferenceResponse]:
+    """`execute` on the batch, and each request's answer (every one answered, once)."""
+    assert whisper_model.execute(requests) is None
+    assert all(request.response is not None for request in requests)
+    return [request.response for request in requests]
+
+
 def scripted_model(model_module, transcriber):
     whisper_model = model_module.TritonPythonModel()
     whisper_model.transcriber = transcriber
@@ -109,8 +136,9 @@ def scripted_model(model_module, transcriber):
 
 def test_a_request_that_fails_the_decode_fails_alone(model_module) -> None:
     whisper_model = scripted_model(model_module, PoisonedTranscriber(model_module))
-    responses = whisper_model.execute([request("one"), request("poison"), request("three")])
-    first, poisoned, third = responses
+    first, poisoned, third = answers(
+        whisper_model, [request("one"), request("poison"), request("three")]
+    )
     assert (first.error, third.error) == (None, None)
     assert (first.output("TEXT"), third.output("TEXT")) == ("heard one", "heard three")
     assert poisoned.error.code == TritonError.INTERNAL
@@ -140,7 +168,7 @@ class HangUpTranscriber(PoisonedTranscriber):
 def test_a_request_cancelled_during_its_decode_gets_cancelled_not_text(model_module) -> None:
     hanging_up = request("hang up")
     whisper_model = scripted_model(model_module, HangUpTranscriber(model_module, hanging_up))
-    first, cancelled, third = whisper_model.execute([request("one"), hanging_up, request("three")])
+    first, cancelled, third = answers(whisper_model, [request("one"), hanging_up, request("three")])
     assert (first.output("TEXT"), third.output("TEXT")) == ("heard one", "heard three")
     assert cancelled.error.code == TritonError.CANCELLED
     assert cancelled.output_tensors == []
@@ -151,9 +179,9 @@ def test_a_request_cancelled_while_queued_is_not_decoded(model_module) -> None:
     queued.cancelled = True
     transcriber = PoisonedTranscriber(model_module)
     whisper_model = scripted_model(model_module, transcriber)
-    (answer,) = whisper_model.execute([queued])
+    (answer,) = answers(whisper_model, [queued])
     assert answer.error.code == TritonError.CANCELLED
-    assert transcriber.batches == [0]
+    assert transcriber.batches == []
 
 
 class RecordingTranscriber(PoisonedTranscriber):
@@ -167,5 +195,33 @@ def test_logprobs_are_asked_for_per_request(model_module) -> None:
     asking.inputs["LOGPROBS"] = np.array([[True]])
     transcriber = RecordingTranscriber(model_module)
     whisper_model = scripted_model(model_module, transcriber)
-    whisper_model.execute([asking, request("without")])
+    answers(whisper_model, [asking, request("without")])
     assert [item.logprobs for item in transcriber.requests] == [True, False]
+
+
+def live(prompt: str) -> Request:
+    step = request(prompt)
+    step.inputs["LOW_LATENCY"] = np.array([[True]])
+    return step
+
+
+def test_live_steps_are_decoded_and_answered_before_the_batchs_file_windows(
+    model_module,
+) -> None:
+    """A batch of two file windows and two live steps, in arrival order: the steps are decoded
+    as a batch of their own and answered before the file windows are decoded at all."""
+    ANSWERED.clear()
+    transcriber = RecordingTranscriber(model_module)
+    decoded: list[list[str]] = []
+
+    def transcribe(requests):
+        decoded.append([item.prompt for item in requests])
+        assert ANSWERED == ([] if len(decoded) == 1 else ["step 1", "step 2"])
+        return RecordingTranscriber.transcribe(transcriber, requests)
+
+    transcriber.transcribe = transcribe
+    batch = [request("file 1"), live("step 1"), request("file 2"), live("step 2")]
+    texts = [a.output("TEXT") for a in answers(scripted_model(model_module, transcriber), batch)]
+    assert texts == ["heard file 1", "heard step 1", "heard file 2", "heard step 2"]
+    assert decoded == [["step 1", "step 2"], ["file 1", "file 2"]]
+    assert ANSWERED == ["step 1", "step 2", "file 1", "file 2"]
