@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Locator, Page, async_playwright
 
-from gateway.modes.audio import ffmpeg_executable
+from testsupport.clips import run_ffmpeg
 
 CHROMIUM = Path("/usr/bin/chromium")
 SILENCE_AFTER_SPEECH_S = 3.0  # what the fake microphone plays after the clip
@@ -69,24 +68,8 @@ def fake_microphone(clip: Path, wav: Path) -> list[str]:
     """Chromium's flags for a fake microphone that plays `clip` once, then
     SILENCE_AFTER_SPEECH_S of silence; written to `wav` as its capture device likes it
     (48 kHz mono PCM16)."""
-    subprocess.run(
-        [
-            ffmpeg_executable(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            str(clip),
-            "-af",
-            f"apad=pad_dur={SILENCE_AFTER_SPEECH_S}",
-            "-ac",
-            "1",
-            "-ar",
-            "48000",
-            "-c:a",
-            "pcm_s16le",
-            str(wav),
-        ],
-        check=True,
-    )
+    run_ffmpeg(
+        "-i", str(clip), "-af", f"apad=pad_dur={SILENCE_AFTER_SPEECH_S}",
+        "-ac", "1", "-ar", "48000", "-c:a", "pcm_s16le", str(wav),
+    )  # fmt: skip
     return [f"--use-file-for-fake-audio-capture={wav}%noloop"]

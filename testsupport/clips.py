@@ -11,11 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.modes.audio import ffmpeg_command
+from gateway.modes.audio import ffmpeg_command, ffmpeg_executable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJECT_ROOT / "tests" / "data"
 ARTIFACTS_DIR = PROJECT_ROOT / "tests" / "artifacts"  # logs and screenshots tests leave behind
+
+
+def run_ffmpeg(*args: str) -> None:
+    """The gateway's ffmpeg on `args` (inputs, filters, the output), quietly; fails loudly."""
+    subprocess.run([ffmpeg_executable(), "-nostdin", "-loglevel", "error", *args], check=True)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +11,11 @@ import pytest
 import soundfile
 from aiohttp.test_utils import TestClient
 
-from gateway.modes.audio import SAMPLE_RATE, ffmpeg_executable
+from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.app import SERVER_OPTIONS, create_app
 from gateway.server.settings import Settings
 from gateway.tools.local_triton import LocalTriton
-from testsupport.clips import Clip
+from testsupport.clips import Clip, run_ffmpeg
 
 
 @pytest.fixture
@@ -55,19 +54,7 @@ def converted(clips: dict[str, Clip], tmp_path_factory: pytest.TempPathFactory) 
     files = {}
     for name, args in recipes.items():
         files[name] = directory / name
-        subprocess.run(
-            [
-                ffmpeg_executable(),
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-i",
-                str(source),
-                *args,
-                str(files[name]),
-            ],
-            check=True,
-        )
+        run_ffmpeg("-i", str(source), *args, str(files[name]))
     return files
 
 

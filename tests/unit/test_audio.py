@@ -25,7 +25,7 @@ from gateway.modes.audio import (
     decode_audio,
     ffmpeg_executable,
 )
-from testsupport.clips import DATA_DIR
+from testsupport.clips import DATA_DIR, run_ffmpeg
 
 
 def encode(path: Path, suffix: str, *args: str, inputs: tuple[str, ...] = ()) -> bytes:
@@ -33,20 +33,7 @@ def encode(path: Path, suffix: str, *args: str, inputs: tuple[str, ...] = ()) ->
     MP4 gets its index at the end, as most recorders write it)."""
     with tempfile.TemporaryDirectory() as directory:
         target = Path(directory) / f"clip.{suffix}"
-        subprocess.run(
-            [
-                ffmpeg_executable(),
-                "-nostdin",
-                "-loglevel",
-                "error",
-                *inputs,
-                "-i",
-                str(path),
-                *args,
-                str(target),
-            ],
-            check=True,
-        )
+        run_ffmpeg(*inputs, "-i", str(path), *args, str(target))
         return target.read_bytes()
 
 
