@@ -60,7 +60,10 @@ class Settings:
 
     # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 2 s
     window_seconds: float = 30.0
-    file_windows_in_flight: int = 4  # per file: bounded so one file cannot flood Triton
+    # per file: bounded so one file cannot flood Triton; all of a 4-minute file's windows go
+    # in one execution while no live stream runs, and executions stay short while some do
+    file_windows_in_flight: int = 8
+    file_windows_in_flight_beside_streams: int = 4
 
     # Real-time mode
     # Live streams step together on a shared beat whose period follows the load, from
@@ -118,6 +121,7 @@ class Settings:
             raise ValueError("window_seconds below 5 leaves the model too little context")
         positive = (
             "file_windows_in_flight",
+            "file_windows_in_flight_beside_streams",
             "max_upload_mb",
             "max_audio_seconds",
             "stream_step_seconds",

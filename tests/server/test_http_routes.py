@@ -311,6 +311,34 @@ async def test_a_client_that_hangs_up_stops_the_work(make_client, backend, tmp_p
     assert len(backend.calls) == 1
 
 
+@pytest.mark.parametrize(("with_a_stream", "expected"), [(False, 3), (True, 1)])
+async def test_fewer_windows_of_a_file_at_the_model_while_a_stream_runs(
+    make_client, backend, tmp_path, jfk_audio, with_a_stream, expected
+) -> None:
+    """An upload keeps `file_windows_in_flight` windows at the model, and
+    `file_windows_in_flight_beside_streams` while a live stream is open (whose steps would
+    wait behind the file's batch)."""
+    client = await make_client(
+        file_windows_in_flight=3,
+        file_windows_in_flight_beside_streams=1,
+        max_upload_mb=8,
+        max_audio_seconds=150,
+    )
+    path = wav(tmp_path, np.concatenate([jfk_audio] * 12))  # 132 s: five windows or more
+    stream = await client.ws_connect("/stream-audio") if with_a_stream else None
+    backend.hold()
+    request = asyncio.ensure_future(client.post("/transcribe", data=upload(path)))
+    await backend.until_waiting(expected)
+    await asyncio.sleep(0.3)  # time for any window over the limit to be sent
+    assert backend.waiting == expected
+    backend.release()
+    reply = await request
+    assert reply.status == 200
+    assert len(backend.calls) >= 5
+    if stream is not None:
+        await stream.close()
+
+
 async def test_native_progress_events(client, jfk_heard) -> None:
     reply = await client.post("/transcribe", data=upload(stream="true"))
     assert reply.status == 200 and reply.content_type == "text/event-stream"

@@ -186,13 +186,37 @@ def test_text_still_repetitive_after_the_fallback_fails_and_unlikely_text_does_n
     assert window_problems(unlikely, SPEECH, None) == []
 
 
-def test_a_full_window_is_cut_at_its_longest_pause() -> None:
-    # sentences with 0.5 s pauses, one 6 s pause at 18 s: cut there, not after the last
-    # sentence that fits (at 26.5 s the next one would start a window mid-speech)
+def test_a_full_window_is_cut_at_its_longest_pause_in_its_last_quarter() -> None:
+    # sentences with 0.5 s pauses, a 4 s pause at 21.5 s (the window 21.5 s full): cut there,
+    # not after the last sentence that fits (at 30 s the next one would start mid-speech)
+    regions = [(1, 5.5), (6, 10.5), (11, 15.5), (16, 21.5), (25.5, 27), (27.5, 30), (30.5, 35)]
+    windows = plan(regions, 36)
+    assert [w.pieces[-1][1] / SR for w in windows[:-1]] == [21.5]
+    assert windows[1].pieces[0][0] / SR == 24.5  # with its second of lead-in
+
+
+def test_a_long_pause_early_in_a_window_does_not_cut_it() -> None:
+    # the 6 s pause comes 18 s in: a window cut there would be 2/3 full, and a file would
+    # cost a third more windows; the window is filled and cut at the last pause that fits
     regions = [(1, 5.5), (6, 10.5), (11, 15.5), (16, 18), (24, 26), (26.5, 30), (30.5, 35)]
     windows = plan(regions, 36)
-    assert [w.pieces[-1][1] / SR for w in windows[:-1]] == [18.0]
-    assert windows[1].pieces[0][0] / SR == 23.0  # with its second of lead-in
+    assert [w.pieces[-1][1] / SR for w in windows[:-1]] == [30.0]
+    assert all(w.samples <= 28 * SR for w in windows)
+
+
+def test_one_long_region_is_cut_in_its_last_pause_that_fits() -> None:
+    # a 60 s region of sentences 0.5 s apart (the detector's padding joins them): cut in the
+    # middle of the last pause of the window's last quarter, not at an earlier one
+    pauses = np.arange(3.0, 60.0, 3.0)
+    scores = scores_for(60)
+    for t in pauses:
+        scores[int(t * SR) // FRAME_SAMPLES : int((t + 0.5) * SR) // FRAME_SAMPLES] = 0.05
+    windows = plan_windows(
+        samples((0, 60)), samples((0, 60)), scores, window=30 * SR, total=60 * SR
+    )
+    first_end = windows[0].pieces[-1][1] / SR
+    assert first_end == pytest.approx(24.25, abs=0.04)  # the pause at 24-24.5 s; 27 s is past
+    assert windows[1].pieces[0][0] / SR == pytest.approx(first_end)
 
 
 def test_a_decode_that_stopped_early_leaves_its_last_segment_to_read_again() -> None:
