@@ -315,10 +315,11 @@ class Arena(Target):
 
 
 def expected_upload_refusal(reply: Reply, codes: tuple[str, ...]) -> bool:
-    """A 503 `server_busy` with Retry-After (a bound refused it before its body), or one of
-    `codes` with their documented status."""
-    if reply.status == 503:
-        return reply.code == "server_busy" and reply.retry_after is not None
+    """A 503 `server_busy` or 429 `too_many_refused_uploads` with Retry-After (a bound
+    refused it before its body), or one of `codes` with their documented status."""
+    if reply.status in (429, 503):
+        busy = "server_busy" if reply.status == 503 else "too_many_refused_uploads"
+        return reply.code == busy and reply.retry_after is not None
     return reply.code in codes
 
 

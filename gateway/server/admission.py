@@ -6,6 +6,14 @@ waiting room the next upload is refused at once, before its body is read, with 5
 `Retry-After`: a queue without a bound only turns overload into timeouts. An upload takes its
 turn to run only once its body is in (`take_turn`), so clients that send slowly cannot hold
 the running slots while others wait.
+
+A client whose uploads keep being refused (4xx: bodies over a cap, forms over their bounds,
+audio too long, bodies too slow) is refused at once, before its body is read, once it has
+had `refusals` of them in `window_s` seconds (`RefusalRecord`): 429 with `Retry-After`, sent
+after `BACKOFF_ANSWER_DELAY_S`. Each refusal costs the gateway CPU (parsing a form up to its
+bound, decoding a file up to the length limit), and a client answered at once simply asks
+again: on 2 shared cores four connections looping on refused forms kept a core busy and
+held honest live finals back by 20 s. Held for a second first, such a loop asks once a second.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +32,10 @@ from gateway.server.errors import RETRY_AFTER_S, ApiError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Refused = Callable[[str], None]  # told why an upload was refused (gateway.server.metrics)
+# How long a client in back-off waits for its 429: a loop of refused requests slows to one a
+# second per connection (connections are bounded per client like uploads).
+BACKOFF_ANSWER_DELAY_S = 1.0
+MAX_CLIENTS_RECORDED = 10_000  # beyond, recording a refusal first forgets the expired ones
 
 
 def _ignore(_: object) -> None:
@@ -94,9 +107,45 @@ class AudioClaim:
 AUDIO_CLAIM = web.RequestKey("audio_claim", AudioClaim)
 
 
+class RefusalRecord:
+    """When each client's uploads were refused (4xx), over the last `window_s` seconds."""
+
+    def __init__(self, refusals: int, window_s: float, clock: Callable[[], float]) -> None:
+        self.refusals = refusals
+        self.window_s = window_s
+        self._clock = clock
+        self._by_client: dict[str, collections.deque[float]] = {}
+
+    def record(self, client: str) -> None:
+        if len(self._by_client) >= MAX_CLIENTS_RECORDED:  # many addresses: drop the expired
+            for other in list(self._by_client):
+                self._forget_old(other)
+        self._by_client.setdefault(client, collections.deque()).append(self._clock())
+
+    @property
+    def clients(self) -> int:
+        """Clients with a refusal in the window (or not yet looked at since it left)."""
+        return len(self._by_client)
+
+    def backoff_s(self, client: str) -> float:
+        """How long `client` must wait before an upload is taken again (0: it may now)."""
+        times = self._forget_old(client)
+        if len(times) < self.refusals:
+            return 0.0
+        return times[-self.refusals] + self.window_s - self._clock()
+
+    def _forget_old(self, client: str) -> collections.deque[float]:
+        times = self._by_client.get(client, collections.deque())
+        while times and times[0] <= self._clock() - self.window_s:
+            times.popleft()
+        if not times:
+            self._by_client.pop(client, None)
+        return times
+
+
 class UploadAdmission:
-    """`refused` is told why an upload was refused (`waiting_room_full`, `client_limit`), and
-    `waited` how long each one waited for its turn."""
+    """`refused` is told why an upload was refused (`waiting_room_full`, `client_limit`,
+    `refused_uploads`), and `waited` how long each one waited for its turn."""
 
     def __init__(
         self,
@@ -104,11 +153,13 @@ class UploadAdmission:
         waiting: int,
         per_client: int,
         audio: AudioBudget,
+        refusals: RefusalRecord,
         *,
         refused: Refused = _ignore,
         waited: Callable[[float], None] = _ignore,
     ) -> None:
         self.audio = audio
+        self.refusals = refusals
         self._refused = refused
         self._waited = waited
         self._per_client = per_client
@@ -127,6 +178,18 @@ class UploadAdmission:
 
         @functools.wraps(handler)
         async def admitted(request: web.Request) -> web.StreamResponse:
+            client = client_of(request)
+            if (wait_s := self.refusals.backoff_s(client)) > 0:
+                self._refused("refused_uploads")
+                await asyncio.sleep(BACKOFF_ANSWER_DELAY_S)
+                raise ApiError(
+                    429,
+                    f"{self.refusals.refusals} uploads from this client were refused in the last "
+                    f"{self.refusals.window_s:g} s; fix the requests and retry in "
+                    f"{math.ceil(wait_s)} s",
+                    "too_many_refused_uploads",
+                    retry_after=math.ceil(wait_s),
+                )
             if self._admitted >= self._capacity:
                 self._refused("waiting_room_full")
                 uploads = "1 upload is" if self._admitted == 1 else f"{self._admitted} uploads are"
@@ -136,7 +199,6 @@ class UploadAdmission:
                     "server_busy",
                     retry_after=RETRY_AFTER_S,
                 )
-            client = client_of(request)
             if self._by_client[client] >= self._per_client:
                 self._refused("client_limit")
                 raise ApiError(
@@ -152,6 +214,10 @@ class UploadAdmission:
             request[AUDIO_CLAIM] = claim = self.audio.claim()
             try:
                 return await handler(request)
+            except ApiError as exc:
+                if 400 <= exc.status < 500:
+                    self.refusals.record(client)
+                raise
             finally:
                 turn.give_back()
                 claim.give_back()

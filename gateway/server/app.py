@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from gateway.server import (
     realtime,
     ws_stream,
 )
-from gateway.server.admission import AudioBudget, UploadAdmission
+from gateway.server.admission import AudioBudget, RefusalRecord, UploadAdmission
 from gateway.server.cors import Cors
 from gateway.server.errors import RETRY_AFTER_S, ApiError, error_middleware
 from gateway.server.heap import heap_trimming
@@ -151,6 +152,11 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
         settings.max_uploads_waiting,
         settings.max_uploads_per_client,
         AudioBudget(int(settings.max_decoded_audio_mb * 2**20), counters.refuse_upload),
+        RefusalRecord(
+            settings.max_refused_uploads_per_client,
+            settings.refused_uploads_window_s,
+            time.monotonic,
+        ),
         refused=counters.refuse_upload,
         waited=counters.admission_wait.observe,
     )

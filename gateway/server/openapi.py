@@ -302,16 +302,17 @@ UPLOAD_ERRORS: dict[int, tuple[str, ...]] = {
     408: ("upload_timeout",),
     413: ("file_too_large", "audio_too_long", "fields_too_large"),
     415: ("unsupported_file_type",),
+    429: ("too_many_refused_uploads",),
     500: ("internal_error", "model_error"),
     503: ("model_unavailable", "server_busy"),
 }
-_RETRY_STATUSES = (500, 503)
+_RETRY_STATUSES = (429, 500, 503)
 
 
 def errors(
     codes: dict[int, tuple[str, ...]], examples: dict[int, dict[str, Schema]] | None = None
 ) -> dict[str, Schema]:
-    """An error response per status, naming its codes; 5xx say when to retry."""
+    """An error response per status, naming its codes; 429 and 5xx say when to retry."""
     examples = examples or {}
     return {
         str(status): _response(

@@ -57,6 +57,10 @@ class Settings:
     # running or waiting from one client (API key, or address without keys): one client
     # cannot fill the waiting room, slow bodies or not
     max_uploads_per_client: int = 8  # as max_streams_per_client
+    # a client with this many uploads refused (4xx) within the window is answered 429 with
+    # Retry-After, before its body is read, until the oldest of them leaves the window
+    max_refused_uploads_per_client: int = 10
+    refused_uploads_window_s: float = 60.0
 
     # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 2 s
     window_seconds: float = 30.0
@@ -136,6 +140,8 @@ class Settings:
             "upload_read_timeout_s",
             "max_streams_per_client",
             "max_uploads_per_client",
+            "max_refused_uploads_per_client",
+            "refused_uploads_window_s",
         )
         if nonpositive := [name for name in positive if getattr(self, name) <= 0]:
             raise ValueError(f"{', '.join(nonpositive)} must be positive")

@@ -325,12 +325,16 @@ async def test_each_corpus_file_gets_its_answer_and_the_service_goes_on(
 
 
 async def test_the_whole_corpus_to_one_gateway_then_jfk_word_for_word(
-    gateway, canary, clips
+    make_gateway, gateway_settings, canary, clips
 ) -> None:
     """All of it to one gateway, eight uploads at a time (within its admission bound): the
-    same answers, no ffmpeg left running, and it still transcribes JFK word for word."""
+    same answers, no ffmpeg left running, and it still transcribes JFK word for word. (One
+    client sends every refused file here: its refusals are not held against it.)"""
     canary.reset()
     names, slots = list(ANSWERS), asyncio.Semaphore(8)
+    gateway = await make_gateway(
+        replace(gateway_settings, max_refused_uploads_per_client=len(names) + 1)
+    )
 
     async def send(name: str) -> tuple[int, dict]:
         async with slots:
@@ -579,7 +583,12 @@ async def test_mutation_fuzz_gets_no_5xx_and_leaves_nothing_behind(
     over 15 s is refused (413: the Harvard clip, long splices), which keeps the model's share
     of the run, and the run, to about two minutes on two cores."""
     gateway = await make_gateway(
-        replace(gateway_settings, max_audio_seconds=15.0, decode_timeout_s=30.0)
+        replace(
+            gateway_settings,
+            max_audio_seconds=15.0,
+            decode_timeout_s=30.0,
+            max_refused_uploads_per_client=FUZZ_CASES + 1,  # one client sends every mutant
+        )
     )
     sources = {name: clips[name].path.read_bytes() for name in FUZZ_CLIPS}
     rng = random.Random(FUZZ_SEED)

@@ -339,6 +339,28 @@ async def test_fewer_windows_of_a_file_at_the_model_while_a_stream_runs(
         await stream.close()
 
 
+async def test_a_client_whose_uploads_keep_being_refused_is_told_to_wait(
+    make_client, backend
+) -> None:
+    """After `max_refused_uploads_per_client` refusals in the window, the client's next upload
+    gets 429 with Retry-After before its body is read; another client's upload goes on."""
+    other = "hk-route-test-2"
+    client = await make_client(
+        api_keys=f"{KEY},{other}", max_refused_uploads_per_client=2, refused_uploads_window_s=60
+    )
+    mine, theirs = ({"Authorization": f"Bearer {key}"} for key in (KEY, other))
+    for _ in range(2):
+        reply = await client.post("/transcribe", data=upload(data=b"not audio"), headers=mine)
+        await api_error(reply, 415, "unsupported_file_type")
+    reply = await client.post("/v1/audio/transcriptions", data=upload(), headers=mine)
+    message = await api_error(reply, 429, "too_many_refused_uploads")
+    assert message.startswith("2 uploads from this client were refused in the last 60 s")
+    assert 58 <= int(reply.headers["Retry-After"]) <= 60
+    assert backend.calls == []  # JFK was never decoded, let alone sent to the model
+    reply = await client.post("/v1/audio/transcriptions", data=upload(), headers=theirs)
+    assert reply.status == 200 and (await reply.json())["text"]
+
+
 async def test_native_progress_events(client, jfk_heard) -> None:
     reply = await client.post("/transcribe", data=upload(stream="true"))
     assert reply.status == 200 and reply.content_type == "text/event-stream"
