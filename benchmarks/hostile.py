@@ -84,7 +84,10 @@ HANGUP_WORK_FRACTION = 0.25
 
 # ---- the attacks' sizes ----------------------------------------------------------------------
 ATTACKER_NICENESS = 10  # see attack_from_elsewhere
-ATTACKER_HOST = "127.0.0.2"  # loopback too: to the gateway another client than the honest ones
+# Loopback too, but to the gateway another client than the honest ones (127.0.0.1): each
+# attack from an address of its own, 127.0.0.2 on, so that what the gateway holds against a
+# client (its uploads refused in the last minute) does not carry from one phase to the next.
+FIRST_ATTACKER_HOST = 2
 FLOOD_CONNECTIONS = 4
 FLOOD_MINUTES = 30.0
 MULTIPART_CONNECTIONS = 4
@@ -241,8 +244,12 @@ def gateway_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+def attacker_host(attack: str) -> str:
+    return f"127.0.0.{FIRST_ATTACKER_HOST + ATTACKS.index(attack)}"
+
+
 async def raw_request(
-    url: str,
+    arena: Arena,
     head: bytes,
     body: Callable[[asyncio.StreamWriter], Awaitable[None]],
     *,
@@ -252,8 +259,8 @@ async def raw_request(
     """One request on a connection of its own from the attacker's address: `head`, then
     `body(writer)` while the reply is read; the body stops when the reply comes. With
     `hang_up_after`, the client closes the connection that long after its body is sent."""
-    host, port = gateway_address(url)
-    reader, writer = await asyncio.open_connection(host, port, local_addr=(ATTACKER_HOST, 0))
+    host, port = gateway_address(arena.url)
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(arena.address, 0))
     started = time.monotonic()
 
     async def send() -> None:
@@ -309,8 +316,9 @@ class Target:
 
 @dataclass(frozen=True)
 class Arena(Target):
-    """A target and the attacker's HTTP session (its own address)."""
+    """A target, the attacker's address and its HTTP session from there."""
 
+    address: str
     session: aiohttp.ClientSession
 
 
@@ -419,7 +427,7 @@ async def multipart_flood(arena: Arena, attack: AttackLog, deadline: float) -> N
 
         while time.monotonic() < deadline:
             reply = await raw_request(
-                arena.url, post_head("/v1/audio/transcriptions", content_type), body
+                arena, post_head("/v1/audio/transcriptions", content_type), body
             )
             wanted = ("fields_too_large",) if large else ("too_many_fields",)
             kind = f"{MULTIPART_LARGE_FIELD // 1000} KB" if large else "16 B"
@@ -441,7 +449,7 @@ async def slow_bodies(arena: Arena, attack: AttackLog, deadline: float) -> None:
     waits: list[float] = []
     while time.monotonic() < deadline:
         replies = await asyncio.gather(
-            *(raw_request(arena.url, head, body) for _ in range(SLOW_CONNECTIONS))
+            *(raw_request(arena, head, body) for _ in range(SLOW_CONNECTIONS))
         )
         for reply in replies:
             attack.record(reply.label(), expected_upload_refusal(reply, ("upload_timeout",)))
@@ -497,7 +505,7 @@ async def hang_ups(arena: Arena, attack: AttackLog, deadline: float) -> None:
     hung_up = 0
     while time.monotonic() < deadline:
         replies = await asyncio.gather(
-            *(raw_request(arena.url, head, body, hang_up_after=s) for s in HANGUP_AFTER_S)
+            *(raw_request(arena, head, body, hang_up_after=s) for s in HANGUP_AFTER_S)
         )
         for reply in replies:
             attack.record(reply.label(), reply.why == "hung up")
@@ -595,11 +603,12 @@ def attack_from_elsewhere(name: str, target: Target, deadline: float) -> dict[st
     os.nice(ATTACKER_NICENESS)
 
     async def run() -> dict[str, Any]:
-        connector = aiohttp.TCPConnector(local_addr=(ATTACKER_HOST, 0), force_close=True)
+        address = attacker_host(name)
+        connector = aiohttp.TCPConnector(local_addr=(address, 0), force_close=True)
         timeout = aiohttp.ClientTimeout(total=ATTACK_REPLY_TIMEOUT_S)
         attack = AttackLog()
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            arena = Arena(**vars(target), session=session)
+            arena = Arena(**vars(target), address=address, session=session)
             await ATTACK_FUNCTIONS[name](arena, attack, deadline)
         return attack.summary()
 
@@ -925,7 +934,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"Honest load throughout: {config['streams']} real-time streams of "
             f"{config['stream_item']} back to back and {config['uploads']} clients uploading "
             f"{' and '.join(config['upload_items'])} in turn to `/v1/audio/transcriptions`, from "
-            f"127.0.0.1; attackers from {ATTACKER_HOST}. Each phase starts new work for "
+            f"127.0.0.1; each attack from an address of its own, 127.0.0.{FIRST_ATTACKER_HOST} "
+            "on. Each phase starts new work for "
             f"{config['seconds']:g} s (what runs then finishes). The gateway is its own process "
             f"with the shipped defaults but `upload_read_timeout_s` {UPLOAD_READ_TIMEOUT_S:g} s; "
             "Triton runs under the supervisor of `hermes up`."
