@@ -2,8 +2,8 @@
 
 The voice detector scores the file, its speech is packed into independent windows of up to
 30 s, and the windows go to the model concurrently, so Triton batches them; never more than
-`in_flight()` of one file at a time, so a long file cannot crowd out everyone else (the limit
-is asked again as each window starts: the server keeps it lower while live streams run). A window
+`in_flight` of one file at a time, so a long file cannot crowd out everyone else (and the
+server bounds all file work together while live streams run: `gateway.modes.file_work`). A window
 whose decode stopped inside its last segment has the rest read again, and a window whose
 text fails the checks is read again in halves, before any of it is final. Results are
 reported in file order as soon as every window before them is done.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -140,33 +140,13 @@ def _span(window: Window) -> str:
     return f"{window.start / SAMPLE_RATE:.1f}-{window.end / SAMPLE_RATE:.1f} s"
 
 
-class WindowSlots:
-    """At most `limit()` windows of one file at the model at once; the limit is asked each
-    time a window waits for a slot, so it may change while the file is read."""
-
-    def __init__(self, limit: Callable[[], int]) -> None:
-        self._limit = limit
-        self._running = 0
-        self._freed = asyncio.Condition()
-
-    async def __aenter__(self) -> None:
-        async with self._freed:
-            await self._freed.wait_for(lambda: self._running < max(self._limit(), 1))
-            self._running += 1
-
-    async def __aexit__(self, *_: object) -> None:
-        async with self._freed:
-            self._running -= 1
-            self._freed.notify_all()
-
-
 async def transcribe_audio(
     backend: AsrBackend,
     audio: np.ndarray,
     options: TranscribeOptions,
     *,
     window_seconds: float,
-    in_flight: Callable[[], int],
+    in_flight: int,
     priority: Priority = Priority.FILE,
     vad: VadConfig = DEFAULT_VAD,
 ) -> AsyncIterator[FileProgress]:
@@ -182,7 +162,7 @@ async def transcribe_audio(
         window=int(window_seconds * SAMPLE_RATE),
         total=audio.size,
     )
-    slots = WindowSlots(in_flight)
+    slots = asyncio.Semaphore(in_flight)
 
     async def run(window: Window) -> WindowRead:
         async with slots:

@@ -259,7 +259,7 @@ class StreamSession:
             buffer,
             replace(self._options(), low_latency=False),
             window_seconds=WINDOW_SECONDS,
-            in_flight=lambda: 2,
+            in_flight=2,
             priority=self.priority,
         )
         reports: list[FileProgress] = []

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import AsrBackend
+from gateway.modes.file_work import WindowSlots
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
 from gateway.server import (
@@ -33,7 +34,15 @@ from gateway.server.admission import AudioBudget, RefusalRecord, UploadAdmission
 from gateway.server.cors import Cors
 from gateway.server.errors import RETRY_AFTER_S, ApiError, error_middleware
 from gateway.server.heap import heap_trimming
-from gateway.server.keys import ASR, DRAINING, SETTINGS, STEP_CLOCK, STREAM_VAD, STREAMS
+from gateway.server.keys import (
+    ASR,
+    DRAINING,
+    FILE_WORK,
+    SETTINGS,
+    STEP_CLOCK,
+    STREAM_VAD,
+    STREAMS,
+)
 from gateway.server.logs import AccessLogger, configure
 from gateway.server.request_context import add_request_id_header, request_id_middleware
 from gateway.server.settings import Settings, load
@@ -136,6 +145,9 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
     app.on_response_prepare.extend([add_request_id_header, cors.add_headers, metrics.note_status])
     app[SETTINGS] = settings
     app[STREAMS] = streams = weakref.WeakSet()
+    app[FILE_WORK] = WindowSlots(
+        lambda: settings.file_windows_beside_streams if streams else sys.maxsize
+    )
     app[http_models.FIRST_SEEN] = {}
     app[metrics.METRICS] = counters
     counters.count_streams(lambda: len(streams))

@@ -45,7 +45,7 @@ from gateway.server.admission import take_turn, watch_decoded_audio
 from gateway.server.errors import RETRY_AFTER_S, ApiError
 from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render, usage
 from gateway.server.http_models import check_model
-from gateway.server.keys import ASR, SETTINGS, STREAMS
+from gateway.server.keys import ASR, SETTINGS, transcriber
 from gateway.server.metrics import METRICS
 from gateway.server.openai_options import chunking_strategy, includes
 from gateway.server.uploads import read_upload
@@ -382,24 +382,15 @@ async def _run(
         audio.size / SAMPLE_RATE,
     )
     progress = transcribe_audio(
-        request.app[ASR],
+        transcriber(request.app),
         audio,
         file_request.options,
         window_seconds=settings.window_seconds,
-        in_flight=lambda: _windows_in_flight(request.app),
+        in_flight=settings.file_windows_in_flight,
         vad=file_request.vad,
     )
     progress = request.app[METRICS].count_file_audio(progress)
     return file_request, progress, audio, known
-
-
-def _windows_in_flight(app: web.Application) -> int:
-    """How many of an upload's windows may be at the model: fewer while live streams run,
-    whose steps wait behind the batch being decoded."""
-    settings = app[SETTINGS]
-    if app[STREAMS]:
-        return settings.file_windows_in_flight_beside_streams
-    return settings.file_windows_in_flight
 
 
 async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Transcript:

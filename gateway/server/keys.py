@@ -8,6 +8,7 @@ import weakref
 from aiohttp import web
 
 from gateway.core.contract import AsrBackend
+from gateway.modes.file_work import FileWorkGate, WindowSlots
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
 from gateway.server.settings import Settings
@@ -18,3 +19,10 @@ STEP_CLOCK = web.AppKey("step_clock", StepClock)  # the beat live streams step o
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on shutdown: streams flush and close
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])
 STREAM_VAD = web.AppKey("stream_vad", StreamScorer)  # scores every stream's frames together
+# file-priority windows at the model, all together, while live streams are open
+FILE_WORK = web.AppKey("file_work", WindowSlots)
+
+
+def transcriber(app: web.Application) -> AsrBackend:
+    """The model as the handlers send it windows: file work through the `FILE_WORK` gate."""
+    return FileWorkGate(app[ASR], app[FILE_WORK])

@@ -30,7 +30,7 @@ from gateway.modes.turns import SpeechStarted, TurnDetector
 from gateway.modes.vad import StreamingVad
 from gateway.server.errors import ApiError
 from gateway.server.http_models import ALIAS, check_model, model_not_found
-from gateway.server.keys import ASR, SETTINGS, STEP_CLOCK, STREAM_VAD
+from gateway.server.keys import SETTINGS, STEP_CLOCK, STREAM_VAD, transcriber
 from gateway.server.live import ModelCalls, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.realtime_events import (
@@ -76,7 +76,7 @@ class _Turn:
 class _RealtimeConnection:
     def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.backend = request.app[ASR]
+        self.backend = transcriber(request.app)
         self.clock = request.app[STEP_CLOCK]
         self.vad_scorer = request.app[STREAM_VAD]
         self.metrics = request.app[METRICS]

@@ -64,10 +64,11 @@ class Settings:
 
     # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 2 s
     window_seconds: float = 30.0
-    # per file: bounded so one file cannot flood Triton; all of a 4-minute file's windows go
-    # in one execution while no live stream runs, and executions stay short while some do
+    # per file: bounded so one file cannot flood Triton (8: a 4-minute file in one execution)
     file_windows_in_flight: int = 8
-    file_windows_in_flight_beside_streams: int = 4
+    # file windows (uploads, streams read ahead of real time) at the model, all of them
+    # together, while a live stream is open: its steps wait behind one execution of them
+    file_windows_beside_streams: int = 4
 
     # Real-time mode
     # Live streams step together on a shared beat whose period follows the load, from
@@ -125,7 +126,7 @@ class Settings:
             raise ValueError("window_seconds below 5 leaves the model too little context")
         positive = (
             "file_windows_in_flight",
-            "file_windows_in_flight_beside_streams",
+            "file_windows_beside_streams",
             "max_upload_mb",
             "max_audio_seconds",
             "stream_step_seconds",

@@ -19,7 +19,7 @@ from gateway.modes.stream_speakers import StreamSpeakers
 from gateway.modes.streaming import PAUSE_SECONDS, StreamSession
 from gateway.modes.turns import SpeechStarted, TurnConfig, TurnDetector
 from gateway.modes.vad import StreamingVad, VadConfig
-from gateway.server.keys import ASR, STEP_CLOCK, STREAM_VAD
+from gateway.server.keys import STEP_CLOCK, STREAM_VAD, transcriber
 from gateway.server.live import ModelCalls, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.request_context import current_request_id
@@ -36,7 +36,7 @@ class _Connection:
 
     def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.backend = request.app[ASR]
+        self.backend = transcriber(request.app)
         self.clock = request.app[STEP_CLOCK]
         self.vad_scorer = request.app[STREAM_VAD]
         self.config = StreamConfig()

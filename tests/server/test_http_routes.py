@@ -315,12 +315,12 @@ async def test_a_client_that_hangs_up_stops_the_work(make_client, backend, tmp_p
 async def test_fewer_windows_of_a_file_at_the_model_while_a_stream_runs(
     make_client, backend, tmp_path, jfk_audio, with_a_stream, expected
 ) -> None:
-    """An upload keeps `file_windows_in_flight` windows at the model, and
-    `file_windows_in_flight_beside_streams` while a live stream is open (whose steps would
+    """An upload keeps `file_windows_in_flight` windows at the model, and file work all
+    together `file_windows_beside_streams` while a live stream is open (whose steps would
     wait behind the file's batch)."""
     client = await make_client(
         file_windows_in_flight=3,
-        file_windows_in_flight_beside_streams=1,
+        file_windows_beside_streams=1,
         max_upload_mb=8,
         max_audio_seconds=150,
     )
@@ -337,6 +337,31 @@ async def test_fewer_windows_of_a_file_at_the_model_while_a_stream_runs(
     assert len(backend.calls) >= 5
     if stream is not None:
         await stream.close()
+
+
+async def test_file_work_of_all_uploads_together_is_bounded_while_a_stream_runs(
+    make_client, backend, tmp_path, jfk_audio
+) -> None:
+    """Two uploads of five windows or more, each allowed 3 at the model: with a live stream
+    open, 2 of their windows reach it, not 2 per upload."""
+    client = await make_client(
+        file_windows_in_flight=3,
+        file_windows_beside_streams=2,
+        max_upload_mb=8,
+        max_audio_seconds=150,
+    )
+    path = wav(tmp_path, np.concatenate([jfk_audio] * 12))
+    stream = await client.ws_connect("/stream-audio")
+    backend.hold()
+    requests = [
+        asyncio.ensure_future(client.post("/transcribe", data=upload(path))) for _ in range(2)
+    ]
+    await backend.until_waiting(2)
+    await asyncio.sleep(0.3)
+    assert backend.waiting == 2
+    await stream.close()
+    backend.release()
+    assert [reply.status for reply in await asyncio.gather(*requests)] == [200, 200]
 
 
 async def test_a_client_whose_uploads_keep_being_refused_is_told_to_wait(

@@ -1,9 +1,6 @@
-"""When file mode reads a window again (gateway.modes.files.read_window), over a scripted model;
-how many windows of a file it keeps at the model (WindowSlots)."""
+"""When file mode reads a window again (gateway.modes.files.read_window), over a scripted model."""
 
 from __future__ import annotations
-
-import asyncio
 
 import numpy as np
 import pytest
@@ -11,7 +8,7 @@ import pytest
 from gateway.core.contract import Priority, TranscribeOptions, WindowResult
 from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.files import WindowSlots, read_window
+from gateway.modes.files import read_window
 from gateway.modes.windows import Window
 
 SR = SAMPLE_RATE
@@ -55,33 +52,3 @@ async def test_a_window_the_model_cannot_make_out_is_kept_as_it_is() -> None:
     segments = await read(model)
     assert model.calls == [20.0]
     assert [s.text for s in segments] == [" Hmm."]
-
-
-async def test_window_slots_follow_a_limit_that_changes() -> None:
-    """Three windows run under a limit of 3; the limit drops to 1 (a live stream opened): a
-    waiting window starts only once a single one is left running, not when the first ends."""
-    limit = 3
-    slots = WindowSlots(lambda: limit)
-    done = [asyncio.Event() for _ in range(4)]
-    started: list[int] = []
-
-    async def window(number: int) -> None:
-        async with slots:
-            started.append(number)
-            await done[number].wait()
-
-    tasks = [asyncio.create_task(window(n)) for n in range(4)]
-    await asyncio.sleep(0.01)
-    assert started == [0, 1, 2]
-    limit = 1
-    done[0].set()
-    await asyncio.sleep(0.01)
-    assert started == [0, 1, 2]  # two still run: over the new limit
-    done[1].set()
-    await asyncio.sleep(0.01)
-    assert started == [0, 1, 2]  # one runs: at the limit
-    done[2].set()
-    await asyncio.sleep(0.01)
-    assert started == [0, 1, 2, 3]
-    done[3].set()
-    await asyncio.gather(*tasks)
