@@ -59,12 +59,13 @@ class StreamSpeakers:
         """`messages` with `speaker` on each final (in place, and returned)."""
         for message in messages:
             if message["type"] == "final":
-                speaker = await self._speaker(message["start"], message["end"])
+                speaker = await self.speaker_between(message["start"], message["end"])
                 if speaker is not None:
                     message["speaker"] = speaker
         return messages
 
-    async def _speaker(self, start: float, end: float) -> str | None:
+    async def speaker_between(self, start: float, end: float) -> str | None:
+        """Who speaks from stream time `start` to `end` (None: nobody can say)."""
         audio = self.audio(start, max(end, start + MIN_NEW_SPEAKER_SECONDS))
         if audio.size < MIN_EMBED_SECONDS * SAMPLE_RATE and self._last is not None:
             return self._last

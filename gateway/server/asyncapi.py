@@ -32,15 +32,17 @@ def _message(name: str, summary: str, payload: Schema, content_type: str = "") -
     return message
 
 
-def _event(kind: str, summary: str, **fields: Schema) -> Schema:
-    """A Realtime event: its `type`, an optional `event_id` and its fields (further fields
-    are OpenAI's and may come: see docs/realtime.md)."""
+def _event(
+    kind: str, summary: str, optional: dict[str, Schema] | None = None, **fields: Schema
+) -> Schema:
+    """A Realtime event: its `type`, an optional `event_id`, its fields and the `optional`
+    ones (further fields are OpenAI's and may come: see docs/realtime.md)."""
     return _message(
         kind,
         summary,
         {
             "type": "object",
-            "properties": {"type": const(kind), "event_id": TEXT, **fields},
+            "properties": {"type": const(kind), "event_id": TEXT, **fields, **(optional or {})},
             "required": ["type", *fields],
         },
     )
@@ -208,6 +210,13 @@ def _realtime() -> tuple[dict[str, Schema], dict[str, Schema]]:
             "conversation.item.input_audio_transcription.completed",
             "the turn's whole transcript",
             **transcription,
+            optional={
+                "speaker": {
+                    "type": "string",
+                    "description": "with ?diarize=true: who spoke the turn, the same label for "
+                    "one voice for the whole session (hermes' own field)",
+                }
+            },
             transcript=TEXT,
         ),
         "conversation.item.input_audio_transcription.failed": _event(
@@ -289,6 +298,11 @@ def document() -> Schema:
             "properties": {
                 "intent": const("transcription"),
                 "model": {"type": "string", "description": "the served weights or whisper-1"},
+                "diarize": {
+                    "type": "string",
+                    "enum": ["true", "false"],
+                    "description": "a speaker on each completed item (hermes' own)",
+                },
                 "token": TOKEN,
             },
             "required": ["intent"],

@@ -47,7 +47,7 @@ from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, re
 from gateway.server.http_models import check_model
 from gateway.server.keys import ASR, SETTINGS, transcriber
 from gateway.server.metrics import METRICS
-from gateway.server.openai_options import chunking_strategy, includes
+from gateway.server.openai_options import chunking_strategy, flag, includes
 from gateway.server.uploads import read_upload
 
 logger = logging.getLogger(__name__)
@@ -73,13 +73,6 @@ class FileRequest:
     # diarize: (name, audio file bytes) of each known speaker (OpenAI's known_speaker_*[])
     known_speakers: tuple[tuple[str, bytes], ...] = ()
     word_timestamps: bool = False  # words in the answer (options may ask them for diarization)
-
-
-def _flag(fields: MultiDictProxy[str], name: str) -> bool:
-    value = fields.get(name, "false").strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise ApiError(400, f"{name} must be true or false, got {value!r}", "invalid_value")
-    return value in ("true", "1", "yes")
 
 
 def _temperature(fields: MultiDictProxy[str]) -> float:
@@ -206,8 +199,8 @@ def _options(
 
 
 def native_request(fields: MultiDictProxy[str]) -> FileRequest:
-    stream, words = _flag(fields, "stream"), _flag(fields, "word_timestamps")
-    speakers = _diarization(fields, _flag(fields, "diarize"))
+    stream, words = flag(fields, "stream"), flag(fields, "word_timestamps")
+    speakers = _diarization(fields, flag(fields, "diarize"))
     return FileRequest(
         _options(fields, words or speakers is not None),  # diarization places every word
         _channel(fields),
@@ -238,7 +231,7 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
             f"got {', '.join(sorted(unknown))}",
             "invalid_value",
         )
-    stream = _flag(fields, "stream")
+    stream = flag(fields, "stream")
     logprobs = "logprobs" in includes(fields)
     if logprobs and not stream and response_format != "json":
         raise ApiError(
@@ -248,7 +241,7 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
             "invalid_value",
             param="include",
         )
-    diarize = _flag(fields, "diarize")  # the gateway's own: speakers as srt/vtt voice tags
+    diarize = flag(fields, "diarize")  # the gateway's own: speakers as srt/vtt voice tags
     if diarize and response_format not in ("srt", "vtt", DIARIZED_JSON):
         raise ApiError(
             400,

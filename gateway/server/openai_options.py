@@ -28,6 +28,16 @@ from gateway.modes.vad import VadConfig
 from gateway.server.errors import ApiError
 
 INCLUDES = ("logprobs",)
+
+
+def flag(fields: MultiDictProxy[str], name: str) -> bool:
+    """A true/false form field or query parameter (false when absent); 400 otherwise."""
+    value = fields.get(name, "false").strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ApiError(400, f"{name} must be true or false, got {value!r}", "invalid_value")
+    return value in ("true", "1", "yes")
+
+
 CHUNKING = "chunking_strategy"
 SERVER_VAD_FIELDS = ("type", "threshold", "prefix_padding_ms", "silence_duration_ms")
 MAX_VAD_MILLISECONDS = 10_000

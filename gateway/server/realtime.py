@@ -8,6 +8,11 @@ text while the person is still speaking. A turn ends at the voice detector's pau
 VAD) or at the client's `input_audio_buffer.commit`; its rest is then read to the end, as
 `/stream-audio` reads a stream at `stop`, and `...transcription.completed` carries the whole
 transcript: the item's deltas, concatenated. Completed items go out in order.
+
+With `?diarize=true` (hermes' own: OpenAI's Realtime API names no speakers), `completed` also
+carries `speaker`, a label that stays the same for one voice for the life of the session: the
+item's audio (up to its last minute) goes to the speaker model and is clustered online
+against the voices heard so far, as `/stream-audio` labels its finals.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from aiohttp import web
 from gateway.core.contract import AsrError
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_input import FrameDecoder, StreamProtocolError
+from gateway.modes.stream_speakers import StreamSpeakers
 from gateway.modes.streaming import StreamSession
 from gateway.modes.turns import SpeechStarted, TurnDetector
 from gateway.modes.vad import StreamingVad
@@ -33,6 +39,7 @@ from gateway.server.http_models import ALIAS, check_model, model_not_found
 from gateway.server.keys import SETTINGS, STEP_CLOCK, STREAM_VAD, transcriber
 from gateway.server.live import ModelCalls, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
+from gateway.server.openai_options import flag
 from gateway.server.realtime_events import (
     RealtimeConfig,
     RealtimeEventError,
@@ -74,9 +81,11 @@ class _Turn:
 
 
 class _RealtimeConnection:
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, diarize: bool) -> None:
         self.ws = ws
         self.backend = transcriber(request.app)
+        # with `diarize`: the session's audio, by session time, for the speaker of each item
+        self.speakers = StreamSpeakers(self.backend) if diarize else None
         self.clock = request.app[STEP_CLOCK]
         self.vad_scorer = request.app[STREAM_VAD]
         self.metrics = request.app[METRICS]
@@ -234,7 +243,7 @@ class _RealtimeConnection:
         except StreamProtocolError as exc:
             raise RealtimeEventError(str(exc), "invalid_value", "audio") from None
         self.audio_seen = True
-        self.turn.session.append(samples)
+        self._hear(samples)
         self.turn.watch.received(samples.size / SAMPLE_RATE)
         await self._detect_turns()
         return samples.size / SAMPLE_RATE
@@ -269,10 +278,16 @@ class _RealtimeConnection:
             else:
                 return
 
+    def _hear(self, samples: np.ndarray) -> None:
+        """New audio of the session: the current turn's, and the speakers' record of it."""
+        self.turn.session.append(samples)
+        if self.speakers is not None:
+            self.speakers.append(samples)
+
     def _take_resampler_tail(self) -> None:
         """The client ends the turn here: the samples the resampler still holds are its
         last (a fresh resampler starts the next turn)."""
-        self.turn.session.append(self.decoder.flush())
+        self._hear(self.decoder.flush())
         self.decoder = FrameDecoder(self.config.stream_config())
 
     async def _commit_by_client(self) -> None:
@@ -410,6 +425,10 @@ class _RealtimeConnection:
                 )
             )
             return
+        speaker = {}
+        if self.speakers is not None and turn.transcript:
+            who = await self.speakers.speaker_between(turn.base_s, turn.base_s + turn.seconds)
+            speaker = {} if who is None else {"speaker": who}
         await self.send(
             event(
                 "conversation.item.input_audio_transcription.completed",
@@ -417,6 +436,7 @@ class _RealtimeConnection:
                 content_index=0,
                 transcript=turn.transcript,
                 usage={"type": "duration", "seconds": round(turn.seconds, 3)},
+                **speaker,
             )
         )
 
@@ -457,4 +477,5 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         )
     if (name := request.query.get("model")) is not None:  # the SDK always names one
         await check_model(request, name, "transcribe")
-    return await serve_live(request, lambda ws: _RealtimeConnection(request, ws))
+    diarize = flag(request.query, "diarize")
+    return await serve_live(request, lambda ws: _RealtimeConnection(request, ws, diarize))

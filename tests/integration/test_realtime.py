@@ -127,3 +127,36 @@ async def test_raw_frames_faster_than_real_time_with_manual_commits(gateway, cli
     assert word_error_rate(clip.text, text) <= 0.10, text
     seconds = [item["usage"]["seconds"] for item in completed]
     assert sum(seconds) == pytest.approx(clip.audio.size / SAMPLE_RATE, abs=0.1)
+
+
+async def test_with_diarize_each_item_names_its_speaker(gateway, clips) -> None:
+    """JFK, the Harvard reader, JFK again, each committed by the client: the speaker model
+    names the items A, B, A, and the transcripts are those of the clips."""
+    jfk, reader = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
+    turns = [jfk, reader, jfk]
+    async with gateway.ws_connect("/v1/realtime?intent=transcription&diarize=true") as ws:
+        assert (await ws.receive_json(timeout=10))["type"] == "session.created"
+        await ws.send_json(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "transcription",
+                    "audio": {"input": {"turn_detection": None}},
+                },
+            }
+        )
+        assert (await ws.receive_json(timeout=10))["type"] == "session.updated"
+        for turn in turns:
+            pcm = pcm24k(turn.audio)
+            for start in range(0, len(pcm), 48_000):  # 1 s a message, well under 1 MiB
+                encoded = base64.b64encode(pcm[start : start + 48_000]).decode()
+                await ws.send_json({"type": "input_audio_buffer.append", "audio": encoded})
+            await ws.send_json({"type": "input_audio_buffer.commit"})
+        completed = []
+        while len(completed) < len(turns):
+            event = await ws.receive_json(timeout=120)
+            if event["type"] == COMPLETED:
+                completed.append(event)
+    assert [item["speaker"] for item in completed] == ["A", "B", "A"]
+    for turn, item in zip(turns, completed, strict=True):
+        assert word_error_rate(turn.text, item["transcript"]) <= 0.10, item["transcript"]

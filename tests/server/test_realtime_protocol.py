@@ -18,7 +18,7 @@ from aiohttp import WSMsgType
 from gateway.core.contract import AsrFailed, Priority
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.g711 import MULAW
-from testsupport.scripted_backend import hear
+from testsupport.scripted_backend import hear, low_passed
 from testsupport.streams import pcm16
 
 PATH = "/v1/realtime?intent=transcription"
@@ -170,6 +170,40 @@ async def test_without_the_transcription_intent_the_upgrade_is_refused(client) -
 
 
 # --- turns ---------------------------------------------------------------------------------
+
+
+async def test_with_diarize_each_item_names_its_speaker_for_the_whole_session(
+    client, backend, jfk_audio
+) -> None:
+    """JFK, then JFK low-passed (the scripted speaker model's second voice), then JFK: each
+    `completed` names a speaker, the first voice's the same both times."""
+    async with client.ws_connect(PATH + "&diarize=true") as ws:
+        await opened(ws)
+        await manual_commits(ws)
+        completed = [
+            (await one_turn(ws, audio))[-1]
+            for audio in (jfk_audio, low_passed(jfk_audio), jfk_audio)
+        ]
+    assert [event["speaker"] for event in completed] == ["A", "B", "A"]
+    assert all(event["transcript"] for event in completed)
+
+
+async def test_without_diarize_items_name_no_speaker(client, backend, jfk_audio) -> None:
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await manual_commits(ws)
+        completed = (await one_turn(ws, jfk_audio))[-1]
+    assert "speaker" not in completed and backend.speaker_calls == []
+
+
+async def test_diarize_must_be_true_or_false(client) -> None:
+    response = await client.get(
+        PATH + "&diarize=maybe", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
+    )
+    assert response.status == 400
+    body = await response.json()
+    assert body["error"]["code"] == "invalid_value"
+    assert body["error"]["message"] == "diarize must be true or false, got 'maybe'"
 
 
 async def test_a_committed_turn_streams_deltas_that_make_its_transcript(
