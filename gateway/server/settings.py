@@ -62,7 +62,7 @@ class Settings:
     max_refused_uploads_per_client: int = 10
     refused_uploads_window_s: float = 60.0
 
-    # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 2 s
+    # File mode: speech packed into windows of at most this (30 s: Whisper's input) less 3 s
     window_seconds: float = 30.0
     # per file: bounded so one file cannot flood Triton (8: a 4-minute file in one execution)
     file_windows_in_flight: int = 8
