@@ -33,7 +33,7 @@ from gateway.server.errors import RETRY_AFTER_S, ApiError
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Refused = Callable[[str], None]  # told why an upload was refused (gateway.server.metrics)
 # How long a client in back-off waits for its 429: a loop of refused requests slows to one a
-# second per connection (connections are bounded per client like uploads).
+# second per connection, and each waiting answer is a sleeping task, not CPU.
 BACKOFF_ANSWER_DELAY_S = 1.0
 MAX_CLIENTS_RECORDED = 10_000  # beyond, recording a refusal first forgets the expired ones
 
