@@ -1,4 +1,4 @@
-"""Typed keys for what the application shares between handlers."""
+"""Typed keys for what the application shares between handlers, and the model as they reach it."""
 
 from __future__ import annotations
 
