@@ -16,7 +16,7 @@ from whisper.decoding import DecodingOptions
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
 from checkpoint import load_model
-from decoder import DecodePrompt, WhisperDecoder
+from decoder import DecodePrompt, WhisperDecoder, vocabulary_product_on_cpu
 from whisper.audio import N_FRAMES
 from whisper_adaptations import encode
 
@@ -59,6 +59,21 @@ def reference(model, features: torch.Tensor, text: str | None = None):
         return whisper.decode(
             model, features, DecodingOptions(language="en", prompt=text, fp16=False)
         )
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 384), (2, 384), (7, 384), (5, 2, 384)], ids=["one-row", "two", "seven", "3d"]
+)
+def test_the_cpu_vocabulary_product_is_the_logits_product(model, shape) -> None:
+    """The logits product, operands reordered for the CPU (one row padded to two), gives
+    every row its own logits, as `hidden @ embedding.T` does."""
+    embedding = model.decoder.token_embedding.weight
+    hidden = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        got = vocabulary_product_on_cpu(hidden, embedding)
+        want = hidden @ embedding.T
+    assert got.shape == want.shape == (*shape[:-1], embedding.shape[0])
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-as-graphed"])

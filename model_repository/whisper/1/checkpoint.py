@@ -74,21 +74,6 @@ def alignment_mask(heads: list[list[int]], dims: ModelDimensions) -> torch.Tenso
     return mask.to_sparse()
 
 
-def store_vocabulary_projection_contiguously(model: Whisper) -> None:
-    """Lay the token embedding out so the decoder's logits product reads it row by row.
-
-    Every decoding step multiplies the hidden state by the transposed token embedding
-    (n_state x 51 864). Stored as loaded, that operand is a strided view and CPU matmul
-    reads it about twice as slowly as a contiguous one (measured on tiny.en: 8.7 ms against
-    4.1 ms a step at batch 1), which made it the largest single cost of decoding. Keeping
-    the same values in transposed storage makes the product's operand contiguous; the
-    embedding lookup, a handful of rows per step, does not mind the strides.
-    """
-    embedding = model.decoder.token_embedding
-    transposed_storage = embedding.weight.detach().t().contiguous()
-    embedding.weight = torch.nn.Parameter(transposed_storage.t(), requires_grad=False)
-
-
 def quantize_linear_layers(model: Whisper) -> Whisper:
     """int8 weights for every linear layer, activations quantized as each product runs
     (torch's dynamic quantization, fbgemm kernels): on a CPU without bfloat16 the encoder's
@@ -158,7 +143,6 @@ def load_model(
     )
     fp16 = device.type == "cuda"
     model = (half_precision(model) if fp16 else model.float()).to(device).eval()
-    store_vocabulary_projection_contiguously(model)
     int8 = int8 and device.type == "cpu"
     if int8:
         quantize_linear_layers(model)
