@@ -18,6 +18,11 @@ _NOT_WORD = re.compile(r"[^\w']+")
 MAX_REPEAT_WORDS = 5  # longest run of committed words a new hypothesis may repeat
 # committed words kept: the agreement needs the last few; a stream's life would be unbounded
 COMMITTED_KEPT = 256
+# A decoding loop: a phrase of at least this many words written again straight after itself ...
+MIN_LOOP_WORDS = 3
+# ... in less than this per word (the model's timestamps squeeze a loop into a few frames;
+# spoken words take 0.15 s and more)
+LOOP_SECONDS_PER_WORD = 0.1
 
 
 def word_key(word: Word) -> str:
@@ -31,6 +36,22 @@ def _agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
             break
         count += 1
     return count
+
+
+def before_decoding_loop(words: Sequence[Word]) -> list[Word]:
+    """The words up to where the model starts writing a phrase again and again (tiny.en on a
+    live buffer ending in a pause: "And so my fellow Americans." twenty times, squeezed into
+    its last half second). Two hypotheses in a row can loop alike, and would commit the
+    copies; a phrase really said twice takes the time of saying it, and is kept."""
+    keys = [word_key(word) for word in words]
+    for start in range(1, len(words)):
+        for size in range(MIN_LOOP_WORDS, min(start, len(words) - start) + 1):
+            if keys[start : start + size] != keys[start - size : start]:
+                continue
+            copy = words[start : start + size]
+            if copy[-1].end - copy[0].start < LOOP_SECONDS_PER_WORD * size:
+                return list(words[:start])
+    return list(words)
 
 
 class LocalAgreement:

@@ -30,7 +30,7 @@ from gateway.core.contract import (
     TranscribeOptions,
 )
 from gateway.core.transcript import Segment, Word
-from gateway.modes.agreement import LocalAgreement
+from gateway.modes.agreement import LocalAgreement, before_decoding_loop
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SECONDS
 from gateway.modes.files import FileProgress, assemble, transcribe_audio
 from gateway.modes.stream_buffer import StreamBuffer, to_samples
@@ -247,7 +247,8 @@ class StreamSession:
         self.segments = [segment.shifted(offset) for segment in result.segments]
         # words of audio dropped while the model worked (`drop_backlog`) were reported skipped
         held_from = self.audio.start
-        return [word for s in self.segments for word in s.words if word.start >= held_from]
+        words = [word for s in self.segments for word in s.words if word.start >= held_from]
+        return before_decoding_loop(words)
 
     async def _read_to_end(self) -> FinalRead:
         """The buffer read as file mode reads a file, without the low-latency shortcuts

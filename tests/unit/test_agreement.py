@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.core.transcript import Word
-from gateway.modes.agreement import COMMITTED_KEPT, LocalAgreement
+from gateway.modes.agreement import COMMITTED_KEPT, LocalAgreement, before_decoding_loop
 
 
 def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
@@ -84,3 +84,30 @@ def test_the_committed_history_is_bounded() -> None:
     assert len(agreement.committed) == COMMITTED_KEPT
     assert agreement.committed[-1].word == f" w{COMMITTED_KEPT + 99}"
     assert agreement.committed_end == hypothesis[-1].end
+
+
+def squeezed(text: str, at: float) -> list[Word]:
+    """Words the model wrote in a loop: all at one instant."""
+    return [Word(f" {w}", at, at, 0.2) for w in text.split()]
+
+
+def test_a_decoding_loop_is_cut_where_the_phrase_starts_again() -> None:
+    """tiny.en on a live buffer ending in a pause (the 1 s beat replay of stream-63s): two
+    hypotheses in a row looped alike, and "fellow Americans and so my fellow Americans and so
+    my fellow Americans" was committed."""
+    said = words("And so my fellow Americans.", start=52.6)
+    looped = said + squeezed("And so my fellow Americans. " * 3, at=54.6)
+    assert before_decoding_loop(looped) == said
+    agreement = LocalAgreement()
+    agreement.insert(before_decoding_loop(said[:3]))
+    agreement.insert(before_decoding_loop(looped))
+    assert texts(agreement.insert(before_decoding_loop(looped))) == "fellow Americans."
+    assert texts(agreement.committed) == "And so my fellow Americans."
+
+
+def test_a_phrase_really_said_twice_is_kept() -> None:
+    spoken = words("we shall fight we shall fight on the beaches")
+    assert before_decoding_loop(spoken) == spoken
+    # short repeats ("no no") are not loops however fast
+    assert before_decoding_loop(squeezed("no no no", at=1.0)) == squeezed("no no no", at=1.0)
+    assert before_decoding_loop([]) == []
