@@ -145,6 +145,7 @@ class ScriptedModel:
         self.arriving: list[np.ndarray] = []  # frames that come in while the model works
         self.avg_logprob = -0.1  # below -1: the hypothesis fails Whisper's checks
         self.leaves_out_cut_off = False  # as Whisper does: no words of speech cut off at the end
+        self.loops = False  # its last three words written again three times, in no time
         self.heard: list[tuple[float, float]] = []  # stream time of each call's audio
         self.priorities: list[Priority] = []
 
@@ -169,6 +170,9 @@ class ScriptedModel:
             and w.end <= end
             and stretch_end(w) <= (end if self.leaves_out_cut_off else float("inf"))
         ]
+        if self.loops and heard:
+            at = heard[-1].end
+            heard += [Word(w.word, at, at, 0.1) for w in heard[-3:] * 3]
         segment = (
             Segment(
                 heard[0].start,
@@ -254,6 +258,15 @@ async def test_audio_that_arrives_while_the_model_works_is_no_pause() -> None:
     session.append(sound(9.0, True))
     model.arriving = [sound(3.0, True, seed=1)]
     assert finals(await session.step()) == ""
+
+
+async def test_a_decoding_loop_is_never_final() -> None:
+    """A hypothesis that ends in a loop (as two in a row can, and then agree on it): its
+    copies must not become final text, here made final at once by the pause after them."""
+    session, model = scripted_session([(0.0, 7.0)])
+    model.loops = True
+    session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
+    assert finals(await session.step()) == "".join(w.word for w in SPEECH_WORDS[:11])
 
 
 async def test_a_short_utterance_waits_for_a_second_hypothesis() -> None:
