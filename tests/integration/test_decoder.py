@@ -62,11 +62,13 @@ def reference(model, features: torch.Tensor, text: str | None = None):
 
 
 @pytest.mark.parametrize(
-    "shape", [(1, 384), (2, 384), (7, 384), (5, 2, 384)], ids=["one-row", "two", "seven", "3d"]
+    "shape",
+    [(1, 384), (2, 384), (7, 384), (5, 2, 384), (3, 40, 384)],
+    ids=["one-row", "two", "seven", "3d", "word-timing-pass"],
 )
 def test_the_cpu_vocabulary_product_is_the_logits_product(model, shape) -> None:
-    """The logits product, operands reordered for the CPU (one row padded to two), gives
-    every row its own logits, as `hidden @ embedding.T` does."""
+    """The logits product, operands reordered for the CPU for a few rows (one row padded to
+    two), gives every row its own logits, as `hidden @ embedding.T` does."""
     embedding = model.decoder.token_embedding.weight
     hidden = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
