@@ -4,9 +4,10 @@ The voice detector's speech regions of the file (the same detector file mode cut
 with, unpadded) go to the speaker model, each as one request (at most `REGION_SECONDS`,
 longer regions in pieces), concurrently, so Triton batches them; its windows of 1.6 s every
 0.77 s find the changes of speaker inside a long region too. Every window of the file is then
-clustered without a known count of speakers (`gateway.core.diarization.cluster`, then
-`merge_small_clusters`), the regions are cut into speaker turns where the windows' speaker
-changes, and each word gets the turn it lies in.
+clustered without a known count of speakers (`gateway.core.diarization.cluster_windows`:
+windows over a second of speech or more found the speakers, shorter ones join the nearest),
+the regions are cut into speaker turns where the windows' speaker changes, and each word gets
+the turn it lies in.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from gateway.core.diarization import (
     MAX_SPEAKERS,
     SpeakerSegment,
     SpeakerWindow,
-    cluster,
+    cluster_windows,
     label_segments,
     mean_direction,
-    merge_small_clusters,
     speaker_names,
     speaker_turns,
 )
@@ -105,11 +105,12 @@ async def diarize(
     )
     windows = speech.windows
     embeddings = np.array([window.embedding for window in windows]).reshape(len(windows), -1)
-    min_speakers = min(count.min_speakers, max(len(windows), 1))
     labels = await asyncio.to_thread(  # 0.2-0.3 s for the ~800 windows of 10 minutes
-        cluster, embeddings, min_speakers=min_speakers, max_speakers=count.max_speakers
+        cluster_windows,
+        windows,
+        min_speakers=min(count.min_speakers, max(len(windows), 1)),
+        max_speakers=count.max_speakers,
     )
-    labels = merge_small_clusters(embeddings, labels, min_speakers=min_speakers)
     names = speaker_names(
         embeddings,
         labels,

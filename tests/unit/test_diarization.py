@@ -12,6 +12,7 @@ from gateway.core.diarization import (
     SpeakerTurn,
     SpeakerWindow,
     cluster,
+    cluster_windows,
     label_segments,
     merge_small_clusters,
     speaker_turns,
@@ -183,3 +184,33 @@ def test_without_turns_everyone_is_one_speaker() -> None:
     spoken = words((" Hello", 0.1, 0.5))
     (item,) = label_segments([segment(spoken)], [])
     assert item.speaker == "A"
+
+
+def spans(embeddings: np.ndarray, seconds: list[float]) -> list[SpeakerWindow]:
+    """One window per embedding, 2 s apart, over `seconds` of speech each."""
+    return [
+        SpeakerWindow(2.0 * i, 2.0 * i + length, embedding)
+        for i, (embedding, length) in enumerate(zip(embeddings, seconds, strict=True))
+    ]
+
+
+def test_windows_over_little_speech_join_a_speaker_rather_than_found_one() -> None:
+    """Two windows of a third voice: over 1.6 s of speech each they are a speaker (a small
+    cluster unlike the others stays); over 0.7 and 0.4 s (JFK's "ask not" between the other
+    reader's sentences) each joins the speaker it is most alike to."""
+    embeddings = voices(8, 8, 2)
+    long = cluster_windows(spans(embeddings, [1.6] * 18))
+    assert long.tolist() == [0] * 8 + [1] * 8 + [2, 2]
+    short = cluster_windows(spans(embeddings, [1.6] * 16 + [0.7, 0.4]))
+    assert short[:16].tolist() == [0] * 8 + [1] * 8
+    first, second = (embeddings[:8].mean(axis=0), embeddings[8:16].mean(axis=0))
+    nearest = [int(e @ second > e @ first) for e in embeddings[16:]]
+    assert short[16:].tolist() == nearest
+
+
+def test_windows_are_all_clustered_when_too_few_are_long() -> None:
+    embeddings = voices(4, 4)
+    assert cluster_windows(spans(embeddings, [0.5] * 8)).tolist() == [0] * 4 + [1] * 4
+    one_long = spans(embeddings, [1.6] + [0.5] * 7)
+    assert cluster_windows(one_long, min_speakers=2).tolist() == [0] * 4 + [1] * 4
+    assert cluster_windows([]).size == 0
