@@ -11,6 +11,10 @@ answer's is the segment covering it. Reported per composite:
 - the diarization error rate (missed speech, false alarm and speaker confusion, on a 10 ms
   grid, answer speakers mapped to reference speakers one to one, the largest overlaps first),
   with the usual forgiveness collar of 0.25 s around each reference boundary, and without;
+- the same DER of the speaker turns alone, before any transcript (the speech embedded through
+  the same Triton and clustered as a diarized request is, `speaker_turns_alone`): where Whisper
+  writes no words for some speech the answer's segments miss it, and this tells that apart
+  from the speaker model's own errors;
 - the speaker count found against the true one;
 - the speaker-attributed WER: each word of the transcript without diarization belongs to the
   reference speaker at its middle; each answer speaker's words (mapped as above) against
@@ -44,8 +48,11 @@ import numpy as np
 import soundfile
 
 from benchmarks.composite import espeak_turns, speaker_composite
-from benchmarks.stack import free_port, gateway_in_process, local_triton
+from benchmarks.stack import free_port, gateway_in_process, local_triton, triton_pool
+from gateway.core.contract import SpeakerBackend
+from gateway.core.diarization import cluster_windows, speaker_turns
 from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.diarize import embed_speech
 from gateway.modes.vad import speech_probabilities
 from gateway.server.settings import Settings
 from testsupport.clips import DATA_DIR, load_audio
@@ -191,6 +198,15 @@ def attributed_wer(
     return errors / max(sum(len(w) for w in wanted.values()), 1)
 
 
+async def speaker_turns_alone(backend: SpeakerBackend, audio: np.ndarray) -> list[Span]:
+    """Who spoke when in `audio` before any transcript: the gateway's speaker turns (its speech
+    embedded by the speaker model, clustered as a diarized request clusters it)."""
+    speech = await embed_speech(backend, audio)
+    labels = cluster_windows(speech.windows)
+    turns = speaker_turns(speech.regions, speech.windows, labels)
+    return [(str(turn.speaker), turn.start, turn.end) for turn in turns]
+
+
 async def compute_seconds(session: aiohttp.ClientSession, triton_http: str) -> dict[str, float]:
     """Each model's compute time so far: Triton's statistics per batch it ran (input,
     inference, output); per request they would count a batch's time once for each request."""
@@ -211,6 +227,7 @@ COLUMNS = (  # (heading, key, scale)
     ("false alarm %", "false_alarm", 100),
     ("confusion %", "confusion", 100),
     ("DER % no collar", "der_no_collar", 100),
+    ("turns DER %", "turns_der", 100),
     ("SA-WER %", "sa_wer", 100),
     ("Whisper s/audio s", "whisper_s_per_audio_s", 1),
     ("speaker s/audio s", "speaker_s_per_audio_s", 1),
@@ -255,7 +272,11 @@ async def run(output: Path, note: str = "") -> list[dict[str, object]]:
         settings = Settings(
             triton_url=triton.grpc_url, port=free_port(), max_upload_mb=64, max_audio_seconds=600
         )
-        async with gateway_in_process(settings), aiohttp.ClientSession() as session:
+        async with (
+            gateway_in_process(settings),
+            aiohttp.ClientSession() as session,
+            triton_pool(settings) as pool,
+        ):
             url = f"http://{settings.host}:{settings.port}/v1/audio/transcriptions"
 
             async def post(path: Path, **fields: str) -> tuple[dict, float]:
@@ -298,6 +319,8 @@ async def run(output: Path, note: str = "") -> list[dict[str, object]]:
                 answer = [(s["speaker"], s["start"], s["end"]) for s in segments]
                 rates = error_rate(reference, answer, seconds, COLLAR_S)
                 bare = error_rate(reference, answer, seconds)
+                turns = await speaker_turns_alone(pool, audio)
+                turn_rates = error_rate(reference, turns, seconds, COLLAR_S)
                 mapping = speaker_mapping(reference, answer, seconds)
                 found = len({speaker for speaker, _, _ in answer})
                 true = len({speaker for speaker, _ in plan})
@@ -307,6 +330,7 @@ async def run(output: Path, note: str = "") -> list[dict[str, object]]:
                         "seconds": round(seconds, 1),
                         **{key: round(value, 4) for key, value in rates.items()},
                         "der_no_collar": round(bare["der"], 4),
+                        "turns_der": round(turn_rates["der"], 4),
                         "speakers_found": found,
                         "speakers": true,
                         "sa_wer": round(

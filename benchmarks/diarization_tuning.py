@@ -21,8 +21,7 @@ import numpy as np
 
 from benchmarks.composite import espeak_turns, speaker_composite
 from benchmarks.diarization import COLLAR_S, error_rate, voices
-from benchmarks.stack import local_triton
-from gateway.backend.triton_pool import TritonPool
+from benchmarks.stack import local_triton, triton_pool
 from gateway.core.diarization import cluster, merge_small_clusters, speaker_turns
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.diarize import Speech, embed_speech
@@ -111,22 +110,12 @@ async def run(output: Path) -> list[dict[str, object]]:
     output.mkdir(parents=True, exist_ok=True)
     composites = []
     async with local_triton(output / "diarization-tuning-triton.log") as triton:
-        settings = Settings(triton_url=triton.grpc_url)
-        pool = TritonPool(
-            settings.triton_endpoints,
-            settings.triton_model,
-            timeout_s=settings.triton_timeout_s,
-            ready_timeout_s=settings.triton_ready_timeout_s,
-        )
-        await pool.start()
-        try:
+        async with triton_pool(Settings(triton_url=triton.grpc_url)) as pool:
             for name, plan in plans().items():
                 audio, reference = speaker_composite(plan)
                 speech = await embed_speech(pool, audio)
                 speakers = len({speaker for speaker, _ in plan})
                 composites.append((name, speech, reference, audio.size / SAMPLE_RATE, speakers))
-        finally:
-            await pool.close()
     results = []
     for constants in itertools.product(THRESHOLDS, SMALL_WINDOWS, SMALL_SIMILARITIES):
         scored = [

@@ -69,20 +69,9 @@ class Stack:
             "triton": resources.cpu_seconds(self.triton_pid),
         }
 
-    @asynccontextmanager
-    async def triton_pool(self) -> AsyncIterator[TritonPool]:
+    def triton_pool(self) -> AbstractAsyncContextManager[TritonPool]:
         """A gRPC client straight to this stack's Triton, past the gateway; closed on exit."""
-        pool = TritonPool(
-            self.settings.triton_endpoints,
-            self.settings.triton_model,
-            timeout_s=self.settings.triton_timeout_s,
-            ready_timeout_s=self.settings.triton_ready_timeout_s,
-        )
-        await pool.start()
-        try:
-            yield pool
-        finally:
-            await pool.close()
+        return triton_pool(self.settings)
 
     async def batch_counts(self) -> tuple[int, int]:
         """Triton's (inference_count, execution_count) for the model so far."""
@@ -102,6 +91,23 @@ async def local_triton(
         yield triton
     finally:
         await asyncio.to_thread(triton.stop)
+
+
+@asynccontextmanager
+async def triton_pool(settings: Settings) -> AsyncIterator[TritonPool]:
+    """The gateway's gRPC client to the Triton `settings` name, for calls past the gateway;
+    closed on exit."""
+    pool = TritonPool(
+        settings.triton_endpoints,
+        settings.triton_model,
+        timeout_s=settings.triton_timeout_s,
+        ready_timeout_s=settings.triton_ready_timeout_s,
+    )
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @asynccontextmanager
