@@ -238,16 +238,21 @@ class StreamSession:
         end = to_samples(window_end - self.audio.start)
         start = max(end - int(WINDOW_SECONDS * SAMPLE_RATE), 0)
         window = buffer[start:end]
-        offset = self.audio.start + start / SAMPLE_RATE
+        held_from = self.audio.start
+        offset = held_from + start / SAMPLE_RATE
         started = time.monotonic()
         result = await self.backend.transcribe(window, self._options(), priority=self.priority)
         if self.on_model_seconds is not None:
             self.on_model_seconds(time.monotonic() - started)
         self.heard_until = offset + window.size / SAMPLE_RATE
         self.segments = [segment.shifted(offset) for segment in result.segments]
-        # words of audio dropped while the model worked (`drop_backlog`) were reported skipped
-        held_from = self.audio.start
-        words = [word for s in self.segments for word in s.words if word.start >= held_from]
+        words = [word for segment in self.segments for word in segment.words]
+        if self.audio.start > held_from:
+            # audio dropped while the model worked (`drop_backlog`) was reported skipped, and
+            # its words go with it. Only then: word times are rounded to the millisecond, so
+            # a first word starting at the window's first sample could fall a hair before the
+            # buffer's start, and was lost ("The long journey" final as "long journey").
+            words = [word for word in words if word.start >= self.audio.start]
         return before_decoding_loop(words)
 
     async def _read_to_end(self) -> FinalRead:

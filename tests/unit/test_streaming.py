@@ -269,6 +269,35 @@ async def test_a_decoding_loop_is_never_final() -> None:
     assert finals(await session.step()) == "".join(w.word for w in SPEECH_WORDS[:11])
 
 
+class FirstWordAtWindowStart:
+    """Hears "w0 w1" with w0 stretched back to its window's first sample, as Whisper stretches
+    a first word over the quiet before it."""
+
+    async def transcribe(self, audio, options, *, priority):
+        words = (Word(" w0", 0.0, 0.5, 0.9), Word(" w1", 0.5, 0.9, 0.9))
+        segment = Segment(0.0, 0.9, " w0 w1", -0.1, 0.01, 1.0, 0.0, words=words)
+        return WindowResult(text=" w0 w1", language="en", segments=(segment,))
+
+
+async def test_a_first_word_at_the_buffers_start_is_kept() -> None:
+    """The buffer's start is a sum of cuts (0.1 + 0.2 s is 0.30000000000000004 s) and word
+    times are rounded to the millisecond: a word at the window's first sample must not be
+    taken for one of audio dropped while the model worked ("The" of "The long journey" was
+    lost on a 1 s beat)."""
+    session = StreamSession(
+        FirstWordAtWindowStart(),
+        StreamConfig(),
+        min_new_audio_s=0.5,
+        vad=StreamingVad(scorer=LoudnessScorer()),
+    )
+    session.append(sound(4.0, True))
+    session.audio.cut(0.1)
+    session.audio.cut(0.3)
+    assert session.audio.start > 0.3
+    await session.step()
+    assert [word.word for word in session.agreement.tail] == [" w0", " w1"]
+
+
 async def test_a_short_utterance_waits_for_a_second_hypothesis() -> None:
     """On a few seconds of audio alone Whisper guesses; a pause does not make that final."""
     session, _ = scripted_session([(0.0, 5.0)])
