@@ -8,6 +8,8 @@ import asyncio
 import base64
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
@@ -27,6 +29,17 @@ CHUNK_S = 0.1
 
 def pcm24k(audio: np.ndarray) -> bytes:
     return pcm16(soxr.resample(audio, SAMPLE_RATE, 24_000))
+
+
+@asynccontextmanager
+async def updated_session(gateway, query: str, update: dict) -> AsyncIterator:
+    """A raw WebSocket to /v1/realtime?`query`, its session created and then updated with
+    `update` (a `session.update` or the beta `transcription_session.update`)."""
+    async with gateway.ws_connect(f"/v1/realtime?{query}") as ws:
+        assert (await ws.receive_json(timeout=10))["type"] == "session.created"
+        await ws.send_json(update)
+        assert (await ws.receive_json(timeout=10))["type"] == update["type"] + "d"
+        yield ws
 
 
 async def test_the_openai_sdk_transcribes_live_speech_with_server_vad(gateway, clips) -> None:
@@ -95,19 +108,15 @@ async def test_raw_frames_faster_than_real_time_with_manual_commits(gateway, cli
     middle = len(frames) // 2
     quiet = middle - 60 + int(np.argmin(frames[middle - 60 : middle + 60]))
     turns = [clip.audio[: quiet * 800], clip.audio[quiet * 800 :]]
-    async with gateway.ws_connect("/v1/realtime?intent=transcription") as ws:
-        assert (await ws.receive_json(timeout=10))["type"] == "session.created"
-        await ws.send_json(
-            {
-                "type": "transcription_session.update",
-                "session": {
-                    "input_audio_format": "pcm16",
-                    "input_audio_transcription": {"model": "whisper-1", "language": "en"},
-                    "turn_detection": None,
-                },
-            }
-        )
-        assert (await ws.receive_json(timeout=10))["type"] == "transcription_session.updated"
+    update = {
+        "type": "transcription_session.update",
+        "session": {
+            "input_audio_format": "pcm16",
+            "input_audio_transcription": {"model": "whisper-1", "language": "en"},
+            "turn_detection": None,
+        },
+    }
+    async with updated_session(gateway, "intent=transcription", update) as ws:
         for turn in turns:
             encoded = base64.b64encode(pcm24k(turn)).decode()
             await ws.send_str(json.dumps({"type": "input_audio_buffer.append", "audio": encoded}))
@@ -134,18 +143,11 @@ async def test_with_diarize_each_item_names_its_speaker(gateway, clips) -> None:
     names the items A, B, A, and the transcripts are those of the clips."""
     jfk, reader = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
     turns = [jfk, reader, jfk]
-    async with gateway.ws_connect("/v1/realtime?intent=transcription&diarize=true") as ws:
-        assert (await ws.receive_json(timeout=10))["type"] == "session.created"
-        await ws.send_json(
-            {
-                "type": "session.update",
-                "session": {
-                    "type": "transcription",
-                    "audio": {"input": {"turn_detection": None}},
-                },
-            }
-        )
-        assert (await ws.receive_json(timeout=10))["type"] == "session.updated"
+    update = {
+        "type": "session.update",
+        "session": {"type": "transcription", "audio": {"input": {"turn_detection": None}}},
+    }
+    async with updated_session(gateway, "intent=transcription&diarize=true", update) as ws:
         for turn in turns:
             pcm = pcm24k(turn.audio)
             for start in range(0, len(pcm), 48_000):  # 1 s a message, well under 1 MiB
