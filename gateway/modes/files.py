@@ -90,12 +90,14 @@ async def read_window(
     *,
     scores: np.ndarray,
     priority: Priority,
+    ended_before: float | None = None,
 ) -> WindowRead:
     """Transcribe one window. Where the decode stopped inside its last segment, keep what it
-    finished and read the rest again; where its text fails the checks, read its halves."""
+    finished and read the rest again; where its text fails the checks, read its halves.
+    `ended_before`: where the read this window is the rest of closed its last segment."""
     result = await backend.transcribe(window.audio(audio), options, priority=priority)
     segments = tuple(window.to_file(segment) for segment in result.segments)
-    if parts := unfinished_rest(segments, window):
+    if parts := unfinished_rest(segments, window, ended_before):
         done, rest = parts
         finished = segments[:-1]
         if not window_problems(finished, done, options.prompt):
@@ -105,7 +107,13 @@ async def read_window(
                 rest.start / SAMPLE_RATE,
             )
             again = await read_window(
-                backend, audio, rest, options, scores=scores, priority=priority
+                backend,
+                audio,
+                rest,
+                options,
+                scores=scores,
+                priority=priority,
+                ended_before=segments[-1].end if segments[-1].complete else None,
             )
             return WindowRead(finished + again.segments, result.language)
     problems = window_problems(segments, window, options.prompt)

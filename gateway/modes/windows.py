@@ -16,7 +16,8 @@ trusted (pure: no I/O, no Triton).
    the model's temperature fallback. A window that fails is read again in two halves, cut at
    its longest pause, down to `MIN_REREAD_SECONDS`. A decode that stopped inside its last
    segment (no closing timestamp) has the rest of its window read again from that
-   segment's start, as `transcribe()` seeks there (`gateway.modes.files` does not split a window the
+   segment's start, as `transcribe()` seeks there, until a read ends where the one before it
+   did (`gateway.modes.files` does not split a window the
    model could not make out at all: see `_unsure` there). Text that is only unlikely (Whisper's
    log-probability check) is not read again: the model has already retried it at every
    temperature, and in noise halves fare no better (measured on the conversation composite
@@ -66,6 +67,10 @@ PAUSE_SCORE = 0.15  # a frame scoring under this is a pause (the detector's defa
 MIN_REREAD_SECONDS = 4.0  # a failed window is split while both halves are at least this long
 MIN_UNFINISHED_SECONDS = 1.0  # what is read again after a decode that stopped early, at least
 MISSED_AT_END_SECONDS = 0.5  # speech after a window's last segment that it left out
+# A read again that closes its last segment this near where the read before closed it heard
+# nothing more there: the speech after it is not read a third time (a stream's end read whose
+# audio stops mid-breath went 12 s, 11 s, 3 s: three model calls for the same text)
+SAME_END_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -259,7 +264,9 @@ def split_window(window: Window, scores: np.ndarray) -> tuple[Window, Window] | 
     return window.split_at(_offset_of_quietest(window, scores, minimum))
 
 
-def unfinished_rest(segments: Sequence[Segment], window: Window) -> tuple[Window, Window] | None:
+def unfinished_rest(
+    segments: Sequence[Segment], window: Window, ended_before: float | None = None
+) -> tuple[Window, Window] | None:
     """Where the decode of a window (`segments` in file time) stopped before its speech did:
     the window before its last segment, whose other segments are final, and the rest, to
     read again from that segment's start (as `transcribe()` seeks to the last timestamp).
@@ -268,11 +275,15 @@ def unfinished_rest(segments: Sequence[Segment], window: Window) -> tuple[Window
     Whisper does both at the end of a window, and whole sentences went missing ("She called"
     for "She called his name many times."; read again from the segment's end, the rest lost
     "his", which the closing timestamp had cut into). None when there is nothing to read
-    again or less than `MIN_UNFINISHED_SECONDS` either side."""
+    again or less than `MIN_UNFINISHED_SECONDS` either side, or when `window` is itself such
+    a rest and its closed last segment ends where the read before closed its own
+    (`ended_before`, file time): the model heard no more there."""
     if not segments:
         return None
     last = segments[-1]
     if last.complete:
+        if ended_before is not None and abs(last.end - ended_before) <= SAME_END_SECONDS:
+            return None
         after = sum(max(0.0, b - max(a, last.end)) for a, b in window.speech_in_file_time())
         if after < MISSED_AT_END_SECONDS:
             return None

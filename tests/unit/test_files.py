@@ -52,3 +52,37 @@ async def test_a_window_the_model_cannot_make_out_is_kept_as_it_is() -> None:
     segments = await read(model)
     assert model.calls == [20.0]
     assert [s.text for s in segments] == [" Hmm."]
+
+
+class EndsEarlyModel:
+    """Closes its last segment 2 s before the end of whatever it is sent (the speech runs
+    on to the end, as at the end of a stream stopped mid-breath)."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def transcribe(self, audio, options, *, priority):
+        length = audio.size / SR
+        self.calls.append(length)
+
+        def words(start: float, end: float) -> str:  # two a second, as people speak
+            return "".join(f" w{round(start * 2) + k}" for k in range(round((end - start) * 2)))
+
+        halves = (
+            Segment(0.0, length / 2, words(0.0, length / 2), -0.2, 0.1, 1.5, 0.0),
+            Segment(length / 2, length - 2.0, words(length / 2, length - 2), -0.2, 0.1, 1.5, 0.0),
+        )
+        return WindowResult("".join(s.text for s in halves), "en", halves)
+
+
+async def test_a_rest_read_again_that_ends_where_the_read_before_did_is_final() -> None:
+    model = EndsEarlyModel()
+    audio = np.zeros(20 * SR, np.float32)
+    scores = np.full(20 * SR // 512 + 1, 0.9, np.float32)
+    result = await read_window(
+        model, audio, WINDOW, TranscribeOptions(), scores=scores, priority=Priority.FILE
+    )
+    # the first read leaves 1 s of speech after its last segment (18 s): read again from
+    # that segment's start (10 s); that read closes at 18 s too, so it is final
+    assert model.calls == [20.0, 10.0]
+    assert [(s.start, s.end) for s in result.segments] == [(0.0, 10.0), (10.0, 15.0), (15.0, 18.0)]

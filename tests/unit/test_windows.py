@@ -232,3 +232,6 @@ def test_a_decode_that_stopped_early_leaves_its_last_segment_to_read_again() -> 
     assert unfinished_rest([said[0], segment(6.0, 19.4, " Four five six.")], window) is None
     # a last segment that starts the window leaves nothing to gain
     assert unfinished_rest([segment(0.5, 15.0, " One to six.")], window) is None
+    # a rest read again whose closed last segment ends where the read before ended its own
+    assert unfinished_rest(said, window, ended_before=15.1) is None
+    assert unfinished_rest(said, window, ended_before=12.0) is not None
