@@ -136,6 +136,20 @@ def test_a_cancelled_row_stops_and_the_others_decode_as_before(model, windows) -
     assert cut[1].tokens == whole[1].tokens
 
 
+def test_a_row_stops_at_its_token_limit_and_the_others_decode_as_before(model, windows) -> None:
+    """`max_tokens` (low-latency requests' bound against decoding loops) cuts the row that
+    reaches it; a row under its limit gets every token it gets without one."""
+    rows = [encoded(model, windows[0]), encoded(model, windows[1])]
+    decoder = WhisperDecoder(model)
+    with torch.inference_mode():
+        contexts = decoder.audio_contexts(rows)
+        whole = decoder.decode(contexts, prompt(model))
+        cut = decoder.decode(contexts, prompt(model), max_tokens=[7, 224])
+    assert len(whole[0].tokens) > 7
+    assert cut[0].tokens == whole[0].tokens[:7]
+    assert cut[1].tokens == whole[1].tokens
+
+
 def test_sampled_rows_depend_only_on_their_seed(model, windows) -> None:
     decoder = WhisperDecoder(model)
     hot = prompt(model, temperature=1.0)

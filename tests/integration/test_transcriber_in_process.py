@@ -97,6 +97,29 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
     assert word_error_rate(clip.text, low_latency.text) == 0.0
 
 
+def test_only_low_latency_decodes_stop_at_their_token_budget(model, clips, monkeypatch) -> None:
+    """A low-latency decode is cut at its audio's token budget (10 a second and 10 more:
+    JFK's 11 s get 120, far more than its words need); with the budget forced down to 5
+    tokens it stops there, while a file window of the same audio is decoded whole."""
+    import transcriber as transcriber_module
+
+    clip = clips["jfk.flac"]
+    request = TranscriptionRequest(clip.audio, language="en", low_latency=True)
+    assert transcriber_module.max_tokens_for(request) == 120
+    transcriber = BatchTranscriber(model, fp16=False)
+    whole = transcriber.transcribe([request])[0]
+    assert word_error_rate(clip.text, whole.text) == 0.0
+
+    monkeypatch.setattr(transcriber_module, "LOW_LATENCY_TOKENS_PER_SECOND", 0)
+    monkeypatch.setattr(transcriber_module, "LOW_LATENCY_EXTRA_TOKENS", 5)
+    cut, file_window = transcriber.transcribe(
+        [request, TranscriptionRequest(clip.audio, language="en")]
+    )
+    assert 0 < len(cut.text.split()) <= 4  # a timestamp and at most four words
+    assert clip.text.lower().startswith(cut.text.strip().lower().rstrip(",."))
+    assert word_error_rate(clip.text, file_window.text) == 0.0
+
+
 def test_a_sampled_window_gets_the_same_text_alone_and_in_any_batch(
     strict_transcriber, clips
 ) -> None:

@@ -545,6 +545,7 @@ class WhisperDecoder:
         seeds: Sequence[int] = (),
         cancelled: Sequence[Callable[[], bool]] = (),
         token_logprobs: bool = False,
+        max_tokens: Sequence[int] = (),
     ) -> list[Decoded]:
         """Decode each row's audio (`audio_contexts`; rows may differ in length, each
         attends to its own), as `whisper.decoding.DecodingTask.run` does with one candidate
@@ -553,7 +554,8 @@ class WhisperDecoder:
         `cancelled`: one per row, asked every `CANCEL_CHECK_SECONDS`; a row whose request
         was cancelled stops decoding there (its result is cut short: nobody wants it).
         `token_logprobs`: keep each sampled token's log-probability (one more tensor write a
-        step; none when not asked)."""
+        step; none when not asked). `max_tokens`: one per row, the most tokens it may sample
+        (a row that reaches it stops as if cancelled; none: up to half the text context)."""
         tokenizer, rules = prompt.tokenizer, self._rules_for(prompt.tokenizer)
         rows = len(contexts)
         lengths = [context.shape[3] for context in contexts]
@@ -584,6 +586,7 @@ class WhisperDecoder:
         sum_logprobs = torch.zeros(rows, device=self.device)
         kept = torch.zeros(rows, self.text_ctx, device=self.device) if token_logprobs else None
         max_new = min(self.text_ctx // 2, self.text_ctx - begin + 1)
+        limits = torch.tensor(max_tokens, device=self.device) if max_tokens else None
         for step in range(max_new):
             rules.apply(logits, state)
             next_tokens = sampler.choose(logits, active) if sampler else logits.argmax(dim=-1)
@@ -594,6 +597,8 @@ class WhisperDecoder:
                 kept[active, step] = chosen
             sampled[active, step] = next_tokens
             finished = next_tokens == tokenizer.eot
+            if limits is not None:
+                finished |= limits[active] <= step + 1
             if watch.due():
                 finished |= watch.rows(active)
             if step == max_new - 1:

@@ -31,7 +31,8 @@ low-latency request decoded again when its result fails the checks: every reques
 batch would wait for the retries (measured under 4 live streams: 7.3-7.9 s executions
 instead of 0.5-1 s, each with one retried 4 s buffer), whereas a stream gets a fresh
 hypothesis on its next step anyway; the result's `avg_logprob` and `compression_ratio` say
-that it failed.
+that it failed. For the same reason its decode stops at `max_tokens_for` its audio's length,
+where a decoding loop would otherwise run to the text context's limit.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ LOW_LATENCY_MIN_PADDING_SECONDS = 5.0
 # ... rounded up to a multiple of this (each length is an encoder pass of its own; the decode
 # is shared). A batch of 8 stream buffers: 2.07 s with 5 s steps, 2.20 s with 10 s steps.
 LOW_LATENCY_CONTEXT_STEP_SECONDS = 5.0
+# A low-latency decode stops after this many tokens a second of its audio, and this many
+# more: speech is written in at most ~7 (timestamps included) on the composites' replays, but
+# on a buffer ending in a pause tiny.en may repeat its last sentence to the 224-token limit
+# (2 decodes of 100 on a 1 s beat), holding every stream of its batch for 1-2 s on a CPU.
+LOW_LATENCY_TOKENS_PER_SECOND = 10
+LOW_LATENCY_EXTRA_TOKENS = 10
 # Resampling can overshoot full scale slightly; far beyond it the caller sent the wrong
 # scale (typically int16 values as float), which silently ruins the log-Mel features.
 MAX_ABS_SAMPLE = 1.5
@@ -196,6 +203,13 @@ def encoder_frames(request: TranscriptionRequest, short_context: bool = True) ->
     padded = request.audio.size / SAMPLE_RATE + LOW_LATENCY_MIN_PADDING_SECONDS
     seconds = step * math.ceil(padded / step)
     return min(int(seconds * FRAMES_PER_SECOND), N_FRAMES)
+
+
+def max_tokens_for(request: TranscriptionRequest) -> int:
+    """The most tokens a low-latency request's decode may sample (see
+    `LOW_LATENCY_TOKENS_PER_SECOND`)."""
+    seconds = request.audio.size / SAMPLE_RATE
+    return math.ceil(seconds * LOW_LATENCY_TOKENS_PER_SECOND) + LOW_LATENCY_EXTRA_TOKENS
 
 
 def cpu_computes_bfloat16() -> bool:
@@ -384,6 +398,9 @@ class BatchTranscriber:
                 cancelled=[requests[index].cancelled for index in indices],
                 # kept for the whole group when one of its requests asks (no second decode)
                 token_logprobs=any(requests[index].logprobs for index in indices),
+                max_tokens=(
+                    () if key.fallback else [max_tokens_for(requests[index]) for index in indices]
+                ),
             )
             for index, result in zip(indices, results, strict=True):
                 decoded[index] = result

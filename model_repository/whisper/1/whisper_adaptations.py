@@ -137,6 +137,7 @@ def decode_with_fallback(
     thresholds: DecodeThresholds,
     cancelled: Sequence[Callable[[], bool]] = (),
     token_logprobs: bool = False,
+    max_tokens: Sequence[int] = (),
 ) -> list[Decoded]:
     """Replaces `decode_with_fallback`, the closure inside `whisper.transcribe.transcribe`,
     for a group of windows that share their decoder prompt (`contexts`: their audio, from
@@ -147,7 +148,8 @@ def decode_with_fallback(
     window gets the same text on every run and in every batch (openai-whisper samples from
     torch's global generator), and when every temperature fails the kept decode is
     `best_decode`'s, not the last. A window whose request was cancelled (`cancelled`, one
-    per window) is not retried. `token_logprobs`: keep each token's log-probability."""
+    per window) is not retried. `token_logprobs`: keep each token's log-probability.
+    `max_tokens`: one per window, the most tokens its decode may sample (none: no limit)."""
     tried: list[list[Decoded]] = [[] for _ in contexts]
     pending = list(range(len(contexts)))
     for temperature in temperatures:
@@ -158,6 +160,7 @@ def decode_with_fallback(
             [audio_seed(audios[i]) for i in pending] if temperature > 0 else [],
             [cancelled[i] for i in pending] if cancelled else (),
             token_logprobs=token_logprobs,
+            max_tokens=[max_tokens[i] for i in pending] if max_tokens else (),
         )
         for index, result in zip(pending, decoded, strict=True):
             tried[index].append(result)
