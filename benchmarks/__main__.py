@@ -149,10 +149,12 @@ async def file_mode(stack: Stack, items: list[tuple[Item, int]], threads: int) -
         for rep in range(repeat):  # interleaved: drift on a noisy machine hits every engine alike
             before = await stack.batch_counts()
             runs[SERVICE].append(await service.upload(stack, item))
-            after = await stack.batch_counts()
-            counts = [counts[0] + after[0] - before[0], counts[1] + after[1] - before[1]]
             for engine in engines:
                 runs[engine.name].append(peers.timed(engine, audio))
+            # read after the peers: Triton counts an execution after its responses are sent,
+            # and read at once the last one was often missed (a file's "0 / 0", the next's more)
+            after = await stack.batch_counts()
+            counts = [counts[0] + after[0] - before[0], counts[1] + after[1] - before[1]]
             log(
                 f"{item.name} run {rep + 1}/{repeat}: "
                 + ", ".join(f"{name} {r[-1][1]:.2f} s" for name, r in runs.items())
