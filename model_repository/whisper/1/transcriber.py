@@ -72,7 +72,8 @@ LOW_LATENCY_CONTEXT_STEP_SECONDS = 5.0
 # A low-latency decode stops after this many tokens a second of its audio, and this many
 # more: speech is written in at most ~7 (timestamps included) on the composites' replays, but
 # on a buffer ending in a pause tiny.en may repeat its last sentence to the 224-token limit
-# (2 decodes of 100 on a 1 s beat), holding every stream of its batch for 1-2 s on a CPU.
+# (2 decodes of 59 replaying stream-63s on a 1 s beat), holding every stream of its batch
+# for 1-2 s on a CPU.
 LOW_LATENCY_TOKENS_PER_SECOND = 10
 LOW_LATENCY_EXTRA_TOKENS = 10
 # Resampling can overshoot full scale slightly; far beyond it the caller sent the wrong
