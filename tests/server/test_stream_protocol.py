@@ -146,6 +146,29 @@ async def test_what_the_model_hears_becomes_final_at_stop(client, backend, jfk_a
     assert text.split() == [f"w{n}" for n in range(1, len(text.split()) + 1)]
 
 
+async def test_a_step_waiting_for_the_model_at_stop_gives_way_to_the_end_read(
+    client, backend, jfk_audio
+) -> None:
+    """The end read reads the whole buffer, so a step still held by the model is abandoned
+    (its answer would come after the stop and be superseded) instead of queued before it."""
+    first, second = pcm16(seconds(jfk_audio, 0, 2.3)), pcm16(seconds(jfk_audio, 2.3, 4.6))
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_bytes(first)
+        assert (await receive(ws))["type"] == "partial"
+        backend.hold()
+        await ws.send_bytes(second)
+        await backend.until_waiting(1)  # the step of 4.6 s, held
+        await ws.send_json({"type": "stop"})
+        await calls_reach(backend, 3)  # the end read comes while the step is still held
+        backend.release()
+        messages = await until(ws, "done")
+    heard = hear(as_received(first + second), TranscribeOptions(word_timestamps=True))
+    assert [call.seconds for call in backend.calls] == pytest.approx([2.3, 4.6, 4.6], abs=0.01)
+    assert backend.calls[1].text == "" and backend.calls[2].text  # the step never answered
+    assert [m["type"] for m in messages] == ["final", "partial", "done"]
+    assert messages[0]["text"] == "".join(segment.text for segment in heard)
+
+
 async def test_stop_before_any_audio_is_done_at_once(client, backend) -> None:
     async with client.ws_connect("/stream-audio") as ws:
         await ws.send_json({"type": "config", "language": "en"})
