@@ -15,7 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" 
 
 from checkpoint import load_model
 from decoder import WhisperDecoder
-from transcriber import BatchTranscriber, TranscriptionRequest, encoder_frames
+from transcriber import (
+    BatchTranscriber,
+    TranscriptionRequest,
+    encoder_frames,
+    max_tokens_for,
+)
 from whisper_adaptations import DecodeThresholds
 
 from testsupport.wer import word_error_rate
@@ -97,27 +102,26 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
     assert word_error_rate(clip.text, low_latency.text) == 0.0
 
 
-def test_only_low_latency_decodes_stop_at_their_token_budget(model, clips, monkeypatch) -> None:
-    """A low-latency decode is cut at its audio's token budget (10 a second and 10 more:
-    JFK's 11 s get 120, far more than its words need); with the budget forced down to 5
-    tokens it stops there, while a file window of the same audio is decoded whole."""
-    import transcriber as transcriber_module
+def test_only_low_latency_decodes_get_a_token_budget(model, clips, monkeypatch) -> None:
+    """A low-latency request's decode is given its audio's token budget (10 a second and 10
+    more: JFK's 11 s get 120, far more than its words need); a file window of the same audio
+    gets none. (That a row stops at its budget: `test_decoder.py`.)"""
+    budgets: list[object] = []
+    decode = WhisperDecoder.decode
 
+    def recorded(decoder, contexts, prompt, *args, max_tokens=(), **options):
+        budgets.append(list(max_tokens))
+        return decode(decoder, contexts, prompt, *args, max_tokens=max_tokens, **options)
+
+    monkeypatch.setattr(WhisperDecoder, "decode", recorded)
     clip = clips["jfk.flac"]
-    request = TranscriptionRequest(clip.audio, language="en", low_latency=True)
-    assert transcriber_module.max_tokens_for(request) == 120
-    transcriber = BatchTranscriber(model, fp16=False)
-    whole = transcriber.transcribe([request])[0]
-    assert word_error_rate(clip.text, whole.text) == 0.0
-
-    monkeypatch.setattr(transcriber_module, "LOW_LATENCY_TOKENS_PER_SECOND", 0)
-    monkeypatch.setattr(transcriber_module, "LOW_LATENCY_EXTRA_TOKENS", 5)
-    cut, file_window = transcriber.transcribe(
-        [request, TranscriptionRequest(clip.audio, language="en")]
+    low_latency = TranscriptionRequest(clip.audio, language="en", low_latency=True)
+    assert max_tokens_for(low_latency) == 120
+    results = BatchTranscriber(model, fp16=False).transcribe(
+        [low_latency, TranscriptionRequest(clip.audio, language="en")]
     )
-    assert 0 < len(cut.text.split()) <= 4  # a timestamp and at most four words
-    assert clip.text.lower().startswith(cut.text.strip().lower().rstrip(",."))
-    assert word_error_rate(clip.text, file_window.text) == 0.0
+    assert budgets == [[120], []]  # one decode group each, in request order
+    assert [word_error_rate(clip.text, result.text) for result in results] == [0.0, 0.0]
 
 
 def test_a_sampled_window_gets_the_same_text_alone_and_in_any_batch(
