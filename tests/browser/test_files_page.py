@@ -38,6 +38,15 @@ SCREENSHOT = ARTIFACTS_DIR / "files_page.png"
 TIMESTAMP = r"\d\d:\d\d:\d\d,\d\d\d"
 PAUSE_S = 1.0  # between the clips of a composite
 MAX_WINDOW_S = 28.0  # the most speech a file window holds (Whisper's 30 s less its margin)
+# the files view's status, progress bar (null while indeterminate) and growing text
+SNAPSHOT = """() => {
+  const bar = document.querySelector("#file-progress");
+  return [
+    document.querySelector("#file-status").dataset.state,
+    bar.hasAttribute("value") ? bar.value : null,
+    document.querySelector("#file-text").textContent,
+  ];
+}"""
 
 
 StartGateway = Callable[..., AbstractAsyncContextManager[str]]
@@ -101,7 +110,7 @@ async def test_a_dropped_file_is_transcribed_as_its_windows_finish(
     # three windows of speech: the bar moves twice before the last
     names = ["OSR_us_000_0034_8k.wav", "jfk.flac", "OSR_us_000_0034_8k.wav"]
     path, reference, duration = composite(clips, names, tmp_path / "talk.flac")
-    status, bar = page.locator("#file-status"), page.locator("#file-progress")
+    status = page.locator("#file-status")
     async with start_gateway() as url:
         await page.goto(f"{url}/#files")
         await drop(page, path, "audio/flac")
@@ -110,11 +119,15 @@ async def test_a_dropped_file_is_transcribed_as_its_windows_finish(
 
         seen: list[float] = []  # where the bar stood, as a person watching it would see
         texts: list[str] = []  # the transcript as it grew
-        while await status.get_attribute("data-state") in ("sending", "transcribing"):
-            value = await bar.evaluate("bar => bar.hasAttribute('value') ? bar.value : null")
+        while True:
+            # state, bar and text read in one go: read one by one, the page could finish
+            # between two reads and a full bar would pass for a bar still running
+            state, value, text = await page.evaluate(SNAPSHOT)
+            if state not in ("sending", "transcribing"):
+                break
             if value is not None and (not seen or value != seen[-1]):
                 seen.append(value)
-                texts.append(await page.locator("#file-text").text_content() or "")
+                texts.append(text)
             await asyncio.sleep(0.1)
         await expect(status).to_have_attribute("data-state", "done")
         progress_text = await page.locator("#file-progress-text").text_content()
