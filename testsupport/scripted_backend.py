@@ -143,7 +143,7 @@ def say(text: str, audio: np.ndarray, options: TranscribeOptions) -> tuple[Segme
 
 
 class ScriptedBackend:
-    """An `AsrBackend` (gateway/core/contract.py) whose answers a test can predict."""
+    """A `ModelBackend` (gateway/core/contract.py) whose answers a test can predict."""
 
     def __init__(
         self,
@@ -168,7 +168,7 @@ class ScriptedBackend:
         self._waiting = 0
         self._changed = asyncio.Event()  # set whenever a call starts or stops waiting
 
-    # --- the AsrBackend protocol -----------------------------------------------------------
+    # --- the ModelBackend protocol --------------------------------------------------------
 
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority

@@ -1,6 +1,6 @@
-"""One Triton server's `whisper` model over one asyncio gRPC channel.
+"""One Triton server's `whisper` and `speaker` models over one asyncio gRPC channel.
 
-The modes depend on `gateway.core.contract.AsrBackend` only, never on tritonclient; the
+The modes depend on `gateway.core.contract`'s protocols only, never on tritonclient; the
 gateway's backend is a `gateway.backend.triton_pool.TritonPool` of these, one per replica.
 """
 

@@ -1,4 +1,4 @@
-"""Many Triton replicas behind one `gateway.core.contract.AsrBackend`.
+"""Many Triton replicas behind one `gateway.core.contract.ModelBackend`.
 
 The Triton setting names one or more `host:port` endpoints, comma-separated. A name may
 resolve to several addresses (a Kubernetes headless Service resolves to one per ready pod):
@@ -49,8 +49,8 @@ async def resolve_with_dns(host: str, port: int) -> list[str]:
     with contextlib.suppress(ValueError):
         return [format_address(str(ipaddress.ip_address(host)), port)]
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    ipv4 = sorted({info[4][0] for info in infos if info[0] == socket.AF_INET})
-    ipv6 = sorted({info[4][0] for info in infos if info[0] == socket.AF_INET6})
+    ipv4 = sorted({str(info[4][0]) for info in infos if info[0] == socket.AF_INET})
+    ipv6 = sorted({str(info[4][0]) for info in infos if info[0] == socket.AF_INET6})
     return [format_address(address, port) for address in ipv4 or ipv6]
 
 

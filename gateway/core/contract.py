@@ -129,3 +129,8 @@ class AsrBackend(Protocol):
         """The weights served now, asked of the model server (not cached); raises
         `AsrUnavailable` when no server can say."""
         ...
+
+
+class ModelBackend(AsrBackend, SpeakerBackend, Protocol):
+    """Both models behind one backend, as the gateway holds it: Whisper and the speaker model
+    (the Triton client and pool; a scripted backend in the tests of routes)."""

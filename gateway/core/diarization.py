@@ -238,7 +238,7 @@ def speaker_names(
         centroids = np.array([mean_direction(embeddings[labels == k]) for k in range(count)])
         similarity = centroids @ np.array([reference for _, reference in known]).T
         for flat in np.argsort(similarity, axis=None)[::-1]:
-            cluster_index, reference_index = np.unravel_index(int(flat), similarity.shape)
+            cluster_index, reference_index = map(int, np.unravel_index(flat, similarity.shape))
             name = known[reference_index][0]
             if similarity[cluster_index, reference_index] < threshold:
                 break
@@ -313,14 +313,14 @@ def label_segments(
             (index, segment if len(runs) == 1 else _piece(segment, run)) for index, run in runs
         ]
     labelled: list[SpeakerSegment] = []
-    for at, (index, piece) in enumerate(placed):
-        if index is None:  # it may run across turns: its own times
+    for at, (turn_index, piece) in enumerate(placed):
+        if turn_index is None:  # it may run across turns: its own times
             middle = (piece.start + piece.end) / 2
             turn = turns[_turn_at(middle, middle, turns)]
         else:
-            turn = turns[index]
-            first = at == 0 or placed[at - 1][0] != index
-            last = at == len(placed) - 1 or placed[at + 1][0] != index
+            turn = turns[turn_index]
+            first = at == 0 or placed[at - 1][0] != turn_index
+            last = at == len(placed) - 1 or placed[at + 1][0] != turn_index
             piece = _spanning(piece, turn, first, last)
         if labelled and piece.start < (floor := labelled[-1].segment.end):
             # beside an unsplit segment's own times: never overlap

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from gateway.core.contract import (
-    AsrBackend,
+    ModelBackend,
     Priority,
     ServedModel,
     SpeakerEmbeddings,
@@ -45,10 +45,10 @@ class WindowSlots:
 
 
 class FileWorkGate:
-    """An `AsrBackend` (and `SpeakerBackend`) whose file-priority windows pass through
-    `slots`; live steps and speaker embeddings go straight through."""
+    """A `ModelBackend` whose file-priority windows pass through `slots`; live steps and
+    speaker embeddings go straight through."""
 
-    def __init__(self, backend: AsrBackend, slots: WindowSlots) -> None:
+    def __init__(self, backend: ModelBackend, slots: WindowSlots) -> None:
         self._backend = backend
         self._slots = slots
 
@@ -61,7 +61,7 @@ class FileWorkGate:
             return await self._backend.transcribe(audio, options, priority=priority)
 
     async def embed_speakers(self, audio: np.ndarray) -> SpeakerEmbeddings:
-        return await self._backend.embed_speakers(audio)  # type: ignore[attr-defined]
+        return await self._backend.embed_speakers(audio)
 
     async def is_ready(self) -> bool:
         return await self._backend.is_ready()

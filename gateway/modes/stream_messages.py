@@ -38,15 +38,16 @@ class StreamMessages:
         if not words:
             return []
         start = max(words[0].start, self.final_end)
+        end = round(max(words[-1].end, start), 3)
         message = {
             "type": "final",
             "text": "".join(word.word for word in words),
             "start": round(start, 3),
-            "end": round(max(words[-1].end, start), 3),
+            "end": end,
         }
         if self.logprobs:
             message["logprobs"] = word_logprobs(words)
-        self.final_end = message["end"]
+        self.final_end = end
         return [message]
 
     def partials(self, words: list[Word]) -> list[Message]:

@@ -46,7 +46,7 @@ def install(app: web.Application, public: frozenset[str]) -> None:
 
 
 async def _document(request: web.Request) -> web.Response:
-    body = request.app[DOCUMENTS][request.match_info.route.resource.canonical]
+    body = request.app[DOCUMENTS][request.path]
     return web.Response(body=body, content_type="application/json")
 
 

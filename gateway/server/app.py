@@ -1,5 +1,5 @@
 """The gateway's aiohttp application: `create_app(settings)` is what `hermes serve` and the
-integration tests run; `create_app(settings, backend=...)` serves any `AsrBackend` instead of
+integration tests run; `create_app(settings, backend=...)` serves any `ModelBackend` instead of
 the Triton pool (the route and protocol tests give it a scripted one)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.backend.triton_pool import TritonPool
-from gateway.core.contract import AsrBackend
+from gateway.core.contract import ModelBackend
 from gateway.modes.file_work import WindowSlots
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
@@ -81,7 +81,7 @@ async def triton_pool(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
-def given_backend(backend: AsrBackend) -> Callable[[web.Application], AsyncIterator[None]]:
+def given_backend(backend: ModelBackend) -> Callable[[web.Application], AsyncIterator[None]]:
     """A backend the caller made and closes itself."""
 
     async def install(app: web.Application) -> AsyncIterator[None]:
@@ -126,7 +126,7 @@ async def static_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path)
 
 
-def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.Application:
+def create_app(settings: Settings, backend: ModelBackend | None = None) -> web.Application:
     cors = Cors(settings.cors_allowed_origins)
     counters = metrics.GatewayMetrics()
     app = web.Application(
@@ -144,7 +144,8 @@ def create_app(settings: Settings, backend: AsrBackend | None = None) -> web.App
     )
     app.on_response_prepare.extend([add_request_id_header, cors.add_headers, metrics.note_status])
     app[SETTINGS] = settings
-    app[STREAMS] = streams = weakref.WeakSet()
+    streams: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+    app[STREAMS] = streams
     app[FILE_WORK] = WindowSlots(
         lambda: settings.file_windows_beside_streams if streams else sys.maxsize
     )

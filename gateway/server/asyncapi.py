@@ -162,7 +162,7 @@ def _stream_audio() -> tuple[dict[str, Schema], dict[str, Schema]]:
 def _realtime() -> tuple[dict[str, Schema], dict[str, Schema]]:
     """(what the client sends, what the gateway answers) on /v1/realtime."""
     session = {"type": "object", "description": "the whole session (see docs/realtime.md)"}
-    item = {"item_id": TEXT}
+    item: dict[str, Schema] = {"item_id": TEXT}
     transcription = {**item, "content_index": {"type": "integer"}}
     error = {"type": "object", "properties": {"type": TEXT, "code": TEXT, "message": TEXT}}
     sent = {

@@ -59,7 +59,9 @@ class ApiError(Exception):
 
 def _from_http_exception(exc: web.HTTPException) -> ApiError:
     codes = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}
-    allow = {hdrs.ALLOW: exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
+    allow: dict[str, str] | None = (
+        {hdrs.ALLOW: exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
+    )
     return ApiError(
         exc.status,
         exc.reason if exc.text is None else exc.text.strip(),

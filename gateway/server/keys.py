@@ -7,14 +7,14 @@ import weakref
 
 from aiohttp import web
 
-from gateway.core.contract import AsrBackend
+from gateway.core.contract import ModelBackend
 from gateway.modes.file_work import FileWorkGate, WindowSlots
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
 from gateway.server.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
-ASR = web.AppKey("asr", AsrBackend)  # the Triton pool unless `create_app` was given one
+ASR = web.AppKey("asr", ModelBackend)  # the Triton pool unless `create_app` was given one
 STEP_CLOCK = web.AppKey("step_clock", StepClock)  # the beat live streams step on
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on shutdown: streams flush and close
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])
@@ -23,6 +23,6 @@ STREAM_VAD = web.AppKey("stream_vad", StreamScorer)  # scores every stream's fra
 FILE_WORK = web.AppKey("file_work", WindowSlots)
 
 
-def transcriber(app: web.Application) -> AsrBackend:
+def transcriber(app: web.Application) -> FileWorkGate:
     """The model as the handlers send it windows: file work through the `FILE_WORK` gate."""
     return FileWorkGate(app[ASR], app[FILE_WORK])

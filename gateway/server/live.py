@@ -238,8 +238,9 @@ async def drain_streams(app: web.Application) -> None:
     """On shutdown: every stream flushes its text and closes with 1001; those still open
     after `shutdown_timeout_s` are closed as they are."""
     app[DRAINING].set()
+    streams = app[STREAMS]
     deadline = asyncio.get_running_loop().time() + app[SETTINGS].shutdown_timeout_s
-    while app[STREAMS] and asyncio.get_running_loop().time() < deadline:
+    while streams and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
-    for ws in list(app[STREAMS]):
+    for ws in list(streams):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -30,7 +30,7 @@ from gateway.server.errors import ApiError
 INCLUDES = ("logprobs",)
 
 
-def flag(fields: MultiDictProxy[str], name: str) -> bool:
+def flag(fields: Mapping[str, str], name: str) -> bool:
     """A true/false form field or query parameter (false when absent); 400 otherwise."""
     value = fields.get(name, "false").strip().lower()
     if value not in ("true", "false", "1", "0", "yes", "no"):

@@ -461,7 +461,7 @@ def _native_upload(operation_id: str) -> Schema:
         {"type": "done", "transcript": transcript},
     )
     # request examples: name -> (summary, query parameters); the file is jfk.flac
-    options = {
+    options: dict[str, tuple[str, dict[str, object]]] = {
         "jfk": ("segments with their times", {}),
         "jfk_words": ("and words", {"word_timestamps": True}),
         "jfk_progress": ("progress events", {"stream": True}),
@@ -594,7 +594,11 @@ def _file(description: str) -> dict[str, Schema]:
 
 def _paths() -> dict[str, Schema]:
     model = {"id": "tiny.en", "object": "model", "created": 1796400000, "owned_by": "hermes"}
-    model_errors = {401: ("invalid_api_key",), 500: ("model_error",), 503: ("model_unavailable",)}
+    model_errors: dict[int, tuple[str, ...]] = {
+        401: ("invalid_api_key",),
+        500: ("model_error",),
+        503: ("model_unavailable",),
+    }
     return {
         "/v1/audio/transcriptions": {
             "post": _openai_upload(
@@ -780,7 +784,7 @@ def document(public: Iterable[str]) -> Schema:
     public = set(public)
     for path, operations in paths.items():
         for operation in operations.values():
-            optional = [{}] if path in public else []
+            optional: list[dict[str, list[str]]] = [{}] if path in public else []
             operation["security"] = [*optional, {SECURITY_SCHEME: []}]
     return {
         "openapi": OPENAPI_VERSION,

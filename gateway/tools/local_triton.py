@@ -155,7 +155,9 @@ def model_repository_with(
     if max_batch_size is not None:
         changes.append(("max_batch_size", r"(\nmax_batch_size: )\d+()", str(max_batch_size)))
     for name, pattern, value in changes:
-        config, count = re.subn(pattern, lambda m, v=value: f"{m[1]}{v}{m[2]}", config)
+        # the value between the pattern's two groups (a backslash in it taken as it is)
+        template = r"\g<1>" + value.replace("\\", "\\\\") + r"\g<2>"
+        config, count = re.subn(pattern, template, config)
         if count != 1:
             raise ValueError(f"the model's config.pbtxt has no {name} to set")
     model = directory / "whisper"

@@ -35,6 +35,13 @@ def test_a_variant_repository_changes_only_what_it_names(tmp_path: Path) -> None
     assert (repository / "whisper" / "1" / "model.py").is_file()  # the real version, linked
 
 
+def test_a_value_is_written_as_given_backslashes_and_all(tmp_path: Path) -> None:
+    # a weights path on Windows, say: no backslash read as a group reference or an escape
+    repository = model_repository_with(tmp_path, {"weights": r"C:\w\1\tiny.en.pt"})
+    config = (repository / "whisper" / "config.pbtxt").read_text()
+    assert parameter(config, "weights") == r"C:\w\1\tiny.en.pt"
+
+
 def test_a_parameter_the_model_does_not_have_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no_such_switch"):
         model_repository_with(tmp_path, {"no_such_switch": "true"})
