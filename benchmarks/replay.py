@@ -4,8 +4,11 @@ real time: a 6.7-minute stream replays in about a minute, and two runs of the sa
 give the same transcript. For tuning what a stream's steps cost and commit; the capacity
 benchmark (`python -m benchmarks --only streaming`) measures the real service.
 
-    python -m benchmarks.replay [--plan stream-63s|composite] [--beat 3] [--context full]
+    python -m benchmarks.replay [--plan stream-63s|composite|conversation|...] [--beat 3]
+        [--lead 0.4] [--context full]
 
+`--lead` puts that much silence before the audio: where the beats fall in the speech moves,
+and with it what each step hears (a made-up "Thank you." came on 2 of 5 leads of a 1 s beat).
 Prints the stream's WER against the reference, the model's seconds (the CPU work of all
 steps), and word latency on the virtual clock: when the step that committed a word ended
 (its beat plus the model's time) minus the word's end in the audio.
@@ -25,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks import composite, speech
 from benchmarks.audio import PROJECT_ROOT
-from benchmarks.composite import PLANS, STREAM, build
 from benchmarks.report import TMP_DIR
 from gateway.core.contract import Priority, TranscribeOptions, WindowResult
 from gateway.core.transcript import Segment, Word
@@ -124,10 +127,25 @@ def in_process_model(
     return InProcessModel(transcriber, low_latency=low_latency)
 
 
+def plan_audio(name: str) -> tuple[np.ndarray, str]:
+    """The samples and reference text of a composite (`benchmarks.composite`) or of a
+    synthesized plan (`benchmarks.speech`: conversation, continuous speech, ...)."""
+    if name in composite.PLANS:
+        item = composite.build(TMP_DIR / f"{name}.wav", composite.PLANS[name]).item
+        return item.audio, item.text
+    built = speech.build(speech.PLANS[name])
+    return np.asarray(built.audio), built.text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plan", choices=sorted(PLANS), default=STREAM.name)
+    parser.add_argument(
+        "--plan", choices=sorted({*composite.PLANS, *speech.PLANS}), default=composite.STREAM.name
+    )
     parser.add_argument("--beat", type=float, default=3.0, help="seconds of audio per step")
+    parser.add_argument(
+        "--lead", type=float, default=0.0, help="seconds of silence before the audio"
+    )
     parser.add_argument(
         "--context",
         choices=["low-latency", "full"],
@@ -143,17 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    item = build(TMP_DIR / f"{args.plan}.wav", PLANS[args.plan]).item
+    audio, text = plan_audio(args.plan)
+    audio = np.concatenate([np.zeros(round(args.lead * SAMPLE_RATE), np.float32), audio])
+    duration = audio.size / SAMPLE_RATE
     bfloat16 = cpu_computes_bfloat16() if args.bfloat16 == "auto" else args.bfloat16 == "true"
     model = in_process_model(
         args.threads, low_latency=args.context == "low-latency", bfloat16=bfloat16
     )
-    result = asyncio.run(replay(item.audio, model, args.beat))
+    result = asyncio.run(replay(audio, model, args.beat))
     quantiles = statistics.quantiles(result.word_latencies, n=20)
     print(
-        f"{item.name} ({item.duration:.1f} s), {args.beat:g} s beat, context {args.context}, "
-        f"bfloat16 {bfloat16}: WER {100 * word_error_rate(item.text, result.text):.1f} %, "
-        f"model {result.model_seconds:.1f} s ({result.model_seconds / item.duration:.3f} s "
+        f"{args.plan} ({duration:.1f} s with a {args.lead:g} s lead), {args.beat:g} s beat, "
+        f"context {args.context}, bfloat16 {bfloat16}: "
+        f"WER {100 * word_error_rate(text, result.text):.1f} %, "
+        f"model {result.model_seconds:.1f} s ({result.model_seconds / duration:.3f} s "
         f"per audio s), word latency p50 {statistics.median(result.word_latencies):.2f} s, "
         f"p95 {quantiles[-1]:.2f} s"
     )

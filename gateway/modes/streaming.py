@@ -60,6 +60,13 @@ PAUSE_HEARD_SECONDS = 1.0  # how much of that pause the window keeps after the s
 # for, is kept for the next step: Whisper leaves out a word cut off at a window's end. Heard
 # longer without words, it is a hum the detector took for speech, and goes.
 CUT_OFF_SPEECH_SECONDS = 2.0
+# A step whose only speech past the committed words is the end of their own stretch, reaching
+# less than this past them (the detector's padding, and Whisper ending a word's timestamp
+# early), and which the model itself takes for silence (Whisper's no-speech threshold), heard
+# no new words: what it writes there is made up. tiny.en wrote "Thank you." over the last
+# 0.3 s of JFK's "country" and the pause after it, on 2 of 5 phases of a 1 s beat.
+COMMITTED_TAIL_SECONDS = 1.0
+NO_SPEECH_THRESHOLD = 0.6
 # A stream whose audio has come this far ahead of the wall clock is a recording sent as fast
 # as it goes, not a person speaking: its reads go at the file priority, behind the streams
 # someone is waiting on (a WebSocket flood otherwise doubled the live finals' latency).
@@ -229,12 +236,27 @@ class StreamSession:
             and self.heard_until - self.speech_end >= PAUSE_SECONDS
         )
 
+    def _only_a_committed_tail(self, length: int) -> bool:
+        """Whether the speech in the first `length` buffered samples past the committed words
+        is only the end of the stretch they were said in (less than COMMITTED_TAIL_SECONDS
+        past them)."""
+        if not self.agreement.committed:
+            return False
+        committed_end = self.agreement.committed_end
+        # (a buffer cut at the committed end starts a hair after it: sums of float cuts)
+        return all(
+            start <= committed_end + 0.01 and end < committed_end + COMMITTED_TAIL_SECONDS
+            for start, end in self.audio.speech_regions(length)
+            if end > committed_end + NEW_SPEECH_MARGIN_SECONDS
+        )
+
     async def _hypothesis(self) -> list[Word] | None:
         """Transcribe the buffer; None when it holds no new speech (nothing sent to the model)."""
         buffer = self.audio.samples  # as it is now: frames keep arriving while the model works
         window_end = self._window_end(buffer.size)
         if window_end is None:
             return None
+        only_a_tail = self._only_a_committed_tail(buffer.size)
         end = to_samples(window_end - self.audio.start)
         start = max(end - int(WINDOW_SECONDS * SAMPLE_RATE), 0)
         window = buffer[start:end]
@@ -246,6 +268,9 @@ class StreamSession:
             self.on_model_seconds(time.monotonic() - started)
         self.heard_until = offset + window.size / SAMPLE_RATE
         self.segments = [segment.shifted(offset) for segment in result.segments]
+        if only_a_tail and self.segments:
+            if min(s.no_speech_prob for s in self.segments) > NO_SPEECH_THRESHOLD:
+                self.segments = []  # made up over a pause: the step heard no words
         words = [word for segment in self.segments for word in segment.words]
         if self.audio.start > held_from:
             # audio dropped while the model worked (`drop_backlog`) was reported skipped, and

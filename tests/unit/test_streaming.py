@@ -146,6 +146,9 @@ class ScriptedModel:
         self.avg_logprob = -0.1  # below -1: the hypothesis fails Whisper's checks
         self.leaves_out_cut_off = False  # as Whisper does: no words of speech cut off at the end
         self.loops = False  # its last three words written again three times, in no time
+        # what it writes, as Whisper does, when it hears none of the words: e.g. "Thank you."
+        self.makes_up: str | None = None
+        self.no_speech_prob = 0.01  # the window's, as the model reports it on every segment
         self.heard: list[tuple[float, float]] = []  # stream time of each call's audio
         self.priorities: list[Priority] = []
 
@@ -173,13 +176,15 @@ class ScriptedModel:
         if self.loops and heard:
             at = heard[-1].end
             heard += [Word(w.word, at, at, 0.1) for w in heard[-3:] * 3]
+        if self.makes_up and not heard:
+            heard = [Word(self.makes_up, 0.0, audio.size / RATE - 0.1, 0.5)]
         segment = (
             Segment(
                 heard[0].start,
                 heard[-1].end,
                 "".join(w.word for w in heard),
                 self.avg_logprob,
-                0.01,
+                self.no_speech_prob,
                 1.0,
                 0.0,
                 words=tuple(heard),
@@ -362,6 +367,50 @@ async def test_speech_the_model_heard_only_the_start_of_is_kept() -> None:
     session.append(sound(0.5, False, seed=5))
     text += finals(await session.step())
     assert text == "".join(w.word for w in SPEECH_WORDS if 8.0 <= w.start and w.end <= 12.0)
+
+
+async def commit_then_keep_the_tail(model_speech: list[tuple[float, float]]):
+    """A session whose words up to 6.6 s are final, with the end of their stretch of speech
+    (6.6-7.3 s: the detector's padding) kept, as the model might have heard only the start of
+    a word there; then a second of silence."""
+    session, model = scripted_session(model_speech)
+    session.append(sound(7.0, True))
+    await session.step()
+    session.append(sound(0.6, False))
+    text = finals(await session.step())
+    assert text == "".join(w.word for w in SPEECH_WORDS[:11])
+    assert session.audio.start == pytest.approx(6.6)
+    return session, model, text
+
+
+@pytest.mark.parametrize(
+    ("no_speech_prob", "kept"), [(0.83, False), (0.3, True)], ids=["made-up", "heard"]
+)
+async def test_words_written_over_the_end_of_committed_speech_need_the_model_to_hear_speech(
+    no_speech_prob: float, kept: bool
+) -> None:
+    """Over only the end of an utterance already final and the pause after it, tiny.en wrote
+    "Thank you." (no-speech probability 0.78-0.84): with nothing new for the detector, and
+    the model taking it for silence, those words are dropped, and the pause with them."""
+    session, model, text = await commit_then_keep_the_tail([(0.0, 7.0)])
+    model.makes_up, model.no_speech_prob = " Thank you.", no_speech_prob
+    for seed in (1, 2):
+        session.append(sound(1.0, False, seed=seed))
+        text += finals(await session.step())
+    assert text.endswith(" w10 Thank you.") is kept
+    assert model.calls == (4 if kept else 3)  # made up: heard once, then the pause is gone
+
+
+async def test_a_new_short_utterance_is_kept_whatever_the_models_no_speech_guess() -> None:
+    """Speech that starts after the committed words is new to the detector: a short word
+    there (Whisper's no-speech probability is often high on one) is the model's to write."""
+    session, model, text = await commit_then_keep_the_tail([(0.0, 7.0), (7.9, 8.5)])
+    model.no_speech_prob = 0.83
+    session.append(np.concatenate([sound(0.3, False, seed=1), sound(0.6, True, seed=2)]))
+    for seed in (3, 4, 5):
+        session.append(sound(1.0, False, seed=seed))
+        text += finals(await session.step())
+    assert text == "".join(w.word for w in SPEECH_WORDS[:11]) + " w13"
 
 
 async def test_a_window_stops_in_a_long_pause() -> None:
