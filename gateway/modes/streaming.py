@@ -67,6 +67,9 @@ CUT_OFF_SPEECH_SECONDS = 2.0
 # 0.3 s of JFK's "country" and the pause after it, on 2 of 5 phases of a 1 s beat.
 COMMITTED_TAIL_SECONDS = 1.0
 NO_SPEECH_THRESHOLD = 0.6
+# Times that match at the committed end within this are the same: word times are rounded to
+# the millisecond, and a buffer cut there starts a hair after it (a sum of float cuts).
+CUT_TOLERANCE_SECONDS = 0.01
 # A stream whose audio has come this far ahead of the wall clock is a recording sent as fast
 # as it goes, not a person speaking: its reads go at the file priority, behind the streams
 # someone is waiting on (a WebSocket flood otherwise doubled the live finals' latency).
@@ -204,14 +207,13 @@ class StreamSession:
             low_latency=True,
         )
 
-    def _window_end(self, length: int) -> float | None:
+    def _window_end(self, regions: list[tuple[float, float]], length: int) -> float | None:
         """Where this step's window ends (stream time) in the first `length` buffered samples,
-        noting where its last speech ends; None when they hold no speech after the committed
-        words. The buffer keeps committed audio as lead-in; without new speech a step would
-        only transcribe that again, and the pause after it would grow unchecked. The window
-        stops in the first long pause after the new speech: what follows it is the next
-        step's."""
-        regions = self.audio.speech_regions(length)
+        whose speech is `regions`, noting where its last speech ends; None when they hold no
+        speech after the committed words. The buffer keeps committed audio as lead-in;
+        without new speech a step would only transcribe that again, and the pause after it
+        would grow unchecked. The window stops in the first long pause after the new speech:
+        what follows it is the next step's."""
         new = [
             r for r in regions if r[1] > self.agreement.committed_end + NEW_SPEECH_MARGIN_SECONDS
         ]
@@ -236,27 +238,27 @@ class StreamSession:
             and self.heard_until - self.speech_end >= PAUSE_SECONDS
         )
 
-    def _only_a_committed_tail(self, length: int) -> bool:
-        """Whether the speech in the first `length` buffered samples past the committed words
-        is only the end of the stretch they were said in (less than COMMITTED_TAIL_SECONDS
-        past them)."""
+    def _only_a_committed_tail(self, regions: list[tuple[float, float]]) -> bool:
+        """Whether the speech in `regions` past the committed words is only the end of the
+        stretch they were said in (less than COMMITTED_TAIL_SECONDS past them)."""
         if not self.agreement.committed:
             return False
         committed_end = self.agreement.committed_end
-        # (a buffer cut at the committed end starts a hair after it: sums of float cuts)
         return all(
-            start <= committed_end + 0.01 and end < committed_end + COMMITTED_TAIL_SECONDS
-            for start, end in self.audio.speech_regions(length)
+            start <= committed_end + CUT_TOLERANCE_SECONDS
+            and end < committed_end + COMMITTED_TAIL_SECONDS
+            for start, end in regions
             if end > committed_end + NEW_SPEECH_MARGIN_SECONDS
         )
 
     async def _hypothesis(self) -> list[Word] | None:
         """Transcribe the buffer; None when it holds no new speech (nothing sent to the model)."""
         buffer = self.audio.samples  # as it is now: frames keep arriving while the model works
-        window_end = self._window_end(buffer.size)
+        regions = self.audio.speech_regions(buffer.size)
+        window_end = self._window_end(regions, buffer.size)
         if window_end is None:
             return None
-        only_a_tail = self._only_a_committed_tail(buffer.size)
+        only_a_tail = self._only_a_committed_tail(regions)
         end = to_samples(window_end - self.audio.start)
         start = max(end - int(WINDOW_SECONDS * SAMPLE_RATE), 0)
         window = buffer[start:end]
@@ -310,7 +312,8 @@ class StreamSession:
         is long enough for that to matter); `drop_backlog` bounds it when that is not enough."""
         if self.audio.held_seconds <= TRIM_AFTER_SECONDS:
             return
-        done = [s.end for s in self.segments if s.end <= self.agreement.committed_end + 0.01]
+        committed_end = self.agreement.committed_end
+        done = [s.end for s in self.segments if s.end <= committed_end + CUT_TOLERANCE_SECONDS]
         if done:
             self.audio.cut(max(done) - LEAD_SECONDS)
 
