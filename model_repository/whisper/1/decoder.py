@@ -199,7 +199,10 @@ class _KeyValueCache:
     positions, written once.
 
     Row i of the batch lives in row i of these tensors; when rows finish, the rows still
-    decoding move to the front, in place (CUDA graphs hold these tensors' addresses)."""
+    decoding move to the front, in place (CUDA graphs hold these tensors' addresses): each
+    finished row's slot there takes a row from the back (`compacted_order`), so only those rows
+    are copied, not every row behind the first finished one. The cross-attention part is not
+    zeroed when made: `write_cross` fills each row, its padding included."""
 
     def __init__(
         self,
@@ -218,10 +221,11 @@ class _KeyValueCache:
             layers, rows, heads, text_ctx, head_width, dtype=dtype, device=device
         )
         self.self_values = torch.zeros_like(self.self_keys)
-        self.cross_keys = torch.zeros(
+        # 8 rows of tiny.en's 30 s windows: 147 MB, which zeroing would write once more
+        self.cross_keys = torch.empty(
             layers, rows, heads, audio_ctx, head_width, dtype=dtype, device=device
         )
-        self.cross_values = torch.zeros_like(self.cross_keys)
+        self.cross_values = torch.empty_like(self.cross_keys)
 
     @property
     def audio_ctx(self) -> int:
@@ -230,13 +234,41 @@ class _KeyValueCache:
     def fits(self, rows: int, audio_ctx: int, dtype: torch.dtype) -> bool:
         return rows <= self.rows and audio_ctx <= self.audio_ctx and dtype == self.self_keys.dtype
 
-    def keep(self, rows: torch.Tensor, text_length: int) -> None:
-        """Move `rows` (ascending) to the front; the text cache only up to `text_length`."""
-        count = rows.numel()
+    def write_cross(self, contexts: Sequence[torch.Tensor]) -> None:
+        """Each row's cross-attention keys and values (`WhisperDecoder.audio_contexts`), and
+        zeros over the positions past a shorter row's own (masked, but must be finite)."""
+        for row, context in enumerate(contexts):
+            positions = context.shape[3]
+            self.cross_keys[:, row, :, :positions] = context[:, 0]
+            self.cross_values[:, row, :, :positions] = context[:, 1]
+            if positions < self.audio_ctx:
+                self.cross_keys[:, row, :, positions:] = 0
+                self.cross_values[:, row, :, positions:] = 0
+
+    def keep(self, order: torch.Tensor, text_length: int) -> None:
+        """Make the front rows those of `compacted_order`: copy the rows it moves (a finished
+        row's slot gets a row from the back); the text cache only up to `text_length`."""
+        targets = (order != torch.arange(order.numel(), device=order.device)).nonzero()[:, 0]
+        if targets.numel() == 0:
+            return
+        sources = order[targets]
         for tensor in (self.self_keys, self.self_values):
-            tensor[:, :count, :, :text_length] = tensor[:, rows, :, :text_length]
+            tensor[:, targets, :, :text_length] = tensor[:, sources, :, :text_length]
         for tensor in (self.cross_keys, self.cross_values):
-            tensor[:, :count] = tensor[:, rows]
+            tensor[:, targets] = tensor[:, sources]
+
+
+def compacted_order(finished: torch.Tensor) -> torch.Tensor:
+    """The rows that go on decoding, as indices into the current rows, in their new order:
+    a row still decoding among the first (as many as go on) stays where it is, and each
+    finished one there is replaced by one from the back. Rows' order does not matter to
+    the decode (each row carries its request's index), but copying a row's cache does:
+    18 MB of cross-attention keys and values per 30 s window of tiny.en."""
+    going_on = (~finished).nonzero()[:, 0]
+    count = going_on.numel()
+    order = torch.arange(count, device=finished.device)
+    order[finished[:count]] = going_on[going_on >= count]
+    return order
 
 
 def _fused_self_attention_projection(attention: Any) -> torch.nn.Module:
@@ -343,29 +375,18 @@ class WhisperDecoder:
             by_length.setdefault(row.shape[0], []).append(index)
         for indices in by_length.values():
             batch = torch.stack([features[i] for i in indices])
-            projected = torch.stack(
-                [
-                    torch.stack(
-                        [
-                            _heads(block.cross_attn.key(batch), self.heads),
-                            _heads(block.cross_attn.value(batch), self.heads),
-                        ],
-                        dim=1,
-                    )
-                    for block in self.blocks
-                ],
-                dim=1,
-            )  # rows × layers × 2 × heads × positions × head width
+            rows, positions = batch.shape[:2]
+            # rows × layers × 2 × heads × positions × head width, each projection written
+            # into its place (stacking them copied every row's keys and values twice)
+            projected = batch.new_empty(
+                rows, len(self.blocks), 2, self.heads, positions, self.width // self.heads
+            )
+            for layer, block in enumerate(self.blocks):
+                projected[:, layer, 0] = _heads(block.cross_attn.key(batch), self.heads)
+                projected[:, layer, 1] = _heads(block.cross_attn.value(batch), self.heads)
             for index, context in zip(indices, projected, strict=True):
                 contexts[index] = context
         return contexts
-
-    @staticmethod
-    def _write_cross_cache(cache: _KeyValueCache, contexts: Sequence[torch.Tensor]) -> None:
-        for row, context in enumerate(contexts):
-            positions = context.shape[3]
-            cache.cross_keys[:, row, :, :positions] = context[:, 0]
-            cache.cross_values[:, row, :, :positions] = context[:, 1]
 
     def _cross_mask(self, lengths: Sequence[int], positions: int) -> torch.Tensor | None:
         """Which audio positions each row may attend to (its own, not the padding), or None
@@ -525,7 +546,7 @@ class WhisperDecoder:
             contexts[0].dtype,
             self.device,
         )
-        self._write_cross_cache(cache, contexts)
+        cache.write_cross(contexts)
         scores: list[torch.Tensor] = []
         hidden = self._forward(tokens, 0, cache, cross_mask, max(lengths), scores)
         logits = self._logits(hidden)
@@ -561,7 +582,7 @@ class WhisperDecoder:
         lengths = [context.shape[3] for context in contexts]
         audio_positions = max(lengths)
         cache = self._cache_for(rows, audio_positions, contexts[0].dtype)
-        self._write_cross_cache(cache, contexts)
+        cache.write_cross(contexts)
         mask_positions = cache.audio_ctx if self.static else audio_positions
         cross_mask = self._cross_mask(lengths, mask_positions)
         sampler = _Sampler(prompt.temperature, seeds) if prompt.temperature > 0 else None
@@ -605,9 +626,9 @@ class WhisperDecoder:
                 break
             position = begin + step
             if bool(finished.any()):
-                keep = (~finished).nonzero()[:, 0]
-                if keep.numel() == 0:
+                if bool(finished.all()):
                     break
+                keep = compacted_order(finished)
                 active, next_tokens, cross_mask = (
                     active[keep],
                     next_tokens[keep],
