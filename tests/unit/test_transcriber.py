@@ -182,3 +182,58 @@ def test_the_heap_trimmer_trims_once_when_idle_and_never_during_a_batch() -> Non
     assert len(calls) == 2  # idle after the batch: one trim
     time.sleep(0.3)
     assert len(calls) == 2  # and only one, until the next batch
+
+
+# Run in a child process: glibc's settings would otherwise hold for the rest of the suite.
+HEAP_PROBE = """
+import ctypes, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from heap import keep_freed_memory
+
+def resident_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+kept = keep_freed_memory() if sys.argv[2] == "keep" else None
+before = resident_mib()
+block = np.ones(64 << 20, np.uint8)  # 64 MiB, written
+del block
+after_free = resident_mib() - before
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+print(kept, round(after_free), round(resident_mib() - before))
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected_kept", "held_after_free"),
+    [("keep", "True", True), ("default", "None", False)],
+)
+def test_freed_memory_stays_in_the_heap_until_a_trim_gives_it_back(
+    mode: str, expected_kept: str, held_after_free: bool
+) -> None:
+    """With `keep_freed_memory` a freed 64 MiB block stays resident for the next tensors (no
+    page faults to map it again) until `malloc_trim`; by default glibc unmaps it at once."""
+    import subprocess
+
+    model_dir = Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"
+    probe = subprocess.run(
+        [sys.executable, "-c", HEAP_PROBE, str(model_dir), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    kept, after_free, after_trim = probe.stdout.split()
+    assert kept == expected_kept
+    assert (int(after_free) >= 60) is held_after_free, probe.stdout
+    assert int(after_trim) < 8, probe.stdout  # the trim gives it back either way
+
+
+def test_keeping_freed_memory_sets_both_of_glibcs_settings() -> None:
+    from heap import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory
+
+    calls: list[tuple[int, int]] = []
+    assert keep_freed_memory(lambda option, value: calls.append((option, value)) or 1)
+    assert calls == [(M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1)]
+    assert not keep_freed_memory(lambda option, value: 0)  # glibc refused a setting

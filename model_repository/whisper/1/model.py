@@ -25,7 +25,7 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from checkpoint import load_model, resolve_device
-from heap import HeapTrimmer
+from heap import HeapTrimmer, keep_freed_memory
 from model_parameters import ModelParameters
 from transcriber import (
     BatchTranscriber,
@@ -87,6 +87,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         # a parameter the model does not know or a value it does not allow fails the load here
         parameters = ModelParameters.from_model_config(json.loads(args["model_config"]))
+        keeps_freed_memory = keep_freed_memory()  # see heap.py: `self.heap` gives it back
         if parameters.cpu_threads > 0:
             torch.set_num_threads(parameters.cpu_threads)
         loaded = load_model(
@@ -110,7 +111,8 @@ class TritonPythonModel:
             f"serving Whisper {loaded.manifest['name']} on {loaded.device}: fp16={loaded.fp16}, "
             f"int8={loaded.int8}, low_latency_bfloat16={self.transcriber.low_latency_bfloat16}, "
             f"low_latency_short_context={self.transcriber.low_latency_short_context}, "
-            f"cuda_graphs={self.transcriber.decoder.cuda_graphs}"
+            f"cuda_graphs={self.transcriber.decoder.cuda_graphs}, "
+            f"keeps_freed_memory={keeps_freed_memory}"
         )
         self.heap = HeapTrimmer()
         self.transcriber.warm_up()
