@@ -9,13 +9,13 @@ a burst of batches by seconds, with nothing to trim an idle instance. So the tri
 once whenever the instance has been idle for `idle_s`, never while a batch runs.
 
 Between trims glibc is told to keep what is freed (`keep_freed_memory`): by default it maps
-every block over 128 kB-32 MB afresh from the kernel and returns it when freed, so each of a
-batch's large tensors (a 30 s window's activations: 2-74 MB each for 8 windows of tiny.en)
-took new pages, every 4 kB page a fault on first write: on the 2-vCPU VM 24 ms to copy a
-bias into an 18 MB product. Kept in the heap, the next layer's tensors reuse them: 8 windows
-of the conversation composite in 3.7-3.9 s instead of 4.0-4.5 s, with a trim before each
-batch as the trimmer does after idling (the resident size is what it was at the batch's peak
-until the trim).
+every block over its mmap threshold (128 kB, rising to 32 MB) afresh from the kernel and
+returns it when freed, so each of a batch's large tensors (a 30 s window's activations:
+2-74 MB each for 8 windows of tiny.en) took new pages, every 4 kB page a fault on first
+write: on the 2-vCPU VM 24 ms to copy a bias into an 18 MB product. Kept in the heap, the
+next layer's tensors reuse them: 8 windows of the conversation composite in 3.7-3.9 s
+instead of 4.0-4.5 s, with a trim before each batch as the trimmer does after idling (the
+resident size is what it was at the batch's peak until the trim).
 """
 
 from __future__ import annotations
@@ -40,10 +40,6 @@ def _libc_function(name: str) -> Callable[..., int] | None:
     return getattr(ctypes.CDLL(library), name, None)
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    return _libc_function("malloc_trim")
-
-
 def keep_freed_memory(mallopt: Callable[[int, int], int] | None = None) -> bool:
     """Have glibc serve every block from its heap and never shrink the heap by itself (only
     `malloc_trim` does); whether it took both settings (False without glibc)."""
@@ -64,7 +60,7 @@ class HeapTrimmer:
     ) -> None:
         self.min_interval_s = min_interval_s
         self.idle_s = idle_s
-        self._trim = trim or _malloc_trim()
+        self._trim = trim or _libc_function("malloc_trim")
         self._lock = threading.Lock()  # held while trimming: a batch never runs beside a trim
         self._running = 0  # batches in progress
         self._dirty = False  # a batch ended since the last trim
