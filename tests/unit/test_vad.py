@@ -4,6 +4,8 @@ live detector agreeing with the whole-file one."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -179,9 +181,42 @@ async def test_scoring_off_the_loop_gives_the_same_scores(jfk_between_silences) 
     assert np.array_equal(scores, speech_probabilities(audio))
 
 
+def test_blocks_are_even_and_cover_every_piece() -> None:
+    piece = vad_module.PIECE_FRAMES * FRAME_SAMPLES
+    assert vad_module._blocks(np.zeros(0, np.float32)) == []
+    assert vad_module._blocks(np.zeros(1, np.float32)) == [(0, 1)]
+    assert vad_module._blocks(np.zeros(16 * piece, np.float32)) == [(0, 16)]
+    # 29 pieces: two blocks of 15 and 14, not 16 and 13
+    assert vad_module._blocks(np.zeros(28 * piece + 1, np.float32)) == [(0, 15), (15, 14)]
+
+
+async def test_blocks_are_scored_side_by_side(monkeypatch) -> None:
+    """A long file's blocks run in `SCORING_THREADS` threads at once, never more, and the
+    scores come back in file order whatever order the blocks finish in."""
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def block(audio: np.ndarray, first: int, pieces: int) -> np.ndarray:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05 if first == 0 else 0.01)  # the first block finishes last
+        with lock:
+            running -= 1
+        return np.full(pieces * vad_module.PIECE_FRAMES, first, np.float32)
+
+    monkeypatch.setattr(vad_module, "_scored_block", block)
+    audio = np.zeros(4 * 16 * vad_module.PIECE_FRAMES * FRAME_SAMPLES, np.float32)  # 4 blocks
+    scores = await score_speech(audio)
+    assert most == vad_module.SCORING_THREADS == 2
+    assert np.array_equal(np.unique(scores), [0, 16, 32, 48])
+    assert np.all(np.diff(scores) >= 0)
+
+
 async def test_cancelled_scoring_stops_within_a_block(monkeypatch) -> None:
-    """The client of a long upload hangs up while the detector runs: the blocks after the one
-    in progress are never scored."""
+    """The client of a long upload hangs up while the detector runs: the blocks after the
+    ones in progress are never scored."""
     calls = []
     score = vad_module._score
 
@@ -199,4 +234,4 @@ async def test_cancelled_scoring_stops_within_a_block(monkeypatch) -> None:
         await task
     await asyncio.sleep(0.5)  # the block in progress finishes in its thread
     steps_per_block = vad_module.WARM_UP_FRAMES + vad_module.PIECE_FRAMES
-    assert len(calls) <= 2 * steps_per_block
+    assert len(calls) <= vad_module.SCORING_THREADS * steps_per_block
