@@ -2,7 +2,7 @@
 #   make run    set everything up, export tiny.en and serve it (WEIGHTS=base: the multilingual
 #               base weights, which also translate)
 #   make test   set everything up and run the whole suite against the real stack
-#   make lint   ruff's checks and formatting and mypy on the gateway, as CI runs them first
+#   make lint   ruff's checks and formatting, mypy on the gateway and the models, as CI runs them
 #   make bench  set everything up and benchmark the service against its peers
 #   make soak   set everything up and hold the service under mixed load for minutes
 #   make soak-hostile  the same, with attacks beside honest clients, one after another
@@ -83,6 +83,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	for model in model_repository/*/1; do \
+		(cd $$model && $(abspath $(BIN))/mypy --config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache/$$model *.py) || exit 1; \
+	done
 
 # The voice detectors under noise (half a minute), who spoke when on composites (a minute), then
 # the service against openai-whisper and faster-whisper on this machine (benchmarks/README.md),

@@ -135,6 +135,9 @@ def utterance_frame_step(rate: float = UTTERANCE_RATE) -> int:
 class VoiceEncoder(nn.Module):
     """The network of `resemblyzer.VoiceEncoder` (its weights' names and shapes)."""
 
+    window: torch.Tensor  # buffers, not weights: made here, moved with the module
+    mel_basis: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.lstm = nn.LSTM(N_MELS, HIDDEN, LAYERS, batch_first=True)

@@ -122,7 +122,7 @@ def best_decode(tried: Sequence[Decoded], thresholds: DecodeThresholds) -> Decod
 
 def audio_seed(audio: np.ndarray) -> int:
     """A seed for sampling that depends only on the audio (see `decode_with_fallback`)."""
-    return zlib.crc32(np.ascontiguousarray(audio).view(np.uint8))
+    return zlib.crc32(np.ascontiguousarray(audio).data)
 
 
 def decode_with_fallback(
@@ -206,7 +206,9 @@ def split_segments(
     """
     time_per_token = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s: one encoder frame
     segments: list[TimedText] = []
-    start, text_tokens, text_logprobs = 0.0, [], []
+    start = 0.0
+    text_tokens: list[int] = []
+    text_logprobs: list[float] = []
     kept = None if logprobs is None else text_logprobs
     for index, token in enumerate(tokens):
         if token >= tokenizer.timestamp_begin:
@@ -313,7 +315,7 @@ def add_word_timestamps_together(
     ):
         add_word_timestamps(
             segments=timed,
-            model=alignment,  # type: ignore[arg-type]
+            model=alignment,
             tokenizer=tokenizer,
             mel=mel,
             num_frames=math.ceil(count / HOP_LENGTH),
