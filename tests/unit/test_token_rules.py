@@ -1,0 +1,88 @@
+"""The decode loop's token rules (`_TokenRules` in model_repository/whisper/1/decoder.py), applied
+to a whole batch at once, against openai-whisper's own logit filters applied as `DecodingTask`
+applies them: the same tokens forbidden, row by row, after random token histories."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from whisper.decoding import ApplyTimestampRules, SuppressBlank, SuppressTokens
+from whisper.tokenizer import Tokenizer, get_tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
+
+from decoder import _RowState, _TokenRules
+
+AUDIO_CTX = 1500  # a full window: timestamps every 0.02 s
+MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1 s, as DecodingOptions has it
+ROWS = 8
+
+
+def whisper_filtered(logits: torch.Tensor, tokenizer: Tokenizer, tokens: torch.Tensor) -> None:
+    """openai-whisper's filters for a greedy decode with default options, in its order."""
+    sample_begin = len(tokenizer.sot_sequence)
+    suppressed = {
+        *tokenizer.non_speech_tokens,
+        tokenizer.transcribe,
+        tokenizer.translate,
+        tokenizer.sot,
+        tokenizer.sot_prev,
+        tokenizer.sot_lm,
+    }
+    if tokenizer.no_speech is not None:
+        suppressed.add(tokenizer.no_speech)
+    for rule in (
+        SuppressBlank(tokenizer, sample_begin),
+        SuppressTokens(sorted(suppressed)),
+        ApplyTimestampRules(tokenizer, sample_begin, MAX_INITIAL_TIMESTAMP_INDEX),
+    ):
+        rule.apply(logits, tokens)
+
+
+def histories(tokenizer: Tokenizer, vocab: int, length: int, seed: int) -> torch.Tensor:
+    """Rows of `length` sampled tokens: text, and timestamps that never go back, alone or in
+    pairs, as a decode writes them (pairs repeating a time too)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(ROWS):
+        row, last = [], tokenizer.timestamp_begin
+        for _ in range(length):
+            if torch.rand(1, generator=generator).item() < 0.45:
+                step = int(torch.randint(0, 40, (1,), generator=generator))
+                last = min(last + step, vocab - 1)
+                row.append(last)
+            else:
+                row.append(int(torch.randint(0, tokenizer.eot, (1,), generator=generator)))
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.long).reshape(ROWS, length)
+
+
+@pytest.mark.parametrize(("multilingual", "vocab"), [(False, 51864), (True, 51865)])
+@pytest.mark.parametrize("length", [0, 1, 2, 3, 5, 8, 13])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_batch_rules_forbid_what_openai_whisper_forbids(
+    multilingual: bool, vocab: int, length: int, seed: int
+) -> None:
+    tokenizer = get_tokenizer(multilingual, language="en", task="transcribe")
+    sampled = histories(tokenizer, vocab, length, seed)
+    generator = torch.Generator().manual_seed(100 + seed)
+    logits = torch.randn(ROWS, vocab, generator=generator) * 3
+    # some rows favour timestamps, others text: the rule between them goes both ways
+    logits[:, tokenizer.timestamp_begin :] += torch.linspace(-12, 4, ROWS)[:, None]
+    prefix = torch.tensor([tokenizer.sot_sequence] * ROWS, dtype=torch.long)
+
+    expected = logits.clone()
+    whisper_filtered(expected, tokenizer, torch.cat([prefix, sampled], dim=1))
+
+    rules = _TokenRules(tokenizer, vocab, AUDIO_CTX, torch.device("cpu"))
+    state = _RowState.start(ROWS, torch.device("cpu"))
+    for step in range(length):
+        state.advance(sampled[:, step], tokenizer.timestamp_begin)
+    got = logits.clone()
+    rules.apply(got, state)
+
+    assert torch.equal(got.isinf(), expected.isinf())
+    assert torch.equal(got[~got.isinf()], expected[~expected.isinf()])
