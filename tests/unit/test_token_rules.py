@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from whisper.decoding import ApplyTimestampRules, SuppressBlank, SuppressTokens
+from whisper.decoding import (
+    ApplyTimestampRules,
+    DecodingOptions,
+    DecodingTask,
+    SuppressBlank,
+    SuppressTokens,
+)
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
@@ -24,19 +31,12 @@ ROWS = 8
 def whisper_filtered(logits: torch.Tensor, tokenizer: Tokenizer, tokens: torch.Tensor) -> None:
     """openai-whisper's filters for a greedy decode with default options, in its order."""
     sample_begin = len(tokenizer.sot_sequence)
-    suppressed = {
-        *tokenizer.non_speech_tokens,
-        tokenizer.transcribe,
-        tokenizer.translate,
-        tokenizer.sot,
-        tokenizer.sot_prev,
-        tokenizer.sot_lm,
-    }
-    if tokenizer.no_speech is not None:
-        suppressed.add(tokenizer.no_speech)
+    # the set DecodingTask makes for the default options, by its own method
+    task = SimpleNamespace(options=DecodingOptions(), tokenizer=tokenizer)
+    suppressed = DecodingTask._get_suppress_tokens(task)  # type: ignore[arg-type]
     for rule in (
         SuppressBlank(tokenizer, sample_begin),
-        SuppressTokens(sorted(suppressed)),
+        SuppressTokens(suppressed),
         ApplyTimestampRules(tokenizer, sample_begin, MAX_INITIAL_TIMESTAMP_INDEX),
     ):
         rule.apply(logits, tokens)
