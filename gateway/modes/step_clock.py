@@ -12,6 +12,12 @@ time a round actually takes, up to `max_period_s` (the configured step); with bo
 default, 3 s) it is a fixed beat. A round that takes
 longer than that means the streams are behind; each stream then drops its oldest audio
 (`StreamSession.drop_backlog`) instead of queueing.
+
+A beat, once handed out, is every stream's until it has passed: the next one is set from it
+at the period of that moment. (Computed afresh from a fixed origin at whatever the period was
+when each stream asked, the grid came apart as soon as the period rose above its minimum: a
+period 1 % longer moves a beat 100 periods on by a whole period, and 4 streams on a 1 s beat
+stepped at 2-4 instants within a second, each its own execution queued behind the others.)
 """
 
 from __future__ import annotations
@@ -31,18 +37,22 @@ class StepClock:
         self.min_period_s = min_period_s
         self.max_period_s = max_period_s
         self._round_s = 0.0  # moving average of how long a step takes
-        self._origin: float | None = None
+        self._beat: float | None = None  # the latest beat handed out
 
     @property
     def period_s(self) -> float:
         return min(max(self._round_s * _HEADROOM, self.min_period_s), self.max_period_s)
 
     def next_beat(self, now: float) -> float:
-        """The first beat after `now`, on a grid every stream shares."""
-        if self._origin is None:
-            self._origin = now
-        period = self.period_s
-        return self._origin + (math.floor((now - self._origin) / period) + 1) * period
+        """The first beat after `now`: the one already handed out while it is ahead, else
+        the first after `now` on whole periods from it (beats missed while no stream asked
+        are skipped)."""
+        if self._beat is None:
+            self._beat = now
+        if self._beat <= now:
+            period = self.period_s
+            self._beat += (math.floor((now - self._beat) / period) + 1) * period
+        return self._beat
 
     async def beat(self) -> None:
         """Sleep until the next beat."""

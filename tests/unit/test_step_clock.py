@@ -47,3 +47,29 @@ async def test_waiters_wake_together_on_the_beat() -> None:
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError):
         StepClock(3.0, 1.0)
+
+
+def test_a_beat_handed_out_stays_when_the_period_changes() -> None:
+    """Streams ask for the next beat one by one, each after recording its step's time, so the
+    period changes between their questions: they must still meet on one beat (one batch)."""
+    clock = StepClock(1.0, 3.0)
+    beat = clock.next_beat(0.0)
+    for _ in range(100):  # a hundred beats at the minimum period
+        beat = clock.next_beat(beat)
+    assert beat == pytest.approx(101.0)
+    asked_at = beat - 0.1
+    firsts = []
+    for step_s in (1.2, 1.3, 1.25, 1.1):  # four streams' steps, recorded in turn
+        clock.record(step_s)
+        firsts.append(clock.next_beat(asked_at))
+        asked_at += 0.01
+    assert firsts == [beat] * 4
+    # from there the grid follows the new period
+    assert clock.period_s > 1.0
+    assert clock.next_beat(beat) == pytest.approx(beat + clock.period_s)
+
+
+def test_beats_no_stream_asked_for_are_skipped() -> None:
+    clock = StepClock(1.0, 1.0)
+    assert clock.next_beat(10.0) == 11.0
+    assert clock.next_beat(14.5) == 15.0  # on the grid, not 11 + 1 or 14.5 + 1
