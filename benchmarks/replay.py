@@ -1,17 +1,25 @@
-"""Replay a live stream offline: the gateway's `StreamSession` against the model's
+"""Replay live streams offline: the gateway's `StreamSession`s against the model's
 `BatchTranscriber` in this process, on a virtual clock. No Triton, no sockets, no waiting for
 real time: a 6.7-minute stream replays in about a minute, and two runs of the same settings
 give the same transcript. For tuning what a stream's steps cost and commit; the capacity
 benchmark (`python -m benchmarks --only streaming`) measures the real service.
 
     python -m benchmarks.replay [--plan stream-63s|composite|conversation|...] [--beat 3]
-        [--lead 0.4] [--context full]
+        [--max-beat S] [--streams N] [--lead 0.4] [--context full]
+
+With `--streams N` the plan is streamed N times, their starts spread over 3 s as in the
+capacity benchmark, all on one `StepClock` (period from `--beat` up to `--max-beat`, following
+the rounds' time as in the service): the steps due on a beat are answered by one
+`BatchTranscriber` call, as Triton's dynamic batcher runs them in one execution of its one
+model instance (a batch waits for the one before it), and a stream whose step ends after the
+next beat waits for the one after. Not modelled: the gateway's own CPU work, gRPC, and the
+model's threads sharing the cores with it.
 
 `--lead` puts that much silence before the audio: where the beats fall in the speech moves,
 and with it what each step hears (a made-up "Thank you." came on 2 of 5 leads of a 1 s beat).
-Prints the stream's WER against the reference, the model's seconds (the CPU work of all
-steps), and word latency on the virtual clock: when the step that committed a word ended
-(its beat plus the model's time) minus the word's end in the audio.
+Prints the streams' WER against the reference, the model's seconds (the CPU work of all
+steps), the model executions, and word latency on the virtual clock: when the step that
+committed a word ended (its beat plus the model's time) minus the word's end in the audio.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +43,7 @@ from benchmarks.report import TMP_DIR
 from gateway.core.contract import Priority, TranscribeOptions, WindowResult
 from gateway.core.transcript import Segment, Word
 from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.step_clock import StepClock
 from gateway.modes.stream_input import FrameDecoder, StreamConfig
 from gateway.modes.streaming import StreamSession
 from testsupport.wer import word_error_rate
@@ -43,14 +53,25 @@ sys.path.insert(0, str(PROJECT_ROOT / "model_repository" / "whisper" / "1"))
 from checkpoint import load_model
 from transcriber import BatchTranscriber, TranscriptionRequest, cpu_computes_bfloat16
 
+# the capacity benchmark spreads its streams' starts over one default step
+STARTS_SPREAD_SECONDS = 3.0
+FRAME_SAMPLES = SAMPLE_RATE // 10  # audio arrives in 100 ms frames, as the benchmark sends it
+
 
 class InProcessModel:
-    """The `AsrBackend` protocol over a `BatchTranscriber`, timing every call."""
+    """The `AsrBackend` protocol over a `BatchTranscriber`: calls wait until `run` answers
+    all of them in one batch (one execution), timing it."""
 
     def __init__(self, transcriber: BatchTranscriber, low_latency: bool) -> None:
         self.transcriber = transcriber
         self.low_latency = low_latency  # False: full 30 s windows, as before LOW_LATENCY
         self.seconds = 0.0
+        self.executions = 0
+        self._waiting: list[tuple[TranscriptionRequest, asyncio.Future[WindowResult]]] = []
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
 
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
@@ -62,12 +83,35 @@ class InProcessModel:
             word_timestamps=options.word_timestamps,
             low_latency=options.low_latency and self.low_latency,
         )
+        answer: asyncio.Future[WindowResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, answer))
+        return await answer
+
+    def run(self) -> float:
+        """Answer every waiting call in one batch; its seconds."""
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            return 0.0
         started = time.perf_counter()
-        result = self.transcriber.transcribe([request])[0]
-        self.seconds += time.perf_counter() - started
-        # through JSON, as the segments travel from Triton (numpy floats become floats)
-        segments = json.loads(json.dumps(result.segments, default=float))
-        return WindowResult(result.text, result.language, tuple(map(Segment.from_json, segments)))
+        results = self.transcriber.transcribe([request for request, _ in batch])
+        seconds = time.perf_counter() - started
+        self.seconds += seconds
+        self.executions += 1
+        for (_, answer), result in zip(batch, results, strict=True):
+            # through JSON, as the segments travel from Triton (numpy floats become floats)
+            segments = json.loads(json.dumps(result.segments, default=float))
+            answer.set_result(
+                WindowResult(result.text, result.language, tuple(map(Segment.from_json, segments)))
+            )
+        return seconds
+
+    async def answer_all(self, calls: Sequence[asyncio.Future[Any]]) -> None:
+        """Run batches until every one of `calls` is done: each batch once all the calls
+        still running wait for the model (as the steps of one beat reach Triton together)."""
+        while not all(call.done() for call in calls):
+            await asyncio.sleep(0)  # let the calls run up to their model call or their end
+            if self.waiting == sum(not call.done() for call in calls):
+                self.run()
 
     async def is_ready(self) -> bool:
         return True
@@ -75,9 +119,36 @@ class InProcessModel:
 
 @dataclass
 class Replay:
-    text: str
+    texts: list[str]  # one per stream
     model_seconds: float
-    word_latencies: list[float]
+    executions: int
+    word_latencies: list[float]  # every stream's committed words
+
+    @property
+    def text(self) -> str:
+        return self.texts[0]
+
+
+@dataclass
+class _Stream:
+    session: StreamSession
+    decoder: FrameDecoder
+    asks_at: float  # when it next asks the clock for a beat (its audio's start at first)
+    step_s: float | None = None  # its last step's time, recorded on the clock when it asks
+    beat: float | None = None  # the beat it waits for, once it has asked
+    fed: int = 0  # samples appended so far
+    texts: list[str] = field(default_factory=list)
+
+    def feed(self, audio: np.ndarray, delay: float, now: float) -> None:
+        """Append the whole frames that have arrived by `now`."""
+        arrived = int((now - delay) * SAMPLE_RATE) // FRAME_SAMPLES * FRAME_SAMPLES
+        upto = min(audio.size, max(arrived, 0))
+        if upto > self.fed:
+            self.session.append(self.decoder.decode(audio[self.fed : upto].tobytes()))
+            self.fed = upto
+
+    def collect(self, messages: list[dict[str, Any]]) -> None:
+        self.texts.extend(m["text"] for m in messages if m["type"] == "final")
 
 
 def newly_committed(session: StreamSession, before: int) -> list[Word]:
@@ -86,30 +157,81 @@ def newly_committed(session: StreamSession, before: int) -> list[Word]:
     return list(session.agreement.committed)[-new:] if new else []
 
 
-async def replay(audio: np.ndarray, model: InProcessModel, beat_s: float) -> Replay:
-    """Feed `audio` one beat at a time; step whenever the session is due, as on the beat."""
+async def replay(
+    audio: np.ndarray,
+    model: InProcessModel,
+    beat_s: float,
+    *,
+    max_beat_s: float | None = None,
+    streams: int = 1,
+) -> Replay:
+    """Stream `audio` `streams` times on one clock, as `ws_stream` steps them: on each beat
+    every stream with enough new audio steps, their model calls answered in one batch; each
+    stream then records its step's time and waits for the next beat."""
+    clock = StepClock(beat_s, max_beat_s or beat_s)
     config = StreamConfig(encoding="f32le")
-    session = StreamSession(model, config, min_new_audio_s=beat_s)
-    decoder = FrameDecoder(config)
-    beat = int(beat_s * SAMPLE_RATE)
-    texts: list[str] = []
+    delays = [index * STARTS_SPREAD_SECONDS / streams for index in range(streams)]
+    replayed = [
+        _Stream(
+            StreamSession(model, config, min_new_audio_s=beat_s / 2),
+            FrameDecoder(config),
+            asks_at=delay,
+        )
+        for delay in delays
+    ]
     latencies: list[float] = []
-
-    def collect(messages: list[dict[str, Any]]) -> None:
-        texts.extend(m["text"] for m in messages if m["type"] == "final")
-
-    for start in range(0, audio.size, beat):
-        chunk = audio[start : start + beat]
-        session.append(decoder.decode(chunk.tobytes()))
-        if not session.step_due:
-            continue
-        now = (start + chunk.size) / SAMPLE_RATE
-        before_s, committed = model.seconds, session.agreement.committed_count
-        collect(await session.step())
-        done_at = now + model.seconds - before_s
-        latencies += [done_at - word.end for word in newly_committed(session, committed)]
-    collect(await session.finish(decoder.flush()))
-    return Replay("".join(texts), model.seconds, latencies)
+    model_free_at = 0.0
+    audio_end = max(delays) + audio.size / SAMPLE_RATE
+    while True:
+        # the clock answers in the order the streams ask, as the service's event loop does
+        asking = [stream for stream in replayed if stream.beat is None]
+        first_beat = min((s.beat for s in replayed if s.beat is not None), default=None)
+        if asking:
+            stream = min(asking, key=lambda s: s.asks_at)
+            if first_beat is None or stream.asks_at < first_beat:
+                if stream.step_s is not None:
+                    clock.record(stream.step_s)
+                stream.beat = clock.next_beat(stream.asks_at)
+                continue
+        assert first_beat is not None
+        now = first_beat
+        if now >= audio_end:
+            break
+        on_beat = [stream for stream in replayed if stream.beat == now]
+        for stream, delay in zip(replayed, delays, strict=True):
+            if stream in on_beat:
+                stream.feed(audio, delay, now)
+        due = [stream for stream in on_beat if stream.session.step_due]
+        committed = [stream.session.agreement.committed_count for stream in due]
+        steps = [asyncio.ensure_future(stream.session.step()) for stream in due]
+        before = model.seconds
+        await model.answer_all(steps)
+        # one model instance: a batch waits for the one before it to finish
+        done_at = max(now, model_free_at) + model.seconds - before
+        model_free_at = done_at
+        for stream, step, count in zip(due, steps, committed, strict=True):
+            stream.collect(step.result())
+            stream.step_s = done_at - now  # as the service times it: queueing included
+            delay = delays[replayed.index(stream)]
+            words = newly_committed(stream.session, count)
+            latencies += [done_at - delay - word.end for word in words]
+        for stream in on_beat:
+            stream.beat = None
+            stream.asks_at = done_at if stream in due else now
+    for stream, delay in zip(replayed, delays, strict=True):
+        stream.feed(audio, delay, audio_end)
+    ends = [
+        asyncio.ensure_future(stream.session.finish(stream.decoder.flush())) for stream in replayed
+    ]
+    await model.answer_all(ends)
+    for stream, end in zip(replayed, ends, strict=True):
+        stream.collect(end.result())
+    return Replay(
+        ["".join(stream.texts) for stream in replayed],
+        model.seconds,
+        model.executions,
+        latencies,
+    )
 
 
 def in_process_model(
@@ -142,7 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plan", choices=sorted({*composite.PLANS, *speech.PLANS}), default=composite.STREAM.name
     )
-    parser.add_argument("--beat", type=float, default=3.0, help="seconds of audio per step")
+    parser.add_argument(
+        "--beat", type=float, default=3.0, help="the beat's period, s (its least, with --max-beat)"
+    )
+    parser.add_argument(
+        "--max-beat",
+        type=float,
+        default=None,
+        help="the longest period the beat may stretch to under load, s (default: --beat)",
+    )
+    parser.add_argument("--streams", type=int, default=1, help="streams of the plan at once")
     parser.add_argument(
         "--lead", type=float, default=0.0, help="seconds of silence before the audio"
     )
@@ -168,14 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     model = in_process_model(
         args.threads, low_latency=args.context == "low-latency", bfloat16=bfloat16
     )
-    result = asyncio.run(replay(audio, model, args.beat))
+    result = asyncio.run(
+        replay(audio, model, args.beat, max_beat_s=args.max_beat, streams=args.streams)
+    )
     quantiles = statistics.quantiles(result.word_latencies, n=20)
+    wers = [100 * word_error_rate(text, hypothesis) for hypothesis in result.texts]
+    beat = f"{args.beat:g}-{args.max_beat:g} s" if args.max_beat else f"{args.beat:g} s"
     print(
-        f"{args.plan} ({duration:.1f} s with a {args.lead:g} s lead), {args.beat:g} s beat, "
-        f"context {args.context}, bfloat16 {bfloat16}: "
-        f"WER {100 * word_error_rate(text, result.text):.1f} %, "
-        f"model {result.model_seconds:.1f} s ({result.model_seconds / duration:.3f} s "
-        f"per audio s), word latency p50 {statistics.median(result.word_latencies):.2f} s, "
+        f"{args.plan} ({duration:.1f} s with a {args.lead:g} s lead), {args.streams} "
+        f"stream(s), {beat} beat, context {args.context}, bfloat16 {bfloat16}: "
+        f"WER {statistics.mean(wers):.1f} % (max {max(wers):.1f} %), "
+        f"model {result.model_seconds:.1f} s in {result.executions} executions "
+        f"({result.model_seconds / duration:.3f} s per audio s), "
+        f"word latency p50 {statistics.median(result.word_latencies):.2f} s, "
         f"p95 {quantiles[-1]:.2f} s"
     )
     print(result.text)

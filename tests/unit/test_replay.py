@@ -1,0 +1,66 @@
+"""The offline stream replay (`benchmarks.replay`) runs the steps of one beat as one model call,
+as Triton's dynamic batcher runs them as one execution, and ends every stream."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks import replay
+from gateway.modes.audio import SAMPLE_RATE
+from testsupport.clips import DATA_DIR, load_audio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
+
+from transcriber import TranscriptionRequest, TranscriptionResult
+
+
+class ScriptedTranscriber:
+    """Stands in for `BatchTranscriber`: one word a second of each request's audio, every
+    batch's size recorded."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def transcribe(self, requests: Sequence[TranscriptionRequest]) -> list[TranscriptionResult]:
+        self.batches.append(len(requests))
+        return [self._result(request.audio.size / SAMPLE_RATE) for request in requests]
+
+    @staticmethod
+    def _result(seconds: float) -> TranscriptionResult:
+        words = [
+            {"word": f" w{i}", "start": float(i), "end": i + 0.5, "probability": 0.9}
+            for i in range(int(seconds))
+        ]
+        text = "".join(str(word["word"]) for word in words)
+        segment = {
+            "start": 0.0,
+            "end": seconds,
+            "text": text,
+            "avg_logprob": -0.1,
+            "no_speech_prob": 0.0,
+            "compression_ratio": 1.0,
+            "temperature": 0.0,
+            "words": words,
+        }
+        return TranscriptionResult(text.strip(), "en", [segment] if words else [])
+
+
+def test_the_steps_of_a_beat_are_one_model_call_and_every_stream_ends() -> None:
+    jfk = load_audio(DATA_DIR / "jfk.flac")
+    scripted = ScriptedTranscriber()
+    model = replay.InProcessModel(scripted, low_latency=True)  # type: ignore[arg-type]
+
+    result = asyncio.run(replay.replay(jfk, model, 1.0, streams=2))
+
+    assert model.executions == len(scripted.batches)
+    # the second stream starts 1.5 s after the first, on the same beats: from then on both
+    # streams' steps (and both reads at the end) go to the model together
+    assert max(scripted.batches) == 2
+    assert scripted.batches.count(2) >= 5
+    assert sum(scripted.batches) > len(scripted.batches) + 4
+    assert len(result.texts) == 2
+    assert all(text.strip() for text in result.texts)
+    assert result.word_latencies and min(result.word_latencies) > 0
