@@ -69,10 +69,6 @@ class InProcessModel:
         self.executions = 0
         self._waiting: list[tuple[TranscriptionRequest, asyncio.Future[WindowResult]]] = []
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
     ) -> WindowResult:
@@ -87,15 +83,15 @@ class InProcessModel:
         self._waiting.append((request, answer))
         return await answer
 
-    def run(self) -> float:
-        """Answer every waiting call in one batch; its seconds."""
+    def run(self) -> None:
+        """Answer every waiting call in one batch (one execution), adding its time to
+        `seconds`."""
         batch, self._waiting = self._waiting, []
         if not batch:
-            return 0.0
+            return
         started = time.perf_counter()
         results = self.transcriber.transcribe([request for request, _ in batch])
-        seconds = time.perf_counter() - started
-        self.seconds += seconds
+        self.seconds += time.perf_counter() - started
         self.executions += 1
         for (_, answer), result in zip(batch, results, strict=True):
             # through JSON, as the segments travel from Triton (numpy floats become floats)
@@ -103,14 +99,13 @@ class InProcessModel:
             answer.set_result(
                 WindowResult(result.text, result.language, tuple(map(Segment.from_json, segments)))
             )
-        return seconds
 
     async def answer_all(self, calls: Sequence[asyncio.Future[Any]]) -> None:
         """Run batches until every one of `calls` is done: each batch once all the calls
         still running wait for the model (as the steps of one beat reach Triton together)."""
         while not all(call.done() for call in calls):
             await asyncio.sleep(0)  # let the calls run up to their model call or their end
-            if self.waiting == sum(not call.done() for call in calls):
+            if len(self._waiting) == sum(not call.done() for call in calls):
                 self.run()
 
     async def is_ready(self) -> bool:
@@ -133,15 +128,16 @@ class Replay:
 class _Stream:
     session: StreamSession
     decoder: FrameDecoder
+    delay: float  # when its audio starts, virtual seconds
     asks_at: float  # when it next asks the clock for a beat (its audio's start at first)
     step_s: float | None = None  # its last step's time, recorded on the clock when it asks
     beat: float | None = None  # the beat it waits for, once it has asked
     fed: int = 0  # samples appended so far
     texts: list[str] = field(default_factory=list)
 
-    def feed(self, audio: np.ndarray, delay: float, now: float) -> None:
+    def feed(self, audio: np.ndarray, now: float) -> None:
         """Append the whole frames that have arrived by `now`."""
-        arrived = int((now - delay) * SAMPLE_RATE) // FRAME_SAMPLES * FRAME_SAMPLES
+        arrived = int((now - self.delay) * SAMPLE_RATE) // FRAME_SAMPLES * FRAME_SAMPLES
         upto = min(audio.size, max(arrived, 0))
         if upto > self.fed:
             self.session.append(self.decoder.decode(audio[self.fed : upto].tobytes()))
@@ -170,18 +166,18 @@ async def replay(
     stream then records its step's time and waits for the next beat."""
     clock = StepClock(beat_s, max_beat_s or beat_s)
     config = StreamConfig(encoding="f32le")
-    delays = [index * STARTS_SPREAD_SECONDS / streams for index in range(streams)]
     replayed = [
         _Stream(
             StreamSession(model, config, min_new_audio_s=beat_s / 2),
             FrameDecoder(config),
+            delay=delay,
             asks_at=delay,
         )
-        for delay in delays
+        for delay in (index * STARTS_SPREAD_SECONDS / streams for index in range(streams))
     ]
     latencies: list[float] = []
     model_free_at = 0.0
-    audio_end = max(delays) + audio.size / SAMPLE_RATE
+    audio_end = replayed[-1].delay + audio.size / SAMPLE_RATE
     while True:
         # the clock answers in the order the streams ask, as the service's event loop does
         asking = [stream for stream in replayed if stream.beat is None]
@@ -198,9 +194,8 @@ async def replay(
         if now >= audio_end:
             break
         on_beat = [stream for stream in replayed if stream.beat == now]
-        for stream, delay in zip(replayed, delays, strict=True):
-            if stream in on_beat:
-                stream.feed(audio, delay, now)
+        for stream in on_beat:
+            stream.feed(audio, now)
         due = [stream for stream in on_beat if stream.session.step_due]
         committed = [stream.session.agreement.committed_count for stream in due]
         steps = [asyncio.ensure_future(stream.session.step()) for stream in due]
@@ -212,14 +207,13 @@ async def replay(
         for stream, step, count in zip(due, steps, committed, strict=True):
             stream.collect(step.result())
             stream.step_s = done_at - now  # as the service times it: queueing included
-            delay = delays[replayed.index(stream)]
             words = newly_committed(stream.session, count)
-            latencies += [done_at - delay - word.end for word in words]
+            latencies += [done_at - stream.delay - word.end for word in words]
         for stream in on_beat:
             stream.beat = None
             stream.asks_at = done_at if stream in due else now
-    for stream, delay in zip(replayed, delays, strict=True):
-        stream.feed(audio, delay, audio_end)
+    for stream in replayed:
+        stream.feed(audio, audio_end)
     ends = [
         asyncio.ensure_future(stream.session.finish(stream.decoder.flush())) for stream in replayed
     ]
