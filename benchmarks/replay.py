@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -53,9 +54,13 @@ sys.path.insert(0, str(PROJECT_ROOT / "model_repository" / "whisper" / "1"))
 from checkpoint import load_model
 from transcriber import BatchTranscriber, TranscriptionRequest, cpu_computes_bfloat16
 
+_T = TypeVar("_T")
+
 # the capacity benchmark spreads its streams' starts over one default step
 STARTS_SPREAD_SECONDS = 3.0
 FRAME_SAMPLES = SAMPLE_RATE // 10  # audio arrives in 100 ms frames, as the benchmark sends it
+# the coroutine of the call (`InProcessModel.call`) a model request comes from
+_CALLER: contextvars.ContextVar[object] = contextvars.ContextVar("replay_caller")
 
 
 class InProcessModel:
@@ -67,7 +72,16 @@ class InProcessModel:
         self.low_latency = low_latency  # False: full 30 s windows, as before LOW_LATENCY
         self.seconds = 0.0
         self.executions = 0
-        self._waiting: list[tuple[TranscriptionRequest, asyncio.Future[WindowResult]]] = []
+        # each waiting request with its answer and the call it comes from
+        self._waiting: list[tuple[TranscriptionRequest, asyncio.Future[WindowResult], object]] = []
+
+    @staticmethod
+    def call(coroutine: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Run `coroutine` (a step, an end read) as a task whose model requests are known to
+        be its own, even from the tasks it starts: an end read has two windows in flight."""
+        context = contextvars.copy_context()
+        context.run(_CALLER.set, coroutine)
+        return asyncio.get_running_loop().create_task(coroutine, context=context)
 
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
@@ -80,7 +94,7 @@ class InProcessModel:
             low_latency=options.low_latency and self.low_latency,
         )
         answer: asyncio.Future[WindowResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append((request, answer))
+        self._waiting.append((request, answer, _CALLER.get(None)))
         return await answer
 
     def run(self) -> None:
@@ -90,22 +104,24 @@ class InProcessModel:
         if not batch:
             return
         started = time.perf_counter()
-        results = self.transcriber.transcribe([request for request, _ in batch])
+        results = self.transcriber.transcribe([request for request, _, _ in batch])
         self.seconds += time.perf_counter() - started
         self.executions += 1
-        for (_, answer), result in zip(batch, results, strict=True):
+        for (_, answer, _), result in zip(batch, results, strict=True):
             # through JSON, as the segments travel from Triton (numpy floats become floats)
             segments = json.loads(json.dumps(result.segments, default=float))
             answer.set_result(
                 WindowResult(result.text, result.language, tuple(map(Segment.from_json, segments)))
             )
 
-    async def answer_all(self, calls: Sequence[asyncio.Future[Any]]) -> None:
-        """Run batches until every one of `calls` is done: each batch once all the calls
-        still running wait for the model (as the steps of one beat reach Triton together)."""
+    async def answer_all(self, calls: Sequence[asyncio.Task[Any]]) -> None:
+        """Run batches until every one of `calls` (started by `call`) is done: each batch
+        once all the calls still running wait for the model (as the steps of one beat reach
+        Triton together)."""
         while not all(call.done() for call in calls):
             await asyncio.sleep(0)  # let the calls run up to their model call or their end
-            if len(self._waiting) == sum(not call.done() for call in calls):
+            running = {id(call.get_coro()) for call in calls if not call.done()}
+            if running == {id(caller) for _, _, caller in self._waiting}:
                 self.run()
 
     async def is_ready(self) -> bool:
@@ -198,7 +214,7 @@ async def replay(
             stream.feed(audio, now)
         due = [stream for stream in on_beat if stream.session.step_due]
         committed = [stream.session.agreement.committed_count for stream in due]
-        steps = [asyncio.ensure_future(stream.session.step()) for stream in due]
+        steps = [model.call(stream.session.step()) for stream in due]
         before = model.seconds
         await model.answer_all(steps)
         # one model instance: a batch waits for the one before it to finish
@@ -214,9 +230,7 @@ async def replay(
             stream.asks_at = done_at if stream in due else now
     for stream in replayed:
         stream.feed(audio, audio_end)
-    ends = [
-        asyncio.ensure_future(stream.session.finish(stream.decoder.flush())) for stream in replayed
-    ]
+    ends = [model.call(stream.session.finish(stream.decoder.flush())) for stream in replayed]
     await model.answer_all(ends)
     for stream, end in zip(replayed, ends, strict=True):
         stream.collect(end.result())

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks import replay
 from gateway.modes.audio import SAMPLE_RATE
 from testsupport.clips import DATA_DIR, load_audio
@@ -64,3 +66,17 @@ def test_the_steps_of_a_beat_are_one_model_call_and_every_stream_ends() -> None:
     assert len(result.texts) == 2
     assert all(text.strip() for text in result.texts)
     assert result.word_latencies and min(result.word_latencies) > 0
+
+
+def test_an_end_read_with_two_windows_in_flight_is_answered() -> None:
+    """A stream that never steps (a beat longer than its audio) is read at its end as a file
+    of more than one window, two at a time: both of them reach the model together."""
+    jfk = load_audio(DATA_DIR / "jfk.flac")
+    long_speech = np.concatenate([jfk, jfk, jfk, jfk])  # 44 s: two windows
+    scripted = ScriptedTranscriber()
+    model = replay.InProcessModel(scripted, low_latency=True)  # type: ignore[arg-type]
+
+    result = asyncio.run(asyncio.wait_for(replay.replay(long_speech, model, 60.0), timeout=60))
+
+    assert scripted.batches[0] == 2
+    assert len(result.texts[0].split()) >= 40
