@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
+import transcriber
 from checkpoint import load_model
 from decoder import WhisperDecoder
 from transcriber import (
@@ -100,6 +101,39 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
     assert {segment["temperature"] for segment in low_latency.segments} == {0.0}
     assert all(segment["avg_logprob"] < 0.0 for segment in low_latency.segments)
     assert word_error_rate(clip.text, low_latency.text) == 0.0
+
+
+def test_a_short_context_request_is_encoded_short_and_retried_as_a_file_window(
+    model, clips, monkeypatch
+) -> None:
+    """A stream's read at its end: the low-latency encoder context (JFK's 11 s and 5-10 s of
+    padding), in float32 where low-latency steps are encoded in bfloat16, and every
+    temperature tried when the checks fail."""
+    strict = BatchTranscriber(
+        model, fp16=False, thresholds=DecodeThresholds(logprob=0.0), low_latency_bfloat16=True
+    )
+    temperatures: list[float] = []
+    widths: list[tuple[int, torch.dtype]] = []
+    decode, encode = WhisperDecoder.decode, transcriber.encode
+
+    def counted(decoder, contexts, prompt, *args, **options):
+        temperatures.append(prompt.temperature)
+        return decode(decoder, contexts, prompt, *args, **options)
+
+    def measured(encoder, mel):
+        features = encode(encoder, mel)
+        widths.append((mel.shape[-1], features.dtype))
+        return features
+
+    monkeypatch.setattr(WhisperDecoder, "decode", counted)
+    monkeypatch.setattr(transcriber, "encode", measured)
+    clip = clips["jfk.flac"]
+    (result,) = strict.transcribe(
+        [TranscriptionRequest(clip.audio, language="en", short_context=True)]
+    )
+    assert widths == [(2000, torch.float32)]
+    assert temperatures == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert result.segments
 
 
 def test_only_low_latency_decodes_get_a_token_budget(model, clips, monkeypatch) -> None:

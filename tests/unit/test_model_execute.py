@@ -185,18 +185,29 @@ def test_a_request_cancelled_while_queued_is_not_decoded(model_module) -> None:
 
 
 class RecordingTranscriber(PoisonedTranscriber):
+    """Keeps every request of every batch it decodes."""
+
+    def __init__(self, model_module) -> None:
+        super().__init__(model_module)
+        self.requests: list = []
+
     def transcribe(self, requests):
-        self.requests = list(requests)
+        self.requests += requests
         return super().transcribe(requests)
 
 
-def test_logprobs_are_asked_for_per_request(model_module) -> None:
+@pytest.mark.parametrize(
+    ("switch", "field"),
+    [("LOGPROBS", "logprobs"), ("SHORT_CONTEXT", "short_context"), ("LOW_LATENCY", "low_latency")],
+)
+def test_switches_are_asked_for_per_request(model_module, switch, field) -> None:
     asking = request("with")
-    asking.inputs["LOGPROBS"] = np.array([[True]])
+    asking.inputs[switch] = np.array([[True]])
     transcriber = RecordingTranscriber(model_module)
     whisper_model = scripted_model(model_module, transcriber)
     answers(whisper_model, [asking, request("without")])
-    assert [item.logprobs for item in transcriber.requests] == [True, False]
+    asked = {item.prompt: getattr(item, field) for item in transcriber.requests}
+    assert asked == {"with": True, "without": False}
 
 
 def live(prompt: str) -> Request:

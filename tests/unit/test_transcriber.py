@@ -119,8 +119,9 @@ def test_invalid_requests_say_what_is_wrong(audio, options, message) -> None:
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize("switch", ["low_latency", "short_context"])
 @pytest.mark.parametrize(
-    ("seconds", "low_latency", "language", "frames"),
+    ("seconds", "short", "language", "frames"),
     [
         (4.0, False, "en", 3000),  # file windows: always a full 30 s window
         (0.5, True, "en", 1000),  # at least 5 s of padding, in steps of 5 s
@@ -133,12 +134,13 @@ def test_invalid_requests_say_what_is_wrong(audio, options, message) -> None:
         (4.0, True, None, 3000),  # language detection needs the full window
     ],
 )
-def test_encoder_context(seconds, low_latency, language, frames) -> None:
+def test_encoder_context(switch, seconds, short, language, frames) -> None:
+    """Low-latency requests (stream steps) and short-context ones (a stream's end read)."""
     request = make_request(
         np.zeros(int(seconds * 16_000), np.float32),
         multilingual=True,
         language=language,
-        low_latency=low_latency,
+        **{switch: short},
     )
     assert encoder_frames(request) == frames
     assert encoder_frames(request, short_context=False) == 3000  # the choice on a GPU

@@ -186,6 +186,7 @@ class TritonPythonModel:
         word_timestamps = _rows(request, "WORD_TIMESTAMPS", count) or [False] * count
         logprobs = _rows(request, "LOGPROBS", count) or [False] * count
         low_latency = _rows(request, "LOW_LATENCY", count) or [False] * count
+        short_context = _rows(request, "SHORT_CONTEXT", count) or [False] * count
         cancelled = request.is_cancelled  # one check shared by the request's rows
         return [
             make_request(
@@ -198,6 +199,7 @@ class TritonPythonModel:
                 word_timestamps=bool(word_timestamps[row]),
                 logprobs=bool(logprobs[row]),
                 low_latency=bool(low_latency[row]),
+                short_context=bool(short_context[row]),
                 cancelled=cancelled,
             )
             for row in range(count)

@@ -83,8 +83,9 @@ class ModelParameters:
         return self.low_latency_bfloat16.resolve(auto=cpu_computes_bfloat16) and not int8
 
     def use_low_latency_short_context(self, *, device_type: str) -> bool:
-        """`low_latency_short_context`: auto on a CPU, where the encoder's arithmetic
-        dominates; not on a GPU, where the decoder's per-token loop does."""
+        """`low_latency_short_context` (for LOW_LATENCY and SHORT_CONTEXT requests): auto on
+        a CPU, where the encoder's arithmetic dominates; not on a GPU, where the decoder's
+        per-token loop does."""
         return self.low_latency_short_context.resolve(auto=device_type == "cpu")
 
     def use_cuda_graphs(self) -> bool:

@@ -33,6 +33,12 @@ instead of 0.5-1 s, each with one retried 4 s buffer), whereas a stream gets a f
 hypothesis on its next step anyway; the result's `avg_logprob` and `compression_ratio` say
 that it failed. For the same reason its decode stops at `max_tokens_for` its audio's length,
 where a decoding loop would otherwise run to the text context's limit.
+
+A `short_context` request gets the low-latency encoder context alone: decoded in float32, and
+retried when it fails the checks, as a file window is. A live stream's read at its end asks
+for it: its buffer is what the steps heard with that context (mostly 4-15 s), and with a full
+window the read took 1.4-3 times as long and was not more accurate (benchmarks README, "The
+read at a stream's end").
 """
 
 from __future__ import annotations
@@ -101,6 +107,7 @@ class TranscriptionRequest:
     word_timestamps: bool = False
     logprobs: bool = False  # each text token's log-probability in the segments
     low_latency: bool = False  # shorter context, decoded once (see the module docstring)
+    short_context: bool = False  # the shorter context alone (low_latency implies it)
     # whether the client gave up on it; a decode stops its row when it becomes true
     cancelled: Callable[[], bool] = field(default=never_cancelled, compare=False, repr=False)
 
@@ -167,6 +174,7 @@ def make_request(
     word_timestamps: bool = False,
     logprobs: bool = False,
     low_latency: bool = False,
+    short_context: bool = False,
     cancelled: Callable[[], bool] = never_cancelled,
 ) -> TranscriptionRequest:
     """Validate raw inputs into a request, raising `InvalidRequest` with a clear message."""
@@ -189,16 +197,18 @@ def make_request(
         word_timestamps=bool(word_timestamps),
         logprobs=bool(logprobs),
         low_latency=bool(low_latency),
+        short_context=bool(short_context),
         cancelled=cancelled,
     )
 
 
 def encoder_frames(request: TranscriptionRequest, short_context: bool = True) -> int:
     """How many log-Mel frames the encoder sees for a request: a full 30 s window, or for a
-    low-latency request (with `short_context`) its audio and some padding. Language detection
-    needs the full window (openai-whisper's detector runs on it), so a request without a
-    language gets it."""
-    if not (request.low_latency and short_context) or request.language is None:
+    request that asks for a short context (where the model allows it: `short_context`) its
+    audio and some padding. Language detection needs the full window (openai-whisper's
+    detector runs on it), so a request without a language gets it."""
+    asks = request.low_latency or request.short_context
+    if not (asks and short_context) or request.language is None:
         return N_FRAMES
     step = LOW_LATENCY_CONTEXT_STEP_SECONDS
     padded = request.audio.size / SAMPLE_RATE + LOW_LATENCY_MIN_PADDING_SECONDS
