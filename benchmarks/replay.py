@@ -69,7 +69,8 @@ class InProcessModel:
 
     def __init__(self, transcriber: BatchTranscriber, low_latency: bool) -> None:
         self.transcriber = transcriber
-        self.low_latency = low_latency  # False: full 30 s windows, as before LOW_LATENCY
+        # False: full 30 s windows for the steps and the end read, as before LOW_LATENCY
+        self.low_latency = low_latency
         self.seconds = 0.0
         self.executions = 0
         # each waiting request with its answer and the call it comes from
@@ -92,6 +93,7 @@ class InProcessModel:
             prompt=options.prompt,
             word_timestamps=options.word_timestamps,
             low_latency=options.low_latency and self.low_latency,
+            short_context=options.short_context and self.low_latency,
         )
         answer: asyncio.Future[WindowResult] = asyncio.get_running_loop().create_future()
         self._waiting.append((request, answer, _CALLER.get(None)))

@@ -49,14 +49,16 @@ def build_inputs(
     word_timestamps = factory("WORD_TIMESTAMPS", [1, 1], "BOOL")
     word_timestamps.set_data_from_numpy(np.array([[options.word_timestamps]], dtype=bool))
     inputs += [temperature, word_timestamps]
-    if options.logprobs:  # sent only when asked: a model without the input still serves the rest
-        logprobs = factory("LOGPROBS", [1, 1], "BOOL")
-        logprobs.set_data_from_numpy(np.array([[True]], dtype=bool))
-        inputs.append(logprobs)
-    if options.low_latency:
-        low_latency = factory("LOW_LATENCY", [1, 1], "BOOL")
-        low_latency.set_data_from_numpy(np.array([[True]], dtype=bool))
-        inputs.append(low_latency)
+    # switches are sent only when on: a model without one of these inputs serves the rest
+    for name, on in (
+        ("LOGPROBS", options.logprobs),
+        ("LOW_LATENCY", options.low_latency),
+        ("SHORT_CONTEXT", options.short_context),
+    ):
+        if on:
+            switch = factory(name, [1, 1], "BOOL")
+            switch.set_data_from_numpy(np.array([[True]], dtype=bool))
+            inputs.append(switch)
     return inputs
 
 

@@ -37,6 +37,8 @@ class TranscribeOptions:
     # speed over the last bit of accuracy (live streams): a shorter encoder context, and a
     # decode that is not retried at higher temperatures when it fails Whisper's checks
     low_latency: bool = False
+    # the shorter encoder context alone, decoded as a file window is (a stream's end read)
+    short_context: bool = False
 
 
 @dataclass(frozen=True)

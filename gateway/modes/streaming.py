@@ -283,14 +283,16 @@ class StreamSession:
         return before_decoding_loop(words)
 
     async def _read_to_end(self) -> FinalRead:
-        """The buffer read as file mode reads a file, without the low-latency shortcuts
-        (its last words decoded once, with a short context: "She called" for "She called his
-        name many times."); up to the first window the model fails on, if it does."""
+        """The buffer read as file mode reads a file, decodes retried and a window's
+        unfinished end read again (a single low-latency pass wrote "She called" for "She
+        called his name many times."), but with the steps' short encoder context: a full
+        window cost more and was not more accurate (many streams stopping together wait for
+        these reads); up to the first window the model fails on, if it does."""
         buffer = self.audio.samples
         progress = transcribe_audio(
             self.backend,
             buffer,
-            replace(self._options(), low_latency=False),
+            replace(self._options(), low_latency=False, short_context=True),
             window_seconds=WINDOW_SECONDS,
             in_flight=2,
             priority=self.priority,

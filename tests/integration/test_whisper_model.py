@@ -116,14 +116,15 @@ def test_greedy_output_equals_faster_whisper_on_the_same_weights(
         assert normalized_words(infer(triton_client, window).text) == normalized_words(expected)
 
 
-def test_low_latency_context_keeps_the_words(triton_client, jfk, harvard_windows, clips) -> None:
-    """Live streams' requests: the encoder sees the audio and 5–15 s of padding, not 30 s."""
-    result = infer(triton_client, jfk.audio, language="en", low_latency=True, word_timestamps=True)
+@pytest.mark.parametrize("switch", ["low_latency", "short_context"])
+def test_short_context_keeps_the_words(triton_client, jfk, harvard_windows, clips, switch) -> None:
+    """Live streams' requests, their steps (LOW_LATENCY) and their read at the end
+    (SHORT_CONTEXT): the encoder sees the audio and 5–10 s of padding, not 30 s."""
+    options = {"language": "en", switch: True}
+    result = infer(triton_client, jfk.audio, word_timestamps=True, **options)
     assert word_error_rate(jfk.text, result.text) == 0.0, result.text
     assert result.segments[-1].words[-1].end <= 11.1
-    text = " ".join(
-        infer(triton_client, w, language="en", low_latency=True).text for w in harvard_windows
-    )
+    text = " ".join(infer(triton_client, w, **options).text for w in harvard_windows)
     assert word_error_rate(clips["OSR_us_000_0034_8k.wav"].text, text) == 0.0, text
 
 

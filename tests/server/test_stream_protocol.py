@@ -121,11 +121,14 @@ async def test_a_session_message_by_message(make_client, jfk_audio) -> None:
     step = TranscribeOptions(
         language="en", prompt="Americans", word_timestamps=True, low_latency=True
     )
-    # two steps of the buffer as it grew, then the whole buffer read to its end
+    # two steps of the buffer as it grew, then the whole buffer read to its end: decoded as
+    # a file window is, with the steps' encoder context
     assert [call.options for call in backend.calls] == [
         step,
         step,
-        TranscribeOptions(language="en", prompt="Americans", word_timestamps=True),
+        TranscribeOptions(
+            language="en", prompt="Americans", word_timestamps=True, short_context=True
+        ),
     ]
     assert [call.seconds for call in backend.calls] == pytest.approx([2.3, 4.6, 4.6], abs=0.01)
     assert {call.priority for call in backend.calls} == {Priority.STREAM}
