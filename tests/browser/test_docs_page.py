@@ -44,7 +44,13 @@ async def try_it(page: Page, operation_id: str) -> Locator:
 
 
 async def execute(block: Locator) -> tuple[str, str]:
-    """Press Execute; (status, body) of the answer Swagger UI shows."""
+    """Press Execute; (status, body) of the answer Swagger UI shows. An earlier answer is
+    cleared first: read while Swagger UI replaced it, it gave the old status with the new
+    body."""
+    clear = block.get_by_role("button", name="Clear")
+    if await clear.count():
+        await clear.click()
+        await expect(block.locator(".live-responses-table")).to_have_count(0)
     await block.get_by_role("button", name="Execute").click()
     answer = block.locator(".live-responses-table .response").first
     await expect(answer).to_be_visible(timeout=60_000)
