@@ -13,7 +13,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-import transcriber
 from checkpoint import load_model
 from decoder import WhisperDecoder
 from transcriber import (
@@ -22,7 +21,7 @@ from transcriber import (
     encoder_frames,
     max_tokens_for,
 )
-from whisper_adaptations import DecodeThresholds
+from whisper_adaptations import DecodeThresholds, encode
 
 from testsupport.wer import word_error_rate
 
@@ -38,6 +37,21 @@ def model() -> torch.nn.Module:
 def strict_transcriber(model) -> BatchTranscriber:
     """Checks that no decode passes (log-probabilities are never above 0): every window fails."""
     return BatchTranscriber(model, fp16=False, thresholds=DecodeThresholds(logprob=0.0))
+
+
+@pytest.fixture
+def decode_runs(monkeypatch) -> list[tuple[float, list[float]]]:
+    """Every decode run from here on: its temperature and each row's avg_logprob."""
+    runs: list[tuple[float, list[float]]] = []
+    decode = WhisperDecoder.decode
+
+    def counted(decoder, contexts, prompt, *args, **options):
+        results = decode(decoder, contexts, prompt, *args, **options)
+        runs.append((prompt.temperature, [r.avg_logprob for r in results]))
+        return results
+
+    monkeypatch.setattr(WhisperDecoder, "decode", counted)
+    return runs
 
 
 def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model, clips) -> None:
@@ -69,19 +83,10 @@ def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model,
 
 
 def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
-    strict_transcriber, clips, monkeypatch
+    strict_transcriber, clips, decode_runs
 ) -> None:
     """Nothing passes the strict checks: the file window is decoded at every temperature and
     the likeliest decode is kept; the low-latency request is decoded once."""
-    runs: list[tuple[float, list[float]]] = []  # (temperature, avg_logprob of each row)
-    decode = WhisperDecoder.decode
-
-    def counted(decoder, contexts, prompt, *args, **options):
-        results = decode(decoder, contexts, prompt, *args, **options)
-        runs.append((prompt.temperature, [r.avg_logprob for r in results]))
-        return results
-
-    monkeypatch.setattr(WhisperDecoder, "decode", counted)
     clip = clips["jfk.flac"]
     file_window, low_latency = strict_transcriber.transcribe(
         [
@@ -90,10 +95,10 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
         ]
     )
     # one decode group each (they differ in fallback): the file window's first, all its tries
-    file_runs, low_latency_runs = runs[:6], runs[6:]
+    file_runs, low_latency_runs = decode_runs[:6], decode_runs[6:]
     assert [t for t, _ in file_runs] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert [t for t, _ in low_latency_runs] == [0.0]
-    assert all(len(logprobs) == 1 for _, logprobs in runs)
+    assert all(len(logprobs) == 1 for _, logprobs in decode_runs)
     assert file_window.segments
     kept = file_window.segments[0]
     assert kept["avg_logprob"] == pytest.approx(max(v[0] for _, v in file_runs))
@@ -104,7 +109,7 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
 
 
 def test_a_short_context_request_is_encoded_short_and_retried_as_a_file_window(
-    model, clips, monkeypatch
+    model, clips, decode_runs, monkeypatch
 ) -> None:
     """A stream's read at its end: the low-latency encoder context (JFK's 11 s and 5-10 s of
     padding), in float32 where low-latency steps are encoded in bfloat16, and every
@@ -112,27 +117,20 @@ def test_a_short_context_request_is_encoded_short_and_retried_as_a_file_window(
     strict = BatchTranscriber(
         model, fp16=False, thresholds=DecodeThresholds(logprob=0.0), low_latency_bfloat16=True
     )
-    temperatures: list[float] = []
-    widths: list[tuple[int, torch.dtype]] = []
-    decode, encode = WhisperDecoder.decode, transcriber.encode
-
-    def counted(decoder, contexts, prompt, *args, **options):
-        temperatures.append(prompt.temperature)
-        return decode(decoder, contexts, prompt, *args, **options)
+    widths: list[tuple[int, torch.dtype]] = []  # each encoder batch's frames and precision
 
     def measured(encoder, mel):
         features = encode(encoder, mel)
         widths.append((mel.shape[-1], features.dtype))
         return features
 
-    monkeypatch.setattr(WhisperDecoder, "decode", counted)
-    monkeypatch.setattr(transcriber, "encode", measured)
+    monkeypatch.setattr("transcriber.encode", measured)
     clip = clips["jfk.flac"]
     (result,) = strict.transcribe(
         [TranscriptionRequest(clip.audio, language="en", short_context=True)]
     )
     assert widths == [(2000, torch.float32)]
-    assert temperatures == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert [temperature for temperature, _ in decode_runs] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert result.segments
 
 
