@@ -214,6 +214,28 @@ async def test_blocks_are_scored_side_by_side(monkeypatch) -> None:
     assert np.all(np.diff(scores) >= 0)
 
 
+async def test_scoring_leaves_the_default_executor_free(monkeypatch) -> None:
+    """Many uploads detected at once do not hold asyncio's worker threads: what an upload does
+    next (its regions, writing the next upload to disk) runs at once instead of queueing
+    behind every other file's blocks, which kept 64 uploads' windows back until all 64 had
+    been scored."""
+    release = threading.Event()
+
+    def block(audio: np.ndarray, first: int, pieces: int) -> np.ndarray:
+        release.wait(10)
+        return np.zeros(pieces * vad_module.PIECE_FRAMES, np.float32)
+
+    monkeypatch.setattr(vad_module, "_scored_block", block)
+    audio = np.zeros(SR, np.float32)
+    files = [asyncio.create_task(score_speech(audio)) for _ in range(40)]  # > 32 workers
+    await asyncio.sleep(0.1)
+    try:
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "ran"), 2.0) == "ran"
+    finally:
+        release.set()
+        await asyncio.gather(*files)
+
+
 async def test_cancelled_scoring_stops_within_a_block(monkeypatch) -> None:
     """The client of a long upload hangs up while the detector runs: the blocks after the
     ones in progress are never scored."""
