@@ -129,11 +129,13 @@ async def concurrent_files(
     results = []
     for count in counts:
         inferences, executions = await stack.batch_counts()
+        batches = await stack.executions()
         started, triton_cpu = time.perf_counter(), cpu_seconds(stack.triton_pid)
         done = await asyncio.gather(*(transcribe(pool, stack, audio) for _ in range(count)))
         wall = time.perf_counter() - started
         triton_cpu = cpu_seconds(stack.triton_pid) - triton_cpu
         after_inferences, after_executions = await stack.batch_counts()
+        batches = (await stack.executions()).since(batches)
         results.append(
             {
                 "item": item.name,
@@ -146,11 +148,14 @@ async def concurrent_files(
                 / max(after_executions - executions, 1),
                 "wer_max": max(word_error_rate(item.text, text) for text, _, _ in done),
                 "triton_cpu_cores": triton_cpu / wall,
+                "model_busy": batches.seconds / wall,
+                "batch_sizes": batches.sizes(),
             }
         )
         log(
             f"{count} concurrent files: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s, "
-            f"Triton {results[-1]['triton_cpu_cores']:.2f} CPU cores busy"
+            f"Triton {results[-1]['triton_cpu_cores']:.2f} CPU cores busy, the model executing "
+            f"{results[-1]['model_busy']:.0%} of the time, batches {batches.sizes()}"
         )
     return results
 
@@ -280,6 +285,12 @@ def markdown(results: dict[str, Any]) -> str:
             "CPU cores Triton kept busy (tritonserver and the model's process): "
             + ", ".join(
                 f"{r['uploads']} uploads {r['triton_cpu_cores']:.2f}" for r in variant["throughput"]
+            ),
+            "",
+            "Share of the wall time the model was executing, and its batches (size×executions): "
+            + "; ".join(
+                f"{r['uploads']} uploads {r['model_busy']:.0%} ({r['batch_sizes']})"
+                for r in variant["throughput"]
             ),
             "",
             (

@@ -34,6 +34,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Executions:
+    """Triton's executions of the model so far by batch size: how many, and the seconds they
+    took (compute input, infer and output). Whether the model was busy for a run's whole
+    wall time, and with what batches, tells a model-bound run from one where the model waited
+    for its requests."""
+
+    by_size: dict[int, tuple[int, float]]
+
+    def since(self, earlier: Executions) -> Executions:
+        counts = {}
+        for size, (count, seconds) in self.by_size.items():
+            before, before_s = earlier.by_size.get(size, (0, 0.0))
+            if count > before:
+                counts[size] = (count - before, seconds - before_s)
+        return Executions(counts)
+
+    @property
+    def seconds(self) -> float:
+        return sum(seconds for _, seconds in self.by_size.values())
+
+    def sizes(self) -> str:
+        """e.g. "2×1, 16×7": seven executions of 16 requests and one of 2."""
+        return ", ".join(f"{size}×{count}" for size, (count, _) in sorted(self.by_size.items()))
+
+
 @dataclass
 class Stack:
     gateway_url: str
@@ -78,6 +104,20 @@ class Stack:
         stats = await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
         model = stats["model_stats"][0]
         return int(model["inference_count"]), int(model["execution_count"])
+
+    async def executions(self) -> Executions:
+        """The model's executions so far, by batch size (Triton's `batch_stats`)."""
+        stats = await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
+        phases = ("compute_input", "compute_infer", "compute_output")
+        return Executions(
+            {
+                int(batch["batch_size"]): (
+                    int(batch["compute_infer"]["count"]),
+                    sum(int(batch[phase]["ns"]) for phase in phases) / 1e9,
+                )
+                for batch in stats["model_stats"][0].get("batch_stats", [])
+            }
+        )
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ import pytest
 from benchmarks import accuracy
 from benchmarks.__main__ import model_repository, parse_args
 from benchmarks.gpu import parse_args as gpu_parse_args
-from benchmarks.stack import settings_flags
+from benchmarks.stack import Executions, settings_flags
 from gateway.server import settings as gateway_settings
 from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, model_repository_with
 
@@ -91,3 +91,14 @@ def test_the_soaks_gateway_process_gets_flags_hermes_serve_reads() -> None:
         port=9123, triton_url="127.0.0.1:49179", max_uploads_per_client=64
     )
     assert gateway_settings.load(settings_flags(settings), environ={}) == settings
+
+
+def test_a_runs_executions_are_the_difference_of_triton_counters() -> None:
+    """Batch sizes a run added, and the seconds they took; sizes it did not run are left out."""
+    before = Executions({2: (1, 1.5), 16: (3, 9.0)})
+    after = Executions({2: (1, 1.5), 7: (1, 3.0), 16: (7, 21.0)})
+    run = after.since(before)
+    assert run.by_size == {7: (1, 3.0), 16: (4, 12.0)}
+    assert run.seconds == 15.0
+    assert run.sizes() == "7×1, 16×4"
+    assert Executions({}).since(before).sizes() == ""
