@@ -129,13 +129,16 @@ async def concurrent_files(
     results = []
     for count in counts:
         inferences, executions = await stack.batch_counts()
-        batches = await stack.executions()
+        batches, phases = await stack.executions(), await stack.model_phases()
         started, triton_cpu = time.perf_counter(), cpu_seconds(stack.triton_pid)
         done = await asyncio.gather(*(transcribe(pool, stack, audio) for _ in range(count)))
         wall = time.perf_counter() - started
         triton_cpu = cpu_seconds(stack.triton_pid) - triton_cpu
         after_inferences, after_executions = await stack.batch_counts()
         batches = (await stack.executions()).since(batches)
+        phases = {
+            name: s - phases.get(name, 0.0) for name, s in (await stack.model_phases()).items()
+        }
         results.append(
             {
                 "item": item.name,
@@ -150,6 +153,7 @@ async def concurrent_files(
                 "triton_cpu_cores": triton_cpu / wall,
                 "model_busy": batches.seconds / wall,
                 "batch_sizes": batches.sizes(),
+                "model_phases_s": phases,
             }
         )
         log(
@@ -287,9 +291,16 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{r['uploads']} uploads {r['triton_cpu_cores']:.2f}" for r in variant["throughput"]
             ),
             "",
-            "Share of the wall time the model was executing, and its batches (size×executions): "
+            "Share of the wall time the model was executing, its batches (size×executions), "
+            "and the seconds it spent in each phase (`hermes_model_phase_seconds_total`): "
             + "; ".join(
-                f"{r['uploads']} uploads {r['model_busy']:.0%} ({r['batch_sizes']})"
+                f"{r['uploads']} uploads {r['model_busy']:.0%} ({r['batch_sizes']}; "
+                + ", ".join(
+                    f"{name} {s:.2f}"
+                    for name, s in sorted(r["model_phases_s"].items(), key=lambda p: -p[1])
+                    if s >= 0.01
+                )
+                + ")"
                 for r in variant["throughput"]
             ),
             "",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import resources
 from benchmarks.audio import PROJECT_ROOT
@@ -64,6 +65,7 @@ class Executions:
 class Stack:
     gateway_url: str
     triton_http_url: str
+    triton_metrics_url: str
     settings: Settings
     session: aiohttp.ClientSession
     gateway_pid: int  # this process when the gateway runs in it
@@ -104,6 +106,20 @@ class Stack:
         stats = await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
         model = stats["model_stats"][0]
         return int(model["inference_count"]), int(model["execution_count"])
+
+    async def model_phases(self) -> dict[str, float]:
+        """The model's seconds so far in each phase of its batches, from Triton's metrics
+        (`hermes_model_phase_seconds_total`)."""
+        async with self.session.get(self.triton_metrics_url) as reply:
+            reply.raise_for_status()
+            text = await reply.text()
+        return {
+            sample.labels["phase"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "hermes_model_phase_seconds_total"
+            and sample.labels.get("model") == self.settings.triton_model
+        }
 
     async def executions(self) -> Executions:
         """The model's executions so far, by batch size (Triton's `batch_stats`)."""
@@ -271,6 +287,7 @@ async def running_stack(
                 yield Stack(
                     gateway_url=f"http://{settings.host}:{settings.port}",
                     triton_http_url=triton.http_url,
+                    triton_metrics_url=f"http://{triton.host}:{triton.ports.metrics}/metrics",
                     settings=settings,
                     session=session,
                     gateway_pid=gateway_pid,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" 
 
 from checkpoint import load_model
 from decoder import WhisperDecoder
+from phases import PHASES
 from transcriber import (
     BatchTranscriber,
     TranscriptionRequest,
@@ -172,3 +174,39 @@ def test_a_sampled_window_gets_the_same_text_alone_and_in_any_batch(
     assert {segment["temperature"] for segment in alone.segments} == {1.0}
     assert alone.text == again.text == in_batch.text
     assert [s["tokens"] for s in alone.segments] == [s["tokens"] for s in in_batch.segments]
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ),
+    ],
+)
+def test_each_batch_reports_the_seconds_of_its_phases(model, clips, device) -> None:
+    """What `model.py` adds to Triton's metrics: every phase of a decoded batch, once per
+    batch (on CUDA each phase waits for the GPU's work before it ends). The warm-up and a
+    silent batch are not decodes and report nothing."""
+    if device == "cpu":
+        fp16 = False
+    else:
+        from checkpoint import half_precision
+
+        model, fp16 = half_precision(load_model("tiny.en", torch.device(device)).model), True
+    reports: list[dict[str, float]] = []
+    transcriber = BatchTranscriber(model, fp16=fp16, on_phases=reports.append)
+    transcriber.warm_up()
+    assert reports == []
+    jfk = clips["jfk.flac"].audio
+    transcriber.transcribe(
+        [TranscriptionRequest(jfk, language="en", word_timestamps=True) for _ in range(2)]
+    )
+    assert len(reports) == 1 and set(reports[0]) == set(PHASES)
+    spent = reports[0]
+    assert all(spent[phase] > 0 for phase in ("features", "encode", "decode", "word_timing"))
+    assert spent["decode"] > spent["segments"]
+    transcriber.transcribe([TranscriptionRequest(np.zeros(16_000, np.float32), language="en")])
+    assert len(reports) == 1

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from gateway.backend.triton_tensors import MODEL_NAME, OUTPUTS, build_inputs, parse_outputs
@@ -186,6 +187,40 @@ def test_word_timestamps_increase_inside_the_audio(triton_client, jfk) -> None:
     assert starts == sorted(starts)
     assert all(0.0 <= word.start <= word.end <= audio.size / SAMPLE_RATE + 0.01 for word in words)
     assert words[-1].end - words[0].start > 5.0  # spread over the speech, not bunched up
+
+
+# the labels of the model's metric `hermes_model_phase_seconds_total`, as operators see them
+MODEL_PHASES = ("features", "encode", "language", "decode", "segments", "word_timing")
+
+
+def phase_seconds(triton) -> dict[str, float]:
+    """The model's `hermes_model_phase_seconds_total` by phase, from Triton's metrics port."""
+    url = f"http://{triton.host}:{triton.ports.metrics}/metrics"
+    with urllib.request.urlopen(url) as reply:
+        text = reply.read().decode()
+    return {
+        sample.labels["phase"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "hermes_model_phase_seconds_total"
+        and sample.labels.get("model") == MODEL_NAME
+    }
+
+
+def test_tritons_metrics_say_where_the_models_time_went(triton, triton_client, jfk) -> None:
+    """Each phase of the request's batch adds its seconds to Triton's metrics; word timing
+    only when asked (the language is given: its detection costs next to nothing)."""
+    before = phase_seconds(triton)
+    assert set(before) == set(MODEL_PHASES)
+    infer(triton_client, jfk.audio, language="en", word_timestamps=True)
+    timed = phase_seconds(triton)
+    infer(triton_client, jfk.audio, language="en")
+    untimed = phase_seconds(triton)
+    grew = {phase: timed[phase] - before[phase] for phase in MODEL_PHASES}
+    assert all(grew[phase] > 0 for phase in ("features", "encode", "decode", "word_timing"))
+    assert grew["decode"] > grew["features"]
+    assert untimed["decode"] > timed["decode"]
+    assert untimed["word_timing"] - timed["word_timing"] < grew["word_timing"] / 10
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkpoint import load_model, resolve_device
 from heap import HeapTrimmer, keep_freed_memory
 from model_parameters import ModelParameters
+from phases import PHASES
 from transcriber import (
     BatchTranscriber,
     InvalidRequest,
@@ -81,6 +82,32 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+class PhaseMetrics:
+    """Triton's counter `hermes_model_phase_seconds_total{model, phase}`, beside its own
+    `nv_inference_*` on the metrics port: the seconds the model spent in each phase of its
+    batches (`phases.PHASES`)."""
+
+    def __init__(self, model_name: str) -> None:
+        self.family = pb_utils.MetricFamily(
+            name="hermes_model_phase_seconds_total",
+            description="Seconds the model spent in each phase of its batches",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self.metrics = {
+            phase: self.family.Metric(labels={"model": model_name, "phase": phase})
+            for phase in PHASES
+        }
+
+    def add(self, seconds: dict[str, float]) -> None:
+        for phase, value in seconds.items():
+            self.metrics[phase].increment(value)
+
+    def close(self) -> None:
+        """Each metric before its family, as the Python backend requires."""
+        self.metrics.clear()
+        del self.family
+
+
 class TritonPythonModel:
     """One instance; Triton hands `execute` every request of a dynamic batch at once."""
 
@@ -88,6 +115,7 @@ class TritonPythonModel:
         # a parameter the model does not know or a value it does not allow fails the load here
         parameters = ModelParameters.from_model_config(json.loads(args["model_config"]))
         keeps_freed_memory = keep_freed_memory()  # see heap.py: `self.heap` gives it back
+        self.phase_metrics = PhaseMetrics(args["model_name"])
         if parameters.cpu_threads > 0:
             torch.set_num_threads(parameters.cpu_threads)
         loaded = load_model(
@@ -106,6 +134,7 @@ class TritonPythonModel:
                 device_type=loaded.model.device.type
             ),
             cuda_graphs=parameters.use_cuda_graphs(),
+            on_phases=self.phase_metrics.add,
         )
         pb_utils.Logger.log_info(  # in Triton's log: what this instance actually runs
             f"serving Whisper {loaded.manifest['name']} on {loaded.device}: fp16={loaded.fp16}, "
@@ -225,3 +254,4 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         logger.info("whisper model unloading")
+        self.phase_metrics.close()

@@ -16,6 +16,9 @@ alone. `BatchTranscriber.transcribe` decodes the requests of a batch together:
    timestamps get them from one decoder pass for all of them;
 5. every request gets its own `TranscriptionResult`, in order.
 
+The seconds each of these phases took (`phases.PHASES`) go to `on_phases` after every batch:
+the model adds them to Triton's metrics.
+
 The openai-whisper steps these run, adapted to batches, are in `whisper_adaptations.py`;
 the decode loop that replaces openai-whisper's is in `decoder.py`.
 
@@ -52,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 from decoder import Decoded, WhisperDecoder
+from phases import PhaseClock
 from whisper.audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from whisper.model import Whisper
 from whisper.timing import dtw
@@ -253,7 +257,9 @@ class BatchTranscriber:
         low_latency_bfloat16: bool = False,
         low_latency_short_context: bool = True,
         cuda_graphs: bool = True,
+        on_phases: Callable[[dict[str, float]], None] | None = None,
     ) -> None:
+        """`on_phases`: told, after each batch, the seconds its phases took."""
         self.model = model
         self.fp16 = fp16
         self.decoder = WhisperDecoder(model, cuda_graphs=cuda_graphs)
@@ -268,13 +274,18 @@ class BatchTranscriber:
         self.thresholds = thresholds
         self.max_encoder_batch = max_encoder_batch
         self.multilingual = model.is_multilingual
+        self.on_phases = on_phases
 
     def warm_up(self) -> None:
         """Do once at load what the first requests would otherwise wait for: numba compiles
         the word-timing DTW (seconds), torch sets up its kernels."""
         dtw(torch.zeros(4, 4, dtype=torch.float32))
         tone = 0.1 * np.sin(np.arange(SAMPLE_RATE) * 2 * np.pi * 440 / SAMPLE_RATE)
-        self.transcribe([TranscriptionRequest(audio=tone.astype(np.float32), language="en")])
+        on_phases, self.on_phases = self.on_phases, None  # not a request: not counted
+        try:
+            self.transcribe([TranscriptionRequest(audio=tone.astype(np.float32), language="en")])
+        finally:
+            self.on_phases = on_phases
 
     @property
     def device(self) -> torch.device:
@@ -307,29 +318,38 @@ class BatchTranscriber:
     ) -> list[TranscriptionResult]:
         if not requests:
             return []
+        clock = PhaseClock(self.device)
         with torch.inference_mode():
-            frames = [
-                encoder_frames(request, self.low_latency_short_context) for request in requests
-            ]
-            mels = [
-                log_mel_window(request.audio, count, self.model, fp16=self.fp16)
-                for request, count in zip(requests, frames, strict=True)
-            ]
-            features = self._encode(requests, mels)
-            languages = self._languages(requests, features)
-            contexts = self.decoder.audio_contexts(features)
-            decoded = self._decode_groups(requests, languages, contexts)
-            segments = [
-                window_segments(
-                    result,
-                    self.tokenizer(result.language, request.task),
-                    request.audio.size / SAMPLE_RATE,
-                    self.thresholds,
-                    logprobs=request.logprobs,
-                )
-                for request, result in zip(requests, decoded, strict=True)
-            ]
-            self._time_words(requests, languages, contexts, mels, segments)
+            with clock.phase("features"):
+                frames = [
+                    encoder_frames(request, self.low_latency_short_context) for request in requests
+                ]
+                mels = [
+                    log_mel_window(request.audio, count, self.model, fp16=self.fp16)
+                    for request, count in zip(requests, frames, strict=True)
+                ]
+            with clock.phase("encode"):
+                features = self._encode(requests, mels)
+            with clock.phase("language"):
+                languages = self._languages(requests, features)
+            with clock.phase("decode"):
+                contexts = self.decoder.audio_contexts(features)
+                decoded = self._decode_groups(requests, languages, contexts)
+            with clock.phase("segments"):
+                segments = [
+                    window_segments(
+                        result,
+                        self.tokenizer(result.language, request.task),
+                        request.audio.size / SAMPLE_RATE,
+                        self.thresholds,
+                        logprobs=request.logprobs,
+                    )
+                    for request, result in zip(requests, decoded, strict=True)
+                ]
+            with clock.phase("word_timing"):
+                self._time_words(requests, languages, contexts, mels, segments)
+        if self.on_phases is not None:
+            self.on_phases(clock.seconds)
         results = []
         for result, timed in zip(decoded, segments, strict=True):
             for segment in timed:
