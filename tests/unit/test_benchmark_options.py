@@ -11,6 +11,8 @@ from benchmarks import accuracy
 from benchmarks.__main__ import model_repository, parse_args
 from benchmarks.gpu import parse_args as gpu_parse_args
 from benchmarks.stack import Executions, settings_flags
+from benchmarks.transport import parse_args as transport_parse_args
+from benchmarks.transport import stand_in_repository
 from gateway.server import settings as gateway_settings
 from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, model_repository_with
 
@@ -102,3 +104,15 @@ def test_a_runs_executions_are_the_difference_of_triton_counters() -> None:
     assert run.seconds == 15.0
     assert run.sizes() == "7×1, 16×4"
     assert Executions({}).since(before).sizes() == ""
+
+
+def test_the_transport_run_serves_the_stand_in_under_the_projects_config(tmp_path: Path) -> None:
+    args = transport_parse_args(["--windows", "1,8", "--max-batch", "32"])
+    assert args.windows == [1, 8]
+    repository = stand_in_repository(tmp_path / "transport", args.max_batch)
+    config = (repository / "whisper" / "config.pbtxt").read_text()
+    original = (DEFAULT_MODEL_REPOSITORY / "whisper" / "config.pbtxt").read_text()
+    assert "max_batch_size: 32" in config
+    assert config == re.sub(r"max_batch_size: \d+", "max_batch_size: 32", original)
+    assert "TritonPythonModel" in (repository / "whisper" / "1" / "model.py").read_text()
+    assert not (repository / "whisper" / "1" / "weights").exists()  # Whisper is not loaded
