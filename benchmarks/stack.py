@@ -44,6 +44,20 @@ class Executions:
 
     by_size: dict[int, tuple[int, float]]
 
+    @classmethod
+    def of(cls, stats: dict) -> Executions:
+        """From a model's statistics (`GET /v2/models/NAME/stats`)."""
+        phases = ("compute_input", "compute_infer", "compute_output")
+        return cls(
+            {
+                int(batch["batch_size"]): (
+                    int(batch["compute_infer"]["count"]),
+                    sum(int(batch[phase]["ns"]) for phase in phases) / 1e9,
+                )
+                for batch in stats["model_stats"][0].get("batch_stats", [])
+            }
+        )
+
     def since(self, earlier: Executions) -> Executions:
         counts = {}
         for size, (count, seconds) in self.by_size.items():
@@ -124,16 +138,7 @@ class Stack:
     async def executions(self) -> Executions:
         """The model's executions so far, by batch size (Triton's `batch_stats`)."""
         stats = await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
-        phases = ("compute_input", "compute_infer", "compute_output")
-        return Executions(
-            {
-                int(batch["batch_size"]): (
-                    int(batch["compute_infer"]["count"]),
-                    sum(int(batch[phase]["ns"]) for phase in phases) / 1e9,
-                )
-                for batch in stats["model_stats"][0].get("batch_stats", [])
-            }
-        )
+        return Executions.of(stats)
 
 
 @asynccontextmanager

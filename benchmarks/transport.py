@@ -69,13 +69,7 @@ def stand_in_repository(directory: Path, max_batch_size: int) -> Path:
 
 async def executions(session: aiohttp.ClientSession, triton: LocalTriton) -> Executions:
     async with session.get(f"{triton.http_url}/v2/models/whisper/stats") as reply:
-        stats = await reply.json()
-    return Executions(
-        {
-            int(batch["batch_size"]): (int(batch["compute_infer"]["count"]), 0.0)
-            for batch in stats["model_stats"][0].get("batch_stats", [])
-        }
-    )
+        return Executions.of(await reply.json())
 
 
 async def measure(triton: LocalTriton, counts: list[int]) -> list[list[str]]:

@@ -106,6 +106,21 @@ def test_a_runs_executions_are_the_difference_of_triton_counters() -> None:
     assert Executions({}).since(before).sizes() == ""
 
 
+def test_executions_are_read_from_tritons_batch_statistics() -> None:
+    def duration(count: int, ns: int) -> dict:
+        return {"count": str(count), "ns": str(ns)}
+
+    batch = {
+        "batch_size": "12",
+        "compute_input": duration(2, 10_000_000),
+        "compute_infer": duration(2, 3_000_000_000),
+        "compute_output": duration(2, 20_000_000),
+    }
+    stats = {"model_stats": [{"name": "whisper", "batch_stats": [batch]}]}
+    assert Executions.of(stats).by_size == {12: (2, pytest.approx(3.03))}
+    assert Executions.of({"model_stats": [{"name": "whisper"}]}).by_size == {}
+
+
 def test_the_transport_run_serves_the_stand_in_under_the_projects_config(tmp_path: Path) -> None:
     args = transport_parse_args(["--windows", "1,8", "--max-batch", "32"])
     assert args.windows == [1, 8]
