@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 import torch
 
-# in the order a batch goes through them; "language" only for requests without a language
+# in the order a batch goes through them; "language" is detection, which only requests
+# without a language need (next to nothing otherwise)
 PHASES = ("features", "encode", "language", "decode", "segments", "word_timing")
 
 
