@@ -27,7 +27,7 @@ from gateway.core.transcript import (
     strip_leading_space,
 )
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.vad import VadConfig, score_speech, speech_regions
+from gateway.modes.vad import SpeechMap, VadConfig
 from gateway.modes.windows import (
     Window,
     plan_windows,
@@ -57,29 +57,6 @@ class WindowRead:
 
     segments: tuple[Segment, ...]
     language: str
-
-
-@dataclass(frozen=True)
-class SpeechMap:
-    """What the detector found in a piece of audio."""
-
-    scores: np.ndarray  # one per 32 ms frame
-    regions: list[tuple[int, int]]  # padded: what the model reads
-    speech: list[tuple[int, int]]  # unpadded: what the checks compare the text with
-
-    @classmethod
-    async def of(cls, audio: np.ndarray, config: VadConfig = DEFAULT_VAD) -> SpeechMap:
-        """Found off the event loop (hours of audio take the detector seconds)."""
-        scores = await score_speech(audio)
-        return await asyncio.to_thread(cls._from_scores, scores, audio.size, config)
-
-    @classmethod
-    def _from_scores(cls, scores: np.ndarray, total: int, config: VadConfig) -> SpeechMap:
-        return cls(
-            scores,
-            speech_regions(scores, total, config),
-            speech_regions(scores, total, replace(config, pad_seconds=0.0)),
-        )
 
 
 async def read_window(
@@ -157,12 +134,15 @@ async def transcribe_audio(
     in_flight: int,
     priority: Priority = Priority.FILE,
     vad: VadConfig = DEFAULT_VAD,
+    found: SpeechMap | None = None,
 ) -> AsyncIterator[FileProgress]:
     """Progress reports, one per window in file order, then one at the end; their deltas,
     joined, are the text. `vad`: how the detector's scores become the speech that windows
-    are cut around (OpenAI's `chunking_strategy`)."""
+    are cut around (OpenAI's `chunking_strategy`). `found`: what the detector already found
+    in `audio` (a live stream's own scores); None: the audio is scored here, with `vad`."""
     duration = audio.size / SAMPLE_RATE
-    found = await SpeechMap.of(audio, vad)
+    if found is None:
+        found = await SpeechMap.of(audio, vad)
     windows = plan_windows(
         found.regions,
         found.speech,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.vad import StreamingVad, VadConfig
+from gateway.modes.vad import SpeechMap, StreamingVad, VadConfig
 
 DEFAULT_VAD = VadConfig()
 
@@ -62,6 +62,12 @@ class StreamBuffer:
             (self.start + a / SAMPLE_RATE, self.start + b / SAMPLE_RATE)
             for a, b in self.vad.regions(first, first + length, config)
         ]
+
+    def speech_map(self, length: int, config: VadConfig = DEFAULT_VAD) -> SpeechMap:
+        """What the detector found in the first `length` buffered samples, as file mode
+        scores a file (`SpeechMap`), from the scores the stream already has."""
+        first = to_samples(self.start)
+        return self.vad.speech_map(first, first + length, config)
 
     def split_off(self, at: float) -> np.ndarray:
         """Remove and return the buffered audio from stream time `at` on (a turn ends there

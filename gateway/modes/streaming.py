@@ -296,6 +296,7 @@ class StreamSession:
             window_seconds=WINDOW_SECONDS,
             in_flight=2,
             priority=self.priority,
+            found=self.audio.speech_map(buffer.size),  # the steps' scores, not scored again
         )
         reports: list[FileProgress] = []
         failure = None

@@ -23,6 +23,7 @@ from gateway.core.contract import (
     Priority,
     TranscribeOptions,
 )
+from gateway.modes import vad as vad_module
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.keys import STREAMS
 from testsupport.scripted_backend import ScriptedBackend, hear, low_passed, sounds
@@ -132,6 +133,25 @@ async def test_a_session_message_by_message(make_client, jfk_audio) -> None:
     ]
     assert [call.seconds for call in backend.calls] == pytest.approx([2.3, 4.6, 4.6], abs=0.01)
     assert {call.priority for call in backend.calls} == {Priority.STREAM}
+
+
+async def test_the_read_at_stop_uses_the_streams_own_detector_scores(
+    make_client, jfk_audio, monkeypatch
+) -> None:
+    """The buffer read at `stop` is cut into windows where the stream's detector found its
+    speech, without scoring the buffer again as an upload's file is scored."""
+    scored_as_a_file = []
+    monkeypatch.setattr(vad_module, "_scored_block", lambda *block: scored_as_a_file.append(block))
+    backend = ScriptedBackend(["one two three", "one two three"])
+    client = await make_client(backend)
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_bytes(pcm16(seconds(jfk_audio, 0, 4.6)))
+        await receive(ws)
+        await ws.send_json({"type": "stop"})
+        texts = [m.get("text") for m in await until(ws, "done") if m["type"] == "final"]
+    assert "".join(texts) == " one two three"
+    assert backend.calls[-1].options.short_context and backend.calls[-1].seconds > 4.5
+    assert scored_as_a_file == []
 
 
 async def test_what_the_model_hears_becomes_final_at_stop(client, backend, jfk_audio) -> None:

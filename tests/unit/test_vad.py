@@ -14,6 +14,7 @@ from gateway.modes import vad as vad_module
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.vad import (
     FRAME_SAMPLES,
+    SpeechMap,
     StreamingVad,
     StreamScorer,
     VadConfig,
@@ -115,6 +116,28 @@ def test_the_live_detector_answers_for_any_stretch_after_forgetting(jfk_between_
     later = in_seconds(live.regions(15 * SR, audio.size))  # relative to 15 s
     expected = [(max(a, 15.0) - 15, b - 15) for a, b in everything if b > 15.0]
     assert later == [pytest.approx(r, abs=FRAME_SAMPLES / SR) for r in expected]
+
+
+async def test_a_streams_buffer_is_mapped_as_file_mode_maps_it(jfk_between_silences) -> None:
+    """The live detector's map of a buffer that starts off the frame grid (what a stream's
+    read at its end uses instead of scoring its buffer again) against file mode's scoring of
+    the same samples: the same stretches of speech, their edges within the regions' padding
+    (0.3 s; the two detectors differ by up to 0.2 s: file mode scores 10 s pieces side by
+    side, a stream's frames carry the state of all before them), a score per frame."""
+    audio = jfk_between_silences
+    live = StreamingVad()
+    for start in range(0, audio.size, 1_600):
+        live.accept(audio[start : start + 1_600])
+    start = 7 * SR + 123  # a stream trims its buffer anywhere
+    live.forget_before(start)
+    found = live.speech_map(start, audio.size, VadConfig())
+    scored = await SpeechMap.of(audio[start:], VadConfig())
+    assert abs(found.scores.size - scored.scores.size) <= 1
+    for mine, theirs in ((found.regions, scored.regions), (found.speech, scored.speech)):
+        assert len(mine) == len(theirs) >= 2
+        for (a, b), (c, d) in zip(in_seconds(mine), in_seconds(theirs), strict=True):
+            assert a == pytest.approx(c, abs=0.25) and b == pytest.approx(d, abs=0.25)
+    assert found.regions == live.regions(start, audio.size, VadConfig())
 
 
 class CountingScorer(StreamScorer):
