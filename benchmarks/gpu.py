@@ -128,13 +128,11 @@ async def concurrent_files(
     audio = item.audio
     results = []
     for count in counts:
-        inferences, executions = await stack.batch_counts()
         batches, phases = await stack.executions(), await stack.model_phases()
         started, triton_cpu = time.perf_counter(), cpu_seconds(stack.triton_pid)
         done = await asyncio.gather(*(transcribe(pool, stack, audio) for _ in range(count)))
         wall = time.perf_counter() - started
         triton_cpu = cpu_seconds(stack.triton_pid) - triton_cpu
-        after_inferences, after_executions = await stack.batch_counts()
         batches = (await stack.executions()).since(batches)
         phases = {
             name: s - phases.get(name, 0.0) for name, s in (await stack.model_phases()).items()
@@ -145,10 +143,9 @@ async def concurrent_files(
                 "uploads": count,
                 "wall_s": report.spread([wall]),
                 "audio_s_per_s": report.spread([count * item.duration / wall]),
-                "inferences": after_inferences - inferences,
-                "executions": after_executions - executions,
-                "mean_batch": (after_inferences - inferences)
-                / max(after_executions - executions, 1),
+                "inferences": batches.inferences,
+                "executions": batches.executions,
+                "mean_batch": batches.inferences / max(batches.executions, 1),
                 "wer_max": max(word_error_rate(item.text, text) for text, _, _ in done),
                 "triton_cpu_cores": triton_cpu / wall,
                 "model_busy": batches.seconds / wall,

@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -67,12 +67,34 @@ class Executions:
         return Executions(counts)
 
     @property
+    def executions(self) -> int:
+        return sum(count for count, _ in self.by_size.values())
+
+    @property
+    def inferences(self) -> int:
+        """Requests executed (each of ours one batch row)."""
+        return sum(size * count for size, (count, _) in self.by_size.items())
+
+    @property
     def seconds(self) -> float:
         return sum(seconds for _, seconds in self.by_size.values())
 
     def sizes(self) -> str:
         """e.g. "2×1, 16×7": seven executions of 16 requests and one of 2."""
         return ", ".join(f"{size}×{count}" for size, (count, _) in sorted(self.by_size.items()))
+
+
+async def settled(read: Callable[[], Awaitable[dict]]) -> dict:
+    """Model statistics once they stop changing. Triton counts an execution when the model's
+    `execute` returns, which may come after its answers reached the client (ours sends each
+    answer as soon as it is ready): read until two reads 0.1 s apart agree, or a run's last
+    batch is counted in the next run."""
+    last = await read()
+    while True:
+        await asyncio.sleep(0.1)
+        if (now := await read()) == last:
+            return now
+        last = now
 
 
 @dataclass
@@ -115,10 +137,15 @@ class Stack:
         """A gRPC client straight to this stack's Triton, past the gateway; closed on exit."""
         return triton_pool(self.settings)
 
+    async def model_stats(self) -> dict:
+        """Triton's statistics of the model so far (`GET /v2/models/NAME/stats`), settled."""
+        return await settled(
+            lambda: self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
+        )
+
     async def batch_counts(self) -> tuple[int, int]:
         """Triton's (inference_count, execution_count) for the model so far."""
-        stats = await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
-        model = stats["model_stats"][0]
+        model = (await self.model_stats())["model_stats"][0]
         return int(model["inference_count"]), int(model["execution_count"])
 
     async def model_phases(self) -> dict[str, float]:
@@ -137,8 +164,7 @@ class Stack:
 
     async def executions(self) -> Executions:
         """The model's executions so far, by batch size (Triton's `batch_stats`)."""
-        stats = await self.triton_json(f"/v2/models/{self.settings.triton_model}/stats")
-        return Executions.of(stats)
+        return Executions.of(await self.model_stats())
 
 
 @asynccontextmanager

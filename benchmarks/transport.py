@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks import report
 from benchmarks.report import TMP_DIR
-from benchmarks.stack import Executions, free_port
+from benchmarks.stack import Executions, free_port, settled
 from gateway.backend.triton_client import TritonAsr
 from gateway.core.contract import Priority, TranscribeOptions
 from gateway.modes.audio import WINDOW_SAMPLES
@@ -68,8 +68,11 @@ def stand_in_repository(directory: Path, max_batch_size: int) -> Path:
 
 
 async def executions(session: aiohttp.ClientSession, triton: LocalTriton) -> Executions:
-    async with session.get(f"{triton.http_url}/v2/models/whisper/stats") as reply:
-        return Executions.of(await reply.json())
+    async def stats() -> dict:
+        async with session.get(f"{triton.http_url}/v2/models/whisper/stats") as reply:
+            return await reply.json()
+
+    return Executions.of(await settled(stats))
 
 
 async def measure(triton: LocalTriton, counts: list[int]) -> list[list[str]]:

@@ -10,7 +10,7 @@ import pytest
 from benchmarks import accuracy
 from benchmarks.__main__ import model_repository, parse_args
 from benchmarks.gpu import parse_args as gpu_parse_args
-from benchmarks.stack import Executions, settings_flags
+from benchmarks.stack import Executions, settings_flags, settled
 from benchmarks.transport import parse_args as transport_parse_args
 from benchmarks.transport import stand_in_repository
 from gateway.server import settings as gateway_settings
@@ -102,6 +102,7 @@ def test_a_runs_executions_are_the_difference_of_triton_counters() -> None:
     run = after.since(before)
     assert run.by_size == {7: (1, 3.0), 16: (4, 12.0)}
     assert run.seconds == 15.0
+    assert (run.executions, run.inferences) == (5, 71)
     assert run.sizes() == "7×1, 16×4"
     assert Executions({}).since(before).sizes() == ""
 
@@ -131,3 +132,14 @@ def test_the_transport_run_serves_the_stand_in_under_the_projects_config(tmp_pat
     assert config == re.sub(r"max_batch_size: \d+", "max_batch_size: 32", original)
     assert "TritonPythonModel" in (repository / "whisper" / "1" / "model.py").read_text()
     assert not (repository / "whisper" / "1" / "weights").exists()  # Whisper is not loaded
+
+
+async def test_statistics_are_read_until_they_stop_changing() -> None:
+    """The last execution of a run is counted after its answers went out: a read that still
+    changes is read again."""
+    reads = iter([{"count": 1}, {"count": 2}, {"count": 2}, {"count": 3}])
+
+    async def read() -> dict:
+        return next(reads)
+
+    assert await settled(read) == {"count": 2}
