@@ -41,19 +41,17 @@ import numpy as np
 from benchmarks import composite, peers, report, service
 from benchmarks.__main__ import SERVICE, file_mode_rows, streaming
 from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
+from benchmarks.pipeline import SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR, log
 from benchmarks.resources import cpu_seconds
 from benchmarks.stack import Stack, running_stack
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import TranscribeOptions
-from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.files import collect, transcribe_audio
 from gateway.tools.local_triton import model_repository_with
 from testsupport.wer import word_error_rate
 
 ITEMS = ("jfk", "harvard", "stream-63s")
 P95_LIMIT_S = 3.0  # streams "keep up" while final latency p95 stays within this
-OPTIONS = TranscribeOptions(language="en")
 FILE_OPTIONS = TranscribeOptions(language="en", word_timestamps=True)
 
 
@@ -81,35 +79,19 @@ def prepared_items(directory: Path) -> dict[str, Item]:
 # ---- measuring -----------------------------------------------------------------------------
 
 
-async def transcribe(
-    pool: TritonPool, stack: Stack, audio: np.ndarray, options: TranscribeOptions = OPTIONS
-) -> tuple[str, float, list]:
-    """What an upload of these samples returns, through the gateway's own window pipeline."""
-    started = time.perf_counter()
-    progress = transcribe_audio(
-        pool,
-        audio,
-        options,
-        window_seconds=stack.settings.window_seconds,
-        in_flight=stack.settings.file_windows_in_flight,
-    )
-    transcript = await collect(progress, audio.size / SAMPLE_RATE)
-    return transcript.text, time.perf_counter() - started, list(transcript.segments)
-
-
 async def file_mode(pool: TritonPool, stack: Stack, items: list[Item], repeat: int) -> list[dict]:
     import torch  # here, not at the top: --prepare runs without it
 
     engine = peers.OpenAIWhisper(threads=4, device="cuda" if torch.cuda.is_available() else "cpu")
     warm = items[0].audio
-    await transcribe(pool, stack, warm)
+    await transcribe(pool, stack.settings, warm)
     peers.timed(engine, warm)
     results = []
     for item in items:
         audio = item.audio
         runs: dict[str, list[tuple[str, float]]] = {SERVICE: [], engine.name: []}
         for _ in range(repeat):
-            text, wall, _ = await transcribe(pool, stack, audio)
+            text, wall, _ = await transcribe(pool, stack.settings, audio)
             runs[SERVICE].append((text, wall))
             runs[engine.name].append(peers.timed(engine, audio))
         results += file_mode_rows(item, runs)
@@ -130,9 +112,13 @@ async def concurrent_files(
     for count in counts:
         batches, phases = await stack.executions(), await stack.model_phases()
         started, triton_cpu = time.perf_counter(), cpu_seconds(stack.triton_pid)
-        done = await asyncio.gather(*(transcribe(pool, stack, audio) for _ in range(count)))
+        client_cpu, windows = time.process_time(), SendTimes(pool, started)
+        done = await asyncio.gather(
+            *(transcribe(windows, stack.settings, audio) for _ in range(count))
+        )
         wall = time.perf_counter() - started
         triton_cpu = cpu_seconds(stack.triton_pid) - triton_cpu
+        client_cpu = time.process_time() - client_cpu
         batches = (await stack.executions()).since(batches)
         phases = {
             name: s - phases.get(name, 0.0) for name, s in (await stack.model_phases()).items()
@@ -148,6 +134,9 @@ async def concurrent_files(
                 "mean_batch": batches.inferences / max(batches.executions, 1),
                 "wer_max": max(word_error_rate(item.text, text) for text, _, _ in done),
                 "triton_cpu_cores": triton_cpu / wall,
+                # this process: the uploads' voice detection and window pipeline, the client
+                "client_cpu_cores": client_cpu / wall,
+                "windows_sent_s": windows.spread(),
                 "model_busy": batches.seconds / wall,
                 "batch_sizes": batches.sizes(),
                 "model_phases_s": phases,
@@ -156,14 +145,16 @@ async def concurrent_files(
         log(
             f"{count} concurrent files: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s, "
             f"Triton {results[-1]['triton_cpu_cores']:.2f} CPU cores busy, the model executing "
-            f"{results[-1]['model_busy']:.0%} of the time, batches {batches.sizes()}"
+            f"{results[-1]['model_busy']:.0%} of the time, batches {batches.sizes()}; the "
+            f"windows sent {sent_spread(results[-1])} s after the start, the sending side "
+            f"{results[-1]['client_cpu_cores']:.2f} cores busy"
         )
     return results
 
 
 async def file_reference(pool: TritonPool, stack: Stack, item: Item) -> service.FileReference:
     """`service.file_reference` without an upload: the same window pipeline on the samples."""
-    text, _, segments = await transcribe(pool, stack, item.audio, FILE_OPTIONS)
+    text, _, segments = await transcribe(pool, stack.settings, item.audio, FILE_OPTIONS)
     words = [
         (w, word.end)
         for segment in segments
@@ -298,6 +289,14 @@ def markdown(results: dict[str, Any]) -> str:
                     if s >= 0.01
                 )
                 + ")"
+                for r in variant["throughput"]
+            ),
+            "",
+            "When the windows went to the model (first / median / last, s after the level "
+            "started) and the CPU cores the sending side kept busy (this process: each "
+            "upload's voice detection and window pipeline): "
+            + "; ".join(
+                f"{r['uploads']} uploads {sent_spread(r)} s, {r['client_cpu_cores']:.2f} cores"
                 for r in variant["throughput"]
             ),
             "",

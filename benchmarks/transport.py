@@ -1,15 +1,22 @@
-"""`python -m benchmarks.transport`: how fast the gateway's gRPC client carries windows to
-Triton, the model left out. A real tritonserver serves, under the name `whisper` and with
-the project's own config (inputs, dynamic batching, priorities), a stand-in model that answers
-every request at once with no text; N windows of 30 s go to it at once through `TritonAsr`,
-the client the gateway uses. It prints, per N, the time until every window was answered and
-Triton's executions by batch size: the rate at which windows can reach the model, and how
-they arrive (a burst spread over many small executions, or few large ones).
+"""`python -m benchmarks.transport`: how fast the gateway's side carries work to Triton, the
+model left out. A real tritonserver serves, under the name `whisper` and with the project's
+own config (inputs, dynamic batching, priorities), a stand-in model that takes a fixed time per
+execution (`--execution-ms`, none by default), whatever its batch, as a GPU roughly does, and
+answers every window with made-up words covering its audio. Two kinds of level:
 
-    python -m benchmarks.transport [--windows 1,16,64,128] [--max-batch 64]
+- `--windows N`: N windows of 30 s at once through `TritonPool`, the client the gateway uses:
+  the time until every window was answered, and Triton's executions by batch size;
+- `--uploads N`: N transcriptions of Harvard at once through the gateway's file pipeline
+  (the real voice detector, windows, the same client): audio seconds per second, when the
+  windows went out, and the CPU cores the sending side kept busy.
+
+    python -m benchmarks.transport [--windows 1,16,64,128] [--uploads 16,64]
+        [--execution-ms 300] [--max-batch 64]
 
 For the question a GPU run raises: do uploads reach the model fast enough to fill its
-batches? (1,000 audio seconds per second of Harvard uploads are 56 windows a second.)
+batches? (1,000 audio seconds per second of Harvard uploads are 56 windows a second.) With
+`--execution-ms` near a GPU's time per execution, the upload levels measure the most this
+host's sending side can feed a model that fast.
 """
 
 from __future__ import annotations
@@ -24,46 +31,73 @@ import aiohttp
 import numpy as np
 
 from benchmarks import report
+from benchmarks.audio import HARVARD, clip
+from benchmarks.pipeline import ENGLISH, SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR
-from benchmarks.stack import Executions, free_port, settled
-from gateway.backend.triton_client import TritonAsr
-from gateway.core.contract import Priority, TranscribeOptions
-from gateway.modes.audio import WINDOW_SAMPLES
+from benchmarks.stack import Executions, free_port, settled, triton_pool
+from gateway.backend.triton_pool import TritonPool
+from gateway.core.contract import Priority
+from gateway.modes.audio import SAMPLE_RATE, WINDOW_SAMPLES
+from gateway.server.settings import Settings
 from gateway.tools.local_triton import (
     LocalTriton,
     TritonPorts,
     model_repository_with,
 )
 
-# Whisper's outputs, empty, for every request of the batch; nothing else is done
+# Whisper's outputs for every request of the batch, after EXECUTION_S: a segment of made-up
+# words (three a second, none repeated) per 5 s of the window's audio, so that the file
+# pipeline's checks take the text as it would a real transcript (no window read again)
 STAND_IN_MODEL = """
+import json
+import time
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+EXECUTION_S = {execution_s!r}
+
+
+def segments(seconds):
+    found, start = [], 0.0
+    while start < seconds - 0.05:
+        end = min(start + 5.0, seconds)
+        first = len(found) * 100
+        words = " ".join(f"w{{first + i}}" for i in range(int(3 * (end - start)) + 1))
+        found.append({{"start": start, "end": end, "text": " " + words, "avg_logprob": -0.2,
+                      "no_speech_prob": 0.01, "compression_ratio": 1.2, "temperature": 0.0}})
+        start = end
+    return found
 
 
 class TritonPythonModel:
     def execute(self, requests):
-        outputs = (("TEXT", b""), ("SEGMENTS", b"[]"), ("LANGUAGE", b"en"))
-        return [
-            pb_utils.InferenceResponse(
-                output_tensors=[
-                    pb_utils.Tensor(name, np.array([[value]], dtype=np.object_))
-                    for name, value in outputs
-                ]
+        time.sleep(EXECUTION_S)
+        responses = []
+        for request in requests:
+            audio = pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy()
+            found = segments(audio.shape[-1] / 16000)
+            outputs = (
+                ("TEXT", "".join(segment["text"] for segment in found)),
+                ("SEGMENTS", json.dumps(found)),
+                ("LANGUAGE", "en"),
             )
-            for _ in requests
-        ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor(name, np.array([[value.encode()]], dtype=np.object_))
+                for name, value in outputs
+            ]))
+        return responses
 """
 
 
-def stand_in_repository(directory: Path, max_batch_size: int) -> Path:
+def stand_in_repository(directory: Path, max_batch_size: int, execution_s: float = 0.0) -> Path:
     """The project's `whisper` config beside the stand-in model."""
     shutil.rmtree(directory, ignore_errors=True)
     configured = model_repository_with(directory / "configured", {}, max_batch_size)
     model = directory / "repository" / "whisper"
     (model / "1").mkdir(parents=True)
     shutil.copy(configured / "whisper" / "config.pbtxt", model / "config.pbtxt")
-    (model / "1" / "model.py").write_text(STAND_IN_MODEL)
+    (model / "1" / "model.py").write_text(STAND_IN_MODEL.format(execution_s=execution_s))
     return directory / "repository"
 
 
@@ -75,66 +109,145 @@ async def executions(session: aiohttp.ClientSession, triton: LocalTriton) -> Exe
     return Executions.of(await settled(stats))
 
 
-async def measure(triton: LocalTriton, counts: list[int]) -> list[list[str]]:
-    client = TritonAsr(triton.grpc_url, "whisper", timeout_s=300.0, ready_timeout_s=2.0)
+async def measure_windows(
+    client: TritonPool, session: aiohttp.ClientSession, triton: LocalTriton, counts: list[int]
+) -> list[list[str]]:
     window = (np.random.default_rng(0).standard_normal(WINDOW_SAMPLES) * 0.1).astype(np.float32)
-    options = TranscribeOptions(language="en")
     rows = []
-    async with aiohttp.ClientSession() as session:
-        await client.transcribe(window, options)
-        for count in counts:
-            before = await executions(session, triton)
-            started = time.perf_counter()
-            await asyncio.gather(
-                *(client.transcribe(window, options, priority=Priority.FILE) for _ in range(count))
-            )
-            wall = time.perf_counter() - started
-            batches = (await executions(session, triton)).since(before)
-            megabytes = count * window.nbytes / 1e6
-            rows.append(
-                [
-                    str(count),
-                    f"{wall:.3f}",
-                    f"{count / wall:.0f}",
-                    f"{megabytes / wall:.0f}",
-                    batches.sizes(),
-                ]
-            )
-            report.log(f"{count} windows: answered after {wall:.3f} s ({batches.sizes()})")
-    await client.close()
+    for count in counts:
+        before = await executions(session, triton)
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(client.transcribe(window, ENGLISH, priority=Priority.FILE) for _ in range(count))
+        )
+        wall = time.perf_counter() - started
+        batches = (await executions(session, triton)).since(before)
+        megabytes = count * window.nbytes / 1e6
+        rows.append(
+            [
+                str(count),
+                f"{wall:.3f}",
+                f"{count / wall:.0f}",
+                f"{megabytes / wall:.0f}",
+                batches.sizes(),
+            ]
+        )
+        report.log(f"{count} windows: answered after {wall:.3f} s ({batches.sizes()})")
+    return rows
+
+
+async def measure_uploads(
+    client: TritonPool, session: aiohttp.ClientSession, triton: LocalTriton, counts: list[int]
+) -> list[list[str]]:
+    item, settings = clip(HARVARD), Settings(triton_url=triton.grpc_url)
+    audio = item.audio
+    await transcribe(client, settings, audio)  # the detector's session made
+    rows = []
+    for count in counts:
+        before = await executions(session, triton)
+        started, client_cpu = time.perf_counter(), time.process_time()
+        windows = SendTimes(client, started)
+        await asyncio.gather(*(transcribe(windows, settings, audio) for _ in range(count)))
+        wall = time.perf_counter() - started
+        cores = (time.process_time() - client_cpu) / wall
+        batches = (await executions(session, triton)).since(before)
+        level = {"windows_sent_s": windows.spread()}
+        rows.append(
+            [
+                str(count),
+                f"{wall:.2f}",
+                f"{count * item.duration / wall:.0f}",
+                sent_spread(level),
+                f"{cores:.2f}",
+                batches.sizes(),
+            ]
+        )
+        report.log(
+            f"{count} uploads: done after {wall:.2f} s, windows sent {sent_spread(level)} s, "
+            f"{cores:.2f} cores busy ({batches.sizes()})"
+        )
     return rows
 
 
 async def run(args: argparse.Namespace) -> str:
-    repository = stand_in_repository(TMP_DIR / "transport", args.max_batch)
+    execution_s = args.execution_ms / 1000
+    repository = stand_in_repository(TMP_DIR / "transport", args.max_batch, execution_s)
     ports = TritonPorts(free_port(), free_port(), free_port())
     triton = LocalTriton(
         model_repository=repository, ports=ports, log_path=TMP_DIR / "transport-triton.log"
     )
     await asyncio.to_thread(triton.__enter__)
     try:
-        rows = await measure(triton, args.windows)
+        async with (
+            triton_pool(Settings(triton_url=triton.grpc_url)) as client,
+            aiohttp.ClientSession() as session,
+        ):
+            await client.transcribe(
+                np.zeros(SAMPLE_RATE, np.float32), ENGLISH, priority=Priority.FILE
+            )
+            windows = await measure_windows(client, session, triton, args.windows)
+            uploads = await measure_uploads(client, session, triton, args.uploads)
     finally:
         await asyncio.to_thread(triton.stop)
-    return report.table(
-        [
-            "windows of 30 s at once",
-            "all answered after s",
-            "windows per s",
-            "MB per s",
-            "Triton's executions (batch size×count)",
-        ],
-        rows,
-    )
+    executing = f"the stand-in model {args.execution_ms:g} ms per execution"
+    tables = []
+    if windows:
+        tables.append(
+            report.table(
+                [
+                    f"windows of 30 s at once ({executing})",
+                    "all answered after s",
+                    "windows per s",
+                    "MB per s",
+                    "Triton's executions (batch size×count)",
+                ],
+                windows,
+            )
+        )
+    if uploads:
+        tables.append(
+            report.table(
+                [
+                    f"Harvard uploads at once ({executing})",
+                    "all done after s",
+                    "audio s per s",
+                    "windows sent after s: first / median / last",
+                    "sending side's CPU cores busy",
+                    "Triton's executions (batch size×count)",
+                ],
+                uploads,
+            )
+        )
+    return "\n\n".join(tables)
+
+
+def levels(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.transport", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.transport",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--windows",
-        type=lambda text: [int(x) for x in text.split(",")],
+        type=levels,
         default=[1, 16, 64, 128],
-        help="how many windows at once, one level after another (default 1,16,64,128)",
+        help="levels of windows at once, one after another (default 1,16,64,128; '' for none)",
+    )
+    parser.add_argument(
+        "--uploads",
+        type=levels,
+        default=[],
+        help="levels of Harvard uploads at once through the file pipeline (default none)",
+    )
+    parser.add_argument(
+        "--execution-ms",
+        type=float,
+        default=0.0,
+        help="how long the stand-in model takes per execution, whatever its batch (default 0)",
     )
     parser.add_argument(
         "--max-batch", type=int, default=64, help="the config's max_batch_size (default 64)"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -10,9 +13,11 @@ import pytest
 from benchmarks import accuracy
 from benchmarks.__main__ import model_repository, parse_args
 from benchmarks.gpu import parse_args as gpu_parse_args
+from benchmarks.pipeline import SendTimes, sent_spread
 from benchmarks.stack import Executions, settings_flags, settled
 from benchmarks.transport import parse_args as transport_parse_args
 from benchmarks.transport import stand_in_repository
+from gateway.core.transcript import Segment
 from gateway.server import settings as gateway_settings
 from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, model_repository_with
 
@@ -122,16 +127,38 @@ def test_executions_are_read_from_tritons_batch_statistics() -> None:
     assert Executions.of({"model_stats": [{"name": "whisper"}]}).by_size == {}
 
 
-def test_the_transport_run_serves_the_stand_in_under_the_projects_config(tmp_path: Path) -> None:
-    args = transport_parse_args(["--windows", "1,8", "--max-batch", "32"])
-    assert args.windows == [1, 8]
-    repository = stand_in_repository(tmp_path / "transport", args.max_batch)
+def test_the_transport_run_serves_the_stand_in_under_the_projects_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = transport_parse_args(
+        ["--windows", "", "--uploads", "1,16", "--execution-ms", "300", "--max-batch", "32"]
+    )
+    assert (args.windows, args.uploads, args.execution_ms) == ([], [1, 16], 300.0)
+    assert transport_parse_args([]).uploads == []
+    repository = stand_in_repository(tmp_path / "transport", args.max_batch, 0.3)
     config = (repository / "whisper" / "config.pbtxt").read_text()
     original = (DEFAULT_MODEL_REPOSITORY / "whisper" / "config.pbtxt").read_text()
     assert "max_batch_size: 32" in config
     assert config == re.sub(r"max_batch_size: \d+", "max_batch_size: 32", original)
-    assert "TritonPythonModel" in (repository / "whisper" / "1" / "model.py").read_text()
     assert not (repository / "whisper" / "1" / "weights").exists()  # Whisper is not loaded
+    # the stand-in's text covers the window with distinct words, as the file checks want
+    model: dict = {}
+    source = (repository / "whisper" / "1" / "model.py").read_text()
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("pb_utils"))
+    exec(compile(source, "model.py", "exec"), model)
+    assert model["EXECUTION_S"] == 0.3 and "TritonPythonModel" in model
+    found = [Segment.from_json(item) for item in model["segments"](27.3)]
+    assert [(s.start, s.end) for s in found][0] == (0.0, 5.0) and found[-1].end == 27.3
+    assert all(a.end == b.start for a, b in itertools.pairwise(found))
+    words = " ".join(s.text for s in found).split()
+    assert len(words) == len(set(words)) >= 3 * 27
+
+
+def test_send_times_tell_when_the_windows_went_out() -> None:
+    times = SendTimes(backend=None, started=0.0)  # type: ignore[arg-type]
+    times.sent += [0.4, 0.1, 2.0]
+    assert times.spread() == {"first": 0.1, "median": 0.4, "last": 2.0}
+    assert sent_spread({"windows_sent_s": times.spread()}) == "0.10 / 0.40 / 2.00"
 
 
 async def test_statistics_are_read_until_they_stop_changing() -> None:
