@@ -10,13 +10,7 @@ import time
 
 import numpy as np
 
-from gateway.core.contract import (
-    AsrBackend,
-    Priority,
-    ServedModel,
-    TranscribeOptions,
-    WindowResult,
-)
+from gateway.core.contract import Priority, TranscribeOptions, WindowReader, WindowResult
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.files import collect, transcribe_audio
 from gateway.server.settings import Settings
@@ -25,7 +19,7 @@ ENGLISH = TranscribeOptions(language="en")
 
 
 async def transcribe(
-    backend: AsrBackend,
+    backend: WindowReader,
     settings: Settings,
     audio: np.ndarray,
     options: TranscribeOptions = ENGLISH,
@@ -50,7 +44,7 @@ class SendTimes:
     on the sending side (each upload's voice detection), windows that all go out at once
     waited for the model."""
 
-    def __init__(self, backend: AsrBackend, started: float) -> None:
+    def __init__(self, backend: WindowReader, started: float) -> None:
         self._backend = backend
         self._started = started
         self.sent: list[float] = []
@@ -60,15 +54,6 @@ class SendTimes:
     ) -> WindowResult:
         self.sent.append(time.perf_counter() - self._started)
         return await self._backend.transcribe(audio, options, priority=priority)
-
-    async def is_ready(self) -> bool:
-        return await self._backend.is_ready()
-
-    def describe(self) -> dict[str, object]:
-        return self._backend.describe()
-
-    async def served_model(self) -> ServedModel:
-        return await self._backend.served_model()
 
     def spread(self) -> dict[str, float]:
         """When the first window, half of them, and the last went out."""

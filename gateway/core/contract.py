@@ -112,13 +112,17 @@ class SpeakerBackend(Protocol):
         ...
 
 
-class AsrBackend(Protocol):
+class WindowReader(Protocol):
+    """What file mode asks of a backend: windows read."""
+
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
     ) -> WindowResult:
         """One window of float32 samples (at most 30 s) to text; raises an `AsrError`."""
         ...
 
+
+class AsrBackend(WindowReader, Protocol):
     async def is_ready(self) -> bool:
         """Whether a window sent now would be served (checked now, not cached)."""
         ...

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gateway.core.contract import AsrBackend, Priority, TranscribeOptions
+from gateway.core.contract import Priority, TranscribeOptions, WindowReader
 from gateway.core.transcript import (
     MIN_AVG_LOGPROB,
     Segment,
@@ -60,7 +60,7 @@ class WindowRead:
 
 
 async def read_window(
-    backend: AsrBackend,
+    backend: WindowReader,
     audio: np.ndarray,
     window: Window,
     options: TranscribeOptions,
@@ -126,7 +126,7 @@ def _span(window: Window) -> str:
 
 
 async def transcribe_audio(
-    backend: AsrBackend,
+    backend: WindowReader,
     audio: np.ndarray,
     options: TranscribeOptions,
     *,
