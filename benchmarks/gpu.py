@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import composite, peers, report, service
-from benchmarks.__main__ import SERVICE, file_mode_rows, streaming
+from benchmarks.__main__ import SERVICE, file_mode_rows, levels, streaming
 from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
 from benchmarks.pipeline import SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR, log
@@ -344,10 +344,6 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def numbers(text: str) -> list[int]:
-    return [int(x) for x in text.split(",")]
-
-
 def switches(text: str) -> list[bool]:
     values = {"on": True, "off": False}
     try:
@@ -365,10 +361,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prepare", type=Path, help="write the decoded audio here and stop")
     parser.add_argument("--audio", type=Path, help="the directory --prepare wrote")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--files", type=numbers, default=[1, 16, 64], help="concurrent uploads")
+    parser.add_argument("--files", type=levels, default=[1, 16, 64], help="concurrent uploads")
     parser.add_argument(
         "--streams",
-        type=numbers,
+        type=levels,
         default=[32, 64, 128, 192],
         help="stream levels, tried in order until final p95 passes 3 s",
     )

@@ -31,6 +31,7 @@ import aiohttp
 import numpy as np
 
 from benchmarks import report
+from benchmarks.__main__ import levels
 from benchmarks.audio import HARVARD, clip
 from benchmarks.pipeline import ENGLISH, SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR
@@ -219,10 +220,6 @@ async def run(args: argparse.Namespace) -> str:
             )
         )
     return "\n\n".join(tables)
-
-
-def levels(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
