@@ -125,12 +125,23 @@ def cpu_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def torch_cpu_path() -> str:
+    """The widest vector instructions torch's CPU kernels use in this process (and in the
+    model's, which inherits the environment): "AVX512", "AVX2", ... ("?" without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return "?"
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def machine(triton_version: str, threads: int | None = None) -> dict[str, Any]:
     """The machine and the versions; `threads`: the peers' threads, where peers run."""
     return {
         "host": platform.node(),
         "cpu": cpu_model(),
         "cpu_bfloat16": cpu_bfloat16(),
+        "torch_cpu_path": torch_cpu_path(),
         "cores": os.cpu_count(),
         "gpu": gpu(),
         **({} if threads is None else {"threads": threads}),
@@ -374,7 +385,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"# hermes benchmark, {results['date']} on {m['host']}",
         "",
         f"{m['cpu']}, {m['cores']} cores"
-        f" ({'with' if m.get('cpu_bfloat16') else 'without'} native bfloat16), GPU: {m['gpu']}; "
+        f" ({'with' if m.get('cpu_bfloat16') else 'without'} native bfloat16"
+        + (f"; torch's CPU path {m['torch_cpu_path']}" if m.get("torch_cpu_path") else "")
+        + f"), GPU: {m['gpu']}; "
         f"{m['threads']} threads for every engine; "
         f"Python {v['python']}, torch {v['torch']}, openai-whisper {v['openai-whisper']}, "
         f"faster-whisper {v['faster-whisper']} (CTranslate2 {v['ctranslate2']}), "
@@ -454,5 +467,12 @@ def verdict_main(
     return 0 if results["passed"] else 1
 
 
+# Environment variables that choose the CPU code path (torch's kernels, oneDNN's, MKL's): a
+# run held to AVX2 on a CPU that has more is told apart only by them.
+CPU_PATH_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def command_line(module: str = "benchmarks") -> str:
-    return " ".join([f"python -m {module}", *sys.argv[1:]])
+    """The command as run, preceded by the CPU-path variables that were set."""
+    settings = [f"{name}={os.environ[name]}" for name in CPU_PATH_VARIABLES if name in os.environ]
+    return " ".join([*settings, f"python -m {module}", *sys.argv[1:]])

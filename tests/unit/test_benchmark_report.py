@@ -1,7 +1,11 @@
-"""The streaming capacity table and plot of `python -m benchmarks` (pure rendering)."""
+"""The streaming capacity table and plot of `python -m benchmarks`, and how a result names
+the command and CPU path that produced it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from benchmarks import plot, report
@@ -62,3 +66,28 @@ def test_the_plot_is_a_png(tmp_path: Path) -> None:
     path = tmp_path / "plot.png"
     plot.latency_against_streams(SECTION, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_the_command_line_starts_with_the_cpu_path_variables_that_were_set(monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["benchmarks", "--only", "streaming"])
+    for name in report.CPU_PATH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert report.command_line() == "python -m benchmarks --only streaming"
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert report.command_line("benchmarks.gpu") == (
+        "ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python -m benchmarks.gpu "
+        "--only streaming"
+    )
+
+
+def test_the_torch_cpu_path_is_the_one_the_environment_holds_torch_to() -> None:
+    script = "from benchmarks import report; print(report.torch_cpu_path())"
+    held = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "ATEN_CPU_CAPABILITY": "default"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert held.stdout.strip() == "DEFAULT"
