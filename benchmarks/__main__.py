@@ -319,6 +319,7 @@ def summarise_streams(
         "tail_s": report.spread(tails),
         "kept_up": max(tails) <= service.KEPT_UP_TAIL_S,
         "texts": [r.text for r in runs],
+        "slowest_finals": service.slowest_finals(runs),
     }
 
 

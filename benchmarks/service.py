@@ -10,6 +10,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -222,6 +223,22 @@ async def stream(stack: Stack, item: Item, *, delay: float = 0.0) -> StreamRun:
         await asyncio.wait_for(reader, timeout=600)
     run.close_code = ws.close_code
     return run
+
+
+def slowest_finals(runs: list[StreamRun], share: float = 0.05) -> list[dict[str, Any]]:
+    """The slowest `share` of the runs' final messages (at least one), slowest first: which
+    stream, where its text ends in the audio, its latency (`StreamRun.final_latencies`) and
+    its text. What makes a level's p95: a word committed late, or a slow step."""
+    finals = [
+        (arrival - run.sent_at(message["end"]), index, message)
+        for index, run in enumerate(runs)
+        for arrival, message in run.finals
+    ]
+    finals.sort(key=lambda final: final[0], reverse=True)
+    return [
+        {"stream": index, "end_s": message["end"], "latency_s": latency, "text": message["text"]}
+        for latency, index, message in finals[: max(1, math.ceil(share * len(finals)))]
+    ]
 
 
 def start_delays(stack: Stack, count: int) -> list[float]:

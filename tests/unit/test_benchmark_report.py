@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks import plot, report
+import pytest
+
+from benchmarks import plot, report, service
 
 
 def level(streams: int, p50: float, kept_up: bool, **extra) -> dict:
@@ -91,3 +93,25 @@ def test_the_torch_cpu_path_is_the_one_the_environment_holds_torch_to() -> None:
         check=True,
     )
     assert held.stdout.strip() == "DEFAULT"
+
+
+def test_the_slowest_finals_are_the_top_share_of_all_streams_finals_slowest_first() -> None:
+    def run(*finals: tuple[float, float, str]) -> service.StreamRun:
+        # frame i (the audio up to (i + 1) × 100 ms) sent as it ends: audio at `end` sent at `end`
+        return service.StreamRun(
+            frame_sent=[(i + 1) * service.FRAME_SECONDS for i in range(100)],
+            messages=[
+                (arrival, {"type": "final", "end": end, "text": text})
+                for arrival, end, text in finals
+            ],
+        )
+
+    runs = [
+        run((2.0, 1.5, " one"), (5.0, 2.0, " two")),  # latencies 0.5 and 3.0
+        run((4.0, 3.0, " three"), (4.5, 2.5, " four")),  # 1.0 and 2.0
+    ]
+    assert service.slowest_finals(runs, share=0.5) == [
+        {"stream": 0, "end_s": 2.0, "latency_s": pytest.approx(3.0), "text": " two"},
+        {"stream": 1, "end_s": 2.5, "latency_s": pytest.approx(2.0), "text": " four"},
+    ]
+    assert [f["text"] for f in service.slowest_finals(runs)] == [" two"]  # at least one
