@@ -146,8 +146,8 @@ async def concurrent_files(
             f"{count} concurrent files: {results[-1]['audio_s_per_s']['median']:.1f} audio s/s, "
             f"Triton {results[-1]['triton_cpu_cores']:.2f} CPU cores busy, the model executing "
             f"{results[-1]['model_busy']:.0%} of the time, batches {batches.sizes()}; the "
-            f"windows sent {sent_spread(results[-1])} s after the start, the sending side "
-            f"{results[-1]['client_cpu_cores']:.2f} cores busy"
+            f"windows sent {sent_spread(results[-1]['windows_sent_s'])} s after the start, the "
+            f"sending side {results[-1]['client_cpu_cores']:.2f} cores busy"
         )
     return results
 
@@ -296,7 +296,8 @@ def markdown(results: dict[str, Any]) -> str:
             "started) and the CPU cores the sending side kept busy (this process: each "
             "upload's voice detection and window pipeline): "
             + "; ".join(
-                f"{r['uploads']} uploads {sent_spread(r)} s, {r['client_cpu_cores']:.2f} cores"
+                f"{r['uploads']} uploads {sent_spread(r['windows_sent_s'])} s, "
+                f"{r['client_cpu_cores']:.2f} cores"
                 for r in variant["throughput"]
             ),
             "",

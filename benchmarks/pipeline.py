@@ -64,7 +64,6 @@ class SendTimes:
         }
 
 
-def sent_spread(level: dict) -> str:
-    """A level's `windows_sent_s` as "first / median / last"."""
-    sent = level["windows_sent_s"]
+def sent_spread(sent: dict[str, float]) -> str:
+    """`SendTimes.spread()` as "first / median / last"."""
     return f"{sent['first']:.2f} / {sent['median']:.2f} / {sent['last']:.2f}"

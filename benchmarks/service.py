@@ -151,9 +151,13 @@ class StreamRun:
     def text(self) -> str:
         return "".join(m["text"] for _, m in self.finals)
 
+    def timed_finals(self) -> list[tuple[float, dict]]:
+        """Per final message, (its latency, the message): its arrival − when the audio at its
+        `end` was sent."""
+        return [(t - self.sent_at(m["end"]), m) for t, m in self.finals]
+
     def final_latencies(self) -> list[float]:
-        """Per final message: its arrival − when the audio at its `end` was sent."""
-        return [t - self.sent_at(m["end"]) for t, m in self.finals]
+        return [latency for latency, _ in self.timed_finals()]
 
     def word_latencies(self, reference: list[tuple[str, float]]) -> tuple[list[float], list[float]]:
         """Per word of `reference` (word, end time in the audio) that the stream wrote: the
@@ -227,12 +231,12 @@ async def stream(stack: Stack, item: Item, *, delay: float = 0.0) -> StreamRun:
 
 def slowest_finals(runs: list[StreamRun], share: float = 0.05) -> list[dict[str, Any]]:
     """The slowest `share` of the runs' final messages (at least one), slowest first: which
-    stream, where its text ends in the audio, its latency (`StreamRun.final_latencies`) and
+    stream, where its text ends in the audio, its latency (`StreamRun.timed_finals`) and
     its text. What makes a level's p95: a word committed late, or a slow step."""
     finals = [
-        (arrival - run.sent_at(message["end"]), index, message)
+        (latency, index, message)
         for index, run in enumerate(runs)
-        for arrival, message in run.finals
+        for latency, message in run.timed_finals()
     ]
     finals.sort(key=lambda final: final[0], reverse=True)
     return [

@@ -152,19 +152,19 @@ async def measure_uploads(
         wall = time.perf_counter() - started
         cores = (time.process_time() - client_cpu) / wall
         batches = (await executions(session, triton)).since(before)
-        level = {"windows_sent_s": windows.spread()}
+        sent = sent_spread(windows.spread())
         rows.append(
             [
                 str(count),
                 f"{wall:.2f}",
                 f"{count * item.duration / wall:.0f}",
-                sent_spread(level),
+                sent,
                 f"{cores:.2f}",
                 batches.sizes(),
             ]
         )
         report.log(
-            f"{count} uploads: done after {wall:.2f} s, windows sent {sent_spread(level)} s, "
+            f"{count} uploads: done after {wall:.2f} s, windows sent {sent} s, "
             f"{cores:.2f} cores busy ({batches.sizes()})"
         )
     return rows

@@ -70,7 +70,9 @@ def test_the_plot_is_a_png(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
-def test_the_command_line_starts_with_the_cpu_path_variables_that_were_set(monkeypatch) -> None:
+def test_the_command_line_starts_with_the_cpu_path_variables_that_were_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(sys, "argv", ["benchmarks", "--only", "streaming"])
     for name in report.CPU_PATH_VARIABLES:
         monkeypatch.delenv(name, raising=False)
