@@ -5,7 +5,7 @@ give the same transcript. For tuning what a stream's steps cost and commit; the 
 benchmark (`python -m benchmarks --only streaming`) measures the real service.
 
     python -m benchmarks.replay [--plan stream-63s|composite|conversation|...] [--beat 3]
-        [--max-beat S] [--streams N] [--lead 0.4] [--context full]
+        [--max-beat S] [--streams N] [--lead 0.4] [--context full] [--drafts off]
 
 With `--streams N` the plan is streamed N times, their starts spread over 3 s as in the
 capacity benchmark, all on one `StepClock` (period from `--beat` up to `--max-beat`, following
@@ -41,6 +41,7 @@ import torch
 from benchmarks import composite, speech
 from benchmarks.audio import PROJECT_ROOT
 from benchmarks.report import TMP_DIR
+from gateway.backend.triton_tensors import draft_json
 from gateway.core.contract import Priority, TranscribeOptions, WindowResult
 from gateway.core.transcript import Segment, Word
 from gateway.modes.audio import SAMPLE_RATE
@@ -52,7 +53,12 @@ from testsupport.wer import word_error_rate
 # the model's own modules, as Triton's stub imports them
 sys.path.insert(0, str(PROJECT_ROOT / "model_repository" / "whisper" / "1"))
 from checkpoint import load_model
-from transcriber import BatchTranscriber, TranscriptionRequest, cpu_computes_bfloat16
+from transcriber import (
+    BatchTranscriber,
+    TranscriptionRequest,
+    cpu_computes_bfloat16,
+    parse_draft,
+)
 
 _T = TypeVar("_T")
 
@@ -67,10 +73,13 @@ class InProcessModel:
     """The `AsrBackend` protocol over a `BatchTranscriber`: calls wait until `run` answers
     all of them in one batch (one execution), timing it."""
 
-    def __init__(self, transcriber: BatchTranscriber, low_latency: bool) -> None:
+    def __init__(
+        self, transcriber: BatchTranscriber, low_latency: bool, drafts: bool = True
+    ) -> None:
         self.transcriber = transcriber
         # False: full 30 s windows for the steps and the end read, as before LOW_LATENCY
         self.low_latency = low_latency
+        self.drafts = drafts  # False: steps decode without their previous step's draft
         self.seconds = 0.0
         self.executions = 0
         # each waiting request with its answer and the call it comes from
@@ -94,6 +103,10 @@ class InProcessModel:
             word_timestamps=options.word_timestamps,
             low_latency=options.low_latency and self.low_latency,
             short_context=options.short_context and self.low_latency,
+            # as the model's DRAFT input carries it
+            draft=parse_draft(draft_json(options.draft), self.transcriber.text_tokens)
+            if options.draft and self.drafts
+            else (),
         )
         answer: asyncio.Future[WindowResult] = asyncio.get_running_loop().create_future()
         self._waiting.append((request, answer, _CALLER.get(None)))
@@ -245,7 +258,7 @@ async def replay(
 
 
 def in_process_model(
-    threads: int, *, low_latency: bool = True, bfloat16: bool | None = None
+    threads: int, *, low_latency: bool = True, bfloat16: bool | None = None, drafts: bool = True
 ) -> InProcessModel:
     """tiny.en as Triton's model instance would run it (bfloat16 None: where the CPU has it)."""
     torch.set_num_threads(threads)
@@ -256,7 +269,7 @@ def in_process_model(
         low_latency_bfloat16=cpu_computes_bfloat16() if bfloat16 is None else bfloat16,
     )
     transcriber.warm_up()
-    return InProcessModel(transcriber, low_latency=low_latency)
+    return InProcessModel(transcriber, low_latency=low_latency, drafts=drafts)
 
 
 def plan_audio(name: str) -> tuple[np.ndarray, str]:
@@ -299,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="low-latency steps in bfloat16 (auto: where the CPU has it)",
     )
+    parser.add_argument(
+        "--drafts",
+        choices=["on", "off"],
+        default="on",
+        help="steps send their previous step's segments as a draft (DRAFT)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -307,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     duration = audio.size / SAMPLE_RATE
     bfloat16 = cpu_computes_bfloat16() if args.bfloat16 == "auto" else args.bfloat16 == "true"
     model = in_process_model(
-        args.threads, low_latency=args.context == "low-latency", bfloat16=bfloat16
+        args.threads,
+        low_latency=args.context == "low-latency",
+        bfloat16=bfloat16,
+        drafts=args.drafts == "on",
     )
     result = asyncio.run(
         replay(audio, model, args.beat, max_beat_s=args.max_beat, streams=args.streams)
@@ -317,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     beat = f"{args.beat:g}-{args.max_beat:g} s" if args.max_beat else f"{args.beat:g} s"
     print(
         f"{args.plan} ({duration:.1f} s with a {args.lead:g} s lead), {args.streams} "
-        f"stream(s), {beat} beat, context {args.context}, bfloat16 {bfloat16}: "
+        f"stream(s), {beat} beat, context {args.context}, bfloat16 {bfloat16}, "
+        f"drafts {args.drafts}: "
         f"WER {statistics.mean(wers):.1f} % (max {max(wers):.1f} %), "
         f"model {result.model_seconds:.1f} s in {result.executions} executions "
         f"({result.model_seconds / duration:.3f} s per audio s), "

@@ -39,6 +39,10 @@ class TranscribeOptions:
     low_latency: bool = False
     # the shorter encoder context alone, decoded as a file window is (a stream's end read)
     short_context: bool = False
+    # an earlier result's segments for audio from the same first sample (a stream's previous
+    # step): the model checks them first and keeps what its own decode agrees with, which
+    # only saves it decoding steps (the result is the one it gets without them)
+    draft: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True)

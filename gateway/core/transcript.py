@@ -75,6 +75,9 @@ class Segment:
     complete: bool = True
     # each text token's log-probability, in order (when the request asked for them)
     logprobs: tuple[TokenLogprob, ...] = ()
+    # start and end as the model's decode wrote them (its timestamp tokens; `start` and `end`
+    # move to the first and last word's times when words are timed), None when not given
+    timestamps: tuple[float, float] | None = None
 
     @property
     def failed_checks(self) -> bool:
@@ -88,6 +91,9 @@ class Segment:
             self,
             start=round(time(self.start), 3),
             end=round(time(self.end), 3),
+            timestamps=None
+            if self.timestamps is None
+            else (round(time(self.timestamps[0]), 3), round(time(self.timestamps[1]), 3)),
             words=tuple(
                 replace(word, start=round(time(word.start), 3), end=round(time(word.end), 3))
                 for word in self.words
@@ -114,12 +120,18 @@ class Segment:
                 for w in item.get("words", ())
             ),
             logprobs=tuple(TokenLogprob.from_json(t) for t in item.get("logprobs", ())),
+            timestamps=(
+                (float(item["timestamps"][0]), float(item["timestamps"][1]))
+                if "timestamps" in item
+                else None
+            ),
         )
 
     def to_json(self, index: int) -> dict[str, Any]:
         item = {"id": index, **asdict(self)}
         del item["complete"]  # how the model's decode ended: not part of the reply
         del item["logprobs"]  # OpenAI's route only (`include[]=logprobs`)
+        del item["timestamps"]  # a draft's times (`TranscribeOptions.draft`), not the reply's
         item["tokens"] = list(self.tokens)
         item["words"] = [asdict(word) for word in self.words]
         return item

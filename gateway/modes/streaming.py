@@ -122,6 +122,8 @@ class StreamSession:
         self.segments: list[Segment] = []  # the last hypothesis, in stream time
         self.heard_until = 0.0  # end of the audio the model has transcribed so far
         self.speech_end = 0.0  # stream time where the last step's new speech ends
+        # the last step's window start (stream time) and its segments as the model gave them
+        self.last_read: tuple[float, tuple[Segment, ...]] = (-1.0, ())
 
     def append(self, samples: np.ndarray) -> None:
         if self.began is None:
@@ -264,8 +266,14 @@ class StreamSession:
         window = buffer[start:end]
         held_from = self.audio.start
         offset = held_from + start / SAMPLE_RATE
+        # the last step read from the same sample: what it wrote is this step's draft
+        last_offset, last_segments = self.last_read
+        draft = last_segments if last_offset == offset else ()
         started = time.monotonic()
-        result = await self.backend.transcribe(window, self._options(), priority=self.priority)
+        result = await self.backend.transcribe(
+            window, replace(self._options(), draft=draft), priority=self.priority
+        )
+        self.last_read = (offset, result.segments)
         if self.on_model_seconds is not None:
             self.on_model_seconds(time.monotonic() - started)
         self.heard_until = offset + window.size / SAMPLE_RATE

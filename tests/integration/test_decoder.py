@@ -150,6 +150,54 @@ def test_a_row_stops_at_its_token_limit_and_the_others_decode_as_before(model, w
     assert cut[1].tokens == whole[1].tokens
 
 
+def short_contexts(model, windows, seconds: float) -> list[torch.Tensor]:
+    """The windows' first `seconds` as live steps encode them: the audio and 5-10 s of padding."""
+    rows = []
+    for window in windows:
+        audio = window[: int(seconds * SECOND)]
+        frames = 100 * 5 * int(np.ceil((audio.size / SECOND + 5) / 5))
+        rows.append(encoded(model, audio, min(frames, N_FRAMES)))
+    return rows
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-as-graphed"])
+def test_drafts_change_no_token_only_the_steps(model, windows, static) -> None:
+    """A live stream's step comes with its previous step's tokens (a second less audio) as a
+    draft: every row gets the tokens and scores it gets without one, whether the draft holds
+    all the way (the same audio), diverges (a second less, or another window's text), is
+    longer than the row's token limit, or is missing, rows of several lengths in one batch."""
+    decoder = WhisperDecoder(model, static=static)
+    with torch.inference_mode():
+        contexts = decoder.audio_contexts(short_contexts(model, windows, 9))
+        earlier = decoder.decode(
+            decoder.audio_contexts(short_contexts(model, windows, 8)), prompt(model)
+        )
+        plain = decoder.decode(contexts, prompt(model), max_tokens=[100, 100, 8, 100, 100, 100])
+        drafts = [
+            plain[0].tokens,  # the row's own tokens: all of them hold
+            earlier[1].tokens,  # a second less audio: the usual draft
+            earlier[2].tokens,  # more tokens than the row's limit
+            earlier[0].tokens,  # another window's text
+            [],  # none
+            earlier[5].tokens,
+        ]
+        drafted = decoder.decode(
+            contexts,
+            prompt(model),
+            max_tokens=[100, 100, 8, 100, 100, 100],
+            drafts=drafts,
+            token_logprobs=True,
+        )
+    assert [d.tokens for d in drafted] == [p.tokens for p in plain]
+    assert [d.text for d in drafted] == [p.text for p in plain]
+    for got, want in zip(drafted, plain, strict=True):
+        assert got.avg_logprob == pytest.approx(want.avg_logprob, abs=1e-4)
+        assert got.no_speech_prob == pytest.approx(want.no_speech_prob, abs=1e-4)
+    assert plain[1].tokens[:3] == earlier[1].tokens[:3] != plain[1].tokens  # held, then not
+    assert len(plain[2].tokens) == 8 < len(earlier[2].tokens)
+    assert all(len(d.token_logprobs) == len(d.tokens) for d in drafted)
+
+
 def test_sampled_rows_depend_only_on_their_seed(model, windows) -> None:
     decoder = WhisperDecoder(model)
     hot = prompt(model, temperature=1.0)

@@ -7,6 +7,7 @@ import time
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -127,6 +128,42 @@ def test_short_context_keeps_the_words(triton_client, jfk, harvard_windows, clip
     assert result.segments[-1].words[-1].end <= 11.1
     text = " ".join(infer(triton_client, w, **options).text for w in harvard_windows)
     assert word_error_rate(clips["OSR_us_000_0034_8k.wav"].text, text) == 0.0, text
+
+
+def test_a_draft_changes_nothing_but_the_steps(triton_client, jfk) -> None:
+    """DRAFT: a live step sends the segments of its previous step (a second less audio from
+    the same sample); the model checks them and replies what it replies without them, word
+    times included. Segments give their decode's own times (`timestamps`, on the 0.02 s grid
+    of Whisper's timestamp tokens), which word timing does not move: what a draft needs."""
+    options = {"language": "en", "low_latency": True, "word_timestamps": True}
+    earlier = infer(triton_client, jfk.audio[: 7 * SAMPLE_RATE], **options)
+    plain = infer(triton_client, jfk.audio[: 8 * SAMPLE_RATE], **options)
+    drafted = infer(triton_client, jfk.audio[: 8 * SAMPLE_RATE], draft=earlier.segments, **options)
+    # the same tokens, times and words; log-probabilities summed in another order
+    assert [replace(s, avg_logprob=0.0) for s in drafted.segments] == [
+        replace(s, avg_logprob=0.0) for s in plain.segments
+    ]
+    for got, want in zip(drafted.segments, plain.segments, strict=True):
+        assert got.avg_logprob == pytest.approx(want.avg_logprob, abs=1e-4)
+    times = [time for segment in earlier.segments for time in segment.timestamps or ()]
+    assert times and all(abs(time / 0.02 - round(time / 0.02)) < 1e-6 for time in times)
+
+
+@pytest.mark.parametrize(
+    "draft, message",
+    [
+        ("not json", "DRAFT is not JSON"),
+        ('{"start": 0}', "DRAFT must be a JSON list of segments"),
+        ('[{"start": 0, "tokens": [1]}]', "DRAFT segment 0 needs its times"),
+        ('[{"start": 0, "end": 31, "tokens": [1]}]', "times must lie in 0-30 s"),
+        ('[{"start": 0, "end": 1, "tokens": [50257]}]', "tokens must be text tokens"),
+    ],
+    ids=["not-json", "not-a-list", "no-end", "past-a-window", "special-token"],
+)
+def test_a_bad_draft_fails_clearly(triton_client, jfk, draft, message) -> None:
+    draft_input = grpcclient.InferInput("DRAFT", [1, 1], "BYTES")
+    draft_input.set_data_from_numpy(np.array([[draft.encode()]], dtype=np.object_))
+    assert message in infer_error(triton_client, [audio_input(jfk.audio), draft_input])
 
 
 def test_segments_have_times_inside_the_audio(triton_client, harvard_windows) -> None:
@@ -278,8 +315,11 @@ def _when_idle(client: grpcclient.InferenceServerClient) -> Counter[int]:
 def test_concurrent_requests_are_batched_with_unchanged_results(
     triton, triton_client, clips, jfk, harvard_windows
 ) -> None:
-    """File windows and live streams' low-latency requests of several context lengths."""
+    """File windows and live streams' low-latency requests of several context lengths, one
+    with its previous step's draft."""
     hotwords = clips["hotwords.mp3"].audio
+    step = {"language": "en", "low_latency": True, "word_timestamps": True}
+    earlier = infer(triton_client, jfk.audio[: 3 * SAMPLE_RATE], **step)
     windows = [
         jfk.audio,
         *harvard_windows,
@@ -289,9 +329,10 @@ def test_concurrent_requests_are_batched_with_unchanged_results(
         hotwords[SAMPLE_RATE:],
         jfk.audio[SAMPLE_RATE * 4 :],
     ]
-    requests = [(window, {}) for window in windows] + [
-        (window, {"language": "en", "low_latency": True, "word_timestamps": True})
-        for window in (jfk.audio, harvard_windows[0], hotwords, jfk.audio[: 4 * SAMPLE_RATE])
+    requests = [
+        *[(window, {}) for window in windows],
+        *[(window, step) for window in (jfk.audio, harvard_windows[0], hotwords)],
+        (jfk.audio[: 4 * SAMPLE_RATE], {**step, "draft": earlier.segments}),
     ]
     alone = [infer(triton_client, window, **options) for window, options in requests]
     before = _when_idle(triton_client)

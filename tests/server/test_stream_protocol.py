@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
@@ -122,9 +123,16 @@ async def test_a_session_message_by_message(make_client, jfk_audio) -> None:
     step = TranscribeOptions(
         language="en", prompt="Americans", word_timestamps=True, low_latency=True
     )
-    # two steps of the buffer as it grew, then the whole buffer read to its end: decoded as
-    # a file window is, with the steps' encoder context
-    assert [call.options for call in backend.calls] == [
+    # two steps of the buffer as it grew, the second with the first's segments as its draft
+    # (both read from the stream's first sample), then the whole buffer read to its end:
+    # decoded as a file window is, with the steps' encoder context, without a draft
+    drafts = [call.options.draft for call in backend.calls]
+    assert [[(s.text, s.start) for s in draft] for draft in drafts] == [
+        [],
+        [(" one two", final["start"])],
+        [],
+    ]
+    assert [replace(call.options, draft=()) for call in backend.calls] == [
         step,
         step,
         TranscribeOptions(

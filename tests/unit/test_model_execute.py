@@ -131,6 +131,7 @@ def scripted_model(model_module, transcriber):
     whisper_model.transcriber = transcriber
     whisper_model.heap = types.SimpleNamespace(working=nullcontext)
     whisper_model.multilingual = False
+    whisper_model.text_tokens = 50256  # tiny.en's
     return whisper_model
 
 

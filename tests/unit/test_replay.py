@@ -23,6 +23,8 @@ class ScriptedTranscriber:
     """Stands in for `BatchTranscriber`: one word a second of each request's audio, every
     batch's size recorded."""
 
+    text_tokens = 50256  # as tiny.en's: the steps' drafts are parsed against it
+
     def __init__(self) -> None:
         self.batches: list[int] = []
 

@@ -3,6 +3,7 @@ and segment splitting."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,9 +18,10 @@ from transcriber import (
     InvalidRequest,
     encoder_frames,
     make_request,
+    parse_draft,
     peak_frame_dbfs,
 )
-from whisper_adaptations import split_segments, temperature_schedule
+from whisper_adaptations import join_segments, split_segments, temperature_schedule
 
 TOKENIZER = get_tokenizer(multilingual=False)
 SECOND = np.zeros(16_000, np.float32)
@@ -60,6 +62,35 @@ def test_timestamps_beyond_the_audio_are_clamped() -> None:
     assert [(s.start, s.end) for s in split_segments(tokens, TOKENIZER, duration=1.0)] == [
         (0.5, 1.0)
     ]
+
+
+def test_segments_join_into_the_tokens_they_were_split_from() -> None:
+    """A draft (DRAFT) is rebuilt from the segments of an earlier decode, as SEGMENTS gives
+    them: closing timestamps where the decode wrote them, none after an unfinished one."""
+    tokens = [
+        timestamp(0.0),
+        *words(" One."),
+        timestamp(1.24),
+        timestamp(1.24),
+        *words(" Two and"),
+    ]
+    segments = split_segments(tokens, TOKENIZER, duration=2.7)
+    assert join_segments(segments, TOKENIZER) == tokens
+    as_json = json.dumps(
+        [
+            {"start": s.start, "end": s.end, "tokens": s.tokens, "complete": s.complete}
+            for s in segments
+        ]
+    )
+    assert join_segments(parse_draft(as_json, TOKENIZER.eot), TOKENIZER) == tokens
+
+
+def test_a_draft_reads_the_decodes_own_times_first() -> None:
+    (segment,) = parse_draft(
+        '[{"start": 0.3, "end": 1.1, "timestamps": [0.0, 1.24], "tokens": [1, 2]}]',
+        TOKENIZER.eot,
+    )
+    assert (segment.start, segment.end, segment.complete) == (0.0, 1.24, True)
 
 
 def test_no_tokens_no_segments() -> None:

@@ -17,7 +17,15 @@ to float rounding) with:
 - on CUDA, the one-token step captured as a CUDA graph per batch-size bucket, so a token
   costs one launch. A graphed step attends over the whole text context with a mask (static
   shapes); the same static step runs eagerly where graphs are off, which is how it is tested
-  on a CPU.
+  on a CPU;
+- drafts: a greedy row may come with the tokens an earlier decode of the same audio start
+  wrote (a live stream's previous step, which heard a second less). One decoder pass over
+  every row's draft gives the logits at each of its positions; a row keeps the draft up to
+  the first token greedy decoding would not have chosen, takes its own choice there, and
+  steps on from that position. The tokens are the ones the row gets without a draft (up to
+  float rounding between a pass over many positions and one position at a time); only the
+  steps the draft saved are gone. Rows then sit at different text positions, so a step
+  feeds each row at its own position.
 
 Rows of different audio lengths share a batch: each row's cross-attention sees only its own
 audio positions, so a row decodes as it would alone.
@@ -163,24 +171,67 @@ class _TokenRules:
 class _RowState:
     """Per row, what the timestamp rules need of the tokens sampled so far."""
 
+    # Before any token both flags are True: the first token then counts as "a lone first
+    # timestamp" for the rules, whatever came before it.
     last_is_timestamp: torch.Tensor  # bool
-    before_last_is_timestamp: torch.Tensor  # bool; True while fewer than 2 tokens were sampled
+    before_last_is_timestamp: torch.Tensor  # bool
     last_timestamp: torch.Tensor  # long; -1 before the first
     sampled: int = 0
 
     @classmethod
     def start(cls, rows: int, device: torch.device) -> _RowState:
         return cls(
-            torch.zeros(rows, dtype=torch.bool, device=device),
+            torch.ones(rows, dtype=torch.bool, device=device),
             torch.ones(rows, dtype=torch.bool, device=device),
             torch.full((rows,), -1, dtype=torch.long, device=device),
         )
 
+    @classmethod
+    def along(cls, tokens: torch.Tensor, timestamp_begin: int) -> _RowState:
+        """The state of each row after each of its first tokens (rows × positions: element
+        [i, j] after row i's first j + 1 `tokens`), as `advance` leaves it token by token."""
+        rows = tokens.shape[0]
+        before = torch.full((rows, 1), timestamp_begin, dtype=tokens.dtype, device=tokens.device)
+        is_timestamp = torch.cat([before, tokens], dim=1) >= timestamp_begin  # one stand-in
+        timestamps = torch.where(is_timestamp[:, 1:], tokens, -1)
+        return cls(
+            is_timestamp[:, 1:],
+            is_timestamp[:, :-1],  # before the first token: "nothing yet"
+            timestamps.cummax(dim=1).values,  # timestamps never go back: the last is the largest
+            sampled=1,
+        )
+
+    def flattened(self, start: int, stop: int) -> _RowState:
+        """Of a state of rows × positions (`along`), positions `start` to `stop` as one row
+        per element, rows first."""
+        return _RowState(
+            self.last_is_timestamp[:, start:stop].flatten(),
+            self.before_last_is_timestamp[:, start:stop].flatten(),
+            self.last_timestamp[:, start:stop].flatten(),
+            self.sampled,
+        )
+
+    def at(self, positions: torch.Tensor) -> _RowState:
+        """Of a state of rows × positions (`along`), each row's at its own position; a
+        position of -1 is the state before any token."""
+        start = _RowState.start(positions.shape[0], positions.device)
+        picked = [
+            torch.where(
+                positions >= 0,
+                field.gather(1, positions.clamp_min(0)[:, None])[:, 0],
+                initial,
+            )
+            for field, initial in (
+                (self.last_is_timestamp, start.last_is_timestamp),
+                (self.before_last_is_timestamp, start.before_last_is_timestamp),
+                (self.last_timestamp, start.last_timestamp),
+            )
+        ]
+        return _RowState(picked[0], picked[1], picked[2], sampled=1)
+
     def advance(self, tokens: torch.Tensor, timestamp_begin: int) -> None:
         is_timestamp = tokens >= timestamp_begin
-        self.before_last_is_timestamp = (
-            self.last_is_timestamp if self.sampled else torch.ones_like(is_timestamp)
-        )
+        self.before_last_is_timestamp = self.last_is_timestamp
         self.last_is_timestamp = is_timestamp
         self.last_timestamp = torch.where(is_timestamp, tokens, self.last_timestamp)
         self.sampled += 1
@@ -189,6 +240,42 @@ class _RowState:
         self.last_is_timestamp = self.last_is_timestamp[rows]
         self.before_last_is_timestamp = self.before_last_is_timestamp[rows]
         self.last_timestamp = self.last_timestamp[rows]
+
+
+class _Sampled:
+    """Per row of a decode (its index in the batch as it started): the tokens sampled so far
+    (end of text after them), their log-probabilities' sum, each one's when kept, and how
+    many there are."""
+
+    def __init__(
+        self, rows: int, text_ctx: int, eot: int, keep_logprobs: bool, device: torch.device
+    ) -> None:
+        self.tokens = torch.full((rows, text_ctx), eot, dtype=torch.long, device=device)
+        self.sum_logprobs = torch.zeros(rows, device=device)
+        self.logprobs = torch.zeros(rows, text_ctx, device=device) if keep_logprobs else None
+        self.counts = torch.zeros(rows, dtype=torch.long, device=device)
+
+    def add(self, rows: torch.Tensor, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+        """One more token for each of `rows`."""
+        at = self.counts[rows]
+        self.tokens[rows, at] = tokens
+        if self.logprobs is not None:
+            self.logprobs[rows, at] = logprobs
+        self.sum_logprobs.index_add_(0, rows, logprobs)
+        self.counts[rows] = at + 1
+
+    def start_with(
+        self, tokens: torch.Tensor, logprobs: torch.Tensor, counts: torch.Tensor
+    ) -> None:
+        """Every row's first `counts` of `tokens` (rows × positions), before any other."""
+        taken = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < counts[:, None]
+        width = tokens.shape[1]
+        self.tokens[:, :width] = torch.where(taken, tokens, self.tokens[:, :width])
+        logprobs = torch.where(taken, logprobs, 0.0)
+        if self.logprobs is not None:
+            self.logprobs[:, :width] = logprobs
+        self.sum_logprobs += logprobs.sum(dim=1)
+        self.counts = counts.clone()
 
 
 class _KeyValueCache:
@@ -295,6 +382,18 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.unflatten(-1, (heads, -1)).transpose(1, 2)
 
 
+def _visible(positions: torch.Tensor, keys: int) -> torch.Tensor:
+    """Which of the first `keys` text positions a token at each of `positions` attends to:
+    those up to its own (positions × keys)."""
+    return torch.arange(keys, device=positions.device)[None, :] <= positions[:, None]
+
+
+def _at_positions(x: torch.Tensor, row_positions: torch.Tensor | None) -> torch.Tensor:
+    """Keys or values (batch × heads × positions × head width) shaped for their cache write:
+    as they are, or one position per row (batch × heads × head width)."""
+    return x if row_positions is None else x[:, :, 0]
+
+
 def _attend(
     q: torch.Tensor,
     keys: torch.Tensor,
@@ -311,6 +410,9 @@ def _attend(
     return attended.transpose(1, 2).flatten(start_dim=2)
 
 
+# A draft's logits are computed this many positions at a time (`_follow_drafts`): most
+# drafts hold for part of their length, and the logits product is most of a position's cost.
+DRAFT_BLOCK = 8
 # Up to this many rows the CPU's logits product is computed as `embedding @ hidden.T`
 REORDERED_MAX_ROWS = 11
 
@@ -438,45 +540,56 @@ class WhisperDecoder:
         cross_mask: torch.Tensor | None,
         audio_positions: int,
         cross_scores: list[torch.Tensor] | None = None,
+        row_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden states of `tokens` (batch × count) at text positions from `position`,
-        attending to the positions written so far; writes their keys and values."""
+        attending to the positions written so far; writes their keys and values.
+        `row_positions`: rows at positions of their own (one token each, the furthest at
+        `position`), each attending to its own positions only."""
         rows, count = tokens.shape
         end = position + count
         decoder = self.model.decoder
-        x = decoder.token_embedding(tokens) + decoder.positional_embedding[position:end]
+        if row_positions is None:
+            x = decoder.token_embedding(tokens) + decoder.positional_embedding[position:end]
+            write: tuple[Any, ...] = (slice(None), slice(None), slice(position, end))
+            mask = None
+            if count > 1 and position:  # SDPA's `is_causal` is causal from position 0 only
+                mask = _visible(torch.arange(position, end, device=tokens.device), end)
+        else:
+            x = decoder.token_embedding(tokens) + decoder.positional_embedding[row_positions, None]
+            write = (torch.arange(rows, device=tokens.device), slice(None), row_positions)
+            mask = _visible(row_positions, end)[:, None, None, :]
         x = x.to(cache.self_keys.dtype)
 
         def self_attention(layer: int, q, k, v) -> torch.Tensor:
-            cache.self_keys[layer, :rows, :, position:end] = _heads(k, self.heads)
-            cache.self_values[layer, :rows, :, position:end] = _heads(v, self.heads)
-            keys = cache.self_keys[layer, :rows, :, :end]
-            values = cache.self_values[layer, :rows, :, :end]
-            return _attend(q, keys, values, causal=count > 1)
+            keys, values = cache.self_keys[layer, :rows], cache.self_values[layer, :rows]
+            keys[write] = _at_positions(_heads(k, self.heads), row_positions)
+            values[write] = _at_positions(_heads(v, self.heads), row_positions)
+            causal = count > 1 and not position
+            return _attend(q, keys[:, :, :end], values[:, :, :end], mask, causal=causal)
 
         return self._layers(x, cache, self_attention, cross_mask, audio_positions, cross_scores)
 
     def _static_step(
         self,
         tokens: torch.Tensor,
-        position: torch.Tensor,
+        positions: torch.Tensor,
         cache: _KeyValueCache,
         cross_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """Logits after one token per row at text position `position` (a 1-element tensor),
-        with fixed shapes: every text position is attended, those not yet written masked."""
+        """Logits after one token per row, each at its own text position (`positions`), with
+        fixed shapes: every text position is attended, those a row has not written masked."""
         rows = tokens.shape[0]
         decoder = self.model.decoder
-        x = decoder.token_embedding(tokens) + decoder.positional_embedding.index_select(0, position)
+        x = decoder.token_embedding(tokens) + decoder.positional_embedding[positions, None]
         x = x.to(cache.self_keys.dtype)
-        written = (torch.arange(self.text_ctx, device=position.device) <= position)[
-            None, None, None, :
-        ]
+        written = _visible(positions, self.text_ctx)[:, None, None, :]
+        write = (torch.arange(rows, device=tokens.device), slice(None), positions)
 
         def self_attention(layer: int, q, k, v) -> torch.Tensor:
-            cache.self_keys[layer, :rows].index_copy_(2, position, _heads(k, self.heads))
-            cache.self_values[layer, :rows].index_copy_(2, position, _heads(v, self.heads))
             keys, values = cache.self_keys[layer, :rows], cache.self_values[layer, :rows]
+            keys[write] = _at_positions(_heads(k, self.heads), positions)
+            values[write] = _at_positions(_heads(v, self.heads), positions)
             return _attend(q, keys, values, written)
 
         hidden = self._layers(x, cache, self_attention, cross_mask, cache.audio_ctx)
@@ -566,6 +679,7 @@ class WhisperDecoder:
         cancelled: Sequence[Callable[[], bool]] = (),
         token_logprobs: bool = False,
         max_tokens: Sequence[int] = (),
+        drafts: Sequence[Sequence[int]] = (),
     ) -> list[Decoded]:
         """Decode each row's audio (`audio_contexts`; rows may differ in length, each
         attends to its own), as `whisper.decoding.DecodingTask.run` does with one candidate
@@ -575,7 +689,10 @@ class WhisperDecoder:
         was cancelled stops decoding there (its result is cut short: nobody wants it).
         `token_logprobs`: keep each sampled token's log-probability (one more tensor write a
         step; none when not asked). `max_tokens`: one per row, the most tokens it may sample
-        (a row that reaches it stops as if cancelled; none: up to half the text context)."""
+        (a row that reaches it stops as if cancelled; none: up to half the text context).
+        `drafts`: one per row (empty: none), tokens (text and timestamps) a greedy decode
+        checks in one pass and keeps as far as it agrees (see the module docstring);
+        ignored when sampling."""
         tokenizer, rules = prompt.tokenizer, self._rules_for(prompt.tokenizer)
         rows = len(contexts)
         lengths = [context.shape[3] for context in contexts]
@@ -597,66 +714,155 @@ class WhisperDecoder:
         )
         logits = at_start[:, 1]
 
-        state = _RowState.start(rows, self.device)
         watch = _CancelWatch(cancelled, self.cancel_check_seconds)
         active = torch.arange(rows, device=self.device)  # original index of each live row
-        sampled = torch.full(
-            (rows, self.text_ctx), tokenizer.eot, dtype=torch.long, device=self.device
-        )
-        sum_logprobs = torch.zeros(rows, device=self.device)
-        kept = torch.zeros(rows, self.text_ctx, device=self.device) if token_logprobs else None
+        sampled = _Sampled(rows, self.text_ctx, tokenizer.eot, token_logprobs, self.device)
         max_new = min(self.text_ctx // 2, self.text_ctx - begin + 1)
-        limits = torch.tensor(max_tokens, device=self.device) if max_tokens else None
-        for step in range(max_new):
-            rules.apply(logits, state)
-            next_tokens = sampler.choose(logits, active) if sampler else logits.argmax(dim=-1)
-            logprobs = F.log_softmax(logits.float(), dim=-1)
-            chosen = logprobs.gather(1, next_tokens[:, None])[:, 0]
-            sum_logprobs.index_add_(0, active, chosen)
-            if kept is not None:
-                kept[active, step] = chosen
-            sampled[active, step] = next_tokens
-            finished = next_tokens == tokenizer.eot
-            if limits is not None:
-                finished |= limits[active] <= step + 1
+        row_limits = [min(limit, max_new) for limit in max_tokens] or [max_new] * rows
+        limits = torch.tensor(row_limits, device=self.device)
+        taken = [
+            min(len(draft), limit - 1)
+            for draft, limit in zip(drafts or [()] * rows, row_limits, strict=True)
+        ]
+        if sampler is None and any(taken):
+            state, next_tokens = self._follow_drafts(
+                logits, drafts, taken, rules, sampled, begin, cache, cross_mask, mask_positions
+            )
+            counts = sampled.counts.tolist()
+            longest, ragged = max(counts), len(set(counts)) > 1  # tokens the furthest row has
+        else:
+            state = _RowState.start(rows, self.device)
+            next_tokens = self._choose(logits, state, rules, sampler, active, sampled)
+            longest, ragged = 1, False
+        while True:
+            counts_now = sampled.counts[active]
+            finished = (next_tokens == tokenizer.eot) | (counts_now >= limits[active])
             if watch.due():
                 finished |= watch.rows(active)
-            if step == max_new - 1:
-                break
-            position = begin + step
             if bool(finished.any()):
                 if bool(finished.all()):
                     break
                 keep = compacted_order(finished)
-                active, next_tokens, cross_mask = (
+                active, next_tokens, counts_now, cross_mask = (
                     active[keep],
                     next_tokens[keep],
+                    counts_now[keep],
                     (None if cross_mask is None else cross_mask[keep]),
                 )
                 state.keep(keep)
-                cache.keep(keep, position)
+                cache.keep(keep, begin + longest - 1)
             state.advance(next_tokens, rules.timestamp_begin)
-            logits = self._step(next_tokens, position, cache, cross_mask, mask_positions)
+            logits = self._step(
+                next_tokens,
+                begin + counts_now - 1,  # where each row's last token goes
+                begin + longest - 1,
+                ragged,
+                cache,
+                cross_mask,
+                mask_positions,
+            )
+            longest += 1
+            next_tokens = self._choose(logits, state, rules, sampler, active, sampled)
 
         return self._results(
-            sampled.tolist(),
-            sum_logprobs.tolist(),
+            sampled.tokens.tolist(),
+            sampled.sum_logprobs.tolist(),
             no_speech,
             prompt,
-            None if kept is None else kept.tolist(),
+            None if sampled.logprobs is None else sampled.logprobs.tolist(),
         )
+
+    @staticmethod
+    def _choose(
+        logits: torch.Tensor,
+        state: _RowState,
+        rules: _TokenRules,
+        sampler: _Sampler | None,
+        active: torch.Tensor,
+        sampled: _Sampled,
+    ) -> torch.Tensor:
+        """Each active row's next token under the rules, recorded in `sampled`."""
+        rules.apply(logits, state)
+        tokens = sampler.choose(logits, active) if sampler else logits.argmax(dim=-1)
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        sampled.add(active, tokens, logprobs.gather(1, tokens[:, None])[:, 0])
+        return tokens
+
+    def _follow_drafts(
+        self,
+        logits: torch.Tensor,
+        drafts: Sequence[Sequence[int]],
+        taken: Sequence[int],
+        rules: _TokenRules,
+        sampled: _Sampled,
+        begin: int,
+        cache: _KeyValueCache,
+        cross_mask: torch.Tensor | None,
+        audio_positions: int,
+    ) -> tuple[_RowState, torch.Tensor]:
+        """Greedy decoding's first tokens of every row, each row's draft (its first `taken`
+        tokens) checked in one decoder pass: `logits` are every row's at its first
+        position, the pass gives the hidden states after each draft token. A row keeps its
+        draft up to the first token that the rules and argmax would not have chosen, plus its
+        own choice there (or after the whole draft). Since a row that keeps its draft has
+        sampled exactly the draft's tokens, the rules' state at every position is known up
+        front, and the rules and choices run on a block of positions at once; the logits
+        are computed a block at a time, for the rows still agreeing (the others' are zeros,
+        never read), up to where none does. Recorded in `sampled`; returns the rows' state
+        before that last token, and the token."""
+        rows, width = len(drafts), max(taken)
+        timestamp_begin = rules.timestamp_begin
+        draft = torch.full((rows, width + 1), -1, dtype=torch.long)  # -1: no draft token
+        for row, (row_draft, count) in enumerate(zip(drafts, taken, strict=True)):
+            draft[row, :count] = torch.tensor(row_draft[:count], dtype=torch.long)
+        draft = draft.to(self.device)
+        fed = torch.where(draft[:, :width] >= 0, draft[:, :width], rules.eot)
+        hidden = self._forward(fed, begin, cache, cross_mask, audio_positions)
+        along = _RowState.along(draft[:, :width], timestamp_begin)
+        rules.apply(logits, _RowState.start(rows, self.device))
+        blocks, agreeing, done = (
+            [logits[:, None]],
+            torch.ones_like(draft[:, 0], dtype=torch.bool),
+            1,
+        )
+        while True:
+            block = blocks[-1]
+            choices = block.argmax(dim=-1)
+            runs = (choices == draft[:, done - block.shape[1] : done]).long().cumprod(dim=1)
+            agreeing &= runs[:, -1].bool()
+            if done > width or not bool(agreeing.any()):
+                break
+            following = hidden[:, done - 1 : done - 1 + DRAFT_BLOCK]
+            block = logits.new_zeros(*following.shape[:2], logits.shape[-1])
+            going_on = agreeing.nonzero()[:, 0]
+            block[going_on] = self._logits(following[going_on])
+            state = along.flattened(done - 1, done - 1 + block.shape[1])
+            rules.apply(block.flatten(end_dim=1), state)
+            blocks.append(block)
+            done += block.shape[1]
+        every = torch.cat(blocks, dim=1)  # rows × examined positions × vocabulary
+        best = every.float().max(dim=-1)
+        tokens = best.indices  # what each row takes at each position, if it got that far
+        agreed = (tokens == draft[:, : tokens.shape[1]]).long().cumprod(dim=1).sum(dim=1)
+        logprobs = best.values - every.float().logsumexp(dim=-1)
+        sampled.start_with(tokens, logprobs, agreed + 1)
+        return along.at(agreed - 1), tokens.gather(1, agreed[:, None])[:, 0]
 
     def _step(
         self,
         tokens: torch.Tensor,
-        position: int,
+        positions: torch.Tensor,
+        furthest: int,
+        ragged: bool,
         cache: _KeyValueCache,
         cross_mask: torch.Tensor | None,
         audio_positions: int,
     ) -> torch.Tensor:
+        """Logits after one more token per row, each at its own text position (`positions`;
+        `furthest` is the largest of them, and every one unless `ragged`)."""
         if self._graphs is not None and tokens.shape[0] <= GRAPH_BUCKETS[-1]:
             try:
-                return self._graphs.run(tokens, position, cross_mask)
+                return self._graphs.run(tokens, positions, cross_mask)
             except RuntimeError as error:  # a capture CUDA refused: the same step, eagerly
                 LOGGER.warning("decoding without CUDA graphs: capturing the step failed: %s", error)
                 self._graphs, self.cuda_graphs = None, False
@@ -666,9 +872,15 @@ class WhisperDecoder:
                 cross_mask = torch.ones(
                     rows, 1, 1, audio_positions, dtype=torch.bool, device=self.device
                 )
-            position_tensor = torch.tensor([position], device=self.device)
-            return self._static_step(tokens[:, None], position_tensor, cache, cross_mask)
-        hidden = self._forward(tokens[:, None], position, cache, cross_mask, audio_positions)
+            return self._static_step(tokens[:, None], positions, cache, cross_mask)
+        hidden = self._forward(
+            tokens[:, None],
+            furthest,
+            cache,
+            cross_mask,
+            audio_positions,
+            row_positions=positions if ragged else None,
+        )
         return self._logits(hidden[:, -1])
 
     @staticmethod
@@ -784,14 +996,14 @@ class _Sampler:
 
 class _GraphedSteps:
     """The static one-token step captured as a CUDA graph per batch-size bucket, replayed
-    with the batch's tokens, position and cross-attention mask copied into fixed buffers.
+    with the batch's tokens, positions and cross-attention mask copied into fixed buffers.
     Rows beyond the batch in a bucket compute on stale values and are ignored."""
 
     def __init__(self, decoder: WhisperDecoder, cache: _KeyValueCache) -> None:
         self.decoder, self.cache = decoder, cache
         device, capacity = decoder.device, cache.rows
         self.tokens = torch.zeros(capacity, 1, dtype=torch.long, device=device)
-        self.position = torch.zeros(1, dtype=torch.long, device=device)
+        self.positions = torch.zeros(capacity, dtype=torch.long, device=device)
         self.cross_mask = torch.ones(
             capacity, 1, 1, cache.audio_ctx, dtype=torch.bool, device=device
         )
@@ -800,7 +1012,7 @@ class _GraphedSteps:
     def _capture(self, bucket: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         def step() -> torch.Tensor:
             return self.decoder._static_step(
-                self.tokens[:bucket], self.position, self.cache, self.cross_mask[:bucket]
+                self.tokens[:bucket], self.positions[:bucket], self.cache, self.cross_mask[:bucket]
             )
 
         side = torch.cuda.Stream()
@@ -816,12 +1028,12 @@ class _GraphedSteps:
         return graph, logits
 
     def run(
-        self, tokens: torch.Tensor, position: int, cross_mask: torch.Tensor | None
+        self, tokens: torch.Tensor, positions: torch.Tensor, cross_mask: torch.Tensor | None
     ) -> torch.Tensor:
         rows = tokens.shape[0]
         bucket = next(b for b in GRAPH_BUCKETS if b >= rows)
         self.tokens[:rows, 0] = tokens
-        self.position.fill_(position)
+        self.positions[:rows] = positions
         if cross_mask is None:
             self.cross_mask[:rows] = True
         else:

@@ -39,7 +39,7 @@ from transcriber import (
 
 logger = logging.getLogger("whisper.model")
 
-OPTIONAL_STRING_INPUTS = ("LANGUAGE", "TASK", "PROMPT")
+OPTIONAL_STRING_INPUTS = ("LANGUAGE", "TASK", "PROMPT", "DRAFT")
 
 
 def _rows(request: Any, name: str, count: int) -> list[Any] | None:
@@ -146,6 +146,7 @@ class TritonPythonModel:
         self.heap = HeapTrimmer()
         self.transcriber.warm_up()
         self.multilingual = loaded.model.is_multilingual
+        self.text_tokens = self.transcriber.text_tokens
 
     def execute(self, requests: list[Any]) -> None:
         """Answer each request through its own response sender, the live streams' steps
@@ -229,6 +230,8 @@ class TritonPythonModel:
                 logprobs=bool(logprobs[row]),
                 low_latency=bool(low_latency[row]),
                 short_context=bool(short_context[row]),
+                draft=strings["DRAFT"][row],
+                text_tokens=self.text_tokens,
                 cancelled=cancelled,
             )
             for row in range(count)

@@ -46,6 +46,7 @@ read at a stream's end").
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -62,10 +63,12 @@ from whisper.timing import dtw
 from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE, Tokenizer, get_tokenizer
 from whisper_adaptations import (
     DecodeThresholds,
+    TimedText,
     add_word_timestamps_together,
     decode_with_fallback,
     detect_languages,
     encode,
+    join_segments,
     log_mel_window,
     temperature_schedule,
     window_segments,
@@ -112,6 +115,9 @@ class TranscriptionRequest:
     logprobs: bool = False  # each text token's log-probability in the segments
     low_latency: bool = False  # shorter context, decoded once (see the module docstring)
     short_context: bool = False  # the shorter context alone (low_latency implies it)
+    # an earlier decode's segments of audio that starts at the same sample (a live stream's
+    # previous step): the greedy decode checks them first, and is faster where they hold
+    draft: tuple[TimedText, ...] = ()
     # whether the client gave up on it; a decode stops its row when it becomes true
     cancelled: Callable[[], bool] = field(default=never_cancelled, compare=False, repr=False)
 
@@ -179,9 +185,12 @@ def make_request(
     logprobs: bool = False,
     low_latency: bool = False,
     short_context: bool = False,
+    draft: str | None = None,
+    text_tokens: int = 0,
     cancelled: Callable[[], bool] = never_cancelled,
 ) -> TranscriptionRequest:
-    """Validate raw inputs into a request, raising `InvalidRequest` with a clear message."""
+    """Validate raw inputs into a request, raising `InvalidRequest` with a clear message.
+    `draft`: JSON, see `parse_draft` (`text_tokens`: how many text tokens the model has)."""
     task = task or "transcribe"
     if task not in TASKS:
         raise InvalidRequest(f"TASK must be one of {', '.join(TASKS)}, got {task!r}")
@@ -202,8 +211,41 @@ def make_request(
         logprobs=bool(logprobs),
         low_latency=bool(low_latency),
         short_context=bool(short_context),
+        draft=parse_draft(draft, text_tokens) if draft else (),
         cancelled=cancelled,
     )
+
+
+def parse_draft(draft: str, text_tokens: int) -> tuple[TimedText, ...]:
+    """DRAFT: a JSON list of segments as SEGMENTS gives them: `tokens`, the decode's times
+    (`timestamps`, else `start` and `end`), and `complete` (true when absent); other keys are
+    ignored. Each token must be a text token (below `text_tokens`), each time within a
+    window."""
+    try:
+        items = json.loads(draft)
+    except ValueError as error:
+        raise InvalidRequest(f"DRAFT is not JSON: {error}") from None
+    if not isinstance(items, list):
+        raise InvalidRequest("DRAFT must be a JSON list of segments")
+    segments = []
+    for index, item in enumerate(items):
+        try:
+            start, end = (
+                item["timestamps"] if "timestamps" in item else (item["start"], item["end"])
+            )
+            times = (float(start), float(end))
+            tokens = [int(token) for token in item["tokens"]]
+            complete = bool(item.get("complete", True))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise InvalidRequest(
+                f"DRAFT segment {index} needs its times (start and end) and a list of tokens"
+            ) from None
+        if not all(0.0 <= time <= MAX_AUDIO_SECONDS for time in times):
+            raise InvalidRequest(f"DRAFT segment {index}: times must lie in 0-30 s")
+        if not all(0 <= token < text_tokens for token in tokens):
+            raise InvalidRequest(f"DRAFT segment {index}: tokens must be text tokens")
+        segments.append(TimedText(*times, tokens, complete))
+    return tuple(segments)
 
 
 def encoder_frames(request: TranscriptionRequest, short_context: bool = True) -> int:
@@ -290,6 +332,11 @@ class BatchTranscriber:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    @property
+    def text_tokens(self) -> int:
+        """How many of the vocabulary's tokens are text (the first ones, up to end of text)."""
+        return self.tokenizer(None, "transcribe").eot
 
     def tokenizer(self, language: str | None, task: str) -> Tokenizer:
         return get_tokenizer(
@@ -417,9 +464,10 @@ class BatchTranscriber:
                 if key.fallback
                 else [key.temperature]
             )
+            tokenizer = self.tokenizer(key.language, key.task)
             results = decode_with_fallback(
                 self.decoder,
-                self.tokenizer(key.language, key.task),
+                tokenizer,
                 [contexts[index] for index in indices],
                 [requests[index].audio for index in indices],
                 language=key.language,
@@ -432,6 +480,7 @@ class BatchTranscriber:
                 max_tokens=(
                     () if key.fallback else [max_tokens_for(requests[index]) for index in indices]
                 ),
+                drafts=[join_segments(requests[index].draft, tokenizer) for index in indices],
             )
             for index, result in zip(indices, results, strict=True):
                 decoded[index] = result

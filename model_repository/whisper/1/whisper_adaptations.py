@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import whisper
 from decoder import Decoded, DecodePrompt, WhisperDecoder
-from whisper.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
+from whisper.audio import CHUNK_LENGTH, HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from whisper.model import AudioEncoder, Whisper
 from whisper.timing import add_word_timestamps
 from whisper.tokenizer import Tokenizer
@@ -138,6 +138,7 @@ def decode_with_fallback(
     cancelled: Sequence[Callable[[], bool]] = (),
     token_logprobs: bool = False,
     max_tokens: Sequence[int] = (),
+    drafts: Sequence[Sequence[int]] = (),
 ) -> list[Decoded]:
     """Replaces `decode_with_fallback`, the closure inside `whisper.transcribe.transcribe`,
     for a group of windows that share their decoder prompt (`contexts`: their audio, from
@@ -149,7 +150,8 @@ def decode_with_fallback(
     torch's global generator), and when every temperature fails the kept decode is
     `best_decode`'s, not the last. A window whose request was cancelled (`cancelled`, one
     per window) is not retried. `token_logprobs`: keep each token's log-probability.
-    `max_tokens`: one per window, the most tokens its decode may sample (none: no limit)."""
+    `max_tokens`: one per window, the most tokens its decode may sample (none: no limit).
+    `drafts`: one per window, tokens its greedy decode checks first (`WhisperDecoder.decode`)."""
     tried: list[list[Decoded]] = [[] for _ in contexts]
     pending = list(range(len(contexts)))
     for temperature in temperatures:
@@ -161,6 +163,7 @@ def decode_with_fallback(
             [cancelled[i] for i in pending] if cancelled else (),
             token_logprobs=token_logprobs,
             max_tokens=[max_tokens[i] for i in pending] if max_tokens else (),
+            drafts=[drafts[i] for i in pending] if drafts else (),
         )
         for index, result in zip(pending, decoded, strict=True):
             tried[index].append(result)
@@ -227,6 +230,25 @@ def split_segments(
     return segments
 
 
+def join_segments(segments: Sequence[TimedText], tokenizer: Tokenizer) -> list[int]:
+    """The token sequence `split_segments` cut these segments from: each segment's start
+    timestamp, its text, and its closing timestamp if it had one (times rounded to the 0.02 s
+    a timestamp token stands for, at most 30 s). A decode's draft (`WhisperDecoder.decode`)
+    is made this way from the segments of an earlier decode."""
+    time_per_token = 2 * HOP_LENGTH / SAMPLE_RATE
+    last = tokenizer.timestamp_begin + round(CHUNK_LENGTH / time_per_token)
+
+    def timestamp(seconds: float) -> int:
+        return min(tokenizer.timestamp_begin + round(seconds / time_per_token), last)
+
+    tokens: list[int] = []
+    for segment in segments:
+        tokens += [timestamp(segment.start), *segment.tokens]
+        if segment.complete:
+            tokens.append(timestamp(segment.end))
+    return tokens
+
+
 def token_logprobs(
     tokens: Sequence[int], logprobs: Sequence[float], tokenizer: Tokenizer
 ) -> list[dict[str, Any]]:
@@ -253,7 +275,7 @@ def window_segments(
     logprobs: bool = False,
 ) -> list[dict[str, Any]]:
     """A window's segments as `new_segment` inside `whisper.transcribe.transcribe` builds
-    them (plus `id` and `complete`; `tokens` without the timestamps), cut by
+    them (plus `id`, `complete` and `timestamps`; `tokens` without the timestamps), cut by
     `split_segments`; none when the window is silence (`is_silence`). Each has `seek` 0,
     which `add_word_timestamps` reads (the window starts at the audio's start); the caller
     drops it afterwards. With `logprobs` (and a decode that kept them), each also has
@@ -276,6 +298,8 @@ def window_segments(
             "compression_ratio": decoded.compression_ratio,
             "no_speech_prob": decoded.no_speech_prob,
             "complete": timed.complete,
+            # the decode's own times: word timing moves start and end to the words'
+            "timestamps": [round(timed.start, 3), round(timed.end, 3)],
         }
         for index, timed in enumerate(timed_texts)
     ]
