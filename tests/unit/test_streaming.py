@@ -151,11 +151,14 @@ class ScriptedModel:
         self.no_speech_prob = 0.01  # the window's, as the model reports it on every segment
         self.heard: list[tuple[float, float]] = []  # stream time of each call's audio
         self.priorities: list[Priority] = []
+        self.drafts: list[tuple[Segment, ...]] = []  # each call's draft
+        self.replies: list[tuple[Segment, ...]] = []  # each call's segments (window time)
 
     async def transcribe(self, audio, options, *, priority):
         assert options.low_latency and options.word_timestamps
         self.calls += 1
         self.priorities.append(priority)
+        self.drafts.append(options.draft)
         for frames in self.arriving:
             self.session.append(frames)
         self.arriving = []
@@ -192,7 +195,8 @@ class ScriptedModel:
             if heard
             else None
         )
-        return WindowResult(text="", language="en", segments=(segment,) if segment else ())
+        self.replies.append((segment,) if segment else ())
+        return WindowResult(text="", language="en", segments=self.replies[-1])
 
 
 def scripted_session(speech: list[tuple[float, float]]) -> tuple[StreamSession, ScriptedModel]:
@@ -322,6 +326,24 @@ async def test_silence_after_committed_words_is_not_sent_to_the_model() -> None:
         assert await session.step() == []
         assert session.audio.samples.size <= 1.0 * RATE  # only the lead-in is kept
     assert model.calls == calls
+
+
+async def test_a_step_drafts_with_the_last_steps_segments_while_its_window_starts_there() -> None:
+    """A step sends the segments of the step before it (window time, as the model gave them)
+    as its draft while the buffer still starts where that step's did; once the buffer was
+    cut, times and text no longer line up, and it sends none."""
+    session, model = scripted_session([(0.0, 7.0)])
+    session.append(sound(4.0, True))
+    await session.step()
+    session.append(sound(3.0, True))
+    await session.step()
+    session.append(sound(1.5, False))
+    await session.step()  # the pause: its words final, the buffer cut before it
+    session.append(sound(3.0, True, seed=1))
+    await session.step()
+    assert [start for start, _ in model.heard] == [0.0, 0.0, 0.0, 7.5]
+    assert model.drafts == [(), model.replies[0], model.replies[1], ()]
+    assert model.replies[0] and model.replies[1] != model.replies[0]
 
 
 async def test_a_pause_the_model_hears_no_words_in_is_dropped() -> None:
