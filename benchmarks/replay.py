@@ -105,7 +105,7 @@ class InProcessModel:
             short_context=options.short_context and self.low_latency,
             # as the model's DRAFT input carries it
             draft=parse_draft(draft_json(options.draft), self.transcriber.text_tokens)
-            if options.draft and self.drafts
+            if self.drafts
             else (),
         )
         answer: asyncio.Future[WindowResult] = asyncio.get_running_loop().create_future()

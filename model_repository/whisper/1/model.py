@@ -35,6 +35,7 @@ from transcriber import (
     TranscriptionResult,
     cpu_computes_bfloat16,
     make_request,
+    parse_draft,
 )
 
 logger = logging.getLogger("whisper.model")
@@ -230,8 +231,7 @@ class TritonPythonModel:
                 logprobs=bool(logprobs[row]),
                 low_latency=bool(low_latency[row]),
                 short_context=bool(short_context[row]),
-                draft=strings["DRAFT"][row],
-                text_tokens=self.text_tokens,
+                draft=parse_draft(strings["DRAFT"][row], self.text_tokens),
                 cancelled=cancelled,
             )
             for row in range(count)

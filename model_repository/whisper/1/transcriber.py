@@ -185,12 +185,11 @@ def make_request(
     logprobs: bool = False,
     low_latency: bool = False,
     short_context: bool = False,
-    draft: str | None = None,
-    text_tokens: int = 0,
+    draft: tuple[TimedText, ...] = (),
     cancelled: Callable[[], bool] = never_cancelled,
 ) -> TranscriptionRequest:
-    """Validate raw inputs into a request, raising `InvalidRequest` with a clear message.
-    `draft`: JSON, see `parse_draft` (`text_tokens`: how many text tokens the model has)."""
+    """Validate raw inputs into a request, raising `InvalidRequest` with a clear message
+    (`draft`: already validated by `parse_draft`)."""
     task = task or "transcribe"
     if task not in TASKS:
         raise InvalidRequest(f"TASK must be one of {', '.join(TASKS)}, got {task!r}")
@@ -211,16 +210,18 @@ def make_request(
         logprobs=bool(logprobs),
         low_latency=bool(low_latency),
         short_context=bool(short_context),
-        draft=parse_draft(draft, text_tokens) if draft else (),
+        draft=draft,
         cancelled=cancelled,
     )
 
 
-def parse_draft(draft: str, text_tokens: int) -> tuple[TimedText, ...]:
+def parse_draft(draft: str | None, text_tokens: int) -> tuple[TimedText, ...]:
     """DRAFT: a JSON list of segments as SEGMENTS gives them: `tokens`, the decode's times
     (`timestamps`, else `start` and `end`), and `complete` (true when absent); other keys are
     ignored. Each token must be a text token (below `text_tokens`), each time within a
-    window."""
+    window. None or empty: no draft."""
+    if not draft:
+        return ()
     try:
         items = json.loads(draft)
     except ValueError as error:
