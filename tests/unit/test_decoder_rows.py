@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from decoder import _KeyValueCache, compacted_order
+from kv_cache import KeyValueCache, compacted_order
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ def test_rows_still_decoding_fill_the_slots_of_finished_ones(finished, order) ->
 
 
 def test_the_cache_copies_only_the_rows_that_move() -> None:
-    cache = _KeyValueCache(2, 5, 2, 6, 4, 8, torch.float32, torch.device("cpu"))
+    cache = KeyValueCache(2, 5, 2, 6, 4, 8, torch.float32, torch.device("cpu"))
     for tensor in (cache.self_keys, cache.self_values, cache.cross_keys, cache.cross_values):
         tensor.copy_(torch.arange(5, dtype=torch.float32)[None, :, None, None, None])
     order = compacted_order(torch.tensor([False, True, False, False, True]))  # rows 0, 3, 2
@@ -42,7 +42,7 @@ def test_the_cache_copies_only_the_rows_that_move() -> None:
 
 
 def test_a_shorter_rows_padding_is_zeroed_in_the_cross_cache() -> None:
-    cache = _KeyValueCache(1, 2, 1, 4, 6, 2, torch.float32, torch.device("cpu"))
+    cache = KeyValueCache(1, 2, 1, 4, 6, 2, torch.float32, torch.device("cpu"))
     cache.cross_keys.fill_(float("nan"))
     cache.cross_values.fill_(float("nan"))
     short = torch.ones(1, 2, 1, 4, 2)  # layers × keys/values × heads × 4 positions × width

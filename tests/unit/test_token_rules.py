@@ -1,6 +1,7 @@
-"""The decode loop's token rules (`_TokenRules` in model_repository/whisper/1/decoder.py), applied
-to a whole batch at once, against openai-whisper's own logit filters applied as `DecodingTask`
-applies them: the same tokens forbidden, row by row, after random token histories."""
+"""The decode loop's token rules (`TokenRules` in model_repository/whisper/1/token_rules.py),
+applied to a whole batch at once, against openai-whisper's own logit filters applied as
+`DecodingTask` applies them: the same tokens forbidden, row by row, after random token
+histories."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from whisper.tokenizer import Tokenizer, get_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
-from decoder import _RowState, _TokenRules
+from token_rules import RowState, TokenRules
 
 AUDIO_CTX = 1500  # a full window: timestamps every 0.02 s
 MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1 s, as DecodingOptions has it
@@ -77,13 +78,13 @@ def test_the_batch_rules_forbid_what_openai_whisper_forbids(
     expected = logits.clone()
     whisper_filtered(expected, tokenizer, torch.cat([prefix, sampled], dim=1))
 
-    rules = _TokenRules(tokenizer, vocab, AUDIO_CTX, torch.device("cpu"))
-    state = _RowState.start(ROWS, torch.device("cpu"))
+    rules = TokenRules(tokenizer, vocab, AUDIO_CTX, torch.device("cpu"))
+    state = RowState.start(ROWS, torch.device("cpu"))
     for step in range(length):
         state.advance(sampled[:, step], tokenizer.timestamp_begin)
     states = [state]
-    if length:  # the state a draft's check reads (`_RowState.along`): the same, not stepped
-        along = _RowState.along(sampled, tokenizer.timestamp_begin)
+    if length:  # the state a draft's check reads (`RowState.along`): the same, not stepped
+        along = RowState.along(sampled, tokenizer.timestamp_begin)
         states.append(along.at(torch.full((ROWS,), length - 1)))
     for candidate in states:
         got = logits.clone()

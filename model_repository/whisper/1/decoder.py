@@ -9,15 +9,17 @@ finishes; and the timestamp rules run row by row in Python (`.tolist()` of each 
 at every step). This decoder produces the same tokens by the same rules and arithmetic (up
 to float rounding) with:
 
-- a key/value cache allocated once per batch: each step writes its keys and values in place
-  at its position; cross-attention keys and values are computed once from the audio;
+- a key/value cache allocated once per batch (`kv_cache`): each step writes its keys and
+  values in place at its position; cross-attention keys and values are computed once from
+  the audio;
 - finished rows dropped from the batch (caches compacted), so a step costs only the rows
   still decoding;
-- the suppression and timestamp rules as a handful of tensor operations over the batch;
-- on CUDA, the one-token step captured as a CUDA graph per batch-size bucket, so a token
-  costs one launch. A graphed step attends over the whole text context with a mask (static
-  shapes); the same static step runs eagerly where graphs are off, which is how it is tested
-  on a CPU;
+- the suppression and timestamp rules as a handful of tensor operations over the batch
+  (`token_rules`);
+- on CUDA, the one-token step captured as a CUDA graph per batch-size bucket (`cuda_graphs`),
+  so a token costs one launch. A graphed step attends over the whole text context with a
+  mask (static shapes); the same static step runs eagerly where graphs are off, which is how
+  it is tested on a CPU;
 - drafts: a greedy row may come with the tokens an earlier decode of the same audio start
   wrote (a live stream's previous step, which heard a second less). One decoder pass over
   every row's draft gives the logits at each of its positions; a row keeps the draft up to
@@ -28,7 +30,8 @@ to float rounding) with:
   feeds each row at its own position.
 
 Rows of different audio lengths share a batch: each row's cross-attention sees only its own
-audio positions, so a row decodes as it would alone.
+audio positions, so a row decodes as it would alone. Word timing's decoder pass runs for the
+whole batch at once too (`alignment_passes`, handed to openai-whisper by `alignment_pass`).
 """
 
 from __future__ import annotations
@@ -37,22 +40,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from alignment_pass import AlignmentPass
 from checkpoint import quantized_int8
-from whisper.audio import CHUNK_LENGTH
+from cuda_graphs import GraphedSteps, bucket_for
+from kv_cache import KeyValueCache, compacted_order
+from token_rules import RowState, Sampler, TokenRules
 from whisper.model import Whisper
 from whisper.tokenizer import Tokenizer
 from whisper.utils import compression_ratio
 
 LOGGER = logging.getLogger(__name__)
-# openai-whisper's DecodingOptions defaults, which transcribe() uses
-MAX_INITIAL_TIMESTAMP_SECONDS = 1.0
-GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 # How often a decode asks whether its rows' requests were cancelled (asking Triton is a
 # round trip to the server process; a token costs 5-20 ms on a CPU, far less on a GPU).
 CANCEL_CHECK_SECONDS = 0.25
@@ -105,143 +106,6 @@ class DecodePrompt:
         return self.initial_tokens.index(self.tokenizer.sot)
 
 
-class _TokenRules:
-    """Replaces openai-whisper's logit filters (`whisper.decoding.SuppressBlank`,
-    `whisper.decoding.SuppressTokens` with the set `DecodingTask._get_suppress_tokens` makes by
-    default, `whisper.decoding.ApplyTimestampRules`), which loop over the rows in Python:
-    the same rules applied to a whole batch at once."""
-
-    def __init__(
-        self, tokenizer: Tokenizer, vocab: int, audio_ctx: int, device: torch.device
-    ) -> None:
-        self.eot = tokenizer.eot
-        self.timestamp_begin = tokenizer.timestamp_begin
-        suppressed = [
-            *tokenizer.non_speech_tokens,
-            tokenizer.transcribe,
-            tokenizer.translate,
-            tokenizer.sot,
-            tokenizer.sot_prev,
-            tokenizer.sot_lm,
-        ]
-        if tokenizer.no_speech is not None:
-            suppressed.append(tokenizer.no_speech)  # its probability is read separately
-        if tokenizer.no_timestamps is not None:
-            suppressed.append(tokenizer.no_timestamps)
-        always = torch.zeros(vocab, dtype=torch.bool)
-        always[suppressed] = True
-        # the first token: a timestamp no later than 1 s, not a blank, not the end
-        first = always.clone()
-        first[[*tokenizer.encode(" "), tokenizer.eot]] = True
-        first[: self.timestamp_begin] = True
-        precision = CHUNK_LENGTH / audio_ctx
-        first[self.timestamp_begin + round(MAX_INITIAL_TIMESTAMP_SECONDS / precision) + 1 :] = True
-        self.always, self.first = always.to(device), first.to(device)
-        self.timestamps = torch.arange(vocab - self.timestamp_begin, device=device)
-
-    def apply(self, logits: torch.Tensor, state: _RowState) -> None:
-        """Set the logits of the tokens each row may not take next to -inf (in place). Each
-        rule masks only the part of the vocabulary it is about (the text tokens, or the
-        timestamps) instead of building a mask over all 51 864 tokens per rule, and no
-        softmax is written out: a step's rules and greedy choice at 8 rows took 1.1-1.2 ms
-        against 2.1-2.8 ms on 2 CPU cores, in half as many operations (kernels on a GPU)."""
-        begin = self.timestamp_begin
-        if state.sampled == 0:
-            logits.masked_fill_(self.first, -np.inf)
-        else:
-            logits.masked_fill_(self.always, -np.inf)
-            # timestamps come in pairs: after a pair (or a lone first one) text must follow;
-            # after text and one timestamp, another timestamp (or the end)
-            text_next = state.last_is_timestamp & state.before_last_is_timestamp
-            timestamp_next = state.last_is_timestamp & ~state.before_last_is_timestamp
-            logits[:, : self.eot].masked_fill_(timestamp_next[:, None], -np.inf)
-            # timestamps never go back; one closing a segment may repeat its start (not 0 s long)
-            floor = torch.where(timestamp_next, state.last_timestamp, state.last_timestamp + 1)
-            logits[:, begin:].masked_fill_(
-                text_next[:, None] | (self.timestamps < (floor - begin)[:, None]), -np.inf
-            )
-        # a timestamp when all timestamps together are likelier than any one text token
-        # (whisper compares log-probabilities; the softmax's shift is the same on both sides)
-        timestamps = logits[:, begin:].float().logsumexp(dim=-1)
-        best_text = logits[:, :begin].float().max(dim=-1).values
-        logits[:, :begin].masked_fill_((timestamps > best_text)[:, None], -np.inf)
-
-
-@dataclass
-class _RowState:
-    """Per row, what the timestamp rules need of the tokens sampled so far."""
-
-    # Before any token both flags are True: the first token then counts as "a lone first
-    # timestamp" for the rules, whatever came before it.
-    last_is_timestamp: torch.Tensor  # bool
-    before_last_is_timestamp: torch.Tensor  # bool
-    last_timestamp: torch.Tensor  # long; -1 before the first
-    sampled: int = 0
-
-    @classmethod
-    def start(cls, rows: int, device: torch.device) -> _RowState:
-        return cls(
-            torch.ones(rows, dtype=torch.bool, device=device),
-            torch.ones(rows, dtype=torch.bool, device=device),
-            torch.full((rows,), -1, dtype=torch.long, device=device),
-        )
-
-    @classmethod
-    def along(cls, tokens: torch.Tensor, timestamp_begin: int) -> _RowState:
-        """The state of each row after each of its first tokens (rows × positions: element
-        [i, j] after row i's first j + 1 `tokens`), as `advance` leaves it token by token."""
-        rows = tokens.shape[0]
-        before = torch.full((rows, 1), timestamp_begin, dtype=tokens.dtype, device=tokens.device)
-        is_timestamp = torch.cat([before, tokens], dim=1) >= timestamp_begin  # one stand-in
-        timestamps = torch.where(is_timestamp[:, 1:], tokens, -1)
-        return cls(
-            is_timestamp[:, 1:],
-            is_timestamp[:, :-1],  # before the first token: "nothing yet"
-            timestamps.cummax(dim=1).values,  # timestamps never go back: the last is the largest
-            sampled=1,
-        )
-
-    def flattened(self, start: int, stop: int) -> _RowState:
-        """Of a state of rows × positions (`along`), positions `start` to `stop` as one row
-        per element, rows first."""
-        return _RowState(
-            self.last_is_timestamp[:, start:stop].flatten(),
-            self.before_last_is_timestamp[:, start:stop].flatten(),
-            self.last_timestamp[:, start:stop].flatten(),
-            self.sampled,
-        )
-
-    def at(self, positions: torch.Tensor) -> _RowState:
-        """Of a state of rows × positions (`along`), each row's at its own position; a
-        position of -1 is the state before any token."""
-        start = _RowState.start(positions.shape[0], positions.device)
-        picked = [
-            torch.where(
-                positions >= 0,
-                field.gather(1, positions.clamp_min(0)[:, None])[:, 0],
-                initial,
-            )
-            for field, initial in (
-                (self.last_is_timestamp, start.last_is_timestamp),
-                (self.before_last_is_timestamp, start.before_last_is_timestamp),
-                (self.last_timestamp, start.last_timestamp),
-            )
-        ]
-        return _RowState(picked[0], picked[1], picked[2], sampled=1)
-
-    def advance(self, tokens: torch.Tensor, timestamp_begin: int) -> None:
-        is_timestamp = tokens >= timestamp_begin
-        self.before_last_is_timestamp = self.last_is_timestamp
-        self.last_is_timestamp = is_timestamp
-        self.last_timestamp = torch.where(is_timestamp, tokens, self.last_timestamp)
-        self.sampled += 1
-
-    def keep(self, rows: torch.Tensor) -> None:
-        self.last_is_timestamp = self.last_is_timestamp[rows]
-        self.before_last_is_timestamp = self.before_last_is_timestamp[rows]
-        self.last_timestamp = self.last_timestamp[rows]
-
-
 class _Sampled:
     """Per row of a decode (its index in the batch as it started): the tokens sampled so far
     (end of text after them), their log-probabilities' sum, each one's when kept, and how
@@ -276,85 +140,6 @@ class _Sampled:
             self.logprobs[:, :width] = logprobs
         self.sum_logprobs += logprobs.sum(dim=1)
         self.counts = counts.clone()
-
-
-class _KeyValueCache:
-    """Keys and values of every decoder layer for a batch, head-major (layer × row × head ×
-    position × head width, so attention reads each row's positions contiguously):
-    self-attention over text positions, written step by step, and cross-attention over audio
-    positions, written once.
-
-    Row i of the batch lives in row i of these tensors; when rows finish, the rows still
-    decoding move to the front, in place (CUDA graphs hold these tensors' addresses): each
-    finished row's slot there takes a row from the back (`compacted_order`), so only those rows
-    are copied, not every row behind the first finished one. The cross-attention part is not
-    zeroed when made: `write_cross` fills each row, its padding included."""
-
-    def __init__(
-        self,
-        layers: int,
-        rows: int,
-        heads: int,
-        text_ctx: int,
-        audio_ctx: int,
-        width: int,
-        dtype: torch.dtype,
-        device: torch.device,
-    ) -> None:
-        self.rows = rows
-        head_width = width // heads
-        self.self_keys = torch.zeros(
-            layers, rows, heads, text_ctx, head_width, dtype=dtype, device=device
-        )
-        self.self_values = torch.zeros_like(self.self_keys)
-        # 8 rows of tiny.en's 30 s windows: 147 MB, which zeroing would write once more
-        self.cross_keys = torch.empty(
-            layers, rows, heads, audio_ctx, head_width, dtype=dtype, device=device
-        )
-        self.cross_values = torch.empty_like(self.cross_keys)
-
-    @property
-    def audio_ctx(self) -> int:
-        return self.cross_keys.shape[3]
-
-    def fits(self, rows: int, audio_ctx: int, dtype: torch.dtype) -> bool:
-        return rows <= self.rows and audio_ctx <= self.audio_ctx and dtype == self.self_keys.dtype
-
-    def write_cross(self, contexts: Sequence[torch.Tensor]) -> None:
-        """Each row's cross-attention keys and values (`WhisperDecoder.audio_contexts`), and
-        zeros over the positions past a shorter row's own (masked, but must be finite)."""
-        for row, context in enumerate(contexts):
-            positions = context.shape[3]
-            self.cross_keys[:, row, :, :positions] = context[:, 0]
-            self.cross_values[:, row, :, :positions] = context[:, 1]
-            if positions < self.audio_ctx:
-                self.cross_keys[:, row, :, positions:] = 0
-                self.cross_values[:, row, :, positions:] = 0
-
-    def keep(self, order: torch.Tensor, text_length: int) -> None:
-        """Make the front rows those of `compacted_order`: copy the rows it moves (a finished
-        row's slot gets a row from the back); the text cache only up to `text_length`."""
-        targets = (order != torch.arange(order.numel(), device=order.device)).nonzero()[:, 0]
-        if targets.numel() == 0:
-            return
-        sources = order[targets]
-        for tensor in (self.self_keys, self.self_values):
-            tensor[:, targets, :, :text_length] = tensor[:, sources, :, :text_length]
-        for tensor in (self.cross_keys, self.cross_values):
-            tensor[:, targets] = tensor[:, sources]
-
-
-def compacted_order(finished: torch.Tensor) -> torch.Tensor:
-    """The rows that go on decoding, as indices into the current rows, in their new order:
-    a row still decoding among the first (as many as go on) stays where it is, and each
-    finished one there is replaced by one from the back. Rows' order does not matter to
-    the decode (each row carries its request's index), but copying a row's cache does:
-    18 MB of cross-attention keys and values per 30 s window of tiny.en."""
-    going_on = (~finished).nonzero()[:, 0]
-    count = going_on.numel()
-    order = torch.arange(count, device=finished.device)
-    order[finished[:count]] = going_on[going_on >= count]
-    return order
 
 
 def _fused_self_attention_projection(attention: Any) -> torch.nn.Module:
@@ -458,9 +243,9 @@ class WhisperDecoder:
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.static = bool(static) or self.cuda_graphs
         self._qkv = [_fused_self_attention_projection(b.attn) for b in self.blocks]
-        self._rules: dict[int, _TokenRules] = {}
-        self._cache: _KeyValueCache | None = None
-        self._graphs: _GraphedSteps | None = None
+        self._rules: dict[int, TokenRules] = {}
+        self._cache: KeyValueCache | None = None
+        self._graphs: GraphedSteps | None = None
         self.cancel_check_seconds = CANCEL_CHECK_SECONDS
 
     # -- the decoder's arithmetic ------------------------------------------------------------
@@ -501,7 +286,7 @@ class WhisperDecoder:
     def _layers(
         self,
         x: torch.Tensor,
-        cache: _KeyValueCache,
+        cache: KeyValueCache,
         self_attention,
         cross_mask: torch.Tensor | None,
         audio_positions: int,
@@ -536,7 +321,7 @@ class WhisperDecoder:
         self,
         tokens: torch.Tensor,
         position: int,
-        cache: _KeyValueCache,
+        cache: KeyValueCache,
         cross_mask: torch.Tensor | None,
         audio_positions: int,
         cross_scores: list[torch.Tensor] | None = None,
@@ -574,7 +359,7 @@ class WhisperDecoder:
         self,
         tokens: torch.Tensor,
         positions: torch.Tensor,
-        cache: _KeyValueCache,
+        cache: KeyValueCache,
         cross_mask: torch.Tensor,
     ) -> torch.Tensor:
         """Logits after one token per row, each at its own text position (`positions`), with
@@ -597,17 +382,17 @@ class WhisperDecoder:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _rules_for(self, tokenizer: Tokenizer) -> _TokenRules:
+    def _rules_for(self, tokenizer: Tokenizer) -> TokenRules:
         key = id(tokenizer)
         if key not in self._rules:
-            self._rules[key] = _TokenRules(tokenizer, self.vocab, self.audio_ctx, self.device)
+            self._rules[key] = TokenRules(tokenizer, self.vocab, self.audio_ctx, self.device)
         return self._rules[key]
 
-    def _cache_for(self, rows: int, audio_positions: int, dtype: torch.dtype) -> _KeyValueCache:
+    def _cache_for(self, rows: int, audio_positions: int, dtype: torch.dtype) -> KeyValueCache:
         """A cache for the batch: kept between calls where graphs hold its addresses (grown
         to the next bucket when too small), else one of the batch's own size."""
         if not self.static:
-            return _KeyValueCache(
+            return KeyValueCache(
                 len(self.blocks),
                 rows,
                 self.heads,
@@ -618,8 +403,8 @@ class WhisperDecoder:
                 self.device,
             )
         if self._cache is None or not self._cache.fits(rows, self.audio_ctx, dtype):
-            capacity = next((b for b in GRAPH_BUCKETS if b >= rows), rows)
-            self._cache = _KeyValueCache(
+            capacity = bucket_for(rows) or rows
+            self._cache = KeyValueCache(
                 len(self.blocks),
                 capacity,
                 self.heads,
@@ -629,7 +414,11 @@ class WhisperDecoder:
                 dtype,
                 self.device,
             )
-            self._graphs = _GraphedSteps(self, self._cache) if self.cuda_graphs else None
+            self._graphs = (
+                GraphedSteps(self._static_step, self._cache, self.device)
+                if self.cuda_graphs
+                else None
+            )
         return self._cache
 
     def alignment_passes(
@@ -648,7 +437,7 @@ class WhisperDecoder:
         tokens = torch.tensor(
             [[*text, *[eot] * (width - len(text))] for text in texts], device=self.device
         )
-        cache = _KeyValueCache(
+        cache = KeyValueCache(
             len(self.blocks),
             len(texts),
             self.heads,
@@ -701,7 +490,7 @@ class WhisperDecoder:
         cache.write_cross(contexts)
         mask_positions = cache.audio_ctx if self.static else audio_positions
         cross_mask = self._cross_mask(lengths, mask_positions)
-        sampler = _Sampler(prompt.temperature, seeds) if prompt.temperature > 0 else None
+        sampler = Sampler(prompt.temperature, seeds) if prompt.temperature > 0 else None
 
         initial = torch.tensor([prompt.initial_tokens] * rows, device=self.device)
         begin = len(prompt.initial_tokens)
@@ -731,7 +520,7 @@ class WhisperDecoder:
             counts = sampled.counts.tolist()
             longest, ragged = max(counts), len(set(counts)) > 1  # tokens the furthest row has
         else:
-            state = _RowState.start(rows, self.device)
+            state = RowState.start(rows, self.device)
             next_tokens = self._choose(logits, state, rules, sampler, active, sampled)
             longest, ragged = 1, False
         while True:
@@ -775,9 +564,9 @@ class WhisperDecoder:
     @staticmethod
     def _choose(
         logits: torch.Tensor,
-        state: _RowState,
-        rules: _TokenRules,
-        sampler: _Sampler | None,
+        state: RowState,
+        rules: TokenRules,
+        sampler: Sampler | None,
         active: torch.Tensor,
         sampled: _Sampled,
     ) -> torch.Tensor:
@@ -793,13 +582,13 @@ class WhisperDecoder:
         logits: torch.Tensor,
         drafts: Sequence[Sequence[int]],
         taken: Sequence[int],
-        rules: _TokenRules,
+        rules: TokenRules,
         sampled: _Sampled,
         begin: int,
-        cache: _KeyValueCache,
+        cache: KeyValueCache,
         cross_mask: torch.Tensor | None,
         audio_positions: int,
-    ) -> tuple[_RowState, torch.Tensor]:
+    ) -> tuple[RowState, torch.Tensor]:
         """Greedy decoding's first tokens of every row, each row's draft (its first `taken`
         tokens) checked in one decoder pass: `logits` are every row's at its first
         position, the pass gives the hidden states after each draft token. A row keeps its
@@ -818,8 +607,8 @@ class WhisperDecoder:
         draft = draft.to(self.device)
         fed = torch.where(draft[:, :width] >= 0, draft[:, :width], rules.eot)
         hidden = self._forward(fed, begin, cache, cross_mask, audio_positions)
-        along = _RowState.along(draft[:, :width], timestamp_begin)
-        rules.apply(logits, _RowState.start(rows, self.device))
+        along = RowState.along(draft[:, :width], timestamp_begin)
+        rules.apply(logits, RowState.start(rows, self.device))
         blocks, agreeing, done = (
             [logits[:, None]],
             torch.ones_like(draft[:, 0], dtype=torch.bool),
@@ -854,13 +643,13 @@ class WhisperDecoder:
         positions: torch.Tensor,
         furthest: int,
         ragged: bool,
-        cache: _KeyValueCache,
+        cache: KeyValueCache,
         cross_mask: torch.Tensor | None,
         audio_positions: int,
     ) -> torch.Tensor:
         """Logits after one more token per row, each at its own text position (`positions`;
         `furthest` is the largest of them, and every one unless `ragged`)."""
-        if self._graphs is not None and tokens.shape[0] <= GRAPH_BUCKETS[-1]:
+        if self._graphs is not None and bucket_for(tokens.shape[0]) is not None:
             try:
                 return self._graphs.run(tokens, positions, cross_mask)
             except RuntimeError as error:  # a capture CUDA refused: the same step, eagerly
@@ -913,44 +702,6 @@ class WhisperDecoder:
         return results
 
 
-class AlignmentPass:
-    """Stands in for the model inside `whisper.timing.find_alignment` for one row of
-    `WhisperDecoder.alignment_passes`: find_alignment hooks each layer's cross-attention and
-    calls the model once; here that call hands the hooks the scores already computed for the
-    whole batch and returns the row's logits."""
-
-    class _Hooked:
-        def __init__(self) -> None:
-            self.hooks: list[Callable[..., None]] = []
-
-        def register_forward_hook(self, hook: Callable[..., None]) -> Any:
-            self.hooks.append(hook)
-            return _Removal(self.hooks, hook)
-
-    def __init__(self, model: Whisper, logits: torch.Tensor, scores: list[torch.Tensor]) -> None:
-        self.device = model.device
-        self.dims = model.dims
-        self.alignment_heads = model.alignment_heads
-        self._logits, self._scores = logits, scores
-        self.decoder = SimpleNamespace(
-            blocks=[SimpleNamespace(cross_attn=self._Hooked()) for _ in scores]
-        )
-
-    def __call__(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        for block, scores in zip(self.decoder.blocks, self._scores, strict=True):
-            for hook in block.cross_attn.hooks:
-                hook(block.cross_attn, (), (None, scores[None]))  # outputs: (attended, scores)
-        return self._logits[None]
-
-
-class _Removal:
-    def __init__(self, hooks: list, hook: Callable[..., None]) -> None:
-        self._hooks, self._hook = hooks, hook
-
-    def remove(self) -> None:
-        self._hooks.remove(self._hook)
-
-
 class _CancelWatch:
     """Which rows of a decode belong to cancelled requests, asked at most every `interval`
     seconds (rows of one request share its check, which is asked once per look)."""
@@ -974,72 +725,3 @@ class _CancelWatch:
                 answers[id(check)] = bool(check())
             flags.append(answers[id(check)])
         return torch.tensor(flags, dtype=torch.bool, device=active.device)
-
-
-class _Sampler:
-    """Sampling at a temperature from each row's own generator: a row's tokens depend on its
-    seed only, not on the run or the batch (`whisper.decoding.GreedyDecoder.update` samples a
-    `Categorical` from torch's global generator)."""
-
-    def __init__(self, temperature: float, seeds: Sequence[int]) -> None:
-        self.temperature = temperature
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-
-    def choose(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        # Gumbel-max: the argmax of logits / T plus Gumbel noise samples softmax(logits / T)
-        noise = torch.stack(
-            [torch.rand(logits.shape[-1], generator=self.generators[row]) for row in rows.tolist()]
-        ).to(logits.device)
-        gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
-        return (logits.float() / self.temperature + gumbel).argmax(dim=-1)
-
-
-class _GraphedSteps:
-    """The static one-token step captured as a CUDA graph per batch-size bucket, replayed
-    with the batch's tokens, positions and cross-attention mask copied into fixed buffers.
-    Rows beyond the batch in a bucket compute on stale values and are ignored."""
-
-    def __init__(self, decoder: WhisperDecoder, cache: _KeyValueCache) -> None:
-        self.decoder, self.cache = decoder, cache
-        device, capacity = decoder.device, cache.rows
-        self.tokens = torch.zeros(capacity, 1, dtype=torch.long, device=device)
-        self.positions = torch.zeros(capacity, dtype=torch.long, device=device)
-        self.cross_mask = torch.ones(
-            capacity, 1, 1, cache.audio_ctx, dtype=torch.bool, device=device
-        )
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-
-    def _capture(self, bucket: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        def step() -> torch.Tensor:
-            return self.decoder._static_step(
-                self.tokens[:bucket], self.positions[:bucket], self.cache, self.cross_mask[:bucket]
-            )
-
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up runs outside the graph (kernel selection, workspaces)
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            logits = step()
-        LOGGER.info("captured the decoder step for batches of up to %d rows", bucket)
-        return graph, logits
-
-    def run(
-        self, tokens: torch.Tensor, positions: torch.Tensor, cross_mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        rows = tokens.shape[0]
-        bucket = next(b for b in GRAPH_BUCKETS if b >= rows)
-        self.tokens[:rows, 0] = tokens
-        self.positions[:rows] = positions
-        if cross_mask is None:
-            self.cross_mask[:rows] = True
-        else:
-            self.cross_mask[:rows] = cross_mask
-        if bucket not in self.graphs:
-            self.graphs[bucket] = self._capture(bucket)  # once per bucket and cache
-        graph, logits = self.graphs[bucket]
-        graph.replay()
-        return logits[:rows].clone()
