@@ -1,6 +1,7 @@
 """`WhisperDecoder` against openai-whisper's own `DecodingTask`, token for token, with real
 tiny.en in this process: greedy and with a prompt, in mixed batches, the static step that CUDA
-graphs replay (run eagerly on this CPU), and on CUDA the graphs themselves."""
+graphs replay (run eagerly on this CPU), the graphs' buckets and buffers with a stand-in for
+the capture that replays the step eagerly, and on CUDA the graphs themselves."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from whisper.decoding import DecodingOptions
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_repository" / "whisper" / "1"))
 
 from checkpoint import load_model
+from cuda_graphs import Replayable
 from decoder import DecodePrompt, WhisperDecoder, vocabulary_product_on_cpu
 from whisper.audio import N_FRAMES
 from whisper_adaptations import encode
@@ -61,6 +63,36 @@ def reference(model, features: torch.Tensor, text: str | None = None):
         )
 
 
+class _EagerReplay:
+    """Stands in for a CUDA graph on a CPU: a replay runs the captured step again and writes
+    its logits where the capture's went, as a graph's replay does."""
+
+    def __init__(self, step) -> None:
+        self.step = step
+        self.logits = step()
+
+    def replay(self) -> None:
+        self.logits.copy_(self.step())
+
+
+def replayed_eagerly(step) -> tuple[Replayable, torch.Tensor]:
+    recording = _EagerReplay(step)
+    return recording, recording.logits
+
+
+# The decoder's three ways of stepping: the CPU default, the masked fixed-shape step that
+# graphs replay, and the graphs' own path (buckets, buffers) with the capture stood in for
+DECODERS = {
+    "dynamic": lambda model: WhisperDecoder(model),
+    "static-as-graphed": lambda model: WhisperDecoder(model, static=True),
+    "graphs-replayed-eagerly": lambda model: WhisperDecoder(model, capture=replayed_eagerly),
+}
+
+
+def graph_buckets_used(decoder: WhisperDecoder) -> set[int]:
+    return set(decoder._graphs.graphs) if decoder._graphs is not None else set()
+
+
 @pytest.mark.parametrize(
     "shape",
     [(1, 384), (2, 384), (7, 384), (5, 2, 384), (3, 40, 384)],
@@ -78,27 +110,29 @@ def test_the_cpu_vocabulary_product_is_the_logits_product(model, shape) -> None:
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-as-graphed"])
+@pytest.mark.parametrize("variant", list(DECODERS))
 @pytest.mark.parametrize(
     "text", [None, "ComfyUI, Triton and Whisper."], ids=["no-prompt", "prompt"]
 )
-def test_same_tokens_and_scores_as_openai_whisper(model, windows, static, text) -> None:
+def test_same_tokens_and_scores_as_openai_whisper(model, windows, variant, text) -> None:
     features = torch.stack([encoded(model, window) for window in windows])
     expected = reference(model, features, text)
-    decoder = WhisperDecoder(model, static=static)
+    decoder = DECODERS[variant](model)
     with torch.inference_mode():
         decoded = decoder.decode(decoder.audio_contexts(list(features)), prompt(model, text))
     assert [d.tokens for d in decoded] == [e.tokens for e in expected]
     assert [d.text for d in decoded] == [e.text for e in expected]
     assert len({len(d.tokens) for d in decoded}) > 3  # rows finish at different steps
+    if variant == "graphs-replayed-eagerly":  # 6 rows, then fewer: a larger and a smaller bucket
+        assert {8, 1} <= graph_buckets_used(decoder)
     for got, want in zip(decoded, expected, strict=True):
         assert got.avg_logprob == pytest.approx(want.avg_logprob, abs=1e-4)
         assert got.no_speech_prob == pytest.approx(want.no_speech_prob, abs=1e-4)
         assert got.compression_ratio == want.compression_ratio
 
 
-@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-as-graphed"])
-def test_rows_of_several_context_lengths_decode_as_alone(model, windows, static) -> None:
+@pytest.mark.parametrize("variant", list(DECODERS))
+def test_rows_of_several_context_lengths_decode_as_alone(model, windows, variant) -> None:
     """Short contexts (live streams' low-latency requests) padded into one batch: each row's
     cross-attention sees its own audio only; finished rows leave the batch mid-decode."""
     frames = [1000, 1500, 1500, 500, 500, 500]  # 10, 15, 15, 5, 5, 5 s of features
@@ -106,7 +140,7 @@ def test_rows_of_several_context_lengths_decode_as_alone(model, windows, static)
         encoded(model, window[: 10 * SECOND], count * 2)
         for window, count in zip(windows, frames, strict=False)
     ]
-    decoder = WhisperDecoder(model, static=static)
+    decoder = DECODERS[variant](model)
     with torch.inference_mode():
         alone = [decoder.decode(decoder.audio_contexts([row]), prompt(model))[0] for row in rows]
         together = decoder.decode(decoder.audio_contexts(rows), prompt(model))
@@ -160,13 +194,13 @@ def short_contexts(model, windows, seconds: float) -> list[torch.Tensor]:
     return rows
 
 
-@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-as-graphed"])
-def test_drafts_change_no_token_only_the_steps(model, windows, static) -> None:
+@pytest.mark.parametrize("variant", list(DECODERS))
+def test_drafts_change_no_token_only_the_steps(model, windows, variant) -> None:
     """A live stream's step comes with its previous step's tokens (a second less audio) as a
     draft: every row gets the tokens and scores it gets without one, whether the draft holds
     all the way (the same audio), diverges (a second less, or another window's text), is
     longer than the row's token limit, or is missing, rows of several lengths in one batch."""
-    decoder = WhisperDecoder(model, static=static)
+    decoder = DECODERS[variant](model)
     with torch.inference_mode():
         contexts = decoder.audio_contexts(short_contexts(model, windows, 9))
         earlier = decoder.decode(
@@ -196,6 +230,31 @@ def test_drafts_change_no_token_only_the_steps(model, windows, static) -> None:
     assert plain[1].tokens[:3] == earlier[1].tokens[:3] != plain[1].tokens  # held, then not
     assert len(plain[2].tokens) == 8 < len(earlier[2].tokens)
     assert all(len(d.token_logprobs) == len(d.tokens) for d in drafted)
+    if variant == "graphs-replayed-eagerly":  # rows at positions of their own, in the buffers
+        assert 8 in graph_buckets_used(decoder)
+
+
+def test_a_refused_capture_decodes_eagerly_with_the_same_tokens(model, windows, caplog) -> None:
+    """A capture CUDA refuses (out of memory, an operation it cannot record) is logged once,
+    and the decode goes on with the same step run eagerly."""
+
+    def refused(step):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    decoder = WhisperDecoder(model, capture=refused)
+    with torch.inference_mode():
+        contexts = decoder.audio_contexts([encoded(model, window) for window in windows[:3]])
+        expected = WhisperDecoder(model).decode(contexts, prompt(model))
+        with caplog.at_level("WARNING", logger="decoder"):
+            decoded = decoder.decode(contexts, prompt(model))
+            again = decoder.decode(contexts, prompt(model))
+    assert [d.tokens for d in decoded] == [d.tokens for d in again] == [e.tokens for e in expected]
+    assert not decoder.cuda_graphs
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "decoding without CUDA graphs: capturing the step failed: "
+        "operation not permitted when stream is capturing"
+    ]
 
 
 def test_sampled_rows_depend_only_on_their_seed(model, windows) -> None:

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from alignment_pass import AlignmentPass
 from checkpoint import quantized_int8
-from cuda_graphs import GraphedSteps, bucket_for
+from cuda_graphs import Capture, GraphedSteps, bucket_for, capture_cuda_graph
 from kv_cache import KeyValueCache, compacted_order
 from token_rules import RowState, Sampler, TokenRules
 from whisper.model import Whisper
@@ -228,9 +228,17 @@ class WhisperDecoder:
 
     `cuda_graphs` (CUDA only) captures the one-token step per batch-size bucket. `static`
     runs that same masked, fixed-shape step eagerly (what graphs replay); off, a step attends
-    only to the positions written so far (fastest without graphs, the CPU default)."""
+    only to the positions written so far (fastest without graphs, the CPU default).
+    `capture` stands in for CUDA graph capture, on any device (tests on a CPU)."""
 
-    def __init__(self, model: Whisper, *, cuda_graphs: bool = False, static: bool = False) -> None:
+    def __init__(
+        self,
+        model: Whisper,
+        *,
+        cuda_graphs: bool = False,
+        static: bool = False,
+        capture: Capture | None = None,
+    ) -> None:
         self.model = model
         decoder = model.decoder
         self.blocks = list(decoder.blocks)
@@ -240,13 +248,20 @@ class WhisperDecoder:
         self.audio_ctx = model.dims.n_audio_ctx
         self.vocab = model.dims.n_vocab
         self.device = next(model.parameters()).device
-        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
-        self.static = bool(static) or self.cuda_graphs
+        if capture is None and cuda_graphs and self.device.type == "cuda":
+            capture = capture_cuda_graph
+        self._capture = capture
+        self.static = bool(static) or capture is not None
         self._qkv = [_fused_self_attention_projection(b.attn) for b in self.blocks]
         self._rules: dict[int, TokenRules] = {}
         self._cache: KeyValueCache | None = None
         self._graphs: GraphedSteps | None = None
         self.cancel_check_seconds = CANCEL_CHECK_SECONDS
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether steps replay captured graphs (until a capture fails)."""
+        return self._capture is not None
 
     # -- the decoder's arithmetic ------------------------------------------------------------
 
@@ -415,8 +430,8 @@ class WhisperDecoder:
                 self.device,
             )
             self._graphs = (
-                GraphedSteps(self._static_step, self._cache, self.device)
-                if self.cuda_graphs
+                GraphedSteps(self._static_step, self._cache, self.device, self._capture)
+                if self._capture is not None
                 else None
             )
         return self._cache
@@ -654,7 +669,7 @@ class WhisperDecoder:
                 return self._graphs.run(tokens, positions, cross_mask)
             except RuntimeError as error:  # a capture CUDA refused: the same step, eagerly
                 LOGGER.warning("decoding without CUDA graphs: capturing the step failed: %s", error)
-                self._graphs, self.cuda_graphs = None, False
+                self._graphs, self._capture = None, None
         if self.static:
             rows = tokens.shape[0]
             if cross_mask is None:
