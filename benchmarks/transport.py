@@ -2,21 +2,27 @@
 model left out. A real tritonserver serves, under the name `whisper` and with the project's
 own config (inputs, dynamic batching, priorities), a stand-in model that takes a fixed time per
 execution (`--execution-ms`, none by default), whatever its batch, as a GPU roughly does, and
-answers every window with made-up words covering its audio. Two kinds of level:
+answers every window with made-up words covering its audio. Three kinds of level:
 
 - `--windows N`: N windows of 30 s at once through `TritonPool`, the client the gateway uses:
   the time until every window was answered, and Triton's executions by batch size;
 - `--uploads N`: N transcriptions of Harvard at once through the gateway's file pipeline
   (the real voice detector, windows, the same client): audio seconds per second, when the
-  windows went out, and the CPU cores the sending side kept busy.
+  windows went out, and the CPU cores the sending side kept busy;
+- `--streams N`: N live streams of the 63.5 s composite on a 1 s beat, paced in real time
+  over WebSockets to a gateway process of their own (`hermes serve`): the gateway's CPU per
+  second of stream audio, so how many streams one gateway process carries before its event
+  loop is at a core, with the finals' latency and the benchmark's own (the clients') cores.
 
     python -m benchmarks.transport [--windows 1,16,64,128] [--uploads 16,64]
-        [--execution-ms 300] [--max-batch 64]
+        [--streams 16,48] [--execution-ms 300] [--max-batch 64]
 
 For the question a GPU run raises: do uploads reach the model fast enough to fill its
 batches? (1,000 audio seconds per second of Harvard uploads are 56 windows a second.) With
 `--execution-ms` near a GPU's time per execution, the upload levels measure the most this
-host's sending side can feed a model that fast.
+host's sending side can feed a model that fast. And for live streams: on an H200 the gateway
+process, not the model, was the limit (one core busy at 192 streams); the stream levels
+measure that ceiling on any host, with no GPU.
 """
 
 from __future__ import annotations
@@ -30,12 +36,12 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from benchmarks import report
+from benchmarks import composite, report, resources, service
 from benchmarks.__main__ import levels
 from benchmarks.audio import HARVARD, clip
 from benchmarks.pipeline import ENGLISH, SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR
-from benchmarks.stack import Executions, free_port, settled, triton_pool
+from benchmarks.stack import Executions, free_port, running_stack, settled, triton_pool
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import Priority
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SAMPLES
@@ -46,9 +52,12 @@ from gateway.tools.local_triton import (
     model_repository_with,
 )
 
+STREAM_BEAT_S = 1.0
+
 # Whisper's outputs for every request of the batch, after EXECUTION_S: a segment of made-up
-# words (three a second, none repeated) per 5 s of the window's audio, so that the file
-# pipeline's checks take the text as it would a real transcript (no window read again)
+# words (three a second, none repeated, each timed) per 5 s of the window's audio, so that the
+# file pipeline's checks take the text as it would a real transcript (no window read again),
+# and a live stream's steps agree on the words of the audio they share and commit them
 STAND_IN_MODEL = """
 import json
 import time
@@ -64,9 +73,14 @@ def segments(seconds):
     while start < seconds - 0.05:
         end = min(start + 5.0, seconds)
         first = len(found) * 100
-        words = " ".join(f"w{{first + i}}" for i in range(int(3 * (end - start)) + 1))
-        found.append({{"start": start, "end": end, "text": " " + words, "avg_logprob": -0.2,
-                      "no_speech_prob": 0.01, "compression_ratio": 1.2, "temperature": 0.0}})
+        count = int(3 * (end - start)) + 1
+        span = (end - start) / count
+        words = [{{"word": f" w{{first + i}}", "start": round(start + i * span, 3),
+                  "end": round(start + (i + 1) * span, 3), "probability": 0.9}}
+                 for i in range(count)]
+        found.append({{"start": start, "end": end, "text": "".join(w["word"] for w in words),
+                      "words": words, "avg_logprob": -0.2, "no_speech_prob": 0.01,
+                      "compression_ratio": 1.2, "temperature": 0.0}})
         start = end
     return found
 
@@ -170,6 +184,50 @@ async def measure_uploads(
     return rows
 
 
+async def measure_streams(repository: Path, counts: list[int]) -> list[list[str]]:
+    """Levels of live streams on a 1 s beat through a gateway process of their own."""
+    if not counts:
+        return []
+    item = composite.build(TMP_DIR / "stream-63s.wav", composite.STREAM).item
+    rows = []
+    async with running_stack(
+        TMP_DIR / "transport-streams",
+        separate_gateway=True,
+        model_repository=repository,
+        stream_step_seconds=3.0,
+        stream_min_step_seconds=STREAM_BEAT_S,
+        max_streams=max(counts),
+        max_streams_per_client=max(counts),
+    ) as stack:
+        for count in counts:
+            gateway_before = resources.cpu_seconds(stack.gateway_pid)
+            started, clients_before = time.perf_counter(), time.process_time()
+            runs = await service.concurrent_streams(stack, item, count)
+            wall = time.perf_counter() - started
+            gateway = resources.cpu_seconds(stack.gateway_pid) - gateway_before
+            clients = (time.process_time() - clients_before) / wall
+            finals = service.quantiles([x for run in runs for x in run.final_latencies()])
+            per_stream_ms = 1000 * gateway / (count * item.duration)
+            tail = max(run.tail_s for run in runs)
+            rows.append(
+                [
+                    str(count),
+                    f"{gateway / wall:.2f}",
+                    f"{per_stream_ms:.2f}",
+                    f"{1000 / per_stream_ms:.0f}",
+                    f"{finals['p50']:.2f} / {finals['p95']:.2f}",
+                    f"{tail:.1f}",
+                    f"{clients:.2f}",
+                ]
+            )
+            report.log(
+                f"{count} streams: the gateway {gateway / wall:.2f} cores busy, "
+                f"{per_stream_ms:.2f} ms per stream-second; finals p50 / p95 "
+                f"{finals['p50']:.2f} / {finals['p95']:.2f} s; the clients {clients:.2f} cores"
+            )
+    return rows
+
+
 async def run(args: argparse.Namespace) -> str:
     execution_s = args.execution_ms / 1000
     repository = stand_in_repository(TMP_DIR / "transport", args.max_batch, execution_s)
@@ -190,6 +248,7 @@ async def run(args: argparse.Namespace) -> str:
             uploads = await measure_uploads(client, session, triton, args.uploads)
     finally:
         await asyncio.to_thread(triton.stop)
+    streams = await measure_streams(repository, args.streams)
     executing = f"the stand-in model {args.execution_ms:g} ms per execution"
     tables = []
     if windows:
@@ -219,6 +278,21 @@ async def run(args: argparse.Namespace) -> str:
                 uploads,
             )
         )
+    if streams:
+        tables.append(
+            report.table(
+                [
+                    f"live streams, {STREAM_BEAT_S:g} s beat ({executing})",
+                    "the gateway's CPU cores busy",
+                    "its CPU ms per stream-second",
+                    "streams per gateway core",
+                    "finals p50 / p95 s",
+                    "most behind at the end s",
+                    "the clients' cores busy",
+                ],
+                streams,
+            )
+        )
     return "\n\n".join(tables)
 
 
@@ -239,6 +313,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=levels,
         default=[],
         help="levels of Harvard uploads at once through the file pipeline (default none)",
+    )
+    parser.add_argument(
+        "--streams",
+        type=levels,
+        default=[],
+        help="levels of live streams on a 1 s beat through a gateway process (default none)",
     )
     parser.add_argument(
         "--execution-ms",

@@ -132,9 +132,11 @@ def test_the_transport_run_serves_the_stand_in_under_the_projects_config(
 ) -> None:
     args = transport_parse_args(
         ["--windows", "", "--uploads", "1,16", "--execution-ms", "300", "--max-batch", "32"]
+        + ["--streams", "16,48"]
     )
     assert (args.windows, args.uploads, args.execution_ms) == ([], [1, 16], 300.0)
-    assert transport_parse_args([]).uploads == []
+    assert args.streams == [16, 48]
+    assert transport_parse_args([]).uploads == transport_parse_args([]).streams == []
     repository = stand_in_repository(tmp_path / "transport", args.max_batch, 0.3)
     config = (repository / "whisper" / "config.pbtxt").read_text()
     original = (DEFAULT_MODEL_REPOSITORY / "whisper" / "config.pbtxt").read_text()
@@ -152,6 +154,11 @@ def test_the_transport_run_serves_the_stand_in_under_the_projects_config(
     assert all(a.end == b.start for a, b in itertools.pairwise(found))
     words = " ".join(s.text for s in found).split()
     assert len(words) == len(set(words)) >= 3 * 27
+    # each word timed inside its segment, in order: a live stream's agreement commits them
+    for segment in found:
+        assert [w.word for w in segment.words] == [" " + w for w in segment.text.split()]
+        times = [t for w in segment.words for t in (w.start, w.end)]
+        assert times == sorted(times) and segment.start <= times[0] and times[-1] <= segment.end
 
 
 def test_send_times_tell_when_the_windows_went_out() -> None:
