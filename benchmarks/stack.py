@@ -313,7 +313,14 @@ async def running_stack(
         if supervisor is not None:
             supervisor.start()
         try:
-            async with gateway as gateway_pid, aiohttp.ClientSession(timeout=timeout) as session:
+            async with (
+                gateway as gateway_pid,
+                # no limit on connections at once: aiohttp's default of 100 held every stream
+                # past the 100th until one ended (a level of 192 streams ran as 100, then 92)
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=0), timeout=timeout
+                ) as session,
+            ):
                 assert triton.process is not None  # started: LocalTriton waited for the model
                 yield Stack(
                     gateway_url=f"http://{settings.host}:{settings.port}",
