@@ -119,6 +119,18 @@ def cpu_seconds(root: int) -> float:
     return total / ticks
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process's main thread so far: for the gateway, its event
+    loop, which is where one process stops scaling (work in its worker threads is not
+    counted); 0 for a process that is gone."""
+    try:
+        stat = (PROC / str(pid) / "task" / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident memory (VmHWM) in MiB since it started or since
     `reset_peak_rss`; 0 for a process that is gone."""
