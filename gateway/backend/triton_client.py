@@ -16,7 +16,7 @@ import tritonclient.grpc.aio as grpcaio
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
-from gateway.backend.triton_tensors import OUTPUTS, build_inputs, parse_outputs
+from gateway.backend.triton_tensors import OUTPUTS, build_inputs, parse_outputs, required_output
 from gateway.core.contract import (
     AsrBusy,
     AsrError,
@@ -111,7 +111,7 @@ class TritonAsr:
             [grpcclient.InferRequestedOutput(n) for n in ("EMBEDDINGS", "WINDOW_STARTS")],
         )
         return SpeakerEmbeddings(
-            result.as_numpy("EMBEDDINGS")[0], result.as_numpy("WINDOW_STARTS")[0]
+            required_output(result, "EMBEDDINGS")[0], required_output(result, "WINDOW_STARTS")[0]
         )
 
     async def _infer(

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from gateway.core.contract import TranscribeOptions, WindowResult
+from gateway.core.contract import AsrFailed, TranscribeOptions, WindowResult
 from gateway.core.transcript import Segment
 
 MODEL_NAME = "whisper"
@@ -84,16 +84,30 @@ def draft_json(segments: tuple[Segment, ...]) -> str:
     )
 
 
+def required_output(result: Any, name: str) -> np.ndarray:
+    """Output `name` of a model's reply (an `InferResult`); a reply without it is the model's
+    failure (`AsrFailed`)."""
+    array = result.as_numpy(name)
+    if array is None or array.size == 0:
+        raise AsrFailed(f"the model's reply has no {name}")
+    return array
+
+
 def _first_string(result: Any, name: str) -> str:
-    value = result.as_numpy(name).reshape(-1)[0]
+    value = required_output(result, name).reshape(-1)[0]
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def parse_outputs(result: Any) -> WindowResult:
-    """The model's reply (an `InferResult`) as typed segments."""
-    segments = json.loads(_first_string(result, "SEGMENTS"))
-    return WindowResult(
-        text=_first_string(result, "TEXT"),
-        language=_first_string(result, "LANGUAGE"),
-        segments=tuple(Segment.from_json(item) for item in segments),
-    )
+    """The model's reply (an `InferResult`) as typed segments. A reply without an output or
+    with segments that do not parse is the model's fault (`AsrFailed`): seen from a Triton
+    whose Python backend crashed under load while requests were in flight."""
+    try:
+        segments = json.loads(_first_string(result, "SEGMENTS"))
+        return WindowResult(
+            text=_first_string(result, "TEXT"),
+            language=_first_string(result, "LANGUAGE"),
+            segments=tuple(Segment.from_json(item) for item in segments),
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise AsrFailed(f"the model's reply is malformed: {exc!r}") from exc

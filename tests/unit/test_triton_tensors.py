@@ -1,13 +1,15 @@
-"""The gateway's side of the model's contract: which inputs a window's options become."""
+"""The gateway's side of the model's contract: which inputs a window's options become, and
+what it makes of the model's reply."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
-from gateway.backend.triton_tensors import build_inputs
-from gateway.core.contract import TranscribeOptions
+from gateway.backend.triton_tensors import build_inputs, parse_outputs, required_output
+from gateway.core.contract import AsrFailed, TranscribeOptions
 from gateway.core.transcript import Segment
 
 ALWAYS = ["AUDIO", "TASK", "TEMPERATURE", "WORD_TIMESTAMPS"]
@@ -79,3 +81,57 @@ def test_a_draft_is_sent_with_its_decodes_own_times() -> None:
     assert "timestamps" not in moved.to_json(0)
     assert moved.shifted(1.0).timestamps == (1.0, 3.4)
     assert "DRAFT" not in names(TranscribeOptions())
+
+
+class Reply:
+    """An `InferResult` holding these outputs (each a string; None: absent)."""
+
+    def __init__(self, **outputs: str | None) -> None:
+        self.outputs = outputs
+
+    def as_numpy(self, name: str) -> np.ndarray | None:
+        value = self.outputs.get(name)
+        return None if value is None else np.array([[value.encode()]], dtype=np.object_)
+
+
+SEGMENT = {
+    "start": 0.0,
+    "end": 1.5,
+    "text": " Hello.",
+    "avg_logprob": -0.2,
+    "no_speech_prob": 0.01,
+    "compression_ratio": 1.1,
+    "temperature": 0.0,
+}
+
+
+def test_a_reply_becomes_typed_segments() -> None:
+    reply = Reply(TEXT=" Hello.", LANGUAGE="en", SEGMENTS=json.dumps([SEGMENT]))
+    result = parse_outputs(reply)
+    assert (result.text, result.language) == (" Hello.", "en")
+    assert [(s.start, s.end, s.text) for s in result.segments] == [(0.0, 1.5, " Hello.")]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        ({"TEXT": "", "LANGUAGE": "en"}, "the model's reply has no SEGMENTS"),
+        ({"TEXT": "", "LANGUAGE": "en", "SEGMENTS": "[{"}, "the model's reply is malformed"),
+        ({"TEXT": "", "LANGUAGE": "en", "SEGMENTS": '[{"start": 0}]'}, "is malformed: KeyError"),
+        ({"LANGUAGE": "en", "SEGMENTS": "[]"}, "the model's reply has no TEXT"),
+    ],
+    ids=["no-segments", "not-json", "segment-without-fields", "no-text"],
+)
+def test_a_reply_missing_an_output_or_malformed_is_the_models_failure(outputs, message) -> None:
+    """Seen from a Triton whose Python backend crashed under load with requests in flight: a
+    reply without its outputs. It fails the window as the model's fault (the stream reports
+    it and goes on), not with an AttributeError that ended the WebSocket's handler."""
+    with pytest.raises(AsrFailed, match=message):
+        parse_outputs(Reply(**outputs))
+
+
+def test_an_output_the_reply_lacks_is_the_models_failure() -> None:
+    """The speaker model's reply too (`required_output`)."""
+    assert required_output(Reply(TEXT="x"), "TEXT").shape == (1, 1)
+    with pytest.raises(AsrFailed, match="the model's reply has no EMBEDDINGS"):
+        required_output(Reply(TEXT="x"), "EMBEDDINGS")
