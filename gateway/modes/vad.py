@@ -63,6 +63,15 @@ class VadConfig:
     min_speech_seconds: float = 0.1  # shorter bursts are clicks, not speech
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+# Live streams per group scored side by side, at least (`StreamScorer`): below that a
+# group's calls are mostly ONNX Runtime's fixed cost per call
+STREAM_ROWS_PER_GROUP = 32
+
+
 @lru_cache(maxsize=1)
 def _scoring_pool() -> ThreadPoolExecutor:
     """The threads every file's blocks are scored in, one per core the process may use (a
@@ -70,7 +79,7 @@ def _scoring_pool() -> ThreadPoolExecutor:
     an upload's next steps (its regions, writing the next upload to disk) queued behind every
     other upload's blocks: 64 uploads at once on 2 cores sent their first window after 3.6 s,
     all within the last 0.2 s, instead of each as soon as its own detection was done."""
-    threads = max(SCORING_THREADS, len(os.sched_getaffinity(0)))
+    threads = max(SCORING_THREADS, _cores())
     return ThreadPoolExecutor(threads, thread_name_prefix="vad")
 
 
@@ -166,6 +175,14 @@ class SpeechMap:
         )
 
 
+@lru_cache(maxsize=1)
+def _stream_group_pool() -> ThreadPoolExecutor:
+    """The threads live streams' groups are scored in, beside the one the event loop's thread
+    scores (`StreamScorer`): one per core but one. Not the files' pool, where a group would
+    wait behind file blocks while the event loop waited for it."""
+    return ThreadPoolExecutor(max(_cores() - 1, 1), thread_name_prefix="stream-vad")
+
+
 def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
@@ -250,7 +267,13 @@ class StreamScorer:
     stream's audio (2 vCPU AMD EPYC): most of a core at 192 streams, where one gateway
     process was at its ceiling on an H200. Batched, 2.0-2.4 ms. Streams share one scorer (the
     application's) and step on one shared beat, so the first stream to ask for its regions
-    on a beat scores every stream's frames of that beat, and the others find theirs done."""
+    on a beat scores every stream's frames of that beat, and the others find theirs done.
+
+    That scoring runs in the event loop's thread, which serves nothing else meanwhile. With
+    many streams on a host with many cores, the streams are dealt into groups of at least
+    `STREAM_ROWS_PER_GROUP`, at most one per core, scored side by side: one in the calling
+    thread, the others in threads of their own (ONNX Runtime runs without the GIL), so the
+    loop waits a fraction as long. The CPU spent is the same."""
 
     def __init__(self) -> None:
         self._waiting: weakref.WeakSet[StreamingVad] = weakref.WeakSet()
@@ -259,30 +282,45 @@ class StreamScorer:
         self._waiting.add(vad)
 
     def score_waiting(self) -> None:
-        """Score every waiting frame of every stream, one call per frame position."""
+        """Score every waiting frame of every stream, one call per frame position; from
+        `STREAM_ROWS_PER_GROUP` streams per core on, in groups side by side (the class
+        docstring)."""
         waiting = [(vad, vad.take_unscored()) for vad in self._waiting]
         self._waiting.clear()
-        # longest first: at each frame position the streams still scoring are a prefix
+        # longest first: at each frame position the streams still scoring are a prefix, in
+        # every group dealt from this order too
         waiting = sorted(
             ((vad, rows) for vad, rows in waiting if len(rows)), key=lambda w: -len(w[1])
         )
         if not waiting:
             return
-        lengths = [len(rows) for _, rows in waiting]
-        inputs = np.zeros((len(waiting), lengths[0], CONTEXT_SAMPLES + FRAME_SAMPLES), np.float32)
-        for index, (_, rows) in enumerate(waiting):
+        count = max(min(len(waiting) // STREAM_ROWS_PER_GROUP, _cores()), 1)
+        groups = [waiting[first::count] for first in range(count)]
+        others = [_stream_group_pool().submit(self._score_group, group) for group in groups[1:]]
+        results = [self._score_group(groups[0]), *(other.result() for other in others)]
+        for group, (scores, state) in zip(groups, results, strict=True):
+            for index, (vad, rows) in enumerate(group):
+                vad.scored(scores[index, : len(rows)], state[:, index : index + 1].copy())
+
+    def _score_group(
+        self, group: list[tuple[StreamingVad, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (streams × frames, zeros past a stream's own) and states after the last
+        frame of streams whose frames are `group`'s, longest first."""
+        lengths = [len(rows) for _, rows in group]
+        inputs = np.zeros((len(group), lengths[0], CONTEXT_SAMPLES + FRAME_SAMPLES), np.float32)
+        for index, (_, rows) in enumerate(group):
             inputs[index, : lengths[index]] = rows
-        state = np.concatenate([vad.state for vad, _ in waiting], axis=1)
-        scores = np.zeros((len(waiting), lengths[0]), np.float32)
-        active = len(waiting)
+        state = np.concatenate([vad.state for vad, _ in group], axis=1)
+        scores = np.zeros((len(group), lengths[0]), np.float32)
+        active = len(group)
         for position in range(lengths[0]):
             while lengths[active - 1] <= position:  # out of frames: its state stays as it is
                 active -= 1
             scores[:active, position], state[:, :active] = self.score(
                 inputs[:active, position], state[:, :active]
             )
-        for index, (vad, _) in enumerate(waiting):
-            vad.scored(scores[index, : lengths[index]], state[:, index : index + 1].copy())
+        return scores, state
 
     def score(self, inputs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of (64 + 512) samples, one per stream, and their states: scores, next states."""

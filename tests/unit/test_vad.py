@@ -177,6 +177,36 @@ def test_streams_sharing_a_scorer_score_as_each_alone_in_one_call_per_frame(
     np.testing.assert_allclose(together[0]._scores, alone[0]._scores, atol=1e-5)
 
 
+def test_many_streams_are_scored_in_groups_side_by_side_as_each_alone(
+    jfk_between_silences, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With enough streams per core, the streams are dealt into groups scored in threads side
+    by side (one per core at most): every stream's scores are still its own, each group
+    makes its own call per frame position, and a group's streams run longest first."""
+    monkeypatch.setattr(vad_module, "STREAM_ROWS_PER_GROUP", 2)
+    monkeypatch.setattr(vad_module, "_cores", lambda: 3)
+    audio = jfk_between_silences
+    lengths = [11, 4, 9, 6, 2, 7, 5]  # seconds: 7 streams, 3 groups (3 cores, 2 rows each)
+    streams = [audio[second * SR : (second + length) * SR] for second, length in enumerate(lengths)]
+    shared = CountingScorer()
+    together = [StreamingVad(scorer=shared) for _ in streams]
+    for vad, stream in zip(together, streams, strict=True):
+        vad.accept(stream)
+    together[0].regions(0, 1)  # the first question scores every stream
+    for vad, stream in zip(together, streams, strict=True):
+        alone = StreamingVad()
+        alone.accept(stream)
+        assert vad.regions(0, stream.size) == alone.regions(0, stream.size)
+        np.testing.assert_allclose(vad._scores, alone._scores, atol=1e-5)
+    frames = sorted((length * SR // FRAME_SAMPLES for length in lengths), reverse=True)
+    groups = [frames[0::3], frames[1::3], frames[2::3]]  # dealt longest first
+    assert sorted(shared.batches) == sorted(
+        sum(length > position for length in group)
+        for group in groups
+        for position in range(group[0])
+    )
+
+
 def test_forgetting_drops_frames_not_yet_scored_and_scores_what_follows(
     jfk_between_silences,
 ) -> None:
