@@ -234,6 +234,7 @@ async def streaming(
     for count in counts:
         runs: list[service.StreamRun] = []
         started, cpu_before = time.perf_counter(), stack.cpu_seconds_by_process()
+        loop_before = stack.gateway_loop_cpu_seconds()
         inferences, executions = await stack.batch_counts()
         for rep in range(repeat):
             runs += await service.concurrent_streams(stack, item, count)
@@ -243,6 +244,7 @@ async def streaming(
             name: seconds - cpu_before[name]
             for name, seconds in stack.cpu_seconds_by_process().items()
         }
+        loop_after = stack.gateway_loop_cpu_seconds()
         after_inferences, after_executions = await stack.batch_counts()
         results.append(
             summarise_streams(item, count, repeat, runs, reference)
@@ -252,6 +254,11 @@ async def streaming(
                 "inferences": after_inferences - inferences,
                 "executions": after_executions - executions,
             }
+            | (
+                {}
+                if loop_before is None or loop_after is None
+                else {"gateway_loop_cores_busy": (loop_after - loop_before) / wall}
+            )
         )
     return results
 

@@ -210,6 +210,17 @@ def file_mode_table(results: list[dict]) -> str:
     )
 
 
+def cores_busy(level: dict) -> str:
+    """A streaming level's cores busy: the gateway (with its event loop's share, when it ran
+    in a process of its own) and Triton."""
+    if "cores_busy" not in level:
+        return "–"
+    cores = level["cores_busy"]
+    loop = level.get("gateway_loop_cores_busy")
+    gateway = f"{cores['gateway']:.2f}" + ("" if loop is None else f" ({loop:.2f})")
+    return f"{gateway} / {cores['triton']:.2f}"
+
+
 def streaming_table(results: list[dict]) -> str:
     rows = []
     for r in results:
@@ -225,9 +236,7 @@ def streaming_table(results: list[dict]) -> str:
                 f"{r['tail_s']['max']:.2f}",
                 "yes" if r["kept_up"] else "**no**",
                 f"{r['cpu_s_per_audio_s']:.3f}" if "cpu_s_per_audio_s" in r else "–",
-                " / ".join(f"{r['cores_busy'][name]:.2f}" for name in ("gateway", "triton"))
-                if "cores_busy" in r
-                else "–",
+                cores_busy(r),
                 f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
             ]
         )
@@ -243,7 +252,7 @@ def streaming_table(results: list[dict]) -> str:
             "max tail s",
             "kept up",
             "CPU s per audio s",
-            "cores busy: gateway / Triton",
+            "cores busy: gateway (its event loop) / Triton",
             "Triton inferences / executions",
         ],
         rows,

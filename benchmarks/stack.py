@@ -133,6 +133,14 @@ class Stack:
             "triton": resources.cpu_seconds(self.triton_pid),
         }
 
+    def gateway_loop_cpu_seconds(self) -> float | None:
+        """The gateway's event loop's CPU time so far (its main thread): where one gateway
+        process stops scaling. None with the gateway in this process, whose main thread runs
+        the benchmark's clients too."""
+        if self.gateway_pid == os.getpid():
+            return None
+        return resources.main_thread_cpu_seconds(self.gateway_pid)
+
     def triton_pool(self) -> AbstractAsyncContextManager[TritonPool]:
         """A gRPC client straight to this stack's Triton, past the gateway; closed on exit."""
         return triton_pool(self.settings)

@@ -42,6 +42,14 @@ SECTION = {
 }
 
 
+def test_a_levels_cores_show_the_gateways_event_loop_when_it_ran_apart() -> None:
+    apart = {"cores_busy": {"gateway": 1.04, "triton": 0.4}, "gateway_loop_cores_busy": 0.81}
+    in_process = {"cores_busy": {"gateway": 1.04, "triton": 0.4}}
+    assert report.cores_busy(apart) == "1.04 (0.81) / 0.40"
+    assert report.cores_busy(in_process) == "1.04 / 0.40"
+    assert report.cores_busy({}) == "–"
+
+
 def test_the_table_has_one_row_per_system_and_level_with_its_figures() -> None:
     rows = report.capacity_table(SECTION).splitlines()[2:]
     assert rows == [
