@@ -221,8 +221,17 @@ def repository_serving(
     return directory
 
 
+# Where the Python backend's stubs and the server exchange tensors (POSIX shared memory)
+SHARED_MEMORY = Path("/dev/shm")
+
+
 class LocalTriton:
-    """A `tritonserver` child process: `with LocalTriton(...) as triton:` waits for readiness."""
+    """A `tritonserver` child process: `with LocalTriton(...) as triton:` waits for readiness.
+
+    Its Python backend's shared-memory regions carry a name prefix of this launcher's own, and
+    `stop` removes what is left of them: a server that crashed or was killed leaves its
+    regions in /dev/shm (about 2 MB per model instance), and a supervisor restarting it for
+    weeks would fill that filesystem, after which no server starts."""
 
     def __init__(
         self,
@@ -246,6 +255,7 @@ class LocalTriton:
         self.extra_args = extra_args
         self.distribution = TritonDistribution.installed()
         self.process: subprocess.Popen[bytes] | None = None
+        self.shared_memory_prefix = f"hermes_triton_{secrets.token_hex(6)}_"
 
     @property
     def http_url(self) -> str:
@@ -271,6 +281,7 @@ class LocalTriton:
             "--allow-metrics=true",
             "--exit-on-error=true",
             "--strict-readiness=true",
+            f"--backend-config=python,shm-region-prefix-name={self.shared_memory_prefix}",
             *restricted_api_args(
                 os.environ.get("HERMES_TRITON_ADMIN_KEY") or secrets.token_urlsafe(24)
             ),
@@ -328,7 +339,8 @@ class LocalTriton:
         raise TritonLaunchError(f"model {model!r} not ready after {timeout:g} s")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the server's process group (server + stubs), SIGKILL what outlives it."""
+        """SIGTERM the server's process group (server + stubs), SIGKILL what outlives it, and
+        remove the shared memory it left."""
         if self.process is None:
             return
         process, self.process = self.process, None
@@ -345,6 +357,8 @@ class LocalTriton:
         except ProcessLookupError:
             pass
         process.wait()
+        for region in SHARED_MEMORY.glob(f"{self.shared_memory_prefix}*"):
+            region.unlink(missing_ok=True)
 
     def __enter__(self) -> LocalTriton:
         self.start()

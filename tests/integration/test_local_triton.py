@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,6 +17,7 @@ from gateway.backend.triton_client import TritonAsr
 from gateway.core.contract import Priority, TranscribeOptions
 from gateway.tools.local_triton import (
     DEFAULT_MODEL_REPOSITORY,
+    SHARED_MEMORY,
     LocalTriton,
     TritonLaunchError,
     TritonPorts,
@@ -43,6 +45,10 @@ def ports() -> TritonPorts:
     return TritonPorts(free_port(), free_port(), free_port())
 
 
+def regions_of(server: LocalTriton) -> list[Path]:
+    return sorted(SHARED_MEMORY.glob(f"{server.shared_memory_prefix}*"))
+
+
 def test_stop_leaves_no_server_or_stub_behind(exported_weights, tmp_path: Path) -> None:
     server = LocalTriton(ports=ports(), log_path=tmp_path / "triton.log")
     with server:
@@ -50,8 +56,23 @@ def test_stop_leaves_no_server_or_stub_behind(exported_weights, tmp_path: Path) 
         group = process_group(pid)
         assert server.is_ready()
         assert len(group) >= 2, "expected tritonserver and its Python-backend stub"
+        assert regions_of(server), "the stubs' shared memory carries the launcher's prefix"
     assert process_group(pid) == set()
     assert not server.is_ready()
+    assert regions_of(server) == []
+
+
+def test_a_killed_servers_shared_memory_is_removed_when_it_is_reaped(
+    exported_weights, tmp_path: Path
+) -> None:
+    """A crash leaves the Python backend's regions in /dev/shm (the server cannot remove
+    them); stopping the launcher, as the supervisor does before a restart, removes them."""
+    server = LocalTriton(ports=ports(), log_path=tmp_path / "triton.log")
+    with server:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        assert regions_of(server), "a killed server leaves its regions behind"
+    assert regions_of(server) == []
 
 
 def test_unknown_weights_fail_at_load_with_a_clear_message(
