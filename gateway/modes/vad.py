@@ -67,9 +67,10 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-# Live streams per group scored side by side, at least (`StreamScorer`): below that a
-# group's calls are mostly ONNX Runtime's fixed cost per call
-STREAM_ROWS_PER_GROUP = 32
+# Live streams per group scored side by side, at least (`StreamScorer`). ONNX Runtime's cost
+# per stream and frame on 2 Zen 4 cores: 180 us alone, 81 us at 8 rows a call, 72 at 16, 69
+# at 32 and more; smaller groups would spend more CPU than they free the event loop of
+STREAM_ROWS_PER_GROUP = 16
 
 
 @lru_cache(maxsize=1)
@@ -264,14 +265,14 @@ class StreamScorer:
     frame position, a batch row per stream, instead of one call per frame of each stream.
 
     Called per frame, the detector cost the gateway 4.5-5.3 ms of CPU per second of each
-    stream's audio (2 vCPU AMD EPYC): most of a core at 192 streams, where one gateway
+    stream's audio (2 vCPU AMD EPYC): most of a core at 100 streams, where one gateway
     process was at its ceiling on an H200. Batched, 2.0-2.4 ms. Streams share one scorer (the
     application's) and step on one shared beat, so the first stream to ask for its regions
     on a beat scores every stream's frames of that beat, and the others find theirs done.
 
     That scoring runs in the event loop's thread, which serves nothing else meanwhile. With
-    many streams on a host with many cores, the streams are dealt into groups of at least
-    `STREAM_ROWS_PER_GROUP`, at most one per core, scored side by side: one in the calling
+    many streams, they are dealt into groups of at least `STREAM_ROWS_PER_GROUP` (from twice
+    that many streams on), at most one per core, scored side by side: one in the calling
     thread, the others in threads of their own (ONNX Runtime runs without the GIL), so the
     loop waits a fraction as long. The CPU spent is the same."""
 
@@ -282,9 +283,8 @@ class StreamScorer:
         self._waiting.add(vad)
 
     def score_waiting(self) -> None:
-        """Score every waiting frame of every stream, one call per frame position; from
-        `STREAM_ROWS_PER_GROUP` streams per core on, in groups side by side (the class
-        docstring)."""
+        """Score every waiting frame of every stream, one call per frame position; with many
+        streams, in groups side by side (the class docstring)."""
         waiting = [(vad, vad.take_unscored()) for vad in self._waiting]
         self._waiting.clear()
         # longest first: at each frame position the streams still scoring are a prefix, in
