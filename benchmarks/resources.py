@@ -102,33 +102,30 @@ def snapshot(gateway_pid: int, triton_pid: int) -> Snapshot:
     )
 
 
+def _cpu_ticks(stat: Path, with_children: bool = False) -> int:
+    """User + system clock ticks from a `/proc/.../stat` file (and those of its waited-for
+    children); 0 for a process or thread that is gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    # fields from state on: utime stime cutime cstime are 12..15
+    return sum(int(x) for x in fields[11 : 15 if with_children else 13])
+
+
 def cpu_seconds(root: int) -> float:
     """CPU time (user + system) of a process and all its descendants so far, children that
     already ended and were waited for included; 0 for a process that is gone."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for index, pid in enumerate([root, *descendants(root, parent_ids())]):
-        try:
-            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields from state on: utime stime cutime cstime are 12..15
-        total += sum(int(x) for x in fields[11:13])
-        if index == 0:
-            total += sum(int(x) for x in fields[13:15])
-    return total / ticks
+    pids = [root, *descendants(root, parent_ids())]
+    ticks = sum(_cpu_ticks(PROC / str(pid) / "stat", pid == root) for pid in pids)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main_thread_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of a process's main thread so far: for the gateway, its event
     loop, which is where one process stops scaling (work in its worker threads is not
     counted); 0 for a process that is gone."""
-    try:
-        stat = (PROC / str(pid) / "task" / str(pid) / "stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    return _cpu_ticks(PROC / str(pid) / "task" / str(pid) / "stat") / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:
