@@ -44,6 +44,7 @@ from gateway.server.keys import (
     STREAMS,
 )
 from gateway.server.logs import AccessLogger, configure
+from gateway.server.loop_lag import loop_lag_watching
 from gateway.server.request_context import add_request_id_header, request_id_middleware
 from gateway.server.settings import Settings, load
 from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
@@ -154,7 +155,11 @@ def create_app(settings: Settings, backend: ModelBackend | None = None) -> web.A
     counters.count_streams(lambda: len(streams))
     counters.watch_backend(lambda: app[ASR].describe() if ASR in app else {})
     app.cleanup_ctx.extend(
-        [triton_pool if backend is None else given_backend(backend), heap_trimming]
+        [
+            triton_pool if backend is None else given_backend(backend),
+            heap_trimming,
+            loop_lag_watching,
+        ]
     )
     app[DRAINING] = asyncio.Event()
     app[STEP_CLOCK] = StepClock(settings.stream_min_step_seconds, settings.stream_step_seconds)

@@ -11,13 +11,13 @@ thread, so the event loop does not wait for it. (The model has its own trimmer:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from gateway.server.background import running
 from gateway.server.keys import SETTINGS
 
 
@@ -41,8 +41,5 @@ async def heap_trimming(app: web.Application) -> AsyncIterator[None]:
     if interval_s <= 0 or trim is None:
         yield
         return
-    task = asyncio.create_task(trim_every(interval_s, trim), name="heap-trim")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(trim_every(interval_s, trim), "heap-trim"):
+        yield

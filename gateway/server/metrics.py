@@ -16,7 +16,8 @@ metrics; they report through the callbacks they already have):
   `STREAMS`, read at scrape time), and per stream (`StreamWatch`; one per Realtime turn) the
   latency of each final, the model time of each step and the audio skipped;
 - Triton replicas: their health and outstanding requests, read from the backend's
-  `describe()` at scrape time (`ReplicaCollector`).
+  `describe()` at scrape time (`ReplicaCollector`);
+- the event loop's lag: `gateway.server.loop_lag`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ ANSWERED = web.RequestKey("answered_status", int)  # the status whose headers we
 
 FINAL_LATENCY_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -167,6 +169,13 @@ class GatewayMetrics:
             "hermes_stream_skipped_seconds",
             "Seconds of live audio dropped before the model heard it (`skipped`), by reason",
             ["reason"],
+            registry=registry,
+        )
+        self.loop_lag = Histogram(
+            "hermes_event_loop_lag_seconds",
+            "How late the gateway's event loop ran a timer due every 0.25 s: how long "
+            "everything on the loop (streams' frames and steps, answers) waits for it",
+            buckets=LAG_BUCKETS,
             registry=registry,
         )
         # every known label value from the start, so that rate() sees the first increase

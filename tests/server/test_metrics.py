@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.server.loop_lag import LAG_INTERVAL_S
 from tests.server import test_realtime_protocol as realtime
 from tests.server.test_http_routes import JFK, KEY, api_error, upload, wav
 from tests.server.test_stream_protocol import closing, receive, seconds, until
@@ -219,6 +220,15 @@ async def test_replicas_are_read_from_the_backend_when_scraped(make_client) -> N
 
 async def test_no_replica_series_for_a_backend_without_replicas(client) -> None:
     assert not [name for name, _ in await scrape(client) if "replica" in name]
+
+
+async def test_the_event_loops_lag_is_noted_while_the_app_runs(client) -> None:
+    await asyncio.sleep(LAG_INTERVAL_S * 2.5)
+    samples = await scrape(client)
+    noted = value(samples, "hermes_event_loop_lag_seconds_count")
+    assert noted >= 1
+    # the test's loop is idle: every note is in the buckets of a few milliseconds
+    assert value(samples, "hermes_event_loop_lag_seconds_bucket", le="0.25") == noted
 
 
 async def test_metrics_need_a_key_when_keys_are_on(make_client) -> None:
