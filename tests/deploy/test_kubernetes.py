@@ -11,6 +11,7 @@ import yaml
 
 from gateway.backend.endpoints import Endpoint
 from gateway.server.app import PUBLIC_RESOURCES
+from gateway.server.metrics import GatewayMetrics
 from gateway.server.settings import Settings
 from gateway.server.uploads import MULTIPART_OVERHEAD_BYTES
 from testsupport.deploy import (
@@ -268,24 +269,39 @@ def test_replica_counts_belong_to_the_autoscalers(rendered):
     assert gateway["minReplicas"] >= 2 and gateway["maxReplicas"] > gateway["minReplicas"]
 
 
-def test_gateway_scales_on_cpu(rendered):
+def adapter_rule(metric: str) -> dict:
+    """prometheus-adapter's rule that serves the Pods metric of that name."""
+    adapter = yaml.safe_load((K8S_DIR / "prometheus-adapter-values.yaml").read_text())
+    (rule,) = [rule for rule in adapter["rules"]["custom"] if rule["name"]["as"] == metric]
+    assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+    return rule
+
+
+def test_gateway_scales_on_cpu_and_on_its_event_loops_lag(rendered):
     hpa = find(rendered["gpu"], "HorizontalPodAutoscaler", "gateway")["spec"]
     assert hpa["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "name": "gateway",
     }
-    assert hpa["metrics"] == [
-        {
-            "type": "Resource",
-            "resource": {
-                "name": "cpu",
-                "target": {"type": "Utilization", "averageUtilization": 70},
-            },
-        }
-    ]
+    cpu, lag = hpa["metrics"]
+    assert cpu == {
+        "type": "Resource",
+        "resource": {
+            "name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 70},
+        },
+    }
     requests = container(pod_spec(rendered["gpu"], "gateway"), "gateway")["resources"]["requests"]
     assert "cpu" in requests  # utilisation is measured against the request
+
+    assert lag["type"] == "Pods"
+    assert lag["pods"]["target"] == {"type": "AverageValue", "averageValue": "50m"}
+    rule = adapter_rule(lag["pods"]["metric"]["name"])
+    # the gateway's own histogram, as gateway/server/metrics.py names it
+    for series in ("hermes_event_loop_lag_seconds_sum", "hermes_event_loop_lag_seconds_count"):
+        assert f"rate({series}{{<<.LabelMatchers>>}}[1m])" in rule["metricsQuery"]
+    assert GatewayMetrics().registry.get_sample_value("hermes_event_loop_lag_seconds_count") == 0
 
 
 def test_triton_scales_on_the_queue_time_prometheus_adapter_serves(rendered):
@@ -299,10 +315,7 @@ def test_triton_scales_on_the_queue_time_prometheus_adapter_serves(rendered):
     assert metric["type"] == "Pods"
     assert metric["pods"]["target"]["type"] == "AverageValue"
 
-    adapter = yaml.safe_load((K8S_DIR / "prometheus-adapter-values.yaml").read_text())
-    (rule,) = adapter["rules"]["custom"]
-    assert rule["name"]["as"] == metric["pods"]["metric"]["name"]
-    assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+    rule = adapter_rule(metric["pods"]["metric"]["name"])
     for series in ("nv_inference_queue_duration_us", "nv_inference_request_success"):
         assert f'rate({series}{{<<.LabelMatchers>>,model="whisper"}}[1m])' in rule["metricsQuery"]
 
