@@ -235,6 +235,7 @@ async def streaming(
         runs: list[service.StreamRun] = []
         started, cpu_before = time.perf_counter(), stack.cpu_seconds_by_process()
         loop_before = stack.gateway_loop_cpu_seconds()
+        lag_before = await stack.gateway_loop_lag()
         inferences, executions = await stack.batch_counts()
         for rep in range(repeat):
             runs += await service.concurrent_streams(stack, item, count)
@@ -245,6 +246,7 @@ async def streaming(
             for name, seconds in stack.cpu_seconds_by_process().items()
         }
         loop_after = stack.gateway_loop_cpu_seconds()
+        lag_after = await stack.gateway_loop_lag()
         after_inferences, after_executions = await stack.batch_counts()
         results.append(
             summarise_streams(item, count, repeat, runs, reference)
@@ -258,6 +260,11 @@ async def streaming(
                 {}
                 if loop_before is None or loop_after is None
                 else {"gateway_loop_cores_busy": (loop_after - loop_before) / wall}
+            )
+            | (
+                {}
+                if lag_before is None or lag_after is None
+                else {"gateway_loop_lag": lag_after.since(lag_before).describe()}
             )
         )
     return results

@@ -237,6 +237,7 @@ def streaming_table(results: list[dict]) -> str:
                 "yes" if r["kept_up"] else "**no**",
                 f"{r['cpu_s_per_audio_s']:.3f}" if "cpu_s_per_audio_s" in r else "–",
                 cores_busy(r),
+                r.get("gateway_loop_lag", "–"),
                 f"{r['inferences']} / {r['executions']}" if "executions" in r else "–",
             ]
         )
@@ -253,6 +254,7 @@ def streaming_table(results: list[dict]) -> str:
             "kept up",
             "CPU s per audio s",
             "cores busy: gateway (its event loop) / Triton",
+            "gateway's event loop lag mean / p95 ms",
             "Triton inferences / executions",
         ],
         rows,

@@ -84,6 +84,54 @@ class Executions:
         return ", ".join(f"{size}×{count}" for size, (count, _) in sorted(self.by_size.items()))
 
 
+@dataclass(frozen=True)
+class LoopLag:
+    """The gateway's `hermes_event_loop_lag_seconds` histogram as read at one moment: how
+    late its event loop ran a timer due every 0.25 s (gateway/server/loop_lag.py)."""
+
+    count: float
+    total_s: float
+    cumulative: tuple[tuple[float, float], ...]  # (bucket's upper bound s, notes up to it)
+
+    @classmethod
+    def of(cls, exposition: str) -> LoopLag:
+        """From the gateway's `GET /metrics` page."""
+        count, total, cumulative = 0.0, 0.0, []
+        for family in text_string_to_metric_families(exposition):
+            for sample in family.samples:
+                if sample.name == "hermes_event_loop_lag_seconds_count":
+                    count = sample.value
+                elif sample.name == "hermes_event_loop_lag_seconds_sum":
+                    total = sample.value
+                elif sample.name == "hermes_event_loop_lag_seconds_bucket":
+                    cumulative.append((float(sample.labels["le"]), sample.value))
+        return cls(count, total, tuple(sorted(cumulative)))
+
+    def since(self, earlier: LoopLag) -> LoopLag:
+        before = dict(earlier.cumulative)
+        return LoopLag(
+            self.count - earlier.count,
+            self.total_s - earlier.total_s,
+            tuple((bound, notes - before.get(bound, 0.0)) for bound, notes in self.cumulative),
+        )
+
+    @property
+    def mean_ms(self) -> float:
+        return 1000 * self.total_s / self.count if self.count else 0.0
+
+    @property
+    def p95_bound_ms(self) -> float:
+        """The upper bound of the bucket holding the 95th percentile (inf past the last)."""
+        return 1000 * next(
+            (bound for bound, notes in self.cumulative if notes >= 0.95 * self.count),
+            float("inf"),
+        )
+
+    def describe(self) -> str:
+        """e.g. "1.2 / ≤ 5": the mean, and the bound of the p95's bucket, in ms."""
+        return f"{self.mean_ms:.1f} / ≤ {self.p95_bound_ms:g}"
+
+
 async def settled(read: Callable[[], Awaitable[dict]]) -> dict:
     """Model statistics once they stop changing. Triton counts an execution when the model's
     `execute` returns, which may come after its answers reached the client (ours sends each
@@ -140,6 +188,15 @@ class Stack:
         if self.gateway_pid == os.getpid():
             return None
         return resources.main_thread_cpu_seconds(self.gateway_pid)
+
+    async def gateway_loop_lag(self) -> LoopLag | None:
+        """The gateway's event loop lag so far, from its metrics. None with the gateway in
+        this process, whose loop runs the benchmark's clients too."""
+        if self.gateway_pid == os.getpid():
+            return None
+        async with self.session.get(f"{self.gateway_url}/metrics") as reply:
+            reply.raise_for_status()
+            return LoopLag.of(await reply.text())
 
     def triton_pool(self) -> AbstractAsyncContextManager[TritonPool]:
         """A gRPC client straight to this stack's Triton, past the gateway; closed on exit."""

@@ -12,8 +12,9 @@ answers every window with made-up words covering its audio. Three kinds of level
 - `--streams N`: N live streams of the 63.5 s composite on a 1 s beat, paced in real time
   over WebSockets to a gateway process of their own (`hermes serve`): the gateway's CPU per
   second of stream audio, and its event loop's (its main thread), so how many streams one
-  gateway process carries before its loop is at a core, with the finals' latency and the
-  benchmark's own (the clients') cores.
+  gateway process carries before its loop is at a core, how late that loop ran what was due
+  (its `hermes_event_loop_lag_seconds`), the finals' latency and the benchmark's own (the
+  clients') cores.
 
     python -m benchmarks.transport [--windows 1,16,64,128] [--uploads 16,64]
         [--streams 16,48] [--execution-ms 300] [--max-batch 64]
@@ -22,7 +23,7 @@ For the question a GPU run raises: do uploads reach the model fast enough to fil
 batches? (1,000 audio seconds per second of Harvard uploads are 56 windows a second.) With
 `--execution-ms` near a GPU's time per execution, the upload levels measure the most this
 host's sending side can feed a model that fast. And for live streams: on an H200 the gateway
-process, not the model, was the limit (one core busy at 192 streams); the stream levels
+process, not the model, was the limit (one core busy at about 100 streams); the stream levels
 measure that ceiling on any host, with no GPU.
 """
 
@@ -203,11 +204,14 @@ async def measure_streams(repository: Path, counts: list[int]) -> list[list[str]
         for count in counts:
             gateway_before = resources.cpu_seconds(stack.gateway_pid)
             loop_before = resources.main_thread_cpu_seconds(stack.gateway_pid)
+            lag_before = await stack.gateway_loop_lag()
             started, clients_before = time.perf_counter(), time.process_time()
             runs = await service.concurrent_streams(stack, item, count)
             wall = time.perf_counter() - started
             gateway = resources.cpu_seconds(stack.gateway_pid) - gateway_before
             loop = resources.main_thread_cpu_seconds(stack.gateway_pid) - loop_before
+            lag = await stack.gateway_loop_lag()
+            lag_ms = "–" if lag is None or lag_before is None else lag.since(lag_before).describe()
             clients = (time.process_time() - clients_before) / wall
             finals = service.quantiles([x for run in runs for x in run.final_latencies()])
             per_stream_ms = 1000 * gateway / (count * item.duration)
@@ -220,6 +224,7 @@ async def measure_streams(repository: Path, counts: list[int]) -> list[list[str]
                     f"{per_stream_ms:.2f}",
                     f"{loop_ms:.2f}",
                     f"{1000 / loop_ms:.0f}",
+                    lag_ms,
                     f"{finals['p50']:.2f} / {finals['p95']:.2f}",
                     f"{tail:.1f}",
                     f"{clients:.2f}",
@@ -227,8 +232,8 @@ async def measure_streams(repository: Path, counts: list[int]) -> list[list[str]
             )
             report.log(
                 f"{count} streams: the gateway {gateway / wall:.2f} cores busy, "
-                f"{per_stream_ms:.2f} ms per stream-second ({loop_ms:.2f} in its event loop); "
-                "finals p50 / p95 "
+                f"{per_stream_ms:.2f} ms per stream-second ({loop_ms:.2f} in its event loop, "
+                f"lag mean / p95 {lag_ms} ms); finals p50 / p95 "
                 f"{finals['p50']:.2f} / {finals['p95']:.2f} s; the clients {clients:.2f} cores"
             )
     return rows
@@ -293,6 +298,7 @@ async def run(args: argparse.Namespace) -> str:
                     "its CPU ms per stream-second",
                     "of which its event loop's",
                     "streams per event loop core",
+                    "its event loop's lag mean / p95 ms",
                     "finals p50 / p95 s",
                     "most behind at the end s",
                     "the clients' cores busy",

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import plot, report, service
+from benchmarks.stack import LoopLag
+from gateway.server.metrics import GatewayMetrics
 
 
 def level(streams: int, p50: float, kept_up: bool, **extra) -> dict:
@@ -125,3 +127,18 @@ def test_the_slowest_finals_are_the_top_share_of_all_streams_finals_slowest_firs
         {"stream": 1, "end_s": 2.5, "latency_s": pytest.approx(2.0), "text": " four"},
     ]
     assert [f["text"] for f in service.slowest_finals(runs)] == [" two"]  # at least one
+
+
+def test_the_gateways_loop_lag_is_read_from_its_metrics_page_per_level() -> None:
+    metrics = GatewayMetrics()
+    for lag in (0.0005, 0.002, 0.004):
+        metrics.loop_lag.observe(lag)
+    before = LoopLag.of(metrics.exposition("")[0].decode())
+    for lag in [0.0005] * 18 + [0.03, 0.2]:  # a level: 20 notes, the 19th and 20th late
+        metrics.loop_lag.observe(lag)
+    level = LoopLag.of(metrics.exposition("")[0].decode()).since(before)
+    assert level.count == 20
+    assert level.mean_ms == pytest.approx(1000 * (18 * 0.0005 + 0.03 + 0.2) / 20)
+    assert level.p95_bound_ms == 50  # the 19th of 20 is in the bucket up to 50 ms
+    assert level.describe() == "12.0 / ≤ 50"
+    assert LoopLag.of(GatewayMetrics().exposition("")[0].decode()).describe() == "0.0 / ≤ 1"
