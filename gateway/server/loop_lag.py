@@ -3,8 +3,9 @@
 One asyncio process serves every upload and stream, and all of it runs on its event loop,
 one callback after another: when the process has more to do than its core, every live
 stream's frames, its steps and every answer wait. That is where one gateway process stops
-scaling (on a GPU host, where the model is fast, at about 100 streams before the detector
-left the loop: benchmarks/README.md, "The gateway's event loop"). Its CPU use says so only
+scaling (on an H200 host, where the model is fast, at about 100 streams, before the
+detector scored streams in groups side by side: benchmarks/README.md, "The gateway's event
+loop"). Its CPU use says so only
 indirectly (the detector's threads and ffmpeg count too, and a loop is full at one core
 whatever the process may use); the lag is the wait itself. A timer due every
 `LAG_INTERVAL_S` notes how late it ran: an idle or healthy loop runs it within a millisecond
@@ -21,9 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway.server.background import running
-from gateway.server.metrics import METRICS
-
-LAG_INTERVAL_S = 0.25  # four notes a second: a few microseconds of the loop's time
+from gateway.server.metrics import LAG_INTERVAL_S, METRICS
 
 
 async def note_lag(

@@ -59,6 +59,7 @@ ANSWERED = web.RequestKey("answered_status", int)  # the status whose headers we
 
 FINAL_LATENCY_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+LAG_INTERVAL_S = 0.25  # how often the event loop's lag is noted (gateway.server.loop_lag)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -173,8 +174,8 @@ class GatewayMetrics:
         )
         self.loop_lag = Histogram(
             "hermes_event_loop_lag_seconds",
-            "How late the gateway's event loop ran a timer due every 0.25 s: how long "
-            "everything on the loop (streams' frames and steps, answers) waits for it",
+            f"How late the gateway's event loop ran a timer due every {LAG_INTERVAL_S:g} s: how "
+            "long everything on the loop (streams' frames and steps, answers) waits for it",
             buckets=LAG_BUCKETS,
             registry=registry,
         )

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.server.loop_lag import LAG_INTERVAL_S
+from gateway.server.metrics import LAG_INTERVAL_S
 from tests.server import test_realtime_protocol as realtime
 from tests.server.test_http_routes import JFK, KEY, api_error, upload, wav
 from tests.server.test_stream_protocol import closing, receive, seconds, until
