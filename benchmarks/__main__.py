@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks import accuracy, composite, peers, plot, report, service, whisperlive
 from benchmarks.audio import HARVARD, JFK, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
-from benchmarks.stack import Stack, running_stack
+from benchmarks.stack import LoopLag, Stack, running_stack
 from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY, model_repository_with
 from testsupport.wer import word_error_rate
 
@@ -263,8 +263,8 @@ async def streaming(
             )
             | (
                 {}
-                if lag_before is None or lag_after is None
-                else {"gateway_loop_lag": lag_after.since(lag_before).describe()}
+                if (lag := LoopLag.between(lag_before, lag_after)) is None
+                else {"gateway_loop_lag": lag}
             )
         )
     return results

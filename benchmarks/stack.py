@@ -131,6 +131,12 @@ class LoopLag:
         """e.g. "1.2 / ≤ 5": the mean, and the bound of the p95's bucket, in ms."""
         return f"{self.mean_ms:.1f} / ≤ {self.p95_bound_ms:g}"
 
+    @staticmethod
+    def between(before: LoopLag | None, after: LoopLag | None) -> str | None:
+        """`describe()` of the lag noted from `before` to `after`; None when either is (the
+        gateway ran in the benchmark's process)."""
+        return None if before is None or after is None else after.since(before).describe()
+
 
 async def settled(read: Callable[[], Awaitable[dict]]) -> dict:
     """Model statistics once they stop changing. Triton counts an execution when the model's

@@ -43,7 +43,14 @@ from benchmarks.__main__ import levels
 from benchmarks.audio import HARVARD, clip
 from benchmarks.pipeline import ENGLISH, SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR
-from benchmarks.stack import Executions, free_port, running_stack, settled, triton_pool
+from benchmarks.stack import (
+    Executions,
+    LoopLag,
+    free_port,
+    running_stack,
+    settled,
+    triton_pool,
+)
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import Priority
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SAMPLES
@@ -211,7 +218,7 @@ async def measure_streams(repository: Path, counts: list[int]) -> list[list[str]
             gateway = resources.cpu_seconds(stack.gateway_pid) - gateway_before
             loop = resources.main_thread_cpu_seconds(stack.gateway_pid) - loop_before
             lag = await stack.gateway_loop_lag()
-            lag_ms = "–" if lag is None or lag_before is None else lag.since(lag_before).describe()
+            lag_ms = LoopLag.between(lag_before, lag) or "–"
             clients = (time.process_time() - clients_before) / wall
             finals = service.quantiles([x for run in runs for x in run.final_latencies()])
             per_stream_ms = 1000 * gateway / (count * item.duration)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -276,8 +277,14 @@ class StreamScorer:
     thread, the others in threads of their own (ONNX Runtime runs without the GIL), so the
     loop waits a fraction as long. The CPU spent is the same."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, rows_per_group: int = STREAM_ROWS_PER_GROUP, cores: Callable[[], int] = _cores
+    ) -> None:
+        """`rows_per_group`: the fewest streams a group holds; `cores`: how many the process
+        may use, asked at each scoring (at most one group a core)."""
         self._waiting: weakref.WeakSet[StreamingVad] = weakref.WeakSet()
+        self._rows_per_group = rows_per_group
+        self._cores = cores
 
     def wait(self, vad: StreamingVad) -> None:
         self._waiting.add(vad)
@@ -294,7 +301,7 @@ class StreamScorer:
         )
         if not waiting:
             return
-        count = max(min(len(waiting) // STREAM_ROWS_PER_GROUP, _cores()), 1)
+        count = max(min(len(waiting) // self._rows_per_group, self._cores()), 1)
         groups = [waiting[first::count] for first in range(count)]
         others = [_stream_group_pool().submit(self._score_group, group) for group in groups[1:]]
         results = [self._score_group(groups[0]), *(other.result() for other in others)]

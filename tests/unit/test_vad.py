@@ -141,8 +141,8 @@ async def test_a_streams_buffer_is_mapped_as_file_mode_maps_it(jfk_between_silen
 
 
 class CountingScorer(StreamScorer):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, rows_per_group: int = vad_module.STREAM_ROWS_PER_GROUP, cores: int = 1):
+        super().__init__(rows_per_group, lambda: cores)
         self.batches: list[int] = []
 
     def score(self, inputs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,17 +178,15 @@ def test_streams_sharing_a_scorer_score_as_each_alone_in_one_call_per_frame(
 
 
 def test_many_streams_are_scored_in_groups_side_by_side_as_each_alone(
-    jfk_between_silences, monkeypatch: pytest.MonkeyPatch
+    jfk_between_silences,
 ) -> None:
     """With enough streams per core, the streams are dealt into groups scored in threads side
     by side (one per core at most): every stream's scores are still its own, each group
     makes its own call per frame position, and a group's streams run longest first."""
-    monkeypatch.setattr(vad_module, "STREAM_ROWS_PER_GROUP", 2)
-    monkeypatch.setattr(vad_module, "_cores", lambda: 3)
     audio = jfk_between_silences
     lengths = [11, 4, 9, 6, 2, 7, 5]  # seconds: 7 streams, 3 groups (3 cores, 2 rows each)
     streams = [audio[second * SR : (second + length) * SR] for second, length in enumerate(lengths)]
-    shared = CountingScorer()
+    shared = CountingScorer(rows_per_group=2, cores=3)
     together = [StreamingVad(scorer=shared) for _ in streams]
     for vad, stream in zip(together, streams, strict=True):
         vad.accept(stream)
