@@ -43,6 +43,20 @@ class StreamBuffer:
         return self._joined
 
     @property
+    def scored_samples(self) -> np.ndarray:
+        """`samples` up to the first frame the detector has not scored yet: all of them once
+        `catch_up` is done, unless frames came faster than it scored them (a flood's)."""
+        samples = self.samples
+        unscored_from = self.vad.unscored_from
+        if unscored_from is None:
+            return samples
+        return samples[: max(unscored_from - to_samples(self.start), 0)]
+
+    async def catch_up(self) -> None:
+        """Until the detector has scored the frames received so far, off the event loop."""
+        await self.vad.catch_up()
+
+    @property
     def end(self) -> float:
         """Stream time just past the last sample received (found without joining frames)."""
         return self.received

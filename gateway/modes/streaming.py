@@ -255,7 +255,10 @@ class StreamSession:
 
     async def _hypothesis(self) -> list[Word] | None:
         """Transcribe the buffer; None when it holds no new speech (nothing sent to the model)."""
-        buffer = self.audio.samples  # as it is now: frames keep arriving while the model works
+        await self.audio.catch_up()  # every stream's frames, scored while the loop serves on
+        # as it is now (frames keep arriving while the model works), up to any frames the
+        # detector has not caught up with (a flood's: the next step's)
+        buffer = self.audio.scored_samples
         regions = self.audio.speech_regions(buffer.size)
         window_end = self._window_end(regions, buffer.size)
         if window_end is None:
@@ -296,6 +299,7 @@ class StreamSession:
         called his name many times."), but with the steps' short encoder context: a full
         window cost more and was not more accurate (many streams stopping together wait for
         these reads); up to the first window the model fails on, if it does."""
+        await self.audio.catch_up()
         buffer = self.audio.samples
         progress = transcribe_audio(
             self.backend,
@@ -332,7 +336,9 @@ class StreamSession:
         """After a step that heard no new words: how far the buffer is a pause. Up to where
         the model listened (frames that came in meanwhile are unheard), except speech it
         heard only the start of; and on to the next speech when only silence lies between."""
-        regions = self.audio.speech_regions()
+        # what the detector has scored: asking for more would score every stream's frames
+        # that came during the step with the event loop waiting
+        regions = self.audio.speech_regions(self.audio.scored_samples.size)
         running = [r for r in regions if r[0] < self.heard_until <= r[1] + PAUSE_SECONDS]
         if running:
             unheard_from = max(running[-1][0], self.agreement.committed_end)

@@ -23,7 +23,7 @@ import asyncio
 import os
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib.resources import files
@@ -72,6 +72,11 @@ def _cores() -> int:
 # per stream and frame on 2 Zen 4 cores: 180 us alone, 81 us at 8 rows a call, 72 at 16, 69
 # at 32 and more; smaller groups would spend more CPU than they free the event loop of
 STREAM_ROWS_PER_GROUP = 16
+# Rounds a step waits for at most (`StreamScorer.catch_up`): the one running, its frames', and
+# one for those that came during it. A step that read only up to its first round's frames
+# made some finals a beat later (128 streams on 2 cores: final p50 1.49-1.54 s; with the
+# rounds after 1.28-1.33 s, and 1.46-1.57 s scoring on the loop)
+CATCH_UP_ROUNDS = 3
 
 
 @lru_cache(maxsize=1)
@@ -179,10 +184,9 @@ class SpeechMap:
 
 @lru_cache(maxsize=1)
 def _stream_group_pool() -> ThreadPoolExecutor:
-    """The threads live streams' groups are scored in, beside the one the event loop's thread
-    scores (`StreamScorer`): one per core but one. Not the files' pool, where a group would
-    wait behind file blocks while the event loop waited for it."""
-    return ThreadPoolExecutor(max(_cores() - 1, 1), thread_name_prefix="stream-vad")
+    """The threads live streams' groups are scored in (`StreamScorer`), one per core. Not the
+    files' pool, where a round would wait behind file blocks while steps waited for it."""
+    return ThreadPoolExecutor(_cores(), thread_name_prefix="stream-vad")
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
@@ -261,6 +265,23 @@ def detect_speech(audio: np.ndarray, config: VadConfig = VadConfig()) -> list[tu
     return speech_regions(speech_probabilities(audio), audio.size, config)
 
 
+@dataclass(eq=False)
+class _Round:
+    """One scoring of the frames every stream had waiting when it began: its groups' jobs in
+    the detector's stream threads, and (started from a coroutine) a future of the event loop
+    that is done when they all are."""
+
+    groups: list[list[tuple[StreamingVad, np.ndarray]]]
+    jobs: list[Future[tuple[np.ndarray, np.ndarray]]]
+    finished: asyncio.Future[list[object]] | None = None
+    applied: bool = False
+    error: BaseException | None = None
+    streams: frozenset[StreamingVad] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.streams = frozenset(vad for group in self.groups for vad, _ in group)
+
+
 class StreamScorer:
     """Scores the waiting frames of many live streams together: one ONNX Runtime call per
     frame position, a batch row per stream, instead of one call per frame of each stream.
@@ -268,30 +289,61 @@ class StreamScorer:
     Called per frame, the detector cost the gateway 4.5-5.3 ms of CPU per second of each
     stream's audio (2 vCPU AMD EPYC): most of a core at 100 streams, where one gateway
     process was at its ceiling on an H200. Batched, 2.0-2.4 ms. Streams share one scorer (the
-    application's) and step on one shared beat, so the first stream to ask for its regions
-    on a beat scores every stream's frames of that beat, and the others find theirs done.
+    application's) and step on one shared beat, so the first stream to ask on a beat starts a
+    round that scores every stream's waiting frames, and the others wait for that round.
 
-    That scoring runs in the event loop's thread, which serves nothing else meanwhile. With
-    many streams, they are dealt into groups of at least `STREAM_ROWS_PER_GROUP` (from twice
-    that many streams on), at most one per core, scored side by side: one in the calling
-    thread, the others in threads of their own (ONNX Runtime runs without the GIL), so the
-    loop waits a fraction as long. The CPU spent is the same."""
+    A round runs in threads (ONNX Runtime runs without the GIL) while the event loop serves
+    on: with many streams, dealt into groups of at least `STREAM_ROWS_PER_GROUP` (from twice
+    that many streams on), at most one per core, side by side. Steps await their stream's
+    frames (`catch_up`). Asked synchronously (`regions`) for frames not yet scored, the scorer
+    scores them there and then, the loop waiting: the exact fallback. One round at a time: a
+    stream's next frames need the recurrent state its last round ends with."""
 
     def __init__(
         self, rows_per_group: int = STREAM_ROWS_PER_GROUP, cores: Callable[[], int] = _cores
     ) -> None:
         """`rows_per_group`: the fewest streams a group holds; `cores`: how many the process
-        may use, asked at each scoring (at most one group a core)."""
+        may use, asked at each round (at most one group a core)."""
         self._waiting: weakref.WeakSet[StreamingVad] = weakref.WeakSet()
         self._rows_per_group = rows_per_group
         self._cores = cores
+        self._round: _Round | None = None
 
     def wait(self, vad: StreamingVad) -> None:
         self._waiting.add(vad)
 
+    def scoring(self, vad: StreamingVad) -> bool:
+        """Whether `vad`'s frames are in the round now running."""
+        return self._round is not None and vad in self._round.streams
+
+    async def catch_up(self, vad: StreamingVad) -> None:
+        """Until `vad`'s frames are scored, off the event loop: join the round running (which
+        may hold them), then start the next while some still wait, with every stream's that
+        came meanwhile. At most `CATCH_UP_ROUNDS` rounds: frames that come faster than rounds
+        score them (a client flooding) wait for the stream's next step. A cancelled wait
+        leaves the round to run and be applied."""
+        rounds = 0
+        while vad.frames_done < vad.frames_accepted and rounds < CATCH_UP_ROUNDS:
+            rounds += 1
+            current = self._round or self._start_round(asyncio.get_running_loop())
+            if current is None:
+                return
+            assert current.finished is not None  # a round a coroutine waits for has one
+            await asyncio.shield(current.finished)
+            self._apply(current)
+
     def score_waiting(self) -> None:
-        """Score every waiting frame of every stream, one call per frame position; with many
-        streams, in groups side by side (the class docstring)."""
+        """Score every waiting frame of every stream now, in the calling thread's time (the
+        class docstring); a round running is finished first."""
+        if self._round is not None:
+            self._apply(self._round)
+        current = self._start_round(None)
+        if current is not None:
+            self._apply(current)
+
+    def _start_round(self, loop: asyncio.AbstractEventLoop | None) -> _Round | None:
+        """A round of every stream's waiting frames, its groups' jobs submitted; with a
+        `loop`, applied there as soon as they are done. None when no frame waits."""
         waiting = [(vad, vad.take_unscored()) for vad in self._waiting]
         self._waiting.clear()
         # longest first: at each frame position the streams still scoring are a prefix, in
@@ -300,14 +352,39 @@ class StreamScorer:
             ((vad, rows) for vad, rows in waiting if len(rows)), key=lambda w: -len(w[1])
         )
         if not waiting:
-            return
+            return None
         count = max(min(len(waiting) // self._rows_per_group, self._cores()), 1)
         groups = [waiting[first::count] for first in range(count)]
-        others = [_stream_group_pool().submit(self._score_group, group) for group in groups[1:]]
-        results = [self._score_group(groups[0]), *(other.result() for other in others)]
-        for group, (scores, state) in zip(groups, results, strict=True):
-            for index, (vad, rows) in enumerate(group):
-                vad.scored(scores[index, : len(rows)], state[:, index : index + 1].copy())
+        jobs = [_stream_group_pool().submit(self._score_group, group) for group in groups]
+        self._round = _Round(groups, jobs)
+        if loop is not None:
+            round_ = self._round
+            round_.finished = asyncio.gather(
+                *(asyncio.wrap_future(job, loop=loop) for job in jobs), return_exceptions=True
+            )
+            round_.finished.add_done_callback(lambda _: self._apply(round_, raising=False))
+        return self._round
+
+    def _apply(self, round_: _Round, raising: bool = True) -> None:
+        """Give each stream of `round_` its scores (waiting for its jobs if need be), once.
+        A group that failed scores its frames as not speech, keeping the streams' places on
+        their grids; the error is raised to whoever applies or waits, unless `raising` is
+        false (the loop's own callback)."""
+        if not round_.applied:
+            round_.applied = True
+            if self._round is round_:
+                self._round = None
+            for group, job in zip(round_.groups, round_.jobs, strict=True):
+                try:
+                    scores, state = job.result()
+                except Exception as exc:  # raised below; the streams kept on their grids
+                    round_.error = round_.error or exc
+                    scores = np.zeros((len(group), len(group[0][1])), np.float32)
+                    state = np.concatenate([vad.state for vad, _ in group], axis=1)
+                for index, (vad, rows) in enumerate(group):
+                    vad.scored(scores[index, : len(rows)], state[:, index : index + 1].copy())
+        if raising and round_.error is not None:
+            raise round_.error
 
     def _score_group(
         self, group: list[tuple[StreamingVad, np.ndarray]]
@@ -353,6 +430,8 @@ class StreamingVad:
     _unscored: list[np.ndarray] = field(default_factory=list)  # whole frames with their context
     _scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     _first_frame: int = 0  # stream frame of _scores[0]
+    frames_accepted: int = 0  # whole frames the stream has sent
+    _forget_after_round: int | None = None  # a `forget_before` that waits for a round
 
     def accept(self, samples: np.ndarray) -> None:
         """Take the stream's next audio: its whole frames wait to be scored."""
@@ -360,9 +439,26 @@ class StreamingVad:
         whole = audio.size // FRAME_SAMPLES * FRAME_SAMPLES
         self._pending = audio[whole:]
         if whole:
+            self.frames_accepted += whole // FRAME_SAMPLES
             self._unscored.append(_frames_with_context(audio[:whole], self._context))
             self._context = audio[whole - CONTEXT_SAMPLES : whole]
             self.scorer.wait(self)
+
+    @property
+    def frames_done(self) -> int:
+        """Frames scored or forgotten: all of them once it reaches `frames_accepted`."""
+        return self._first_frame + self._scores.size
+
+    @property
+    def unscored_from(self) -> int | None:
+        """The stream sample where frames not yet scored begin; None when none are."""
+        if self.frames_done == self.frames_accepted:
+            return None
+        return self.frames_done * FRAME_SAMPLES
+
+    async def catch_up(self) -> None:
+        """Until the frames accepted so far are scored, off the event loop (`StreamScorer`)."""
+        await self.scorer.catch_up(self)
 
     def take_unscored(self) -> np.ndarray:
         """The frames (with their context) waiting to be scored, in order; none wait after."""
@@ -378,13 +474,23 @@ class StreamingVad:
         """The scores of the frames `take_unscored` gave, and the state after the last."""
         self._scores = np.concatenate([self._scores, scores])
         self.state = state
+        if self._forget_after_round is not None:
+            sample, self._forget_after_round = self._forget_after_round, None
+            self.forget_before(sample)
+
+    def _score_through(self, end: int) -> None:
+        """Score now the frames up to stream sample `end` that are not scored yet."""
+        if _ceil_div(end, FRAME_SAMPLES) > self.frames_done and (
+            self._unscored or self.scorer.scoring(self)
+        ):
+            self.scorer.score_waiting()
 
     def regions(
         self, start: int, end: int, config: VadConfig = VadConfig()
     ) -> list[tuple[int, int]]:
         """Speech regions between stream samples `start` and `end`, relative to `start`.
         Audio not yet scored (under one frame at the end) counts as not speech."""
-        self.scorer.score_waiting()
+        self._score_through(end)
         first = max(start // FRAME_SAMPLES - self._first_frame, 0)
         last = max(-(-end // FRAME_SAMPLES) - self._first_frame, first)
         offset = (self._first_frame + first) * FRAME_SAMPLES - start
@@ -401,7 +507,7 @@ class StreamingVad:
         time (8 streams of 35 s spent a fifth of the gateway's CPU on it). The regions are
         exact; the scores, which windows are cut at, are the stream's frames, up to 32 ms
         before the samples' own."""
-        self.scorer.score_waiting()
+        self._score_through(end)
         first = max(start // FRAME_SAMPLES - self._first_frame, 0)
         last = max(-(-end // FRAME_SAMPLES) - self._first_frame, first)
         return SpeechMap(
@@ -416,7 +522,11 @@ class StreamingVad:
         Frames still waiting go unscored: a client flooding faster than real time has its
         backlog cut before the next beat, and scoring (and holding) 30 minutes of frames
         that nothing will ask about cost the gateway 0.5 GB and seconds of CPU per stream.
-        The detector's recurrent state restarts at the gap, as at a stream's start."""
+        The detector's recurrent state restarts at the gap, as at a stream's start. Frames
+        in the round running are forgotten when it gives their scores."""
+        if self.scorer.scoring(self):
+            self._forget_after_round = max(self._forget_after_round or 0, sample)
+            return
         frame = sample // FRAME_SAMPLES
         drop = min(max(frame - self._first_frame, 0), self._scores.size)
         self._scores = self._scores[drop:]

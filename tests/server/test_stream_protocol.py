@@ -490,6 +490,7 @@ async def test_a_stream_ahead_of_the_model_skips_with_overload(make_client, jfk_
         await ws.send_bytes(pcm16(np.concatenate([jfk_audio] * 3)))
         backend.release()  # the next step drops the backlog, whenever that frame is in
         assert await receive(ws) == {"type": "partial", "text": " one two"}
+        backend.hold()  # the next step's call is seen before the stream stops
         heard = sounds(as_received(first))
         final = await receive(ws)
         assert (final["type"], final["text"]) == ("final", " one two")
@@ -501,6 +502,8 @@ async def test_a_stream_ahead_of_the_model_skips_with_overload(make_client, jfk_
             "end": 5.3,
             "reason": "overload",
         }
+        await backend.until_waiting(1)
+        backend.release()
     assert [call.seconds for call in backend.calls] == pytest.approx([2.3, 30.0], abs=0.01)
 
 

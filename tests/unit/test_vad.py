@@ -12,6 +12,7 @@ import pytest
 
 from gateway.modes import vad as vad_module
 from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.stream_buffer import StreamBuffer
 from gateway.modes.vad import (
     FRAME_SAMPLES,
     SpeechMap,
@@ -224,6 +225,177 @@ def test_forgetting_drops_frames_not_yet_scored_and_scores_what_follows(
     fresh.accept(audio)
     assert sum(scorer.batches) == audio.size // FRAME_SAMPLES  # only the kept frames
     assert regions == in_seconds(fresh.regions(0, audio.size))
+
+
+class GatedScorer(CountingScorer):
+    """Scores only while `gate` is open: a round stays in its threads until the test opens
+    it, and the test sees what the event loop can do meanwhile."""
+
+    def __init__(self, **kwargs: int) -> None:
+        super().__init__(**kwargs)
+        self.gate = threading.Event()
+
+    def score(self, inputs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.gate.wait(10)
+        return super().score(inputs, state)
+
+
+def alone(*pieces: np.ndarray) -> StreamingVad:
+    """A stream with its own scorer, sent `pieces` one after another, scored."""
+    vad = StreamingVad()
+    for piece in pieces:
+        vad.accept(piece)
+    vad.regions(0, 1)
+    return vad
+
+
+async def test_streams_catch_up_in_one_round_while_the_loop_serves(jfk_between_silences) -> None:
+    """Many streams step on one beat and wait for their frames together: one round scores
+    them all in threads, the event loop runs other work until it is done, and every stream
+    ends with the scores it would have alone."""
+    audio = jfk_between_silences
+    streams = [audio[second * SR : (second + 3) * SR] for second in range(0, 24, 3)]
+    scorer = GatedScorer(rows_per_group=2, cores=2)
+    vads = [StreamingVad(scorer=scorer) for _ in streams]
+    for vad, stream in zip(vads, streams, strict=True):
+        vad.accept(stream)
+    steps = [asyncio.create_task(vad.catch_up()) for vad in vads]
+    ticks = 0
+    while ticks < 5:  # the loop turns while the round waits at its gate
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert not any(step.done() for step in steps) and scorer.batches == []
+    scorer.gate.set()
+    await asyncio.gather(*steps)
+    frames = 3 * SR // FRAME_SAMPLES
+    assert len(scorer.batches) == 2 * frames  # one round: two groups, a call per frame each
+    for vad, stream in zip(vads, streams, strict=True):
+        assert vad.unscored_from is None
+        np.testing.assert_allclose(vad._scores, alone(stream)._scores, atol=1e-5)
+
+
+async def test_frames_that_come_during_a_round_are_scored_before_the_step_reads(
+    jfk_between_silences,
+) -> None:
+    """A stream's frames that arrive while its round runs are scored in the next round
+    (every stream's that came meanwhile, together) before its step reads the buffer, with
+    the state the first round left."""
+    audio = jfk_between_silences
+    scorer = GatedScorer()
+    buffer = StreamBuffer(StreamingVad(scorer=scorer))
+    buffer.append(audio[: 4 * SR])
+    step = asyncio.create_task(buffer.catch_up())
+    await asyncio.sleep(0.01)
+    buffer.append(audio[4 * SR : 5 * SR])  # came while the round ran
+    scorer.gate.set()
+    await step
+    assert buffer.scored_samples.size == 5 * SR
+    # two rounds of one stream: a call per frame, the first round's and then the rest
+    assert len(scorer.batches) == 5 * SR // FRAME_SAMPLES
+    np.testing.assert_allclose(
+        buffer.vad._scores, alone(audio[: 4 * SR], audio[4 * SR : 5 * SR])._scores, atol=1e-5
+    )
+
+
+async def test_a_step_reads_only_what_the_detector_has_scored(jfk_between_silences) -> None:
+    """Frames keep coming faster than rounds score them (a client flooding): the step stops
+    waiting after `CATCH_UP_ROUNDS` rounds and reads the buffer up to its first frame not
+    scored, answered from the scores the stream has, without scoring on the event loop."""
+    audio = jfk_between_silences
+
+    class Slow(CountingScorer):
+        def score(self, inputs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            time.sleep(0.002)
+            return super().score(inputs, state)
+
+    scorer = Slow()
+    buffer = StreamBuffer(StreamingVad(scorer=scorer))
+    buffer.append(audio[: 2 * SR])
+    step = asyncio.create_task(buffer.catch_up())
+    sent = 2 * SR
+    while not step.done():  # a frame every millisecond: 32 times real time
+        buffer.append(audio[sent : sent + 512])
+        sent += 512
+        await asyncio.sleep(0.001)
+    await step
+    scored = buffer.scored_samples.size
+    assert 2 * SR <= scored < sent == buffer.samples.size
+    assert scored == buffer.vad.frames_done * FRAME_SAMPLES
+    calls = len(scorer.batches)
+    regions = buffer.speech_regions(scored)
+    assert len(scorer.batches) == calls
+    assert regions == in_seconds(alone(audio[:scored]).regions(0, scored))
+
+
+async def test_a_cancelled_wait_leaves_the_round_to_finish(jfk_between_silences) -> None:
+    """The step waiting for a round is cancelled (its client hung up): the round still gives
+    every stream in it its scores, and the next question scores nothing again."""
+    audio = jfk_between_silences
+    scorer = GatedScorer()
+    vads = [StreamingVad(scorer=scorer) for _ in range(2)]
+    for vad in vads:
+        vad.accept(audio[: 2 * SR])
+    step = asyncio.create_task(vads[0].catch_up())
+    await asyncio.sleep(0.01)
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    scorer.gate.set()
+    for _ in range(100):
+        if vads[1].unscored_from is None:
+            break
+        await asyncio.sleep(0.01)
+    calls = len(scorer.batches)
+    assert [vad.unscored_from for vad in vads] == [None, None]
+    assert vads[1].regions(0, 2 * SR) == alone(audio[: 2 * SR]).regions(0, 2 * SR)
+    assert len(scorer.batches) == calls == 2 * SR // FRAME_SAMPLES
+
+
+async def test_forgetting_during_a_round_happens_when_it_ends(jfk_between_silences) -> None:
+    """The session trims its buffer while the stream's frames are being scored: the frames
+    are forgotten once their scores are in, and the stream answers as if trimmed after."""
+    audio = jfk_between_silences
+    scorer = GatedScorer()
+    live = StreamingVad(scorer=scorer)
+    live.accept(audio)
+    step = asyncio.create_task(live.catch_up())
+    await asyncio.sleep(0.01)
+    start = 15 * SR
+    live.forget_before(start)
+    scorer.gate.set()
+    await step
+    trimmed_after = alone(audio)
+    trimmed_after.forget_before(start)
+    assert live._first_frame == trimmed_after._first_frame
+    assert live.regions(start, audio.size) == trimmed_after.regions(start, audio.size)
+
+
+async def test_a_failed_round_is_reported_and_the_streams_stay_on_their_grid(
+    jfk_between_silences,
+) -> None:
+    """The detector raises in a round: the steps waiting for it get the error, the frames
+    count as not speech, and later frames are scored in their places."""
+    audio = jfk_between_silences
+
+    class FailingOnce(StreamScorer):
+        failed = False
+
+        def score(self, inputs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("onnxruntime failed")
+            return super().score(inputs, state)
+
+    live = StreamingVad(scorer=FailingOnce())
+    live.accept(audio[: 10 * SR])
+    with pytest.raises(RuntimeError, match="onnxruntime failed"):
+        await live.catch_up()
+    assert live.unscored_from is None and not live._scores.any()
+    live.accept(audio[10 * SR : 22 * SR])  # JFK starts at 10 s
+    await live.catch_up()
+    found = in_seconds(live.regions(0, 22 * SR))
+    expected = in_seconds(alone(audio[: 22 * SR]).regions(0, 22 * SR))
+    assert found == [pytest.approx(region, abs=0.1) for region in expected]
 
 
 async def test_scoring_off_the_loop_gives_the_same_scores(jfk_between_silences) -> None:
