@@ -4,8 +4,9 @@ One asyncio process serves every upload and stream, and all of it runs on its ev
 one callback after another: when the process has more to do than its core, every live
 stream's frames, its steps and every answer wait. That is where one gateway process stops
 scaling (on an H200 host, where the model is fast, at about 100 streams, before the
-detector scored streams in groups side by side: benchmarks/README.md, "The gateway's event
-loop"). Its CPU use says so only
+detector scored streams in groups side by side and then off the loop: benchmarks/README.md,
+"The gateway's event loop" and "The detector's rounds off the event loop"). Its CPU use says
+so only
 indirectly (the detector's threads and ffmpeg count too, and a loop is full at one core
 whatever the process may use); the lag is the wait itself. A timer due every
 `LAG_INTERVAL_S` notes how late it ran: an idle or healthy loop runs it within a millisecond
