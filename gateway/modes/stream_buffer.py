@@ -42,15 +42,26 @@ class StreamBuffer:
             self._pending = []
         return self._joined
 
+    def _unscored_offset(self) -> int | None:
+        """Where in the buffer the frames the detector has not scored begin; None if none."""
+        unscored_from = self.vad.unscored_from
+        return None if unscored_from is None else max(unscored_from - to_samples(self.start), 0)
+
+    @property
+    def scored_length(self) -> int:
+        """How many buffered samples, from the first, the detector has scored: all of them
+        once `catch_up` is done, unless frames came faster than it scored them (a flood's).
+        Found without joining frames."""
+        held = to_samples(self.held_seconds)
+        offset = self._unscored_offset()
+        return held if offset is None else min(offset, held)
+
     @property
     def scored_samples(self) -> np.ndarray:
-        """`samples` up to the first frame the detector has not scored yet: all of them once
-        `catch_up` is done, unless frames came faster than it scored them (a flood's)."""
+        """`samples` (a snapshot), the first `scored_length` of them."""
         samples = self.samples
-        unscored_from = self.vad.unscored_from
-        if unscored_from is None:
-            return samples
-        return samples[: max(unscored_from - to_samples(self.start), 0)]
+        offset = self._unscored_offset()
+        return samples if offset is None else samples[:offset]
 
     async def catch_up(self) -> None:
         """Until the detector has scored the frames received so far, off the event loop."""

@@ -338,7 +338,7 @@ class StreamSession:
         heard only the start of; and on to the next speech when only silence lies between."""
         # what the detector has scored: asking for more would score every stream's frames
         # that came during the step with the event loop waiting
-        regions = self.audio.speech_regions(self.audio.scored_samples.size)
+        regions = self.audio.speech_regions(self.audio.scored_length)
         running = [r for r in regions if r[0] < self.heard_until <= r[1] + PAUSE_SECONDS]
         if running:
             unheard_from = max(running[-1][0], self.agreement.committed_end)

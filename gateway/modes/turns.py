@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.stream_buffer import StreamBuffer
 from gateway.modes.vad import VadConfig
 
@@ -61,20 +62,25 @@ class TurnDetector:
         self.after = 0.0  # stream time the next turn may start from (the last stop)
         self.looked_at = 0.0  # `received` at the last look
 
-    def update(self, buffer: StreamBuffer) -> list[TurnEvent]:
+    async def update(self, buffer: StreamBuffer) -> list[TurnEvent]:
         """The starts and stops in the audio received since the last stop, in order (a
-        client sending faster than real time may finish several turns at once)."""
+        client sending faster than real time may finish several turns at once). The audio
+        is looked at once the detector has scored it, with every stream's frames in a round
+        off the event loop (`StreamBuffer.catch_up`)."""
         if buffer.received - self.looked_at < LOOK_EVERY_SECONDS:
             return []
         self.looked_at = buffer.received
+        await buffer.catch_up()
         config = self.config
-        regions = [r for r in buffer.speech_regions(config=config.vad) if r[1] > self.after]
+        scored = buffer.scored_length
+        heard_until = buffer.start + scored / SAMPLE_RATE
+        regions = [r for r in buffer.speech_regions(scored, config.vad) if r[1] > self.after]
         events: list[TurnEvent] = []
         for index, (start, end) in enumerate(regions):
             if not self.speaking:
                 self.speaking = True
                 events.append(SpeechStarted(max(start - config.prefix_padding_s, self.after)))
-            next_start = regions[index + 1][0] if index + 1 < len(regions) else buffer.received
+            next_start = regions[index + 1][0] if index + 1 < len(regions) else heard_until
             if next_start - end >= config.silence_s:
                 self.speaking = False
                 self.after = end + config.silence_s

@@ -253,7 +253,7 @@ class _RealtimeConnection:
         there and what came after it begins the next (several at once when a client sends
         faster than real time)."""
         while (turn := self.turn).detector is not None:
-            for change in turn.detector.update(turn.session.audio):
+            for change in await turn.detector.update(turn.session.audio):
                 if isinstance(change, SpeechStarted):
                     await self.send(
                         event(

@@ -133,7 +133,7 @@ class _Connection:
         if self.speakers is not None:
             self.speakers.append(samples)
         self.watch.received(samples.size / SAMPLE_RATE)
-        changes = self.turns.update(self.session.audio) if self.config.speech_events else []
+        changes = await self.turns.update(self.session.audio) if self.config.speech_events else []
         for change in changes:
             if isinstance(change, SpeechStarted):
                 await self.send({"type": "speech_started", "start": round(change.at, 3)})
