@@ -330,7 +330,7 @@ class StreamScorer:
                 return
             assert current.finished is not None  # a round a coroutine waits for has one
             await asyncio.shield(current.finished)
-            self._apply(current)
+            self._apply(current, raising=vad in current.streams)
 
     def score_waiting(self) -> None:
         """Score every waiting frame of every stream now, in the calling thread's time (the
@@ -368,8 +368,8 @@ class StreamScorer:
     def _apply(self, round_: _Round, raising: bool = True) -> None:
         """Give each stream of `round_` its scores (waiting for its jobs if need be), once.
         A group that failed scores its frames as not speech, keeping the streams' places on
-        their grids; the error is raised to whoever applies or waits, unless `raising` is
-        false (the loop's own callback)."""
+        their grids; the error is raised to whoever applies it, unless `raising` is false
+        (the loop's own callback, and steps whose frames were not in it)."""
         if not round_.applied:
             round_.applied = True
             if self._round is round_:

@@ -373,23 +373,34 @@ async def test_forgetting_during_a_round_happens_when_it_ends(jfk_between_silenc
 async def test_a_failed_round_is_reported_and_the_streams_stay_on_their_grid(
     jfk_between_silences,
 ) -> None:
-    """The detector raises in a round: the steps waiting for it get the error, the frames
-    count as not speech, and later frames are scored in their places."""
+    """The detector raises in a round: the steps whose frames were in it get the error, the
+    frames count as not speech and later frames are scored in their places; a step that
+    only waited for that round to end scores its own frames in the next."""
     audio = jfk_between_silences
 
-    class FailingOnce(StreamScorer):
+    class FailingOnce(GatedScorer):
         failed = False
 
         def score(self, inputs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            assert self.gate.wait(10)
             if not self.failed:
                 self.failed = True
                 raise RuntimeError("onnxruntime failed")
             return super().score(inputs, state)
 
-    live = StreamingVad(scorer=FailingOnce())
+    scorer = FailingOnce()
+    live, later = StreamingVad(scorer=scorer), StreamingVad(scorer=scorer)
     live.accept(audio[: 10 * SR])
+    failing = asyncio.create_task(live.catch_up())
+    await asyncio.sleep(0.01)
+    later.accept(audio[: 2 * SR])  # not in the round that fails
+    waiting = asyncio.create_task(later.catch_up())
+    await asyncio.sleep(0.01)
+    scorer.gate.set()
     with pytest.raises(RuntimeError, match="onnxruntime failed"):
-        await live.catch_up()
+        await failing
+    await waiting
+    np.testing.assert_allclose(later._scores, alone(audio[: 2 * SR])._scores, atol=1e-5)
     assert live.unscored_from is None and not live._scores.any()
     live.accept(audio[10 * SR : 22 * SR])  # JFK starts at 10 s
     await live.catch_up()
