@@ -300,13 +300,18 @@ class StreamScorer:
     stream's next frames need the recurrent state its last round ends with."""
 
     def __init__(
-        self, rows_per_group: int = STREAM_ROWS_PER_GROUP, cores: Callable[[], int] = _cores
+        self,
+        rows_per_group: int = STREAM_ROWS_PER_GROUP,
+        cores: Callable[[], int] = _cores,
+        catch_up_rounds: int = CATCH_UP_ROUNDS,
     ) -> None:
         """`rows_per_group`: the fewest streams a group holds; `cores`: how many the process
-        may use, asked at each round (at most one group a core)."""
+        may use, asked at each round (at most one group a core); `catch_up_rounds`: the most
+        rounds a step waits for."""
         self._waiting: weakref.WeakSet[StreamingVad] = weakref.WeakSet()
         self._rows_per_group = rows_per_group
         self._cores = cores
+        self.catch_up_rounds = catch_up_rounds
         self._round: _Round | None = None
 
     def wait(self, vad: StreamingVad) -> None:
@@ -319,11 +324,11 @@ class StreamScorer:
     async def catch_up(self, vad: StreamingVad) -> None:
         """Until `vad`'s frames are scored, off the event loop: join the round running (which
         may hold them), then start the next while some still wait, with every stream's that
-        came meanwhile. At most `CATCH_UP_ROUNDS` rounds: frames that come faster than rounds
+        came meanwhile. At most `catch_up_rounds` rounds: frames that come faster than rounds
         score them (a client flooding) wait for the stream's next step. A cancelled wait
         leaves the round to run and be applied."""
         rounds = 0
-        while vad.frames_done < vad.frames_accepted and rounds < CATCH_UP_ROUNDS:
+        while vad.frames_done < vad.frames_accepted and rounds < self.catch_up_rounds:
             rounds += 1
             current = self._round or self._start_round(asyncio.get_running_loop())
             if current is None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.modes import vad as vad_module
 from gateway.modes.stream_buffer import StreamBuffer
 from gateway.modes.turns import TurnConfig, TurnDetector
-from gateway.modes.vad import StreamingVad
+from gateway.modes.vad import CATCH_UP_ROUNDS, StreamingVad
 from tests.unit.test_streaming import LoudnessScorer, sound
 
 RATE = 16000
@@ -76,17 +75,18 @@ def test_a_higher_threshold_is_the_detectors() -> None:
     assert config.vad.min_silence_seconds == 0.2
 
 
-async def test_a_stop_waits_for_the_silence_to_be_scored(monkeypatch) -> None:
+async def test_a_stop_waits_for_the_silence_to_be_scored() -> None:
     """Audio the detector has not scored yet (frames it could not catch up with) is not
     silence: the turn stops only once the frames that hold the pause are scored."""
     detector = TurnDetector(TurnConfig(silence_s=0.5))
-    buffer = StreamBuffer(StreamingVad(scorer=LoudnessScorer()))
+    scorer = LoudnessScorer()
+    buffer = StreamBuffer(StreamingVad(scorer=scorer))
     buffer.append(sound(1.0, True, seed=0))
     assert [type(e).__name__ for e in await detector.update(buffer)] == ["SpeechStarted"]
-    monkeypatch.setattr(vad_module, "CATCH_UP_ROUNDS", 0)  # the scorer falls behind
+    scorer.catch_up_rounds = 0  # the scorer falls behind
     buffer.append(sound(1.0, False, seed=1))
     assert await detector.update(buffer) == []
-    monkeypatch.undo()
+    scorer.catch_up_rounds = CATCH_UP_ROUNDS
     buffer.append(sound(0.1, False, seed=2))
     events = await detector.update(buffer)
     assert [type(e).__name__ for e in events] == ["SpeechStopped"]

@@ -299,7 +299,7 @@ async def test_frames_that_come_during_a_round_are_scored_before_the_step_reads(
 
 async def test_a_step_reads_only_what_the_detector_has_scored(jfk_between_silences) -> None:
     """Frames keep coming faster than rounds score them (a client flooding): the step stops
-    waiting after `CATCH_UP_ROUNDS` rounds and reads the buffer up to its first frame not
+    waiting after `catch_up_rounds` rounds and reads the buffer up to its first frame not
     scored, answered from the scores the stream has, without scoring on the event loop."""
     audio = jfk_between_silences
 
