@@ -6,9 +6,8 @@ stream's frames, its steps and every answer wait. That is where one gateway proc
 scaling (on an H200 host, where the model is fast, at about 100 streams, before the
 detector scored streams in groups side by side and then off the loop: benchmarks/README.md,
 "The gateway's event loop" and "The detector's rounds off the event loop"). Its CPU use says
-so only
-indirectly (the detector's threads and ffmpeg count too, and a loop is full at one core
-whatever the process may use); the lag is the wait itself. A timer due every
+so only indirectly (the detector's threads and ffmpeg count too, and a loop is full at one
+core whatever the process may use); the lag is the wait itself. A timer due every
 `LAG_INTERVAL_S` notes how late it ran: an idle or healthy loop runs it within a millisecond
 or two, a loop at its core tens to hundreds of milliseconds late, which is the sign to run
 more gateway processes (docs/deployment.md, "Capacity").
