@@ -4,15 +4,19 @@ and the streaming latency analysis."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import difflib
 import json
 import math
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import numpy as np
+import soxr
 
 from benchmarks.audio import Item, pcm16
 from benchmarks.stack import Stack
@@ -131,17 +135,39 @@ async def concurrent_uploads(stack: Stack, item: Item, count: int) -> Throughput
 
 
 @dataclass
-class StreamRun:
+class PacedRun:
+    """Audio sent in frames of FRAME_SECONDS, paced in real time."""
+
     frame_sent: list[float] = field(default_factory=list)  # monotonic time frame i was sent
-    messages: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, message)
-    stop_sent: float = 0.0
-    done_at: float | None = None
-    close_code: int | None = None  # the WebSocket's close code once closed
 
     def sent_at(self, stream_time: float) -> float:
         """When the audio at `stream_time` (seconds from the stream's start) had been sent."""
         index = max(0, math.ceil(round(stream_time / FRAME_SECONDS, 6)) - 1)
         return self.frame_sent[min(index, len(self.frame_sent) - 1)]
+
+    async def send_paced(
+        self, frames: list[bytes], send: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        """Each frame through `send`, one every FRAME_SECONDS, noting when it went."""
+        started = time.monotonic()
+        for index, frame in enumerate(frames):
+            await send(frame)
+            self.frame_sent.append(time.monotonic())
+            await asyncio.sleep(max(0.0, started + (index + 1) * FRAME_SECONDS - time.monotonic()))
+
+
+def frames_of(payload: bytes, sample_rate: int = SAMPLE_RATE) -> list[bytes]:
+    """PCM16 bytes cut into frames of FRAME_SECONDS."""
+    size = int(sample_rate * FRAME_SECONDS) * 2
+    return [payload[offset : offset + size] for offset in range(0, len(payload), size)]
+
+
+@dataclass
+class StreamRun(PacedRun):
+    messages: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, message)
+    stop_sent: float = 0.0
+    done_at: float | None = None
+    close_code: int | None = None  # the WebSocket's close code once closed
 
     @property
     def finals(self) -> list[tuple[float, dict]]:
@@ -200,8 +226,6 @@ def _mark(
 async def stream(stack: Stack, item: Item, *, delay: float = 0.0) -> StreamRun:
     """Send the clip as PCM16 in 100 ms frames paced in real time, reading replies meanwhile."""
     await asyncio.sleep(delay)
-    payload = pcm16(item.audio)
-    frame = int(SAMPLE_RATE * FRAME_SECONDS) * 2
     run = StreamRun()
     url = f"{stack.gateway_url}/stream-audio"
     async with stack.session.ws_connect(url, max_msg_size=0) as ws:
@@ -217,11 +241,7 @@ async def stream(stack: Stack, item: Item, *, delay: float = 0.0) -> StreamRun:
                     break
 
         reader = asyncio.create_task(read())
-        started = time.monotonic()
-        for index, offset in enumerate(range(0, len(payload), frame)):
-            await ws.send_bytes(payload[offset : offset + frame])
-            run.frame_sent.append(time.monotonic())
-            await asyncio.sleep(max(0.0, started + (index + 1) * FRAME_SECONDS - time.monotonic()))
+        await run.send_paced(frames_of(pcm16(item.audio)), ws.send_bytes)
         await ws.send_json({"type": "stop"})
         run.stop_sent = time.monotonic()
         await asyncio.wait_for(reader, timeout=600)
@@ -256,6 +276,108 @@ async def concurrent_streams(stack: Stack, item: Item, count: int) -> list[Strea
     """`count` streams of the clip, their starts spread over one step (`start_delays`)."""
     delays = start_delays(stack, count)
     return list(await asyncio.gather(*(stream(stack, item, delay=delay) for delay in delays)))
+
+
+# ---- OpenAI Realtime transcription -------------------------------------------------------
+
+REALTIME_RATE = 24_000  # the Realtime API's default PCM rate
+REALTIME_QUIET_S = 1.0  # silence after the clip, so that server VAD ends its last turn
+STARTED = "input_audio_buffer.speech_started"
+STOPPED = "input_audio_buffer.speech_stopped"
+ENDED = (
+    "conversation.item.input_audio_transcription.completed",
+    "conversation.item.input_audio_transcription.failed",
+)
+
+
+@dataclass
+class RealtimeRun(PacedRun):
+    """One Realtime transcription session: the server's events with their arrival times."""
+
+    events: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, event)
+    clip_s: float = 0.0  # the clip's length, before the silence sent after it
+
+    def _stops(self) -> dict[str, tuple[float, float]]:
+        """Per item that server VAD ended: (the stop event's arrival, when the audio up to
+        the stop had been sent)."""
+        return {
+            e["item_id"]: (t, self.sent_at(e["audio_end_ms"] / 1000))
+            for t, e in self.events
+            if e["type"] == STOPPED
+        }
+
+    @property
+    def unfinished(self) -> int:
+        """Items whose speech started and that are not yet completed (or failed)."""
+        started = {e["item_id"] for _, e in self.events if e["type"] == STARTED}
+        return len(started - {e["item_id"] for _, e in self.events if e["type"] in ENDED})
+
+    def stop_latencies(self) -> list[float]:
+        """Per turn, from the audio up to its stop (the speech's end and the silence that
+        ended it) being sent to `speech_stopped`: the detector's part."""
+        return [arrival - sent for arrival, sent in self._stops().values()]
+
+    def completion_latencies(self) -> list[float]:
+        """Per turn, from the audio up to its stop being sent to its transcript's
+        `completed` (or `failed`): what a client of server VAD waits for."""
+        stops = self._stops()
+        return [
+            t - stops[e["item_id"]][1]
+            for t, e in self.events
+            if e["type"] in ENDED and e["item_id"] in stops
+        ]
+
+    @property
+    def turns(self) -> int:
+        """Items completed or failed."""
+        return sum(e["type"] in ENDED for _, e in self.events)
+
+    @property
+    def tail_s(self) -> float:
+        """From the clip's end being sent to its last item ended (server VAD's silence
+        included)."""
+        ended = [t for t, e in self.events if e["type"] in ENDED]
+        return (max(ended) if ended else math.inf) - self.sent_at(self.clip_s)
+
+
+async def realtime_session(
+    stack: Stack, item: Item, *, delay: float = 0.0, timeout_s: float = 600.0
+) -> RealtimeRun:
+    """The clip, then REALTIME_QUIET_S of silence, as `input_audio_buffer.append` events of
+    PCM16 at 24 kHz paced in real time, to `/v1/realtime?intent=transcription` with server
+    VAD (its default settings); done when every turn whose speech started has ended."""
+    await asyncio.sleep(delay)
+    audio = np.concatenate([item.audio, np.zeros(int(REALTIME_QUIET_S * SAMPLE_RATE), "f4")])
+    frames = frames_of(pcm16(soxr.resample(audio, SAMPLE_RATE, REALTIME_RATE)), REALTIME_RATE)
+    run = RealtimeRun(clip_s=item.duration)
+    url = f"{stack.gateway_url}/v1/realtime?intent=transcription"
+    async with stack.session.ws_connect(url, max_msg_size=0) as ws:
+
+        async def read() -> None:
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                run.events.append((time.monotonic(), json.loads(message.data)))
+
+        async def append(frame: bytes) -> None:
+            audio = base64.b64encode(frame).decode()
+            await ws.send_json({"type": "input_audio_buffer.append", "audio": audio})
+
+        reader = asyncio.create_task(read())
+        await run.send_paced(frames, append)
+        deadline = time.monotonic() + timeout_s
+        while run.unfinished and time.monotonic() < deadline and not reader.done():
+            await asyncio.sleep(0.05)
+        reader.cancel()
+    return run
+
+
+async def concurrent_realtime(stack: Stack, item: Item, count: int) -> list[RealtimeRun]:
+    """`count` Realtime sessions of the clip, their starts spread over one step."""
+    delays = start_delays(stack, count)
+    return list(
+        await asyncio.gather(*(realtime_session(stack, item, delay=delay) for delay in delays))
+    )
 
 
 def quantiles(values: list[float]) -> dict[str, float]:

@@ -14,10 +14,15 @@ answers every window with made-up words covering its audio. Three kinds of level
   second of stream audio, and its event loop's (its main thread), so how many streams one
   gateway process carries before its loop is at a core, how late that loop ran what was due
   (its `hermes_event_loop_lag_seconds`), the finals' latency and the benchmark's own (the
-  clients') cores.
+  clients') cores;
+- `--realtime N`: N OpenAI Realtime transcription sessions of the same composite, after the
+  stream levels and through the same gateway process, each with server VAD and 24 kHz PCM
+  appended every 100 ms, as the OpenAI SDK's clients send it: the same costs, how soon each
+  turn's `speech_stopped` and `completed` came after the audio that ended the turn, and the
+  `error` events (audio not transcribed).
 
     python -m benchmarks.transport [--windows 1,16,64,128] [--uploads 16,64]
-        [--streams 16,48] [--execution-ms 300] [--max-batch 64]
+        [--streams 16,48] [--realtime 16,48] [--execution-ms 300] [--max-batch 64]
 
 For the question a GPU run raises: do uploads reach the model fast enough to fill its
 batches? (1,000 audio seconds per second of Harvard uploads are 56 windows a second.) With
@@ -33,19 +38,23 @@ import argparse
 import asyncio
 import shutil
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
 
 from benchmarks import composite, report, resources, service
 from benchmarks.__main__ import levels
-from benchmarks.audio import HARVARD, clip
+from benchmarks.audio import HARVARD, Item, clip
 from benchmarks.pipeline import ENGLISH, SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR
 from benchmarks.stack import (
     Executions,
     LoopLag,
+    Stack,
     free_port,
     running_stack,
     settled,
@@ -193,57 +202,125 @@ async def measure_uploads(
     return rows
 
 
-async def measure_streams(repository: Path, counts: list[int]) -> list[list[str]]:
-    """Levels of live streams on a 1 s beat through a gateway process of their own."""
-    if not counts:
+def _p50_p95(values: list[float]) -> str:
+    found = service.quantiles(values)
+    return f"{found['p50']:.2f} / {found['p95']:.2f}"
+
+
+def _stream_latencies(runs: Sequence[service.StreamRun]) -> list[str]:
+    finals = [x for run in runs for x in run.final_latencies()]
+    return [_p50_p95(finals), f"{max(run.tail_s for run in runs):.1f}"]
+
+
+def _realtime_latencies(runs: Sequence[service.RealtimeRun]) -> list[str]:
+    stops = [x for run in runs for x in run.stop_latencies()]
+    completions = [x for run in runs for x in run.completion_latencies()]
+    errors = sum(e["type"] == "error" for run in runs for _, e in run.events)
+    return [
+        str(sum(run.turns for run in runs)),
+        _p50_p95(stops),
+        _p50_p95(completions),
+        f"{max(run.tail_s for run in runs):.1f}",
+        str(errors),
+    ]
+
+
+@dataclass(frozen=True)
+class LiveClients:
+    """One kind of live client of the gateway, and what its levels report beside the
+    gateway's cost."""
+
+    name: str
+    connect: Callable[[Stack, Item, int], Awaitable[Sequence[Any]]]
+    latency_headers: tuple[str, ...]
+    latencies: Callable[[Any], list[str]]
+
+
+STREAMS = LiveClients(
+    "live streams on /stream-audio",
+    service.concurrent_streams,
+    ("finals p50 / p95 s", "most behind at the end s"),
+    _stream_latencies,
+)
+REALTIME = LiveClients(
+    "Realtime sessions (server VAD, 24 kHz PCM in 100 ms appends)",
+    service.concurrent_realtime,
+    (
+        "turns transcribed",
+        "speech_stopped after its audio p50 / p95 s",
+        "completed after the stop's audio p50 / p95 s",
+        "last completed after the clip's end s",
+        "error events",
+    ),
+    _realtime_latencies,
+)
+GATEWAY_HEADERS = (
+    "the gateway's CPU cores busy",
+    "its CPU ms per stream-second",
+    "of which its event loop's",
+    "streams per event loop core",
+    "its event loop's lag mean / p95 ms",
+)
+
+
+async def measure_level(stack: Stack, item: Item, clients: LiveClients, count: int) -> list[str]:
+    """`count` clients of one kind at once: the gateway process's CPU in all and in its
+    event loop, the loop's lag, the clients' latencies, and the benchmark's own cores."""
+    gateway_before = resources.cpu_seconds(stack.gateway_pid)
+    loop_before = resources.main_thread_cpu_seconds(stack.gateway_pid)
+    lag_before = await stack.gateway_loop_lag()
+    started, clients_before = time.perf_counter(), time.process_time()
+    runs = await clients.connect(stack, item, count)
+    wall = time.perf_counter() - started
+    gateway = resources.cpu_seconds(stack.gateway_pid) - gateway_before
+    loop = resources.main_thread_cpu_seconds(stack.gateway_pid) - loop_before
+    lag_ms = LoopLag.between(lag_before, await stack.gateway_loop_lag()) or "–"
+    own_cores = (time.process_time() - clients_before) / wall
+    per_stream_ms = 1000 * gateway / (count * item.duration)
+    loop_ms = 1000 * loop / (count * item.duration)
+    latencies = clients.latencies(runs)
+    report.log(
+        f"{count} {clients.name}: the gateway {gateway / wall:.2f} cores busy, "
+        f"{per_stream_ms:.2f} ms per stream-second ({loop_ms:.2f} in its event loop, "
+        f"lag mean / p95 {lag_ms} ms); "
+        + ", ".join(f"{h} {v}" for h, v in zip(clients.latency_headers, latencies, strict=True))
+        + f"; the clients {own_cores:.2f} cores"
+    )
+    return [
+        str(count),
+        f"{gateway / wall:.2f}",
+        f"{per_stream_ms:.2f}",
+        f"{loop_ms:.2f}",
+        f"{1000 / loop_ms:.0f}",
+        lag_ms,
+        *latencies,
+        f"{own_cores:.2f}",
+    ]
+
+
+async def measure_live(
+    repository: Path, levels: list[tuple[LiveClients, list[int]]]
+) -> list[tuple[LiveClients, list[list[str]]]]:
+    """Levels of each kind of live client on a 1 s beat, through one gateway process of
+    their own, one level after another."""
+    if not any(counts for _, counts in levels):
         return []
     item = composite.build(TMP_DIR / "stream-63s.wav", composite.STREAM).item
-    rows = []
+    most = max(max(counts, default=0) for _, counts in levels)
     async with running_stack(
         TMP_DIR / "transport-streams",
         separate_gateway=True,
         model_repository=repository,
         stream_step_seconds=3.0,
         stream_min_step_seconds=STREAM_BEAT_S,
-        max_streams=max(counts),
-        max_streams_per_client=max(counts),
+        max_streams=most,
+        max_streams_per_client=most,
     ) as stack:
-        for count in counts:
-            gateway_before = resources.cpu_seconds(stack.gateway_pid)
-            loop_before = resources.main_thread_cpu_seconds(stack.gateway_pid)
-            lag_before = await stack.gateway_loop_lag()
-            started, clients_before = time.perf_counter(), time.process_time()
-            runs = await service.concurrent_streams(stack, item, count)
-            wall = time.perf_counter() - started
-            gateway = resources.cpu_seconds(stack.gateway_pid) - gateway_before
-            loop = resources.main_thread_cpu_seconds(stack.gateway_pid) - loop_before
-            lag = await stack.gateway_loop_lag()
-            lag_ms = LoopLag.between(lag_before, lag) or "–"
-            clients = (time.process_time() - clients_before) / wall
-            finals = service.quantiles([x for run in runs for x in run.final_latencies()])
-            per_stream_ms = 1000 * gateway / (count * item.duration)
-            loop_ms = 1000 * loop / (count * item.duration)
-            tail = max(run.tail_s for run in runs)
-            rows.append(
-                [
-                    str(count),
-                    f"{gateway / wall:.2f}",
-                    f"{per_stream_ms:.2f}",
-                    f"{loop_ms:.2f}",
-                    f"{1000 / loop_ms:.0f}",
-                    lag_ms,
-                    f"{finals['p50']:.2f} / {finals['p95']:.2f}",
-                    f"{tail:.1f}",
-                    f"{clients:.2f}",
-                ]
-            )
-            report.log(
-                f"{count} streams: the gateway {gateway / wall:.2f} cores busy, "
-                f"{per_stream_ms:.2f} ms per stream-second ({loop_ms:.2f} in its event loop, "
-                f"lag mean / p95 {lag_ms} ms); finals p50 / p95 "
-                f"{finals['p50']:.2f} / {finals['p95']:.2f} s; the clients {clients:.2f} cores"
-            )
-    return rows
+        return [
+            (clients, [await measure_level(stack, item, clients, count) for count in counts])
+            for clients, counts in levels
+            if counts
+        ]
 
 
 async def run(args: argparse.Namespace) -> str:
@@ -266,7 +343,7 @@ async def run(args: argparse.Namespace) -> str:
             uploads = await measure_uploads(client, session, triton, args.uploads)
     finally:
         await asyncio.to_thread(triton.stop)
-    streams = await measure_streams(repository, args.streams)
+    live = await measure_live(repository, [(STREAMS, args.streams), (REALTIME, args.realtime)])
     executing = f"the stand-in model {args.execution_ms:g} ms per execution"
     tables = []
     if windows:
@@ -296,23 +373,10 @@ async def run(args: argparse.Namespace) -> str:
                 uploads,
             )
         )
-    if streams:
-        tables.append(
-            report.table(
-                [
-                    f"live streams, {STREAM_BEAT_S:g} s beat ({executing})",
-                    "the gateway's CPU cores busy",
-                    "its CPU ms per stream-second",
-                    "of which its event loop's",
-                    "streams per event loop core",
-                    "its event loop's lag mean / p95 ms",
-                    "finals p50 / p95 s",
-                    "most behind at the end s",
-                    "the clients' cores busy",
-                ],
-                streams,
-            )
-        )
+    for clients, rows in live:
+        title = f"{clients.name}, {STREAM_BEAT_S:g} s beat ({executing})"
+        headers = [title, *GATEWAY_HEADERS, *clients.latency_headers, "the clients' cores busy"]
+        tables.append(report.table(headers, rows))
     return "\n\n".join(tables)
 
 
@@ -339,6 +403,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=levels,
         default=[],
         help="levels of live streams on a 1 s beat through a gateway process (default none)",
+    )
+    parser.add_argument(
+        "--realtime",
+        type=levels,
+        default=[],
+        help="levels of OpenAI Realtime transcription sessions with server VAD, after the "
+        "stream levels, through the same gateway process (default none)",
     )
     parser.add_argument(
         "--execution-ms",

@@ -237,11 +237,8 @@ async def stream(
     async with server.session.ws_connect(server.url, max_msg_size=0) as ws:
         await open_stream(ws)
         reader = asyncio.create_task(read_replies(ws, replies))
-        started = time.monotonic()
-        for index, offset in enumerate(range(0, audio.size, frame)):
-            await ws.send_bytes(audio[offset : offset + frame].tobytes())
-            run.frame_sent.append(time.monotonic())
-            await asyncio.sleep(max(0.0, started + (index + 1) * FRAME_SECONDS - time.monotonic()))
+        frames = range(0, audio.size, frame)
+        await run.send_paced([audio[i : i + frame].tobytes() for i in frames], ws.send_bytes)
         run.stop_sent = time.monotonic()
         await wait_quiet(reader, replies, run.stop_sent, quiet_s)
         if not reader.done():

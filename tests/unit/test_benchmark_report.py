@@ -3,6 +3,7 @@ the command and CPU path that produced it."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -127,6 +128,32 @@ def test_the_slowest_finals_are_the_top_share_of_all_streams_finals_slowest_firs
         {"stream": 1, "end_s": 2.5, "latency_s": pytest.approx(2.0), "text": " four"},
     ]
     assert [f["text"] for f in service.slowest_finals(runs)] == [" two"]  # at least one
+
+
+def test_a_realtime_sessions_turns_are_timed_from_the_audio_that_ended_them() -> None:
+    def stop(arrival: float, item: str, end_ms: int) -> tuple[float, dict]:
+        return arrival, {"type": service.STOPPED, "item_id": item, "audio_end_ms": end_ms}
+
+    run = service.RealtimeRun(
+        frame_sent=[(i + 1) * service.FRAME_SECONDS for i in range(100)],  # as in real time
+        clip_s=9.0,
+        events=[
+            (0.1, {"type": "session.created"}),
+            (0.5, {"type": service.STARTED, "item_id": "a"}),
+            stop(3.2, "a", 3000),
+            (4.0, {"type": service.STARTED, "item_id": "b"}),
+            (3.9, {"type": service.ENDED[0], "item_id": "a"}),
+            stop(8.3, "b", 8000),
+            (9.5, {"type": service.ENDED[1], "item_id": "b"}),  # failed: ended all the same
+            (9.6, {"type": service.STARTED, "item_id": "c"}),
+        ],
+    )
+    assert run.stop_latencies() == pytest.approx([0.2, 0.3])
+    assert run.completion_latencies() == pytest.approx([0.9, 1.5])
+    assert run.turns == 2
+    assert run.unfinished == 1  # "c" started and has not ended
+    assert run.tail_s == pytest.approx(0.5)  # the last ended 0.5 s after the clip's end was sent
+    assert service.RealtimeRun(frame_sent=[0.1], clip_s=0.1).tail_s == math.inf
 
 
 def test_the_gateways_loop_lag_is_read_from_its_metrics_page_per_level() -> None:
