@@ -37,7 +37,7 @@ from gateway.modes.vad import StreamingVad
 from gateway.server.errors import ApiError
 from gateway.server.http_models import ALIAS, check_model, model_not_found
 from gateway.server.keys import SETTINGS, STEP_CLOCK, STREAM_VAD, transcriber
-from gateway.server.live import ModelCalls, first_of, serve_live
+from gateway.server.live import ModelCalls, TurnLooks, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.openai_options import flag
 from gateway.server.realtime_events import (
@@ -103,6 +103,7 @@ class _RealtimeConnection:
         self.wake = asyncio.Event()  # a turn was committed
         self.calls = ModelCalls(self.error)
         self.worker = asyncio.create_task(self._run())
+        self.looks = TurnLooks(self._detect_turns)  # server VAD, beside the receive path
         self._send_lock = asyncio.Lock()
 
     def _new_turn(self, base_s: float) -> _Turn:
@@ -122,11 +123,13 @@ class _RealtimeConnection:
         )
         return _Turn(new_id("item"), base_s, session, self.config, watch)
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, *messages: dict[str, Any]) -> None:
+        """The messages, in order, with no other message between them."""
         if self.ws.closed:
             return
         async with self._send_lock:
-            await self.ws.send_json(message)
+            for message in messages:
+                await self.ws.send_json(message)
 
     async def start(self) -> None:
         await self.send(event("session.created", session=self._describe()))
@@ -245,17 +248,25 @@ class _RealtimeConnection:
         self.audio_seen = True
         self._hear(samples)
         self.turn.watch.received(samples.size / SAMPLE_RATE)
-        await self._detect_turns()
+        if self.turn.detector is not None:
+            self.looks.heard()
         return samples.size / SAMPLE_RATE
 
     async def _detect_turns(self) -> None:
         """Speech started and stopped in the current turn; at a stop, the turn is committed
         there and what came after it begins the next (several at once when a client sends
-        faster than real time)."""
+        faster than real time). This runs beside the receive path (`TurnLooks`): a turn the
+        client committed or cleared while it was looked at is not looked at further, and
+        a stop's split of the audio and its commit happen with no await between them, so
+        that no frame lands in a turn already ended."""
         while (turn := self.turn).detector is not None:
-            for change in await turn.detector.update(turn.session.audio):
+            changes = await turn.detector.update(turn.session.audio)
+            if turn is not self.turn:
+                continue  # committed or cleared meanwhile: look at the turn after it
+            events = []
+            for change in changes:
                 if isinstance(change, SpeechStarted):
-                    await self.send(
+                    events.append(
                         event(
                             "input_audio_buffer.speech_started",
                             audio_start_ms=turn.ms(change.at),
@@ -263,7 +274,7 @@ class _RealtimeConnection:
                         )
                     )
                     continue
-                await self.send(
+                events.append(
                     event(
                         "input_audio_buffer.speech_stopped",
                         audio_end_ms=turn.ms(change.at),
@@ -271,11 +282,13 @@ class _RealtimeConnection:
                     )
                 )
                 rest = turn.session.audio.split_off(change.at)
-                await self._commit()
+                events.append(self._end_turn())
                 self.turn.session.append(rest)
                 self.turn.watch = turn.watch.split_off(change.at)  # when `rest` came
                 break  # look at the next turn, with the rest
-            else:
+            if events:
+                await self.send(*events)
+            if self.turn is turn:
                 return
 
     def _hear(self, samples: np.ndarray) -> None:
@@ -302,20 +315,22 @@ class _RealtimeConnection:
         await self._commit()
 
     async def _commit(self) -> None:
+        await self.send(self._end_turn())
+
+    def _end_turn(self) -> dict[str, Any]:
         """End the current turn: its item is committed and will be completed; a new turn
-        begins where it ends."""
+        begins where it ends. The `committed` event to send."""
         turn = self.turn
-        await self.send(
-            event(
-                "input_audio_buffer.committed",
-                item_id=turn.item_id,
-                previous_item_id=self.previous_item_id,
-            )
+        committed = event(
+            "input_audio_buffer.committed",
+            item_id=turn.item_id,
+            previous_item_id=self.previous_item_id,
         )
         self.previous_item_id = turn.item_id
         self.committed.append(turn)
         self.turn = self._new_turn(turn.base_s + turn.seconds)
         self.wake.set()
+        return committed
 
     async def _clear(self) -> None:
         """Drop the audio not yet committed. Words of it already sent as deltas were final:
@@ -443,6 +458,7 @@ class _RealtimeConnection:
     async def finish(self) -> None:
         """The server drains: the current turn is committed if it holds anything, and every
         committed turn completed."""
+        await self.looks.close()  # the turns that ended in what was heard, committed there
         self._take_resampler_tail()
         if self.turn.seconds >= MIN_COMMIT_SECONDS and self.turn.session.audio.speech_regions():
             await self._commit()
@@ -452,6 +468,7 @@ class _RealtimeConnection:
             await self._complete(self.committed.popleft())
 
     async def cancel(self) -> None:
+        await self.looks.cancel()
         self.worker.cancel()
         await asyncio.gather(self.worker, return_exceptions=True)
 

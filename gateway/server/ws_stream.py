@@ -20,7 +20,7 @@ from gateway.modes.streaming import PAUSE_SECONDS, StreamSession
 from gateway.modes.turns import SpeechStarted, TurnConfig, TurnDetector
 from gateway.modes.vad import StreamingVad, VadConfig
 from gateway.server.keys import STEP_CLOCK, STREAM_VAD, transcriber
-from gateway.server.live import ModelCalls, first_of, serve_live
+from gateway.server.live import ModelCalls, TurnLooks, first_of, serve_live
 from gateway.server.metrics import METRICS, StreamWatch
 from gateway.server.request_context import current_request_id
 
@@ -48,6 +48,7 @@ class _Connection:
         self.calls = ModelCalls(lambda message, _code: self.error(message))
         self.watch = StreamWatch(request.app[METRICS])  # finals' latency, skipped audio
         self.turns = TurnDetector(SPEECH_TURNS)
+        self.looks: TurnLooks | None = None  # with `speech_events`: the turns' detection
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -128,18 +129,24 @@ class _Connection:
             )
             if self.config.diarize:
                 self.speakers = StreamSpeakers(self.backend)
+            if self.config.speech_events:
+                self.looks = TurnLooks(self._speech_events)
             self.worker = asyncio.create_task(self._run_steps())
         self.session.append(samples)
         if self.speakers is not None:
             self.speakers.append(samples)
         self.watch.received(samples.size / SAMPLE_RATE)
-        changes = await self.turns.update(self.session.audio) if self.config.speech_events else []
-        for change in changes:
+        if self.looks is not None:
+            self.looks.heard()
+        return samples.size / SAMPLE_RATE
+
+    async def _speech_events(self) -> None:
+        assert self.session is not None
+        for change in await self.turns.update(self.session.audio):
             if isinstance(change, SpeechStarted):
                 await self.send({"type": "speech_started", "start": round(change.at, 3)})
             else:
                 await self.send({"type": "speech_stopped", "end": round(change.at, 3)})
-        return samples.size / SAMPLE_RATE
 
     def _model_seconds(self, seconds: float) -> None:
         self.clock.record(seconds)
@@ -168,6 +175,8 @@ class _Connection:
 
     async def finish(self) -> None:
         """Flush what is left as final, then `done`."""
+        if self.looks is not None:
+            await self.looks.close()  # its speech events before `done`
         self.stopping.set()
         if self.worker is not None:
             await self.worker
@@ -179,6 +188,8 @@ class _Connection:
         await self.send({"type": "done"})
 
     async def cancel(self) -> None:
+        if self.looks is not None:
+            await self.looks.cancel()
         if self.worker is not None:
             self.worker.cancel()
             await asyncio.gather(self.worker, return_exceptions=True)

@@ -3,7 +3,8 @@ decoding, voice detection, streaming sessions) in front of a `ScriptedBackend`, 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 import gateway.server.app as app_module
 from gateway.server.app import SERVER_OPTIONS, create_app
+from gateway.server.keys import STREAM_VAD
 from gateway.server.settings import Settings
 from testsupport.clips import DATA_DIR, load_audio
 from testsupport.scripted_backend import ScriptedBackend
@@ -62,6 +64,23 @@ def make_client(aiohttp_client, backend: ScriptedBackend) -> MakeClient:
 @pytest.fixture
 async def client(make_client: MakeClient) -> TestClient:
     return await make_client()
+
+
+@pytest.fixture
+def held_detector(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The live streams' voice detector, held: its rounds wait in their threads until the
+    test sets the event this returns (or fail after 10 s)."""
+    scorer = client.app[STREAM_VAD]
+    gate = threading.Event()
+    score = scorer.score
+
+    def held(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert gate.wait(10), "the test never let the detector go on"
+        return score(*args)
+
+    monkeypatch.setattr(scorer, "score", held)
+    yield gate
+    gate.set()  # no round left waiting in a thread
 
 
 @pytest.fixture(scope="session")

@@ -266,6 +266,40 @@ async def test_server_vad_ends_each_turn_at_the_pause(client, backend, jfk_audio
         assert "".join(d["delta"] for d in deltas) == done["transcript"] != ""
 
 
+async def test_the_session_reads_on_while_the_detector_catches_up(
+    client, backend, jfk_audio, held_detector
+) -> None:
+    """Server VAD looks at the audio beside the receive path: while the detector's round is
+    held, the session still answers events; once it goes on, both turns in what came
+    meanwhile are found, each item holding exactly its audio up to its stop."""
+    speech = jfk_audio[: int(2.5 * SAMPLE_RATE)]
+    quiet = np.zeros(SAMPLE_RATE, np.float32)
+    audio = at_24k(np.concatenate([speech, quiet, speech, quiet]))
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await send_in_chunks(ws, audio, chunk_s=0.1)
+        await ws.send_json({"type": "session.update", "session": {"type": "transcription"}})
+        assert (await receive(ws))["type"] == "session.updated"  # the round still held
+        held_detector.set()
+        events = await until(ws, COMPLETED)
+        events += await until(ws, COMPLETED)
+    stopped = of_type(events, "input_audio_buffer.speech_stopped")
+    committed = of_type(events, "input_audio_buffer.committed")
+    completed = of_type(events, COMPLETED)
+    assert [e["type"] for e in events if e["type"].startswith("input_audio_buffer.")] == [
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+    ] * 2
+    assert [e["item_id"] for e in stopped] == [e["item_id"] for e in committed]
+    assert [c["item_id"] for c in completed] == [e["item_id"] for e in committed]
+    assert [e["audio_end_ms"] for e in stopped] == pytest.approx([3000, 6500], abs=300)
+    ends_s = [0.0] + [e["audio_end_ms"] / 1000 for e in stopped]
+    assert [c["usage"]["seconds"] for c in completed] == pytest.approx(
+        [ends_s[1] - ends_s[0], ends_s[2] - ends_s[1]], abs=0.002
+    )
+
+
 async def test_telephone_audio_in_mulaw_is_transcribed(client, backend, jfk_audio) -> None:
     at_8k = soxr.resample(jfk_audio[: 4 * SAMPLE_RATE], SAMPLE_RATE, 8_000)
     # μ-law encode: the nearest of the 256 levels the table decodes to

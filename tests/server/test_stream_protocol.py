@@ -720,6 +720,29 @@ async def test_speech_events_mark_each_utterance_when_asked(client, backend, jfk
     assert {call.options.prompt for call in backend.calls} == {"Kennedy, Americans A speech."}
 
 
+async def test_the_stream_reads_on_while_speech_events_wait_for_the_detector(
+    client, backend, jfk_audio, held_detector
+) -> None:
+    """Speech events are looked for beside the receive path: while the detector's round is
+    held, a message after the audio is still answered; then the events come, before done."""
+    speech, quiet = seconds(jfk_audio, 0, 2.5), np.zeros(SAMPLE_RATE, np.float32)
+    audio = np.concatenate([speech, quiet])
+    frame = int(0.1 * SAMPLE_RATE)
+    async with client.ws_connect("/stream-audio") as ws:
+        await ws.send_json({"type": "config", "speech_events": True})
+        for start in range(0, audio.size, frame):
+            await ws.send_bytes(pcm16(audio[start : start + frame]))
+        await ws.send_json({"type": "hello"})
+        answer = await receive(ws)
+        assert answer["type"] == "error" and "unknown message type 'hello'" in answer["message"]
+        held_detector.set()
+        await ws.send_json({"type": "stop"})
+        messages = await until(ws, "done")
+    events = [m for m in messages if m["type"].startswith("speech_")]
+    assert [m["type"] for m in events] == ["speech_started", "speech_stopped"]
+    assert events[1]["end"] == pytest.approx(3.0, abs=0.3)
+
+
 async def test_without_speech_events_none_are_sent(client, backend, jfk_audio) -> None:
     async with client.ws_connect("/stream-audio") as ws:
         await ws.send_bytes(pcm16(jfk_audio))
