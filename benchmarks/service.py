@@ -282,6 +282,8 @@ async def concurrent_streams(stack: Stack, item: Item, count: int) -> list[Strea
 
 REALTIME_RATE = 24_000  # the Realtime API's default PCM rate
 REALTIME_QUIET_S = 1.0  # silence after the clip, so that server VAD ends its last turn
+SETTLED_S = 1.0  # no event for this long, every turn ended: the session's work is done
+UPDATED = "session.updated"
 STARTED = "input_audio_buffer.speech_started"
 STOPPED = "input_audio_buffer.speech_stopped"
 ENDED = (
@@ -305,6 +307,15 @@ class RealtimeRun(PacedRun):
             for t, e in self.events
             if e["type"] == STOPPED
         }
+
+    def settled(self) -> bool:
+        """The server has answered the update sent after the audio, every turn that started
+        has ended, and nothing has come for SETTLED_S."""
+        return (
+            any(e["type"] == UPDATED for _, e in self.events)
+            and not self.unfinished
+            and time.monotonic() - self.events[-1][0] >= SETTLED_S
+        )
 
     @property
     def unfinished(self) -> int:
@@ -345,7 +356,9 @@ async def realtime_session(
 ) -> RealtimeRun:
     """The clip, then REALTIME_QUIET_S of silence, as `input_audio_buffer.append` events of
     PCM16 at 24 kHz paced in real time, to `/v1/realtime?intent=transcription` with server
-    VAD (its default settings); done when every turn whose speech started has ended."""
+    VAD (its default settings); done once the server has read all of it (it answers a
+    `session.update` sent after the audio), every turn whose speech started has ended, and no
+    event has come for SETTLED_S."""
     await asyncio.sleep(delay)
     audio = np.concatenate([item.audio, np.zeros(int(REALTIME_QUIET_S * SAMPLE_RATE), "f4")])
     frames = frames_of(pcm16(soxr.resample(audio, SAMPLE_RATE, REALTIME_RATE)), REALTIME_RATE)
@@ -365,8 +378,9 @@ async def realtime_session(
 
         reader = asyncio.create_task(read())
         await run.send_paced(frames, append)
+        await ws.send_json({"type": "session.update", "session": {"type": "transcription"}})
         deadline = time.monotonic() + timeout_s
-        while run.unfinished and time.monotonic() < deadline and not reader.done():
+        while time.monotonic() < deadline and not reader.done() and not run.settled():
             await asyncio.sleep(0.05)
         reader.cancel()
     return run

@@ -154,6 +154,9 @@ def test_a_realtime_sessions_turns_are_timed_from_the_audio_that_ended_them() ->
     assert run.unfinished == 1  # "c" started and has not ended
     assert run.tail_s == pytest.approx(0.5)  # the last ended 0.5 s after the clip's end was sent
     assert service.RealtimeRun(frame_sent=[0.1], clip_s=0.1).tail_s == math.inf
+    assert not run.settled()  # "c" is open, and the update sent after the audio unanswered
+    run.events[-1] = (9.6, {"type": service.UPDATED})
+    assert run.settled()  # (the monotonic clock is long past 9.6 s)
 
 
 def test_the_gateways_loop_lag_is_read_from_its_metrics_page_per_level() -> None:
