@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gateway.core.contract import (
-    AsrBackend,
     AsrBusy,
     AsrError,
     AsrFailed,
     AsrRejected,
     Priority,
     TranscribeOptions,
+    WindowReader,
 )
 from gateway.core.transcript import Segment, Word
 from gateway.modes.agreement import LocalAgreement, before_decoding_loop
@@ -100,7 +100,7 @@ class StreamSession:
 
     def __init__(
         self,
-        backend: AsrBackend,
+        backend: WindowReader,
         config: StreamConfig,
         *,
         min_new_audio_s: float,

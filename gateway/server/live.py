@@ -14,9 +14,20 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import numpy as np
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from gateway.core.contract import AsrBusy, AsrFailed, AsrRejected, AsrUnavailable
+from gateway.core.contract import (
+    AsrBusy,
+    AsrError,
+    AsrFailed,
+    AsrRejected,
+    AsrUnavailable,
+    Priority,
+    TranscribeOptions,
+    WindowReader,
+    WindowResult,
+)
 from gateway.server.access import client_of
 from gateway.server.keys import DRAINING, SETTINGS, STREAMS
 from gateway.server.metrics import METRICS
@@ -78,7 +89,13 @@ class ModelCalls:
 
     def __init__(self, report: Report) -> None:
         self.report = report
-        self.unavailable = False  # the last call could not reach the model
+        self.unavailable = False  # the model could not be reached, and has not answered since
+
+    def reading(self, backend: WindowReader) -> WindowReader:
+        """`backend` as the session's steps and reads are to call it: every answer says the
+        model is reachable again. (A call's messages cannot say so: a step over silence
+        calls no model, and a read to the end reports the model away as `skipped`.)"""
+        return _Answering(backend, self)
 
     @property
     def skip_reason(self) -> str:
@@ -92,7 +109,6 @@ class ModelCalls:
         except AsrBusy:
             # up but overloaded: nothing to say; the audio waits for the next step, or goes
             # as `overload` when the stream falls too far behind
-            self.unavailable = False
             return []
         except AsrUnavailable as exc:
             if not self.unavailable:
@@ -111,8 +127,30 @@ class ModelCalls:
                 "the speech model failed on this audio; the stream goes on", "model_error"
             )
             return []
-        self.unavailable = False
+        if any(m["type"] == "skipped" and m["reason"] == "model_unavailable" for m in messages):
+            self.unavailable = True  # a read to the end says so itself, as `skipped`
         return messages
+
+
+class _Answering:
+    """A `WindowReader` that tells its `ModelCalls` whenever the model answers."""
+
+    def __init__(self, backend: WindowReader, calls: ModelCalls) -> None:
+        self.backend = backend
+        self.calls = calls
+
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority
+    ) -> WindowResult:
+        try:
+            result = await self.backend.transcribe(audio, options, priority=priority)
+        except AsrUnavailable:
+            raise
+        except AsrError:  # busy, refused or failed: it is there all the same
+            self.calls.unavailable = False
+            raise
+        self.calls.unavailable = False
+        return result
 
 
 class TurnLooks:

@@ -95,13 +95,13 @@ class _RealtimeConnection:
         self.beta = False  # the client speaks the older transcription_session.* events
         self.decoder = FrameDecoder(self.config.stream_config())
         self.audio_seen = False  # the format is fixed once audio has come
+        self.calls = ModelCalls(self.error)
         self.turn = self._new_turn(0.0)
         self.previous_item_id: str | None = None
         self.committed: deque[_Turn] = deque()  # ended, waiting to be completed in order
         self.completing = False  # a committed turn is being read to its end
         self.stopping = asyncio.Event()  # the server drains (a client just hangs up)
         self.wake = asyncio.Event()  # a turn was committed
-        self.calls = ModelCalls(self.error)
         self.worker = asyncio.create_task(self._run())
         self.looks = TurnLooks(self._detect_turns)  # server VAD, beside the receive path
         self._send_lock = asyncio.Lock()
@@ -114,7 +114,7 @@ class _RealtimeConnection:
             watch.model_seconds(seconds)
 
         session = StreamSession(
-            self.backend,
+            self.calls.reading(self.backend),
             self.config.stream_config(),
             min_new_audio_s=self.clock.min_period_s / 2,
             vad=StreamingVad(scorer=self.vad_scorer),

@@ -121,7 +121,7 @@ class _Connection:
             return 0.0
         if self.session is None:
             self.session = StreamSession(
-                self.backend,
+                self.calls.reading(self.backend),
                 self.config,
                 min_new_audio_s=self.clock.min_period_s / 2,
                 vad=StreamingVad(scorer=self.vad_scorer),

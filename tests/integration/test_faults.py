@@ -4,6 +4,7 @@ brought back by the supervisor, and a gateway stopped with SIGTERM while it work
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+import soxr
 
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.server.keys import ASR
@@ -159,6 +161,67 @@ async def test_triton_killed_mid_upload_and_mid_stream(
     assert supervised_triton.restarts == restarts_before + 1
     assert ffmpeg_children() == []
     assert open_files() <= files_before
+
+
+async def test_a_realtime_session_outlives_a_triton_crash(
+    make_gateway, gateway_settings: Settings, supervised_triton: TritonSupervisor, clips
+) -> None:
+    """A Realtime session (client commits) across a SIGKILLed Triton: the turn spoken while
+    it is away fails with `model_unavailable`, said once however many of its steps fail; the
+    session stays open, and once the supervisor has it back the next turn is transcribed."""
+    server = supervised_triton.triton
+    gateway = await make_gateway(
+        replace(gateway_settings, triton_url=server.grpc_url, triton_probe_interval_s=0.5)
+    )
+    jfk = clips["jfk.flac"]
+    restarts_before = supervised_triton.restarts
+    events: list[dict] = []
+    failed = "conversation.item.input_audio_transcription.failed"
+    completed = "conversation.item.input_audio_transcription.completed"
+
+    async def ready() -> bool:
+        return (await gateway.get("/readyz")).status == 200
+
+    async with gateway.ws_connect("/v1/realtime?intent=transcription") as ws:
+
+        async def until(kind: str) -> None:
+            while not events or events[-1]["type"] != kind:
+                events.append(await ws.receive_json(timeout=120))
+
+        async def send(audio: np.ndarray, pace: float = 4.0) -> None:
+            at_24k = pcm16(soxr.resample(audio, SAMPLE_RATE, 24_000))
+            step = int(2 * 24_000 * FRAME_SECONDS)
+            for offset in range(0, len(at_24k), step):
+                chunk = base64.b64encode(at_24k[offset : offset + step]).decode()
+                await ws.send_json({"type": "input_audio_buffer.append", "audio": chunk})
+                await asyncio.sleep(FRAME_SECONDS / pace)
+
+        await until("session.created")
+        await ws.send_json(
+            {
+                "type": "session.update",
+                "session": {"type": "transcription", "audio": {"input": {"turn_detection": None}}},
+            }
+        )
+        await until("session.updated")
+        crash(server)
+        await send(jfk.audio, pace=1.0)  # in real time: its steps try the model on the beat
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        await until(failed)
+        deadline = time.monotonic() + 240
+        while not await ready():  # the session stays open meanwhile: silence keeps it alive
+            assert time.monotonic() < deadline, "Triton did not come back"
+            await send(np.zeros(SAMPLE_RATE // 2, np.float32), pace=1.0)
+        await ws.send_json({"type": "input_audio_buffer.clear"})
+        await send(jfk.audio)
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        await until(completed)
+
+    errors = [e["error"] for e in events if e["type"] == "error"]
+    assert [e["code"] for e in errors if e["code"] != "audio_skipped"] == ["model_unavailable"]
+    assert [e["error"]["code"] for e in events if e["type"] == failed] == ["model_unavailable"]
+    assert word_error_rate(jfk.text, events[-1]["transcript"]) <= 0.1, events[-1]
+    assert supervised_triton.restarts == restarts_before + 1
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 import soxr
 from aiohttp import WSMsgType
 
-from gateway.core.contract import AsrFailed, Priority
+from gateway.core.contract import AsrFailed, AsrUnavailable, Priority
 from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.g711 import MULAW
 from testsupport.scripted_backend import hear, low_passed
@@ -414,6 +414,43 @@ BAD_EVENTS = {
         "session.audio.input.format",
     ),
 }
+
+
+async def test_a_model_out_of_reach_is_said_once_and_the_session_goes_on_when_it_is_back(
+    client, backend, jfk_audio
+) -> None:
+    """Two turns spoken while the model cannot be reached (their steps fail on the beat):
+    `model_unavailable` said once, each turn's audio said unheard and its item `failed`;
+    the model back, the next turn completes with its words."""
+    speech = at_24k(jfk_audio[: int(1.5 * SAMPLE_RATE)])
+    failed = "conversation.item.input_audio_transcription.failed"
+
+    async def spoken_turn(last: str) -> list[dict]:
+        step = int(0.1 * 24_000)
+        for start in range(0, speech.size, step):  # four times real time: steps on the beat
+            await ws.send_json(append(pcm16(speech[start : start + step])))
+            await asyncio.sleep(0.025)
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        return await until(ws, last)
+
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await manual_commits(ws)
+        backend.failure = AsrUnavailable("Triton at 127.0.0.1:1 cannot be reached")
+        events = await spoken_turn(failed)
+        events += await spoken_turn(failed)
+        assert len(backend.calls) > 2  # steps too, not only the reads at the commits
+        backend.failure = None
+        events += await spoken_turn(COMPLETED)
+    errors = [e["error"] for e in of_type(events, "error")]
+    assert errors[0]["code"] == "model_unavailable"
+    assert "resumes when it is back" in errors[0]["message"]
+    assert [e["code"] for e in errors[1:]] == ["audio_skipped"] * 2  # one per failed item
+    assert all("(model_unavailable)" in e["message"] for e in errors[1:])
+    assert [e["error"]["code"] for e in of_type(events, failed)] == ["model_unavailable"] * 2
+    (completed,) = of_type(events, COMPLETED)
+    assert completed["transcript"].split() != []
+    assert completed["usage"]["seconds"] == pytest.approx(1.5, abs=0.01)
 
 
 @pytest.mark.parametrize("name", BAD_EVENTS)
