@@ -229,24 +229,30 @@ async def stream(stack: Stack, item: Item, *, delay: float = 0.0) -> StreamRun:
     run = StreamRun()
     url = f"{stack.gateway_url}/stream-audio"
     async with stack.session.ws_connect(url, max_msg_size=0) as ws:
-
-        async def read() -> None:
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    break
-                event = json.loads(message.data)
-                run.messages.append((time.monotonic(), event))
-                if event["type"] == "done":
-                    run.done_at = run.messages[-1][0]
-                    break
-
-        reader = asyncio.create_task(read())
+        reader = asyncio.create_task(read_events(ws, run.messages, last="done"))
         await run.send_paced(frames_of(pcm16(item.audio)), ws.send_bytes)
         await ws.send_json({"type": "stop"})
         run.stop_sent = time.monotonic()
         await asyncio.wait_for(reader, timeout=600)
+    if run.messages and run.messages[-1][1]["type"] == "done":
+        run.done_at = run.messages[-1][0]
     run.close_code = ws.close_code
     return run
+
+
+async def read_events(
+    ws: aiohttp.ClientWebSocketResponse,
+    events: list[tuple[float, dict]],
+    last: str | None = None,
+) -> None:
+    """Every JSON message with its arrival time, until the socket closes or one of type
+    `last` has come."""
+    async for message in ws:
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return
+        events.append((time.monotonic(), json.loads(message.data)))
+        if events[-1][1]["type"] == last:
+            return
 
 
 def slowest_finals(runs: list[StreamRun], share: float = 0.05) -> list[dict[str, Any]]:
@@ -366,17 +372,11 @@ async def realtime_session(
     url = f"{stack.gateway_url}/v1/realtime?intent=transcription"
     async with stack.session.ws_connect(url, max_msg_size=0) as ws:
 
-        async def read() -> None:
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    break
-                run.events.append((time.monotonic(), json.loads(message.data)))
-
         async def append(frame: bytes) -> None:
             audio = base64.b64encode(frame).decode()
             await ws.send_json({"type": "input_audio_buffer.append", "audio": audio})
 
-        reader = asyncio.create_task(read())
+        reader = asyncio.create_task(read_events(ws, run.events))
         await run.send_paced(frames, append)
         await ws.send_json({"type": "session.update", "session": {"type": "transcription"}})
         deadline = time.monotonic() + timeout_s

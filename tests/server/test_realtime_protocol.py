@@ -234,15 +234,19 @@ async def test_a_committed_turn_streams_deltas_that_make_its_transcript(
     assert {call.priority for call in backend.calls} == {Priority.STREAM}
 
 
+def two_utterances(jfk_audio: np.ndarray) -> np.ndarray:
+    """JFK's first 2.5 s, a second of silence, the same again: at 24 kHz."""
+    speech = jfk_audio[: int(2.5 * SAMPLE_RATE)]
+    quiet = np.zeros(SAMPLE_RATE, np.float32)
+    return at_24k(np.concatenate([speech, quiet, speech, quiet]))
+
+
 async def test_server_vad_ends_each_turn_at_the_pause(client, backend, jfk_audio) -> None:
     """Two utterances with a second of silence between: two items, each started, stopped,
     committed and completed, the second after the first."""
-    speech = jfk_audio[: int(2.5 * SAMPLE_RATE)]
-    quiet = np.zeros(SAMPLE_RATE, np.float32)
-    audio = at_24k(np.concatenate([speech, quiet, speech, quiet]))
     async with client.ws_connect(PATH) as ws:
         await opened(ws)
-        await send_in_chunks(ws, audio, chunk_s=0.1)
+        await send_in_chunks(ws, two_utterances(jfk_audio), chunk_s=0.1)
         events = await until(ws, COMPLETED)
         events += await until(ws, COMPLETED)
     started = of_type(events, "input_audio_buffer.speech_started")
@@ -272,12 +276,9 @@ async def test_the_session_reads_on_while_the_detector_catches_up(
     """Server VAD looks at the audio beside the receive path: while the detector's round is
     held, the session still answers events; once it goes on, both turns in what came
     meanwhile are found, each item holding exactly its audio up to its stop."""
-    speech = jfk_audio[: int(2.5 * SAMPLE_RATE)]
-    quiet = np.zeros(SAMPLE_RATE, np.float32)
-    audio = at_24k(np.concatenate([speech, quiet, speech, quiet]))
     async with client.ws_connect(PATH) as ws:
         await opened(ws)
-        await send_in_chunks(ws, audio, chunk_s=0.1)
+        await send_in_chunks(ws, two_utterances(jfk_audio), chunk_s=0.1)
         await ws.send_json({"type": "session.update", "session": {"type": "transcription"}})
         assert (await receive(ws))["type"] == "session.updated"  # the round still held
         held_detector.set()
