@@ -144,9 +144,12 @@ class _Answering:
     ) -> WindowResult:
         try:
             result = await self.backend.transcribe(audio, options, priority=priority)
+        except AsrBusy:  # up, its queue full: there all the same
+            self.calls.unavailable = False
+            raise
         except AsrUnavailable:
             raise
-        except AsrError:  # busy, refused or failed: it is there all the same
+        except AsrError:  # refused or failed: there all the same
             self.calls.unavailable = False
             raise
         self.calls.unavailable = False
