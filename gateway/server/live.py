@@ -89,13 +89,20 @@ class ModelCalls:
 
     def __init__(self, report: Report) -> None:
         self.report = report
-        self.unavailable = False  # the model could not be reached, and has not answered since
+        self.unavailable = False  # the model's last call could not reach it
+        self._said = False  # the client was told of this outage
 
     def reading(self, backend: WindowReader) -> WindowReader:
-        """`backend` as the session's steps and reads are to call it: every answer says the
-        model is reachable again. (A call's messages cannot say so: a step over silence
-        calls no model, and a read to the end reports the model away as `skipped`.)"""
-        return _Answering(backend, self)
+        """`backend` as the session's steps and reads are to call it, each call noting
+        whether it reached the model. (The calls' messages cannot say so: a step over
+        silence calls no model, and a read to the end reports the model away as `skipped`.)"""
+        return _Noting(backend, self)
+
+    def note(self, reached: bool) -> None:
+        """Whether a call just reached the model (`_Noting` tells)."""
+        self.unavailable = not reached
+        if reached:
+            self._said = False  # the outage, if any, is over
 
     @property
     def skip_reason(self) -> str:
@@ -105,18 +112,18 @@ class ModelCalls:
     async def guarded(self, call: Awaitable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The call's messages; none when it failed (and the client was told)."""
         try:
-            messages = await call
+            return await call
         except AsrBusy:
             # up but overloaded: nothing to say; the audio waits for the next step, or goes
             # as `overload` when the stream falls too far behind
             return []
         except AsrUnavailable as exc:
-            if not self.unavailable:
+            if not self._said:
                 await self.report(
                     f"{exc}; the stream stays open and resumes when it is back",
                     "model_unavailable",
                 )
-            self.unavailable = True
+                self._said = True
             return []
         except AsrRejected as exc:
             await self.report(str(exc), "rejected")
@@ -127,13 +134,12 @@ class ModelCalls:
                 "the speech model failed on this audio; the stream goes on", "model_error"
             )
             return []
-        if any(m["type"] == "skipped" and m["reason"] == "model_unavailable" for m in messages):
-            self.unavailable = True  # a read to the end says so itself, as `skipped`
-        return messages
 
 
-class _Answering:
-    """A `WindowReader` that tells its `ModelCalls` whenever the model answers."""
+class _Noting:
+    """A `WindowReader` that tells its `ModelCalls` whether each call reached the model:
+    an answer, a full queue (`AsrBusy`), a refusal or a fault did; `AsrUnavailable`
+    otherwise did not."""
 
     def __init__(self, backend: WindowReader, calls: ModelCalls) -> None:
         self.backend = backend
@@ -144,15 +150,10 @@ class _Answering:
     ) -> WindowResult:
         try:
             result = await self.backend.transcribe(audio, options, priority=priority)
-        except AsrBusy:  # up, its queue full: there all the same
-            self.calls.unavailable = False
+        except AsrError as exc:
+            self.calls.note(isinstance(exc, AsrBusy) or not isinstance(exc, AsrUnavailable))
             raise
-        except AsrUnavailable:
-            raise
-        except AsrError:  # refused or failed: there all the same
-            self.calls.unavailable = False
-            raise
-        self.calls.unavailable = False
+        self.calls.note(True)
         return result
 
 

@@ -58,24 +58,26 @@ async def test_an_outage_is_said_once_and_ends_when_the_model_answers() -> None:
     assert [code for _, code in said] == ["model_unavailable"]  # once for the outage
     assert calls.skip_reason == "model_unavailable"
 
-    # a read to the end says the model away itself: still the same outage
-    away = [{"type": "skipped", "start": 0.0, "end": 1.0, "reason": "model_unavailable"}]
-
+    # a read to the end catches the failure itself and says so as `skipped`: still away,
+    # and the outage already said
     async def read_to_end() -> list[dict]:
-        return away
+        try:
+            await reader.transcribe(AUDIO, TranscribeOptions(), priority=Priority.STREAM)
+        except AsrUnavailable:
+            return [{"type": "skipped", "start": 0.0, "end": 1.0, "reason": "model_unavailable"}]
+        return []
 
-    answers.next = None
-    calls.unavailable = False
-    assert await calls.guarded(read_to_end()) == away
-    assert calls.unavailable
+    assert (await calls.guarded(read_to_end()))[0]["reason"] == "model_unavailable"
+    await calls.guarded(step())
+    assert calls.unavailable and [code for _, code in said] == ["model_unavailable"]
 
     for answer in (AsrBusy("queue full"), AsrFailed("out of memory"), None):
-        calls.unavailable = True
+        answers.next = AsrUnavailable("replica down")
+        await calls.guarded(step())
         answers.next = answer
         await calls.guarded(step())
         assert not calls.unavailable, answer  # it answered: the outage is over
-    assert calls.skip_reason == "overload"
-
-    answers.next = AsrUnavailable("replica down")
-    await calls.guarded(step())
-    assert [code for _, code in said].count("model_unavailable") == 2  # a new outage
+        assert calls.skip_reason == "overload"
+        answers.next = AsrUnavailable("replica down")
+        await calls.guarded(step())  # a new outage: said again
+    assert [code for _, code in said if code == "model_unavailable"] == ["model_unavailable"] * 4
