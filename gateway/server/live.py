@@ -41,6 +41,7 @@ CLOSE_BUSY = WSCloseCode.TRY_AGAIN_LATER  # 1013
 # keep a stream open for nothing
 MIN_AUDIO_FRAME_SECONDS = 0.01
 STREAM_CLIENT = web.ResponseKey("client", str)  # who opened the stream: max_streams_per_client
+RECEIVING = web.ResponseKey("receiving", asyncio.Timeout)  # the wait for a message, if any
 
 
 class LiveConnection(Protocol):
@@ -258,18 +259,23 @@ def stream_refusal(
 
 
 async def _next_message(
-    ws: web.WebSocketResponse, timeout: float, draining: asyncio.Event
+    ws: web.WebSocketResponse, deadline: float, draining: asyncio.Event
 ) -> WSMessage | None:
-    """The client's next message, or None once the server starts shutting down."""
-    receive = asyncio.ensure_future(ws.receive(timeout=max(timeout, 0.001)))
-    drain = asyncio.ensure_future(draining.wait())
-    await asyncio.wait((receive, drain), return_when=asyncio.FIRST_COMPLETED)
-    drain.cancel()
-    if receive.done():
-        return receive.result()
-    receive.cancel()
-    await asyncio.gather(receive, return_exceptions=True)
-    return None
+    """The client's next message (TimeoutError at the loop time `deadline`), or None once the
+    server starts shutting down: `drain_streams` ends a wait by moving its deadline to now.
+    One timeout per message, no task: a Realtime client sends ten messages a second."""
+    if draining.is_set():
+        return None
+    try:
+        async with asyncio.timeout_at(deadline) as timeout:
+            ws[RECEIVING] = timeout
+            return await ws.receive()
+    except TimeoutError:
+        if draining.is_set():
+            return None
+        raise
+    finally:
+        ws.pop(RECEIVING, None)
 
 
 async def _receive(connection: LiveConnection, settings: Settings, draining: asyncio.Event) -> None:
@@ -285,7 +291,7 @@ async def _receive(connection: LiveConnection, settings: Settings, draining: asy
             return
         try:
             deadline = min(heard_from + idle_s, opened + longest_s)
-            message = await _next_message(ws, deadline - loop.time(), draining)
+            message = await _next_message(ws, deadline, draining)
         except TimeoutError:
             if loop.time() - heard_from < idle_s:
                 continue  # the session's end, handled above
@@ -320,6 +326,9 @@ async def drain_streams(app: web.Application) -> None:
     after `shutdown_timeout_s` are closed as they are."""
     app[DRAINING].set()
     streams = app[STREAMS]
+    for ws in streams:  # wake each receive loop now, not at its next message
+        if (receiving := ws.get(RECEIVING)) is not None:
+            receiving.reschedule(asyncio.get_running_loop().time())
     deadline = asyncio.get_running_loop().time() + app[SETTINGS].shutdown_timeout_s
     while streams and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)

@@ -84,6 +84,14 @@ async def opened(ws) -> dict:
     return created["session"]
 
 
+def whole_turn_heard(audio_24k: np.ndarray, backend) -> str:
+    """What the scripted model hears in a turn of `audio_24k` read to its end as a file is."""
+    received = soxr.resample(
+        np.frombuffer(pcm16(audio_24k), "<i2").astype(np.float32) / 32768, 24_000, SAMPLE_RATE
+    )
+    return "".join(s.text for s in hear(received, backend.calls[-1].options)).strip()
+
+
 # --- the session ---------------------------------------------------------------------------
 
 
@@ -224,11 +232,7 @@ async def test_a_committed_turn_streams_deltas_that_make_its_transcript(
     assert {d["item_id"] for d in deltas} == {completed["item_id"]} == {committed["item_id"]}
     assert all(d["content_index"] == 0 for d in deltas) and completed["content_index"] == 0
     assert "".join(d["delta"] for d in deltas) == completed["transcript"]
-    # what the model hears in the whole turn, read to its end as a file is
-    received = soxr.resample(
-        np.frombuffer(pcm16(audio), "<i2").astype(np.float32) / 32768, 24_000, SAMPLE_RATE
-    )
-    expected = "".join(s.text for s in hear(received, backend.calls[-1].options)).strip()
+    expected = whole_turn_heard(audio, backend)
     assert completed["transcript"] == expected and len(expected.split()) > 10
     assert completed["usage"] == {"type": "duration", "seconds": pytest.approx(11.0, abs=0.05)}
     assert {call.priority for call in backend.calls} == {Priority.STREAM}
@@ -336,6 +340,34 @@ async def test_a_turn_the_model_fails_on_is_reported_failed(client, backend, jfk
     assert failed["error"]["code"] == "model_error"
     assert failed["item_id"] == of_type(events, "input_audio_buffer.committed")[0]["item_id"]
     assert "out of memory" not in json.dumps(events)  # internals stay in the log
+
+
+async def test_shutdown_commits_the_open_turn_completes_it_then_closes_with_1001(
+    client, backend, jfk_audio
+) -> None:
+    """The server stops while the session waits for its client's next event, the turn open:
+    the wait ends at once, and the turn is committed and read to its end before the close."""
+    async with client.ws_connect(PATH) as ws:
+        await opened(ws)
+        await manual_commits(ws)
+        await ws.send_json(append(pcm16(at_24k(jfk_audio))))
+        await ws.send_json({"type": "session.update", "session": {"type": "transcription"}})
+        assert (await receive(ws))["type"] == "session.updated"  # all of the audio was read
+        shutdown = asyncio.create_task(client.server.close())
+        events = await until(ws, COMPLETED)
+        message = await ws.receive(timeout=5)
+        await shutdown
+    assert [e["type"] for e in events if not e["type"].endswith(".delta")] == [
+        "input_audio_buffer.committed",
+        COMPLETED,
+    ]
+    expected = whole_turn_heard(at_24k(jfk_audio), backend)
+    assert events[-1]["transcript"] == expected and len(expected.split()) > 10
+    assert (message.type, message.data, message.extra) == (
+        WSMsgType.CLOSE,
+        1001,
+        "server shutting down",
+    )
 
 
 async def test_clear_drops_the_audio_not_yet_committed(client, backend, jfk_audio) -> None:
