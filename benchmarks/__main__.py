@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs of each streaming level (default: --repeat, at most 2)",
     )
     parser.add_argument(
-        "--streams", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8,16)"
+        "--streams", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8,16; '' for none)"
     )
     parser.add_argument(
         "--fast-streams",
@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stream to hermes only, not to WhisperLive",
     )
     parser.add_argument(
-        "--uploads", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8)"
+        "--uploads", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8; '' for none)"
     )
     parser.add_argument("--threads", type=int, default=2, help="threads of every peer (default 2)")
     parser.add_argument("--no-composite", action="store_true")
@@ -103,12 +103,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--quick and --full contradict each other")
     quick, full = args.quick, args.full  # they change the defaults; explicit flags still win
     args.repeat = args.repeat or (1 if quick else 3)
-    args.streams = args.streams or ([1, 2] if quick else [1, 2, 4, 8, 16] if full else [1, 4, 8])
+    if args.streams is None:  # '' measures none, as for --fast-streams
+        args.streams = [1, 2] if quick else [1, 2, 4, 8, 16] if full else [1, 4, 8]
     if args.fast_streams is None:
         args.fast_streams = [1] if quick else [1, 4]
     if args.peer_stream_levels is None:
         args.peer_stream_levels = args.streams if full else [n for n in args.streams if n <= 4]
-    args.uploads = args.uploads or ([1, 2] if quick else [1, 2, 4, 8] if full else [1, 4, 8])
+    if args.uploads is None:
+        args.uploads = [1, 2] if quick else [1, 2, 4, 8] if full else [1, 4, 8]
     args.no_composite = args.no_composite or quick
     args.conditions = accuracy.QUICK if quick else accuracy.CONDITIONS if full else accuracy.DEFAULT
     if args.stream_repeat is None:

@@ -68,6 +68,8 @@ def test_the_default_run_is_the_smaller_grid_and_full_the_whole_one() -> None:
     assert full.conditions == accuracy.CONDITIONS and full.uploads == [1, 2, 4, 8]
     assert quick.conditions == accuracy.QUICK and quick.no_composite
     assert parse_args(["--full", "--streams", "2"]).streams == [2]  # explicit flags win
+    none = parse_args(["--streams", "", "--fast-streams", "", "--uploads", ""])
+    assert (none.streams, none.fast_streams, none.uploads, none.peer_stream_levels) == ([],) * 4
     assert default.model_parameters == {}
     assert model_repository(default.model_parameters) == DEFAULT_MODEL_REPOSITORY
 
