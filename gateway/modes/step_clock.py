@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import math
 
-# the period follows the time rounds take, with headroom so steps do not run back to back
-_HEADROOM = 1.25
+# The period follows the time rounds take, with headroom so steps do not run back to back.
+# 1.1, not 1.25: 4 streams on a 1 s beat on 2 AVX2 cores, alternated five times, final
+# p50 / p95 1.77-2.14 / 2.83-3.58 s against 1.93-2.43 / 2.88-3.51 s (benchmarks/README.md)
+_HEADROOM = 1.1
 _SMOOTHING = 0.3  # weight of the newest round in the moving average
 
 
