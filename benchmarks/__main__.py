@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs of each streaming level (default: --repeat, at most 2)",
     )
     parser.add_argument(
-        "--streams", type=levels, default=None, help="default 1,4,8 (--full: 1,2,4,8,16; '' for none)"
+        "--streams",
+        type=levels,
+        default=None,
+        help="default 1,4,8 (--full: 1,2,4,8,16; '' for none)",
     )
     parser.add_argument(
         "--fast-streams",
