@@ -264,6 +264,9 @@ async def _next_message(
     """The client's next message (TimeoutError at the loop time `deadline`), or None once the
     server starts shutting down: `drain_streams` ends a wait by moving its deadline to now.
     One timeout per message, no task: a Realtime client sends ten messages a second."""
+    # A message already buffered comes back without suspending: a client flooding tiny
+    # frames would hold the event loop until its backlog is read, and starve everyone else
+    await asyncio.sleep(0)
     if draining.is_set():
         return None
     try:
