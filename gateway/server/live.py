@@ -329,11 +329,12 @@ async def drain_streams(app: web.Application) -> None:
     after `shutdown_timeout_s` are closed as they are."""
     app[DRAINING].set()
     streams = app[STREAMS]
+    loop = asyncio.get_running_loop()
     for ws in streams:  # wake each receive loop now, not at its next message
         if (receiving := ws.get(RECEIVING)) is not None:
-            receiving.reschedule(asyncio.get_running_loop().time())
-    deadline = asyncio.get_running_loop().time() + app[SETTINGS].shutdown_timeout_s
-    while streams and asyncio.get_running_loop().time() < deadline:
+            receiving.reschedule(loop.time())
+    deadline = loop.time() + app[SETTINGS].shutdown_timeout_s
+    while streams and loop.time() < deadline:
         await asyncio.sleep(0.1)
     for ws in list(streams):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
