@@ -1,11 +1,12 @@
 """Replay live streams offline: the gateway's `StreamSession`s against the model's
 `BatchTranscriber` in this process, on a virtual clock. No Triton, no sockets, no waiting for
-real time: a 6.7-minute stream replays in about a minute, and two runs of the same settings
-give the same transcript. For tuning what a stream's steps cost and commit; the capacity
-benchmark (`python -m benchmarks --only streaming`) measures the real service.
+real time: a 6.7-minute stream replays in about a minute, and two runs of one stream with the
+same settings give the same transcript. For tuning what a stream's steps cost and commit; the
+capacity benchmark (`python -m benchmarks --only streaming`) measures the real service.
 
     python -m benchmarks.replay [--plan stream-63s|composite|conversation|...] [--beat 3]
         [--max-beat S] [--streams N] [--lead 0.4] [--context full] [--drafts off]
+        [--cost FIXED,PER_AUDIO_S]
 
 With `--streams N` the plan is streamed N times, their starts spread over 3 s as in the
 capacity benchmark, all on one `StepClock` (period from `--beat` up to `--max-beat`, following
@@ -17,6 +18,11 @@ model's threads sharing the cores with it.
 
 `--lead` puts that much silence before the audio: where the beats fall in the speech moves,
 and with it what each step hears (a made-up "Thank you." came on 2 of 5 leads of a 1 s beat).
+Each execution moves the virtual clock by the time it took, which varies by a quarter on a
+noisy VM; with several streams that moves where later steps fall and what they hear, so two
+runs differ. `--cost` charges each execution a fixed time plus a time per second of its
+batch's audio instead: runs then repeat exactly, and two policies compare word for word.
+
 Prints the streams' WER against the reference, the model's seconds (the CPU work of all
 steps), the model executions, and word latency on the virtual clock: when the step that
 committed a word ended (its beat plus the model's time) minus the word's end in the audio.
@@ -69,18 +75,44 @@ FRAME_SAMPLES = SAMPLE_RATE // 10  # audio arrives in 100 ms frames, as the benc
 _CALLER: contextvars.ContextVar[object] = contextvars.ContextVar("replay_caller")
 
 
+@dataclass(frozen=True)
+class CostModel:
+    """An execution's time on the virtual clock, instead of the time it took: a fixed part
+    and a part per second of the batch's audio. The time taken varies by a quarter on a noisy
+    VM, and moves where every later step falls; with a cost model two runs of the same
+    settings step alike, so two policies compare word for word and latency for latency."""
+
+    fixed_s: float
+    per_audio_s: float
+
+    def of(self, audio_seconds: float) -> float:
+        return self.fixed_s + self.per_audio_s * audio_seconds
+
+    @classmethod
+    def parse(cls, text: str) -> CostModel:
+        fixed, per_audio = (float(part) for part in text.split(","))
+        return cls(fixed, per_audio)
+
+
 class InProcessModel:
     """The `AsrBackend` protocol over a `BatchTranscriber`: calls wait until `run` answers
-    all of them in one batch (one execution), timing it."""
+    all of them in one batch (one execution), timing it (`seconds`) and charging the
+    virtual clock for it (`charged`: that time, or `cost`'s)."""
 
     def __init__(
-        self, transcriber: BatchTranscriber, low_latency: bool, drafts: bool = True
+        self,
+        transcriber: BatchTranscriber,
+        low_latency: bool,
+        drafts: bool = True,
+        cost: CostModel | None = None,
     ) -> None:
         self.transcriber = transcriber
         # False: full 30 s windows for the steps and the end read, as before LOW_LATENCY
         self.low_latency = low_latency
         self.drafts = drafts  # False: steps decode without their previous step's draft
+        self.cost = cost
         self.seconds = 0.0
+        self.charged = 0.0
         self.executions = 0
         # each waiting request with its answer and the call it comes from
         self._waiting: list[tuple[TranscriptionRequest, asyncio.Future[WindowResult], object]] = []
@@ -120,7 +152,11 @@ class InProcessModel:
             return
         started = time.perf_counter()
         results = self.transcriber.transcribe([request for request, _, _ in batch])
-        self.seconds += time.perf_counter() - started
+        spent = time.perf_counter() - started
+        self.seconds += spent
+        if self.cost is not None:
+            spent = self.cost.of(sum(request.audio.size for request, _, _ in batch) / SAMPLE_RATE)
+        self.charged += spent
         self.executions += 1
         for (_, answer, _), result in zip(batch, results, strict=True):
             # through JSON, as the segments travel from Triton (numpy floats become floats)
@@ -230,10 +266,10 @@ async def replay(
         due = [stream for stream in on_beat if stream.session.step_due]
         committed = [stream.session.agreement.committed_count for stream in due]
         steps = [model.call(stream.session.step()) for stream in due]
-        before = model.seconds
+        before = model.charged
         await model.answer_all(steps)
         # one model instance: a batch waits for the one before it to finish
-        done_at = max(now, model_free_at) + model.seconds - before
+        done_at = max(now, model_free_at) + model.charged - before
         model_free_at = done_at
         for stream, step, count in zip(due, steps, committed, strict=True):
             stream.collect(step.result())
@@ -258,7 +294,12 @@ async def replay(
 
 
 def in_process_model(
-    threads: int, *, low_latency: bool = True, bfloat16: bool | None = None, drafts: bool = True
+    threads: int,
+    *,
+    low_latency: bool = True,
+    bfloat16: bool | None = None,
+    drafts: bool = True,
+    cost: CostModel | None = None,
 ) -> InProcessModel:
     """tiny.en as Triton's model instance would run it (bfloat16 None: where the CPU has it)."""
     torch.set_num_threads(threads)
@@ -269,7 +310,7 @@ def in_process_model(
         low_latency_bfloat16=cpu_computes_bfloat16() if bfloat16 is None else bfloat16,
     )
     transcriber.warm_up()
-    return InProcessModel(transcriber, low_latency=low_latency, drafts=drafts)
+    return InProcessModel(transcriber, low_latency=low_latency, drafts=drafts, cost=cost)
 
 
 def plan_audio(name: str) -> tuple[np.ndarray, str]:
@@ -319,6 +360,15 @@ def main(argv: list[str] | None = None) -> int:
         help="steps send their previous step's segments as a draft (DRAFT)",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--cost",
+        type=CostModel.parse,
+        default=None,
+        metavar="FIXED,PER_AUDIO_S",
+        help="charge each execution FIXED + PER_AUDIO_S x its batch's audio seconds on the "
+        "virtual clock instead of the time it took: runs repeat exactly (2 AVX2 cores, "
+        "float32: about 0.12,0.035)",
+    )
     args = parser.parse_args(argv)
 
     audio, text = plan_audio(args.plan)
@@ -330,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         low_latency=args.context == "low-latency",
         bfloat16=bfloat16,
         drafts=args.drafts == "on",
+        cost=args.cost,
     )
     result = asyncio.run(
         replay(audio, model, args.beat, max_beat_s=args.max_beat, streams=args.streams)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks import replay
 from gateway.modes.audio import SAMPLE_RATE
@@ -27,9 +28,11 @@ class ScriptedTranscriber:
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.audio_seconds = 0.0  # of every request
 
     def transcribe(self, requests: Sequence[TranscriptionRequest]) -> list[TranscriptionResult]:
         self.batches.append(len(requests))
+        self.audio_seconds += sum(request.audio.size for request in requests) / SAMPLE_RATE
         return [self._result(request.audio.size / SAMPLE_RATE) for request in requests]
 
     @staticmethod
@@ -82,3 +85,25 @@ def test_an_end_read_with_two_windows_in_flight_is_answered() -> None:
 
     assert scripted.batches[0] == 2
     assert len(result.texts[0].split()) >= 40
+
+
+def test_a_cost_model_charges_the_clock_its_own_time_and_replays_repeat_exactly() -> None:
+    """With `--cost`, an execution takes the model's fixed + per-audio-second time on the
+    virtual clock, whatever it took: two replays step alike, word latency for word latency."""
+    jfk = load_audio(DATA_DIR / "jfk.flac")
+    cost = replay.CostModel.parse("0.2,0.05")
+    runs = []
+    for _ in range(2):
+        model = replay.InProcessModel(
+            ScriptedTranscriber(),  # type: ignore[arg-type]
+            low_latency=True,
+            cost=cost,
+        )
+        runs.append((asyncio.run(replay.replay(jfk, model, 1.0, streams=2)), model))
+
+    (first, model), (second, _) = runs
+    assert first.word_latencies == second.word_latencies
+    assert first.texts == second.texts
+    scripted = model.transcriber
+    assert model.charged == pytest.approx(0.2 * model.executions + 0.05 * scripted.audio_seconds)
+    assert model.seconds < 0.2 * model.executions  # what the scripted model took: far less
