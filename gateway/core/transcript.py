@@ -21,7 +21,9 @@ class Word:
     word: str  # as Whisper writes it: leading space, punctuation attached
     start: float
     end: float
-    probability: float
+    # Whisper's probability for it (the mean of its tokens'); None from a live step that did
+    # not ask for logprobs: the model leaves it out there (`LOW_LATENCY` without `LOGPROBS`)
+    probability: float | None
 
     def shifted(self, seconds: float) -> Word:
         return replace(self, start=round(self.start + seconds, 3), end=round(self.end + seconds, 3))
@@ -43,6 +45,11 @@ class TokenLogprob:
 
     def to_json(self) -> dict[str, Any]:
         return {"token": self.token, "logprob": self.logprob, "bytes": list(self.bytes)}
+
+
+def _optional(item: dict[str, Any], key: str) -> float | None:
+    value = item.get(key)
+    return None if value is None else float(value)
 
 
 def strip_leading_space(logprobs: Sequence[TokenLogprob]) -> tuple[TokenLogprob, ...]:
@@ -116,7 +123,7 @@ class Segment:
             tokens=tuple(item.get("tokens", ())),
             complete=bool(item.get("complete", True)),
             words=tuple(
-                Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
+                Word(w["word"], float(w["start"]), float(w["end"]), _optional(w, "probability"))
                 for w in item.get("words", ())
             ),
             logprobs=tuple(TokenLogprob.from_json(t) for t in item.get("logprobs", ())),

@@ -15,11 +15,12 @@ MIN_PROBABILITY = 1e-10  # a word Whisper gave no chance still gets a finite log
 
 def word_logprobs(words: list[Word]) -> list[dict[str, Any]]:
     """One OpenAI `logprobs` entry per word: its text, and the log of Whisper's probability
-    for it (the mean of its tokens' probabilities, from word timing)."""
+    for it (the mean of its tokens' probabilities, from word timing; a stream that wants
+    logprobs asks the model for them, `TranscribeOptions.logprobs`)."""
     return [
         {
             "token": word.word,
-            "logprob": round(math.log(max(word.probability, MIN_PROBABILITY)), 6),
+            "logprob": round(math.log(max(word.probability or 0.0, MIN_PROBABILITY)), 6),
             "bytes": list(word.word.encode()),
         }
         for word in words

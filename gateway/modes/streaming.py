@@ -206,6 +206,9 @@ class StreamSession:
             language=self.config.language,
             prompt=self.config.model_prompt,
             word_timestamps=True,
+            # the words' probabilities: a live step's come only with logprobs (and its
+            # segments then carry each token's too, unused)
+            logprobs=self.messages.logprobs,
             low_latency=True,
         )
 

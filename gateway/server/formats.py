@@ -140,7 +140,8 @@ def verbose_json(
                 "word": word.word.strip(),
                 "start": round(word.start, 3),
                 "end": round(word.end, 3),
-                "probability": round(word.probability, 4),
+                # an upload's words always carry it (only a live step's may not)
+                **({} if word.probability is None else {"probability": round(word.probability, 4)}),
             }
             for word in transcript.words
         ]

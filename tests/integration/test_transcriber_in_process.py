@@ -6,6 +6,7 @@ temperature fallback (file windows retry a decode that fails the checks, as open
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,35 @@ def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model,
         assert [e for _, e in words(batched)] == pytest.approx(
             [e for _, e in words(single)], abs=0.02
         )
+
+
+def test_a_live_step_gets_word_probabilities_only_when_it_asks_for_logprobs(
+    model, clips
+) -> None:
+    """Word timing skips the vocabulary product for a low-latency request without logprobs:
+    the same words at the same times, without `probability`; with logprobs, and for a file
+    window, each word has one. In one batch, as a beat's steps come."""
+    transcriber = BatchTranscriber(model, fp16=False, low_latency_bfloat16=False)
+    audio = clips["jfk.flac"].audio[: 9 * 16_000]
+    step = TranscriptionRequest(audio, language="en", word_timestamps=True, low_latency=True)
+    plain, asking, window = transcriber.transcribe(
+        [step, replace(step, logprobs=True), replace(step, low_latency=False)]
+    )
+
+    def words(result) -> list[dict]:
+        return [word for segment in result.segments for word in segment["words"]]
+
+    assert words(plain) and all("probability" not in word for word in words(plain))
+    assert [{**word, "probability": 0.0} for word in words(asking)] == [
+        {**word, "probability": 0.0} for word in words(plain)
+    ]
+    for result in (asking, window):
+        assert all(0.0 < word["probability"] <= 1.0 for word in words(result))
+    # the probabilities are find_alignment's own: the same whatever the row's neighbours
+    (alone,) = transcriber.transcribe([replace(step, logprobs=True)])
+    assert [w["probability"] for w in words(alone)] == pytest.approx(
+        [w["probability"] for w in words(asking)], abs=1e-4
+    )
 
 
 def test_file_windows_are_retried_and_low_latency_requests_decoded_once(

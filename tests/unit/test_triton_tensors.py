@@ -83,6 +83,27 @@ def test_a_draft_is_sent_with_its_decodes_own_times() -> None:
     assert "DRAFT" not in names(TranscribeOptions())
 
 
+def test_words_without_a_probability_have_none() -> None:
+    """A live step that did not ask for logprobs gets its words without `probability`."""
+    segment = Segment.from_json(
+        {
+            "start": 0.0,
+            "end": 1.0,
+            "text": " one two",
+            "avg_logprob": -0.2,
+            "no_speech_prob": 0.01,
+            "compression_ratio": 1.0,
+            "temperature": 0.0,
+            "words": [
+                {"word": " one", "start": 0.1, "end": 0.4},
+                {"word": " two", "start": 0.5, "end": 0.9, "probability": 0.75},
+            ],
+        }
+    )
+    assert [word.probability for word in segment.words] == [None, 0.75]
+    assert [word.shifted(1.0).probability for word in segment.words] == [None, 0.75]
+
+
 class Reply:
     """An `InferResult` holding these outputs (each a string; None: absent)."""
 

@@ -25,10 +25,21 @@ class AlignmentPass:
             self.hooks.append(hook)
             return _Removal(self.hooks, hook)
 
-    def __init__(self, model: Whisper, logits: torch.Tensor, scores: list[torch.Tensor]) -> None:
+    def __init__(
+        self,
+        model: Whisper,
+        logits: torch.Tensor | None,
+        scores: list[torch.Tensor],
+        length: int,
+    ) -> None:
+        """`logits` of the row's `length` tokens; None where its words' probabilities are not
+        wanted: find_alignment is then handed zeros (no memory: one value, expanded), and the
+        probabilities it makes of them mean nothing."""
         self.device = model.device
         self.dims = model.dims
         self.alignment_heads = model.alignment_heads
+        if logits is None:
+            logits = torch.zeros((), device=model.device).expand(length, model.dims.n_vocab)
         self._logits, self._scores = logits, scores
         self.decoder = SimpleNamespace(
             blocks=[SimpleNamespace(cross_attn=self._Hooked()) for _ in scores]

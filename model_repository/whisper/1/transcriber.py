@@ -509,4 +509,7 @@ class BatchTranscriber:
             [mels[i] for i in wanted],
             [segments[i] for i in wanted],
             [requests[i].audio.size for i in wanted],
+            # a live step's words need no probabilities unless it asks for logprobs (the
+            # Realtime API's); uploads' words carry them (verbose_json)
+            [not requests[i].low_latency or requests[i].logprobs for i in wanted],
         )

@@ -316,9 +316,11 @@ def add_word_timestamps_together(
     mels: Sequence[torch.Tensor],
     segments: Sequence[list[dict[str, Any]]],
     samples: Sequence[int],
+    probabilities: Sequence[bool],
 ) -> None:
     """Wraps `whisper.timing.add_word_timestamps` (adds `words` to each segment, in place)
-    for several windows (`samples`: each window's audio length). Upstream, the
+    for several windows (`samples`: each window's audio length); the words of a window whose
+    `probabilities` is false come without `probability`. Upstream, the
     `whisper.timing.find_alignment` it calls runs the whole model once per window to read the
     cross-attention of the decoded text; here one decoder pass runs for all windows together
     (`WhisperDecoder.alignment_passes`, on the audio contexts already computed for decoding,
@@ -333,9 +335,9 @@ def add_word_timestamps_together(
         ]
         for tokenizer, timed in zip(tokenizers, segments, strict=True)
     ]
-    passes = decoder.alignment_passes(contexts, texts)
-    for alignment, tokenizer, mel, timed, count in zip(
-        passes, tokenizers, mels, segments, samples, strict=True
+    passes = decoder.alignment_passes(contexts, texts, probabilities)
+    for alignment, tokenizer, mel, timed, count, wanted in zip(
+        passes, tokenizers, mels, segments, samples, probabilities, strict=True
     ):
         add_word_timestamps(
             segments=timed,
@@ -345,3 +347,7 @@ def add_word_timestamps_together(
             num_frames=math.ceil(count / HOP_LENGTH),
             last_speech_timestamp=0.0,
         )
+        if not wanted:
+            for segment in timed:
+                for word in segment.get("words", ()):
+                    del word["probability"]
