@@ -85,9 +85,7 @@ def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model,
         )
 
 
-def test_a_live_step_gets_word_probabilities_only_when_it_asks_for_logprobs(
-    model, clips
-) -> None:
+def test_a_live_step_gets_word_probabilities_only_when_it_asks_for_logprobs(model, clips) -> None:
     """Word timing skips the vocabulary product for a low-latency request without logprobs:
     the same words at the same times, without `probability`; with logprobs, and for a file
     window, each word has one. In one batch, as a beat's steps come."""
