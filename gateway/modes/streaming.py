@@ -7,9 +7,9 @@ audio, the session transcribes its uncommitted buffer (at most 30 s) at the stre
 (the file priority for audio sent far faster than real time) with the model's low-latency
 context, and LocalAgreement-2 decides what is final, except that
 words followed by a pause are final at once (when the hypothesis passed Whisper's checks: a
-step's decode is not retried at a higher temperature). The buffer is trimmed at the end of
-committed segments, keeping a second of lead-in. Silence, and speech already committed, are
-never sent to the model.
+step's decode is not retried at a higher temperature). The buffer is trimmed where committed
+words end (a segment, or a word before a gap), keeping a second of lead-in. Silence, and
+speech already committed, are never sent to the model.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -39,7 +40,13 @@ from gateway.modes.stream_messages import Message, StreamMessages
 from gateway.modes.vad import StreamingVad
 
 LEAD_SECONDS = 1.0  # audio kept before a trim point: Whisper needs a moment of lead-in
-TRIM_AFTER_SECONDS = 8.0  # trim once the buffer is longer than this
+# Trim once the buffer is longer than this. Every step encodes all of it: 4 streams on a 1 s
+# beat held 8-12 s each between sentences, and their rounds outgrew the beat.
+TRIM_AFTER_SECONDS = 4.0
+# A gap at least this long between a committed word and the next word is a place to cut too,
+# inside a segment: Whisper writes sentences said without a long pause as one segment, and a
+# buffer cut only at segment ends kept them all.
+CUT_AT_GAP_SECONDS = 0.3
 # Speech regions are padded (VadConfig.pad_seconds) and word end times drift by a few hundred
 # ms: speech must reach this far past the last committed word to count as new.
 NEW_SPEECH_MARGIN_SECONDS = 0.5
@@ -326,14 +333,20 @@ class StreamSession:
         return FinalRead(words, self.audio.start + read, failure)
 
     def _trim(self) -> None:
-        """Cut the buffer at the end of the last segment that is wholly committed (once it
-        is long enough for that to matter); `drop_backlog` bounds it when that is not enough."""
+        """Cut the buffer, less the lead-in, at the last end of committed words: of a segment
+        wholly committed, or of a committed word before a gap (once the buffer is long enough
+        for that to matter); `drop_backlog` bounds it when that is not enough."""
         if self.audio.held_seconds <= TRIM_AFTER_SECONDS:
             return
-        committed_end = self.agreement.committed_end
-        done = [s.end for s in self.segments if s.end <= committed_end + CUT_TOLERANCE_SECONDS]
-        if done:
-            self.audio.cut(max(done) - LEAD_SECONDS)
+        committed_until = self.agreement.committed_end + CUT_TOLERANCE_SECONDS
+        words = [word for segment in self.segments for word in segment.words]
+        ends = [s.end for s in self.segments if s.end <= committed_until] + [
+            word.end
+            for word, after in pairwise(words)
+            if word.end <= committed_until and after.start - word.end >= CUT_AT_GAP_SECONDS
+        ]
+        if ends:
+            self.audio.cut(max(ends) - LEAD_SECONDS)
 
     def _wordless_until(self) -> float:
         """After a step that heard no new words: how far the buffer is a pause. Up to where

@@ -316,6 +316,36 @@ async def test_a_short_utterance_waits_for_a_second_hypothesis() -> None:
     assert finals(await session.step()) == " w0 w1 w2 w3 w4 w5 w6 w7"
 
 
+async def test_the_buffer_is_cut_at_a_gap_after_committed_words_inside_a_segment() -> None:
+    """Sentences said without a long pause come back as one segment, which is never wholly
+    committed while the speech goes on: the buffer is cut after the last committed word that
+    a gap follows (less the lead-in) once it holds more than 4 s, and no word is lost or
+    written twice for it."""
+    first = [Word(f" a{i}", 0.2 + i * 0.6, 0.6 + i * 0.6, 0.9) for i in range(6)]  # to 3.6 s
+    second = [Word(f" b{i}", 4.1 + i * 0.6, 4.5 + i * 0.6, 0.9) for i in range(8)]  # from 4.1 s
+    model = ScriptedModel(first + second, [9.0])
+    session = StreamSession(
+        model, StreamConfig(), min_new_audio_s=0.5, vad=StreamingVad(scorer=LoudnessScorer())
+    )
+    model.session = session
+    session.append(sound(5.0, True))
+    await session.step()
+    assert session.audio.start == 0.0  # a gap after a0-a5, but nothing committed yet
+    session.append(sound(1.0, True, seed=1))
+    committed = finals(await session.step())
+    assert committed == "".join(w.word for w in [*first, second[0]])
+    assert all(len(reply) == 1 for reply in model.replies)  # one segment, still open
+    # cut after a5 (3.6 s, 0.5 s before b0), not after b0 (0.2 s before b1)
+    assert session.audio.start == pytest.approx(3.6 - 1.0, abs=0.01)
+    for seed in range(2, 5):
+        session.append(sound(1.0, True, seed=seed))
+        committed += finals(await session.step())
+    for seed in range(5, 8):
+        session.append(sound(1.0, False, seed=seed))
+        committed += finals(await session.step())
+    assert committed == "".join(w.word for w in first + second)
+
+
 async def test_silence_after_committed_words_is_not_sent_to_the_model() -> None:
     session, model = scripted_session([(0.0, 7.0)])
     session.append(np.concatenate([sound(7.0, True), sound(1.5, False)]))
