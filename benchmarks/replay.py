@@ -6,7 +6,7 @@ capacity benchmark (`python -m benchmarks --only streaming`) measures the real s
 
     python -m benchmarks.replay [--plan stream-63s|composite|conversation|...] [--beat 3]
         [--max-beat S] [--streams N] [--lead 0.4] [--context full] [--drafts off]
-        [--cost FIXED,PER_AUDIO_S]
+        [--cost FIXED,PER_S[,context]]
 
 With `--streams N` the plan is streamed N times, their starts spread over 3 s as in the
 capacity benchmark, all on one `StepClock` (period from `--beat` up to `--max-beat`, following
@@ -21,7 +21,8 @@ and with it what each step hears (a made-up "Thank you." came on 2 of 5 leads of
 Each execution moves the virtual clock by the time it took, which varies by a quarter on a
 noisy VM; with several streams that moves where later steps fall and what they hear, so two
 runs differ. `--cost` charges each execution a fixed time plus a time per second of its
-batch's audio instead: runs then repeat exactly, and two policies compare word for word.
+batch's audio (or of its encoder context) instead: runs then repeat exactly, and two policies
+compare word for word.
 
 Prints the streams' WER against the reference, the model's seconds (the CPU work of all
 steps), the model executions, and word latency on the virtual clock: when the step that
@@ -60,9 +61,11 @@ from testsupport.wer import word_error_rate
 sys.path.insert(0, str(PROJECT_ROOT / "model_repository" / "whisper" / "1"))
 from checkpoint import load_model
 from transcriber import (
+    FRAMES_PER_SECOND,
     BatchTranscriber,
     TranscriptionRequest,
     cpu_computes_bfloat16,
+    encoder_frames,
     parse_draft,
 )
 
@@ -78,20 +81,27 @@ _CALLER: contextvars.ContextVar[object] = contextvars.ContextVar("replay_caller"
 @dataclass(frozen=True)
 class CostModel:
     """An execution's time on the virtual clock, instead of the time it took: a fixed part
-    and a part per second of the batch's audio. The time taken varies by a quarter on a noisy
-    VM, and moves where every later step falls; with a cost model two runs of the same
-    settings step alike, so two policies compare word for word and latency for latency."""
+    and a part per second of the batch's audio, or of its encoder context (`by_context`: the
+    audio and its padding, in whole 5 s, as the encoder computes it). The time taken varies by
+    a quarter on a noisy VM, and moves where every later step falls; with a cost model two
+    runs of the same settings step alike, so two policies compare word for word and latency
+    for latency. Near the point where the streams fall behind, a cost model decides which
+    side a policy lands on: check a result with the other kind of cost."""
 
     fixed_s: float
-    per_audio_s: float
+    per_second: float
+    by_context: bool = False
 
-    def of(self, audio_seconds: float) -> float:
-        return self.fixed_s + self.per_audio_s * audio_seconds
+    def of(self, seconds: float) -> float:
+        return self.fixed_s + self.per_second * seconds
 
     @classmethod
     def parse(cls, text: str) -> CostModel:
-        fixed, per_audio = (float(part) for part in text.split(","))
-        return cls(fixed, per_audio)
+        """`FIXED,PER_S` (per second of audio) or `FIXED,PER_S,context`."""
+        fixed, per_second, *kind = text.split(",")
+        if kind not in ([], ["audio"], ["context"]):
+            raise ValueError(f"the cost is per second of audio or of context, not {kind[0]!r}")
+        return cls(float(fixed), float(per_second), by_context=kind == ["context"])
 
 
 class InProcessModel:
@@ -155,7 +165,7 @@ class InProcessModel:
         spent = time.perf_counter() - started
         self.seconds += spent
         if self.cost is not None:
-            spent = self.cost.of(sum(request.audio.size for request, _, _ in batch) / SAMPLE_RATE)
+            spent = self.cost.of(sum(self._cost_seconds(request) for request, _, _ in batch))
         self.charged += spent
         self.executions += 1
         for (_, answer, _), result in zip(batch, results, strict=True):
@@ -164,6 +174,14 @@ class InProcessModel:
             answer.set_result(
                 WindowResult(result.text, result.language, tuple(map(Segment.from_json, segments)))
             )
+
+    def _cost_seconds(self, request: TranscriptionRequest) -> float:
+        """The seconds of a request that the cost model charges: its audio, or its encoder
+        context."""
+        if self.cost is not None and self.cost.by_context:
+            frames = encoder_frames(request, self.transcriber.low_latency_short_context)
+            return frames / FRAMES_PER_SECOND
+        return request.audio.size / SAMPLE_RATE
 
     async def answer_all(self, calls: Sequence[asyncio.Task[Any]]) -> None:
         """Run batches until every one of `calls` (started by `call`) is done: each batch
@@ -364,10 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         "--cost",
         type=CostModel.parse,
         default=None,
-        metavar="FIXED,PER_AUDIO_S",
-        help="charge each execution FIXED + PER_AUDIO_S x its batch's audio seconds on the "
-        "virtual clock instead of the time it took: runs repeat exactly (2 AVX2 cores, "
-        "float32: about 0.12,0.035)",
+        metavar="FIXED,PER_S[,context]",
+        help="charge each execution FIXED + PER_S x its batch's audio seconds (with "
+        "',context': its encoder context's) on the virtual clock instead of the time it "
+        "took: runs repeat exactly (2 AVX2 cores, float32: about 0.12,0.035 or 0,0.0156,context)",
     )
     args = parser.parse_args(argv)
 

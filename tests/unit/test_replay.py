@@ -4,6 +4,7 @@ as Triton's dynamic batcher runs them as one execution, and ends every stream.""
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,14 +26,20 @@ class ScriptedTranscriber:
     batch's size recorded."""
 
     text_tokens = 50256  # as tiny.en's: the steps' drafts are parsed against it
+    low_latency_short_context = True  # as on a CPU
 
     def __init__(self) -> None:
         self.batches: list[int] = []
         self.audio_seconds = 0.0  # of every request
+        # of every request, as the encoder pads a short context: 5 s or more, in whole 5 s
+        self.context_seconds = 0.0
 
     def transcribe(self, requests: Sequence[TranscriptionRequest]) -> list[TranscriptionResult]:
         self.batches.append(len(requests))
-        self.audio_seconds += sum(request.audio.size for request in requests) / SAMPLE_RATE
+        for request in requests:
+            seconds = request.audio.size / SAMPLE_RATE
+            self.audio_seconds += seconds
+            self.context_seconds += min(5 * math.ceil((seconds + 5) / 5), 30)
         return [self._result(request.audio.size / SAMPLE_RATE) for request in requests]
 
     @staticmethod
@@ -107,3 +114,24 @@ def test_a_cost_model_charges_the_clock_its_own_time_and_replays_repeat_exactly(
     scripted = model.transcriber
     assert model.charged == pytest.approx(0.2 * model.executions + 0.05 * scripted.audio_seconds)
     assert model.seconds < 0.2 * model.executions  # what the scripted model took: far less
+
+
+def test_a_cost_by_context_charges_each_request_its_padded_encoder_context() -> None:
+    jfk = load_audio(DATA_DIR / "jfk.flac")
+    scripted = ScriptedTranscriber()
+    model = replay.InProcessModel(
+        scripted,  # type: ignore[arg-type]
+        low_latency=True,
+        cost=replay.CostModel.parse("0.1,0.01,context"),
+    )
+
+    asyncio.run(replay.replay(jfk, model, 1.0))
+
+    assert scripted.context_seconds > scripted.audio_seconds + 5 * model.executions
+    assert model.charged == pytest.approx(0.1 * model.executions + 0.01 * scripted.context_seconds)
+
+
+@pytest.mark.parametrize("text", ["0.1", "0.1,0.01,frames", "a,0.01"])
+def test_a_cost_model_that_is_not_one_refuses_to_parse(text: str) -> None:
+    with pytest.raises(ValueError):
+        replay.CostModel.parse(text)
