@@ -241,3 +241,20 @@ def test_each_batch_reports_the_seconds_of_its_phases(model, clips, device) -> N
     assert spent["decode"] > spent["segments"]
     transcriber.transcribe([TranscriptionRequest(np.zeros(16_000, np.float32), language="en")])
     assert len(reports) == 1
+
+
+def test_a_live_step_writes_nothing_over_the_padding_after_its_audio(model, clips) -> None:
+    """A live buffer that ends as a phrase does: 1.3 s of silence, then JFK's first 2.4 s. Its
+    low-latency context pads it with 6.3 s of silence, and tiny.en (float32, AVX2) wrote "And
+    so my fellow Americans." again over the padding, a segment every 4 s, up to the step's
+    token limit: 30 words. No segment may start once the audio has ended."""
+    jfk = clips["jfk.flac"].audio
+    second = 16_000
+    audio = np.concatenate([np.zeros(int(1.3 * second), np.float32), jfk[: int(2.4 * second)]])
+    transcriber = BatchTranscriber(model, fp16=False, low_latency_bfloat16=False)
+    request = TranscriptionRequest(audio, language="en", low_latency=True)
+
+    step = transcriber.transcribe([request])[0]
+
+    assert word_error_rate("And so my fellow Americans", step.text) == 0
+    assert all(segment["start"] < audio.size / second for segment in step.segments)

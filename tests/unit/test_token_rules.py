@@ -91,3 +91,51 @@ def test_the_batch_rules_forbid_what_openai_whisper_forbids(
         rules.apply(got, candidate)
         assert torch.equal(got.isinf(), expected.isinf())
         assert torch.equal(got[~got.isinf()], expected[~expected.isinf()])
+
+
+def test_no_segment_starts_after_a_rows_audio_has_ended() -> None:
+    """With `no_start_from` (a live step's audio end), a row that has just closed a segment
+    may start the next one only before that time, or end; the other rules are as before, and
+    the state a draft's check reads (`along`, by position) applies it alike."""
+    tokenizer = get_tokenizer(False, language="en", task="transcribe")
+    vocab, begin = 51864, tokenizer.timestamp_begin
+    rules = TokenRules(tokenizer, vocab, AUDIO_CTX, torch.device("cpu"))
+    ends = rules.first_timestamp_from([3.7, 3.7, 10.0])
+    assert (ends - begin).tolist() == [185, 185, 500]
+    text = tokenizer.encode(" And so")
+    histories = torch.tensor(
+        [
+            [begin, *text, begin + 200],  # a segment closed past 3.7 s: only the end is left
+            [begin, *text, begin + 150],  # closed at 3 s: the next may start at 3-3.68 s
+            [begin, *text, begin + 200],  # closed at 4 s, audio to 10 s: 4-9.98 s
+        ]
+    )
+    logits = torch.zeros(3, vocab)
+    logits[:, tokenizer.eot] = 10.0  # likelier than all timestamps together: the end stays
+    stepped = RowState.start(3, torch.device("cpu"), ends)
+    for step in range(histories.shape[1]):
+        stepped.advance(histories[:, step], begin)
+    by_position = RowState.along(histories, begin, ends).at(torch.full((3,), 3))
+    for state in (stepped, by_position):
+        got = logits.clone()
+        rules.apply(got, state)
+        # text and the end (the specials between them are the other rules' business)
+        allowed = [
+            [t for t in (~row.isinf()).nonzero()[:, 0].tolist() if t == tokenizer.eot or t >= begin]
+            for row in got
+        ]
+        assert not got[:, : tokenizer.eot].isfinite().any()  # a segment was closed: no text
+        assert allowed[0] == [tokenizer.eot]
+        assert allowed[1] == [tokenizer.eot, *range(begin + 150, begin + 185)]
+        assert allowed[2] == [tokenizer.eot, *range(begin + 200, begin + 500)]
+    # inside a segment (text next, or a timestamp to close it) nothing changes
+    open_row = RowState.start(1, torch.device("cpu"), ends[:1])
+    for token in [begin, *text]:
+        open_row.advance(torch.tensor([token]), begin)
+    unbounded = RowState.start(1, torch.device("cpu"))
+    for token in [begin, *text]:
+        unbounded.advance(torch.tensor([token]), begin)
+    bounded, plain = torch.zeros(1, vocab), torch.zeros(1, vocab)
+    rules.apply(bounded, open_row)
+    rules.apply(plain, unbounded)
+    assert torch.equal(bounded.isinf(), plain.isinf())

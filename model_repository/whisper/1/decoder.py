@@ -493,6 +493,7 @@ class WhisperDecoder:
         token_logprobs: bool = False,
         max_tokens: Sequence[int] = (),
         drafts: Sequence[Sequence[int]] = (),
+        audio_ends: Sequence[float] = (),
     ) -> list[Decoded]:
         """Decode each row's audio (`audio_contexts`; rows may differ in length, each
         attends to its own), as `whisper.decoding.DecodingTask.run` does with one candidate
@@ -505,7 +506,9 @@ class WhisperDecoder:
         (a row that reaches it stops as if cancelled; none: up to half the text context).
         `drafts`: one per row (empty: none), tokens (text and timestamps) a greedy decode
         checks in one pass and keeps as far as it agrees (see the module docstring);
-        ignored when sampling."""
+        ignored when sampling. `audio_ends`: one per row, where its audio ends in its
+        context, in seconds: no segment of it starts there or later (its text would be made
+        up over the padding); none: anywhere."""
         tokenizer, rules = prompt.tokenizer, self._rules_for(prompt.tokenizer)
         rows = len(contexts)
         lengths = [context.shape[3] for context in contexts]
@@ -515,6 +518,7 @@ class WhisperDecoder:
         mask_positions = cache.audio_ctx if self.static else audio_positions
         cross_mask = self._cross_mask(lengths, mask_positions)
         sampler = Sampler(prompt.temperature, seeds) if prompt.temperature > 0 else None
+        no_start_from = rules.first_timestamp_from(audio_ends) if audio_ends else None
 
         initial = torch.tensor([prompt.initial_tokens] * rows, device=self.device)
         begin = len(prompt.initial_tokens)
@@ -539,12 +543,21 @@ class WhisperDecoder:
         ]
         if sampler is None and any(taken):
             state, next_tokens = self._follow_drafts(
-                logits, drafts, taken, rules, sampled, begin, cache, cross_mask, mask_positions
+                logits,
+                drafts,
+                taken,
+                rules,
+                sampled,
+                begin,
+                cache,
+                cross_mask,
+                mask_positions,
+                no_start_from,
             )
             counts = sampled.counts.tolist()
             longest, ragged = max(counts), len(set(counts)) > 1  # tokens the furthest row has
         else:
-            state = RowState.start(rows, self.device)
+            state = RowState.start(rows, self.device, no_start_from)
             next_tokens = self._choose(logits, state, rules, sampler, active, sampled)
             longest, ragged = 1, False
         while True:
@@ -612,6 +625,7 @@ class WhisperDecoder:
         cache: KeyValueCache,
         cross_mask: torch.Tensor | None,
         audio_positions: int,
+        no_start_from: torch.Tensor | None,
     ) -> tuple[RowState, torch.Tensor]:
         """Greedy decoding's first tokens of every row, each row's draft (its first `taken`
         tokens) checked in one decoder pass: `logits` are every row's at its first
@@ -631,7 +645,7 @@ class WhisperDecoder:
         draft = draft.to(self.device)
         fed = torch.where(draft[:, :width] >= 0, draft[:, :width], rules.eot)
         hidden = self._forward(fed, begin, cache, cross_mask, audio_positions)
-        along = RowState.along(draft[:, :width], timestamp_begin)
+        along = RowState.along(draft[:, :width], timestamp_begin, no_start_from)
         rules.apply(logits, RowState.start(rows, self.device))
         blocks, agreeing, done = (
             [logits[:, None]],

@@ -5,6 +5,7 @@ Greedy choice is the argmax of the filtered logits (`decoder.WhisperDecoder`).""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,10 +47,18 @@ class TokenRules:
         first = always.clone()
         first[[*tokenizer.encode(" "), tokenizer.eot]] = True
         first[: self.timestamp_begin] = True
-        precision = CHUNK_LENGTH / audio_ctx
-        first[self.timestamp_begin + round(MAX_INITIAL_TIMESTAMP_SECONDS / precision) + 1 :] = True
+        self.precision = CHUNK_LENGTH / audio_ctx  # seconds per timestamp step
+        first[
+            self.timestamp_begin + round(MAX_INITIAL_TIMESTAMP_SECONDS / self.precision) + 1 :
+        ] = True
         self.always, self.first = always.to(device), first.to(device)
         self.timestamps = torch.arange(vocab - self.timestamp_begin, device=device)
+
+    def first_timestamp_from(self, seconds: Sequence[float]) -> torch.Tensor:
+        """For each of `seconds`, the first timestamp token at or after it (a
+        `RowState.no_start_from`)."""
+        steps = [math.ceil(round(second / self.precision, 6)) for second in seconds]
+        return torch.tensor(steps, device=self.timestamps.device) + self.timestamp_begin
 
     def apply(self, logits: torch.Tensor, state: RowState) -> None:
         """Set the logits of the tokens each row may not take next to -inf (in place). Each
@@ -72,6 +81,12 @@ class TokenRules:
             logits[:, begin:].masked_fill_(
                 text_next[:, None] | (self.timestamps < (floor - begin)[:, None]), -np.inf
             )
+            if state.no_start_from is not None:
+                # no segment starts where the row's audio has ended: what it would write
+                # there is about the padding (tiny.en on a live buffer ending in a pause:
+                # its last phrase again and again, up to the row's token limit)
+                late = self.timestamps >= (state.no_start_from - begin)[:, None]
+                logits[:, begin:].masked_fill_(timestamp_next[:, None] & late, -np.inf)
         # a timestamp when all timestamps together are likelier than any one text token
         # (whisper compares log-probabilities; the softmax's shift is the same on both sides)
         timestamps = logits[:, begin:].float().logsumexp(dim=-1)
@@ -89,17 +104,25 @@ class RowState:
     before_last_is_timestamp: torch.Tensor  # bool
     last_timestamp: torch.Tensor  # long; -1 before the first
     sampled: int = 0
+    # long, per row (not per position): the first timestamp token no segment may start at
+    # (the row's audio's end); None: no such bound
+    no_start_from: torch.Tensor | None = None
 
     @classmethod
-    def start(cls, rows: int, device: torch.device) -> RowState:
+    def start(
+        cls, rows: int, device: torch.device, no_start_from: torch.Tensor | None = None
+    ) -> RowState:
         return cls(
             torch.ones(rows, dtype=torch.bool, device=device),
             torch.ones(rows, dtype=torch.bool, device=device),
             torch.full((rows,), -1, dtype=torch.long, device=device),
+            no_start_from=no_start_from,
         )
 
     @classmethod
-    def along(cls, tokens: torch.Tensor, timestamp_begin: int) -> RowState:
+    def along(
+        cls, tokens: torch.Tensor, timestamp_begin: int, no_start_from: torch.Tensor | None = None
+    ) -> RowState:
         """The state of each row after each of its first tokens (rows × positions: element
         [i, j] after row i's first j + 1 `tokens`), as `advance` leaves it token by token."""
         rows = tokens.shape[0]
@@ -111,16 +134,19 @@ class RowState:
             is_timestamp[:, :-1],  # before the first token: "nothing yet"
             timestamps.cummax(dim=1).values,  # timestamps never go back: the last is the largest
             sampled=1,
+            no_start_from=no_start_from,
         )
 
     def flattened(self, start: int, stop: int) -> RowState:
         """Of a state of rows × positions (`along`), positions `start` to `stop` as one row
         per element, rows first."""
+        positions = self.last_is_timestamp[:, start:stop].shape[1]
         return RowState(
             self.last_is_timestamp[:, start:stop].flatten(),
             self.before_last_is_timestamp[:, start:stop].flatten(),
             self.last_timestamp[:, start:stop].flatten(),
             self.sampled,
+            None if self.no_start_from is None else self.no_start_from.repeat_interleave(positions),
         )
 
     def at(self, positions: torch.Tensor) -> RowState:
@@ -139,7 +165,9 @@ class RowState:
                 (self.last_timestamp, start.last_timestamp),
             )
         ]
-        return RowState(picked[0], picked[1], picked[2], sampled=1)
+        return RowState(
+            picked[0], picked[1], picked[2], sampled=1, no_start_from=self.no_start_from
+        )
 
     def advance(self, tokens: torch.Tensor, timestamp_begin: int) -> None:
         is_timestamp = tokens >= timestamp_begin
@@ -152,6 +180,8 @@ class RowState:
         self.last_is_timestamp = self.last_is_timestamp[rows]
         self.before_last_is_timestamp = self.before_last_is_timestamp[rows]
         self.last_timestamp = self.last_timestamp[rows]
+        if self.no_start_from is not None:
+            self.no_start_from = self.no_start_from[rows]
 
 
 class Sampler:

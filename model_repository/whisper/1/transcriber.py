@@ -35,7 +35,9 @@ batch would wait for the retries (measured under 4 live streams: 7.3-7.9 s execu
 instead of 0.5-1 s, each with one retried 4 s buffer), whereas a stream gets a fresh
 hypothesis on its next step anyway; the result's `avg_logprob` and `compression_ratio` say
 that it failed. For the same reason its decode stops at `max_tokens_for` its audio's length,
-where a decoding loop would otherwise run to the text context's limit.
+where a decoding loop would otherwise run to the text context's limit, and no segment of it
+may start after its audio has ended: tiny.en on a buffer ending in a pause wrote its last
+phrase again and again over the padding, a segment each, up to that limit.
 
 A `short_context` request gets the low-latency encoder context alone: decoded in float32, and
 retried when it fails the checks, as a file window is. A live stream's read at its end asks
@@ -482,6 +484,13 @@ class BatchTranscriber:
                     () if key.fallback else [max_tokens_for(requests[index]) for index in indices]
                 ),
                 drafts=[join_segments(requests[index].draft, tokenizer) for index in indices],
+                # a low-latency decode is not retried: a loop over the padding after its
+                # audio would run to its token limit
+                audio_ends=(
+                    ()
+                    if key.fallback
+                    else [requests[index].audio.size / SAMPLE_RATE for index in indices]
+                ),
             )
             for index, result in zip(indices, results, strict=True):
                 decoded[index] = result

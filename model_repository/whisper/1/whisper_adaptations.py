@@ -139,6 +139,7 @@ def decode_with_fallback(
     token_logprobs: bool = False,
     max_tokens: Sequence[int] = (),
     drafts: Sequence[Sequence[int]] = (),
+    audio_ends: Sequence[float] = (),
 ) -> list[Decoded]:
     """Replaces `decode_with_fallback`, the closure inside `whisper.transcribe.transcribe`,
     for a group of windows that share their decoder prompt (`contexts`: their audio, from
@@ -151,7 +152,8 @@ def decode_with_fallback(
     `best_decode`'s, not the last. A window whose request was cancelled (`cancelled`, one
     per window) is not retried. `token_logprobs`: keep each token's log-probability.
     `max_tokens`: one per window, the most tokens its decode may sample (none: no limit).
-    `drafts`: one per window, tokens its greedy decode checks first (`WhisperDecoder.decode`)."""
+    `drafts`: one per window, tokens its greedy decode checks first (`WhisperDecoder.decode`).
+    `audio_ends`: one per window, where its audio ends: no segment starts there or later."""
     tried: list[list[Decoded]] = [[] for _ in contexts]
     pending = list(range(len(contexts)))
     for temperature in temperatures:
@@ -164,6 +166,7 @@ def decode_with_fallback(
             token_logprobs=token_logprobs,
             max_tokens=[max_tokens[i] for i in pending] if max_tokens else (),
             drafts=[drafts[i] for i in pending] if drafts else (),
+            audio_ends=[audio_ends[i] for i in pending] if audio_ends else (),
         )
         for index, result in zip(pending, decoded, strict=True):
             tried[index].append(result)
