@@ -217,6 +217,7 @@ class _Stream:
     asks_at: float  # when it next asks the clock for a beat (its audio's start at first)
     step_s: float | None = None  # its last step's time, recorded on the clock when it asks
     beat: float | None = None  # the beat it waits for, once it has asked
+    last_beat: float | None = None  # the beat it last woke on
     fed: int = 0  # samples appended so far
     texts: list[str] = field(default_factory=list)
 
@@ -272,7 +273,7 @@ async def replay(
             if first_beat is None or stream.asks_at < first_beat:
                 if stream.step_s is not None:
                     clock.record(stream.step_s)
-                stream.beat = clock.next_beat(stream.asks_at)
+                stream.beat = clock.next_beat(stream.asks_at, stream.last_beat)
                 continue
         assert first_beat is not None
         now = first_beat
@@ -295,7 +296,7 @@ async def replay(
             words = newly_committed(stream.session, count)
             latencies += [done_at - stream.delay - word.end for word in words]
         for stream in on_beat:
-            stream.beat = None
+            stream.beat, stream.last_beat = None, now
             stream.asks_at = done_at if stream in due else now
     for stream in replayed:
         stream.feed(audio, audio_end)

@@ -18,18 +18,29 @@ at the period of that moment. (Computed afresh from a fixed origin at whatever t
 when each stream asked, the grid came apart as soon as the period rose above its minimum: a
 period 1 % longer moves a beat 100 periods on by a whole period, and 4 streams on a 1 s beat
 stepped at 2-4 instants within a second, each its own execution queued behind the others.)
+
+A round that runs a little past the next beat steps again at once (`LATE_GRACE`), and the
+grid moves to it. The period follows the rounds' average, so near capacity one round in a
+while is late; waiting for the beat after it cost every stream of the round almost a whole
+period, and those words were a run's slowest finals (4 streams on a 1 s beat on 2 AVX2 cores:
+the slowest final 4.2-5.0 s in three of four runs, 2.7-3.2 s with the late round stepping at
+once; benchmarks/README.md). Each stream follows the beat through a `BeatFollower`, which
+knows the beat it last woke on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 
 # The period follows the time rounds take, with headroom so steps do not run back to back.
 # 1.1, not 1.25: 4 streams on a 1 s beat on 2 AVX2 cores, alternated five times, final
 # p50 / p95 1.77-2.14 / 2.83-3.58 s against 1.93-2.43 / 2.88-3.51 s (benchmarks/README.md)
 _HEADROOM = 1.1
 _SMOOTHING = 0.3  # weight of the newest round in the moving average
+# A stream whose step ran past the next beat by less than this share of a period steps at
+# once, instead of waiting almost a period for the beat after it: near the beat's capacity a
+# round a little longer than the period otherwise cost every stream in it a whole beat.
+LATE_GRACE = 0.5
 
 
 class StepClock:
@@ -40,27 +51,57 @@ class StepClock:
         self.max_period_s = max_period_s
         self._round_s = 0.0  # moving average of how long a step takes
         self._beat: float | None = None  # the latest beat handed out
+        self._passed: float | None = None  # the one before it: the last that has passed
 
     @property
     def period_s(self) -> float:
         return min(max(self._round_s * _HEADROOM, self.min_period_s), self.max_period_s)
 
-    def next_beat(self, now: float) -> float:
+    def next_beat(self, now: float, last: float | None = None) -> float:
         """The first beat after `now`: the one already handed out while it is ahead, else
         the first after `now` on whole periods from it (beats missed while no stream asked
-        are skipped)."""
+        are skipped). A stream that woke on the beat `last` and has since missed a beat by
+        less than LATE_GRACE of a period (its step ran long) gets `now` instead; the grid
+        moves there unless a later beat is already handed out, so the others of its round,
+        asking in the same moment, meet it."""
         if self._beat is None:
             self._beat = now
-        if self._beat <= now:
-            period = self.period_s
-            self._beat += (math.floor((now - self._beat) / period) + 1) * period
+        period = self.period_s
+        moved = self._beat <= now
+        if moved:  # the first beat after now, on whole periods from the last one
+            self._passed = self._beat + (now - self._beat) // period * period
+            self._beat = self._passed + period
+        missed = self._passed  # the last beat at or before now
+        if (
+            last is not None
+            and missed is not None
+            and last < missed
+            and now - missed < LATE_GRACE * period
+        ):
+            if moved:
+                self._beat = now  # the grid follows the late round
+            return now
         return self._beat
 
-    async def beat(self) -> None:
-        """Sleep until the next beat."""
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(max(0.0, self.next_beat(loop.time()) - loop.time()))
+    def follower(self) -> BeatFollower:
+        """A stream's own place on this beat."""
+        return BeatFollower(self)
 
     def record(self, step_s: float) -> None:
         """How long a step took (queueing at Triton included): the period follows it."""
         self._round_s += _SMOOTHING * (step_s - self._round_s)
+
+
+class BeatFollower:
+    """One stream on the shared beat: remembers the beat it last waited for, so that a step
+    that ran past the next one is made up at once (`StepClock.next_beat`)."""
+
+    def __init__(self, clock: StepClock) -> None:
+        self.clock = clock
+        self.last: float | None = None
+
+    async def wait(self) -> None:
+        """Sleep until the stream's next beat."""
+        loop = asyncio.get_running_loop()
+        self.last = self.clock.next_beat(loop.time(), self.last)
+        await asyncio.sleep(max(0.0, self.last - loop.time()))

@@ -87,6 +87,7 @@ class _RealtimeConnection:
         # with `diarize`: the session's audio, by session time, for the speaker of each item
         self.speakers = StreamSpeakers(self.backend) if diarize else None
         self.clock = request.app[STEP_CLOCK]
+        self.beats = self.clock.follower()
         self.vad_scorer = request.app[STREAM_VAD]
         self.metrics = request.app[METRICS]
         self.max_buffer_s = request.app[SETTINGS].stream_max_buffer_seconds
@@ -373,7 +374,7 @@ class _RealtimeConnection:
     async def _run(self) -> None:
         """Complete committed turns in order; on every beat, step the current turn."""
         while not self.stopping.is_set():
-            await first_of(self.clock.beat(), self.wake.wait(), self.stopping.wait())
+            await first_of(self.beats.wait(), self.wake.wait(), self.stopping.wait())
             self.wake.clear()
             while self.committed:
                 self.completing = True

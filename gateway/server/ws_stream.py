@@ -38,6 +38,7 @@ class _Connection:
         self.ws = ws
         self.backend = transcriber(request.app)
         self.clock = request.app[STEP_CLOCK]
+        self.beats = self.clock.follower()
         self.vad_scorer = request.app[STREAM_VAD]
         self.config = StreamConfig()
         self.decoder = FrameDecoder(self.config)
@@ -170,7 +171,7 @@ class _Connection:
 
     async def _beat_or_stop(self) -> bool:
         """Wait for the clock's next beat; True when the stream is stopping instead."""
-        await first_of(self.clock.beat(), self.stopping.wait())
+        await first_of(self.beats.wait(), self.stopping.wait())
         return self.stopping.is_set()
 
     async def finish(self) -> None:
