@@ -22,10 +22,10 @@ stepped at 2-4 instants within a second, each its own execution queued behind th
 A round that runs a little past the next beat steps again at once (`LATE_GRACE`), and the
 grid moves to it. The period follows the rounds' average, so near capacity one round in a
 while is late; waiting for the beat after it cost every stream of the round almost a whole
-period, and those words were a run's slowest finals (4 streams on a 1 s beat on 2 AVX2 cores:
-the slowest final 4.2-5.0 s in three of four runs, 2.7-3.2 s with the late round stepping at
-once; benchmarks/README.md). Each stream follows the beat through a `BeatFollower`, which
-knows the beat it last woke on.
+period, and those words were a run's slowest finals (4 streams on a 1 s beat on 2 AVX2 cores,
+seven runs each: the slowest final above 4.2 s in four, against at most 3.23 s with the late
+round stepping at once; benchmarks/README.md). Each stream follows the beat through a
+`BeatFollower`, which knows the beat it last woke on.
 """
 
 from __future__ import annotations
