@@ -19,8 +19,9 @@ when each stream asked, the grid came apart as soon as the period rose above its
 period 1 % longer moves a beat 100 periods on by a whole period, and 4 streams on a 1 s beat
 stepped at 2-4 instants within a second, each its own execution queued behind the others.)
 
-A round that runs a little past the next beat steps again at once (`LATE_GRACE`), and the
-grid moves to it. The period follows the rounds' average, so near capacity one round in a
+A round that runs a little past the next beat steps again at once (`LATE_GRACE`: on a beat
+of its own a moment away, `LATE_SETTLE`, so that it stays one execution), and the grid moves
+to it. The period follows the rounds' average, so near capacity one round in a
 while is late; waiting for the beat after it cost every stream of the round almost a whole
 period, and those words were a run's slowest finals (4 streams on a 1 s beat on 2 AVX2 cores,
 seven runs each: the slowest final above 4.2 s in four, against at most 3.23 s with the late
@@ -41,6 +42,10 @@ _SMOOTHING = 0.3  # weight of the newest round in the moving average
 # once, instead of waiting almost a period for the beat after it: near the beat's capacity a
 # round a little longer than the period otherwise cost every stream in it a whole beat.
 LATE_GRACE = 0.5
+# ... on a beat of its own this share of a period ahead: every stream of the round asks as it
+# finishes handling its answer (tens of ms apart with a hundred streams), and they must meet
+# on one beat for Triton to batch them as one execution.
+LATE_SETTLE = 0.05
 
 
 class StepClock:
@@ -52,6 +57,7 @@ class StepClock:
         self._round_s = 0.0  # moving average of how long a step takes
         self._beat: float | None = None  # the latest beat handed out
         self._passed: float | None = None  # the one before it: the last that has passed
+        self._make_up: float | None = None  # the latest beat of a round that missed one
 
     @property
     def period_s(self) -> float:
@@ -61,9 +67,8 @@ class StepClock:
         """The first beat after `now`: the one already handed out while it is ahead, else
         the first after `now` on whole periods from it (beats missed while no stream asked
         are skipped). A stream that woke on the beat `last` and has since missed a beat by
-        less than LATE_GRACE of a period (its step ran long) gets `now` instead; the grid
-        moves there unless a later beat is already handed out, so the others of its round,
-        asking in the same moment, meet it."""
+        less than LATE_GRACE of a period (its step ran long) gets a make-up beat instead, a
+        moment away, shared with the others of its round."""
         if self._beat is None:
             self._beat = now
         period = self.period_s
@@ -78,10 +83,18 @@ class StepClock:
             and last < missed
             and now - missed < LATE_GRACE * period
         ):
-            if moved:
-                self._beat = now  # the grid follows the late round
-            return now
+            return self._make_up_beat(now, period, moved)
         return self._beat
+
+    def _make_up_beat(self, now: float, period: float, moved: bool) -> float:
+        """The beat of a late round: the one set for it while it is ahead, else one
+        LATE_SETTLE of a period from now, to which the grid moves unless a later beat is
+        already handed out (`moved`: none is)."""
+        if self._make_up is None or self._make_up < now:
+            self._make_up = now + LATE_SETTLE * period
+            if moved:
+                self._beat = self._make_up
+        return self._make_up
 
     def follower(self) -> BeatFollower:
         """A stream's own place on this beat."""

@@ -77,14 +77,15 @@ def test_beats_no_stream_asked_for_are_skipped() -> None:
 
 def test_a_round_that_ran_past_the_next_beat_steps_again_at_once() -> None:
     """Four streams woke on a beat and their round took 1.2 s on a 1 s period: waiting for
-    the beat after the one they missed would cost each of them almost a whole period."""
+    the beat after the one they missed would cost each of them almost a whole period. They
+    ask as each finishes with its answer, and meet on one beat a moment away (one batch)."""
     clock = StepClock(1.0, 3.0)
     beat = clock.next_beat(10.0)
     assert beat == 11.0
-    late = [clock.next_beat(12.2 + 0.001 * index, last=beat) for index in range(4)]
-    assert late == pytest.approx([12.2, 12.201, 12.202, 12.203])  # Triton batches them
+    late = [clock.next_beat(12.2 + 0.01 * index, last=beat) for index in range(4)]
+    assert late == [pytest.approx(12.25)] * 4
     # the grid follows the late round: the next beat a period after it
-    assert clock.next_beat(12.5, last=late[-1]) == pytest.approx(late[-1] + 1.0)
+    assert clock.next_beat(12.9, last=12.25) == pytest.approx(13.25)
 
 
 def test_a_stream_on_time_or_late_past_the_grace_keeps_to_the_grid() -> None:
@@ -97,10 +98,14 @@ def test_a_stream_on_time_or_late_past_the_grace_keeps_to_the_grid() -> None:
 
 def test_a_late_round_steps_at_once_while_the_grid_is_ahead() -> None:
     """A stream without speech asks again on every beat (no model call) and moves the grid
-    on; a round of the others that ran long still steps at once, and the grid stays."""
+    on; a round of the others that ran long still meets on a make-up beat, and the grid
+    stays."""
     clock = StepClock(1.0, 1.0)
     beat = clock.next_beat(10.0)
     assert clock.next_beat(11.0, last=beat) == 12.0  # the silent stream
     assert clock.next_beat(12.0, last=12.0) == 13.0  # and again: beat 13.0 is handed out
-    assert clock.next_beat(12.2, last=beat) == 12.2  # the round that woke on 11.0
-    assert clock.next_beat(12.3, last=12.0) == 13.0
+    assert clock.next_beat(12.2, last=beat) == pytest.approx(12.25)  # the round from 11.0
+    assert clock.next_beat(12.23, last=beat) == pytest.approx(12.25)
+    assert clock.next_beat(12.3, last=12.0) == 13.0  # the silent stream: the grid stays
+    # the late round, late again against 13.0, gets the next make-up beat
+    assert clock.next_beat(13.2, last=12.25) == pytest.approx(13.25)
