@@ -24,7 +24,7 @@ SPEAKER_MANIFEST := model_repository/speaker/1/weights/resemblyzer.json
 TEST_MANIFESTS := $(WEIGHTS_DIR)/tiny.en.json $(WEIGHTS_DIR)/base.json
 STAMP := $(VENV)/.installed
 
-.PHONY: install export browser deploy-tools speech-tools triton run test unit lint bench soak \
+.PHONY: install export browser deploy-tools speech-tools triton run test unit lint bench gpu-kit soak \
 	soak-hostile clean
 
 $(STAMP): pyproject.toml
@@ -95,6 +95,12 @@ bench: export speech-tools
 	$(BIN)/python -m benchmarks.vad --output benchmarks/results/tmp
 	$(BIN)/python -m benchmarks.diarization --output benchmarks/results/tmp
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# What `python -m benchmarks.gpu` needs on a lent GPU machine (packages for its Python 3.12, the
+# tritonserver binary, the weights, the decoded audio), in parts of what one device call carries,
+# with the calls that carry them printed (benchmarks/README.md, "On a GPU"); ~3 min
+gpu-kit: export
+	$(BIN)/python -m benchmarks.gpu_kit build
 
 # Live streams and long uploads together on loopback, then a pass/fail verdict on errors,
 # memory, descriptors and leftover ffmpeg (benchmarks/README.md, "Soak"); ~10 min by default;
