@@ -54,5 +54,15 @@ def clip(name: str) -> Item:
     return Item(name, DATA_DIR / name, reference_texts()[name])
 
 
+# What `python -m benchmarks.gpu --prepare DIR` decodes beforehand, for a host without ffmpeg
+PREPARED = ("jfk", "harvard", "stream-63s")
+
+
+def prepared_items(directory: Path) -> dict[str, Item]:
+    """The items of `PREPARED` as `--prepare` wrote them to `directory` (PCM16 `.npy`)."""
+    texts = json.loads((directory / "texts.json").read_text())
+    return {name: Item(name, directory / f"{name}.npy", texts[name]) for name in PREPARED}
+
+
 def pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()

@@ -40,7 +40,7 @@ import numpy as np
 
 from benchmarks import composite, peers, report, service
 from benchmarks.__main__ import SERVICE, file_mode_rows, levels, streaming
-from benchmarks.audio import HARVARD, JFK, Item, clip, load_audio
+from benchmarks.audio import HARVARD, JFK, PREPARED, Item, clip, load_audio, prepared_items
 from benchmarks.pipeline import SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR, log
 from benchmarks.resources import cpu_seconds
@@ -50,7 +50,6 @@ from gateway.core.contract import TranscribeOptions
 from gateway.tools.local_triton import model_repository_with
 from testsupport.wer import word_error_rate
 
-ITEMS = ("jfk", "harvard", "stream-63s")
 P95_LIMIT_S = 3.0  # streams "keep up" while final latency p95 stays within this
 FILE_OPTIONS = TranscribeOptions(language="en", word_timestamps=True)
 
@@ -69,11 +68,6 @@ def prepare(directory: Path) -> None:
         np.save(directory / f"{name}.npy", samples)
         texts[name] = item.text
     (directory / "texts.json").write_text(json.dumps(texts, indent=1) + "\n")
-
-
-def prepared_items(directory: Path) -> dict[str, Item]:
-    texts = json.loads((directory / "texts.json").read_text())
-    return {name: Item(name, directory / f"{name}.npy", texts[name]) for name in ITEMS}
 
 
 # ---- measuring -----------------------------------------------------------------------------
@@ -227,7 +221,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with stack.triton_pool() as pool:
                 if "file_mode" not in results:
                     results["file_mode"] = await file_mode(
-                        pool, stack, [items[name] for name in ITEMS], args.repeat
+                        pool, stack, [items[name] for name in PREPARED], args.repeat
                     )
                 throughput = await concurrent_files(pool, stack, items["harvard"], args.files)
                 item = items[args.stream_item]
@@ -382,7 +376,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[False, True],
         help="CUDA graphs off and/or on, a stack each (default off,on)",
     )
-    parser.add_argument("--stream-item", choices=ITEMS, default="harvard")
+    parser.add_argument("--stream-item", choices=PREPARED, default="harvard")
     parser.add_argument("--output", type=Path, default=report.RESULTS_DIR)
     args = parser.parse_args(argv)
     if (args.prepare is None) == (args.audio is None):

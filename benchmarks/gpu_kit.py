@@ -89,7 +89,8 @@ PYTRITON_INIT = (
 GPU_RUN = (
     f"python3 -m benchmarks.gpu --audio {HOST_DIR / 'audio'} --graphs on --repeat 1"
     " --files 1,64 --streams 64,128,192 --output $OUT",
-    "python3 -m benchmarks.transport --windows '' --uploads 64 --execution-ms 300",
+    f"python3 -m benchmarks.transport --audio {HOST_DIR / 'audio'} --windows ''"
+    " --uploads 64 --execution-ms 300",
 )
 WEIGHTS = {
     "whisper": ("tiny.en.pt", "tiny.en.json"),

@@ -23,6 +23,10 @@ answers every window with made-up words covering its audio. Three kinds of level
 
     python -m benchmarks.transport [--windows 1,16,64,128] [--uploads 16,64]
         [--streams 16,48] [--realtime 16,48] [--execution-ms 300] [--max-batch 64]
+        [--audio DIR]
+
+`--audio DIR` reads the audio `python -m benchmarks.gpu --prepare DIR` decoded beforehand, on
+a host without ffmpeg (a lent GPU machine: `benchmarks.gpu_kit`).
 
 For the question a GPU run raises: do uploads reach the model fast enough to fill its
 batches? (1,000 audio seconds per second of Harvard uploads are 56 windows a second.) With
@@ -48,7 +52,7 @@ import numpy as np
 
 from benchmarks import composite, report, resources, service
 from benchmarks.__main__ import levels
-from benchmarks.audio import HARVARD, Item, clip
+from benchmarks.audio import HARVARD, Item, clip, prepared_items
 from benchmarks.pipeline import ENGLISH, SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR
 from benchmarks.stack import (
@@ -170,9 +174,13 @@ async def measure_windows(
 
 
 async def measure_uploads(
-    client: TritonPool, session: aiohttp.ClientSession, triton: LocalTriton, counts: list[int]
+    client: TritonPool,
+    session: aiohttp.ClientSession,
+    triton: LocalTriton,
+    item: Item,
+    counts: list[int],
 ) -> list[list[str]]:
-    item, settings = clip(HARVARD), Settings(triton_url=triton.grpc_url)
+    settings = Settings(triton_url=triton.grpc_url)
     audio = item.audio
     await transcribe(client, settings, audio)  # the detector's session made
     rows = []
@@ -299,13 +307,10 @@ async def measure_level(stack: Stack, item: Item, clients: LiveClients, count: i
 
 
 async def measure_live(
-    repository: Path, levels: list[tuple[LiveClients, list[int]]]
+    repository: Path, item: Item, levels: list[tuple[LiveClients, list[int]]]
 ) -> list[tuple[LiveClients, list[list[str]]]]:
     """Levels of each kind of live client on a 1 s beat, through one gateway process of
     their own, one level after another."""
-    if not any(counts for _, counts in levels):
-        return []
-    item = composite.build(TMP_DIR / "stream-63s.wav", composite.STREAM).item
     most = max(max(counts, default=0) for _, counts in levels)
     async with running_stack(
         TMP_DIR / "transport-streams",
@@ -321,6 +326,19 @@ async def measure_live(
             for clients, counts in levels
             if counts
         ]
+
+
+def upload_item(prepared: Path | None) -> Item:
+    """Harvard (35.5 s), decoded here or as `benchmarks.gpu --prepare` wrote it to `prepared`
+    (a host without ffmpeg)."""
+    return prepared_items(prepared)["harvard"] if prepared else clip(HARVARD)
+
+
+def stream_item(prepared: Path | None) -> Item:
+    """The 63.5 s composite the live levels stream, built here or as `--prepare` wrote it."""
+    if prepared:
+        return prepared_items(prepared)["stream-63s"]
+    return composite.build(TMP_DIR / "stream-63s.wav", composite.STREAM).item
 
 
 async def run(args: argparse.Namespace) -> str:
@@ -340,10 +358,24 @@ async def run(args: argparse.Namespace) -> str:
                 np.zeros(SAMPLE_RATE, np.float32), ENGLISH, priority=Priority.FILE
             )
             windows = await measure_windows(client, session, triton, args.windows)
-            uploads = await measure_uploads(client, session, triton, args.uploads)
+            uploads = (
+                await measure_uploads(
+                    client, session, triton, upload_item(args.audio), args.uploads
+                )
+                if args.uploads
+                else []
+            )
     finally:
         await asyncio.to_thread(triton.stop)
-    live = await measure_live(repository, [(STREAMS, args.streams), (REALTIME, args.realtime)])
+    live = (
+        await measure_live(
+            repository,
+            stream_item(args.audio),
+            [(STREAMS, args.streams), (REALTIME, args.realtime)],
+        )
+        if args.streams or args.realtime
+        else []
+    )
     executing = f"the stand-in model {args.execution_ms:g} ms per execution"
     tables = []
     if windows:
@@ -419,6 +451,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--max-batch", type=int, default=64, help="the config's max_batch_size (default 64)"
+    )
+    parser.add_argument(
+        "--audio",
+        type=Path,
+        help="the directory `python -m benchmarks.gpu --prepare` wrote, for a host without "
+        "ffmpeg (default: the clips decoded here)",
     )
     return parser.parse_args(argv)
 
