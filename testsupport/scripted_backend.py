@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -113,7 +113,11 @@ def _segment(words: Sequence[Word], options: TranscribeOptions) -> Segment:
         compression_ratio=COMPRESSION_RATIO,
         temperature=options.temperature,
         tokens=tuple(range(1000, 1000 + len(words))),
-        words=tuple(words) if options.word_timestamps else (),
+        words=tuple(
+            replace(word, probability=None) if options.word_times_only else word for word in words
+        )
+        if options.word_timestamps
+        else (),
         logprobs=tuple(
             TokenLogprob(word.word, TOKEN_LOGPROB, tuple(word.word.encode("utf-8")))
             for word in words

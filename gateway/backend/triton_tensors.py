@@ -56,6 +56,7 @@ def build_inputs(
     inputs += [temperature, word_timestamps]
     # switches are sent only when on: a model without one of these inputs serves the rest
     for name, on in (
+        ("WORD_TIMES_ONLY", options.word_times_only),
         ("LOGPROBS", options.logprobs),
         ("LOW_LATENCY", options.low_latency),
         ("SHORT_CONTEXT", options.short_context),

@@ -21,8 +21,9 @@ class Word:
     word: str  # as Whisper writes it: leading space, punctuation attached
     start: float
     end: float
-    # Whisper's probability for it (the mean of its tokens'); None from a live step that did
-    # not ask for logprobs: the model leaves it out there (`LOW_LATENCY` without `LOGPROBS`)
+    # Whisper's probability for it (the mean of its tokens'); None where the model left it
+    # out: a live step that did not ask for logprobs (`LOW_LATENCY` without `LOGPROBS`), a
+    # window asking for its words' times only (`WORD_TIMES_ONLY`: a diarized upload)
     probability: float | None
 
     def shifted(self, seconds: float) -> Word:

@@ -187,13 +187,16 @@ def _known_speakers(fields: MultiDictProxy[str], diarize: bool) -> tuple[tuple[s
 
 
 def _options(
-    fields: MultiDictProxy[str], word_timestamps: bool, logprobs: bool = False
+    fields: MultiDictProxy[str], words: bool, diarize: bool, logprobs: bool = False
 ) -> TranscribeOptions:
+    """The model's options for `fields`; `words`: the answer shows words. Diarization places
+    every word by its times, and needs no probabilities where the answer shows no words."""
     return TranscribeOptions(
         language=fields.get("language") or None,
         prompt=fields.get("prompt") or None,
         temperature=_temperature(fields),
-        word_timestamps=word_timestamps,
+        word_timestamps=words or diarize,
+        word_times_only=diarize and not words,
         logprobs=logprobs,
     )
 
@@ -202,7 +205,7 @@ def native_request(fields: MultiDictProxy[str]) -> FileRequest:
     stream, words = flag(fields, "stream"), flag(fields, "word_timestamps")
     speakers = _diarization(fields, flag(fields, "diarize"))
     return FileRequest(
-        _options(fields, words or speakers is not None),  # diarization places every word
+        _options(fields, words, speakers is not None),
         _channel(fields),
         stream,
         speakers=speakers,
@@ -252,7 +255,7 @@ def openai_request(fields: MultiDictProxy[str]) -> FileRequest:
         )
     speakers = _diarization(fields, response_format == DIARIZED_JSON or diarize)
     return FileRequest(
-        _options(fields, "word" in granularities or speakers is not None, logprobs),
+        _options(fields, "word" in granularities, speakers is not None, logprobs),
         channel=None,
         stream=stream,
         response_format=response_format,

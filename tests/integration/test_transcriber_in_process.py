@@ -85,28 +85,31 @@ def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model,
         )
 
 
-def test_a_live_step_gets_word_probabilities_only_when_it_asks_for_logprobs(model, clips) -> None:
-    """Word timing skips the vocabulary product for a low-latency request without logprobs:
-    the same words at the same times, without `probability`; with logprobs, and for a file
-    window, each word has one. In one batch, as a beat's steps come."""
+def test_words_get_probabilities_only_where_they_are_read(model, clips) -> None:
+    """Word timing skips the vocabulary product for a low-latency request without logprobs
+    and for a window that asks for its words' times only (a diarized upload): the same words
+    at the same times, without `probability`; with logprobs, and for a file window, each word
+    has one. In one batch, as a beat's steps and an upload's windows may come."""
     transcriber = BatchTranscriber(model, fp16=False, low_latency_bfloat16=False)
     audio = clips["jfk.flac"].audio[: 9 * 16_000]
     step = TranscriptionRequest(audio, language="en", word_timestamps=True, low_latency=True)
-    plain, asking, window = transcriber.transcribe(
-        [step, replace(step, logprobs=True), replace(step, low_latency=False)]
+    window = replace(step, low_latency=False)
+    plain, asking, full, times_only = transcriber.transcribe(
+        [step, replace(step, logprobs=True), window, replace(window, word_times_only=True)]
     )
 
     def words(result) -> list[dict]:
         return [word for segment in result.segments for word in segment["words"]]
 
-    assert words(plain) and all("probability" not in word for word in words(plain))
-    assert [w["word"] for w in words(asking)] == [w["word"] for w in words(plain)]
-    # times as rows of one batch get them (to 20 ms: DTW on the same attention)
-    times = [(w["start"], w["end"]) for w in words(plain)]
-    assert [(w["start"], w["end"]) for w in words(asking)] == [
-        pytest.approx(time, abs=0.02) for time in times
-    ]
-    for result in (asking, window):
+    def times(result) -> list[tuple[float, float]]:
+        return [(w["start"], w["end"]) for w in words(result)]
+
+    for without, alike in ((plain, asking), (times_only, full)):
+        assert words(without) and all("probability" not in word for word in words(without))
+        assert [w["word"] for w in words(alike)] == [w["word"] for w in words(without)]
+        # times as rows of one batch get them (to 20 ms: DTW on the same attention)
+        assert times(alike) == [pytest.approx(time, abs=0.02) for time in times(without)]
+    for result in (asking, full):
         assert all(0.0 < word["probability"] <= 1.0 for word in words(result))
     # the probabilities are find_alignment's own: the same whatever the row's neighbours
     (alone,) = transcriber.transcribe([replace(step, logprobs=True)])

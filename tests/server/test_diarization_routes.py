@@ -79,6 +79,28 @@ async def test_diarize_with_words_keeps_their_timestamps(client, two_voices) -> 
     assert words == [word for item in plain["segments"] for word in item["words"]]
 
 
+@pytest.mark.parametrize(
+    ("route", "fields", "times_only"),
+    [
+        ("/transcribe", {"diarize": "true"}, True),
+        ("/transcribe", {"diarize": "true", "word_timestamps": "true"}, False),
+        (ROUTE, {"response_format": "diarized_json"}, True),
+        (ROUTE, {"response_format": "srt", "diarize": "true"}, True),
+        (ROUTE, {"response_format": "verbose_json", "timestamp_granularities[]": "word"}, False),
+    ],
+)
+async def test_words_placed_for_speakers_alone_are_asked_for_their_times_only(
+    client, backend, two_voices, route, fields, times_only
+) -> None:
+    """Diarization places every word by its times; the model computes how sure it was of
+    each word (a product over the whole vocabulary per token) only where the answer shows
+    words."""
+    response = await client.post(route, data=form(two_voices, **fields))
+    assert response.status == 200, await response.text()
+    asked = {(call.options.word_timestamps, call.options.word_times_only) for call in backend.calls}
+    assert asked == {(True, times_only)}
+
+
 async def test_max_speakers_one_is_one_speaker(client, two_voices) -> None:
     body = await (
         await client.post("/transcribe", data=form(two_voices, diarize="true", max_speakers="1"))

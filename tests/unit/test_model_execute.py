@@ -199,7 +199,12 @@ class RecordingTranscriber(PoisonedTranscriber):
 
 @pytest.mark.parametrize(
     ("switch", "field"),
-    [("LOGPROBS", "logprobs"), ("SHORT_CONTEXT", "short_context"), ("LOW_LATENCY", "low_latency")],
+    [
+        ("WORD_TIMES_ONLY", "word_times_only"),
+        ("LOGPROBS", "logprobs"),
+        ("SHORT_CONTEXT", "short_context"),
+        ("LOW_LATENCY", "low_latency"),
+    ],
 )
 def test_switches_are_asked_for_per_request(model_module, switch, field) -> None:
     asking = request("with")

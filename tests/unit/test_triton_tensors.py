@@ -13,7 +13,7 @@ from gateway.core.contract import AsrFailed, TranscribeOptions
 from gateway.core.transcript import Segment
 
 ALWAYS = ["AUDIO", "TASK", "TEMPERATURE", "WORD_TIMESTAMPS"]
-SWITCHES = {"LOGPROBS", "LOW_LATENCY", "SHORT_CONTEXT"}
+SWITCHES = {"WORD_TIMES_ONLY", "LOGPROBS", "LOW_LATENCY", "SHORT_CONTEXT"}
 
 
 def names(options: TranscribeOptions) -> list[str]:
@@ -34,6 +34,11 @@ def test_a_streams_step_and_its_end_read_send_their_switches() -> None:
     assert names(TranscribeOptions(logprobs=True)) == [*ALWAYS, "LOGPROBS"]
 
 
+def test_a_diarized_windows_words_are_asked_for_their_times_only() -> None:
+    diarized = TranscribeOptions(word_timestamps=True, word_times_only=True)
+    assert names(diarized) == [*ALWAYS, "WORD_TIMES_ONLY"]
+
+
 class Recorded:
     """An `InferInput` that keeps what it was given."""
 
@@ -47,10 +52,12 @@ class Recorded:
 
 
 def test_switches_are_sent_as_true_booleans() -> None:
-    options = TranscribeOptions(short_context=True, logprobs=True)
+    options = TranscribeOptions(short_context=True, logprobs=True, word_times_only=True)
     inputs = build_inputs(np.zeros(1600, np.float32), options, factory=Recorded)
     switches = {i.name: (i.datatype, i.array.tolist()) for i in inputs if i.name in SWITCHES}
-    assert switches == {"LOGPROBS": ("BOOL", [[True]]), "SHORT_CONTEXT": ("BOOL", [[True]])}
+    assert switches == {
+        name: ("BOOL", [[True]]) for name in ("WORD_TIMES_ONLY", "LOGPROBS", "SHORT_CONTEXT")
+    }
 
 
 def test_a_draft_is_sent_with_its_decodes_own_times() -> None:

@@ -215,6 +215,7 @@ class TritonPythonModel:
         }
         temperatures = _rows(request, "TEMPERATURE", count) or [None] * count
         word_timestamps = _rows(request, "WORD_TIMESTAMPS", count) or [False] * count
+        word_times_only = _rows(request, "WORD_TIMES_ONLY", count) or [False] * count
         logprobs = _rows(request, "LOGPROBS", count) or [False] * count
         low_latency = _rows(request, "LOW_LATENCY", count) or [False] * count
         short_context = _rows(request, "SHORT_CONTEXT", count) or [False] * count
@@ -228,6 +229,7 @@ class TritonPythonModel:
                 prompt=strings["PROMPT"][row],
                 temperature=temperatures[row],
                 word_timestamps=bool(word_timestamps[row]),
+                word_times_only=bool(word_times_only[row]),
                 logprobs=bool(logprobs[row]),
                 low_latency=bool(low_latency[row]),
                 short_context=bool(short_context[row]),

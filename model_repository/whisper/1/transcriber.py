@@ -114,6 +114,7 @@ class TranscriptionRequest:
     prompt: str | None = None  # previous text, names, jargon
     temperature: float = 0.0  # first temperature of the fallback schedule
     word_timestamps: bool = False
+    word_times_only: bool = False  # words without their probabilities
     logprobs: bool = False  # each text token's log-probability in the segments
     low_latency: bool = False  # shorter context, decoded once (see the module docstring)
     short_context: bool = False  # the shorter context alone (low_latency implies it)
@@ -184,6 +185,7 @@ def make_request(
     prompt: str | None = None,
     temperature: float | None = None,
     word_timestamps: bool = False,
+    word_times_only: bool = False,
     logprobs: bool = False,
     low_latency: bool = False,
     short_context: bool = False,
@@ -209,6 +211,7 @@ def make_request(
         prompt=(prompt or "").strip() or None,
         temperature=temperature,
         word_timestamps=bool(word_timestamps),
+        word_times_only=bool(word_times_only),
         logprobs=bool(logprobs),
         low_latency=bool(low_latency),
         short_context=bool(short_context),
@@ -270,6 +273,16 @@ def max_tokens_for(request: TranscriptionRequest) -> int:
     `LOW_LATENCY_TOKENS_PER_SECOND`)."""
     seconds = request.audio.size / SAMPLE_RATE
     return math.ceil(seconds * LOW_LATENCY_TOKENS_PER_SECOND) + LOW_LATENCY_EXTRA_TOKENS
+
+
+def wants_word_probabilities(request: TranscriptionRequest) -> bool:
+    """Whether a request's words carry their probabilities (the vocabulary product over every
+    token of its text, most of word timing's cost on a CPU). Uploads' words carry them
+    (verbose_json) unless asked for their times only (diarization); a live step's only with
+    logprobs (the Realtime API's)."""
+    if request.word_times_only:
+        return False
+    return not request.low_latency or request.logprobs
 
 
 def cpu_computes_bfloat16() -> bool:
@@ -518,7 +531,5 @@ class BatchTranscriber:
             [mels[i] for i in wanted],
             [segments[i] for i in wanted],
             [requests[i].audio.size for i in wanted],
-            # a live step's words need no probabilities unless it asks for logprobs (the
-            # Realtime API's); uploads' words carry them (verbose_json)
-            [not requests[i].low_latency or requests[i].logprobs for i in wanted],
+            [wants_word_probabilities(requests[i]) for i in wanted],
         )
