@@ -21,9 +21,9 @@ class Word:
     word: str  # as Whisper writes it: leading space, punctuation attached
     start: float
     end: float
-    # Whisper's probability for it (the mean of its tokens'); None where the model left it
-    # out: a live step that did not ask for logprobs (`LOW_LATENCY` without `LOGPROBS`), a
-    # window asking for its words' times only (`WORD_TIMES_ONLY`: a diarized upload)
+    # Whisper's probability for it (the mean of its tokens'); None where the window asked for
+    # its words' times only (`WORD_TIMES_ONLY`: live steps without logprobs, diarized uploads
+    # that show no words)
     probability: float | None
 
     def shifted(self, seconds: float) -> Word:

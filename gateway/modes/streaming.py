@@ -213,9 +213,9 @@ class StreamSession:
             language=self.config.language,
             prompt=self.config.model_prompt,
             word_timestamps=True,
-            # the words' probabilities: a live step's come only with logprobs (and its
-            # segments then carry each token's too, unused)
-            logprobs=self.messages.logprobs,
+            # the words' probabilities only where finals carry their logprobs (the Realtime
+            # API's): otherwise word timing skips the vocabulary product over every token
+            word_times_only=not self.messages.logprobs,
             low_latency=True,
         )
 

@@ -85,17 +85,17 @@ def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model,
         )
 
 
-def test_words_get_probabilities_only_where_they_are_read(model, clips) -> None:
-    """Word timing skips the vocabulary product for a low-latency request without logprobs
-    and for a window that asks for its words' times only (a diarized upload): the same words
-    at the same times, without `probability`; with logprobs, and for a file window, each word
-    has one. In one batch, as a beat's steps and an upload's windows may come."""
+def test_words_get_probabilities_unless_asked_for_their_times_only(model, clips) -> None:
+    """Word timing skips the vocabulary product for a request that asks for its words' times
+    only (a live step, a diarized upload): the same words at the same times, without
+    `probability`; otherwise each word has one. In one batch, as a beat's steps and an
+    upload's windows may come."""
     transcriber = BatchTranscriber(model, fp16=False, low_latency_bfloat16=False)
     audio = clips["jfk.flac"].audio[: 9 * 16_000]
     step = TranscriptionRequest(audio, language="en", word_timestamps=True, low_latency=True)
     window = replace(step, low_latency=False)
-    plain, asking, full, times_only = transcriber.transcribe(
-        [step, replace(step, logprobs=True), window, replace(window, word_times_only=True)]
+    plain, asking, times_only, full = transcriber.transcribe(
+        [replace(step, word_times_only=True), step, replace(window, word_times_only=True), window]
     )
 
     def words(result) -> list[dict]:

@@ -565,8 +565,9 @@ async def test_logprobs_when_asked_one_per_word_spelling_the_delta(
         assert all(bytes(t["bytes"]) == t["token"].encode() for t in tokens)
         # the scripted words' probability is 0.9
         assert all(t["logprob"] == pytest.approx(-0.105361, abs=1e-6) for t in tokens)
-    # the model is asked for them: a live step's words come without probabilities otherwise
-    assert backend.calls and all(call.options.logprobs for call in backend.calls)
+    # the words' probabilities are asked for (not each token's log-probability: unused)
+    assert backend.calls
+    assert not any(call.options.word_times_only or call.options.logprobs for call in backend.calls)
 
 
 async def test_no_logprobs_unless_asked(client, backend, jfk_audio) -> None:
@@ -575,7 +576,9 @@ async def test_no_logprobs_unless_asked(client, backend, jfk_audio) -> None:
         await manual_commits(ws)
         events = await one_turn(ws, jfk_audio[: 4 * SAMPLE_RATE])
     assert not any("logprobs" in e for e in events)
-    assert backend.calls and not any(call.options.logprobs for call in backend.calls)
+    # the words' times only: their probabilities cost the model a vocabulary product
+    assert backend.calls and all(call.options.word_times_only for call in backend.calls)
+    assert not any(call.options.logprobs for call in backend.calls)
 
 
 async def test_a_client_waiting_for_its_transcript_is_not_idle(

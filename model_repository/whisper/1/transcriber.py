@@ -275,16 +275,6 @@ def max_tokens_for(request: TranscriptionRequest) -> int:
     return math.ceil(seconds * LOW_LATENCY_TOKENS_PER_SECOND) + LOW_LATENCY_EXTRA_TOKENS
 
 
-def wants_word_probabilities(request: TranscriptionRequest) -> bool:
-    """Whether a request's words carry their probabilities (the vocabulary product over every
-    token of its text, most of word timing's cost on a CPU). Uploads' words carry them
-    (verbose_json) unless asked for their times only (diarization); a live step's only with
-    logprobs (the Realtime API's)."""
-    if request.word_times_only:
-        return False
-    return not request.low_latency or request.logprobs
-
-
 def cpu_computes_bfloat16() -> bool:
     """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX): without them torch
     emulates bfloat16, slower than float32."""
@@ -531,5 +521,7 @@ class BatchTranscriber:
             [mels[i] for i in wanted],
             [segments[i] for i in wanted],
             [requests[i].audio.size for i in wanted],
-            [wants_word_probabilities(requests[i]) for i in wanted],
+            # the words' probabilities cost a vocabulary product over every token of the text,
+            # most of word timing on a CPU: not for requests that want the times only
+            [not requests[i].word_times_only for i in wanted],
         )
