@@ -21,7 +21,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import whisper
+import whisper.timing
 from decoder import Decoded, DecodePrompt, WhisperDecoder
 from whisper.audio import CHUNK_LENGTH, HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from whisper.model import AudioEncoder, Whisper
@@ -310,6 +312,39 @@ def window_segments(
         if timed.logprobs is not None:
             segment["logprobs"] = token_logprobs(timed.tokens, timed.logprobs, tokenizer)
     return segments
+
+
+# Compare-exchanges that leave the median of 7 values at index 3 (a sorting network for 7
+# inputs without its last exchange; checked on all 2^7 inputs of 0s and 1s, which by the
+# 0-1 principle covers every input)
+MEDIAN_OF_7 = (
+    (0, 6), (2, 3), (4, 5), (0, 2), (1, 4), (3, 6), (0, 1), (2, 5),
+    (3, 4), (1, 2), (4, 6), (2, 3), (4, 5), (1, 2), (3, 4),
+)  # fmt: skip
+_UPSTREAM_MEDIAN_FILTER = whisper.timing.median_filter
+
+
+def median_filter(x: torch.Tensor, filter_width: int) -> torch.Tensor:
+    """Replaces `whisper.timing.median_filter` (installed below: `find_alignment` calls it by
+    that name) on a CPU for word timing's width of 7: the same values, to the bit (each is
+    one of the inputs, chosen by comparisons), from 15 elementwise min/max pairs over
+    shifted views instead of sorting every window of 7. That sort was 40 % of word timing on
+    a CPU (6 heads x 110 tokens x 750 frames: 26 ms against 4 ms). On CUDA, other widths and
+    shapes: upstream's (its own GPU kernel there)."""
+    if x.is_cuda or filter_width != 7 or x.ndim != 3 or x.shape[-1] <= filter_width // 2:
+        return _UPSTREAM_MEDIAN_FILTER(x, filter_width)
+    frames = x.shape[-1]
+    padded = F.pad(x, (3, 3, 0, 0), mode="reflect")  # as upstream pads
+    values = [padded[..., shift : shift + frames] for shift in range(7)]
+    for low, high in MEDIAN_OF_7:
+        values[low], values[high] = (
+            torch.minimum(values[low], values[high]),
+            torch.maximum(values[low], values[high]),
+        )
+    return values[3]
+
+
+whisper.timing.median_filter = median_filter
 
 
 def add_word_timestamps_together(
