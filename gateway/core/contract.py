@@ -33,8 +33,9 @@ class TranscribeOptions:
     prompt: str | None = None  # conditions the decoder: previous text, names, jargon
     temperature: float = 0.0  # first temperature of the model's fallback schedule
     word_timestamps: bool = False
-    # the words' times without their probabilities (diarization places words, nobody reads
-    # how sure the model was of them): word timing is cheaper by the vocabulary product
+    # the words' times without their probabilities, where nobody reads how sure the model was
+    # of them (live steps without logprobs, diarization placing words): word timing is
+    # cheaper by the vocabulary product
     word_times_only: bool = False
     logprobs: bool = False  # each segment's text tokens with their log-probabilities
     # speed over the last bit of accuracy (live streams): a shorter encoder context, and a

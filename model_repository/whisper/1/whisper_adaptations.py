@@ -329,9 +329,14 @@ def median_filter(x: torch.Tensor, filter_width: int) -> torch.Tensor:
     that name) on a CPU for word timing's width of 7: the same values, to the bit (each is
     one of the inputs, chosen by comparisons), from 15 elementwise min/max pairs over
     shifted views instead of sorting every window of 7. That sort was 40 % of word timing on
-    a CPU (6 heads x 110 tokens x 750 frames: 26 ms against 4 ms). On CUDA, other widths and
-    shapes: upstream's (its own GPU kernel there)."""
-    if x.is_cuda or filter_width != 7 or x.ndim != 3 or x.shape[-1] <= filter_width // 2:
+    a CPU (6 heads x 110 tokens x 750 frames: 26 ms against 4 ms). On a GPU, other widths and
+    shapes: upstream's (its own kernel on CUDA)."""
+    if (
+        x.device.type != "cpu"
+        or filter_width != 7
+        or x.ndim != 3
+        or x.shape[-1] <= filter_width // 2
+    ):
         return _UPSTREAM_MEDIAN_FILTER(x, filter_width)
     frames = x.shape[-1]
     padded = F.pad(x, (3, 3, 0, 0), mode="reflect")  # as upstream pads
