@@ -70,16 +70,8 @@ PLATFORMS = (
     "manylinux2014_x86_64",
     *(f"manylinux_2_{minor}_x86_64" for minor in (17, 24, 27, 28, 31, 34, 35)),
 )
-# The server's files in the nvidia-pytriton wheel, relative to its `pytriton` package; the
-# backend stub for the host's Python is added by version
-TRITON_FILES = (
-    "tritonserver/bin",
-    "tritonserver/caches",
-    "tritonserver/backends/python/libtriton_python.so",
-    "tritonserver/backends/python/triton_python_backend_utils.py",
-)
-# What `gateway.tools.local_triton` imports to find those files: the wheel's own `__init__`
-# imports its client, which needs packages the benchmark does not
+# The kit's `pytriton/__init__.py`, which `gateway.tools.local_triton` imports to find the
+# server's files: the wheel's own imports its client, which needs packages the benchmark does not
 PYTRITON_INIT = (
     '"""The server files of the nvidia-pytriton wheel, carried by benchmarks.gpu_kit."""\n'
 )
@@ -161,17 +153,25 @@ def _copy_package(name: str, site_dir: Path) -> None:
 
 
 def _copy_triton(site_dir: Path, python: str) -> None:
-    import pytriton
+    """The server's files of the nvidia-pytriton wheel where `TritonDistribution` looks for
+    them, under the kit's own `pytriton` package, with the stub for the host's Python."""
+    from gateway.tools.local_triton import TritonDistribution
 
-    package = Path(pytriton.__file__).resolve().parent
-    stub = f"tritonserver/python_backend_stubs/{python}"
-    if not (package / stub).is_dir():
+    wheel = TritonDistribution.installed()
+    stub = wheel.stub(python)
+    if not stub.is_file():
         raise SystemExit(f"nvidia-pytriton has no Python-backend stub for Python {python}")
-    for relative in (*TRITON_FILES, stub):
-        _copy(package / relative, site_dir / "pytriton" / relative)
-    (site_dir / "pytriton" / "__init__.py").write_text(PYTRITON_INIT)
-    libraries = package.parent / "nvidia_pytriton.libs"
-    _copy(libraries, site_dir / libraries.name)
+    kit = TritonDistribution(site_dir / "pytriton")
+    backend = [*wheel.python_backend.glob("*.so"), *wheel.python_backend.glob("*.py")]
+    for source, target in [
+        (wheel.server.parent, kit.server.parent),
+        (wheel.caches, kit.caches),
+        (stub, kit.stub(python)),
+        (wheel.libraries, kit.libraries),
+        *((file, kit.python_backend / file.name) for file in backend),
+    ]:
+        _copy(source, target)
+    (kit.root / "__init__.py").write_text(PYTRITON_INIT)
 
 
 def _copy(source: Path, target: Path) -> None:
