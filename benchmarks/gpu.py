@@ -45,6 +45,7 @@ from benchmarks.pipeline import SendTimes, sent_spread, transcribe
 from benchmarks.report import TMP_DIR, log
 from benchmarks.resources import cpu_seconds
 from benchmarks.stack import Stack, running_stack
+from benchmarks.triton_trace import Stretch, idle_with_backlog, trace_args
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import TranscribeOptions
 from gateway.tools.local_triton import model_repository_with
@@ -105,6 +106,7 @@ async def concurrent_files(
     results = []
     for count in counts:
         batches, phases = await stack.executions(), await stack.model_phases()
+        began_ns = time.monotonic_ns()
         started, triton_cpu = time.perf_counter(), cpu_seconds(stack.triton_pid)
         client_cpu, windows = time.process_time(), SendTimes(pool, started)
         done = await asyncio.gather(
@@ -134,6 +136,8 @@ async def concurrent_files(
                 "model_busy": batches.seconds / wall,
                 "batch_sizes": batches.sizes(),
                 "model_phases_s": phases,
+                # filled from Triton's trace once the server has stopped (`add_idle_times`)
+                "stretch_ns": [began_ns, time.monotonic_ns()],
             }
         )
         log(
@@ -213,8 +217,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             {"cuda_graphs": str(graphs).lower()},
             max_batch_size=args.max_batch,
         )
+        trace = TMP_DIR / f"gpu-trace-graphs-{graphs}.json"
+        trace.unlink(missing_ok=True)
         async with running_stack(
-            TMP_DIR, separate_gateway=True, model_repository=repository, **overrides
+            TMP_DIR,
+            separate_gateway=True,
+            model_repository=repository,
+            triton_args=trace_args(trace),
+            **overrides,
         ) as stack:
             results.setdefault("machine", report.machine(await stack.triton_version(), None))
             results.setdefault("gpu_processes", gpu_processes())
@@ -227,6 +237,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 item = items[args.stream_item]
                 reference = await file_reference(pool, stack, item)
                 levels = await stream_capacity(stack, item, args.streams, reference)
+        add_idle_times(trace, throughput)  # the server has stopped and written its trace
         results["variants"].append(
             {
                 "cuda_graphs": graphs,
@@ -239,6 +250,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results["total_s"] = time.perf_counter() - started
     results["cpu"] = report.cpu_use(counters, report.cpu_times())
     return results
+
+
+def add_idle_times(trace: Path, throughput: list[dict]) -> None:
+    """Each level's hand-overs with requests waiting, from Triton's trace (`triton_trace`)."""
+    for level in throughput:
+        idle = idle_with_backlog(trace, Stretch(*level.pop("stretch_ns")))
+        level["idle_with_backlog"] = {
+            "handovers": len(idle.gaps_s),
+            "total_s": idle.total_s,
+            "longest_s": idle.longest_s,
+            "described": idle.describe(),
+        }
 
 
 def most_streams(levels: list[dict]) -> str:
@@ -283,6 +306,14 @@ def markdown(results: dict[str, Any]) -> str:
                     if s >= 0.01
                 )
                 + ")"
+                for r in variant["throughput"]
+            ),
+            "",
+            "The model idle while requests waited, from Triton's trace (hand-overs between "
+            "executions with requests queued, and the time between one's end and the next's "
+            "start): "
+            + "; ".join(
+                f"{r['uploads']} uploads {r['idle_with_backlog']['described']}"
                 for r in variant["throughput"]
             ),
             "",

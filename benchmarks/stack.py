@@ -240,10 +240,14 @@ class Stack:
 
 @asynccontextmanager
 async def local_triton(
-    log_path: Path, model_repository: Path = DEFAULT_MODEL_REPOSITORY
+    log_path: Path,
+    model_repository: Path = DEFAULT_MODEL_REPOSITORY,
+    extra_args: tuple[str, ...] = (),
 ) -> AsyncIterator[LocalTriton]:
     ports = TritonPorts(free_port(), free_port(), free_port())
-    triton = LocalTriton(ports=ports, log_path=log_path, model_repository=model_repository)
+    triton = LocalTriton(
+        ports=ports, log_path=log_path, model_repository=model_repository, extra_args=extra_args
+    )
     await asyncio.to_thread(triton.__enter__)  # starts it and waits until the model is ready
     try:
         yield triton
@@ -354,15 +358,17 @@ async def running_stack(
     separate_gateway: bool = False,
     supervised: bool = False,
     model_repository: Path = DEFAULT_MODEL_REPOSITORY,
+    triton_args: tuple[str, ...] = (),
     **overrides: object,
 ) -> AsyncIterator[Stack]:
     """Triton (its log in `log_dir/triton.log`) serving `model_repository`, and the gateway:
     in this process, or with `separate_gateway` as a child process (its log in
-    `log_dir/gateway.log`); `overrides` are gateway settings that differ from the benchmark's.
+    `log_dir/gateway.log`); `triton_args` are more tritonserver flags; `overrides` are gateway
+    settings that differ from the benchmark's.
     With `supervised`, a `TritonSupervisor` restarts Triton when it dies, as `hermes up` does
     (`Stack.triton` and `Stack.supervisor` are then set)."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    async with local_triton(log_dir / "triton.log", model_repository) as triton:
+    async with local_triton(log_dir / "triton.log", model_repository, triton_args) as triton:
         settings = Settings(
             port=free_port(),
             triton_url=triton.grpc_url,

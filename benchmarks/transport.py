@@ -64,6 +64,7 @@ from benchmarks.stack import (
     settled,
     triton_pool,
 )
+from benchmarks.triton_trace import Stretch, idle_with_backlog, trace_args
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import Priority
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SAMPLES
@@ -146,29 +147,27 @@ async def executions(session: aiohttp.ClientSession, triton: LocalTriton) -> Exe
     return Executions.of(await settled(stats))
 
 
+IDLE_HEADER = "the model idle while requests waited (Triton's trace)"
+# A level's table row, and the stretch of time it ran (for Triton's trace, read at the end)
+Level = tuple[list[str], Stretch]
+
+
 async def measure_windows(
     client: TritonPool, session: aiohttp.ClientSession, triton: LocalTriton, counts: list[int]
-) -> list[list[str]]:
+) -> list[Level]:
     window = (np.random.default_rng(0).standard_normal(WINDOW_SAMPLES) * 0.1).astype(np.float32)
     rows = []
     for count in counts:
         before = await executions(session, triton)
-        started = time.perf_counter()
+        started, began_ns = time.perf_counter(), time.monotonic_ns()
         await asyncio.gather(
             *(client.transcribe(window, ENGLISH, priority=Priority.FILE) for _ in range(count))
         )
         wall = time.perf_counter() - started
         batches = (await executions(session, triton)).since(before)
         megabytes = count * window.nbytes / 1e6
-        rows.append(
-            [
-                str(count),
-                f"{wall:.3f}",
-                f"{count / wall:.0f}",
-                f"{megabytes / wall:.0f}",
-                batches.sizes(),
-            ]
-        )
+        row = [str(count), f"{wall:.3f}", f"{count / wall:.0f}", f"{megabytes / wall:.0f}"]
+        rows.append((row + [batches.sizes()], Stretch(began_ns, time.monotonic_ns())))
         report.log(f"{count} windows: answered after {wall:.3f} s ({batches.sizes()})")
     return rows
 
@@ -179,7 +178,7 @@ async def measure_uploads(
     triton: LocalTriton,
     item: Item,
     counts: list[int],
-) -> list[list[str]]:
+) -> list[Level]:
     settings = Settings(triton_url=triton.grpc_url)
     audio = item.audio
     await transcribe(client, settings, audio)  # the detector's session made
@@ -187,21 +186,15 @@ async def measure_uploads(
     for count in counts:
         before = await executions(session, triton)
         started, client_cpu = time.perf_counter(), time.process_time()
-        windows = SendTimes(client, started)
+        began_ns, windows = time.monotonic_ns(), SendTimes(client, started)
         await asyncio.gather(*(transcribe(windows, settings, audio) for _ in range(count)))
         wall = time.perf_counter() - started
         cores = (time.process_time() - client_cpu) / wall
         batches = (await executions(session, triton)).since(before)
         sent = sent_spread(windows.spread())
+        row = [str(count), f"{wall:.2f}", f"{count * item.duration / wall:.0f}", sent]
         rows.append(
-            [
-                str(count),
-                f"{wall:.2f}",
-                f"{count * item.duration / wall:.0f}",
-                sent,
-                f"{cores:.2f}",
-                batches.sizes(),
-            ]
+            (row + [f"{cores:.2f}", batches.sizes()], Stretch(began_ns, time.monotonic_ns()))
         )
         report.log(
             f"{count} uploads: done after {wall:.2f} s, windows sent {sent} s, "
@@ -345,8 +338,13 @@ async def run(args: argparse.Namespace) -> str:
     execution_s = args.execution_ms / 1000
     repository = stand_in_repository(TMP_DIR / "transport", args.max_batch, execution_s)
     ports = TritonPorts(free_port(), free_port(), free_port())
+    trace = TMP_DIR / "transport-trace.json"
+    trace.unlink(missing_ok=True)
     triton = LocalTriton(
-        model_repository=repository, ports=ports, log_path=TMP_DIR / "transport-triton.log"
+        model_repository=repository,
+        ports=ports,
+        log_path=TMP_DIR / "transport-triton.log",
+        extra_args=trace_args(trace),
     )
     await asyncio.to_thread(triton.__enter__)
     try:
@@ -357,8 +355,8 @@ async def run(args: argparse.Namespace) -> str:
             await client.transcribe(
                 np.zeros(SAMPLE_RATE, np.float32), ENGLISH, priority=Priority.FILE
             )
-            windows = await measure_windows(client, session, triton, args.windows)
-            uploads = (
+            window_levels = await measure_windows(client, session, triton, args.windows)
+            upload_levels = (
                 await measure_uploads(
                     client, session, triton, upload_item(args.audio), args.uploads
                 )
@@ -366,7 +364,11 @@ async def run(args: argparse.Namespace) -> str:
                 else []
             )
     finally:
-        await asyncio.to_thread(triton.stop)
+        await asyncio.to_thread(triton.stop)  # which writes the trace
+    windows, uploads = (
+        [row + [idle_with_backlog(trace, stretch).describe()] for row, stretch in levels]
+        for levels in (window_levels, upload_levels)
+    )
     live = (
         await measure_live(
             repository,
@@ -387,6 +389,7 @@ async def run(args: argparse.Namespace) -> str:
                     "windows per s",
                     "MB per s",
                     "Triton's executions (batch size×count)",
+                    IDLE_HEADER,
                 ],
                 windows,
             )
@@ -401,6 +404,7 @@ async def run(args: argparse.Namespace) -> str:
                     "windows sent after s: first / median / last",
                     "sending side's CPU cores busy",
                     "Triton's executions (batch size×count)",
+                    IDLE_HEADER,
                 ],
                 uploads,
             )
