@@ -257,6 +257,7 @@ def add_idle_times(trace: Path, throughput: list[dict]) -> None:
     for level in throughput:
         idle = idle_with_backlog(trace, Stretch(*level.pop("stretch_ns")))
         level["idle_with_backlog"] = {
+            "traced": idle.traced,
             "handovers": len(idle.gaps_s),
             "total_s": idle.total_s,
             "longest_s": idle.longest_s,

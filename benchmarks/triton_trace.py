@@ -46,6 +46,7 @@ class IdleWithBacklog:
     time before each of them."""
 
     gaps_s: tuple[float, ...]
+    traced: bool = True  # False: the server wrote no trace (stopped before it could)
 
     @property
     def total_s(self) -> float:
@@ -56,6 +57,8 @@ class IdleWithBacklog:
         return max(self.gaps_s, default=0.0)
 
     def describe(self) -> str:
+        if not self.traced:
+            return "not known: tritonserver wrote no trace"
         if not self.gaps_s:
             return "no hand-over with requests waiting"
         return (
@@ -77,7 +80,10 @@ def _requests(path: Path, model: str) -> list[dict[str, int]]:
 
 
 def idle_with_backlog(path: Path, stretch: Stretch, model: str = MODEL) -> IdleWithBacklog:
-    """The hand-overs to executions that started within `stretch`."""
+    """The hand-overs to executions that started within `stretch` (none known when the
+    server left no trace: a benchmark's other figures stand without it)."""
+    if not path.is_file():
+        return IdleWithBacklog((), traced=False)
     executions: dict[int, list[dict[str, int]]] = defaultdict(list)
     for request in _requests(path, model):
         executions[request["COMPUTE_START"]].append(request)

@@ -55,3 +55,8 @@ def test_only_executions_within_the_stretch(tmp_path: Path) -> None:
     assert idle_with_backlog(trace, Stretch(400 * MS, 500 * MS)).describe() == (
         "no hand-over with requests waiting"
     )
+
+
+def test_no_trace_is_said_not_guessed(tmp_path: Path) -> None:
+    found = idle_with_backlog(tmp_path / "never-written.json", Stretch(0, 1))
+    assert not found.traced and found.describe() == "not known: tritonserver wrote no trace"
