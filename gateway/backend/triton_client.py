@@ -41,8 +41,7 @@ _NOT_RUN = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
 _MAY_HAVE_RUN = {"StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.UNKNOWN"}
 _REFUSED = {"StatusCode.INVALID_ARGUMENT"}  # the model's own verdict on the input
 # What Triton's dynamic batcher says (as UNAVAILABLE) of a request its bounded queue turned
-# away, where a config bounds it (a queue policy; hermes's own sets none): overload, not an
-# outage
+# away (config.pbtxt's priority_queue_policy): overload, not an outage
 _QUEUE_REFUSALS = ("request timeout expired", "exceeds maximum queue size")
 SPEAKER_MODEL = "speaker"  # the speaker-embedding model beside Whisper
 
@@ -96,9 +95,7 @@ class TritonAsr:
             self.model,
             build_inputs(audio, options, grpcaio.InferInput),
             self._outputs,
-            # Triton's request priority: used where a config sets priority levels (hermes's
-            # own sets none: see the dynamic_batching comment in config.pbtxt)
-            priority=int(priority),
+            priority=int(priority),  # the model's two priority levels: 1 first
         )
         return parse_outputs(result)
 

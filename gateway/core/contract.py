@@ -18,9 +18,7 @@ from gateway.core.transcript import Segment
 
 
 class Priority(IntEnum):
-    """Which work comes first when both wait, the lower value: the gateway holds file work
-    back while a stream is open (`gateway.modes.file_work`), the model decodes a batch's live
-    steps first, and Triton orders its queue by it where the config sets priority levels."""
+    """Which work the backend serves first when both wait: the lower value."""
 
     STREAM = 1  # a live stream's step: someone is waiting for the words
     FILE = 2  # a window of an upload

@@ -73,22 +73,23 @@ def test_config_has_one_instance_and_dynamic_batching(triton) -> None:
     with urllib.request.urlopen(f"{triton.http_url}/v2/models/whisper/config") as reply:
         config = json.load(reply)
     assert [group["count"] for group in config["instance_group"]] == [1]
+    assert int(config["dynamic_batching"]["priority_levels"]) == 2
     assert config["max_batch_size"] >= 8
-    assert int(config["dynamic_batching"]["max_queue_delay_microseconds"]) > 0
 
 
-def test_batcher_hands_over_without_waiting_for_a_lost_wakeup(triton) -> None:
-    """No priority levels and no queue policy, as Triton loaded the config: either puts
-    Triton's batcher on the path where requests queued behind an execution can sit 500 ms
-    after it (see config.pbtxt); live steps come first through the gateway instead."""
+def test_both_queues_are_bounded_in_length_and_time(triton) -> None:
+    """Overload is a fast rejection, not a queue that only grows (as Triton loaded it)."""
     with urllib.request.urlopen(f"{triton.http_url}/v2/models/whisper/config") as reply:
-        batching = json.load(reply)["dynamic_batching"]
-    assert int(batching.get("priority_levels", 0)) == 0
-    assert not batching.get("priority_queue_policy")
-    policy = batching.get("default_queue_policy", {})
-    assert int(policy.get("max_queue_size", 0)) == 0
-    assert int(policy.get("default_timeout_microseconds", 0)) == 0
-    assert not policy.get("allow_timeout_override", False)
+        policies = json.load(reply)["dynamic_batching"]["priority_queue_policy"]
+    bounds = {
+        int(level): (
+            int(policy["max_queue_size"]),
+            int(policy["default_timeout_microseconds"]) / 1e6,
+            policy["timeout_action"],
+        )
+        for level, policy in policies.items()
+    }
+    assert bounds == {1: (256, 60.0, "REJECT"), 2: (128, 240.0, "REJECT")}
 
 
 def test_jfk_word_for_word(triton_client, jfk) -> None:
