@@ -4,9 +4,9 @@ while requests waited for it.
 Triton's counters say how long requests queued and how long executions took, not whether the
 model was free while a request queued. That happens when the dynamic batcher hands work over
 late: with priority levels or a queue policy in the config (ours has both) it can miss its
-wake-up and sleep up to 500 ms after an execution with requests waiting (see config.pbtxt). Tracing every request
-(`--trace-config level=TIMESTAMPS`, written when the server stops) shows it: for each
-execution whose requests were queued before the previous one ended, the gap between that end
+wake-up and sleep up to 500 ms after an execution with requests waiting (see config.pbtxt).
+Tracing every request (`--trace-config level=TIMESTAMPS`, written when the server stops) shows
+it: for each execution whose requests were queued before the previous one ended, the gap between that end
 and its start. Trace timestamps are the server's monotonic clock, Python's `time.monotonic_ns`
 on the same host, so a level's stretch of time picks out its executions.
 """
