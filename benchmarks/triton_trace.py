@@ -6,9 +6,9 @@ model was free while a request queued. That happens when the dynamic batcher han
 late: with priority levels or a queue policy in the config (ours has both) it can miss its
 wake-up and sleep up to 500 ms after an execution with requests waiting (see config.pbtxt).
 Tracing every request (`--trace-config level=TIMESTAMPS`, written when the server stops) shows
-it: for each execution whose requests were queued before the previous one ended, the gap between that end
-and its start. Trace timestamps are the server's monotonic clock, Python's `time.monotonic_ns`
-on the same host, so a level's stretch of time picks out its executions.
+it: for each execution whose requests were queued before the previous one ended, the gap
+between that end and its start. Trace timestamps are the server's monotonic clock, Python's
+`time.monotonic_ns` on the same host, so a level's stretch of time picks out its executions.
 """
 
 from __future__ import annotations
