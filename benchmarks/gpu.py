@@ -106,6 +106,7 @@ async def concurrent_files(
     results = []
     for count in counts:
         batches, phases = await stack.executions(), await stack.model_phases()
+        counts = await stack.batch_counts()
         began_ns = time.monotonic_ns()
         started, triton_cpu = time.perf_counter(), cpu_seconds(stack.triton_pid)
         client_cpu, windows = time.process_time(), SendTimes(pool, started)
@@ -116,6 +117,10 @@ async def concurrent_files(
         triton_cpu = cpu_seconds(stack.triton_pid) - triton_cpu
         client_cpu = time.process_time() - client_cpu
         batches = (await stack.executions()).since(batches)
+        # the windows and executions, less the gateway's wake-ups for the batcher
+        inferences, executions = (
+            after - before for after, before in zip(await stack.batch_counts(), counts, strict=True)
+        )
         phases = {
             name: s - phases.get(name, 0.0) for name, s in (await stack.model_phases()).items()
         }
@@ -125,9 +130,9 @@ async def concurrent_files(
                 "uploads": count,
                 "wall_s": report.spread([wall]),
                 "audio_s_per_s": report.spread([count * item.duration / wall]),
-                "inferences": batches.inferences,
-                "executions": batches.executions,
-                "mean_batch": batches.inferences / max(batches.executions, 1),
+                "inferences": inferences,
+                "executions": executions,
+                "mean_batch": inferences / max(executions, 1),
                 "wer_max": max(word_error_rate(item.text, text) for text, _, _ in done),
                 "triton_cpu_cores": triton_cpu / wall,
                 # this process: the uploads' voice detection and window pipeline, the client
@@ -261,6 +266,8 @@ def add_idle_times(trace: Path, throughput: list[dict]) -> None:
             "handovers": len(idle.gaps_s),
             "total_s": idle.total_s,
             "longest_s": idle.longest_s,
+            "wake_ups": idle.wake_ups,
+            "wake_up_executions": idle.wake_up_executions,
             "described": idle.describe(),
         }
 

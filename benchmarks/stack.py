@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from benchmarks import resources
 from benchmarks.audio import PROJECT_ROOT
@@ -215,23 +216,40 @@ class Stack:
         )
 
     async def batch_counts(self) -> tuple[int, int]:
-        """Triton's (inference_count, execution_count) for the model so far."""
+        """Triton's (inference_count, execution_count) for the model so far, less the
+        gateway's wake-ups for the batcher and the executions of them alone (the model's
+        `hermes_model_wake_up_*_total`): the windows and steps it worked on, and in how many
+        executions."""
         model = (await self.model_stats())["model_stats"][0]
-        return int(model["inference_count"]), int(model["execution_count"])
+        wake_ups = {
+            sample.name: int(sample.value)
+            for sample in await self._model_samples("hermes_model_wake_up_")
+        }
+        return (
+            int(model["inference_count"]) - wake_ups["hermes_model_wake_up_requests_total"],
+            int(model["execution_count"]) - wake_ups["hermes_model_wake_up_executions_total"],
+        )
 
     async def model_phases(self) -> dict[str, float]:
         """The model's seconds so far in each phase of its batches, from Triton's metrics
         (`hermes_model_phase_seconds_total`)."""
+        return {
+            sample.labels["phase"]: sample.value
+            for sample in await self._model_samples("hermes_model_phase_seconds_total")
+        }
+
+    async def _model_samples(self, prefix: str) -> list[Sample]:
+        """The model's own samples in Triton's metrics whose names start with `prefix`."""
         async with self.session.get(self.triton_metrics_url) as reply:
             reply.raise_for_status()
             text = await reply.text()
-        return {
-            sample.labels["phase"]: sample.value
+        return [
+            sample
             for family in text_string_to_metric_families(text)
             for sample in family.samples
-            if sample.name == "hermes_model_phase_seconds_total"
+            if sample.name.startswith(prefix)
             and sample.labels.get("model") == self.settings.triton_model
-        }
+        ]
 
     async def executions(self) -> Executions:
         """The model's executions so far, by batch size (Triton's `batch_stats`)."""

@@ -80,7 +80,9 @@ STREAM_BEAT_S = 1.0
 # Whisper's outputs for every request of the batch, after EXECUTION_S: a segment of made-up
 # words (three a second, none repeated, each timed) per 5 s of the window's audio, so that the
 # file pipeline's checks take the text as it would a real transcript (no window read again),
-# and a live stream's steps agree on the words of the audio they share and commit them
+# and a live stream's steps agree on the words of the audio they share and commit them. An
+# execution of the gateway's wake-up requests alone (request parameter `wake_up`) takes no
+# time, as in the real model, which decodes nothing for them
 STAND_IN_MODEL = """
 import json
 import time
@@ -110,7 +112,8 @@ def segments(seconds):
 
 class TritonPythonModel:
     def execute(self, requests):
-        time.sleep(EXECUTION_S)
+        if not all(json.loads(r.parameters() or "{{}}").get("wake_up") for r in requests):
+            time.sleep(EXECUTION_S)
         responses = []
         for request in requests:
             audio = pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy()

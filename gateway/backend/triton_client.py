@@ -16,6 +16,11 @@ import tritonclient.grpc.aio as grpcaio
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
+from gateway.backend.batcher_wake_up import (
+    WAKE_UP_PARAMETER,
+    WAKE_UP_REQUEST_ID,
+    BatcherWakeUps,
+)
 from gateway.backend.triton_tensors import OUTPUTS, build_inputs, parse_outputs, required_output
 from gateway.core.contract import (
     AsrBusy,
@@ -44,6 +49,8 @@ _REFUSED = {"StatusCode.INVALID_ARGUMENT"}  # the model's own verdict on the inp
 # away (config.pbtxt's priority_queue_policy): overload, not an outage
 _QUEUE_REFUSALS = ("request timeout expired", "exceeds maximum queue size")
 SPEAKER_MODEL = "speaker"  # the speaker-embedding model beside Whisper
+_WAKE_UP_AUDIO = np.zeros(1, np.float32)  # AUDIO is required; the model reads none of it
+_Window = tuple[TranscribeOptions, Priority]  # what a request to the model asked for
 
 
 def _error_of(exc: InferenceServerException) -> AsrError:
@@ -87,17 +94,32 @@ class TritonAsr:
         self.ready_timeout_s = ready_timeout_s
         self._client = grpcaio.InferenceServerClient(url, channel_args=_channel_args())
         self._outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
+        self.wake_ups: BatcherWakeUps[_Window] = BatcherWakeUps(self._wake_up)
 
     async def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, *, priority: Priority = Priority.FILE
     ) -> WindowResult:
-        result = await self._infer(
-            self.model,
-            build_inputs(audio, options, grpcaio.InferInput),
-            self._outputs,
-            priority=int(priority),  # the model's two priority levels: 1 first
-        )
+        with self.wake_ups.awaiting((options, priority)):
+            result = await self._infer(
+                self.model,
+                build_inputs(audio, options, grpcaio.InferInput),
+                self._outputs,
+                priority=int(priority),  # the model's two priority levels: 1 first
+            )
         return parse_outputs(result)
+
+    async def _wake_up(self, like: _Window) -> None:
+        """A request the model answers at once (see `batcher_wake_up`), with the inputs and
+        priority of the window `like`: Triton batches it with windows of that kind."""
+        options, priority = like
+        await self._infer(
+            self.model,
+            build_inputs(_WAKE_UP_AUDIO, options, grpcaio.InferInput),
+            self._outputs,
+            priority=int(priority),
+            request_id=WAKE_UP_REQUEST_ID,
+            parameters={WAKE_UP_PARAMETER: True},
+        )
 
     async def embed_speakers(self, audio: np.ndarray) -> SpeakerEmbeddings:
         """The `speaker` model's window embeddings of `audio` (file priority: no stream
@@ -115,7 +137,13 @@ class TritonAsr:
         )
 
     async def _infer(
-        self, model: str, inputs: list[Any], outputs: list[Any], priority: int = 0
+        self,
+        model: str,
+        inputs: list[Any],
+        outputs: list[Any],
+        priority: int = 0,
+        request_id: str = "",
+        parameters: dict[str, bool] | None = None,
     ) -> Any:
         """One inference on this server (priority 0: the model's default level), its
         failure as the `AsrError` that says whose fault it was."""
@@ -126,6 +154,8 @@ class TritonAsr:
                 outputs=outputs,
                 priority=priority,
                 client_timeout=self.timeout_s,
+                request_id=request_id,
+                parameters=parameters,
             )
         except InferenceServerException as exc:
             task = asyncio.current_task()
@@ -160,4 +190,5 @@ class TritonAsr:
         return ServedModel(weights, is_multilingual(weights))
 
     async def close(self) -> None:
+        await self.wake_ups.close()
         await self._client.close()

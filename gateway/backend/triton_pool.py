@@ -71,6 +71,7 @@ class Replica:
             "outstanding": self.outstanding,
             "dispatched": self.dispatched,
             "failures": self.failures,
+            "wake_ups": self.client.wake_ups.sent,
         }
 
 

@@ -260,6 +260,7 @@ def _schemas() -> dict[str, Schema]:
                             "outstanding": INTEGER,
                             "dispatched": INTEGER,
                             "failures": INTEGER,
+                            "wake_ups": INTEGER,
                         }
                     ),
                 },

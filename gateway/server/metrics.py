@@ -66,7 +66,8 @@ WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120
 
 class ReplicaCollector(Collector):
     """The backend's replicas as it describes them when scraped (`describe()["replicas"]`:
-    address, healthy, outstanding, dispatched, failures); nothing for a backend without any."""
+    address, healthy, outstanding, dispatched, failures, wake_ups); nothing for a backend
+    without any."""
 
     def __init__(self, describe: Callable[[], dict[str, Any]]) -> None:
         self._describe = describe
@@ -93,13 +94,20 @@ class ReplicaCollector(Collector):
             "Requests the replica failed as unavailable (it was taken out each time)",
             labels=["address"],
         )
+        wake_ups = CounterMetricFamily(
+            "hermes_triton_replica_wake_ups",
+            "Wake-up requests sent to the replica's batcher, which can sleep through the end "
+            "of an execution (gateway/backend/batcher_wake_up.py)",
+            labels=["address"],
+        )
         for replica in replicas:
             address = [str(replica["address"])]
             healthy.add_metric(address, 1.0 if replica["healthy"] else 0.0)
             outstanding.add_metric(address, replica["outstanding"])
             dispatched.add_metric(address, replica["dispatched"])
             failures.add_metric(address, replica["failures"])
-        return [healthy, outstanding, dispatched, failures]
+            wake_ups.add_metric(address, replica["wake_ups"])
+        return [healthy, outstanding, dispatched, failures, wake_ups]
 
 
 class GatewayMetrics:

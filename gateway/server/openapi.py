@@ -687,6 +687,7 @@ def _paths() -> dict[str, Schema]:
                                             "outstanding": 0,
                                             "dispatched": 12,
                                             "failures": 0,
+                                            "wake_ups": 1,
                                         }
                                     ],
                                 },

@@ -44,6 +44,7 @@ async def test_the_triton_replica_is_healthy_and_the_upload_counted(
     assert values[("hermes_triton_replica_outstanding_requests", replica)] == 0
     assert values[("hermes_triton_replica_dispatched_requests_total", replica)] >= 1
     assert values[("hermes_triton_replica_failures_total", replica)] == 0
+    assert ("hermes_triton_replica_wake_ups_total", replica) in values
     audio = ("hermes_audio_seconds_total", frozenset({("mode", "file")}))
     assert values[audio] == pytest.approx(11.0, abs=0.1)
     answered = {("route", "/v1/audio/transcriptions"), ("method", "POST"), ("status", "200")}

@@ -260,6 +260,60 @@ def test_tritons_metrics_say_where_the_models_time_went(triton, triton_client, j
     assert untimed["word_timing"] - timed["word_timing"] < grew["word_timing"] / 10
 
 
+def wake_up_counts(triton) -> tuple[float, float]:
+    """The model's `hermes_model_wake_up_requests_total` and `..._executions_total`."""
+    url = f"http://{triton.host}:{triton.ports.metrics}/metrics"
+    with urllib.request.urlopen(url) as reply:
+        text = reply.read().decode()
+    found = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("hermes_model_wake_up_")
+        and sample.labels.get("model") == MODEL_NAME
+    }
+    return (
+        found["hermes_model_wake_up_requests_total"],
+        found["hermes_model_wake_up_executions_total"],
+    )
+
+
+def wake_up(client: grpcclient.InferenceServerClient) -> WindowResult:
+    """The gateway's wake-up for Triton's batcher (gateway/backend/batcher_wake_up.py)."""
+    reply = client.infer(
+        MODEL_NAME,
+        build_inputs(np.zeros(1, np.float32), TranscribeOptions()),
+        outputs=[grpcclient.InferRequestedOutput(name) for name in OUTPUTS],
+        request_id="wake-up",
+        parameters={"wake_up": True},
+    )
+    return parse_outputs(reply)
+
+
+def test_a_wake_up_is_answered_with_nothing_decoded(triton, triton_client, jfk) -> None:
+    """Empty outputs, no phase of a decode run, counted in the model's metrics; a window
+    sent with it (the same inputs: one batch when Triton puts them together) keeps its text."""
+    _when_idle(triton_client)
+    phases, (requests, alone) = phase_seconds(triton), wake_up_counts(triton)
+    assert wake_up(triton_client) == WindowResult(text="", language="", segments=())
+    assert phase_seconds(triton) == phases
+    assert wake_up_counts(triton) == (requests + 1, alone + 1)
+
+    def own_client(call):
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        try:
+            return call(client)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        window = pool.submit(own_client, lambda client: infer(client, jfk.audio))
+        woken = pool.submit(own_client, wake_up)
+        assert word_error_rate(jfk.text, window.result().text) == 0.0
+        assert woken.result().text == ""
+    assert wake_up_counts(triton)[0] == requests + 2
+
+
 @pytest.mark.parametrize(
     "level", [0.0, 0.001, 0.03], ids=["digital", "-60dBFS-noise", "-30dBFS-noise"]
 )

@@ -196,7 +196,7 @@ class ReplicatedBackend(ScriptedBackend):
     """Describes replicas as the Triton pool does."""
 
     def describe(self) -> dict[str, object]:
-        replica = {"dispatched": 7, "failures": 1}
+        replica = {"dispatched": 7, "failures": 1, "wake_ups": 3}
         return {
             **super().describe(),
             "replicas": [
@@ -216,6 +216,7 @@ async def test_replicas_are_read_from_the_backend_when_scraped(make_client) -> N
         )
         assert value(samples, "hermes_triton_replica_dispatched_requests_total", address=address)
         assert value(samples, "hermes_triton_replica_failures_total", address=address) == 1
+        assert value(samples, "hermes_triton_replica_wake_ups_total", address=address) == 3
 
 
 async def test_no_replica_series_for_a_backend_without_replicas(client) -> None:

@@ -8,6 +8,7 @@ tested in tests/integration/test_whisper_model.py.
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from contextlib import nullcontext
@@ -58,8 +59,9 @@ class ResponseSender:
 
 
 class Request:
-    def __init__(self, **inputs: np.ndarray) -> None:
+    def __init__(self, parameters: dict | None = None, **inputs: np.ndarray) -> None:
         self.inputs = inputs
+        self.request_parameters = parameters or {}
         self.cancelled = False
         self.response: InferenceResponse | None = None
         self.prompt = inputs["PROMPT"][0, 0].decode() if "PROMPT" in inputs else ""
@@ -69,6 +71,9 @@ class Request:
 
     def get_response_sender(self) -> ResponseSender:
         return ResponseSender(self)
+
+    def parameters(self) -> str:
+        return json.dumps(self.request_parameters)
 
 
 def get_input_tensor_by_name(request: Request, name: str) -> Tensor | None:
@@ -126,9 +131,20 @@ def answers(whisper_model, requests: list[Request]) -> list[InferenceResponse]:
     return [request.response for request in requests]
 
 
+class WakeUpCounts:
+    """The model's wake-up metrics, as (requests, alone) per execution that held any."""
+
+    def __init__(self) -> None:
+        self.added: list[tuple[int, bool]] = []
+
+    def add(self, wake_ups: int, *, alone: bool) -> None:
+        self.added.append((wake_ups, alone))
+
+
 def scripted_model(model_module, transcriber):
     whisper_model = model_module.TritonPythonModel()
     whisper_model.transcriber = transcriber
+    whisper_model.wake_up_metrics = WakeUpCounts()
     whisper_model.heap = types.SimpleNamespace(working=nullcontext)
     whisper_model.multilingual = False
     whisper_model.text_tokens = 50256  # tiny.en's
@@ -242,3 +258,40 @@ def test_live_steps_are_decoded_and_answered_before_the_batchs_file_windows(
     assert texts == ["heard file 1", "heard step 1", "heard file 2", "heard step 2"]
     assert decoded == [["step 1", "step 2"], ["file 1", "file 2"]]
     assert ANSWERED == ["step 1", "step 2", "file 1", "file 2"]
+
+
+def wake_up() -> Request:
+    """The gateway's wake-up for Triton's batcher: a file window's inputs, one sample."""
+    return Request(parameters={"wake_up": True}, AUDIO=np.zeros((1, 1), np.float32))
+
+
+def test_wake_ups_are_answered_last_with_nothing_decoded(model_module) -> None:
+    ANSWERED.clear()
+    transcriber = RecordingTranscriber(model_module)
+    whisper_model = scripted_model(model_module, transcriber)
+    batch = [wake_up(), request("file 1"), live("step 1"), request("file 2")]
+    first, *_ = answers(whisper_model, batch)
+    assert [item.prompt for item in transcriber.requests] == ["step 1", "file 1", "file 2"]
+    assert ANSWERED == ["step 1", "file 1", "file 2", ""]  # the wake-up last
+    assert first.error is None
+    assert [first.output(name) for name in ("TEXT", "SEGMENTS", "LANGUAGE")] == ["", "[]", ""]
+    assert whisper_model.wake_up_metrics.added == [(1, False)]
+
+
+def test_an_execution_of_wake_ups_alone_is_counted_as_such(model_module) -> None:
+    transcriber = RecordingTranscriber(model_module)
+    whisper_model = scripted_model(model_module, transcriber)
+    answers(whisper_model, [wake_up(), wake_up()])
+    answers(whisper_model, [request("file")])  # no wake-up: nothing counted
+    assert transcriber.requests[0].prompt == "file" and len(transcriber.requests) == 1
+    assert whisper_model.wake_up_metrics.added == [(2, True)]
+
+
+@pytest.mark.parametrize("parameters", [{}, {"wake_up": False}, {"wake_up": "yes"}])
+def test_only_the_parameter_set_true_makes_a_wake_up(model_module, parameters) -> None:
+    transcriber = RecordingTranscriber(model_module)
+    whisper_model = scripted_model(model_module, transcriber)
+    asking = request("file")
+    asking.request_parameters = parameters
+    (answer,) = answers(whisper_model, [asking])
+    assert answer.output("TEXT") == "heard file"

@@ -5,9 +5,10 @@ config's parameters, `transcriber.py` validates requests and decodes a batch of 
 `whisper_adaptations.py` and `decoder.py`), `checkpoint.py` loads the weights from
 `weights/`, written by `python -m export`. A bad request is answered with its own
 INVALID_ARG error and the rest of the batch is served; the live streams' steps are decoded
-and answered before the batch's file windows; when a batch's decode fails, each
-request is decoded again alone, so that only one that fails it gets an INTERNAL error. A bad
-parameter fails the load.
+and answered before the batch's file windows, and wake-up requests for Triton's batcher
+(request parameter `wake_up`) after them, with nothing decoded; when a batch's decode fails,
+each request is decoded again alone, so that only one that fails it gets an INTERNAL error.
+A bad parameter fails the load.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def _cancelled() -> Any:
     )
 
 
+def _wakes_up(request: Any) -> bool:
+    """Whether the request only wakes Triton's batcher (request parameter `wake_up`): the
+    gateway sends one after an execution's answers while it has work queued, because the
+    batcher may sleep 500 ms through the end of an execution (see config.pbtxt)."""
+    return json.loads(request.parameters() or "{}").get("wake_up") is True
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -109,6 +117,39 @@ class PhaseMetrics:
         del self.family
 
 
+class WakeUpMetrics:
+    """Triton's counters `hermes_model_wake_up_requests_total{model}` (wake-up requests
+    answered) and `hermes_model_wake_up_executions_total{model}` (executions that held
+    nothing else): what to take from `nv_inference_count` and `nv_inference_exec_count` for
+    the work the model did."""
+
+    def __init__(self, model_name: str) -> None:
+        self.families = [
+            pb_utils.MetricFamily(
+                name=f"hermes_model_wake_up_{what}_total",
+                description=description,
+                kind=pb_utils.MetricFamily.COUNTER,
+            )
+            for what, description in (
+                ("requests", "Wake-up requests for Triton's batcher the model answered"),
+                ("executions", "Executions of wake-up requests for Triton's batcher alone"),
+            )
+        ]
+        self.requests, self.executions = (
+            family.Metric(labels={"model": model_name}) for family in self.families
+        )
+
+    def add(self, wake_ups: int, *, alone: bool) -> None:
+        self.requests.increment(wake_ups)
+        if alone:
+            self.executions.increment(1)
+
+    def close(self) -> None:
+        """Each metric before its family, as the Python backend requires."""
+        del self.requests, self.executions
+        self.families.clear()
+
+
 class TritonPythonModel:
     """One instance; Triton hands `execute` every request of a dynamic batch at once."""
 
@@ -117,6 +158,7 @@ class TritonPythonModel:
         parameters = ModelParameters.from_model_config(json.loads(args["model_config"]))
         keeps_freed_memory = keep_freed_memory()  # see heap.py: `self.heap` gives it back
         self.phase_metrics = PhaseMetrics(args["model_name"])
+        self.wake_up_metrics = WakeUpMetrics(args["model_name"])
         if parameters.cpu_threads > 0:
             torch.set_num_threads(parameters.cpu_threads)
         loaded = load_model(
@@ -154,10 +196,15 @@ class TritonPythonModel:
         (LOW_LATENCY) first: in a batch that also holds file windows, a step's answer goes
         out when its own decode is done, not after the files' (on two CPU cores a batch of
         30 s windows takes seconds; the hostile soak's flood held live finals back so). The
-        two kinds then decode as two batches. Nothing is returned, as Triton allows when
-        every request has been answered with the final flag."""
-        parsed: list[tuple[Any, list[TranscriptionRequest]]] = []
+        two kinds then decode as two batches. Wake-up requests are answered last, with
+        empty outputs: the gateway's next one follows the last answer. Nothing is returned,
+        as Triton allows when every request has been answered with the final flag."""
+        wake_ups: list[Any] = []
+        work: list[Any] = []
         for request in requests:
+            (wake_ups if _wakes_up(request) else work).append(request)
+        parsed: list[tuple[Any, list[TranscriptionRequest]]] = []
+        for request in work:
             if request.is_cancelled():
                 _answer(request, _cancelled())
                 continue
@@ -173,6 +220,10 @@ class TritonPythonModel:
         for group in (live, files):
             if group:
                 self._answer_batch(group)
+        if wake_ups:
+            for request in wake_ups:
+                _answer(request, self._nothing_said(request))
+            self.wake_up_metrics.add(len(wake_ups), alone=not work)
 
     def _answer_batch(self, batch: list[tuple[Any, list[TranscriptionRequest]]]) -> None:
         """Decode the batch's windows together and answer each request."""
@@ -239,6 +290,11 @@ class TritonPythonModel:
             for row in range(count)
         ]
 
+    def _nothing_said(self, request: Any) -> Any:
+        """Empty outputs, one row per row of AUDIO."""
+        rows = pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy().shape[0]
+        return self._response([TranscriptionResult(text="", language="")] * rows)
+
     @staticmethod
     def _response(results: list[TranscriptionResult]) -> Any:
         def column(values: list[str]) -> np.ndarray:
@@ -260,3 +316,4 @@ class TritonPythonModel:
     def finalize(self) -> None:
         logger.info("whisper model unloading")
         self.phase_metrics.close()
+        self.wake_up_metrics.close()
