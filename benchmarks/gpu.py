@@ -106,7 +106,7 @@ async def concurrent_files(
     results = []
     for count in counts:
         batches, phases = await stack.executions(), await stack.model_phases()
-        counts = await stack.batch_counts()
+        counted = await stack.batch_counts()
         began_ns = time.monotonic_ns()
         started, triton_cpu = time.perf_counter(), cpu_seconds(stack.triton_pid)
         client_cpu, windows = time.process_time(), SendTimes(pool, started)
@@ -118,9 +118,8 @@ async def concurrent_files(
         client_cpu = time.process_time() - client_cpu
         batches = (await stack.executions()).since(batches)
         # the windows and executions, less the gateway's wake-ups for the batcher
-        inferences, executions = (
-            after - before for after, before in zip(await stack.batch_counts(), counts, strict=True)
-        )
+        after = await stack.batch_counts()
+        inferences, executions = (now - then for now, then in zip(after, counted, strict=True))
         phases = {
             name: s - phases.get(name, 0.0) for name, s in (await stack.model_phases()).items()
         }

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.core.contract import Priority, TranscribeOptions
 from gateway.server.app import ASR
 from gateway.tools.local_triton import LocalTriton
+from testsupport.triton import model_samples
 from testsupport.wer import word_error_rate
 
 pytestmark = pytest.mark.integration
@@ -23,15 +22,8 @@ BATCH = 16  # the whisper config's max_batch_size
 
 def model_wake_ups(triton: LocalTriton) -> float:
     """The model's `hermes_model_wake_up_requests_total` on Triton's metrics port."""
-    url = f"http://{triton.host}:{triton.ports.metrics}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        text = reply.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "hermes_model_wake_up_requests_total"
-    )
+    (sample,) = model_samples(triton, "hermes_model_wake_up_requests_total")
+    return sample.value
 
 
 async def test_windows_queued_behind_a_full_batch_wake_the_batcher(

@@ -12,12 +12,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
+from gateway.backend.batcher_wake_up import WAKE_UP_PARAMETER, WAKE_UP_REQUEST_ID
 from gateway.backend.triton_tensors import MODEL_NAME, OUTPUTS, build_inputs, parse_outputs
 from gateway.core.contract import TranscribeOptions, WindowResult
 from gateway.modes.audio import SAMPLE_RATE, WINDOW_SAMPLES
+from testsupport.triton import model_samples
 from testsupport.wer import normalized_words, word_error_rate
 
 pytestmark = pytest.mark.integration
@@ -232,15 +233,9 @@ MODEL_PHASES = ("features", "encode", "language", "decode", "segments", "word_ti
 
 def phase_seconds(triton) -> dict[str, float]:
     """The model's `hermes_model_phase_seconds_total` by phase, from Triton's metrics port."""
-    url = f"http://{triton.host}:{triton.ports.metrics}/metrics"
-    with urllib.request.urlopen(url) as reply:
-        text = reply.read().decode()
     return {
         sample.labels["phase"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "hermes_model_phase_seconds_total"
-        and sample.labels.get("model") == MODEL_NAME
+        for sample in model_samples(triton, "hermes_model_phase_seconds_total", MODEL_NAME)
     }
 
 
@@ -262,15 +257,9 @@ def test_tritons_metrics_say_where_the_models_time_went(triton, triton_client, j
 
 def wake_up_counts(triton) -> tuple[float, float]:
     """The model's `hermes_model_wake_up_requests_total` and `..._executions_total`."""
-    url = f"http://{triton.host}:{triton.ports.metrics}/metrics"
-    with urllib.request.urlopen(url) as reply:
-        text = reply.read().decode()
     found = {
         sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name.startswith("hermes_model_wake_up_")
-        and sample.labels.get("model") == MODEL_NAME
+        for sample in model_samples(triton, "hermes_model_wake_up_", MODEL_NAME)
     }
     return (
         found["hermes_model_wake_up_requests_total"],
@@ -284,8 +273,8 @@ def wake_up(client: grpcclient.InferenceServerClient) -> WindowResult:
         MODEL_NAME,
         build_inputs(np.zeros(1, np.float32), TranscribeOptions()),
         outputs=[grpcclient.InferRequestedOutput(name) for name in OUTPUTS],
-        request_id="wake-up",
-        parameters={"wake_up": True},
+        request_id=WAKE_UP_REQUEST_ID,
+        parameters={WAKE_UP_PARAMETER: True},
     )
     return parse_outputs(reply)
 

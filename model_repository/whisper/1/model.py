@@ -80,8 +80,8 @@ def _cancelled() -> Any:
 
 def _wakes_up(request: Any) -> bool:
     """Whether the request only wakes Triton's batcher (request parameter `wake_up`): the
-    gateway sends one after an execution's answers while it has work queued, because the
-    batcher may sleep 500 ms through the end of an execution (see config.pbtxt)."""
+    gateway sends one after an answer while a request it sent before is still out, because
+    the batcher may sleep 500 ms through the end of an execution (see config.pbtxt)."""
     return json.loads(request.parameters() or "{}").get("wake_up") is True
 
 
