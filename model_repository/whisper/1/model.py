@@ -221,9 +221,10 @@ class TritonPythonModel:
             if group:
                 self._answer_batch(group)
         if wake_ups:
+            # counted before the answers, so that a client that has one sees it counted
+            self.wake_up_metrics.add(len(wake_ups), alone=not work)
             for request in wake_ups:
                 _answer(request, self._nothing_said(request))
-            self.wake_up_metrics.add(len(wake_ups), alone=not work)
 
     def _answer_batch(self, batch: list[tuple[Any, list[TranscriptionRequest]]]) -> None:
         """Decode the batch's windows together and answer each request."""
