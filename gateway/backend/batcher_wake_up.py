@@ -17,6 +17,12 @@ rides in that request's batch (Triton ends a batch at the first request whose se
 differs: a wake-up of another kind would cut it short), or runs alone in a millisecond. Its
 own answer counts as an answer: an execution of wake-ups alone may end with work queued.
 Requests sent after the answer need none: they reached the batcher after that execution.
+
+One execution's answers reach this client one by one, each after the event loop's other work,
+over more than a few milliseconds when the loop is busy. So the check waits until the answers
+have paused for the delay (at most `WAKE_UP_MAX_WAIT_S`): an answer read late would otherwise
+count as a request still out, and bring a wake-up that rides in the next batch as a row that
+decodes nothing (a composite upload of 16 windows sent 2-6 wake-ups, where 2 could be needed).
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from gateway.core.contract import AsrError
 
 logger = logging.getLogger(__name__)
 
-# Long enough for the instance to wait for work again after its answers went out, and for
-# one execution's answers to share one wake-up; short beside the 500 ms it saves.
+# How long the answers must pause before the check: long enough for the instance to wait for
+# work again after its answers went out, short beside the 500 ms it saves. However the answers
+# keep coming, a check at most `WAKE_UP_MAX_WAIT_S` after the first.
 WAKE_UP_DELAY_S = 0.005
+WAKE_UP_MAX_WAIT_S = 0.025
 WAKE_UP_PARAMETER = "wake_up"  # the request parameter the `whisper` model answers at once
 WAKE_UP_REQUEST_ID = "wake-up"  # how they show in Triton's trace and logs
 
@@ -50,10 +58,16 @@ class BatcherWakeUps(Generic[Request]):
     its dynamic batcher ends a batch at the first request whose set of inputs differs."""
 
     def __init__(
-        self, send: Callable[[Request], Awaitable[object]], *, delay_s: float = WAKE_UP_DELAY_S
+        self,
+        send: Callable[[Request], Awaitable[object]],
+        *,
+        delay_s: float = WAKE_UP_DELAY_S,
+        max_wait_s: float = WAKE_UP_MAX_WAIT_S,
     ) -> None:
         self._send = send
         self._delay_s = delay_s
+        self._max_wait_s = max_wait_s
+        self._last_answer_at = 0.0  # monotonic s
         self._out: dict[int, tuple[float, Request]] = {}  # sent at (monotonic s), request
         self._keys = itertools.count()
         self._scheduled: asyncio.Task[None] | None = None
@@ -74,17 +88,25 @@ class BatcherWakeUps(Generic[Request]):
             self._answered()
 
     def _answered(self) -> None:
-        if self._out and self._scheduled is None and not self._closed:
+        if not self._out or self._closed:
+            return
+        self._last_answer_at = time.monotonic()
+        if self._scheduled is None:
             self._scheduled = asyncio.get_running_loop().create_task(
-                self._wake_up(answered_at=time.monotonic())
+                self._wake_up(answered_at=self._last_answer_at)
             )
             self._tasks.add(self._scheduled)
             self._scheduled.add_done_callback(self._tasks.discard)
 
     async def _wake_up(self, answered_at: float) -> None:
-        """A wake-up if a request sent before the answer is still out: it may have queued
-        during the execution that answered. One sent after it woke the batcher itself."""
-        await asyncio.sleep(self._delay_s)
+        """A wake-up if a request sent before the first answer is still out once the answers
+        pause: it may have queued during the execution that answered. One sent after that
+        answer woke the batcher itself."""
+        last_check_at = answered_at + self._max_wait_s
+        while (now := time.monotonic()) < (
+            check_at := min(self._last_answer_at + self._delay_s, last_check_at)
+        ):
+            await asyncio.sleep(check_at - now)
         self._scheduled = None  # answers from here on schedule the next one
         oldest = next(
             (request for sent_at, request in self._out.values() if sent_at < answered_at), None

@@ -58,9 +58,11 @@ class Client:
         await asyncio.gather(*self.tasks)
 
 
-def pair(*, down: bool = False) -> tuple[Server, BatcherWakeUps[str], Client]:
+def pair(
+    *, down: bool = False, delay_s: float = DELAY_S, max_wait_s: float = DELAY_S * 3
+) -> tuple[Server, BatcherWakeUps[str], Client]:
     server = Server(down=down)
-    wake_ups = BatcherWakeUps(server.wake_up, delay_s=DELAY_S)
+    wake_ups = BatcherWakeUps(server.wake_up, delay_s=delay_s, max_wait_s=max_wait_s)
     return server, wake_ups, Client(wake_ups)
 
 
@@ -112,6 +114,38 @@ async def test_no_wake_up_when_the_rest_is_answered_within_the_delay() -> None:
     await client.done()
     await later()
     assert server.wake_ups == []
+    await wake_ups.close()
+
+
+async def test_answers_read_one_by_one_share_one_check() -> None:
+    """One execution's answers read over longer than the delay (a busy event loop): the check
+    waits until they pause, so an answer read late does not count as a request still out."""
+    server, wake_ups, client = pair(delay_s=0.1, max_wait_s=1.0)
+    await client.send("window 1", "window 2", "window 3", "window 4")
+    for window in ("window 1", "window 2", "window 3", "window 4"):
+        client.answer(window)
+        await asyncio.sleep(0.04)
+    await client.done()
+    await asyncio.sleep(0.3)
+    assert server.wake_ups == []
+    await wake_ups.close()
+
+
+async def test_answers_that_keep_coming_delay_the_check_only_so_long() -> None:
+    """Answers that never pause (executions back to back): the check comes at most
+    `max_wait_s` after the first of them, for the request still out from before it."""
+    server, wake_ups, client = pair(delay_s=0.1, max_wait_s=0.3)
+    names = [f"window {n}" for n in range(1, 16)]
+    await client.send("step", *names)
+    for count, window in enumerate(names[:-1], start=1):
+        client.answer(window)
+        await asyncio.sleep(0.03)  # an answer every 30 ms, 14 of them
+        if count == 7:
+            assert server.wake_ups == []  # 0.21 s after the first: still coming
+    assert server.wake_ups == ["step"]  # checked 0.3 s after the first
+    client.answer("step", names[-1])
+    server.end_execution()
+    await client.done()
     await wake_ups.close()
 
 
