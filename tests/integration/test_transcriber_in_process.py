@@ -170,6 +170,44 @@ def test_a_short_context_request_is_encoded_short_and_retried_as_a_file_window(
     assert result.segments
 
 
+@pytest.mark.parametrize("file_bfloat16", [False, True])
+def test_file_windows_encode_in_the_precision_asked_apart_from_live_steps(
+    model, clips, monkeypatch, file_bfloat16
+) -> None:
+    """`file_bfloat16` (an operator's choice for a CPU with AMX) encodes file windows in
+    bfloat16 and `low_latency_bfloat16` live steps, each alone: in one batch they are encoded
+    apart. These windows keep their words either way (the decoder stays float32)."""
+    transcriber = BatchTranscriber(
+        model, fp16=False, low_latency_bfloat16=not file_bfloat16, file_bfloat16=file_bfloat16
+    )
+    encoded: list[tuple[int, torch.dtype]] = []  # each encoder batch's rows and precision
+
+    def measured(encoder, mel):
+        features = encode(encoder, mel)
+        encoded.append((mel.shape[0], features.dtype))
+        return features
+
+    monkeypatch.setattr("transcriber.encode", measured)
+    jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
+    window, other_window, step = transcriber.transcribe(
+        [
+            TranscriptionRequest(jfk.audio, language="en"),
+            TranscriptionRequest(harvard.audio[: 30 * 16_000], language="en"),
+            TranscriptionRequest(jfk.audio[: 9 * 16_000], language="en", low_latency=True),
+        ]
+    )
+    files, live = (
+        (torch.bfloat16, torch.float32) if file_bfloat16 else (torch.float32, torch.bfloat16)
+    )
+    assert sorted(encoded, key=str) == sorted([(2, files), (1, live)], key=str)
+    assert word_error_rate(jfk.text, window.text) == 0.0
+    # the first 30 s of Harvard's ten sentences: as many words of its reference
+    heard = other_window.text.split()
+    assert len(heard) > 40
+    assert word_error_rate(" ".join(harvard.text.split()[: len(heard)]), " ".join(heard)) < 0.1
+    assert step.text
+
+
 def test_only_low_latency_decodes_get_a_token_budget(model, clips, monkeypatch) -> None:
     """A low-latency request's decode is given its audio's token budget (10 a second and 10
     more: JFK's 11 s get 120, far more than its words need); a file window of the same audio

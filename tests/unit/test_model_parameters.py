@@ -39,6 +39,7 @@ def test_the_committed_config_is_read() -> None:
         cpu_threads=0,
         cpu_int8=Switch.OFF,
         low_latency_bfloat16=Switch.AUTO,
+        file_bfloat16=Switch.OFF,
         low_latency_short_context=Switch.AUTO,
         cuda_graphs=Switch.ON,
         verify_sha256=True,
@@ -164,6 +165,20 @@ def test_low_latency_bfloat16(text, cpu_computes_bfloat16, int8, bfloat16) -> No
         cpu_computes_bfloat16=cpu_computes_bfloat16, int8=int8
     )
     assert chosen is bfloat16
+
+
+@pytest.mark.parametrize(
+    ("text", "int8", "bfloat16"),
+    [
+        ("auto", False, False),  # auto: off, file mode being the accurate one
+        ("true", False, True),
+        ("false", False, False),
+        ("true", True, False),  # int8 layers take float32 activations, whatever is set
+    ],
+)
+def test_file_bfloat16(text, int8, bfloat16) -> None:
+    parameters = parse_parameters({"file_bfloat16": text})
+    assert parameters.use_file_bfloat16(int8=int8) is bfloat16
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,7 @@ class TritonPythonModel:
             low_latency_bfloat16=parameters.use_low_latency_bfloat16(
                 cpu_computes_bfloat16=cpu_computes_bfloat16(), int8=loaded.int8
             ),
+            file_bfloat16=parameters.use_file_bfloat16(int8=loaded.int8),
             low_latency_short_context=parameters.use_low_latency_short_context(
                 device_type=loaded.model.device.type
             ),
@@ -182,6 +183,7 @@ class TritonPythonModel:
         pb_utils.Logger.log_info(  # in Triton's log: what this instance actually runs
             f"serving Whisper {loaded.manifest['name']} on {loaded.device}: fp16={loaded.fp16}, "
             f"int8={loaded.int8}, low_latency_bfloat16={self.transcriber.low_latency_bfloat16}, "
+            f"file_bfloat16={self.transcriber.file_bfloat16}, "
             f"low_latency_short_context={self.transcriber.low_latency_short_context}, "
             f"cuda_graphs={self.transcriber.decoder.cuda_graphs}, "
             f"keeps_freed_memory={keeps_freed_memory}"

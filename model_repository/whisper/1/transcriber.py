@@ -303,6 +303,7 @@ class BatchTranscriber:
         thresholds: DecodeThresholds = DEFAULT_THRESHOLDS,
         max_encoder_batch: int = 16,
         low_latency_bfloat16: bool = False,
+        file_bfloat16: bool = False,
         low_latency_short_context: bool = True,
         cuda_graphs: bool = True,
         on_phases: Callable[[dict[str, float]], None] | None = None,
@@ -317,8 +318,11 @@ class BatchTranscriber:
         # was a decode loop of its own (16 streams on a 1 s beat, p95 2.9 s with full windows,
         # 10.9 s with short contexts); not measured again since all lengths share one loop.
         self.low_latency_short_context = low_latency_short_context
-        # low-latency requests encode in bfloat16 (on a CPU only: CUDA runs fp16 throughout)
-        self.low_latency_bfloat16 = low_latency_bfloat16 and model.device.type == "cpu"
+        # low-latency requests and, where the operator asks, the others encode in bfloat16 (on
+        # a CPU only: CUDA runs fp16 throughout); the decoder stays float32
+        on_cpu = model.device.type == "cpu"
+        self.low_latency_bfloat16 = low_latency_bfloat16 and on_cpu
+        self.file_bfloat16 = file_bfloat16 and on_cpu
         self.thresholds = thresholds
         self.max_encoder_batch = max_encoder_batch
         self.multilingual = model.is_multilingual
@@ -417,7 +421,8 @@ class BatchTranscriber:
         """Audio features of every request, encoded in batches of equal length and precision."""
         groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
         for index, (request, mel) in enumerate(zip(requests, mels, strict=True)):
-            groups[mel.shape[-1], request.low_latency and self.low_latency_bfloat16].append(index)
+            bfloat16 = self.low_latency_bfloat16 if request.low_latency else self.file_bfloat16
+            groups[mel.shape[-1], bfloat16].append(index)
         features: list[torch.Tensor] = [None] * len(mels)  # type: ignore[list-item]
         for (_, bfloat16), indices in groups.items():
             for start in range(0, len(indices), self.max_encoder_batch):
