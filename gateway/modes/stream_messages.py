@@ -11,6 +11,11 @@ from gateway.core.transcript import Word
 
 Message = dict[str, Any]
 MIN_PROBABILITY = 1e-10  # a word Whisper gave no chance still gets a finite logprob
+# A final never spans a pause this long between two of its words: after an outage or a
+# backlog, or at a stream's end, one commit can hold several utterances, and each gets a final
+# of its own, with its own times (and speaker, with diarize). As long as the pause that ends a
+# step's window (`streaming.LONG_PAUSE_SECONDS`).
+FINAL_PAUSE_SECONDS = 3.0
 
 
 def word_logprobs(words: list[Word]) -> list[dict[str, Any]]:
@@ -34,8 +39,21 @@ class StreamMessages:
         self.logprobs = logprobs  # finals carry their words' logprobs (the Realtime API)
 
     def finals(self, words: list[Word]) -> list[Message]:
-        """Committed words as one message; its start is never before the previous end (word
-        timestamps drift by a few hundred ms between hypotheses)."""
+        """Committed words as messages, one for each stretch without a long pause
+        (`FINAL_PAUSE_SECONDS`)."""
+        messages: list[Message] = []
+        first = 0
+        for index in range(1, len(words) + 1):
+            if index == len(words) or words[index].start - words[index - 1].end >= (
+                FINAL_PAUSE_SECONDS
+            ):
+                messages += self._final(words[first:index])
+                first = index
+        return messages
+
+    def _final(self, words: list[Word]) -> list[Message]:
+        """Words as one message; its start is never before the previous end (word timestamps
+        drift by a few hundred ms between hypotheses)."""
         if not words:
             return []
         start = max(words[0].start, self.final_end)

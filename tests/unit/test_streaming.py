@@ -102,6 +102,26 @@ def test_a_backlog_beyond_one_window_is_dropped_and_reported() -> None:
     assert session.drop_backlog("overload") == []
 
 
+def test_words_committed_across_a_long_pause_become_a_final_each_side() -> None:
+    """After an outage or at a stream's end one commit can hold two utterances: a final each,
+    with its own times, where a pause of 3 s or more lies between them."""
+    messages = StreamMessages()
+    words = [
+        Word(" ask", 1.0, 1.4, 0.9),
+        Word(" not.", 1.5, 2.0, 0.9),
+        Word(" And", 4.9, 5.2, 0.9),  # 2.9 s after: the same final
+        Word(" so.", 5.3, 5.6, 0.9),
+        Word(" A", 8.6, 8.8, 0.9),  # 3.0 s after: a final of its own
+        Word(" ring.", 8.9, 9.3, 0.9),
+    ]
+    assert messages.finals(words) == [
+        {"type": "final", "text": " ask not. And so.", "start": 1.0, "end": 5.6},
+        {"type": "final", "text": " A ring.", "start": 8.6, "end": 9.3},
+    ]
+    assert messages.final_end == 9.3
+    assert messages.finals([]) == []
+
+
 def test_a_buffer_within_one_window_is_kept() -> None:
     session = StreamSession(backend=None, config=StreamConfig(), min_new_audio_s=0.5)
     session.append(np.zeros(29 * 16000, np.float32))
