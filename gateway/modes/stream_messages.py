@@ -11,11 +11,14 @@ from gateway.core.transcript import Word
 
 Message = dict[str, Any]
 MIN_PROBABILITY = 1e-10  # a word Whisper gave no chance still gets a finite logprob
-# A final never spans a pause this long between two of its words: after an outage or a
-# backlog, or at a stream's end, one commit can hold several utterances, and each gets a final
-# of its own, with its own times (and speaker, with diarize). As long as the pause that ends a
-# step's window (`streaming.LONG_PAUSE_SECONDS`).
-FINAL_PAUSE_SECONDS = 3.0
+# Non-speech this long between two utterances ends a step's window (`streaming`: Whisper on
+# "speech, long silence, speech" in one window leaves out or misplaces whole phrases on either
+# side; tiny.en on the end of JFK, 12-27 s of silence, then JFK again: "can do for your
+# country" or "And so my fellow Americans" lost). A buffer holds such a pause only after an
+# outage or a backlog. Nor does a final span one: after an outage or a backlog, or at a
+# stream's end, one commit can hold several utterances, and each gets a final of its own,
+# with its own times (and speaker, with diarize).
+LONG_PAUSE_SECONDS = 3.0
 
 
 def word_logprobs(words: list[Word]) -> list[dict[str, Any]]:
@@ -40,22 +43,20 @@ class StreamMessages:
 
     def finals(self, words: list[Word]) -> list[Message]:
         """Committed words as messages, one for each stretch without a long pause
-        (`FINAL_PAUSE_SECONDS`)."""
+        (`LONG_PAUSE_SECONDS`)."""
         messages: list[Message] = []
         first = 0
         for index in range(1, len(words) + 1):
             if index == len(words) or words[index].start - words[index - 1].end >= (
-                FINAL_PAUSE_SECONDS
+                LONG_PAUSE_SECONDS
             ):
-                messages += self._final(words[first:index])
+                messages.append(self._final(words[first:index]))
                 first = index
         return messages
 
-    def _final(self, words: list[Word]) -> list[Message]:
-        """Words as one message; its start is never before the previous end (word timestamps
-        drift by a few hundred ms between hypotheses)."""
-        if not words:
-            return []
+    def _final(self, words: list[Word]) -> Message:
+        """Words (at least one) as one message; its start is never before the previous end
+        (word timestamps drift by a few hundred ms between hypotheses)."""
         start = max(words[0].start, self.final_end)
         end = round(max(words[-1].end, start), 3)
         message = {
@@ -67,7 +68,7 @@ class StreamMessages:
         if self.logprobs:
             message["logprobs"] = word_logprobs(words)
         self.final_end = end
-        return [message]
+        return message
 
     def partials(self, words: list[Word]) -> list[Message]:
         """The uncommitted words, when they differ from the last partial."""

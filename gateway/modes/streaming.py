@@ -36,7 +36,7 @@ from gateway.modes.audio import SAMPLE_RATE, WINDOW_SECONDS
 from gateway.modes.files import FileProgress, assemble, transcribe_audio
 from gateway.modes.stream_buffer import StreamBuffer, to_samples
 from gateway.modes.stream_input import StreamConfig
-from gateway.modes.stream_messages import Message, StreamMessages
+from gateway.modes.stream_messages import LONG_PAUSE_SECONDS, Message, StreamMessages
 from gateway.modes.vad import StreamingVad
 
 LEAD_SECONDS = 1.0  # audio kept before a trim point: Whisper needs a moment of lead-in
@@ -57,12 +57,7 @@ PAUSE_SECONDS = 0.5
 # JFK's first 3 s: "And so am I fellow Americans"; on 4-5.5 s: "asked not"), and a second
 # hypothesis is worth the wait. (On the composites, 8 s kept all of the latency gained at 5 s.)
 PAUSE_COMMIT_MIN_BUFFER_SECONDS = 8.0
-# Non-speech this long between two utterances ends a step's window: Whisper on "speech, long
-# silence, speech" in one window leaves out or misplaces whole phrases on either side (tiny.en
-# on the end of JFK, 12-27 s of silence, then JFK again: "can do for your country" or "And so
-# my fellow Americans" lost). A buffer holds such a pause only after an outage or a backlog.
-LONG_PAUSE_SECONDS = 3.0
-PAUSE_HEARD_SECONDS = 1.0  # how much of that pause the window keeps after the speech
+PAUSE_HEARD_SECONDS = 1.0  # how much of a long pause (LONG_PAUSE_SECONDS) a window keeps
 # Speech the model heard less than this of, up to the end of what it heard, and gave no words
 # for, is kept for the next step: Whisper leaves out a word cut off at a window's end. Heard
 # longer without words, it is a hum the detector took for speech, and goes.

@@ -57,6 +57,20 @@ def decode_runs(monkeypatch) -> list[tuple[float, list[float]]]:
     return runs
 
 
+@pytest.fixture
+def encoder_batches(monkeypatch) -> list[tuple[int, int, torch.dtype]]:
+    """Every encoder batch from here on: its rows, its frames and its features' precision."""
+    batches: list[tuple[int, int, torch.dtype]] = []
+
+    def recorded(encoder, mel):
+        features = encode(encoder, mel)
+        batches.append((mel.shape[0], mel.shape[-1], features.dtype))
+        return features
+
+    monkeypatch.setattr("transcriber.encode", recorded)
+    return batches
+
+
 def test_low_latency_requests_of_several_lengths_decode_together_as_alone(model, clips) -> None:
     transcriber = BatchTranscriber(model, fp16=False, low_latency_bfloat16=True)
     jfk, harvard = clips["jfk.flac"].audio, clips["OSR_us_000_0034_8k.wav"].audio
@@ -145,7 +159,7 @@ def test_file_windows_are_retried_and_low_latency_requests_decoded_once(
 
 
 def test_a_short_context_request_is_encoded_short_and_retried_as_a_file_window(
-    model, clips, decode_runs, monkeypatch
+    model, clips, decode_runs, encoder_batches
 ) -> None:
     """A stream's read at its end: the low-latency encoder context (JFK's 11 s and 5-10 s of
     padding), in float32 where low-latency steps are encoded in bfloat16, and every
@@ -153,26 +167,18 @@ def test_a_short_context_request_is_encoded_short_and_retried_as_a_file_window(
     strict = BatchTranscriber(
         model, fp16=False, thresholds=DecodeThresholds(logprob=0.0), low_latency_bfloat16=True
     )
-    widths: list[tuple[int, torch.dtype]] = []  # each encoder batch's frames and precision
-
-    def measured(encoder, mel):
-        features = encode(encoder, mel)
-        widths.append((mel.shape[-1], features.dtype))
-        return features
-
-    monkeypatch.setattr("transcriber.encode", measured)
     clip = clips["jfk.flac"]
     (result,) = strict.transcribe(
         [TranscriptionRequest(clip.audio, language="en", short_context=True)]
     )
-    assert widths == [(2000, torch.float32)]
+    assert encoder_batches == [(1, 2000, torch.float32)]
     assert [temperature for temperature, _ in decode_runs] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert result.segments
 
 
 @pytest.mark.parametrize("file_bfloat16", [False, True])
 def test_file_windows_encode_in_the_precision_asked_apart_from_live_steps(
-    model, clips, monkeypatch, file_bfloat16
+    model, clips, encoder_batches, file_bfloat16
 ) -> None:
     """`file_bfloat16` (an operator's choice for a CPU with AMX) encodes file windows in
     bfloat16 and `low_latency_bfloat16` live steps, each alone: in one batch they are encoded
@@ -180,14 +186,6 @@ def test_file_windows_encode_in_the_precision_asked_apart_from_live_steps(
     transcriber = BatchTranscriber(
         model, fp16=False, low_latency_bfloat16=not file_bfloat16, file_bfloat16=file_bfloat16
     )
-    encoded: list[tuple[int, torch.dtype]] = []  # each encoder batch's rows and precision
-
-    def measured(encoder, mel):
-        features = encode(encoder, mel)
-        encoded.append((mel.shape[0], features.dtype))
-        return features
-
-    monkeypatch.setattr("transcriber.encode", measured)
     jfk, harvard = clips["jfk.flac"], clips["OSR_us_000_0034_8k.wav"]
     window, other_window, step = transcriber.transcribe(
         [
@@ -199,7 +197,8 @@ def test_file_windows_encode_in_the_precision_asked_apart_from_live_steps(
     files, live = (
         (torch.bfloat16, torch.float32) if file_bfloat16 else (torch.float32, torch.bfloat16)
     )
-    assert sorted(encoded, key=str) == sorted([(2, files), (1, live)], key=str)
+    assert len(encoder_batches) == 2  # the two windows together, the step apart
+    assert {rows: precision for rows, _, precision in encoder_batches} == {2: files, 1: live}
     assert word_error_rate(jfk.text, window.text) == 0.0
     # the first 30 s of Harvard's ten sentences: as many words of its reference
     heard = other_window.text.split()
