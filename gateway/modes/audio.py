@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import resource
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import ffmpeg
 import numpy as np
+
+from gateway.modes.priority import lower_process, lower_this_thread
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +86,18 @@ _AVERAGE_CHANNELS = "pan=mono|c0<" + "+".join(f"c{index}" for index in range(64)
 _DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _ESTIMATED_DURATION = b"Estimating duration from bitrate"
 _PROBE_TIMEOUT_S = 10.0
+# How far past `max_seconds` ffmpeg writes: enough to tell a file over the limit from one at it
+DECODE_OVERRUN_SECONDS = 1.0
 _LOG_PREFIX = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )+")  # "[in#0 @ 0x55d1c0a4] "
+# Threads reading decoders' output: more than ever decode at once (uploads take a running slot,
+# max_uploads_running, before they decode); each is made only when none is free
+_READER_THREADS = 256
+_READ_BYTES = 1 << 20
+
+
+def most_decoded_bytes(max_seconds: float) -> int:
+    """The most one decoding with this length limit writes (4 bytes a sample)."""
+    return int((max_seconds + DECODE_OVERRUN_SECONDS) * SAMPLE_RATE) * BYTES_PER_SAMPLE
 
 
 def sniff_non_audio(data: bytes) -> str | None:
@@ -163,7 +178,7 @@ def ffmpeg_command(
     elif average_channels:
         output_options["af"] = _AVERAGE_CHANNELS
     if max_seconds is not None:
-        output_options["t"] = max_seconds + 1.0
+        output_options["t"] = max_seconds + DECODE_OVERRUN_SECONDS
     stream = source.output("pipe:1", **output_options).global_args(
         "-nostdin", "-hide_banner", "-loglevel", "error", "-filter_threads", "1"
     )
@@ -244,34 +259,47 @@ async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes:
     return bytes(kept)
 
 
-OutputWatcher = Callable[[int], None]  # told each chunk's size; raises to stop the decoding
+# Told each chunk's size, in the thread that reads the output; raises to stop the decoding
+OutputWatcher = Callable[[int], None]
 
 
-async def _read_samples(stream: asyncio.StreamReader, watch: OutputWatcher | None) -> bytearray:
-    """ffmpeg's output in one growing buffer: a large bytearray grows in place (realloc),
-    so the samples are never held twice while they arrive."""
+@lru_cache(maxsize=1)
+def _output_readers() -> ThreadPoolExecutor:
+    """The threads ffmpeg's output is read in, niced as file work: on the event loop, copying
+    and paging in every decoded byte took 0.9 s of its CPU for a file that decodes to the
+    3 h limit, at the priority of the live streams' frames and beside Triton's cores."""
+    return ThreadPoolExecutor(
+        _READER_THREADS, thread_name_prefix="decode", initializer=lower_this_thread
+    )
+
+
+def _read_samples(pipe: int, watch: OutputWatcher | None) -> bytearray:
+    """Everything written to `pipe` until its end, in one growing buffer (a large bytearray
+    grows in place, so the samples are never held twice while they arrive). Closes the pipe:
+    a decoder whose reader stopped fails at its next write."""
     output = bytearray()
     try:
-        while chunk := await stream.read(1 << 20):
-            if watch is not None:
-                watch(len(chunk))
-            output += chunk
+        with open(pipe, "rb", buffering=0) as stream:
+            while chunk := stream.read(_READ_BYTES):
+                if watch is not None:
+                    watch(len(chunk))
+                output += chunk
     except BaseException:
-        # the error keeps this frame alive, in a cycle through the task that ran it, until the
-        # cyclic collector comes by (minutes, when little else is allocated): free the samples
-        # now, not then, or refused uploads hold memory the decoded-audio budget gave back
+        # the error keeps this frame alive, in a cycle through the future that carries it,
+        # until the cyclic collector comes by (minutes, when little else is allocated): free
+        # the samples now, or refused uploads hold memory the decoded-audio budget gave back
         output.clear()
         raise
     return output
 
 
 async def _communicate(
-    process: asyncio.subprocess.Process, watch: OutputWatcher | None
+    process: asyncio.subprocess.Process, samples: Awaitable[bytearray]
 ) -> tuple[bytearray, bytes]:
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stderr is not None
     log = asyncio.ensure_future(_read_capped(process.stderr, _STDERR_KEPT_BYTES))
     try:
-        output = await _read_samples(process.stdout, watch)
+        output = await samples
         stderr = await log
     finally:
         log.cancel()
@@ -282,25 +310,36 @@ async def _communicate(
 async def _run_ffmpeg(
     command: list[str], timeout: float, watch: OutputWatcher | None = None
 ) -> tuple[bytearray, bytes, int]:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"LC_ALL": "C"},  # nothing of the gateway's environment (API keys among it)
-    )
-    _limit(process.pid, timeout)
+    output_pipe, ffmpeg_output = os.pipe()
     try:
-        stdout, stderr = await asyncio.wait_for(_communicate(process, watch), timeout)
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=ffmpeg_output,
+            stderr=asyncio.subprocess.PIPE,
+            env={"LC_ALL": "C"},  # nothing of the gateway's environment (API keys among it)
+        )
+    except BaseException:
+        os.close(output_pipe)
+        raise
+    finally:
+        os.close(ffmpeg_output)  # ffmpeg holds its own end: the pipe ends when ffmpeg does
+    _limit(process.pid, timeout)
+    lower_process(process.pid)
+    samples = asyncio.wrap_future(_output_readers().submit(_read_samples, output_pipe, watch))
+    try:
+        stdout, stderr = await asyncio.wait_for(
+            _communicate(process, asyncio.shield(samples)), timeout
+        )
     except TimeoutError as exc:
         raise AudioDecodeError(f"decoding took longer than {timeout:g} s") from exc
     finally:
         if process.returncode is None:
             process.kill()
-            # asyncio's `wait()` returns only once ffmpeg's pipes are closed, and a pipe left
-            # unread (the watcher stopped the decoding) pauses when full and never sees its
-            # end: read both to the end (what ffmpeg wrote before it was killed, little)
-            await process.communicate()
+            await process.communicate()  # its log to the end (a full pipe would pause it)
+        # the reader ends with the pipe, now that ffmpeg has: nothing it does (telling the
+        # watcher) may come after the decoding is over
+        await asyncio.wait([samples])
     return stdout, stderr, process.returncode or 0
 
 

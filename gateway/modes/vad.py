@@ -32,6 +32,7 @@ import numpy as np
 import onnxruntime
 
 from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.priority import lower_this_thread
 
 FRAME_SAMPLES = 512  # Silero's window at 16 kHz: 32 ms
 CONTEXT_SAMPLES = 64  # samples of the previous frame the model sees with each frame
@@ -87,7 +88,7 @@ def _scoring_pool() -> ThreadPoolExecutor:
     other upload's blocks: 64 uploads at once on 2 cores sent their first window after 3.6 s,
     all within the last 0.2 s, instead of each as soon as its own detection was done."""
     threads = max(SCORING_THREADS, _cores())
-    return ThreadPoolExecutor(threads, thread_name_prefix="vad")
+    return ThreadPoolExecutor(threads, thread_name_prefix="vad", initializer=lower_this_thread)
 
 
 @lru_cache(maxsize=1)

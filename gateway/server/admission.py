@@ -68,39 +68,72 @@ TURN = web.RequestKey("upload_turn", _Turn)
 
 class AudioBudget:
     """The decoded audio all uploads hold at once, in bytes: each upload claims what its
-    decoder writes, chunk by chunk, and gives it back when its request ends."""
+    decoder writes, chunk by chunk, and gives it back when its request ends. One client's
+    uploads together hold at most `per_client_bytes`: a client decoding two files that
+    claim hours, say, cannot take the room every other client's uploads decode in (see
+    `client_share_bytes`).
+    """
 
-    def __init__(self, limit_bytes: int, refused: Refused = _ignore) -> None:
+    def __init__(self, limit_bytes: int, per_client_bytes: int, refused: Refused = _ignore) -> None:
         self.limit_bytes = limit_bytes
+        self.per_client_bytes = per_client_bytes
         self.held_bytes = 0
+        self.held_by_client: collections.Counter[str] = collections.Counter()
         self.refused = refused
 
-    def claim(self) -> AudioClaim:
-        return AudioClaim(self)
+    def claim(self, client: str) -> AudioClaim:
+        return AudioClaim(self, client)
+
+
+def client_share_bytes(limit_bytes: int, longest_upload_bytes: int) -> int:
+    """What one client's uploads may hold of the budget: half of it, or what one upload of
+    the longest audio allowed decodes to where that is more (any one upload must fit). With
+    the defaults (768 MB; 3 h, 659 MB) that leaves the others 109 MB, half an hour of audio,
+    while one client holds its most; with a limit of minutes, a client still decodes many
+    uploads at once."""
+    return max(limit_bytes // 2, longest_upload_bytes)
 
 
 class AudioClaim:
-    def __init__(self, budget: AudioBudget) -> None:
+    def __init__(self, budget: AudioBudget, client: str) -> None:
         self._budget = budget
+        self._client = client
         self.bytes = 0
 
     def grow(self, size: int) -> None:
-        """Claim `size` more bytes; 503 when the budget has no room for them."""
+        """Claim `size` more bytes; 503 when the budget, or this client's share of it, has no
+        room for them."""
         budget = self._budget
         if budget.held_bytes + size > budget.limit_bytes:
-            budget.refused("decoded_audio_budget")
-            raise ApiError(
-                503,
-                f"the server is busy: uploads hold {budget.held_bytes / 2**20:.0f} MB of decoded "
-                f"audio of the {budget.limit_bytes / 2**20:.0f} MB it holds at once; retry later",
-                "server_busy",
-                retry_after=RETRY_AFTER_S,
+            self._refuse(
+                "decoded_audio_budget",
+                f"uploads hold {budget.held_bytes / 2**20:.0f} MB of decoded audio of the "
+                f"{budget.limit_bytes / 2**20:.0f} MB it holds at once; retry later",
+            )
+        held_by_client = budget.held_by_client[self._client]
+        if held_by_client + size > budget.per_client_bytes:
+            self._refuse(
+                "client_decoded_audio",
+                f"this client's uploads hold {held_by_client / 2**20:.0f} MB of decoded audio, "
+                f"the most one client holds at once is {budget.per_client_bytes / 2**20:.0f} MB; "
+                "retry when one is done",
             )
         budget.held_bytes += size
+        budget.held_by_client[self._client] += size
         self.bytes += size
 
+    def _refuse(self, reason: str, detail: str) -> None:
+        self._budget.refused(reason)
+        raise ApiError(
+            503, f"the server is busy: {detail}", "server_busy", retry_after=RETRY_AFTER_S
+        )
+
     def give_back(self) -> None:
-        self._budget.held_bytes -= self.bytes
+        budget = self._budget
+        budget.held_bytes -= self.bytes
+        budget.held_by_client[self._client] -= self.bytes
+        if budget.held_by_client[self._client] <= 0:
+            del budget.held_by_client[self._client]
         self.bytes = 0
 
 
@@ -211,7 +244,7 @@ class UploadAdmission:
             self._admitted += 1
             self._by_client[client] += 1
             request[TURN] = turn = _Turn(self._turns, self._waited)
-            request[AUDIO_CLAIM] = claim = self.audio.claim()
+            request[AUDIO_CLAIM] = claim = self.audio.claim(client)
             try:
                 return await handler(request)
             except ApiError as exc:

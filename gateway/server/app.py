@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import ModelBackend
+from gateway.modes.audio import most_decoded_bytes
 from gateway.modes.file_work import WindowSlots
 from gateway.modes.step_clock import StepClock
 from gateway.modes.vad import StreamScorer
@@ -30,7 +31,12 @@ from gateway.server import (
     realtime,
     ws_stream,
 )
-from gateway.server.admission import AudioBudget, RefusalRecord, UploadAdmission
+from gateway.server.admission import (
+    AudioBudget,
+    RefusalRecord,
+    UploadAdmission,
+    client_share_bytes,
+)
 from gateway.server.cors import Cors
 from gateway.server.errors import RETRY_AFTER_S, ApiError, error_middleware
 from gateway.server.heap import heap_trimming
@@ -169,7 +175,11 @@ def create_app(settings: Settings, backend: ModelBackend | None = None) -> web.A
         settings.max_uploads_running,
         settings.max_uploads_waiting,
         settings.max_uploads_per_client,
-        AudioBudget(int(settings.max_decoded_audio_mb * 2**20), counters.refuse_upload),
+        AudioBudget(
+            budget_bytes := int(settings.max_decoded_audio_mb * 2**20),
+            client_share_bytes(budget_bytes, most_decoded_bytes(settings.max_audio_seconds)),
+            counters.refuse_upload,
+        ),
         RefusalRecord(
             settings.max_refused_uploads_per_client,
             settings.refused_uploads_window_s,

@@ -45,7 +45,13 @@ prometheus_client.disable_created_metrics()
 MODES = ("file", "stream")
 # Why an upload was refused (503 server_busy, or 429 for refused_uploads), as
 # `gateway.server.admission` says
-UPLOAD_REFUSALS = ("waiting_room_full", "client_limit", "decoded_audio_budget", "refused_uploads")
+UPLOAD_REFUSALS = (
+    "waiting_room_full",
+    "client_limit",
+    "decoded_audio_budget",
+    "client_decoded_audio",
+    "refused_uploads",
+)
 # Why a stream was refused (closed 1013)
 STREAM_REFUSALS = ("streams_limit", "client_limit")
 # The `reason` of a stream's `skipped` messages (gateway.modes.streaming)
@@ -139,7 +145,8 @@ class GatewayMetrics:
             "hermes_upload_refusals",
             "Uploads refused before their work, by reason: waiting_room_full "
             "(max_uploads_running + max_uploads_waiting), client_limit "
-            "(max_uploads_per_client), decoded_audio_budget (max_decoded_audio_mb): 503 "
+            "(max_uploads_per_client), decoded_audio_budget (max_decoded_audio_mb), "
+            "client_decoded_audio (one client's share of it, max_audio_seconds' worth): 503 "
             "server_busy; refused_uploads (max_refused_uploads_per_client): 429",
             ["reason"],
             registry=registry,

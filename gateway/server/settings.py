@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.backend.endpoints import Endpoint, parse_endpoints
-from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.audio import SAMPLE_RATE, most_decoded_bytes
 from gateway.server.logs import LOG_FORMATS
 from gateway.server.origins import parse_origins
 
@@ -45,7 +45,7 @@ class Settings:
 
     # Uploads
     max_upload_mb: float = 100.0
-    max_audio_seconds: float = 3 * 3600.0  # 691 MB decoded: it must fit max_decoded_audio_mb
+    max_audio_seconds: float = 3 * 3600.0  # 659 MB decoded: it must fit max_decoded_audio_mb
     # decoded audio all uploads together may hold (4 bytes a sample): over-long files arriving
     # at once cannot add up; beyond it, 503 server_busy
     max_decoded_audio_mb: float = 768.0
@@ -146,7 +146,7 @@ class Settings:
         )
         if nonpositive := [name for name in positive if getattr(self, name) <= 0]:
             raise ValueError(f"{', '.join(nonpositive)} must be positive")
-        decoded_mb = self.max_audio_seconds * SAMPLE_RATE * 4 / 2**20  # float32 samples
+        decoded_mb = most_decoded_bytes(self.max_audio_seconds) / 2**20
         if decoded_mb > self.max_decoded_audio_mb:
             raise ValueError(
                 f"max_audio_seconds must fit max_decoded_audio_mb: {self.max_audio_seconds:g} s "

@@ -308,7 +308,13 @@ class LocalTriton:
                 env=server_environment(self.distribution),
                 stdout=output,
                 stderr=subprocess.STDOUT if output else None,
-                start_new_session=True,  # its own process group: we stop the stubs with it
+                stdin=subprocess.DEVNULL,
+                # its own process group, to stop the stubs with it, but not its own session:
+                # where the kernel groups each session's processes for CPU time
+                # (sched_autogroup), a session of its own would get Triton an equal share
+                # with the whole gateway, whose file work niced below it (gateway.modes.priority)
+                # would then still take Triton's cores from the live streams' steps
+                process_group=0,
             )
         finally:
             if output:

@@ -150,6 +150,15 @@ def test_the_gateways_memory_limit_holds_its_worst_case(compose_variants):
     assert gateway["mem_limit"] == "4g" and worst_mib < 4 * 1024
 
 
+@pytest.mark.parametrize("variant", ["gpu", "cpu"])
+def test_triton_outweighs_the_gateway_for_cpu(compose_variants, variant):
+    """The live streams' steps run in Triton, uploads' decoding in the gateway: when both
+    want the same cores, Triton's container weighs four times as much."""
+    triton = service(compose_variants[variant], "triton")
+    gateway = service(compose_variants[variant], "gateway")
+    assert triton["cpu_shares"] == 4 * gateway.get("cpu_shares", 1024)
+
+
 @pytest.mark.parametrize(
     ("original", "misspelt"),
     [("    healthcheck:", "    healtcheck:"), ("    restart: unless", "    restarts: unless")],

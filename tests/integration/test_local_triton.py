@@ -50,12 +50,16 @@ def regions_of(server: LocalTriton) -> list[Path]:
 
 
 def test_stop_leaves_no_server_or_stub_behind(exported_weights, tmp_path: Path) -> None:
+    """The server and its stubs run in a process group of their own, stopped together, in
+    the launcher's session (where the kernel shares CPU time out by session, Triton is not
+    put on an equal footing with the whole gateway: gateway.modes.priority)."""
     server = LocalTriton(ports=ports(), log_path=tmp_path / "triton.log")
     with server:
         pid = server.process.pid
         group = process_group(pid)
         assert server.is_ready()
         assert len(group) >= 2, "expected tritonserver and its Python-backend stub"
+        assert {os.getsid(member) for member in group} == {os.getsid(0)}
         assert regions_of(server), "the stubs' shared memory carries the launcher's prefix"
     assert process_group(pid) == set()
     assert not server.is_ready()

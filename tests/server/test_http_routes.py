@@ -974,17 +974,25 @@ async def test_a_slow_body_does_not_hold_the_running_slot(make_client, backend) 
     assert (await slow).status == 200 and len(backend.calls) == 2
 
 
+def keyed(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 async def test_decoded_audio_of_all_uploads_together_is_bounded(
     make_client, backend, tmp_path, jfk_audio
 ) -> None:
-    """A 2 MB budget: one 22 s upload (1.4 MB decoded) waits at the model; a second one
-    finds no room while it decodes and gets 503; once the first is done, the room is back."""
-    client = await make_client(max_decoded_audio_mb=2, max_audio_seconds=30)
+    """A 2 MB budget: one client's 22 s upload (1.3 MB decoded) waits at the model; another
+    client's finds no room while it decodes and gets 503; once the first is done, the room is
+    back."""
+    other = f"{KEY}-other"
+    client = await make_client(
+        max_decoded_audio_mb=2, max_audio_seconds=30, api_keys=f"{KEY},{other}"
+    )
     path = wav(tmp_path, np.concatenate([jfk_audio] * 2))
     backend.hold()
-    first = asyncio.create_task(client.post("/transcribe", data=upload(path)))
+    first = asyncio.create_task(client.post("/transcribe", data=upload(path), headers=keyed(KEY)))
     await backend.until_waiting(1)
-    refused = await client.post("/transcribe", data=upload(path))
+    refused = await client.post("/transcribe", data=upload(path), headers=keyed(other))
     message = await api_error(refused, 503, "server_busy")
     assert re.fullmatch(
         r"the server is busy: uploads hold \d MB of decoded audio of the 2 MB it holds at once; "
@@ -994,7 +1002,38 @@ async def test_decoded_audio_of_all_uploads_together_is_bounded(
     assert refused.headers["Retry-After"] == "5"
     backend.release()
     assert (await first).status == 200
-    assert (await client.post("/transcribe", data=upload(path))).status == 200
+    assert (await client.post("/transcribe", data=upload(path), headers=keyed(other))).status == 200
+
+
+async def test_one_clients_uploads_hold_at_most_their_share_of_decoded_audio(
+    make_client, backend, tmp_path, jfk_audio
+) -> None:
+    """A 30 s length limit (31 s, 1.9 MB, decoded at most, more than half of the 3 MB
+    budget): a client's 22 s upload (1.3 MB) waits at the model; its second finds no room in
+    its share and gets 503, while another client's upload runs beside the first."""
+    other = f"{KEY}-other"
+    client = await make_client(
+        max_decoded_audio_mb=3, max_audio_seconds=30, api_keys=f"{KEY},{other}"
+    )
+    path = wav(tmp_path, np.concatenate([jfk_audio] * 2))
+    backend.hold()
+    first = asyncio.create_task(client.post("/transcribe", data=upload(path), headers=keyed(KEY)))
+    await backend.until_waiting(1)
+    refused = await client.post("/transcribe", data=upload(path), headers=keyed(KEY))
+    message = await api_error(refused, 503, "server_busy")
+    assert re.fullmatch(
+        r"the server is busy: this client's uploads hold \d MB of decoded audio, the most one "
+        "client holds at once is 2 MB; retry when one is done",
+        message,
+    )
+    assert refused.headers["Retry-After"] == "5"
+    beside = asyncio.create_task(
+        client.post("/transcribe", data=upload(path), headers=keyed(other))
+    )
+    await backend.until_waiting(2)
+    backend.release()
+    assert (await first).status == 200 and (await beside).status == 200
+    assert (await client.post("/transcribe", data=upload(path), headers=keyed(KEY))).status == 200
 
 
 async def test_one_client_cannot_fill_the_waiting_room(make_client, backend) -> None:

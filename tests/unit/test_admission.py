@@ -1,10 +1,15 @@
-"""The record of refused uploads per client (gateway.server.admission.RefusalRecord)."""
+"""What uploads may hold and how often they may be refused, per client
+(gateway.server.admission: `RefusalRecord`, `AudioBudget`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.server.admission import RefusalRecord
+from gateway.modes.audio import most_decoded_bytes
+from gateway.server.admission import AudioBudget, RefusalRecord, client_share_bytes
+from gateway.server.errors import ApiError
+
+MB = 2**20
 
 
 def test_a_client_backs_off_until_its_oldest_counted_refusal_leaves_the_window() -> None:
@@ -23,3 +28,31 @@ def test_a_client_backs_off_until_its_oldest_counted_refusal_leaves_the_window()
     now[0] = 300.0
     assert record.backoff_s("a") == 0.0
     assert record.clients == 0  # nothing kept for a client with no refusal left
+
+
+def test_a_clients_share_is_half_the_budget_or_the_longest_upload() -> None:
+    three_hours = most_decoded_bytes(3 * 3600)
+    assert three_hours == 10_801 * 16_000 * 4  # the decoder writes up to a second past it
+    assert client_share_bytes(768 * MB, three_hours) == three_hours
+    assert client_share_bytes(768 * MB, most_decoded_bytes(150)) == 384 * MB
+
+
+def test_claims_count_against_the_total_and_the_clients_share() -> None:
+    refusals: list[str] = []
+    budget = AudioBudget(10 * MB, 6 * MB, refusals.append)
+    first, second, other = budget.claim("a"), budget.claim("a"), budget.claim("b")
+    first.grow(4 * MB)
+    second.grow(2 * MB)
+    with pytest.raises(ApiError, match="this client's uploads hold 6 MB") as refused:
+        second.grow(1)
+    assert (refused.value.status, refused.value.code) == (503, "server_busy")
+    other.grow(4 * MB)
+    with pytest.raises(ApiError, match="uploads hold 10 MB of decoded audio of the 10 MB"):
+        other.grow(1)
+    assert refusals == ["client_decoded_audio", "decoded_audio_budget"]
+    first.give_back()
+    second.grow(3 * MB)  # the client's first upload is done: its share is free again
+    assert (budget.held_bytes, dict(budget.held_by_client)) == (9 * MB, {"a": 5 * MB, "b": 4 * MB})
+    second.give_back()
+    other.give_back()
+    assert (budget.held_bytes, dict(budget.held_by_client)) == (0, {})
