@@ -22,6 +22,7 @@ import asyncio
 import collections
 import functools
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -71,7 +72,8 @@ class AudioBudget:
     decoder writes, chunk by chunk, and gives it back when its request ends. One client's
     uploads together hold at most `per_client_bytes`: a client decoding two files that
     claim hours, say, cannot take the room every other client's uploads decode in (see
-    `client_share_bytes`).
+    `client_share_bytes`). Claims grow in the threads that read decoders' output, and are
+    given back on the event loop: the counts change under a lock.
     """
 
     def __init__(self, limit_bytes: int, per_client_bytes: int, refused: Refused = _ignore) -> None:
@@ -80,6 +82,7 @@ class AudioBudget:
         self.held_bytes = 0
         self.held_by_client: collections.Counter[str] = collections.Counter()
         self.refused = refused
+        self.lock = threading.Lock()
 
     def claim(self, client: str) -> AudioClaim:
         return AudioClaim(self, client)
@@ -104,23 +107,24 @@ class AudioClaim:
         """Claim `size` more bytes; 503 when the budget, or this client's share of it, has no
         room for them."""
         budget = self._budget
-        if budget.held_bytes + size > budget.limit_bytes:
-            self._refuse(
-                "decoded_audio_budget",
-                f"uploads hold {budget.held_bytes / 2**20:.0f} MB of decoded audio of the "
-                f"{budget.limit_bytes / 2**20:.0f} MB it holds at once; retry later",
-            )
-        held_by_client = budget.held_by_client[self._client]
-        if held_by_client + size > budget.per_client_bytes:
-            self._refuse(
-                "client_decoded_audio",
-                f"this client's uploads hold {held_by_client / 2**20:.0f} MB of decoded audio, "
-                f"the most one client holds at once is {budget.per_client_bytes / 2**20:.0f} MB; "
-                "retry when one is done",
-            )
-        budget.held_bytes += size
-        budget.held_by_client[self._client] += size
-        self.bytes += size
+        with budget.lock:
+            if budget.held_bytes + size > budget.limit_bytes:
+                self._refuse(
+                    "decoded_audio_budget",
+                    f"uploads hold {budget.held_bytes / 2**20:.0f} MB of decoded audio of the "
+                    f"{budget.limit_bytes / 2**20:.0f} MB it holds at once; retry later",
+                )
+            held_by_client = budget.held_by_client[self._client]
+            if held_by_client + size > budget.per_client_bytes:
+                self._refuse(
+                    "client_decoded_audio",
+                    f"this client's uploads hold {held_by_client / 2**20:.0f} MB of decoded "
+                    f"audio, the most one client holds at once is "
+                    f"{budget.per_client_bytes / 2**20:.0f} MB; retry when one is done",
+                )
+            budget.held_bytes += size
+            budget.held_by_client[self._client] += size
+            self.bytes += size
 
     def _refuse(self, reason: str, detail: str) -> None:
         self._budget.refused(reason)
@@ -130,11 +134,12 @@ class AudioClaim:
 
     def give_back(self) -> None:
         budget = self._budget
-        budget.held_bytes -= self.bytes
-        budget.held_by_client[self._client] -= self.bytes
-        if budget.held_by_client[self._client] <= 0:
-            del budget.held_by_client[self._client]
-        self.bytes = 0
+        with budget.lock:
+            budget.held_bytes -= self.bytes
+            budget.held_by_client[self._client] -= self.bytes
+            if budget.held_by_client[self._client] <= 0:
+                del budget.held_by_client[self._client]
+            self.bytes = 0
 
 
 AUDIO_CLAIM = web.RequestKey("audio_claim", AudioClaim)

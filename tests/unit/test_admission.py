@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
 
 from gateway.modes.audio import most_decoded_bytes
@@ -55,4 +58,35 @@ def test_claims_count_against_the_total_and_the_clients_share() -> None:
     assert (budget.held_bytes, dict(budget.held_by_client)) == (9 * MB, {"a": 5 * MB, "b": 4 * MB})
     second.give_back()
     other.give_back()
+    assert (budget.held_bytes, dict(budget.held_by_client)) == (0, {})
+
+
+def test_claims_grown_in_many_threads_at_once_add_up() -> None:
+    """Claims grow in the threads that read decoders' output while others are given back:
+    with the interpreter switching threads as often as it can, the counts still come back to
+    nothing (without the budget's lock a client's count was deleted twice, or drifted)."""
+    budget = AudioBudget(1 << 40, 1 << 40)
+    failures: list[BaseException] = []
+
+    def work(client: str) -> None:
+        try:
+            for _ in range(20_000):
+                claim = budget.claim(client)
+                claim.grow(3)
+                claim.grow(5)
+                claim.give_back()
+        except BaseException as exc:  # reported by the asserts below
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(f"c{i % 2}",)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
     assert (budget.held_bytes, dict(budget.held_by_client)) == (0, {})
