@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -974,66 +975,71 @@ async def test_a_slow_body_does_not_hold_the_running_slot(make_client, backend) 
     assert (await slow).status == 200 and len(backend.calls) == 2
 
 
-def keyed(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+OTHER_KEY = f"{KEY}-other"
+Post = Callable[[str], Awaitable[ClientResponse]]
+
+
+async def one_upload_held(
+    make_client, backend, tmp_path: Path, jfk_audio: np.ndarray, budget_mb: int
+) -> tuple[Post, asyncio.Task[ClientResponse]]:
+    """Two API keys, a 30 s length limit (31 s, 1.9 MB, decoded at most) and `budget_mb` of
+    decoded audio: KEY's 22 s upload (1.3 MB decoded) waiting at the model. Returns how to
+    post the same upload with a key, and the first upload's answer to come."""
+    client = await make_client(
+        max_decoded_audio_mb=budget_mb, max_audio_seconds=30, api_keys=f"{KEY},{OTHER_KEY}"
+    )
+    path = wav(tmp_path, np.concatenate([jfk_audio] * 2))
+
+    def post(key: str) -> Awaitable[ClientResponse]:
+        return client.post(
+            "/transcribe", data=upload(path), headers={"Authorization": f"Bearer {key}"}
+        )
+
+    backend.hold()
+    first = asyncio.ensure_future(post(KEY))
+    await backend.until_waiting(1)
+    return post, first
+
+
+async def busy(reply: ClientResponse) -> str:
+    """The message of a 503 `server_busy` that asks to retry in 5 s."""
+    assert reply.headers["Retry-After"] == "5"
+    return await api_error(reply, 503, "server_busy")
 
 
 async def test_decoded_audio_of_all_uploads_together_is_bounded(
     make_client, backend, tmp_path, jfk_audio
 ) -> None:
-    """A 2 MB budget: one client's 22 s upload (1.3 MB decoded) waits at the model; another
-    client's finds no room while it decodes and gets 503; once the first is done, the room is
-    back."""
-    other = f"{KEY}-other"
-    client = await make_client(
-        max_decoded_audio_mb=2, max_audio_seconds=30, api_keys=f"{KEY},{other}"
-    )
-    path = wav(tmp_path, np.concatenate([jfk_audio] * 2))
-    backend.hold()
-    first = asyncio.create_task(client.post("/transcribe", data=upload(path), headers=keyed(KEY)))
-    await backend.until_waiting(1)
-    refused = await client.post("/transcribe", data=upload(path), headers=keyed(other))
-    message = await api_error(refused, 503, "server_busy")
+    """A 2 MB budget: with one client's upload waiting at the model, another client's finds
+    no room while it decodes and gets 503; once the first is done, the room is back."""
+    post, first = await one_upload_held(make_client, backend, tmp_path, jfk_audio, 2)
     assert re.fullmatch(
         r"the server is busy: uploads hold \d MB of decoded audio of the 2 MB it holds at once; "
         "retry later",
-        message,
+        await busy(await post(OTHER_KEY)),
     )
-    assert refused.headers["Retry-After"] == "5"
     backend.release()
     assert (await first).status == 200
-    assert (await client.post("/transcribe", data=upload(path), headers=keyed(other))).status == 200
+    assert (await post(OTHER_KEY)).status == 200
 
 
 async def test_one_clients_uploads_hold_at_most_their_share_of_decoded_audio(
     make_client, backend, tmp_path, jfk_audio
 ) -> None:
-    """A 30 s length limit (31 s, 1.9 MB, decoded at most, more than half of the 3 MB
-    budget): a client's 22 s upload (1.3 MB) waits at the model; its second finds no room in
-    its share and gets 503, while another client's upload runs beside the first."""
-    other = f"{KEY}-other"
-    client = await make_client(
-        max_decoded_audio_mb=3, max_audio_seconds=30, api_keys=f"{KEY},{other}"
-    )
-    path = wav(tmp_path, np.concatenate([jfk_audio] * 2))
-    backend.hold()
-    first = asyncio.create_task(client.post("/transcribe", data=upload(path), headers=keyed(KEY)))
-    await backend.until_waiting(1)
-    refused = await client.post("/transcribe", data=upload(path), headers=keyed(KEY))
-    message = await api_error(refused, 503, "server_busy")
+    """A 3 MB budget, of which one client may hold 1.9 MB (one upload of the length limit,
+    more than half of it): with a client's upload waiting at the model, its second finds no
+    room in its share and gets 503, while another client's upload runs beside the first."""
+    post, first = await one_upload_held(make_client, backend, tmp_path, jfk_audio, 3)
     assert re.fullmatch(
         r"the server is busy: this client's uploads hold \d MB of decoded audio, the most one "
         "client holds at once is 2 MB; retry when one is done",
-        message,
+        await busy(await post(KEY)),
     )
-    assert refused.headers["Retry-After"] == "5"
-    beside = asyncio.create_task(
-        client.post("/transcribe", data=upload(path), headers=keyed(other))
-    )
+    beside = asyncio.ensure_future(post(OTHER_KEY))
     await backend.until_waiting(2)
     backend.release()
     assert (await first).status == 200 and (await beside).status == 200
-    assert (await client.post("/transcribe", data=upload(path), headers=keyed(KEY))).status == 200
+    assert (await post(KEY)).status == 200
 
 
 async def test_one_client_cannot_fill_the_waiting_room(make_client, backend) -> None:
