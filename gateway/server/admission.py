@@ -79,10 +79,14 @@ class AudioBudget:
     def __init__(self, limit_bytes: int, per_client_bytes: int, refused: Refused = _ignore) -> None:
         self.limit_bytes = limit_bytes
         self.per_client_bytes = per_client_bytes
-        self.held_bytes = 0
         self.held_by_client: collections.Counter[str] = collections.Counter()
         self.refused = refused
         self.lock = threading.Lock()
+
+    @property
+    def held_bytes(self) -> int:
+        """What all uploads hold now (a sum over the clients holding any: a few at most)."""
+        return sum(self.held_by_client.values())
 
     def claim(self, client: str) -> AudioClaim:
         return AudioClaim(self, client)
@@ -108,10 +112,10 @@ class AudioClaim:
         room for them."""
         budget = self._budget
         with budget.lock:
-            if budget.held_bytes + size > budget.limit_bytes:
+            if (held := budget.held_bytes) + size > budget.limit_bytes:
                 self._refuse(
                     "decoded_audio_budget",
-                    f"uploads hold {budget.held_bytes / 2**20:.0f} MB of decoded audio of the "
+                    f"uploads hold {held / 2**20:.0f} MB of decoded audio of the "
                     f"{budget.limit_bytes / 2**20:.0f} MB it holds at once; retry later",
                 )
             held_by_client = budget.held_by_client[self._client]
@@ -122,7 +126,6 @@ class AudioClaim:
                     f"audio, the most one client holds at once is "
                     f"{budget.per_client_bytes / 2**20:.0f} MB; retry when one is done",
                 )
-            budget.held_bytes += size
             budget.held_by_client[self._client] += size
             self.bytes += size
 
@@ -135,7 +138,6 @@ class AudioClaim:
     def give_back(self) -> None:
         budget = self._budget
         with budget.lock:
-            budget.held_bytes -= self.bytes
             budget.held_by_client[self._client] -= self.bytes
             if budget.held_by_client[self._client] <= 0:
                 del budget.held_by_client[self._client]

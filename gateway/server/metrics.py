@@ -146,7 +146,7 @@ class GatewayMetrics:
             "Uploads refused before their work, by reason: waiting_room_full "
             "(max_uploads_running + max_uploads_waiting), client_limit "
             "(max_uploads_per_client), decoded_audio_budget (max_decoded_audio_mb), "
-            "client_decoded_audio (one client's share of it, max_audio_seconds' worth): 503 "
+            "client_decoded_audio (one client's share of it): 503 "
             "server_busy; refused_uploads (max_refused_uploads_per_client): 429",
             ["reason"],
             registry=registry,
