@@ -21,6 +21,7 @@ import pytest
 import soxr
 
 from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.stream_messages import LONG_PAUSE_SECONDS
 from gateway.server.keys import ASR
 from gateway.server.settings import Settings
 from gateway.tools.local_triton import LocalTriton, TritonPorts
@@ -136,6 +137,11 @@ async def test_triton_killed_mid_upload_and_mid_stream(
         deadline = time.monotonic() + 240
         while not await ready():
             assert time.monotonic() < deadline, "Triton did not come back"
+            await send(np.zeros(SAMPLE_RATE // 2, np.float32))
+        # however soon Triton is back, a pause a final does not span before the second JFK:
+        # two utterances, as the checks below read them (after 2.5 s of silence the stream
+        # rightly committed both in one final)
+        while sent_s < jfk.audio.size / SAMPLE_RATE + LONG_PAUSE_SECONDS + 1.0:
             await send(np.zeros(SAMPLE_RATE // 2, np.float32))
         second_jfk_at = sent_s
         await send(jfk.audio)  # after the restart, the stream is transcribed again
