@@ -31,6 +31,7 @@ from gateway.core.diarization import (
 )
 from gateway.core.transcript import Segment
 from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.priority import as_file_work
 from gateway.modes.vad import VadConfig, score_speech, speech_regions
 
 REGION_SECONDS = 300.0  # the longest piece sent as one request (the model takes 600 s)
@@ -66,7 +67,9 @@ class Speech:
 async def embed_speech(backend: SpeakerBackend, audio: np.ndarray, *, in_flight: int = 4) -> Speech:
     """The speech regions of `audio` and the speaker model's windows over them, in file time."""
     scores = await score_speech(audio)  # stops within a block when the client is gone
-    regions = speech_regions(scores, audio.size, replace(VadConfig(), pad_seconds=0.0))
+    regions = await as_file_work(
+        speech_regions, scores, audio.size, replace(VadConfig(), pad_seconds=0.0)
+    )
     slots = asyncio.Semaphore(in_flight)
 
     async def embed(start: int, end: int) -> list[SpeakerWindow]:
@@ -105,7 +108,7 @@ async def diarize(
     )
     windows = speech.windows
     embeddings = np.array([window.embedding for window in windows]).reshape(len(windows), -1)
-    labels = await asyncio.to_thread(  # 0.2-0.3 s for the ~800 windows of 10 minutes
+    labels = await as_file_work(  # 0.2-0.3 s for the ~800 windows of 10 minutes
         cluster_windows,
         windows,
         min_speakers=min(count.min_speakers, max(len(windows), 1)),

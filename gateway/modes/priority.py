@@ -15,14 +15,23 @@ nice as allowed stays as it is. Where the platform has no such call, nothing cha
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 logger = logging.getLogger(__name__)
 
 FILE_WORK_NICENESS = 10  # added to the gateway's own: a tenth of the CPU share under contention
 _MOST_NICE = 19
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def _niced(current: int) -> int:
@@ -52,3 +61,19 @@ def lower_process(pid: int) -> None:
             os.setpriority(os.PRIO_PROCESS, thread, _niced(os.getpriority(os.PRIO_PROCESS, thread)))
         except (AttributeError, OSError):  # ended meanwhile, or not supported
             continue
+
+
+@functools.lru_cache(maxsize=1)
+def _file_steps_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        len(os.sched_getaffinity(0)), thread_name_prefix="file-step", initializer=lower_this_thread
+    )
+
+
+async def as_file_work(func: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """`asyncio.to_thread` for an upload's steps between the model's calls (its speech regions
+    from the detector's scores, the clustering of its speakers): niced, in a pool of their own.
+    Not the detector's pool, where such a step would queue behind other uploads' blocks, and
+    not asyncio's default one, whose threads run at the gateway's priority."""
+    call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_file_steps_pool(), call)

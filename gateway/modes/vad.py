@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime
 
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.priority import lower_this_thread
+from gateway.modes.priority import as_file_work, lower_this_thread
 
 FRAME_SAMPLES = 512  # Silero's window at 16 kHz: 32 ms
 CONTEXT_SAMPLES = 64  # samples of the previous frame the model sees with each frame
@@ -172,7 +172,7 @@ class SpeechMap:
     async def of(cls, audio: np.ndarray, config: VadConfig) -> SpeechMap:
         """Found off the event loop (hours of audio take the detector seconds)."""
         scores = await score_speech(audio)
-        return await asyncio.to_thread(cls._from_scores, scores, audio.size, config)
+        return await as_file_work(cls._from_scores, scores, audio.size, config)
 
     @classmethod
     def _from_scores(cls, scores: np.ndarray, total: int, config: VadConfig) -> SpeechMap:

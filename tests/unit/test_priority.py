@@ -1,20 +1,27 @@
-"""File work runs niced: the detector's threads for uploads and every ffmpeg thread, while
-the event loop keeps the gateway's own priority."""
+"""File work runs niced: the detector's threads for uploads, every ffmpeg thread and an
+upload's steps between the model's calls, while the event loop keeps the gateway's own
+priority."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile
 
-from gateway.modes import vad
-from gateway.modes.audio import decode_audio
-from gateway.modes.priority import FILE_WORK_NICENESS, lower_this_thread
+from gateway.modes import diarize, vad
+from gateway.modes.audio import SAMPLE_RATE, decode_audio
+from gateway.modes.priority import FILE_WORK_NICENESS, as_file_work, lower_this_thread
+from testsupport.scripted_backend import ScriptedBackend, low_passed
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 BASE = os.getpriority(os.PRIO_PROCESS, 0)
 NICED = min(BASE + FILE_WORK_NICENESS, 19)
@@ -86,3 +93,41 @@ async def test_a_decoding_is_niced_ffmpeg_and_the_thread_reading_its_output(
     assert len(seen) >= 2 and set(seen.values()) - {None} == {NICED}, seen
     assert {niceness for _, niceness in readers} == {NICED}
     assert threading.get_ident() not in {thread for thread, _ in readers}
+
+
+REQUEST = contextvars.ContextVar[str]("REQUEST")
+
+
+async def test_file_work_runs_niced_with_its_arguments_and_the_callers_context() -> None:
+    def step(first: int, *, second: int) -> tuple[int, int, str, int]:
+        return first, second, REQUEST.get(), os.getpriority(os.PRIO_PROCESS, 0)
+
+    REQUEST.set("upload-1")
+    assert await as_file_work(step, 1, second=2) == (1, 2, "upload-1", NICED)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == BASE
+
+
+async def test_an_uploads_regions_and_its_speakers_clustering_run_niced(monkeypatch) -> None:
+    """What an upload does on the CPU between the detector and the model, and between the
+    speaker model and its answer: in the file work's threads, not the event loop's or
+    asyncio's default ones (which run at the gateway's priority)."""
+    seen: dict[str, int] = {}
+
+    def noted(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            seen[name] = os.getpriority(os.PRIO_PROCESS, 0)
+            return func(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(vad, "speech_regions", noted("file regions", vad.speech_regions))
+    monkeypatch.setattr(diarize, "speech_regions", noted("speaker regions", diarize.speech_regions))
+    monkeypatch.setattr(diarize, "cluster_windows", noted("clustering", diarize.cluster_windows))
+    jfk = await decode_audio((DATA_DIR / "jfk.flac").read_bytes())
+    two_voices = np.concatenate([jfk, np.zeros(SAMPLE_RATE, np.float32), low_passed(jfk)])
+
+    found = await vad.SpeechMap.of(two_voices, vad.VadConfig())
+    await diarize.diarize(ScriptedBackend(), two_voices, [])
+
+    assert found.regions
+    assert seen == {"file regions": NICED, "speaker regions": NICED, "clustering": NICED}
