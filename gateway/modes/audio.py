@@ -89,6 +89,9 @@ _PROBE_TIMEOUT_S = 10.0
 # How far past `max_seconds` ffmpeg writes: enough to tell a file over the limit from one at it
 DECODE_OVERRUN_SECONDS = 1.0
 _LOG_PREFIX = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )+")  # "[in#0 @ 0x55d1c0a4] "
+# ffmpeg's lines that tell a client nothing: the input's name, the gateway's own output (which
+# fails only because the input did), and a count of repeats
+_SAYS_NOTHING = ("Error opening input file ", "Error opening output file", "Last message repeated")
 # Threads reading decoders' output: more than ever decode at once (uploads take a running slot,
 # max_uploads_running, before they decode); each is made only when none is free
 _READER_THREADS = 256
@@ -345,12 +348,19 @@ async def _run_ffmpeg(
 
 def _reason(log: str) -> str:
     """ffmpeg's first few distinct complaints (the cause comes first, its consequences after),
-    without the addresses of its internal objects."""
+    without the addresses of its internal objects, the lines that say nothing to a client
+    (`_SAYS_NOTHING`), and lines that end in a cause already given ("Error opening input
+    files: Invalid data found when processing input" after "Error opening input: Invalid
+    data found when processing input")."""
     lines: list[str] = []
+    causes: set[str] = set()
     for line in log.splitlines():
         line = _LOG_PREFIX.sub("", line.strip())
-        if line and line not in lines and not line.startswith("Last message repeated"):
-            lines.append(line)
+        cause = line.rsplit(": ", 1)[-1]
+        if not line or line.startswith(_SAYS_NOTHING) or (line in lines or cause in causes):
+            continue
+        lines.append(line)
+        causes.add(cause)
     return "; ".join(lines[:_STDERR_DETAIL_LINES])[:_STDERR_DETAIL_CHARS]
 
 

@@ -82,6 +82,21 @@ async def test_rejects_what_is_not_audio(data: bytes) -> None:
         await decode_audio(data)
 
 
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        # ffmpeg also says "Error opening input file /tmp/...", then the same cause again
+        ("cut-in-header.flac", "Error opening input: Invalid data found when processing input"),
+        # ... and "Error opening output file pipe:1.; Error opening output files: ..."
+        ("fmt-unknown-codec.wav", "Decoding requested, but no decoder found for: none"),
+    ],
+)
+async def test_ffmpegs_complaint_is_its_cause_once_without_file_names(name: str, reason: str):
+    with pytest.raises(AudioDecodeError) as raised:
+        await decode_audio((DATA_DIR / "hostile" / name).read_bytes())
+    assert str(raised.value) == f"ffmpeg could not decode the audio: {reason}"
+
+
 async def test_decodes_the_sound_of_a_video() -> None:
     data = encode(
         DATA_DIR / "jfk.flac",
