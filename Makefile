@@ -102,9 +102,9 @@ bench: export speech-tools
 gpu-kit: export
 	$(BIN)/python -m benchmarks.gpu_kit build
 
-# Live streams and long uploads together on loopback, then a pass/fail verdict on errors,
-# memory, descriptors and leftover ffmpeg (benchmarks/README.md, "Soak"); ~10 min by default;
-# e.g. make soak SOAK_ARGS="--minutes 2"
+# Live streams, Realtime sessions, long uploads and diarized ones together on loopback, then a
+# pass/fail verdict on errors, memory, descriptors and leftover ffmpeg (benchmarks/README.md,
+# "Soak"); ~10 min by default; e.g. make soak SOAK_ARGS="--minutes 30"
 soak: export
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 

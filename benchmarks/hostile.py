@@ -163,6 +163,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated, in this order: {','.join(ALL_PHASES)} (default all)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="results directory")
+    # the honest load is streams and plain uploads, as in every hostile soak so far (the soak's
+    # Realtime sessions and diarized uploads are not part of it)
+    parser.set_defaults(realtime=0, diarized=0)
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.attacks.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(ALL_PHASES))
@@ -992,9 +995,10 @@ async def honest_round(
     label: str,
 ) -> tuple[list[StreamRun], list[dict]]:
     async with own_client(stack) as client:
-        return await mixed_phase(
+        runs = await mixed_phase(
             client, items["stream"], items["uploads"], args, seconds, ledger, label
         )
+    return runs.streams, runs.uploads
 
 
 async def run_phase(

@@ -37,13 +37,13 @@ class UploadReply:
     wall_s: float
 
 
-async def post_upload(stack: Stack, item: Item) -> UploadReply:
-    """POST the file to the OpenAI route (multipart, response_format=json), timed from the
-    request to the parsed reply, whatever the status."""
+async def post_upload(stack: Stack, item: Item, response_format: str = "json") -> UploadReply:
+    """POST the file to the OpenAI route (multipart; `json`, or another JSON format such as
+    `diarized_json`), timed from the request to the parsed reply, whatever the status."""
     data = item.path.read_bytes()
     form = aiohttp.FormData()
     form.add_field("file", data, filename=item.path.name)
-    form.add_field("response_format", "json")
+    form.add_field("response_format", response_format)
     started = time.perf_counter()
     async with stack.session.post(
         f"{stack.gateway_url}/v1/audio/transcriptions", data=form
@@ -292,10 +292,9 @@ SETTLED_S = 1.0  # no event for this long, every turn ended: the session's work 
 UPDATED = "session.updated"
 STARTED = "input_audio_buffer.speech_started"
 STOPPED = "input_audio_buffer.speech_stopped"
-ENDED = (
-    "conversation.item.input_audio_transcription.completed",
-    "conversation.item.input_audio_transcription.failed",
-)
+COMPLETED = "conversation.item.input_audio_transcription.completed"
+FAILED = "conversation.item.input_audio_transcription.failed"
+ENDED = (COMPLETED, FAILED)
 
 
 @dataclass
@@ -348,6 +347,12 @@ class RealtimeRun(PacedRun):
     def turns(self) -> int:
         """Items completed or failed."""
         return sum(e["type"] in ENDED for _, e in self.events)
+
+    @property
+    def text(self) -> str:
+        """The completed turns' transcripts, in the order they came."""
+        completed = (e for _, e in self.events if e["type"] == COMPLETED)
+        return " ".join(e["transcript"].strip() for e in completed).strip()
 
     @property
     def tail_s(self) -> float:

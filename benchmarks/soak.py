@@ -1,7 +1,8 @@
-"""`python -m benchmarks.soak`: live streams and long uploads together for a set time on the
-real stack, on loopback; unexpected errors, streaming latency under that load against the same
-streams alone, the gateway's and Triton's memory and descriptors, ffmpeg processes left; a
-verdict (exit status 1 on fail) and a report under benchmarks/results/."""
+"""`python -m benchmarks.soak`: live streams, OpenAI Realtime sessions and long uploads (some
+asking who spoke when) together for a set time on the real stack, on loopback; unexpected
+errors, streaming latency under that load against the same streams alone, the gateway's and
+Triton's memory and descriptors, ffmpeg processes left; a verdict (exit status 1 on fail) and a
+report under benchmarks/results/."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import aiohttp
 from benchmarks import composite, report, resources, service
 from benchmarks.audio import HARVARD, Item, clip
 from benchmarks.report import RESULTS_DIR, TMP_DIR, log
-from benchmarks.service import StreamRun
+from benchmarks.service import RealtimeRun, StreamRun
 from benchmarks.stack import Stack, running_stack
 from gateway.core.contract import TranscribeOptions
 from gateway.modes.audio import WINDOW_SAMPLES
@@ -55,6 +56,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -72,6 +80,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--uploads", type=positive_int, default=2, help="clients uploading back to back (default 2)"
+    )
+    parser.add_argument(
+        "--realtime",
+        type=non_negative_int,
+        default=1,
+        help="OpenAI Realtime transcription sessions back to back, beside the streams (default 1)",
+    )
+    parser.add_argument(
+        "--diarized",
+        type=non_negative_int,
+        default=1,
+        help="clients uploading back to back with response_format=diarized_json, beside the "
+        "others (default 1)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="results directory")
     return parser.parse_args(argv)
@@ -169,6 +190,41 @@ async def streams_back_to_back(
         delay = 0.0
 
 
+def judge_realtime(run: RealtimeRun, item: Item, ledger: Ledger, where: str) -> None:
+    """`error` events and turns that `failed` are errors; a session that transcribed no turn,
+    or whose turns were still open when it gave up waiting, lost work."""
+    for _, event in run.events:
+        if event["type"] == "error":
+            ledger.error(where, f"error event {event.get('error')}")
+        elif event["type"] == service.FAILED:
+            ledger.error(where, f"turn failed: {event.get('error')}")
+    if run.unfinished or not run.turns:
+        ledger.lose(where, f"{run.turns} turns ended, {run.unfinished} still open")
+    elif not any(event["type"] == service.FAILED for _, event in run.events):
+        ledger.check_wer(where, item, run.text)
+
+
+async def realtime_back_to_back(
+    client: Stack, item: Item, ledger: Ledger, where: str, delay: float, deadline: float
+) -> list[RealtimeRun]:
+    """Realtime sessions of `item` one after another, as `streams_back_to_back`."""
+    runs = []
+    while True:
+        try:
+            run = await service.realtime_session(
+                client, item, delay=delay, timeout_s=OPERATION_TIMEOUT_S
+            )
+        except Exception as exc:
+            ledger.lose(where, describe(exc))
+            await asyncio.sleep(RETRY_PAUSE_S)
+        else:
+            judge_realtime(run, item, ledger, where)
+            runs.append(run)
+        if time.monotonic() >= deadline:
+            return runs
+        delay = 0.0
+
+
 def error_code(reply: service.UploadReply) -> str:
     error = reply.body.get("error")
     return str(error.get("code", "?")) if isinstance(error, dict) else "?"
@@ -189,18 +245,31 @@ def retry_pause(retry_after: str) -> float:
         return RETRY_PAUSE_S
 
 
+def upload_label(item: Item, response_format: str) -> str:
+    return item.name if response_format == "json" else f"{item.name}, {response_format}"
+
+
+def unlabelled_segments(reply: service.UploadReply) -> int:
+    """How many of a `diarized_json` reply's segments name no speaker (all, when none came)."""
+    segments = reply.body.get("segments") or [{}]
+    return sum(not isinstance(segment.get("speaker"), str) for segment in segments)
+
+
 async def upload_once(
-    client: Stack, item: Item, ledger: Ledger, where: str
+    client: Stack, item: Item, ledger: Ledger, where: str, response_format: str = "json"
 ) -> tuple[dict | None, float]:
     """One upload, judged: (its record when it succeeded, how long to pause before the next)."""
     try:
-        reply = await service.post_upload(client, item)
+        reply = await service.post_upload(client, item, response_format)
     except Exception as exc:
         ledger.lose(where, describe(exc))
         return None, RETRY_PAUSE_S
     if reply.status == 200:
         wer = ledger.check_wer(where, item, str(reply.body.get("text", "")))
-        return {"item": item.name, "wall_s": reply.wall_s, "wer": wer}, 0.0
+        if response_format == "diarized_json" and (missing := unlabelled_segments(reply)):
+            ledger.lose(where, f"{missing} segments without a speaker")
+        label = upload_label(item, response_format)
+        return {"item": label, "wall_s": reply.wall_s, "wer": wer}, 0.0
     if is_overload_refusal(reply, ledger.faults):
         ledger.refused(f"upload {reply.status} {error_code(reply)}")
         return None, retry_pause(reply.retry_after or "")
@@ -212,13 +281,20 @@ async def upload_once(
 
 
 async def uploads_back_to_back(
-    client: Stack, items: list[Item], ledger: Ledger, where: str, deadline: float
+    client: Stack,
+    items: list[Item],
+    ledger: Ledger,
+    where: str,
+    deadline: float,
+    response_format: str = "json",
 ) -> list[dict]:
     """Uploads of `items` in turn, each as soon as the last one is answered (or after the
     pause a refusal asks for); at least one, and none started after `deadline` (monotonic)."""
     records = []
     for item in itertools.cycle(items):
-        record, pause = await upload_once(client, item, ledger, f"{where}, {item.name}")
+        record, pause = await upload_once(
+            client, item, ledger, f"{where}, {item.name}", response_format
+        )
         if record is not None:
             records.append(record)
         if time.monotonic() + pause >= deadline:
@@ -260,6 +336,13 @@ async def alone_phase(client: Stack, item: Item, streams: int, ledger: Ledger) -
     return [run for run in runs if run is not None]
 
 
+@dataclass
+class MixedRuns:
+    streams: list[StreamRun]
+    realtime: list[RealtimeRun]
+    uploads: list[dict]
+
+
 async def mixed_phase(
     client: Stack,
     stream_item: Item,
@@ -268,27 +351,42 @@ async def mixed_phase(
     seconds: float,
     ledger: Ledger,
     label: str,
-) -> tuple[list[StreamRun], list[dict]]:
-    """`args.streams` streams back to back and `args.uploads` upload clients back to back, all
-    starting work for `seconds` (each at least once); upload client i starts at item i of
-    `upload_items`, so the clients mix long and short files. `label` names the phase in errors."""
+) -> MixedRuns:
+    """`args.streams` streams and `args.realtime` Realtime sessions back to back (their starts
+    spread over one step), `args.uploads` upload clients and `args.diarized` ones asking who
+    spoke when back to back, all starting work for `seconds` (each at least once); upload
+    client i starts at item i of `upload_items`, so the clients mix long and short files.
+    `label` names the phase in errors."""
     deadline = time.monotonic() + seconds
+    delays = service.start_delays(client, args.streams + args.realtime)
     streams = (
         streams_back_to_back(client, stream_item, ledger, f"stream {i} {label}", delay, deadline)
-        for i, delay in enumerate(service.start_delays(client, args.streams))
+        for i, delay in enumerate(delays[: args.streams])
     )
+    realtime = (
+        realtime_back_to_back(
+            client, stream_item, ledger, f"Realtime session {i} {label}", delay, deadline
+        )
+        for i, delay in enumerate(delays[args.streams :])
+    )
+    formats = ["json"] * args.uploads + ["diarized_json"] * args.diarized
     uploads = (
         uploads_back_to_back(
-            client, rotated(upload_items, i), ledger, f"uploader {i} {label}", deadline
+            client,
+            rotated(upload_items, i),
+            ledger,
+            f"uploader {i} ({response_format}) {label}",
+            deadline,
+            response_format,
         )
-        for i in range(args.uploads)
+        for i, response_format in enumerate(formats)
     )
-    stream_runs, upload_records = await asyncio.gather(
-        asyncio.gather(*streams), asyncio.gather(*uploads)
+    stream_runs, realtime_runs, upload_records = await asyncio.gather(
+        asyncio.gather(*streams), asyncio.gather(*realtime), asyncio.gather(*uploads)
     )
-    return (
-        [run for runs in stream_runs for run in runs],
-        [record for records in upload_records for record in records],
+    chained = itertools.chain.from_iterable
+    return MixedRuns(
+        list(chained(stream_runs)), list(chained(realtime_runs)), list(chained(upload_records))
     )
 
 
@@ -363,15 +461,34 @@ def stream_summary(runs: list[StreamRun], item: Item) -> dict[str, Any]:
     }
 
 
+def realtime_summary(runs: list[RealtimeRun], item: Item) -> dict[str, Any]:
+    completions = [x for run in runs for x in run.completion_latencies()]
+    wers = [word_error_rate(item.text, run.text) for run in runs if run.turns]
+    return {
+        "sessions": len(runs),
+        "turns": sum(run.turns for run in runs),
+        "completed_after_stop_s": {
+            **service.quantiles(completions),
+            "max": max(completions, default=math.nan),
+        },
+        "wer": {
+            "median": statistics.median(wers) if wers else math.nan,
+            "max": max(wers, default=math.nan),
+        },
+    }
+
+
 def upload_summary(
-    records: list[dict], items: list[Item], baselines: dict[str, float]
+    records: list[dict], items: list[Item], formats: list[str], baselines: dict[str, float]
 ) -> list[dict]:
     summary = []
-    for item in items:
-        done = [r for r in records if r["item"] == item.name]
+    for response_format, item in itertools.product(formats, items):
+        label = upload_label(item, response_format)
+        done = [r for r in records if r["item"] == label]
         summary.append(
             {
-                "item": item.name,
+                "item": label,
+                "format": response_format,
                 "duration_s": item.duration,
                 "completed": len(done),
                 "wall_s": report.spread([r["wall_s"] for r in done]) if done else None,
@@ -402,21 +519,36 @@ def fd_rule(name: str, start: dict, end: dict) -> dict[str, Any]:
     }
 
 
+def load_ran_rule(results: dict[str, Any]) -> dict[str, Any]:
+    """At least one of each kind of client the soak was asked for completed its work."""
+    config = results["config"]
+    completed = {
+        "streams": results["mixed"]["completed"],
+        "Realtime sessions": results["realtime"]["sessions"] if config["realtime"] else None,
+        "uploads": sum(u["completed"] for u in results["uploads"] if u["format"] == "json"),
+        "diarized uploads": (
+            sum(u["completed"] for u in results["uploads"] if u["format"] != "json")
+            if config["diarized"]
+            else None
+        ),
+    }
+    asked = {kind: count for kind, count in completed.items() if count is not None}
+    return {
+        "rule": "mixed load ran: ≥ 1 of each kind of client completed",
+        "measured": ", ".join(f"{count} {kind}" for kind, count in asked.items()),
+        "passed": all(asked.values()),
+    }
+
+
 def verdict_rules(results: dict[str, Any]) -> list[dict[str, Any]]:
     start, end = results["resources"]["start"], results["resources"]["end"]
-    streams = results["mixed"]["completed"]
-    uploads = sum(u["completed"] for u in results["uploads"])
     return [
         {
             "rule": "unexpected errors = 0",
             "measured": str(len(results["unexpected_errors"])),
             "passed": not results["unexpected_errors"],
         },
-        {
-            "rule": "mixed load ran: ≥ 1 stream and ≥ 1 upload completed",
-            "measured": f"{streams} streams, {uploads} uploads",
-            "passed": streams > 0 and uploads > 0,
-        },
+        load_ran_rule(results),
         memory_rule("gateway", start, end),
         memory_rule("triton", start, end),
         fd_rule("gateway", start, end),
@@ -439,6 +571,33 @@ def latency_row(phase: str, summary: dict[str, Any], file_wer: float) -> list[st
         f"{100 * wer['median']:.1f} % (max {100 * wer['max']:.1f} %)",
         f"{100 * file_wer:.1f} %",
         f"{summary['skipped_s']:.1f}",
+    ]
+
+
+def realtime_section(summary: dict[str, Any], asked: int) -> list[str]:
+    if not asked:
+        return []
+    latency, wer = summary["completed_after_stop_s"], summary["wer"]
+    return [
+        "## Realtime sessions during the mixed phase",
+        "",
+        report.table(
+            [
+                "sessions",
+                "turns",
+                "completed after the stop's audio p50 / p95 / max s",
+                "WER of the turns joined",
+            ],
+            [
+                [
+                    str(summary["sessions"]),
+                    str(summary["turns"]),
+                    f"{latency['p50']:.2f} / {latency['p95']:.2f} / {latency['max']:.2f}",
+                    f"{100 * wer['median']:.1f} % (max {100 * wer['max']:.1f} %)",
+                ]
+            ],
+        ),
+        "",
     ]
 
 
@@ -508,7 +667,11 @@ def outcomes_section(results: dict[str, Any]) -> list[str]:
 def header(results: dict[str, Any]) -> list[str]:
     m, config = results["machine"], results["config"]
     v = m["versions"]
-    uploads = ", ".join(f"{u['item']} ({u['duration_s']:.1f} s)" for u in results["uploads"])
+    uploads = ", ".join(
+        f"{u['item']} ({u['duration_s']:.1f} s)"
+        for u in results["uploads"]
+        if u["format"] == "json"
+    )
     return [
         f"# hermes soak, {results['date']} on {m['host']}",
         "",
@@ -521,10 +684,12 @@ def header(results: dict[str, Any]) -> list[str]:
         "",
         (
             f"Load: {config['streams']} real-time streams of {config['stream_item']} "
-            f"({config['stream_duration_s']:.1f} s, 100 ms frames, starts spread over one step), "
-            f"and {config['uploads']} clients uploading {uploads} in turn to "
-            "`/v1/audio/transcriptions`, "
-            "each back to back. Alone: the streams once, nothing else running. Mixed: both for "
+            f"({config['stream_duration_s']:.1f} s, 100 ms frames) and {config['realtime']} "
+            "OpenAI Realtime transcription sessions of it (24 kHz PCM16, server VAD), their "
+            f"starts spread over one step; {config['uploads']} clients uploading {uploads} in "
+            f"turn to `/v1/audio/transcriptions`, and {config['diarized']} more asking who spoke "
+            "when (`response_format=diarized_json`: the speaker model runs too); each client back "
+            "to back. Alone: the streams once, nothing else running. Mixed: all of them for "
             f"{config['minutes']:g} min (nothing new starts after that; what runs finishes). The "
             "gateway runs as its own process (`hermes serve`): its memory and descriptors are its "
             "own, not mixed with the clients'."
@@ -561,6 +726,7 @@ def markdown(results: dict[str, Any]) -> str:
             ],
         ),
         "",
+        *realtime_section(results["realtime"], results["config"]["realtime"]),
         "## Uploads during the mixed phase",
         "",
         report.table(
@@ -654,22 +820,27 @@ async def phases(
         log(f"alone: {args.streams} streams")
         alone = await alone_phase(client, stream_item, args.streams, ledger)
         monitor.phase = "mixed warm-up"
-        log("mixed warm-up: every stream and every upload client once, together")
+        log("mixed warm-up: every live and every upload client once, together")
         await mixed_phase(client, stream_item, upload_items, args, 0.0, ledger, "mixed warm-up")
     await largest_batch(stack, upload_items[0].audio)
     start = await monitor.settled_sample("start")
     monitor.phase = "mixed"
-    log(f"mixed: {args.streams} streams and {args.uploads} upload clients for {args.minutes:g} min")
+    log(
+        f"mixed: {args.streams} streams, {args.realtime} Realtime sessions, {args.uploads} upload "
+        f"clients and {args.diarized} diarized ones for {args.minutes:g} min"
+    )
     async with own_client(stack) as client:
-        mixed, uploads = await mixed_phase(
+        mixed = await mixed_phase(
             client, stream_item, upload_items, args, 60 * args.minutes, ledger, "mixed"
         )
     end = await monitor.settled_sample("end")
+    formats = ["json"] + (["diarized_json"] if args.diarized else [])
     return {
         "baselines": ledger.baselines,
         "alone": stream_summary(alone, stream_item),
-        "mixed": stream_summary(mixed, stream_item),
-        "uploads": upload_summary(uploads, upload_items, ledger.baselines),
+        "mixed": stream_summary(mixed.streams, stream_item),
+        "realtime": realtime_summary(mixed.realtime, stream_item),
+        "uploads": upload_summary(mixed.uploads, upload_items, formats, ledger.baselines),
         "unexpected_errors": ledger.errors,
         "expected_refusals": dict(ledger.refusals),
         "resources": {"start": start, "end": end, "series": monitor.samples},
@@ -687,6 +858,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "minutes": args.minutes,
             "streams": args.streams,
             "uploads": args.uploads,
+            "realtime": args.realtime,
+            "diarized": args.diarized,
             "stream_item": harvard.name,
             "stream_duration_s": harvard.duration,
             "gateway": "own process (hermes serve)",
