@@ -111,3 +111,11 @@ def test_embedding_costs_little_beside_transcription(triton_client, voices) -> N
     elapsed = time.perf_counter() - began
     assert result["EMBEDDINGS"].shape[0] == 77
     assert elapsed < 30, f"{elapsed:.1f} s for 60 s of audio"
+
+
+def test_the_speaker_model_runs_on_one_cpu_thread(triton_client) -> None:
+    """As served: its process shares the cores with Whisper's, and two torch processes with a
+    thread per core each slowed both several times over (benchmarks/README.md, "The speaker
+    model beside Whisper")."""
+    config = triton_client.get_model_config("speaker", as_json=True)["config"]
+    assert config["parameters"]["cpu_threads"]["string_value"] == "1"
