@@ -1,9 +1,9 @@
 """Diarization of a file: speaker embeddings of its speech, clustered, as labels on its segments.
 
-The voice detector's speech regions of the file (the same detector file mode cuts windows
-with, unpadded) go to the speaker model, each as one request (at most `REGION_SECONDS`,
-longer regions in pieces), concurrently, so Triton batches them; its windows of 1.6 s every
-0.77 s find the changes of speaker inside a long region too. Every window of the file is then
+The voice detector's speech regions of the file (from the scores file mode cut its windows
+with, where the caller passes them; unpadded) go to the speaker model, each as one request
+(at most `REGION_SECONDS`, longer regions in pieces), concurrently, so Triton batches them;
+its windows of 1.6 s every 0.77 s find the changes of speaker inside a long region too. Every window of the file is then
 clustered without a known count of speakers (`gateway.core.diarization.cluster_windows`:
 windows over a second of speech or more found the speakers, shorter ones join the nearest),
 the regions are cut into speaker turns where the windows' speaker changes, and each word gets
@@ -64,9 +64,17 @@ class Speech:
     windows: list[SpeakerWindow]
 
 
-async def embed_speech(backend: SpeakerBackend, audio: np.ndarray, *, in_flight: int = 4) -> Speech:
-    """The speech regions of `audio` and the speaker model's windows over them, in file time."""
-    scores = await score_speech(audio)  # stops within a block when the client is gone
+async def embed_speech(
+    backend: SpeakerBackend,
+    audio: np.ndarray,
+    *,
+    scores: np.ndarray | None = None,
+    in_flight: int = 4,
+) -> Speech:
+    """The speech regions of `audio` and the speaker model's windows over them, in file time.
+    `scores`: the detector's, where the transcription already has them."""
+    if scores is None:
+        scores = await score_speech(audio)  # stops within a block when the client is gone
     regions = await as_file_work(
         speech_regions, scores, audio.size, replace(VadConfig(), pad_seconds=0.0)
     )
@@ -98,12 +106,14 @@ async def diarize(
     segments: Sequence[Segment],
     count: SpeakerCount = SpeakerCount(),
     known: Sequence[tuple[str, np.ndarray]] = (),
+    scores: np.ndarray | None = None,
 ) -> list[SpeakerSegment]:
     """`segments` (file time, with words) labelled with speakers, split where the speaker
     changes: a speaker whose voice matches one of the `known` (name, reference audio) has its
-    name, the others are A, B, ... in order of first appearance."""
+    name, the others are A, B, ... in order of first appearance. `scores`: the voice
+    detector's of `audio`, where the caller has them (scored here otherwise)."""
     speech, references = await asyncio.gather(
-        embed_speech(backend, audio),
+        embed_speech(backend, audio, scores=scores),
         asyncio.gather(*(backend.embed_speakers(reference) for _, reference in known)),
     )
     windows = speech.windows

@@ -40,7 +40,7 @@ from gateway.modes.audio import (
 )
 from gateway.modes.diarize import SpeakerCount, diarize
 from gateway.modes.files import FileProgress, assemble, collect, transcribe_audio
-from gateway.modes.vad import VadConfig
+from gateway.modes.vad import SpeechMap, VadConfig
 from gateway.server.admission import take_turn, watch_decoded_audio
 from gateway.server.errors import RETRY_AFTER_S, ApiError
 from gateway.server.formats import RESPONSE_FORMATS, TIMESTAMP_GRANULARITIES, render, usage
@@ -360,9 +360,23 @@ async def _decode_references(
     return decoded
 
 
+@dataclass(frozen=True)
+class FileRun:
+    """An upload under way: what it asks, its transcription's progress, and what its
+    diarization needs beside the transcript."""
+
+    request: FileRequest
+    progress: AsyncIterator[FileProgress]
+    audio: np.ndarray
+    known: list[tuple[str, np.ndarray]]  # the known speakers' names and decoded references
+    # the voice detector's scores, found once for the windows and the speakers (None: the
+    # upload asks for no speakers, and the transcription scores the audio itself)
+    scores: np.ndarray | None
+
+
 async def _run(
     request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
-) -> tuple[FileRequest, AsyncIterator[FileProgress], np.ndarray, list[tuple[str, np.ndarray]]]:
+) -> FileRun:
     settings = request.app[SETTINGS]
     upload = await read_upload(request, settings.max_upload_bytes, settings.upload_read_timeout_s)
     file_request = parse(upload.fields)
@@ -377,6 +391,9 @@ async def _run(
         len(upload.data),
         audio.size / SAMPLE_RATE,
     )
+    found = None
+    if file_request.speakers is not None:
+        found = await SpeechMap.of(audio, file_request.vad)
     progress = transcribe_audio(
         transcriber(request.app),
         audio,
@@ -384,9 +401,10 @@ async def _run(
         window_seconds=settings.window_seconds,
         in_flight=settings.file_windows_in_flight,
         vad=file_request.vad,
+        found=found,
     )
     progress = request.app[METRICS].count_file_audio(progress)
-    return file_request, progress, audio, known
+    return FileRun(file_request, progress, audio, known, None if found is None else found.scores)
 
 
 async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Transcript:
@@ -397,16 +415,19 @@ async def _collect(progress: AsyncIterator[FileProgress], duration: float) -> Tr
 
 
 async def _speakers(
-    request: web.Request,
-    file_request: FileRequest,
-    audio: np.ndarray,
-    transcript: Transcript,
-    known: list[tuple[str, np.ndarray]],
+    request: web.Request, run: FileRun, transcript: Transcript
 ) -> list[SpeakerSegment]:
     """The transcript's segments with their speakers (the speaker model, then clustering,
     named after the known speakers they match); raises an `AsrError`."""
-    assert file_request.speakers is not None
-    return await diarize(request.app[ASR], audio, transcript.segments, file_request.speakers, known)
+    assert run.request.speakers is not None
+    return await diarize(
+        request.app[ASR],
+        run.audio,
+        transcript.segments,
+        run.request.speakers,
+        run.known,
+        scores=run.scores,
+    )
 
 
 def _without_words(item: dict[str, Any], word_timestamps: bool) -> dict[str, Any]:
@@ -456,13 +477,14 @@ def _native_json(transcript: Transcript, word_timestamps: bool) -> dict[str, Any
 async def transcribe(request: web.Request) -> web.StreamResponse:
     """`POST /transcribe` and `POST /upload`: the gateway's own JSON (or progress events);
     with `diarize`, each segment names its speaker and `speakers` lists them."""
-    file_request, progress, audio, known = await _run(request, native_request)
+    run = await _run(request, native_request)
+    file_request, progress, audio = run.request, run.progress, run.audio
     duration = audio.size / SAMPLE_RATE
 
     async def body(transcript: Transcript) -> dict[str, Any]:
         if file_request.speakers is None:
             return _native_json(transcript, file_request.options.word_timestamps)
-        labelled = await _speakers(request, file_request, audio, transcript, known)
+        labelled = await _speakers(request, run, transcript)
         answer = _native_json(transcript, True)
         answer["segments"] = [
             _without_words(item.to_json(index), file_request.word_timestamps)
@@ -547,7 +569,8 @@ async def openai_translations(request: web.Request) -> web.StreamResponse:
 async def _openai(
     request: web.Request, parse: Callable[[MultiDictProxy[str]], FileRequest]
 ) -> web.StreamResponse:
-    file_request, progress, audio, known = await _run(request, parse)
+    run = await _run(request, parse)
+    file_request, progress, audio = run.request, run.progress, run.audio
     duration = audio.size / SAMPLE_RATE
     logprobs = file_request.options.logprobs
 
@@ -557,7 +580,7 @@ async def _openai(
         transcript = assemble(reports, duration)
         segments: list[dict[str, Any]] = []
         if file_request.speakers is not None:
-            labelled = await _speakers(request, file_request, audio, transcript, known)
+            labelled = await _speakers(request, run, transcript)
             segments = diarized_json(transcript, labelled)["segments"]
         return [*segments, _done_event(transcript, logprobs)]
 
@@ -569,7 +592,7 @@ async def _openai(
     speakers = None
     if file_request.speakers is not None:
         try:
-            labelled = await _speakers(request, file_request, audio, transcript, known)
+            labelled = await _speakers(request, run, transcript)
         except AsrError as exc:
             raise _asr_error(exc) from exc
         if file_request.response_format == DIARIZED_JSON:

@@ -19,7 +19,9 @@ import soundfile
 from aiohttp import FormData
 
 from gateway.core.contract import AsrUnavailable
+from gateway.modes import diarize, vad
 from gateway.modes.audio import SAMPLE_RATE
+from gateway.modes.vad import score_speech
 from testsupport.scripted_backend import ScriptedBackend, low_passed
 
 ROUTE = "/v1/audio/transcriptions"
@@ -204,6 +206,33 @@ async def test_the_speaker_model_is_called_on_the_speech_only(two_voices, make_c
     await client.post("/transcribe", data=form(two_voices, diarize="true"))
     # the voice detector's speech regions, not the silence between the voices
     assert len(backend.speaker_calls) >= 2 and sum(backend.speaker_calls) < 23.0
+
+
+@pytest.mark.parametrize(
+    ("route", "fields"),
+    [
+        ("/transcribe", {"diarize": "true"}),
+        (ROUTE, {"response_format": "diarized_json"}),
+        (ROUTE, {"response_format": "diarized_json", "stream": "true"}),
+    ],
+)
+async def test_a_diarized_upload_is_scored_by_the_detector_once(
+    client, two_voices, monkeypatch, route, fields
+) -> None:
+    """The windows and the speaker model's regions come from the same scores."""
+    scored: list[int] = []
+
+    async def counted(audio: np.ndarray) -> np.ndarray:
+        scored.append(audio.size)
+        return await score_speech(audio)
+
+    monkeypatch.setattr(vad, "score_speech", counted)
+    monkeypatch.setattr(diarize, "score_speech", counted)
+    response = await client.post(route, data=form(two_voices, **fields))
+    body = await response.text()  # to the end: a stream's speakers come after its text
+    assert response.status == 200, body
+    assert '"speaker"' in body or '"speakers"' in body
+    assert len(scored) == 1
 
 
 async def test_known_speakers_name_the_voices_they_match(client, two_voices, jfk_audio) -> None:
