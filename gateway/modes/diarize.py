@@ -3,11 +3,11 @@
 The voice detector's speech regions of the file (from the scores file mode cut its windows
 with, where the caller passes them; unpadded) go to the speaker model, each as one request
 (at most `REGION_SECONDS`, longer regions in pieces), concurrently, so Triton batches them;
-its windows of 1.6 s every 0.77 s find the changes of speaker inside a long region too. Every window of the file is then
-clustered without a known count of speakers (`gateway.core.diarization.cluster_windows`:
-windows over a second of speech or more found the speakers, shorter ones join the nearest),
-the regions are cut into speaker turns where the windows' speaker changes, and each word gets
-the turn it lies in.
+its windows of 1.6 s every 0.77 s find the changes of speaker inside a long region too.
+Every window of the file is then clustered without a known count of speakers
+(`gateway.core.diarization.cluster_windows`: windows over a second of speech or more found
+the speakers, shorter ones join the nearest), the regions are cut into speaker turns where
+the windows' speaker changes, and each word gets the turn it lies in.
 """
 
 from __future__ import annotations
