@@ -15,11 +15,12 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -45,6 +46,7 @@ OPERATION_TIMEOUT_S = 600.0  # an upload taking longer is an error (streams: ser
 RETRY_PAUSE_S = 3.0  # a client pauses this long after an error, so a broken service is not hammered
 ERRORS_SHOWN = 5
 OVERLOAD_STATUSES = (429, 503)  # with Retry-After: the documented "busy, come back later"
+Live = TypeVar("Live", StreamRun, RealtimeRun)  # one live client's session
 FAULTS = ("model_unavailable",)  # a 503 or a skip for this is a fault: Triton runs throughout
 NORMAL_CLOSE, TRY_AGAIN_LATER = 1000, 1013  # WebSocket close codes: done; too many streams
 
@@ -162,28 +164,41 @@ def judge_stream(run: StreamRun, item: Item, ledger: Ledger, where: str) -> None
         ledger.check_wer(where, item, run.text)
 
 
-async def guarded_stream(
-    client: Stack, item: Item, ledger: Ledger, where: str, delay: float = 0.0
-) -> StreamRun | None:
-    """One paced stream, judged; None (after a pause) when the client failed."""
+async def judged_session(
+    session: Awaitable[Live],
+    judge: Callable[[Live, Item, Ledger, str], None],
+    item: Item,
+    ledger: Ledger,
+    where: str,
+) -> Live | None:
+    """A live client's session, judged; None (after a pause) when the client failed."""
     try:
-        run = await service.stream(client, item, delay=delay)
+        run = await session
     except Exception as exc:
         ledger.lose(where, describe(exc))
         await asyncio.sleep(RETRY_PAUSE_S)
         return None
-    judge_stream(run, item, ledger, where)
+    judge(run, item, ledger, where)
     return run
 
 
-async def streams_back_to_back(
-    client: Stack, item: Item, ledger: Ledger, where: str, delay: float, deadline: float
-) -> list[StreamRun]:
-    """Streams of `item` one after another, the first after `delay`; at least one, and none
-    started after `deadline` (monotonic)."""
+async def guarded_stream(
+    client: Stack, item: Item, ledger: Ledger, where: str, delay: float = 0.0
+) -> StreamRun | None:
+    """One paced stream, judged."""
+    return await judged_session(
+        service.stream(client, item, delay=delay), judge_stream, item, ledger, where
+    )
+
+
+async def back_to_back(
+    session: Callable[[float], Awaitable[Live | None]], delay: float, deadline: float
+) -> list[Live]:
+    """`session(delay)` one after another, the first after `delay`; at least one, and none
+    started after `deadline` (monotonic); the ones that did not fail."""
     runs = []
     while True:
-        if run := await guarded_stream(client, item, ledger, where, delay):
+        if run := await session(delay):
             runs.append(run)
         if time.monotonic() >= deadline:
             return runs
@@ -204,25 +219,12 @@ def judge_realtime(run: RealtimeRun, item: Item, ledger: Ledger, where: str) -> 
         ledger.check_wer(where, item, run.text)
 
 
-async def realtime_back_to_back(
-    client: Stack, item: Item, ledger: Ledger, where: str, delay: float, deadline: float
-) -> list[RealtimeRun]:
-    """Realtime sessions of `item` one after another, as `streams_back_to_back`."""
-    runs = []
-    while True:
-        try:
-            run = await service.realtime_session(
-                client, item, delay=delay, timeout_s=OPERATION_TIMEOUT_S
-            )
-        except Exception as exc:
-            ledger.lose(where, describe(exc))
-            await asyncio.sleep(RETRY_PAUSE_S)
-        else:
-            judge_realtime(run, item, ledger, where)
-            runs.append(run)
-        if time.monotonic() >= deadline:
-            return runs
-        delay = 0.0
+async def guarded_realtime(
+    client: Stack, item: Item, ledger: Ledger, where: str, delay: float = 0.0
+) -> RealtimeRun | None:
+    """One Realtime transcription session, judged."""
+    session = service.realtime_session(client, item, delay=delay, timeout_s=OPERATION_TIMEOUT_S)
+    return await judged_session(session, judge_realtime, item, ledger, where)
 
 
 def error_code(reply: service.UploadReply) -> str:
@@ -360,12 +362,18 @@ async def mixed_phase(
     deadline = time.monotonic() + seconds
     delays = service.start_delays(client, args.streams + args.realtime)
     streams = (
-        streams_back_to_back(client, stream_item, ledger, f"stream {i} {label}", delay, deadline)
+        back_to_back(
+            partial(guarded_stream, client, stream_item, ledger, f"stream {i} {label}"),
+            delay,
+            deadline,
+        )
         for i, delay in enumerate(delays[: args.streams])
     )
     realtime = (
-        realtime_back_to_back(
-            client, stream_item, ledger, f"Realtime session {i} {label}", delay, deadline
+        back_to_back(
+            partial(guarded_realtime, client, stream_item, ledger, f"Realtime session {i} {label}"),
+            delay,
+            deadline,
         )
         for i, delay in enumerate(delays[args.streams :])
     )

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import datetime
 import os
-import re
 import shutil
 import sys
 import time
@@ -31,10 +30,10 @@ from benchmarks.report import TMP_DIR, log
 from benchmarks.stack import running_stack
 from gateway.backend.triton_pool import TritonPool
 from gateway.core.contract import TranscribeOptions
-from gateway.modes.audio import WINDOW_SECONDS
+from gateway.modes.audio import SAMPLE_RATE, WINDOW_SECONDS
 from gateway.modes.diarize import embed_speech
 from gateway.modes.files import transcribe_audio
-from gateway.tools.local_triton import DEFAULT_MODEL_REPOSITORY
+from gateway.tools.local_triton import model_repository_with
 
 SCENARIOS = ("alone", "beside Whisper")
 CLK_TCK = os.sysconf("SC_CLK_TCK")  # /proc's clock ticks a second
@@ -53,21 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def repository_with_speaker_threads(threads: int) -> Path:
-    """A copy of the model repository (weights linked, not copied) whose speaker model runs
-    on `threads` CPU threads."""
-    copy = TMP_DIR / f"repository-speaker-threads-{threads}"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(DEFAULT_MODEL_REPOSITORY, copy, symlinks=True, copy_function=_link)
-    config = copy / "speaker" / "config.pbtxt"
-    config.unlink()  # a link to the original: write a file of its own
-    text = (DEFAULT_MODEL_REPOSITORY / "speaker" / "config.pbtxt").read_text()
-    pattern = r'(key: "cpu_threads".*?value: \{ string_value: ")\d+'
-    config.write_text(re.sub(pattern, rf"\g<1>{threads}", text, count=1, flags=re.S))
-    return copy
-
-
-def _link(source: str, target: str) -> None:
-    Path(target).symlink_to(Path(source).resolve())
+    """The model repository with the speaker model on `threads` CPU threads."""
+    directory = TMP_DIR / "repositories" / f"speaker-threads-{threads}"
+    shutil.rmtree(directory, ignore_errors=True)
+    return model_repository_with(directory, {"cpu_threads": str(threads)}, model="speaker")
 
 
 def stub_cpu_seconds() -> dict[str, float]:
@@ -121,7 +109,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         async with running_stack(TMP_DIR, model_repository=repository) as stack:
             machine = report.machine(await stack.triton_version())
             async with stack.triton_pool() as pool:
-                await one_run(pool, audio[: 30 * 16_000], beside_whisper=True)  # warm-up
+                await one_run(pool, audio[: 30 * SAMPLE_RATE], beside_whisper=True)  # warm-up
                 for scenario in SCENARIOS:
                     for _ in range(args.repeat):
                         run = await one_run(pool, audio, scenario != SCENARIOS[0])
@@ -131,7 +119,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.date.today().isoformat(),
         "command": report.command_line("benchmarks.speaker_beside_whisper"),
         "machine": machine,
-        "audio_s": audio.size / 16_000,
+        "audio_s": audio.size / SAMPLE_RATE,
         "rows": rows,
     }
 

@@ -357,7 +357,7 @@ def _reason(log: str) -> str:
     for line in log.splitlines():
         line = _LOG_PREFIX.sub("", line.strip())
         cause = line.rsplit(": ", 1)[-1]
-        if not line or line.startswith(_SAYS_NOTHING) or (line in lines or cause in causes):
+        if not line or line.startswith(_SAYS_NOTHING) or cause in causes:  # a repeat, too
             continue
         lines.append(line)
         causes.add(cause)

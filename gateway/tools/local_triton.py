@@ -138,11 +138,12 @@ def model_repository_with(
     parameters: Mapping[str, str],
     max_batch_size: int | None = None,
     source: Path = DEFAULT_MODEL_REPOSITORY,
+    model: str = "whisper",
 ) -> Path:
-    """A model repository in `directory` serving the project's model with some of its
-    config's `parameters` (and `max_batch_size`) set otherwise: the version directory linked,
-    the config copied with those values changed."""
-    model_dir = source / "whisper"
+    """A model repository in `directory` serving the project's models, `model` with some of
+    its config's `parameters` (and `max_batch_size`) set otherwise: the version directory
+    linked, the config copied with those values changed."""
+    model_dir = source / model
     config = (model_dir / "config.pbtxt").read_text()
     changes = [
         (
@@ -159,13 +160,13 @@ def model_repository_with(
         template = r"\g<1>" + value.replace("\\", "\\\\") + r"\g<2>"
         config, count = re.subn(pattern, template, config)
         if count != 1:
-            raise ValueError(f"the model's config.pbtxt has no {name} to set")
-    model = directory / "whisper"
-    model.mkdir(parents=True, exist_ok=True)
-    (model / "config.pbtxt").write_text(config)
-    _link(model / "1", model_dir / "1")
-    for other in served_models(source):  # the models beside Whisper (speaker), as they are
-        if other != "whisper":
+            raise ValueError(f"the {model} model's config.pbtxt has no {name} to set")
+    changed = directory / model
+    changed.mkdir(parents=True, exist_ok=True)
+    (changed / "config.pbtxt").write_text(config)
+    _link(changed / "1", model_dir / "1")
+    for other in served_models(source):  # the models beside it, as they are
+        if other != model:
             _link(directory / other, source / other)
     return directory
 

@@ -42,6 +42,14 @@ def test_a_variant_repository_changes_only_what_it_names(tmp_path: Path) -> None
     assert (repository / "whisper" / "1" / "model.py").is_file()  # the real version, linked
 
 
+def test_a_variant_of_the_speaker_model_leaves_whisper_as_it_is(tmp_path: Path) -> None:
+    repository = model_repository_with(tmp_path, {"cpu_threads": "0"}, model="speaker")
+    config = (repository / "speaker" / "config.pbtxt").read_text()
+    assert parameter(config, "cpu_threads") == "0"
+    assert (repository / "speaker" / "1" / "model.py").is_file()
+    assert (repository / "whisper").resolve() == (DEFAULT_MODEL_REPOSITORY / "whisper").resolve()
+
+
 def test_a_value_is_written_as_given_backslashes_and_all(tmp_path: Path) -> None:
     # a weights path on Windows, say: no backslash read as a group reference or an escape
     repository = model_repository_with(tmp_path, {"weights": r"C:\w\1\tiny.en.pt"})
