@@ -63,10 +63,15 @@ def lower_process(pid: int) -> None:
             continue
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0))
+
+
 @functools.lru_cache(maxsize=1)
 def _file_steps_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(
-        len(os.sched_getaffinity(0)), thread_name_prefix="file-step", initializer=lower_this_thread
+        usable_cores(), thread_name_prefix="file-step", initializer=lower_this_thread
     )
 
 

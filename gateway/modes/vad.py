@@ -20,7 +20,6 @@ starting half a second early so its recurrent state has settled when its own fra
 from __future__ import annotations
 
 import asyncio
-import os
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +31,7 @@ import numpy as np
 import onnxruntime
 
 from gateway.modes.audio import SAMPLE_RATE
-from gateway.modes.priority import as_file_work, lower_this_thread
+from gateway.modes.priority import as_file_work, lower_this_thread, usable_cores
 
 FRAME_SAMPLES = 512  # Silero's window at 16 kHz: 32 ms
 CONTEXT_SAMPLES = 64  # samples of the previous frame the model sees with each frame
@@ -65,10 +64,6 @@ class VadConfig:
     min_speech_seconds: float = 0.1  # shorter bursts are clicks, not speech
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 # Live streams per group scored side by side, at least (`StreamScorer`). ONNX Runtime's cost
 # per stream and frame on 2 Zen 4 cores: 180 us alone, 81 us at 8 rows a call, 72 at 16, 69
 # at 32 and more; smaller groups would spend more CPU than they free the event loop of
@@ -87,7 +82,7 @@ def _scoring_pool() -> ThreadPoolExecutor:
     an upload's next steps (its regions, writing the next upload to disk) queued behind every
     other upload's blocks: 64 uploads at once on 2 cores sent their first window after 3.6 s,
     all within the last 0.2 s, instead of each as soon as its own detection was done."""
-    threads = max(SCORING_THREADS, _cores())
+    threads = max(SCORING_THREADS, usable_cores())
     return ThreadPoolExecutor(threads, thread_name_prefix="vad", initializer=lower_this_thread)
 
 
@@ -187,7 +182,7 @@ class SpeechMap:
 def _stream_group_pool() -> ThreadPoolExecutor:
     """The threads live streams' groups are scored in (`StreamScorer`), one per core. Not the
     files' pool, where a round would wait behind file blocks while steps waited for it."""
-    return ThreadPoolExecutor(_cores(), thread_name_prefix="stream-vad")
+    return ThreadPoolExecutor(usable_cores(), thread_name_prefix="stream-vad")
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
@@ -303,7 +298,7 @@ class StreamScorer:
     def __init__(
         self,
         rows_per_group: int = STREAM_ROWS_PER_GROUP,
-        cores: Callable[[], int] = _cores,
+        cores: Callable[[], int] = usable_cores,
         catch_up_rounds: int = CATCH_UP_ROUNDS,
     ) -> None:
         """`rows_per_group`: the fewest streams a group holds; `cores`: how many the process
