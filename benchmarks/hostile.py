@@ -41,6 +41,8 @@ from benchmarks.report import RESULTS_DIR, TMP_DIR, log
 from benchmarks.service import FileReference, StreamRun, words_of
 from benchmarks.soak import (
     FAULTS,
+    LATENCY_FACTOR,
+    LATENCY_SLACK_S,
     NORMAL_CLOSE,
     SETTLE_S,
     WER_MARGIN,
@@ -52,6 +54,7 @@ from benchmarks.soak import (
     own_client,
     positive_float,
     positive_int,
+    within_latency,
 )
 from benchmarks.stack import Stack, running_stack
 from gateway.backend.triton_tensors import MODEL_NAME, OUTPUTS, build_inputs, parse_outputs
@@ -63,11 +66,6 @@ from testsupport.triton import crash
 from testsupport.wer import word_error_rate
 
 # ---- the verdict's tolerances ----------------------------------------------------------------
-# Final latency on 2 shared cores moves by a second or two from one minute to the next with
-# nothing changed (the beat is 3 s; one late step puts every stream's finals a step later), so
-# an attack passes when the honest streams' p50 and p95 stay within 1.5x the baseline's plus 1 s.
-LATENCY_FACTOR = 1.5
-LATENCY_SLACK_S = 1.0
 # The service decodes greedily: the same clip gives the same text (0 % on the clips in the
 # soak). The honest clients' mean WER may move by this much (absolute) from the baseline's.
 WER_TOLERANCE = 0.05
@@ -772,10 +770,6 @@ def honest_summary(
 
 
 # ---- the verdict (pure: tests/unit/test_hostile_verdict.py) ----------------------------------
-
-
-def within_latency(value: float, baseline: float) -> bool:
-    return not math.isnan(value) and value <= LATENCY_FACTOR * baseline + LATENCY_SLACK_S
 
 
 def phase_checks(phase: dict[str, Any], baseline: dict[str, Any]) -> list[tuple[str, bool]]:

@@ -185,6 +185,11 @@ class StreamRun(PacedRun):
     def final_latencies(self) -> list[float]:
         return [latency for latency, _ in self.timed_finals()]
 
+    def arrived_final_latencies(self) -> list[tuple[float, float]]:
+        """Per final message, (its arrival, its latency): to see latency move over a run."""
+        timed = zip(self.finals, self.timed_finals(), strict=True)
+        return [(t, latency) for (t, _), (latency, _) in timed]
+
     def word_latencies(self, reference: list[tuple[str, float]]) -> tuple[list[float], list[float]]:
         """Per word of `reference` (word, end time in the audio) that the stream wrote: the
         time from its audio being sent to it first being shown (final text + partial), and to
@@ -336,9 +341,13 @@ class RealtimeRun(PacedRun):
     def completion_latencies(self) -> list[float]:
         """Per turn, from the audio up to its stop being sent to its transcript's
         `completed` (or `failed`): what a client of server VAD waits for."""
+        return [latency for _, latency in self.arrived_completion_latencies()]
+
+    def arrived_completion_latencies(self) -> list[tuple[float, float]]:
+        """`completion_latencies`, each with its event's arrival."""
         stops = self._stops()
         return [
-            t - stops[e["item_id"]][1]
+            (t, t - stops[e["item_id"]][1])
             for t, e in self.events
             if e["type"] in ENDED and e["item_id"] in stops
         ]

@@ -1,14 +1,25 @@
-"""The soak's judgement of its Realtime sessions and diarized uploads (benchmarks/soak.py), and
-its rule that every kind of client it was asked for did some work."""
+"""The soak's judgement of its Realtime sessions and diarized uploads (benchmarks/soak.py), its
+rule that every kind of client it was asked for did some work, and its latency rules: live
+clients under the mixed load against alone, and at the mixed phase's end against its start."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from benchmarks.audio import Item
-from benchmarks.service import COMPLETED, FAILED, STARTED, RealtimeRun, UploadReply
-from benchmarks.soak import Ledger, judge_realtime, load_ran_rule, unlabelled_segments
+from benchmarks.service import COMPLETED, FAILED, STARTED, RealtimeRun, StreamRun, UploadReply
+from benchmarks.soak import (
+    Ledger,
+    by_third,
+    judge_realtime,
+    latency_rules,
+    load_ran_rule,
+    unlabelled_segments,
+)
 
 ITEM = Item("clip", Path("clip.wav"), "the grass was wet")
 
@@ -97,3 +108,63 @@ def test_every_kind_of_client_asked_for_must_have_completed_work() -> None:
     assert not load_ran_rule(results(1, 1, 2, 0))["passed"]
     not_asked = load_ran_rule(results(0, 0, 0, 0))
     assert not_asked["passed"] and not_asked["measured"] == "3 streams, 2 uploads"
+
+
+def test_latencies_are_taken_from_the_first_and_the_last_third_of_their_arrivals() -> None:
+    # finals at 10..19 s: the first third is 10-13 s, the last 16-19 s
+    arrived = [(10.0 + t, 1.0 + t) for t in range(10)]
+    thirds = by_third(arrived)
+    assert thirds["first"]["count"] == 4 and thirds["first"]["max"] == 4.0
+    assert thirds["last"]["count"] == 4 and thirds["last"]["p50"] == pytest.approx(8.5, abs=0.5)
+    assert by_third([])["first"]["count"] == 0
+
+
+def test_a_streams_finals_are_stamped_with_their_arrival() -> None:
+    run = StreamRun(frame_sent=[100.0 + 0.1 * i for i in range(30)])  # 3 s in 100 ms frames
+    run.messages = [
+        (101.5, {"type": "final", "text": " The grass", "start": 0.0, "end": 1.0}),
+        (101.6, {"type": "partial", "text": " was"}),
+        (103.5, {"type": "final", "text": " was wet.", "start": 1.0, "end": 3.0}),
+    ]
+    arrived = run.arrived_final_latencies()
+    assert [t for t, _ in arrived] == [101.5, 103.5]
+    assert [latency for _, latency in arrived] == pytest.approx(run.final_latencies())
+    assert run.final_latencies() == pytest.approx([0.6, 0.6])
+
+
+def quantiles(p50: float, p95: float) -> dict[str, float]:
+    return {"p50": p50, "p95": p95, "max": p95, "count": 10}
+
+
+def timed(
+    alone: tuple[float, float],
+    mixed: tuple[float, float],
+    first: tuple[float, float],
+    last: tuple[float, float],
+    realtime: int = 1,
+) -> dict[str, Any]:
+    thirds = {"first": quantiles(*first), "last": quantiles(*last)}
+    return {
+        "config": {"realtime": realtime},
+        "alone": {"final_latency_s": quantiles(*alone)},
+        "mixed": {"final_latency_s": quantiles(*mixed), "final_latency_by_third_s": thirds},
+        "realtime": {"completed_after_stop_by_third_s": thirds},
+    }
+
+
+def test_live_clients_must_neither_wait_behind_file_work_nor_fall_behind_over_the_soak() -> None:
+    rules = latency_rules(timed((4.3, 4.5), (4.4, 6.2), (4.2, 6.0), (4.5, 6.4)))
+    assert [rule["passed"] for rule in rules] == [True, True, True]
+    assert rules[0]["rule"] == (
+        "streams' finals under the mixed load: p50 and p95 ≤ 1.5 × alone + 1 s"
+    )
+    assert rules[0]["measured"] == "4.40 against 4.30 s and 6.20 against 4.50 s"
+    # the speaker model's threads against Whisper's (2026-12-07): p95 11.4 s against 4.2 s alone
+    held_back = latency_rules(timed((3.6, 4.2), (4.4, 11.4), (4.2, 6.0), (4.5, 6.4)))
+    assert [rule["passed"] for rule in held_back] == [False, True, True]
+    # a backlog that grows: each third later than the one before
+    falling_behind = latency_rules(timed((4.3, 4.5), (5.0, 7.0), (4.2, 5.0), (9.0, 12.0)))
+    assert [rule["passed"] for rule in falling_behind] == [True, False, False]
+    no_finals = latency_rules(timed((4.3, 4.5), (math.nan, math.nan), (4.2, 5.0), (4.5, 6.0)))
+    assert not no_finals[0]["passed"]
+    assert len(latency_rules(timed((4, 4), (4, 4), (4, 4), (4, 4), realtime=0))) == 2
