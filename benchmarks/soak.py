@@ -572,8 +572,8 @@ def latency_rule(
     """`latency`'s p50 and p95 (of `what`) within tolerance of `compared_with`'s (`against`)."""
     return {
         "rule": f"{what}: p50 and p95 ≤ {LATENCY_FACTOR:g} × {against} + {LATENCY_SLACK_S:g} s",
-        "measured": " and ".join(
-            f"{latency[q]:.2f} against {compared_with[q]:.2f} s" for q in ("p50", "p95")
+        "measured": ", ".join(
+            f"{q} {latency[q]:.2f} s ({against} {compared_with[q]:.2f})" for q in ("p50", "p95")
         ),
         "passed": all(within_latency(latency[q], compared_with[q]) for q in ("p50", "p95")),
     }
@@ -594,7 +594,7 @@ def latency_rules(results: dict[str, Any]) -> list[dict[str, Any]]:
         latency_rule(
             "streams' finals in the mixed phase's last third",
             mixed["final_latency_by_third_s"]["last"],
-            "its first",
+            "its first third",
             mixed["final_latency_by_third_s"]["first"],
         ),
     ]
@@ -604,7 +604,7 @@ def latency_rules(results: dict[str, Any]) -> list[dict[str, Any]]:
             latency_rule(
                 "Realtime turns completed in the mixed phase's last third",
                 thirds["last"],
-                "its first",
+                "its first third",
                 thirds["first"],
             )
         )
