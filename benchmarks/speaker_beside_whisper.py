@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import os
 import shutil
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import composite, report
+from benchmarks import composite, report, resources
 from benchmarks.report import TMP_DIR, log
 from benchmarks.stack import running_stack
 from gateway.backend.triton_pool import TritonPool
@@ -36,7 +35,6 @@ from gateway.modes.files import transcribe_audio
 from gateway.tools.local_triton import model_repository_with
 
 SCENARIOS = ("alone", "beside Whisper")
-CLK_TCK = os.sysconf("SC_CLK_TCK")  # /proc's clock ticks a second
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,23 +56,24 @@ def repository_with_speaker_threads(threads: int) -> Path:
     return model_repository_with(directory, {"cpu_threads": str(threads)}, model="speaker")
 
 
-def stub_cpu_seconds() -> dict[str, float]:
-    """CPU seconds so far of each Python backend stub, by its model's name."""
+def stub_cpu_seconds(triton_pid: int) -> dict[str, float]:
+    """CPU seconds so far of each of this Triton's Python backend stubs, by its model's name."""
     found: dict[str, float] = {}
-    for process in Path("/proc").iterdir():
+    for pid in resources.descendants(triton_pid, resources.parent_ids()):
         try:
-            command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            stat = (process / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, ValueError):
+            command = (resources.PROC / str(pid) / "cmdline").read_bytes()
+        except OSError:  # gone since the listing
             continue
-        if "triton_python_backend_stub" in command:
-            model = "speaker" if "/speaker/" in command else "whisper"
-            found[model] = (int(stat[11]) + int(stat[12])) / CLK_TCK
+        if b"triton_python_backend_stub" in command:
+            model = "speaker" if b"/speaker/" in command else "whisper"
+            found[model] = resources.cpu_seconds(pid)
     return found
 
 
-async def one_run(pool: TritonPool, audio: np.ndarray, beside_whisper: bool) -> dict[str, float]:
-    began, before = time.perf_counter(), stub_cpu_seconds()
+async def one_run(
+    pool: TritonPool, triton_pid: int, audio: np.ndarray, beside_whisper: bool
+) -> dict[str, float]:
+    began, before = time.perf_counter(), stub_cpu_seconds(triton_pid)
 
     async def speakers() -> float:
         await embed_speech(pool, audio)
@@ -89,7 +88,7 @@ async def one_run(pool: TritonPool, audio: np.ndarray, beside_whisper: bool) -> 
         return time.perf_counter() - began
 
     walls = await asyncio.gather(speakers(), *([whisper()] if beside_whisper else []))
-    after = stub_cpu_seconds()
+    after = stub_cpu_seconds(triton_pid)
     run = {
         "speaker_wall_s": walls[0],
         "speaker_cpu_s": after["speaker"] - before["speaker"],
@@ -109,10 +108,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         async with running_stack(TMP_DIR, model_repository=repository) as stack:
             machine = report.machine(await stack.triton_version())
             async with stack.triton_pool() as pool:
-                await one_run(pool, audio[: 30 * SAMPLE_RATE], beside_whisper=True)  # warm-up
+                await one_run(pool, stack.triton_pid, audio[: 30 * SAMPLE_RATE], True)  # warm-up
                 for scenario in SCENARIOS:
                     for _ in range(args.repeat):
-                        run = await one_run(pool, audio, scenario != SCENARIOS[0])
+                        run = await one_run(pool, stack.triton_pid, audio, scenario != SCENARIOS[0])
                         log(f"cpu_threads {threads}, {scenario}: {run}")
                         rows.append({"cpu_threads": threads, "scenario": scenario, **run})
     return {

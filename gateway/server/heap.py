@@ -43,10 +43,10 @@ def malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-def map_large_blocks(mallopt: Callable[[int, int], int] | None = None) -> bool:
+def map_large_blocks() -> bool:
     """Map every block of `LARGE_BLOCK_BYTES` or more on its own, for good (a threshold set
     once is no longer raised by glibc); False where that cannot be set."""
-    mallopt = mallopt or _libc_function("mallopt")
+    mallopt = _libc_function("mallopt")
     return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES))
 
 

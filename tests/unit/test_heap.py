@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -81,11 +82,19 @@ def trimming_tasks() -> list[asyncio.Task]:
 
 
 async def test_the_app_maps_large_blocks_on_its_own(monkeypatch) -> None:
-    calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(heap, "_libc_function", lambda name: lambda *args: calls.append(args) or 1)
+    calls: list[tuple[object, ...]] = []
+
+    def libc_function(name: str) -> Callable[..., int]:
+        def call(*args: object) -> int:
+            calls.append((name, *args))
+            return 1
+
+        return call
+
+    monkeypatch.setattr(heap, "_libc_function", libc_function)
     context = heap.heap_trimming(app_with(Settings(heap_trim_interval_s=0)))
     await anext(context)
-    assert calls == [(heap.M_MMAP_THRESHOLD, heap.LARGE_BLOCK_BYTES)]
+    assert calls == [("mallopt", heap.M_MMAP_THRESHOLD, heap.LARGE_BLOCK_BYTES)]
     await anext(context, None)
 
 
