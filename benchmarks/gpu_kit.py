@@ -75,9 +75,10 @@ PLATFORMS = (
 PYTRITON_INIT = (
     '"""The server files of the nvidia-pytriton wheel, carried by benchmarks.gpu_kit."""\n'
 )
-# What the last call runs once the kit is in: issue 18's GPU figures with the decoder's CUDA
-# graphs (64 uploads at once; streams on a 1 s beat until final p95 passes 3 s), then how fast
-# the host's CPU side alone feeds a model taking 300 ms an execution; about 5 minutes
+# What the last call runs once the kit is in, after the CUDA tests (`cuda_tests`): issue 18's
+# GPU figures with the decoder's CUDA graphs (64 uploads at once; streams on a 1 s beat until
+# final p95 passes 3 s), then how fast the host's CPU side alone feeds a model taking 300 ms an
+# execution; about 5 minutes
 GPU_RUN = (
     f"python3 -m benchmarks.gpu --audio {HOST_DIR / 'audio'} --graphs on --repeat 1"
     " --files 1,64 --streams 64,128,192 --output $OUT",
@@ -109,8 +110,10 @@ def build(out: Path, python: str, part_bytes: int) -> list[Path]:
         for name in names:
             _copy(weights_dir(model) / name, staging / "weights" / model / name)
     from benchmarks import gpu  # numpy and the project: only the build needs them
+    from testsupport.clips import save_decoded_clips
 
     gpu.prepare(staging / "audio")
+    save_decoded_clips(staging / "clips")
     archive = out.parent / ARCHIVE
     print(f"compressing {_size(staging) / 1e6:.0f} MB", file=sys.stderr)
     with tarfile.open(archive, "w:xz", preset=6) as tar:
@@ -275,10 +278,10 @@ def install(host_dir: Path = HOST_DIR) -> None:
     for model, names in WEIGHTS.items():
         for name in names:
             _copy(unpacked / "weights" / model / name, weights_dir(model) / name)
-    audio = host_dir / "audio"
-    shutil.rmtree(audio, ignore_errors=True)
-    shutil.move(unpacked / "audio", audio)
-    print(f"installed: packages {site_dir} (via {pth}), weights, audio {audio}")
+    for folder in ("audio", "clips"):
+        shutil.rmtree(host_dir / folder, ignore_errors=True)
+        shutil.move(unpacked / folder, host_dir / folder)
+    print(f"installed: packages {site_dir} (via {pth}), weights, audio and clips in {host_dir}")
 
 
 def check() -> None:
@@ -328,16 +331,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cuda_tests() -> str:
+    """The command that runs the tests only a CUDA device runs (the CUDA graphs' tokens against
+    the eager step's, a batch's phases timed on the GPU; about a minute), on the clips the kit
+    carries decoded (the host has no ffmpeg). A failure is printed and its JUnit file comes back
+    under $OUT, and the benchmarks run on: their figures are worth the call either way."""
+    from testsupport.clips import DECODED_CLIPS_ENV
+
+    tests = "tests/integration/test_decoder.py tests/integration/test_transcriber_in_process.py"
+    return (
+        f"{{ {DECODED_CLIPS_ENV}={HOST_DIR / 'clips'} python3 -m pytest -q -p no:cacheprovider"
+        f" -k cuda {tests} --junitxml $OUT/cuda-tests.xml"
+        " || echo 'CUDA TESTS FAILED; the benchmarks run on'; }"
+    )
+
+
 def commands_for(parts: list[Path]) -> str:
     """The device calls that carry and install the kit, one per part (each within about 30 s
-    of the last: the machine stays warm that long), the last one running the benchmarks."""
+    of the last: the machine stays warm that long), the last one running the CUDA tests and
+    the benchmarks."""
     lines = [f"{len(parts)} parts; on the GPU host, one call each, carrying the part named:"]
     for index, part in enumerate(parts, start=1):
         relative = part.relative_to(ROOT) if part.is_relative_to(ROOT) else part
         line = f"python3 -m benchmarks.gpu_kit receive {relative}"
         if index == len(parts):
             line = f"export PYTHONUNBUFFERED=1; {line} && python3 -m benchmarks.gpu_kit install && "
-            line += " && ".join(GPU_RUN)
+            line += " && ".join((cuda_tests(), *GPU_RUN))
         lines.append(f"  carry {relative}: {line}")
     return "\n".join(lines)
 

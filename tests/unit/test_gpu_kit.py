@@ -7,9 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import gpu_kit
+from testsupport import clips
 
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -78,3 +80,32 @@ def test_only_the_last_call_installs_and_runs_the_benchmarks(tmp_path: Path):
     assert all("install" not in line for line in lines[:2])
     assert "receive build/gpu-kit/3 && python3 -m benchmarks.gpu_kit install && " in lines[2]
     assert "python3 -m benchmarks.gpu --audio /tmp/hermes-gpu-kit/audio" in lines[2]
+
+
+def test_the_last_call_runs_the_cuda_tests_on_the_carried_clips_then_the_benchmarks():
+    parts = [gpu_kit.ROOT / "build" / "gpu-kit" / str(i) for i in (1, 2, 3)]
+    last = gpu_kit.commands_for(parts).splitlines()[-1]
+    install = last.index("benchmarks.gpu_kit install")
+    tests = last.index(f"{clips.DECODED_CLIPS_ENV}=/tmp/hermes-gpu-kit/clips python3 -m pytest")
+    benchmark = last.index("python3 -m benchmarks.gpu ")
+    assert install < tests < benchmark
+    assert "-k cuda tests/integration/test_decoder.py" in last
+    # a failure is reported, and the benchmarks still run
+    reported = "|| echo 'CUDA TESTS FAILED; the benchmarks run on'; }"
+    assert f"{reported} && python3 -m benchmarks.gpu " in last
+    command = last.split(": ", 1)[1]
+    assert len(command) <= 2000  # what one device call takes
+
+
+def test_clips_decoded_beforehand_are_read_instead_of_running_ffmpeg(tmp_path: Path, monkeypatch):
+    clips.save_decoded_clips(tmp_path)
+    jfk = clips.load_clips()["jfk.flac"].path
+    saved = np.load(tmp_path / "jfk.flac.npy")
+    assert saved.dtype == np.float32
+    np.testing.assert_array_equal(saved, clips.load_audio.__wrapped__(jfk))  # as ffmpeg decodes
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(
+        f"{name}.npy" for name in clips.load_clips()
+    )
+    np.save(tmp_path / "jfk.flac.npy", saved[:16_000])  # so that only the folder can give it
+    monkeypatch.setenv(clips.DECODED_CLIPS_ENV, str(tmp_path))
+    assert clips.load_audio.__wrapped__(jfk).size == 16_000
