@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import speech
 from benchmarks.composite import espeak_turns, speaker_composite
 from benchmarks.diarization import COLLAR_S, error_rate, voices
 from benchmarks.stack import local_triton, triton_pool
@@ -27,20 +28,7 @@ from gateway.modes.audio import SAMPLE_RATE
 from gateway.modes.diarize import Speech, embed_speech
 from gateway.server.settings import Settings
 
-SENTENCES = (
-    "Smoky fires lack flame and heat.",
-    "The soft cushion broke the man's fall.",
-    "The salt breeze came across from the sea.",
-    "The girl at the booth sold fifty bonds.",
-    "The small pup gnawed a hole in the sock.",
-    "The fish twisted and turned on the bent hook.",
-    "Press the pants and sew a button on the vest.",
-    "The swan dive was far short of perfect.",
-    "The beauty of the view stunned the young boy.",
-    "Two blue fish swam in the tank.",
-    "Her purse was full of useless trash.",
-    "The colt reared and threw the tall rider.",
-)
+SENTENCES = speech.SENTENCES[16:28]  # twelve Harvard sentences of lists 2 and 3
 THRESHOLDS = (0.55, 0.58, 0.6, 0.62, 0.65, 0.7)
 SMALL_WINDOWS = (1, 3, 4, 5, 6, 8)  # 1: no cluster is small
 SMALL_SIMILARITIES = (0.6, 0.65, 0.7, 0.72, 0.75)
